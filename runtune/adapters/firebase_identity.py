@@ -1,0 +1,90 @@
+"""Firebase Auth adapter of the identity port (`firebase-admin` `verify_id_token`).
+
+Verified tokens are cached until they expire, so the signature check and the user lookup happen
+once per token, not once per request (a UI polling every second would otherwise pay both each time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+
+import firebase_admin
+from firebase_admin import auth
+
+from runtune.errors import Unauthenticated
+from runtune.ports.identity import Identity
+
+# Firebase ID tokens live one hour; allow the usual clock skew between Google's servers and ours.
+_CLOCK_SKEW_S = 5
+
+
+class FirebaseIdentityVerifier:
+    def __init__(
+        self,
+        project_id: str,
+        *,
+        check_revoked: bool = True,
+        cache_size: int = 10_000,
+        app_name: str = "runtune",
+    ) -> None:
+        try:
+            self._app = firebase_admin.get_app(app_name)
+        except ValueError:
+            self._app = firebase_admin.initialize_app(options={"projectId": project_id}, name=app_name)
+        self._check_revoked = check_revoked
+        self._cache: OrderedDict[str, Identity] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def cached(self, id_token: str) -> Identity | None:
+        key = hashlib.sha256(id_token.encode()).hexdigest()
+        with self._lock:
+            identity = self._cache.get(key)
+            if identity is None:
+                return None
+            if identity.expires_at > time.time():
+                self._cache.move_to_end(key)
+                return identity
+            del self._cache[key]
+            return None
+
+    def verify(self, id_token: str) -> Identity:
+        if not id_token:
+            raise Unauthenticated("Missing bearer token: send 'Authorization: Bearer <Firebase ID token>'")
+        cached = self.cached(id_token)
+        if cached is not None:
+            return cached
+        key = hashlib.sha256(id_token.encode()).hexdigest()
+        identity = self._verify_uncached(id_token, time.time())
+        with self._lock:
+            self._cache[key] = identity
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return identity
+
+    def _verify_uncached(self, id_token: str, now: float) -> Identity:
+        try:
+            claims = auth.verify_id_token(
+                id_token, app=self._app, check_revoked=self._check_revoked, clock_skew_seconds=_CLOCK_SKEW_S
+            )
+        except auth.ExpiredIdTokenError as exc:
+            raise Unauthenticated("The ID token has expired; sign in again", code="token_expired") from exc
+        except auth.RevokedIdTokenError as exc:
+            raise Unauthenticated("The ID token was revoked; sign in again", code="token_revoked") from exc
+        except auth.UserDisabledError as exc:
+            raise Unauthenticated("This account is disabled", code="user_disabled") from exc
+        except auth.UserNotFoundError as exc:
+            raise Unauthenticated("The ID token names no existing user", code="invalid_token") from exc
+        except (auth.InvalidIdTokenError, ValueError) as exc:
+            raise Unauthenticated("The ID token is invalid", code="invalid_token") from exc
+        # firebase-admin checks expiry only when it checks signatures (never against the emulator),
+        # so check it here too: one rule for both profiles.
+        expires_at = float(claims.get("exp", 0))
+        if expires_at <= now - _CLOCK_SKEW_S:
+            raise Unauthenticated("The ID token has expired; sign in again", code="token_expired")
+        if float(claims.get("iat", 0)) > now + _CLOCK_SKEW_S:
+            raise Unauthenticated("The ID token is issued in the future", code="invalid_token")
+        return Identity(uid=claims["uid"], email=claims.get("email"), expires_at=expires_at)

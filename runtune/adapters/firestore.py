@@ -1,0 +1,95 @@
+"""Firestore adapter of the metadata port (the emulator locally, the real database in the cloud)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from runtune.errors import Conflict, NotFound
+from runtune.ports.metadata import Document, OrderBy, Where
+
+# Firestore accepts at most 500 writes in one batch.
+_BATCH_LIMIT = 500
+
+
+class FirestoreMetadataStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self._db = client
+
+    @classmethod
+    def for_project(cls, project_id: str) -> FirestoreMetadataStore:
+        # FIRESTORE_EMULATOR_HOST, when set (local profile only), is honoured by the client itself.
+        return cls(firestore.Client(project=project_id))
+
+    def get(self, path: str) -> Document | None:
+        snapshot = self._db.document(path).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def create(self, path: str, data: Document) -> None:
+        try:
+            self._db.document(path).create(data)
+        except gexc.AlreadyExists as exc:
+            raise Conflict(f"'{path}' already exists") from exc
+
+    def set(self, path: str, data: Document, *, merge: bool = False) -> None:
+        self._db.document(path).set(data, merge=merge)
+
+    def update(self, path: str, fields: Document) -> None:
+        try:
+            self._db.document(path).update(fields)
+        except gexc.NotFound as exc:
+            raise NotFound(f"'{path}' does not exist") from exc
+
+    def delete(self, path: str) -> None:
+        self._db.document(path).delete()
+
+    def delete_tree(self, path: str) -> None:
+        self._db.recursive_delete(self._db.document(path))
+
+    def set_many(self, items: Sequence[tuple[str, Document]]) -> None:
+        for start in range(0, len(items), _BATCH_LIMIT):
+            batch = self._db.batch()
+            for path, data in items[start : start + _BATCH_LIMIT]:
+                batch.set(self._db.document(path), data)
+            batch.commit()
+
+    def query(
+        self,
+        collection: str,
+        *,
+        where: Sequence[Where] = (),
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        start_after: str | None = None,
+    ) -> list[tuple[str, Document]]:
+        ref = self._db.collection(collection)
+        query: firestore.Query | firestore.CollectionReference = ref
+        for clause in where:
+            query = query.where(filter=FieldFilter(clause.field, clause.op, clause.value))
+        for order in order_by:
+            direction = firestore.Query.DESCENDING if order.descending else firestore.Query.ASCENDING
+            query = query.order_by(order.field, direction=direction)
+        if start_after is not None:
+            cursor = ref.document(start_after).get()
+            if not cursor.exists:
+                return []
+            query = query.start_after(cursor)
+        if limit is not None:
+            query = query.limit(limit)
+        return [(snap.id, snap.to_dict() or {}) for snap in query.stream()]
+
+    def transact(self, path: str, mutate: Callable[[Document | None], Document | None]) -> Document | None:
+        ref = self._db.document(path)
+
+        @firestore.transactional
+        def run(transaction: firestore.Transaction) -> Document | None:
+            snapshot = ref.get(transaction=transaction)
+            result = mutate(snapshot.to_dict() if snapshot.exists else None)
+            if result is not None:
+                transaction.set(ref, result)
+            return result
+
+        return run(self._db.transaction())

@@ -1,0 +1,72 @@
+"""FastAPI exception handlers that render every 4xx/5xx as the error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from runtune.errors import RuntuneError, error_envelope
+
+log = logging.getLogger("runtune.api")
+
+_STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
+    # ("body", "method", "supervised", "n_epochs") -> "method.supervised.n_epochs"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    if not parts and loc:
+        return str(loc[-1])
+    return ".".join(parts) or None
+
+
+async def _runtune_error(_: Request, exc: RuntuneError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    param = _param_from_loc(tuple(first.get("loc", ())))
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        message = f"Request body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
+        param = None
+    elif param:
+        message = f"Invalid value for '{param}': {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return JSONResponse(
+        error_envelope(message, "invalid_request_error", param=param, code="invalid_value"), status_code=400
+    )
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    error_type = _STATUS_TYPES.get(
+        exc.status_code, "invalid_request_error" if exc.status_code < 500 else "server_error"
+    )
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return JSONResponse(
+        error_envelope(message, error_type, code=code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path, "error_class": type(exc).__name__})
+    return JSONResponse(
+        error_envelope("The server had an error while processing your request.", "server_error"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RuntuneError, _runtune_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)

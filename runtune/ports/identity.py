@@ -1,0 +1,21 @@
+"""Identity port: turns a bearer token into the caller's verified identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Identity:
+    uid: str
+    email: str | None
+    expires_at: float
+
+
+class IdentityVerifier(Protocol):
+    def cached(self, id_token: str) -> Identity | None:
+        """A previously verified, unexpired identity for this token, without any I/O."""
+
+    def verify(self, id_token: str) -> Identity:
+        """Raises `runtune.errors.Unauthenticated` for a missing, malformed, forged or expired token."""

@@ -1,0 +1,166 @@
+"""Settings: one typed class per process, all read from `RUNTUNE_*` variables.
+
+`CommonSettings` holds what every deployable shares (profile, project, bucket, emulator hosts);
+each deployable has its own small subclass. The embedded defaults describe the local platform, so
+`runtune dev up` needs no configuration at all; the `gcp` profile refuses anything that would
+weaken the cloud (emulator variables, a shared local token).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
+# other two silently point the Google clients at unauthenticated local servers.
+EMULATOR_VARIABLES = ("FIREBASE_AUTH_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LOCAL_DIR = REPO_ROOT / ".runtune"
+
+
+class Profile(StrEnum):
+    local = "local"
+    gcp = "gcp"
+
+
+class SettingsError(RuntimeError):
+    """A configuration that must not start (raised at startup, never at request time)."""
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNTUNE_", extra="ignore", frozen=True)
+
+    profile: Profile = Profile.local
+    project_id: str = "demo-runtune"
+    region: str = "us-central1"
+    bucket: str = "runtune-local"
+    log_level: str = "INFO"
+    local_dir: Path = DEFAULT_LOCAL_DIR
+
+    # Read from the variables the Google client libraries themselves read, so what the settings
+    # validate is exactly what the clients will use.
+    firestore_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST")
+    )
+    storage_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("STORAGE_EMULATOR_HOST")
+    )
+    auth_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("FIREBASE_AUTH_EMULATOR_HOST")
+    )
+
+    @model_validator(mode="after")
+    def _profile_is_consistent(self) -> CommonSettings:
+        if self.profile is Profile.gcp:
+            present = [name for name in EMULATOR_VARIABLES if os.environ.get(name)]
+            if present:
+                raise SettingsError(
+                    f"profile 'gcp' refuses to start with emulator variables set: {', '.join(present)}. "
+                    "Unset them: with FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin accepts "
+                    "unsigned tokens."
+                )
+            if self.project_id.startswith("demo-"):
+                raise SettingsError("profile 'gcp' needs RUNTUNE_PROJECT_ID set to a real project id")
+        else:
+            missing = [
+                name
+                for name, value in (
+                    ("FIRESTORE_EMULATOR_HOST", self.firestore_emulator_host),
+                    ("STORAGE_EMULATOR_HOST", self.storage_emulator_host),
+                    ("FIREBASE_AUTH_EMULATOR_HOST", self.auth_emulator_host),
+                )
+                if not value
+            ]
+            if missing:
+                raise SettingsError(
+                    f"profile 'local' needs the emulators; {', '.join(missing)} not set. "
+                    "Start the platform with `runtune dev up`, which sets them."
+                )
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile is Profile.local
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    preprocessing_url: str = "http://127.0.0.1:8081"
+    training_url: str = "http://127.0.0.1:8082"
+    inference_url: str = "http://127.0.0.1:8083"
+    # Local profile: the raw token only the gateway holds; services keep its SHA-256.
+    internal_token: SecretStr | None = None
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_burst: int = Field(default=120, ge=1)
+    cors_origins: list[str] = ["http://127.0.0.1:8080", "http://localhost:8080", "http://localhost:5173"]
+    frontend_dir: Path = REPO_ROOT / "frontend" / "dist"
+    # Looks the user up on every first sight of a token: catches disabled users, revoked sessions,
+    # and (in the emulator, which signs nothing) tokens naming users that do not exist.
+    token_check_revoked: bool = True
+    upstream_timeout_s: float = 300.0
+
+    @model_validator(mode="after")
+    def _gateway_credential(self) -> GatewaySettings:
+        if self.is_local and self.internal_token is None:
+            raise SettingsError("profile 'local' needs RUNTUNE_INTERNAL_TOKEN (set by `runtune dev up`)")
+        if not self.is_local and self.internal_token is not None:
+            raise SettingsError("profile 'gcp' uses Google-signed ID tokens; unset RUNTUNE_INTERNAL_TOKEN")
+        return self
+
+    @property
+    def upstreams(self) -> dict[str, str]:
+        return {
+            "preprocessing": self.preprocessing_url,
+            "training": self.training_url,
+            "inference": self.inference_url,
+        }
+
+
+class ServiceSettings(CommonSettings):
+    """Settings of the three private services (preprocessing, training, inference)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    # Local profile: SHA-256 (hex) of the gateway's internal token; the raw token never reaches a service.
+    internal_token_sha256: str | None = None
+    # Cloud profile: the gateway's service account and the audience its ID tokens carry (this service's URL).
+    gateway_service_account: str | None = None
+    service_audience: str | None = None
+    secrets_dir: Path | None = None
+    trainer_job_name: str = "runtune-trainer"
+    trainer_command: list[str] = ["python", "-m", "jobs.trainer"]
+    local_max_concurrent_jobs: int = Field(default=1, ge=1)
+    run_api_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _service_credential(self) -> ServiceSettings:
+        if self.is_local and not self.internal_token_sha256:
+            raise SettingsError(
+                "profile 'local' needs RUNTUNE_INTERNAL_TOKEN_SHA256 (set by `runtune dev up`)"
+            )
+        if not self.is_local and not (self.gateway_service_account and self.service_audience):
+            raise SettingsError(
+                "profile 'gcp' needs RUNTUNE_GATEWAY_SERVICE_ACCOUNT and RUNTUNE_SERVICE_AUDIENCE"
+            )
+        return self
+
+    @property
+    def local_secrets_dir(self) -> Path:
+        return self.secrets_dir or self.local_dir / "secrets"
+
+
+@lru_cache
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings()
+
+
+@lru_cache
+def service_settings() -> ServiceSettings:
+    return ServiceSettings()
