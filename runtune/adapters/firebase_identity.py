@@ -10,9 +10,12 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 import firebase_admin
 from firebase_admin import auth
+from firebase_admin import credentials as firebase_credentials
+from google.auth import jwt as google_jwt
 
 from runtune.errors import Unauthenticated
 from runtune.ports.identity import Identity
@@ -29,11 +32,15 @@ class FirebaseIdentityVerifier:
         check_revoked: bool = True,
         cache_size: int = 10_000,
         app_name: str = "runtune",
+        credential: firebase_credentials.Base | None = None,
     ) -> None:
         try:
             self._app = firebase_admin.get_app(app_name)
         except ValueError:
-            self._app = firebase_admin.initialize_app(options={"projectId": project_id}, name=app_name)
+            # No credential: Application Default Credentials (the service account on Cloud Run).
+            self._app = firebase_admin.initialize_app(
+                credential, options={"projectId": project_id}, name=app_name
+            )
         self._check_revoked = check_revoked
         self._cache: OrderedDict[str, Identity] = OrderedDict()
         self._cache_size = cache_size
@@ -66,6 +73,10 @@ class FirebaseIdentityVerifier:
         return identity
 
     def _verify_uncached(self, id_token: str, now: float) -> Identity:
+        # firebase-admin checks expiry only when it checks signatures (never against the emulator),
+        # and reports an expired token of a since-changed user as revoked: check expiry first, on the
+        # unverified claims, so both profiles give one answer. Nothing is trusted before the check below.
+        _check_times(_unverified_claims(id_token), now)
         try:
             claims = auth.verify_id_token(
                 id_token, app=self._app, check_revoked=self._check_revoked, clock_skew_seconds=_CLOCK_SKEW_S
@@ -80,11 +91,23 @@ class FirebaseIdentityVerifier:
             raise Unauthenticated("The ID token names no existing user", code="invalid_token") from exc
         except (auth.InvalidIdTokenError, ValueError) as exc:
             raise Unauthenticated("The ID token is invalid", code="invalid_token") from exc
-        # firebase-admin checks expiry only when it checks signatures (never against the emulator),
-        # so check it here too: one rule for both profiles.
-        expires_at = float(claims.get("exp", 0))
-        if expires_at <= now - _CLOCK_SKEW_S:
-            raise Unauthenticated("The ID token has expired; sign in again", code="token_expired")
-        if float(claims.get("iat", 0)) > now + _CLOCK_SKEW_S:
-            raise Unauthenticated("The ID token is issued in the future", code="invalid_token")
-        return Identity(uid=claims["uid"], email=claims.get("email"), expires_at=expires_at)
+        _check_times(claims, now)
+        return Identity(uid=claims["uid"], email=claims.get("email"), expires_at=float(claims["exp"]))
+
+
+def _unverified_claims(id_token: str) -> dict[str, Any]:
+    try:
+        return google_jwt.decode(id_token, verify=False)
+    except (ValueError, TypeError) as exc:
+        raise Unauthenticated("The ID token is invalid", code="invalid_token") from exc
+
+
+def _check_times(claims: dict[str, Any], now: float) -> None:
+    try:
+        expires_at, issued_at = float(claims["exp"]), float(claims["iat"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unauthenticated("The ID token has no valid 'exp'/'iat'", code="invalid_token") from exc
+    if expires_at <= now - _CLOCK_SKEW_S:
+        raise Unauthenticated("The ID token has expired; sign in again", code="token_expired")
+    if issued_at > now + _CLOCK_SKEW_S:
+        raise Unauthenticated("The ID token is issued in the future", code="invalid_token")

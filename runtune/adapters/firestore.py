@@ -13,6 +13,7 @@ from runtune.ports.metadata import Document, OrderBy, Where
 
 # Firestore accepts at most 500 writes in one batch.
 _BATCH_LIMIT = 500
+_TRANSACTION_ATTEMPTS = 20
 
 
 class FirestoreMetadataStore:
@@ -92,4 +93,5 @@ class FirestoreMetadataStore:
                 transaction.set(ref, result)
             return result
 
-        return run(self._db.transaction())
+        # Contended documents (a job its trainer and the API both touch) retry more than the default 5.
+        return run(self._db.transaction(max_attempts=_TRANSACTION_ATTEMPTS))

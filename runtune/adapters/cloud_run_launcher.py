@@ -1,0 +1,221 @@
+"""Job launcher on Cloud Run Jobs: one execution of the trainer job per fine-tuning job.
+
+The trainer job is deployed once; each launch runs it with per-execution overrides (argv, non-secret
+environment, task count, timeout). `launch` returns as soon as Cloud Run has accepted the execution:
+the run operation stays open for the whole training, so its name is read from the operation's
+metadata (an `Execution`) instead of waiting on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from google.api_core import exceptions as google_exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import Credentials
+from google.cloud import run_v2
+from google.protobuf import duration_pb2
+
+from runtune.adapters.launch_contract import validate_launch_request
+from runtune.errors import UpstreamUnavailable
+from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RPC_TIMEOUT_S = 30.0
+# Cloud Run's messages: "... The container exited with an exit code of 3." / "... timeout was reached."
+_EXIT_CODE = re.compile(r"exit(?:ed with an)? code(?: of)?:?\s*(\d+)", re.IGNORECASE)
+_TIMEOUT = re.compile(r"time(?:d)?\s?out", re.IGNORECASE)
+
+_Condition = run_v2.Condition
+_FINISHED = frozenset({ExecutionState.succeeded, ExecutionState.failed, ExecutionState.cancelled})
+
+
+class CloudRunJobLauncher:
+    """`JobLauncher` on the Cloud Run Admin API v2 (REST transport)."""
+
+    def __init__(
+        self,
+        project_id: str,
+        region: str,
+        job_name: str,
+        *,
+        client_options: ClientOptions | dict[str, Any] | None = None,
+        credentials: Credentials | None = None,
+        rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+    ) -> None:
+        self._job_path = run_v2.JobsClient.job_path(project_id, region, job_name)
+        self._rpc_timeout_s = rpc_timeout_s
+        # REST rather than gRPC: plain HTTPS works through every proxy, and it is the transport the
+        # fake-server tests exercise. Clients are built here so missing credentials fail at startup.
+        self._jobs = run_v2.JobsClient(
+            credentials=credentials, transport="rest", client_options=client_options
+        )
+        self._executions = run_v2.ExecutionsClient(
+            credentials=credentials, transport="rest", client_options=client_options
+        )
+
+    @property
+    def job_path(self) -> str:
+        return self._job_path
+
+    def launch(self, request: LaunchRequest) -> str:
+        validate_launch_request(request)
+        try:
+            operation = self._jobs.run_job(request=self._run_request(request), timeout=self._rpc_timeout_s)
+        except google_exceptions.GoogleAPICallError as exc:
+            log.error(
+                "trainer execution not started",
+                extra={"job_id": request.job_id, "cloud_run_job": self._job_path, **_error_fields(exc)},
+            )
+            raise UpstreamUnavailable("Could not start the training execution") from exc
+        execution_name = _execution_name(operation)
+        log.info(
+            "trainer execution started",
+            extra={"job_id": request.job_id, "execution": execution_name, "task_count": request.task_count},
+        )
+        return execution_name
+
+    def cancel(self, execution_name: str) -> None:
+        if not self._owns(execution_name):
+            # A name from another launcher (say, a local one before a profile switch): nothing to stop here.
+            log.warning("cancel ignored: not an execution of this job", extra={"execution": execution_name})
+            return
+        try:
+            self._executions.cancel_execution(name=execution_name, timeout=self._rpc_timeout_s)
+        except google_exceptions.GoogleAPICallError as exc:
+            # Refusals of an execution that is gone or already finished (their codes differ between
+            # transports: FAILED_PRECONDITION is a plain 400 over REST) are the outcome the caller wanted.
+            if isinstance(exc, google_exceptions.NotFound) or self._is_finished(execution_name):
+                log.info(
+                    "cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)}
+                )
+                return
+            log.error("cancel failed", extra={"execution": execution_name, **_error_fields(exc)})
+            raise UpstreamUnavailable("Could not cancel the training execution") from exc
+        log.info("trainer execution cancel requested", extra={"execution": execution_name})
+
+    def status(self, execution_name: str) -> ExecutionStatus:
+        if not self._owns(execution_name):
+            return ExecutionStatus(
+                execution_name, ExecutionState.unknown, reason="not an execution of this job"
+            )
+        try:
+            execution = self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
+        except google_exceptions.NotFound:
+            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="execution not found")
+        except google_exceptions.GoogleAPICallError as exc:
+            log.error(
+                "execution status unavailable", extra={"execution": execution_name, **_error_fields(exc)}
+            )
+            raise UpstreamUnavailable("Could not read the training execution's status") from exc
+        return execution_status(execution)
+
+    def _is_finished(self, execution_name: str) -> bool:
+        try:
+            state = self.status(execution_name).state
+        except UpstreamUnavailable:
+            return False
+        return state in _FINISHED
+
+    def _owns(self, execution_name: str) -> bool:
+        return execution_name.startswith(f"{self._job_path}/executions/")
+
+    def _run_request(self, request: LaunchRequest) -> run_v2.RunJobRequest:
+        container = run_v2.RunJobRequest.Overrides.ContainerOverride(
+            args=[request.job_id],
+            env=[run_v2.EnvVar(name=key, value=value) for key, value in sorted(request.env.items())],
+        )
+        overrides = run_v2.RunJobRequest.Overrides(
+            container_overrides=[container],
+            task_count=request.task_count,
+            timeout=duration_pb2.Duration(seconds=request.timeout_seconds),
+        )
+        return run_v2.RunJobRequest(name=self._job_path, overrides=overrides)
+
+
+def _execution_name(operation: Any) -> str:
+    metadata = operation.metadata
+    name = getattr(metadata, "name", "") if metadata is not None else ""
+    if not name:
+        # Cloud Run always fills it; without a name the job could never be followed or cancelled.
+        log.error("run operation carried no execution name", extra={"operation": operation.operation.name})
+        raise UpstreamUnavailable("Cloud Run accepted the run but did not name its execution")
+    return str(name)
+
+
+def _error_fields(exc: google_exceptions.GoogleAPICallError) -> dict[str, Any]:
+    # Google's error text describes the resource and the failure, never our request payload.
+    return {"error_class": type(exc).__name__, "error_code": exc.code, "error_detail": exc.message}
+
+
+def execution_status(execution: run_v2.Execution) -> ExecutionStatus:
+    """Map a Cloud Run execution onto the port's states; the failed condition explains failures."""
+    completed = _completion_condition(execution)
+    name = execution.name
+    if _is_cancelled(execution, completed):
+        return ExecutionStatus(name, ExecutionState.cancelled, reason="cancelled")
+    if not _is_finished(execution, completed):
+        return _in_progress(execution, completed)
+    if execution.failed_count > 0 or (
+        completed is not None and completed.state == _Condition.State.CONDITION_FAILED
+    ):
+        return _failed(execution, completed)
+    return ExecutionStatus(name, ExecutionState.succeeded, exit_code=0)
+
+
+def _completion_condition(execution: run_v2.Execution) -> run_v2.Condition | None:
+    """The execution's terminal condition ("Completed"), or else any failed one."""
+    conditions = list(execution.conditions)
+    for condition in conditions:
+        if condition.type_ == "Completed":
+            return condition
+    return next((c for c in conditions if c.state == _Condition.State.CONDITION_FAILED), None)
+
+
+def _is_cancelled(execution: run_v2.Execution, completed: run_v2.Condition | None) -> bool:
+    if completed is not None and completed.execution_reason == _Condition.ExecutionReason.CANCELLED:
+        return True
+    return execution.cancelled_count > 0 and execution.completion_time is not None
+
+
+def _is_finished(execution: run_v2.Execution, completed: run_v2.Condition | None) -> bool:
+    if execution.completion_time is not None:
+        return True
+    terminal = (_Condition.State.CONDITION_FAILED, _Condition.State.CONDITION_SUCCEEDED)
+    return completed is not None and completed.state in terminal
+
+
+def _in_progress(execution: run_v2.Execution, completed: run_v2.Condition | None) -> ExecutionStatus:
+    state = ExecutionState.running if execution.running_count > 0 else ExecutionState.pending
+    cancelling = completed is not None and completed.execution_reason == _Condition.ExecutionReason.CANCELLING
+    return ExecutionStatus(execution.name, state, reason="cancelling" if cancelling else None)
+
+
+def _failed(execution: run_v2.Execution, condition: run_v2.Condition | None) -> ExecutionStatus:
+    message = condition.message if condition is not None else ""
+    if match := _EXIT_CODE.search(message):
+        code = int(match.group(1))
+        return ExecutionStatus(
+            execution.name, ExecutionState.failed, reason=f"exit code {code}", exit_code=code
+        )
+    if _TIMEOUT.search(message):
+        return ExecutionStatus(execution.name, ExecutionState.failed, reason=_timeout_reason(execution))
+    return ExecutionStatus(execution.name, ExecutionState.failed, reason=message or _enum_reason(condition))
+
+
+def _timeout_reason(execution: run_v2.Execution) -> str:
+    # Same wording as the local launcher, so the job shows one message whichever launcher ran it.
+    seconds = int(execution.template.timeout.total_seconds()) if "template" in execution else 0
+    return f"timeout after {seconds}s" if seconds else "timeout"
+
+
+def _enum_reason(condition: run_v2.Condition | None) -> str:
+    if condition is not None:
+        if condition.execution_reason:
+            return condition.execution_reason.name.lower()
+        if condition.reason:
+            return condition.reason.name.lower()
+    return "failed"

@@ -1,0 +1,49 @@
+"""The one composition place: which adapter backs each port, by profile.
+
+Locally the cloud adapters themselves run against the emulators (the Google clients honour the
+emulator variables), so only the job launcher and the secret store have local adapters.
+"""
+
+from __future__ import annotations
+
+from runtune.ports.blobs import BlobStore
+from runtune.ports.launcher import JobLauncher
+from runtune.ports.metadata import MetadataStore
+from runtune.ports.secrets import SecretStore
+from runtune.settings import CommonSettings, ServiceSettings
+
+
+def metadata_store(settings: CommonSettings) -> MetadataStore:
+    from runtune.adapters.firestore import FirestoreMetadataStore
+
+    return FirestoreMetadataStore.for_project(settings.project_id)
+
+
+def blob_store(settings: CommonSettings) -> BlobStore:
+    from runtune.adapters.gcs import GcsBlobStore
+
+    return GcsBlobStore.for_bucket(settings.project_id, settings.bucket)
+
+
+def secret_store(settings: ServiceSettings) -> SecretStore:
+    if settings.is_local:
+        from runtune.adapters.file_secrets import LocalFileSecretStore
+
+        return LocalFileSecretStore(settings.local_secrets_dir)
+    from runtune.adapters.secret_manager import SecretManagerStore
+
+    return SecretManagerStore(settings.project_id)
+
+
+def job_launcher(settings: ServiceSettings) -> JobLauncher:
+    if settings.is_local:
+        from runtune.adapters.local_launcher import LocalProcessLauncher
+
+        return LocalProcessLauncher(
+            settings.trainer_command,
+            max_concurrent=settings.local_max_concurrent_jobs,
+            log_dir=settings.local_dir / "logs" / "trainer",
+        )
+    from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
+
+    return CloudRunJobLauncher(settings.project_id, settings.region, settings.trainer_job_name)

@@ -1,0 +1,308 @@
+"""CloudRunJobLauncher: the real `google-cloud-run` REST client against a fake Admin API v2 server.
+
+Cloud Run has no emulator, so the fake implements the three calls the launcher makes, records every
+request, and the tests assert the request shape Cloud Run would receive.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+
+from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
+from runtune.errors import UpstreamUnavailable
+from runtune.ports.launcher import ExecutionState, LaunchRequest
+
+PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer"
+JOB_PATH = f"projects/{PROJECT}/locations/{REGION}/jobs/{JOB}"
+EXECUTION = f"{JOB_PATH}/executions/{JOB}-abc12"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: dict[str, Any] | None
+
+
+class FakeCloudRun:
+    """Just enough of run.googleapis.com/v2: jobs.run, executions.cancel, executions.get."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.executions: dict[str, dict[str, Any]] = {}
+        self.fail_run_with: int | None = None
+
+    def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        resource = path.removeprefix("/v2/")
+        if method == "POST" and resource.endswith(":run"):
+            if self.fail_run_with is not None:
+                return self.fail_run_with, _error(self.fail_run_with, "run refused")
+            return 200, _operation("op-run", {"name": EXECUTION})
+        if method == "POST" and resource.endswith(":cancel"):
+            execution = resource.removesuffix(":cancel")
+            if execution not in self.executions:
+                return 404, _error(404, f"Resource '{execution}' was not found")
+            return 200, _operation("op-cancel", {"name": execution})
+        if method == "GET" and resource in self.executions:
+            return 200, self.executions[resource]
+        return 404, _error(404, f"Resource '{resource}' was not found")
+
+
+def _operation(op_id: str, execution: dict[str, Any]) -> dict[str, Any]:
+    metadata = {"@type": "type.googleapis.com/google.cloud.run.v2.Execution", **execution}
+    return {
+        "name": f"projects/{PROJECT}/locations/{REGION}/operations/{op_id}",
+        "metadata": metadata,
+        "done": False,
+    }
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": HTTPStatus(code).name}}
+
+
+def _handler_for(fake: FakeCloudRun) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            fake.requests.append(Recorded(self.command, url.path, parse_qs(url.query), body))
+            status, payload = fake.handle(self.command, url.path, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeCloudRun, str]]:
+    fake = FakeCloudRun()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
+    # A short poll interval keeps shutdown (and so each test's teardown) fast.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def launcher(fake: tuple[FakeCloudRun, str]) -> CloudRunJobLauncher:
+    _, endpoint = fake
+    return CloudRunJobLauncher(
+        PROJECT,
+        REGION,
+        JOB,
+        client_options={"api_endpoint": endpoint},
+        credentials=AnonymousCredentials(),
+        rpc_timeout_s=5,
+    )
+
+
+def test_launch_sends_overrides_and_returns_execution_name(fake, launcher) -> None:
+    server, _ = fake
+    request = LaunchRequest(
+        job_id="ftjob-123",
+        env={"RUNTUNE_BUCKET": "runtune-demo", "RUNTUNE_PROFILE": "gcp"},
+        timeout_seconds=3600,
+        task_count=1,
+    )
+
+    assert launcher.launch(request) == EXECUTION
+
+    [sent] = server.requests
+    assert (sent.method, sent.path) == ("POST", f"/v2/{JOB_PATH}:run")
+    overrides = sent.body["overrides"]
+    [container] = overrides["containerOverrides"]
+    assert container["args"] == ["ftjob-123"]
+    assert container["env"] == [
+        {"name": "RUNTUNE_BUCKET", "value": "runtune-demo"},
+        {"name": "RUNTUNE_PROFILE", "value": "gcp"},
+    ]
+    assert overrides["timeout"] == "3600s"
+    assert overrides["taskCount"] == 1
+
+
+@pytest.mark.parametrize(
+    "env_name", ["HF_TOKEN", "wandb_api_key", "DbPassword", "MY_SECRET", "GOOGLE_CREDENTIALS"]
+)
+def test_secret_looking_env_is_refused_before_any_request(fake, launcher, env_name) -> None:
+    server, _ = fake
+    with pytest.raises(ValueError, match=env_name) as refused:
+        launcher.launch(LaunchRequest(job_id="ftjob-1", env={env_name: "hf_abcdefghijklmnop"}))
+    assert "hf_abcdefghijklmnop" not in str(refused.value)
+    assert server.requests == []
+
+
+def test_reserved_and_malformed_requests_are_refused(fake, launcher) -> None:
+    server, _ = fake
+    for bad in (
+        LaunchRequest(job_id="ftjob-1", env={"CLOUD_RUN_EXECUTION": "x"}),
+        LaunchRequest(job_id="../etc"),
+        LaunchRequest(job_id="ftjob-1", timeout_seconds=0),
+        LaunchRequest(job_id="ftjob-1", task_count=0),
+    ):
+        with pytest.raises(ValueError):
+            launcher.launch(bad)
+    assert server.requests == []
+
+
+def test_launch_failure_is_upstream_unavailable(fake, launcher) -> None:
+    server, _ = fake
+    server.fail_run_with = 403
+    with pytest.raises(UpstreamUnavailable):
+        launcher.launch(LaunchRequest(job_id="ftjob-1"))
+
+
+def test_cancel_posts_to_the_execution(fake, launcher) -> None:
+    server, _ = fake
+    server.executions[EXECUTION] = {"name": EXECUTION, "runningCount": 1}
+
+    launcher.cancel(EXECUTION)
+
+    [sent] = server.requests
+    assert (sent.method, sent.path) == ("POST", f"/v2/{EXECUTION}:cancel")
+
+
+def test_cancel_of_a_missing_or_foreign_execution_is_a_no_op(fake, launcher) -> None:
+    server, _ = fake
+    launcher.cancel(f"{JOB_PATH}/executions/{JOB}-gone1")
+    launcher.cancel("local/ftjob-1/abcd")
+    assert [r.path for r in server.requests] == [f"/v2/{JOB_PATH}/executions/{JOB}-gone1:cancel"]
+
+
+def _execution(**fields: Any) -> dict[str, Any]:
+    return {"name": EXECUTION, "taskCount": 1, "template": {"timeout": "3600s"}, **fields}
+
+
+def _completed(state: str, message: str = "", **reason: str) -> dict[str, Any]:
+    return {"type": "Completed", "state": state, "message": message, **reason}
+
+
+DONE = "2025-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("execution", "state", "reason", "exit_code"),
+    [
+        pytest.param(_execution(), ExecutionState.pending, None, None, id="pending"),
+        pytest.param(_execution(runningCount=1), ExecutionState.running, None, None, id="running"),
+        pytest.param(
+            _execution(succeededCount=1, completionTime=DONE, conditions=[_completed("CONDITION_SUCCEEDED")]),
+            ExecutionState.succeeded,
+            None,
+            0,
+            id="succeeded",
+        ),
+        pytest.param(
+            _execution(
+                failedCount=1,
+                completionTime=DONE,
+                conditions=[
+                    {"type": "ResourcesAvailable", "state": "CONDITION_SUCCEEDED"},
+                    _completed(
+                        "CONDITION_FAILED",
+                        f"Task {JOB}-abc12-task0 failed with message: "
+                        "The container exited with an exit code of 3.",
+                        executionReason="NON_ZERO_EXIT_CODE",
+                    ),
+                ],
+            ),
+            ExecutionState.failed,
+            "exit code 3",
+            3,
+            id="exit-code",
+        ),
+        pytest.param(
+            _execution(
+                failedCount=1,
+                completionTime=DONE,
+                conditions=[_completed("CONDITION_FAILED", "The configured timeout was reached.")],
+            ),
+            ExecutionState.failed,
+            "timeout after 3600s",
+            None,
+            id="timeout",
+        ),
+        pytest.param(
+            _execution(
+                completionTime=DONE,
+                conditions=[_completed("CONDITION_FAILED", reason="CONTAINER_MISSING")],
+            ),
+            ExecutionState.failed,
+            "container_missing",
+            None,
+            id="condition-reason",
+        ),
+        pytest.param(
+            _execution(
+                cancelledCount=1,
+                completionTime=DONE,
+                conditions=[_completed("CONDITION_FAILED", "cancelled", executionReason="CANCELLED")],
+            ),
+            ExecutionState.cancelled,
+            "cancelled",
+            None,
+            id="cancelled",
+        ),
+        pytest.param(
+            _execution(
+                runningCount=1, conditions=[_completed("CONDITION_RECONCILING", executionReason="CANCELLING")]
+            ),
+            ExecutionState.running,
+            "cancelling",
+            None,
+            id="cancelling",
+        ),
+    ],
+)
+def test_status_maps_the_execution(fake, launcher, execution, state, reason, exit_code) -> None:
+    server, _ = fake
+    server.executions[EXECUTION] = execution
+
+    status = launcher.status(EXECUTION)
+
+    assert (status.name, status.state, status.reason, status.exit_code) == (
+        EXECUTION,
+        state,
+        reason,
+        exit_code,
+    )
+    [sent] = server.requests
+    assert (sent.method, sent.path) == ("GET", f"/v2/{EXECUTION}")
+
+
+def test_status_of_a_missing_execution_is_unknown(fake, launcher) -> None:
+    status = launcher.status(f"{JOB_PATH}/executions/{JOB}-gone1")
+    assert status.state is ExecutionState.unknown
+    assert status.reason == "execution not found"
+
+
+def test_status_of_a_foreign_execution_is_unknown_without_a_request(fake, launcher) -> None:
+    server, _ = fake
+    assert launcher.status("local/ftjob-1/abcd").state is ExecutionState.unknown
+    assert server.requests == []
