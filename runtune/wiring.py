@@ -6,11 +6,13 @@ emulator variables), so only the job launcher and the secret store have local ad
 
 from __future__ import annotations
 
+import os
+
 from runtune.ports.blobs import BlobStore
 from runtune.ports.launcher import JobLauncher
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
-from runtune.settings import CommonSettings, ServiceSettings
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, ServiceSettings
 
 
 def metadata_store(settings: CommonSettings) -> MetadataStore:
@@ -43,7 +45,24 @@ def job_launcher(settings: ServiceSettings) -> JobLauncher:
             settings.trainer_command,
             max_concurrent=settings.local_max_concurrent_jobs,
             log_dir=settings.local_dir / "logs" / "trainer",
+            base_env=local_trainer_env(),
         )
     from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 
-    return CloudRunJobLauncher(settings.project_id, settings.region, settings.trainer_job_name)
+    options = {"api_endpoint": settings.run_api_endpoint} if settings.run_api_endpoint else None
+    return CloudRunJobLauncher(
+        settings.project_id, settings.region, settings.trainer_job_name, client_options=options
+    )
+
+
+def local_trainer_env() -> dict[str, str]:
+    """What a local trainer inherits: the emulators and the non-secret settings, as on Cloud Run,
+    where Terraform sets the same variables on the job."""
+    from runtune.adapters.launch_contract import looks_like_secret
+
+    wanted = {*EMULATOR_VARIABLES, "GCLOUD_PROJECT", "PYTHONPATH"}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if (name in wanted or name.startswith("RUNTUNE_")) and not looks_like_secret(name)
+    }

@@ -161,8 +161,10 @@ def _is_failed_precondition(exc: google_exceptions.GoogleAPICallError) -> bool:
         return True
     # REST classes errors by HTTP code, and 400 also covers INVALID_ARGUMENT: read the body's status.
     response = getattr(exc, "response", None)
+    if response is None:
+        return False
     try:
-        status = response.json()["error"]["status"]  # type: ignore[union-attr]
+        status = response.json()["error"]["status"]
     except (AttributeError, KeyError, TypeError, ValueError):
         return False
     return bool(status == "FAILED_PRECONDITION")

@@ -42,6 +42,7 @@ class FakeCloudRun:
         self.requests: list[Recorded] = []
         self.executions: dict[str, dict[str, Any]] = {}
         self.fail_run_with: int | None = None
+        self.fail_cancel_with: int | None = None
 
     def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
         resource = path.removeprefix("/v2/")
@@ -53,6 +54,10 @@ class FakeCloudRun:
             execution = resource.removesuffix(":cancel")
             if execution not in self.executions:
                 return 404, _error(404, f"Resource '{execution}' was not found")
+            if self.fail_cancel_with is not None:
+                return self.fail_cancel_with, _error(self.fail_cancel_with, "cancel refused")
+            if "completionTime" in self.executions[execution]:
+                return 400, _error(400, "Execution already completed", "FAILED_PRECONDITION")
             return 200, _operation("op-cancel", {"name": execution})
         if method == "GET" and resource in self.executions:
             return 200, self.executions[resource]
@@ -68,8 +73,8 @@ def _operation(op_id: str, execution: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _error(code: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": HTTPStatus(code).name}}
+def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
 
 
 def _handler_for(fake: FakeCloudRun) -> type[BaseHTTPRequestHandler]:
@@ -193,6 +198,26 @@ def test_cancel_of_a_missing_or_foreign_execution_is_a_no_op(fake, launcher) -> 
     launcher.cancel(f"{JOB_PATH}/executions/{JOB}-gone1")
     launcher.cancel("local/ftjob-1/abcd")
     assert [r.path for r in server.requests] == [f"/v2/{JOB_PATH}/executions/{JOB}-gone1:cancel"]
+
+
+def test_cancel_of_a_finished_execution_is_a_no_op(fake, launcher) -> None:
+    server, _ = fake
+    server.executions[EXECUTION] = {"name": EXECUTION, "succeededCount": 1, "completionTime": DONE}
+
+    launcher.cancel(EXECUTION)  # refused with FAILED_PRECONDITION (a plain 400 over REST)
+
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("POST", f"/v2/{EXECUTION}:cancel"),
+        ("GET", f"/v2/{EXECUTION}"),
+    ]
+
+
+def test_cancel_failure_of_a_running_execution_is_upstream_unavailable(fake, launcher) -> None:
+    server, _ = fake
+    server.executions[EXECUTION] = {"name": EXECUTION, "runningCount": 1}
+    server.fail_cancel_with = 403
+    with pytest.raises(UpstreamUnavailable):
+        launcher.cancel(EXECUTION)
 
 
 def _execution(**fields: Any) -> dict[str, Any]:

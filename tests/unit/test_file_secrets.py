@@ -1,0 +1,146 @@
+"""LocalFileSecretStore: round trips, permissions, isolation, validation, and no value in any log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from runtune.adapters.file_secrets import LocalFileSecretStore
+from runtune.errors import InvalidRequest
+
+UID = "firebase|user:42/odd chars"
+VALUE = "hf_0123456789abcdefSECRETVALUE"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "secrets"
+
+
+@pytest.fixture
+def store(root: Path) -> LocalFileSecretStore:
+    return LocalFileSecretStore(root)
+
+
+def user_file(root: Path, uid: str) -> Path:
+    return root / f"{hashlib.sha256(uid.encode()).hexdigest()}.json"
+
+
+def test_round_trip(store: LocalFileSecretStore) -> None:
+    assert store.get(UID, "hf_token") is None
+
+    store.put(UID, "hf_token", VALUE)
+    assert store.get(UID, "hf_token") == VALUE
+
+    store.put(UID, "hf_token", "replaced")
+    assert store.get(UID, "hf_token") == "replaced"
+
+    store.delete(UID, "hf_token")
+    assert store.get(UID, "hf_token") is None
+    store.delete(UID, "hf_token")  # idempotent
+
+
+def test_directory_is_0700_and_files_are_0600(root: Path, store: LocalFileSecretStore) -> None:
+    old_umask = os.umask(0)  # the most permissive umask must not loosen anything
+    try:
+        store.put(UID, "hf_token", VALUE)
+        store.put(UID, "wandb", "w")
+    finally:
+        os.umask(old_umask)
+
+    assert mode(root) == 0o700
+    path = user_file(root, UID)
+    assert mode(path) == 0o600
+    assert json.loads(path.read_text()) == {"hf_token": VALUE, "wandb": "w"}
+    assert all(mode(p) == 0o600 for p in root.iterdir())
+    assert not list(root.glob("*.tmp")), "temporary files are renamed or removed"
+
+
+def test_existing_loose_directory_is_tightened(root: Path) -> None:
+    root.mkdir(parents=True, mode=0o755)
+    os.chmod(root, 0o755)
+    LocalFileSecretStore(root)
+    assert mode(root) == 0o700
+
+
+def test_users_are_isolated(root: Path, store: LocalFileSecretStore) -> None:
+    store.put(UID, "hf_token", VALUE)
+    store.put("another-user", "hf_token", "theirs")
+
+    assert store.get(UID, "hf_token") == VALUE
+    assert store.get("another-user", "hf_token") == "theirs"
+    assert store.names("third-user") == []
+    store.delete("another-user", "hf_token")
+    assert store.get(UID, "hf_token") == VALUE
+    # One file per user, named by the uid's hash: the uid itself appears nowhere on disk.
+    assert user_file(root, UID).exists()
+    assert all(UID not in p.name for p in root.iterdir())
+
+
+def test_names_lists_names_only(store: LocalFileSecretStore) -> None:
+    store.put(UID, "wandb", "w-value")
+    store.put(UID, "hf_token", VALUE)
+    assert store.names(UID) == ["hf_token", "wandb"]
+
+
+@pytest.mark.parametrize("name", ["", "HF_TOKEN", "a/b", "x" * 64, "../etc", "name with space", "ünï"])
+def test_invalid_names_are_refused(root: Path, store: LocalFileSecretStore, name: str) -> None:
+    for call in (
+        lambda: store.put(UID, name, VALUE),
+        lambda: store.get(UID, name),
+        lambda: store.delete(UID, name),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            call()
+        assert refused.value.param == "name"
+    assert not any(root.glob("*.json"))
+
+
+def test_empty_value_is_refused(store: LocalFileSecretStore) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        store.put(UID, "hf_token", "")
+    assert refused.value.param == "value"
+
+
+def test_concurrent_puts_lose_nothing(store: LocalFileSecretStore) -> None:
+    names = [f"s{i}" for i in range(20)]
+    threads = [threading.Thread(target=store.put, args=(UID, name, f"v-{name}")) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.names(UID) == sorted(names)
+
+
+def test_a_corrupt_file_is_reported_without_its_content(root: Path, store: LocalFileSecretStore) -> None:
+    store.put(UID, "hf_token", VALUE)
+    user_file(root, UID).write_text(f"[{VALUE!r}")
+    with pytest.raises(ValueError) as failed:
+        store.get(UID, "hf_token")
+    assert VALUE not in str(failed.value)
+    assert failed.value.__context__ is None and failed.value.__cause__ is None
+
+
+def test_values_never_reach_the_logs(store: LocalFileSecretStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    store.put(UID, "hf_token", VALUE)
+    store.get(UID, "hf_token")
+    store.names(UID)
+    store.delete(UID, "hf_token")
+
+    assert caplog.records, "the store logs its writes"
+    for record in caplog.records:
+        assert VALUE not in record.getMessage()
+        assert VALUE not in str(vars(record))
