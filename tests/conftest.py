@@ -1,29 +1,27 @@
-"""Session-scoped fixtures: the real emulators, started once per test run."""
+"""Session-scoped fixtures: the real emulators, started once per test run on free ports."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-
-@dataclass(frozen=True)
-class ManualEndpoints:
-    project_id: str
-    bucket: str
-    firestore_host: str
-    storage_host: str
-    auth_host: str
+from runtune.dev.emulators import EmulatorEndpoints, EmulatorPorts, start_emulators
 
 
 @pytest.fixture(scope="session")
-def emulators() -> Iterator[ManualEndpoints]:
-    endpoints = ManualEndpoints("demo-runtune-test", "runtune-test", "127.0.0.1:18090", "http://127.0.0.1:19023", "127.0.0.1:19099")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FIRESTORE_EMULATOR_HOST", endpoints.firestore_host)
-    mp.setenv("STORAGE_EMULATOR_HOST", endpoints.storage_host)
-    mp.setenv("FIREBASE_AUTH_EMULATOR_HOST", endpoints.auth_host)
-    yield endpoints
-    mp.undo()
+def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorEndpoints]:
+    running = start_emulators(
+        tmp_path_factory.mktemp("emulators"),
+        ports=EmulatorPorts.free(),
+        project_id="demo-runtune-test",
+        bucket="runtune-test",
+    )
+    patch = pytest.MonkeyPatch()
+    for name, value in running.endpoints.env().items():
+        patch.setenv(name, value)
+    try:
+        yield running.endpoints
+    finally:
+        patch.undo()
+        running.stop()

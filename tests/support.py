@@ -21,7 +21,12 @@ def sign_up(auth_host: str, email: str | None = None, password: str = "pa55word!
     )
     response.raise_for_status()
     body = response.json()
-    return {"uid": body["localId"], "email": email, "id_token": body["idToken"], "refresh_token": body["refreshToken"]}
+    return {
+        "uid": body["localId"],
+        "email": email,
+        "id_token": body["idToken"],
+        "refresh_token": body["refreshToken"],
+    }
 
 
 def _b64(data: bytes) -> str:

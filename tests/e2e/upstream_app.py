@@ -37,7 +37,7 @@ async def echo_headers(request: Request, user: CurrentUser) -> dict[str, object]
 async def sse(user: CurrentUser, n: int = 5, gap: float = 0.3) -> StreamingResponse:
     async def events():
         for i in range(n):
-            yield f"id: {i}\nevent: tick\ndata: {{\"i\": {i}, \"t\": {time.time()}}}\n\n".encode()
+            yield f'id: {i}\nevent: tick\ndata: {{"i": {i}, "t": {time.time()}}}\n\n'.encode()
             await asyncio.sleep(gap)
 
     return StreamingResponse(events(), media_type="text/event-stream")

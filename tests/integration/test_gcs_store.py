@@ -62,7 +62,9 @@ def test_delete_prefix_only_touches_the_prefix(blobs: GcsBlobStore, prefix: str)
 
 def test_signed_upload_url_accepts_a_put(blobs: GcsBlobStore, prefix: str) -> None:
     # (gcp-storage-emulator parses any application/json* body as JSON, so JSONL goes as x-ndjson.)
-    url = blobs.signed_upload_url(prefix + "up.jsonl", content_type="application/x-ndjson", expires=timedelta(minutes=5))
+    url = blobs.signed_upload_url(
+        prefix + "up.jsonl", content_type="application/x-ndjson", expires=timedelta(minutes=5)
+    )
     assert "X-Goog-Signature=" in url
     response = httpx.put(url, content=b'{"a": 1}\n', headers={"content-type": "application/x-ndjson"})
     assert response.status_code in (200, 201)
@@ -78,12 +80,18 @@ def test_signed_download_url_serves_the_object(blobs: GcsBlobStore, prefix: str)
 
 def test_resumable_upload_in_chunks(blobs: GcsBlobStore, prefix: str) -> None:
     payload = b"0123456789" * 30_000  # 300 kB in two 256 KiB-aligned chunks
-    url = blobs.resumable_upload_url(prefix + "r.bin", content_type="application/octet-stream", size=len(payload), origin=None)
+    url = blobs.resumable_upload_url(
+        prefix + "r.bin", content_type="application/octet-stream", size=len(payload), origin=None
+    )
     first = 256 * 1024
-    r1 = httpx.put(url, content=payload[:first], headers={"content-range": f"bytes 0-{first - 1}/{len(payload)}"})
+    r1 = httpx.put(
+        url, content=payload[:first], headers={"content-range": f"bytes 0-{first - 1}/{len(payload)}"}
+    )
     assert r1.status_code == 308
     r2 = httpx.put(
-        url, content=payload[first:], headers={"content-range": f"bytes {first}-{len(payload) - 1}/{len(payload)}"}
+        url,
+        content=payload[first:],
+        headers={"content-range": f"bytes {first}-{len(payload) - 1}/{len(payload)}"},
     )
     assert r2.status_code in (200, 201)
     assert blobs.download_bytes(prefix + "r.bin") == payload

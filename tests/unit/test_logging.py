@@ -17,7 +17,13 @@ def test_scrub_removes_bearer_tokens_jwts_and_hf_tokens() -> None:
 
 def test_formatter_redacts_secret_fields_and_keeps_others() -> None:
     record = logging.makeLogRecord(
-        {"msg": "called with %s", "args": (JWT,), "levelname": "INFO", "hf_token": "hf_secretvalue123", "uid": "u1"}
+        {
+            "msg": "called with %s",
+            "args": (JWT,),
+            "levelname": "INFO",
+            "hf_token": "hf_secretvalue123",
+            "uid": "u1",
+        }
     )
     entry = json.loads(JsonFormatter("test").format(record))
     assert entry["hf_token"] == "[redacted]"

@@ -1,0 +1,121 @@
+"""Child processes of the local platform: started in their own session, health-checked, and stopped
+with their whole process group, so Ctrl-C never leaves an orphan behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class ProcessFailed(RuntimeError):
+    """A child that exited or never became healthy; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    command: list[str]
+    log_path: Path
+    health_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    # Emulators export their data on SIGINT; uvicorn stops cleanly on SIGTERM.
+    stop_signal: int = signal.SIGTERM
+    _popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self._popen = subprocess.Popen(
+            self.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            start_new_session=True,  # its own process group: stopping it stops its children too
+        )
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def wait_healthy(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ProcessFailed(
+                    f"{self.name} exited during start (see {self.log_path}):\n{log_tail(self.log_path)}"
+                )
+            if self.health_url is None or _healthy(self.health_url):
+                return
+            time.sleep(0.25)
+        raise ProcessFailed(
+            f"{self.name} not healthy after {timeout_s:.0f}s (see {self.log_path}):\n{log_tail(self.log_path)}"
+        )
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        if self._popen is None or self._popen.poll() is not None:
+            return
+        group = self._popen.pid
+        _signal_group(group, self.stop_signal)
+        # Wait for the whole group, not just the leader: the Firestore emulator's JVM writes its
+        # export after the gcloud wrapper that started it has already exited.
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and (self._popen.poll() is None or _group_alive(group)):
+            time.sleep(0.1)
+        _signal_group(group, signal.SIGKILL)
+        self._popen.wait(timeout=5)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
