@@ -37,9 +37,7 @@ _DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "te
 def upstream_headers(
     request: Request, identity: Identity, authorization: str, request_id: str
 ) -> list[tuple[str, str]]:
-    headers = [
-        (k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST and k != REQUEST_ID_HEADER
-    ]
+    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST and k != REQUEST_ID_HEADER]
     headers.append(("authorization", authorization))
     headers.append((USER_ID_HEADER, identity.uid))
     if identity.email:

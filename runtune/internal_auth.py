@@ -24,9 +24,7 @@ USER_ID_HEADER = "x-user-id"
 USER_EMAIL_HEADER = "x-user-email"
 REQUEST_ID_HEADER = "x-request-id"
 # Headers a client may never set itself: the gateway deletes them before setting its own.
-IDENTITY_HEADERS = frozenset(
-    {USER_ID_HEADER, USER_EMAIL_HEADER, "x-forwarded-user", "x-goog-authenticated-user-id"}
-)
+IDENTITY_HEADERS = frozenset({USER_ID_HEADER, USER_EMAIL_HEADER, "x-forwarded-user", "x-goog-authenticated-user-id"})
 
 
 def token_sha256(token: str) -> str:

@@ -45,15 +45,9 @@ class CommonSettings(BaseSettings):
 
     # Read from the variables the Google client libraries themselves read, so what the settings
     # validate is exactly what the clients will use.
-    firestore_emulator_host: str | None = Field(
-        default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST")
-    )
-    storage_emulator_host: str | None = Field(
-        default=None, validation_alias=AliasChoices("STORAGE_EMULATOR_HOST")
-    )
-    auth_emulator_host: str | None = Field(
-        default=None, validation_alias=AliasChoices("FIREBASE_AUTH_EMULATOR_HOST")
-    )
+    firestore_emulator_host: str | None = Field(default=None, validation_alias=AliasChoices("FIRESTORE_EMULATOR_HOST"))
+    storage_emulator_host: str | None = Field(default=None, validation_alias=AliasChoices("STORAGE_EMULATOR_HOST"))
+    auth_emulator_host: str | None = Field(default=None, validation_alias=AliasChoices("FIREBASE_AUTH_EMULATOR_HOST"))
 
     @model_validator(mode="after")
     def _profile_is_consistent(self) -> CommonSettings:
@@ -142,13 +136,9 @@ class ServiceSettings(CommonSettings):
     @model_validator(mode="after")
     def _service_credential(self) -> ServiceSettings:
         if self.is_local and not self.internal_token_sha256:
-            raise SettingsError(
-                "profile 'local' needs RUNTUNE_INTERNAL_TOKEN_SHA256 (set by `runtune dev up`)"
-            )
+            raise SettingsError("profile 'local' needs RUNTUNE_INTERNAL_TOKEN_SHA256 (set by `runtune dev up`)")
         if not self.is_local and not (self.gateway_service_account and self.service_audience):
-            raise SettingsError(
-                "profile 'gcp' needs RUNTUNE_GATEWAY_SERVICE_ACCOUNT and RUNTUNE_SERVICE_AUDIENCE"
-            )
+            raise SettingsError("profile 'gcp' needs RUNTUNE_GATEWAY_SERVICE_ACCOUNT and RUNTUNE_SERVICE_AUDIENCE")
         return self
 
     @property

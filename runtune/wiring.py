@@ -50,9 +50,7 @@ def job_launcher(settings: ServiceSettings) -> JobLauncher:
     from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 
     options = {"api_endpoint": settings.run_api_endpoint} if settings.run_api_endpoint else None
-    return CloudRunJobLauncher(
-        settings.project_id, settings.region, settings.trainer_job_name, client_options=options
-    )
+    return CloudRunJobLauncher(settings.project_id, settings.region, settings.trainer_job_name, client_options=options)
 
 
 def local_trainer_env() -> dict[str, str]:

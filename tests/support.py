@@ -8,25 +8,14 @@ import time
 import uuid
 from typing import Any
 
-import httpx
+from runtune.firebase_rest import FirebaseAuthRest
 
 
 def sign_up(auth_host: str, email: str | None = None, password: str = "pa55word!") -> dict[str, str]:
     """Create an account on the Auth emulator; returns uid, email, id_token, refresh_token."""
     email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
-    response = httpx.post(
-        f"http://{auth_host}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=fake-api-key",
-        json={"email": email, "password": password, "returnSecureToken": True},
-        timeout=10,
-    )
-    response.raise_for_status()
-    body = response.json()
-    return {
-        "uid": body["localId"],
-        "email": email,
-        "id_token": body["idToken"],
-        "refresh_token": body["refreshToken"],
-    }
+    session = FirebaseAuthRest("fake-api-key", emulator_host=auth_host).sign_up(email, password)
+    return {"uid": session.uid, "email": email, "id_token": session.id_token, "refresh_token": session.refresh_token}
 
 
 def _b64(data: bytes) -> str:

@@ -50,9 +50,7 @@ class CloudRunJobLauncher:
         self._rpc_timeout_s = rpc_timeout_s
         # REST rather than gRPC: plain HTTPS works through every proxy, and it is the transport the
         # fake-server tests exercise. Clients are built here so missing credentials fail at startup.
-        self._jobs = run_v2.JobsClient(
-            credentials=credentials, transport="rest", client_options=client_options
-        )
+        self._jobs = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=client_options)
         self._executions = run_v2.ExecutionsClient(
             credentials=credentials, transport="rest", client_options=client_options
         )
@@ -89,9 +87,7 @@ class CloudRunJobLauncher:
             # Refusals of an execution that is gone or already finished (their codes differ between
             # transports: FAILED_PRECONDITION is a plain 400 over REST) are the outcome the caller wanted.
             if isinstance(exc, google_exceptions.NotFound) or self._is_finished(execution_name):
-                log.info(
-                    "cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)}
-                )
+                log.info("cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)})
                 return
             log.error("cancel failed", extra={"execution": execution_name, **_error_fields(exc)})
             raise UpstreamUnavailable("Could not cancel the training execution") from exc
@@ -99,17 +95,13 @@ class CloudRunJobLauncher:
 
     def status(self, execution_name: str) -> ExecutionStatus:
         if not self._owns(execution_name):
-            return ExecutionStatus(
-                execution_name, ExecutionState.unknown, reason="not an execution of this job"
-            )
+            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not an execution of this job")
         try:
             execution = self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
         except google_exceptions.NotFound:
             return ExecutionStatus(execution_name, ExecutionState.unknown, reason="execution not found")
         except google_exceptions.GoogleAPICallError as exc:
-            log.error(
-                "execution status unavailable", extra={"execution": execution_name, **_error_fields(exc)}
-            )
+            log.error("execution status unavailable", extra={"execution": execution_name, **_error_fields(exc)})
             raise UpstreamUnavailable("Could not read the training execution's status") from exc
         return execution_status(execution)
 
@@ -159,9 +151,7 @@ def execution_status(execution: run_v2.Execution) -> ExecutionStatus:
         return ExecutionStatus(name, ExecutionState.cancelled, reason="cancelled")
     if not _is_finished(execution, completed):
         return _in_progress(execution, completed)
-    if execution.failed_count > 0 or (
-        completed is not None and completed.state == _Condition.State.CONDITION_FAILED
-    ):
+    if execution.failed_count > 0 or (completed is not None and completed.state == _Condition.State.CONDITION_FAILED):
         return _failed(execution, completed)
     return ExecutionStatus(name, ExecutionState.succeeded, exit_code=0)
 
@@ -198,9 +188,7 @@ def _failed(execution: run_v2.Execution, condition: run_v2.Condition | None) -> 
     message = condition.message if condition is not None else ""
     if match := _EXIT_CODE.search(message):
         code = int(match.group(1))
-        return ExecutionStatus(
-            execution.name, ExecutionState.failed, reason=f"exit code {code}", exit_code=code
-        )
+        return ExecutionStatus(execution.name, ExecutionState.failed, reason=f"exit code {code}", exit_code=code)
     if _TIMEOUT.search(message):
         return ExecutionStatus(execution.name, ExecutionState.failed, reason=_timeout_reason(execution))
     return ExecutionStatus(execution.name, ExecutionState.failed, reason=message or _enum_reason(condition))

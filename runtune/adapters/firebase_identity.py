@@ -38,9 +38,7 @@ class FirebaseIdentityVerifier:
             self._app = firebase_admin.get_app(app_name)
         except ValueError:
             # No credential: Application Default Credentials (the service account on Cloud Run).
-            self._app = firebase_admin.initialize_app(
-                credential, options={"projectId": project_id}, name=app_name
-            )
+            self._app = firebase_admin.initialize_app(credential, options={"projectId": project_id}, name=app_name)
         self._check_revoked = check_revoked
         self._cache: OrderedDict[str, Identity] = OrderedDict()
         self._cache_size = cache_size

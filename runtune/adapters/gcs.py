@@ -53,9 +53,7 @@ class GcsBlobStore:
     def upload_bytes(self, path: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self._bucket.blob(path).upload_from_string(data, content_type=content_type)
 
-    def upload_stream(
-        self, path: str, stream: BinaryIO, *, content_type: str = "application/octet-stream"
-    ) -> None:
+    def upload_stream(self, path: str, stream: BinaryIO, *, content_type: str = "application/octet-stream") -> None:
         self._blob(path).upload_from_file(stream, content_type=content_type)
 
     def upload_file(self, path: str, local_path: Path, *, content_type: str | None = None) -> None:
@@ -125,14 +123,10 @@ class GcsBlobStore:
             **self._signing_kwargs(),
         )
 
-    def resumable_upload_url(
-        self, path: str, *, content_type: str, size: int | None, origin: str | None
-    ) -> str:
+    def resumable_upload_url(self, path: str, *, content_type: str, size: int | None, origin: str | None) -> str:
         # The session is opened server-side with the service's own credentials; the session URI
         # is the only credential the client gets, and it is bound to this one object.
-        return self._blob(path).create_resumable_upload_session(
-            content_type=content_type, size=size, origin=origin
-        )
+        return self._blob(path).create_resumable_upload_session(content_type=content_type, size=size, origin=origin)
 
     @cached_property
     def _credentials(self) -> Any:

@@ -58,9 +58,7 @@ class SecretManagerStore:
                 timeout=self._timeout,
             )
         self._destroy_versions_before(secret_path, version.name)
-        log.info(
-            "secret stored", extra={"owner": owner, "entry": name, "version": _version_number(version.name)}
-        )
+        log.info("secret stored", extra={"owner": owner, "entry": name, "version": _version_number(version.name)})
 
     def get(self, uid: str, name: str) -> str | None:
         validate_secret_name(name)
@@ -94,18 +92,14 @@ class SecretManagerStore:
     def names(self, uid: str) -> list[str]:
         owner = _owner(uid)
         prefix = _secret_id(owner, "")
-        request = secretmanager.ListSecretsRequest(
-            parent=self._project_path, filter=f"labels.{OWNER_LABEL}={owner}"
-        )
+        request = secretmanager.ListSecretsRequest(parent=self._project_path, filter=f"labels.{OWNER_LABEL}={owner}")
         with _upstream("list", owner=owner):
             secret_ids = [
                 secret.name.rsplit("/", 1)[-1]
                 for secret in self._client.list_secrets(request=request, timeout=self._timeout)
             ]
         # The id, not the label, is authoritative: anyone able to label a secret cannot add to this list.
-        return sorted(
-            secret_id.removeprefix(prefix) for secret_id in secret_ids if secret_id.startswith(prefix)
-        )
+        return sorted(secret_id.removeprefix(prefix) for secret_id in secret_ids if secret_id.startswith(prefix))
 
     def _secret_path(self, owner: str, name: str) -> str:
         return f"{self._project_path}/secrets/{_secret_id(owner, name)}"

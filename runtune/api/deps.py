@@ -23,9 +23,7 @@ def current_user(request: Request) -> UserContext:
     # identity the gateway set is read.
     uid = request.headers.get(USER_ID_HEADER)
     if not uid:
-        raise Unauthenticated(
-            "No caller identity: requests must come through the gateway", code="not_gateway"
-        )
+        raise Unauthenticated("No caller identity: requests must come through the gateway", code="not_gateway")
     return UserContext(
         uid=uid,
         email=request.headers.get(USER_EMAIL_HEADER) or None,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import signal
 import sys
@@ -22,6 +23,7 @@ from runtune.settings import REPO_ROOT
 
 FIREBASE_BIN = REPO_ROOT / "node_modules" / ".bin" / "firebase"
 _KEEP_SNAPSHOTS = 2
+log = logging.getLogger("runtune.dev")
 
 
 class PrerequisiteMissing(RuntimeError):
@@ -63,9 +65,7 @@ def check_prerequisites(path: str | None = None) -> None:
     """Fail early, naming what is missing and how to get it."""
     missing = []
     if shutil.which("java", path=path) is None:
-        missing.append(
-            "Java 17+ (the Firestore emulator runs on it): apt-get install openjdk-17-jre-headless"
-        )
+        missing.append("Java 17+ (the Firestore emulator runs on it): apt-get install openjdk-17-jre-headless")
     gcloud = shutil.which("gcloud", path=path)
     if gcloud is None:
         missing.append("the Google Cloud CLI: https://cloud.google.com/sdk/docs/install")
@@ -75,9 +75,7 @@ def check_prerequisites(path: str | None = None) -> None:
             "(or apt-get install google-cloud-cli-firestore-emulator)"
         )
     if shutil.which("node", path=path) is None:
-        missing.append(
-            "Node.js 20+ (the Auth emulator runs on it): https://nodejs.org or apt-get install nodejs"
-        )
+        missing.append("Node.js 20+ (the Auth emulator runs on it): https://nodejs.org or apt-get install nodejs")
     if not FIREBASE_BIN.exists():
         missing.append("firebase-tools in node_modules: run `make setup`")
     if missing:
@@ -109,6 +107,13 @@ class RunningEmulators:
         _prune_snapshots(target)
 
     def stop(self) -> None:
+        # The emulator's own export-on-exit does not always run when it is signalled, so export
+        # explicitly while it still answers.
+        if self.processes and self.processes[0].alive():
+            try:
+                self.snapshot_firestore()
+            except httpx.HTTPError as exc:
+                log.warning("firestore snapshot failed", extra={"error": str(exc)})
         for process in reversed(self.processes):
             process.stop()
 

@@ -17,13 +17,9 @@ class BlobInfo:
 
 
 class BlobStore(Protocol):
-    def upload_bytes(
-        self, path: str, data: bytes, *, content_type: str = "application/octet-stream"
-    ) -> None: ...
+    def upload_bytes(self, path: str, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
 
-    def upload_stream(
-        self, path: str, stream: BinaryIO, *, content_type: str = "application/octet-stream"
-    ) -> None:
+    def upload_stream(self, path: str, stream: BinaryIO, *, content_type: str = "application/octet-stream") -> None:
         """Upload from a file-like object in chunks, never holding it whole."""
 
     def upload_file(self, path: str, local_path: Path, *, content_type: str | None = None) -> None: ...
@@ -49,7 +45,5 @@ class BlobStore(Protocol):
     def signed_upload_url(self, path: str, *, content_type: str, expires: timedelta) -> str:
         """A URL that accepts one PUT of the object's body with that content type."""
 
-    def resumable_upload_url(
-        self, path: str, *, content_type: str, size: int | None, origin: str | None
-    ) -> str:
+    def resumable_upload_url(self, path: str, *, content_type: str, size: int | None, origin: str | None) -> str:
         """A resumable upload session; the URL itself is the credential, so only its owner gets it."""

@@ -67,8 +67,7 @@ def test_forged_and_expired_tokens_get_401(platform, account) -> None:
 def test_client_sent_identity_headers_are_ignored(platform, account) -> None:
     response = httpx.get(
         f"{platform.gateway_url}/v1/me",
-        headers=_auth(account["id_token"])
-        | {"x-user-id": "someone-else", "x-user-email": "evil@example.com"},
+        headers=_auth(account["id_token"]) | {"x-user-id": "someone-else", "x-user-email": "evil@example.com"},
     )
     assert response.json()["id"] == account["uid"]
     assert response.json()["email"] == account["email"]
@@ -123,9 +122,7 @@ def test_rate_limit_answers_429_with_retry_after(platform) -> None:
     # Other users are not affected.
     other = sign_up(platform.auth_host)
     assert (
-        httpx.get(
-            f"{platform.test_gateway_url}/v1/datasets/echo-headers", headers=_auth(other["id_token"])
-        ).status_code
+        httpx.get(f"{platform.test_gateway_url}/v1/datasets/echo-headers", headers=_auth(other["id_token"])).status_code
         == 200
     )
 
@@ -151,8 +148,7 @@ def test_200_mb_upload_streams_through_with_flat_memory(platform, account) -> No
     response = httpx.post(
         f"{platform.test_gateway_url}/v1/datasets/upload-sink",
         content=body(),
-        headers=_auth(account["id_token"])
-        | {"content-length": str(size), "content-type": "application/octet-stream"},
+        headers=_auth(account["id_token"]) | {"content-length": str(size), "content-type": "application/octet-stream"},
         timeout=120,
     )
     assert response.status_code == 200, response.text

@@ -152,9 +152,7 @@ def test_launch_sends_overrides_and_returns_execution_name(fake, launcher) -> No
     assert overrides["taskCount"] == 1
 
 
-@pytest.mark.parametrize(
-    "env_name", ["HF_TOKEN", "wandb_api_key", "DbPassword", "MY_SECRET", "GOOGLE_CREDENTIALS"]
-)
+@pytest.mark.parametrize("env_name", ["HF_TOKEN", "wandb_api_key", "DbPassword", "MY_SECRET", "GOOGLE_CREDENTIALS"])
 def test_secret_looking_env_is_refused_before_any_request(fake, launcher, env_name) -> None:
     server, _ = fake
     with pytest.raises(ValueError, match=env_name) as refused:
@@ -251,8 +249,7 @@ DONE = "2025-01-01T12:00:00Z"
                     {"type": "ResourcesAvailable", "state": "CONDITION_SUCCEEDED"},
                     _completed(
                         "CONDITION_FAILED",
-                        f"Task {JOB}-abc12-task0 failed with message: "
-                        "The container exited with an exit code of 3.",
+                        f"Task {JOB}-abc12-task0 failed with message: The container exited with an exit code of 3.",
                         executionReason="NON_ZERO_EXIT_CODE",
                     ),
                 ],
@@ -295,9 +292,7 @@ DONE = "2025-01-01T12:00:00Z"
             id="cancelled",
         ),
         pytest.param(
-            _execution(
-                runningCount=1, conditions=[_completed("CONDITION_RECONCILING", executionReason="CANCELLING")]
-            ),
+            _execution(runningCount=1, conditions=[_completed("CONDITION_RECONCILING", executionReason="CANCELLING")]),
             ExecutionState.running,
             "cancelling",
             None,

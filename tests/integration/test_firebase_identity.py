@@ -49,9 +49,7 @@ def test_emulator_token_verifies_and_is_cached(emulators, verifier: FirebaseIden
     ],
     ids=["unknown-user", "wrong-audience", "wrong-issuer", "expired", "truncated", "garbage"],
 )
-def test_bad_emulator_tokens_are_refused(
-    emulators, verifier: FirebaseIdentityVerifier, tamper, code: str
-) -> None:
+def test_bad_emulator_tokens_are_refused(emulators, verifier: FirebaseIdentityVerifier, tamper, code: str) -> None:
     account = sign_up(emulators.auth_host)
     with pytest.raises(Unauthenticated) as info:
         verifier.verify(tamper(account["id_token"]))
@@ -170,16 +168,12 @@ def test_expired_signed_token_is_refused(cloud_verifier: FirebaseIdentityVerifie
     assert info.value.code == "token_expired"
 
 
-def test_signed_token_of_another_project_is_refused(
-    cloud_verifier: FirebaseIdentityVerifier, google_keys
-) -> None:
+def test_signed_token_of_another_project_is_refused(cloud_verifier: FirebaseIdentityVerifier, google_keys) -> None:
     with pytest.raises(Unauthenticated):
         cloud_verifier.verify(_signed(google_keys[0], "someone-elses-project"))
 
 
-def test_unsigned_token_is_refused_outside_the_emulator(
-    cloud_verifier: FirebaseIdentityVerifier, google_keys
-) -> None:
+def test_unsigned_token_is_refused_outside_the_emulator(cloud_verifier: FirebaseIdentityVerifier, google_keys) -> None:
     header = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
     payload = _signed(google_keys[0], "acme-prod").split(".")[1]
     with pytest.raises(Unauthenticated):

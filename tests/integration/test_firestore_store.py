@@ -37,9 +37,7 @@ def test_create_get_update_delete(store: FirestoreMetadataStore, collection: str
 
 
 def test_query_filters_orders_and_pages(store: FirestoreMetadataStore, collection: str) -> None:
-    store.set_many(
-        [(f"{collection}/d{i:02d}", {"owner": "a" if i % 2 else "b", "rank": i}) for i in range(10)]
-    )
+    store.set_many([(f"{collection}/d{i:02d}", {"owner": "a" if i % 2 else "b", "rank": i}) for i in range(10)])
     owned = store.query(
         collection, where=[Where("owner", "==", "a")], order_by=[OrderBy("rank", descending=True)], limit=3
     )

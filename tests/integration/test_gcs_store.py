@@ -84,9 +84,7 @@ def test_resumable_upload_in_chunks(blobs: GcsBlobStore, prefix: str) -> None:
         prefix + "r.bin", content_type="application/octet-stream", size=len(payload), origin=None
     )
     first = 256 * 1024
-    r1 = httpx.put(
-        url, content=payload[:first], headers={"content-range": f"bytes 0-{first - 1}/{len(payload)}"}
-    )
+    r1 = httpx.put(url, content=payload[:first], headers={"content-range": f"bytes 0-{first - 1}/{len(payload)}"})
     assert r1.status_code == 308
     r2 = httpx.put(
         url,

@@ -287,9 +287,7 @@ def test_upstream_failure_is_upstream_unavailable_and_quotes_no_value(server, st
         store.put(UID, "hf_token", VALUE)
 
     assert VALUE not in str(failed.value)
-    assert all(
-        VALUE not in record.getMessage() and VALUE not in str(vars(record)) for record in caplog.records
-    )
+    assert all(VALUE not in record.getMessage() and VALUE not in str(vars(record)) for record in caplog.records)
 
 
 def test_values_never_reach_the_logs(store, caplog) -> None:
@@ -301,6 +299,4 @@ def test_values_never_reach_the_logs(store, caplog) -> None:
     store.delete(UID, "hf_token")
 
     assert caplog.records, "the store logs its writes"
-    assert all(
-        VALUE not in record.getMessage() and VALUE not in str(vars(record)) for record in caplog.records
-    )
+    assert all(VALUE not in record.getMessage() and VALUE not in str(vars(record)) for record in caplog.records)

@@ -1,0 +1,55 @@
+"""A small REST client for the CLI: the gateway URL, a fresh bearer token, errors as messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from runtune.cli.credentials import StoredLogin
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(f"{message} (HTTP {status}{f', field {param}' if param else ''})")
+        self.status = status
+        self.param = param
+
+
+class ApiClient:
+    def __init__(self, login: StoredLogin, *, timeout_s: float = 60.0) -> None:
+        self._login = login
+        self._http = httpx.Client(base_url=login.gateway_url, timeout=timeout_s)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        extra_headers = kwargs.pop("headers", {})
+        response = self._send(method, path, self._login.fresh_id_token(), extra_headers, kwargs)
+        if response.status_code == 401:
+            # The ID token may have been revoked (a password change, an emulator restart): a fresh
+            # one from the refresh token answers that; a dead session fails in the refresh itself.
+            response = self._send(method, path, self._login.fresh_id_token(force=True), extra_headers, kwargs)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json() if response.content else None
+
+    def _send(
+        self, method: str, path: str, token: str, headers: dict[str, str], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, path, headers={"authorization": f"Bearer {token}", **headers}, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"Cannot reach the gateway at {self._login.gateway_url}: {exc}") from exc
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        error = response.json()["error"]
+        return ApiError(response.status_code, error["message"], error.get("param"))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, response.text[:200] or response.reason_phrase)

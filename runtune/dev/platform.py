@@ -1,0 +1,293 @@
+"""The local platform: emulators, the three services and the gateway, on loopback, in one command.
+
+`LocalPlatform.start()` brings everything up in dependency order and waits for each piece to be
+healthy; `stop()` takes it down in reverse, letting the emulators export their data. The endpoints
+go to `.runtune/dev.json` for scripts and tests (mode 0600: it holds the demo password; the
+gateway's internal token is never written anywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtune.dev.emulators import EmulatorPorts, RunningEmulators, start_emulators
+from runtune.dev.processes import ManagedProcess, free_port, port_in_use
+from runtune.errors import InvalidRequest
+from runtune.firebase_rest import FirebaseAuthRest
+from runtune.internal_auth import token_sha256
+from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
+
+SERVICES = ("preprocessing", "training", "inference")
+DEMO_EMAIL = "demo@runtune.dev"
+DEMO_PASSWORD = "runtune-demo"
+SNAPSHOT_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class PlatformPorts:
+    gateway: int = 8080
+    preprocessing: int = 8081
+    training: int = 8082
+    inference: int = 8083
+    emulators: EmulatorPorts = field(default_factory=EmulatorPorts)
+
+    @classmethod
+    def free(cls) -> PlatformPorts:
+        return cls(free_port(), free_port(), free_port(), free_port(), EmulatorPorts.free())
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    local_dir: Path = DEFAULT_LOCAL_DIR
+    ports: PlatformPorts = field(default_factory=PlatformPorts)
+    project_id: str = "demo-runtune"
+    bucket: str = "runtune-local"
+    gateway_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.local_dir / "data"
+
+    @property
+    def state_file(self) -> Path:
+        return self.local_dir / "dev.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.local_dir / "platform.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.local_dir / "logs"
+
+
+class LocalPlatform:
+    def __init__(self, config: PlatformConfig | None = None) -> None:
+        self.config = config or PlatformConfig()
+        self.emulators: RunningEmulators | None = None
+        self.processes: list[ManagedProcess] = []
+        # Fresh at every start and held in memory only: the gateway gets it, services its hash.
+        self.internal_token = secrets.token_urlsafe(32)
+
+    # -- start and stop -------------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        config = self.config
+        busy = [port for port in (config.ports.gateway, *self._service_ports().values()) if port_in_use(port)]
+        if busy:
+            raise RuntimeError(f"ports {busy} are in use: is the platform already running? (`runtune dev status`)")
+        config.local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.emulators = start_emulators(
+                config.data_dir,
+                ports=config.ports.emulators,
+                project_id=config.project_id,
+                bucket=config.bucket,
+                log_dir=config.log_dir,
+            )
+            self._ensure_bucket()
+            services = [self._service(name, port) for name, port in self._service_ports().items()]
+            for process in services:
+                self.processes.append(process.start())
+            for process in services:
+                process.wait_healthy(timeout_s=60)
+            gateway = self._gateway()
+            self.processes.append(gateway.start())
+            gateway.wait_healthy(timeout_s=60)
+            self._ensure_demo_account()
+        except BaseException:
+            self.stop()
+            raise
+        state = self.state()
+        _write_private_json(config.state_file, state)
+        return state
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        if self.emulators is not None:
+            self.emulators.stop()
+            self.emulators = None
+
+    def serve_forever(self, stop_event: threading.Event) -> None:
+        """Keep running until asked to stop or a component dies; snapshot Firestore meanwhile."""
+        last_snapshot = time.monotonic()
+        while not stop_event.wait(1.0):
+            dead = [process.name for process in self.processes if not process.alive()]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} stopped unexpectedly; see {self.config.log_dir}")
+            if self.emulators and time.monotonic() - last_snapshot > SNAPSHOT_EVERY_S:
+                with contextlib.suppress(Exception):  # a failed snapshot must not stop the platform
+                    self.emulators.snapshot_firestore()
+                last_snapshot = time.monotonic()
+
+    # -- what runs ------------------------------------------------------------------------------
+
+    def _service_ports(self) -> dict[str, int]:
+        ports = self.config.ports
+        return {"preprocessing": ports.preprocessing, "training": ports.training, "inference": ports.inference}
+
+    def _common_env(self) -> dict[str, str]:
+        assert self.emulators is not None
+        return {
+            **self.emulators.endpoints.env(),
+            "RUNTUNE_LOCAL_DIR": str(self.config.local_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _uvicorn(self, name: str, app: str, port: int, env: dict[str, str]) -> ManagedProcess:
+        return ManagedProcess(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            self.config.log_dir / f"{name}.log",
+            health_url=f"http://127.0.0.1:{port}/healthz",
+            env={**self._common_env(), "RUNTUNE_PORT": str(port), **env},
+            cwd=REPO_ROOT,
+        )
+
+    def _service(self, name: str, port: int) -> ManagedProcess:
+        return self._uvicorn(
+            name,
+            f"services.{name}.app:create_app",
+            port,
+            {"RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(self.internal_token)},
+        )
+
+    def _gateway(self) -> ManagedProcess:
+        urls = {f"RUNTUNE_{name.upper()}_URL": url for name, url in self.service_urls().items()}
+        return self._uvicorn(
+            "gateway",
+            "gateway.app:create_app",
+            self.config.ports.gateway,
+            {"RUNTUNE_INTERNAL_TOKEN": self.internal_token, **urls, **self.config.gateway_env},
+        )
+
+    def service_urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{port}" for name, port in self._service_ports().items()}
+
+    def _ensure_bucket(self) -> None:
+        from runtune.adapters.gcs import GcsBlobStore
+
+        assert self.emulators is not None
+        with _env(self.emulators.endpoints.env()):
+            GcsBlobStore.for_bucket(self.config.project_id, self.config.bucket).ensure_bucket()
+
+    def _ensure_demo_account(self) -> None:
+        assert self.emulators is not None
+        auth = FirebaseAuthRest("local", emulator_host=self.emulators.endpoints.auth_host)
+        with contextlib.suppress(InvalidRequest):  # it exists already: data survives restarts
+            auth.sign_up(DEMO_EMAIL, DEMO_PASSWORD)
+
+    def state(self) -> dict[str, Any]:
+        assert self.emulators is not None
+        endpoints = self.emulators.endpoints
+        return {
+            "gateway_url": f"http://127.0.0.1:{self.config.ports.gateway}",
+            "services": self.service_urls(),
+            "firestore_emulator_host": endpoints.firestore_host,
+            "storage_emulator_host": endpoints.storage_host,
+            "auth_emulator_host": endpoints.auth_host,
+            "project_id": endpoints.project_id,
+            "bucket": endpoints.bucket,
+            "demo_email": DEMO_EMAIL,
+            "demo_password": DEMO_PASSWORD,
+            "data_dir": str(self.config.data_dir),
+            "log_dir": str(self.config.log_dir),
+            "supervisor_pid": os.getpid(),
+            "pids": {process.name: process.pid for process in self.processes},
+            "started_at": int(time.time()),
+        }
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]):  # type: ignore[no-untyped-def]
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _write_private_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+# -- the supervisor: foreground (`dev up`) or daemon (`dev up --detach`) --------------------------
+
+
+def run_supervisor(config: PlatformConfig, on_ready: Any = None) -> int:
+    """Start the platform, run until SIGINT/SIGTERM, stop cleanly. Returns an exit code."""
+    stop_event = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    platform = LocalPlatform(config)
+    _write_private_json(config.pid_file, {"pid": os.getpid()})
+    try:
+        state = platform.start()
+        if on_ready is not None:
+            on_ready(state)
+        platform.serve_forever(stop_event)
+        return 0
+    finally:
+        platform.stop()
+        config.state_file.unlink(missing_ok=True)
+        config.pid_file.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def read_state(config: PlatformConfig | None = None) -> dict[str, Any] | None:
+    config = config or PlatformConfig()
+    try:
+        return json.loads(config.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def supervisor_pid(config: PlatformConfig | None = None) -> int | None:
+    config = config or PlatformConfig()
+    try:
+        pid = int(json.loads(config.pid_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+if __name__ == "__main__":  # the detached supervisor: `python -m runtune.dev.platform`
+    sys.exit(run_supervisor(PlatformConfig()))

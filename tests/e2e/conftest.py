@@ -1,0 +1,106 @@
+"""The whole local platform for end-to-end tests, started once per session on free ports.
+
+Next to it runs a second gateway (same code, a low rate limit) whose preprocessing route points at
+a stand-in service, for the gateway behaviours that need endpoints no real service has yet.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
+from runtune.dev.processes import ManagedProcess, free_port
+from runtune.internal_auth import token_sha256
+from runtune.settings import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class PlatformHandle:
+    gateway_url: str
+    services: dict[str, str]
+    auth_host: str
+    project_id: str
+    test_gateway_url: str
+    test_gateway_pid: int
+
+
+def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> ManagedProcess:
+    return ManagedProcess(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        log_dir / f"{name}.log",
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandle]:
+    local_dir = tmp_path_factory.mktemp("platform")
+    config = PlatformConfig(local_dir=local_dir, ports=PlatformPorts.free(), project_id="demo-runtune-e2e")
+    running = LocalPlatform(config)
+    state = running.start()
+    assert running.emulators is not None
+    env = {**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)}
+    upstream_port, gateway_port = free_port(), free_port()
+    extras = [
+        _uvicorn(
+            "stand-in-service",
+            "tests.e2e.upstream_app:create_app",
+            upstream_port,
+            {
+                **env,
+                "RUNTUNE_PORT": str(upstream_port),
+                "RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(running.internal_token),
+            },
+            config.log_dir,
+        ),
+        _uvicorn(
+            "test-gateway",
+            "gateway.app:create_app",
+            gateway_port,
+            {
+                **env,
+                "RUNTUNE_INTERNAL_TOKEN": running.internal_token,
+                "RUNTUNE_PREPROCESSING_URL": f"http://127.0.0.1:{upstream_port}",
+                "RUNTUNE_TRAINING_URL": state["services"]["training"],
+                "RUNTUNE_INFERENCE_URL": state["services"]["inference"],
+                "RUNTUNE_RATE_LIMIT_PER_MINUTE": "60",
+                "RUNTUNE_RATE_LIMIT_BURST": "20",
+            },
+            config.log_dir,
+        ),
+    ]
+    try:
+        for process in extras:
+            process.start().wait_healthy(timeout_s=60)
+        yield PlatformHandle(
+            gateway_url=state["gateway_url"],
+            services=state["services"],
+            auth_host=state["auth_emulator_host"],
+            project_id=state["project_id"],
+            test_gateway_url=f"http://127.0.0.1:{gateway_port}",
+            test_gateway_pid=extras[1].pid or 0,
+        )
+    finally:
+        for process in reversed(extras):
+            process.stop()
+        running.stop()
