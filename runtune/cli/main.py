@@ -22,9 +22,12 @@ def login(
     password: str = typer.Option(..., prompt=True, hide_input=True),
     gateway: str | None = typer.Option(None, help="Gateway URL (default: the local platform's)"),
     api_key: str = typer.Option("local", envvar="RUNTUNE_FIREBASE_API_KEY", help="Firebase Web API key (cloud)"),
+    auth_emulator: str | None = typer.Option(
+        None, envvar="FIREBASE_AUTH_EMULATOR_HOST", help="Auth emulator host:port, with --gateway of a local platform"
+    ),
 ) -> None:
     """Sign in with email and password; the refreshing session is stored in your config dir."""
-    emulator_host = None
+    emulator_host = auth_emulator
     if gateway is None:
         state = read_state()
         if state is None:

@@ -1,0 +1,67 @@
+"""`runtune login` and `runtune whoami` against the running local platform."""
+
+import json
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from runtune.cli.main import app
+from tests.support import sign_up
+
+pytestmark = pytest.mark.platform
+
+
+def test_login_stores_a_private_session_and_whoami_uses_it(platform, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    args = [
+        "login",
+        "--email",
+        account["email"],
+        "--password",
+        "correct-horse",
+        "--gateway",
+        platform.gateway_url,
+        "--auth-emulator",
+        platform.auth_host,
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stored = tmp_path / "credentials.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert json.loads(stored.read_text())["uid"] == account["uid"]
+
+    result = runner.invoke(app, ["whoami"])
+    assert result.exit_code == 0, result.output
+    assert account["uid"] in result.output and account["email"] in result.output
+
+
+def test_wrong_password_is_a_clear_message(platform, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    account = sign_up(platform.auth_host)
+    result = CliRunner().invoke(
+        app,
+        [
+            "login",
+            "--email",
+            account["email"],
+            "--password",
+            "nope",
+            "--gateway",
+            platform.gateway_url,
+            "--auth-emulator",
+            platform.auth_host,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "Wrong email or password" in result.output
+    assert not (tmp_path / "credentials.json").exists()
+
+
+def test_whoami_without_login_says_what_to_do(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["whoami"])
+    assert result.exit_code == 1
+    assert "runtune login" in result.output
