@@ -14,8 +14,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import anyio
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -49,12 +49,12 @@ class Gateway:
         settings: GatewaySettings,
         verifier: IdentityVerifier,
         minter: InternalCredentialMinter,
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
     ) -> None:
         self.settings = settings
         self.verifier = verifier
         self.minter = minter
-        self.client = client
+        self.session = session
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     async def identify(self, request: Request) -> Identity:
@@ -91,7 +91,7 @@ class Gateway:
                 )
             base_url = self.settings.upstreams[service]
             headers = upstream_headers(request, identity, self.minter.authorization(base_url), request_id)
-            response: Response = await forward(self.client, request, base_url, headers, request_id)
+            response: Response = await forward(self.session, request, base_url, headers, request_id)
         except RuntuneError as exc:
             response = JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
             response.headers[REQUEST_ID_HEADER] = request_id
@@ -134,10 +134,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=5.0)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False) as client:
-            app.state.gateway = Gateway(settings, verifier, minter, client)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, limit_per_host=256, keepalive_timeout=30),
+            # sock_read bounds silence between chunks, not a whole (possibly hours-long) SSE stream.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=settings.upstream_timeout_s),
+            auto_decompress=False,  # relay bytes as they are, compressed or not
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+        async with session:
+            app.state.gateway = Gateway(settings, verifier, minter, session)
             yield
 
     async def proxy(request: Request) -> Response:

@@ -1,19 +1,26 @@
-"""Streams a request to its private service and the answer back, never holding either body whole."""
+"""Forwards a request to its private service and the answer back.
+
+Bodies stream both ways: an upload goes upstream chunk by chunk, and a large or open-ended answer
+(downloads, Server-Sent Events) comes back as it is produced. Only bodies whose declared length is
+at most `SMALL_BODY` are read whole, because streaming a few hundred bytes costs more than it saves.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-from starlette.background import BackgroundTask
+import aiohttp
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from yarl import URL
 
 from runtune.errors import UpstreamUnavailable
 from runtune.internal_auth import IDENTITY_HEADERS, REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
 from runtune.ports.identity import Identity
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and what the gateway itself decides.
+SMALL_BODY = 64 * 1024
+
+# Hop-by-hop headers (RFC 9110 7.6.1), and what the gateway itself decides.
 _DROP_REQUEST = (
     frozenset(
         {
@@ -27,17 +34,18 @@ _DROP_REQUEST = (
             "upgrade",
             "authorization",
             "cookie",
+            REQUEST_ID_HEADER,
         }
     )
     | IDENTITY_HEADERS
 )
-_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
+_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"})
 
 
 def upstream_headers(
     request: Request, identity: Identity, authorization: str, request_id: str
 ) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST and k != REQUEST_ID_HEADER]
+    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
     headers.append(("authorization", authorization))
     headers.append((USER_ID_HEADER, identity.uid))
     if identity.email:
@@ -46,36 +54,63 @@ def upstream_headers(
     return headers
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def _stream(request: Request) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         if chunk:
             yield chunk
 
 
+def _declared_length(headers: object) -> int | None:
+    value = headers.get("content-length")  # type: ignore[attr-defined]
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def _request_body(request: Request) -> bytes | AsyncIterator[bytes] | None:
+    length = _declared_length(request.headers)
+    if length == 0 or (length is None and "transfer-encoding" not in request.headers):
+        return None
+    if length is not None and length <= SMALL_BODY:
+        return await request.body()
+    return _stream(request)
+
+
 async def forward(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     request: Request,
     base_url: str,
     headers: list[tuple[str, str]],
     request_id: str,
-) -> StreamingResponse:
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    upstream_request = client.build_request(
-        request.method,
-        base_url + request.url.path,
-        params=request.url.query,
-        headers=headers,
-        content=_body(request) if has_body else None,
-    )
+) -> Response:
+    query = request.url.query
+    url = URL(base_url + request.url.path + (f"?{query}" if query else ""), encoded=True)
     try:
-        upstream = await client.send(upstream_request, stream=True)
-    except httpx.TransportError as exc:
+        upstream = await session.request(
+            request.method, url, headers=headers, data=await _request_body(request), allow_redirects=False
+        )
+    except aiohttp.ClientError as exc:
         raise UpstreamUnavailable("The service is unavailable; try again shortly") from exc
-    response_headers = {k: v for k, v in upstream.headers.items() if k not in _DROP_RESPONSE}
-    response_headers[REQUEST_ID_HEADER] = request_id
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=response_headers,
-        background=BackgroundTask(upstream.aclose),
-    )
+    raw_headers = [(k, v) for k, v in upstream.raw_headers if k.lower() not in _DROP_RESPONSE]
+    raw_headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+    length = _declared_length(upstream.headers)
+    if length is not None and length <= SMALL_BODY:
+        try:
+            body = await upstream.read()
+        finally:
+            upstream.release()
+        response = Response(body, status_code=upstream.status)
+        response.raw_headers = raw_headers
+        return response
+    streaming = StreamingResponse(_relay(upstream), status_code=upstream.status)
+    streaming.raw_headers = raw_headers
+    return streaming
+
+
+async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()
