@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.proxy import forward, upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import upstream_for
+from runtune.api.errors import install_error_handlers
 from runtune.errors import NotFound, RateLimited, RuntuneError, Unauthenticated
 from runtune.internal_auth import (
     REQUEST_ID_HEADER,
@@ -174,4 +175,6 @@ def create_app(
             max_age=600,
         )
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    install_error_handlers(app)
+    return app

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Protocol
 
+from google.auth import exceptions as google_auth_exceptions
 from google.auth.transport import requests as auth_requests
 from google.oauth2 import id_token as google_id_token
 
@@ -81,18 +82,33 @@ class GoogleIdTokenMinter:
         return f"Bearer {token}"
 
 
+GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
+GOOGLE_OAUTH2_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+
 class GoogleIdTokenVerifier:
-    def __init__(self, audience: str, gateway_service_account: str) -> None:
+    def __init__(
+        self,
+        audience: str,
+        gateway_service_account: str,
+        *,
+        certs_url: str = GOOGLE_OAUTH2_CERTS_URL,
+    ) -> None:
         self._audience = audience
         self._account = gateway_service_account
+        self._certs_url = certs_url
         self._request = auth_requests.Request()
 
     def verify(self, authorization: str | None) -> None:
         token = _bearer(authorization)
         try:
-            claims = google_id_token.verify_oauth2_token(token, self._request, self._audience)
-        except ValueError as exc:
+            claims = google_id_token.verify_token(
+                token, self._request, audience=self._audience, certs_url=self._certs_url
+            )
+        except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
             raise Unauthenticated("Invalid service credential", code="not_gateway") from exc
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise Unauthenticated("Invalid service credential", code="not_gateway")
         if claims.get("email") != self._account or not claims.get("email_verified"):
             raise Unauthenticated("This service accepts requests from the gateway only", code="not_gateway")
 

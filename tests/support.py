@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from runtune.firebase_rest import FirebaseAuthRest
 
@@ -37,3 +47,48 @@ def retoken(token: str, **changes: Any) -> str:
 def expired(token: str) -> str:
     now = int(time.time())
     return retoken(token, iat=now - 7200, exp=now - 3600, auth_time=now - 7200)
+
+
+# --- Signing keys and a local stand-in for Google's public certificate endpoints -------------
+
+
+def key_and_cert(common_name: str) -> tuple[rsa.RSAPrivateKey, str]:
+    """An RSA key and a self-signed X.509 certificate for it (PEM), as Google publishes them."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@contextlib.contextmanager
+def cert_server(certs: dict[str, str]) -> Iterator[str]:
+    """Serves `{kid: certificate PEM}` as Google's certificate endpoints do; yields the URL."""
+    body = json.dumps(certs).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("cache-control", "public, max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/certs"
+    finally:
+        server.shutdown()

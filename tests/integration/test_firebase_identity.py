@@ -1,24 +1,17 @@
 """Firebase ID token verification: against the Auth emulator, and with real RS256 signatures."""
 
-import datetime
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from firebase_admin import credentials as firebase_credentials
 from google.auth.credentials import AnonymousCredentials
 
 from runtune.adapters.firebase_identity import FirebaseIdentityVerifier
 from runtune.errors import Unauthenticated
-from tests.support import expired, retoken, sign_up
+from tests.support import cert_server, expired, key_and_cert, retoken, sign_up
 
 pytestmark = pytest.mark.emulators
 
@@ -69,44 +62,12 @@ def test_disabled_user_is_refused(emulators, verifier: FirebaseIdentityVerifier)
 # --- Signed tokens, as in the cloud (no emulator variable: signatures are checked) -----------
 
 
-def _key_and_cert(common_name: str) -> tuple[rsa.RSAPrivateKey, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @pytest.fixture(scope="module")
 def google_keys() -> Iterator[tuple[rsa.RSAPrivateKey, str]]:
     """A local stand-in for Google's public certificate endpoint, serving one key `k1`."""
-    key, cert = _key_and_cert("securetoken")
-    body = json.dumps({"k1": cert}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("cache-control", "public, max-age=3600")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield key, f"http://127.0.0.1:{server.server_port}/certs"
-    server.shutdown()
+    key, cert = key_and_cert("securetoken")
+    with cert_server({"k1": cert}) as url:
+        yield key, url
 
 
 def _signed(key: rsa.RSAPrivateKey, project: str, **changes: object) -> str:
@@ -150,7 +111,7 @@ def test_signed_token_verifies(cloud_verifier: FirebaseIdentityVerifier, google_
 
 
 def test_forged_signature_is_refused(cloud_verifier: FirebaseIdentityVerifier) -> None:
-    attacker_key, _ = _key_and_cert("attacker")
+    attacker_key, _ = key_and_cert("attacker")
     with pytest.raises(Unauthenticated):
         cloud_verifier.verify(_signed(attacker_key, "acme-prod"))
 
