@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtune.api.deps import CurrentUser
 from runtune.api.errors import install_error_handlers
 from runtune.errors import RuntuneError
 from runtune.internal_auth import (
     REQUEST_ID_HEADER,
+    USER_ID_HEADER,
     GoogleIdTokenVerifier,
     InternalCredentialVerifier,
     LocalTokenVerifier,
@@ -40,33 +41,48 @@ def internal_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
     return GoogleIdTokenVerifier(settings.service_audience, settings.gateway_service_account)
 
 
-class GatewayOnlyMiddleware(BaseHTTPMiddleware):
-    """Refuses every request that does not carry the gateway's internal credential."""
+class GatewayOnlyMiddleware:
+    """Refuses every request that does not carry the gateway's internal credential.
 
-    def __init__(self, app: Any, verifier: InternalCredentialVerifier, service: str) -> None:
-        super().__init__(app)
+    Plain ASGI rather than `BaseHTTPMiddleware`: it sits on every request, streaming ones included.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: InternalCredentialVerifier) -> None:
+        self._app = app
         self._verifier = verifier
-        self._service = service
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            self._verifier.verify(headers.get("authorization"))
+        except RuntuneError as exc:
+            await JSONResponse(exc.envelope(), status_code=exc.status_code)(scope, receive, send)
+            return
         started = time.perf_counter()
-        if request.url.path not in _OPEN_PATHS:
-            try:
-                self._verifier.verify(request.headers.get("authorization"))
-            except RuntuneError as exc:
-                return JSONResponse(exc.envelope(), status_code=exc.status_code)
-        response = await call_next(request)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": request.headers.get(REQUEST_ID_HEADER),
-            },
-        )
-        return response
+        status = {"code": 500}
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_and_record)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": headers.get(REQUEST_ID_HEADER),
+                    "uid": headers.get(USER_ID_HEADER),
+                },
+            )
 
 
 def _identity_router() -> APIRouter:
@@ -99,7 +115,7 @@ def create_service_app(
 
     app = FastAPI(title=f"runtune-{name}", lifespan=run, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(GatewayOnlyMiddleware, verifier=internal_verifier(settings), service=name)
+    app.add_middleware(GatewayOnlyMiddleware, verifier=internal_verifier(settings))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
