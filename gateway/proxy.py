@@ -39,7 +39,10 @@ _DROP_REQUEST = (
     )
     | IDENTITY_HEADERS
 )
-_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"})
+# The gateway's own server adds `date` and `server`; the upstream's would repeat them.
+_DROP_RESPONSE = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"date", b"server"}
+)
 
 
 def upstream_headers(
@@ -84,8 +87,11 @@ async def forward(
     headers: list[tuple[str, str]],
     request_id: str,
 ) -> Response:
-    query = request.url.query
-    url = URL(base_url + request.url.path + (f"?{query}" if query else ""), encoded=True)
+    # The path exactly as the client encoded it: a decoded one ("a b") is not a valid request line.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    url = URL(base_url + target, encoded=True)
     try:
         upstream = await session.request(
             request.method, url, headers=headers, data=await _request_body(request), allow_redirects=False

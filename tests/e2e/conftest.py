@@ -26,6 +26,7 @@ class PlatformHandle:
     project_id: str
     test_gateway_url: str
     test_gateway_pid: int
+    log_dir: str
 
 
 def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> ManagedProcess:
@@ -99,6 +100,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             project_id=state["project_id"],
             test_gateway_url=f"http://127.0.0.1:{gateway_port}",
             test_gateway_pid=extras[1].pid or 0,
+            log_dir=str(config.log_dir),
         )
     finally:
         for process in reversed(extras):

@@ -199,3 +199,17 @@ def test_non_api_paths_answer_with_the_envelope(platform) -> None:
     response = httpx.delete(f"{platform.gateway_url}/healthz")
     assert response.status_code == 405
     assert _envelope(response)["code"] == "method_not_allowed"
+
+
+def test_paths_and_queries_are_forwarded_as_encoded(platform, account) -> None:
+    response = httpx.get(
+        f"{platform.test_gateway_url}/v1/datasets/echo-headers?q=a%20b&x=%2F",
+        headers=_auth(account["id_token"]),
+    )
+    assert response.status_code == 200
+    assert len(response.headers.get_list("date")) == 1
+    odd = httpx.put(
+        f"{platform.gateway_url}/v1/secrets/Bad Name!", json={"value": "x"}, headers=_auth(account["id_token"])
+    )
+    assert odd.status_code == 400
+    assert _envelope(odd)["param"] == "name"

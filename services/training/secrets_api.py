@@ -1,0 +1,52 @@
+"""`/v1/secrets`: the caller's own tokens (Hugging Face, Weights & Biases), stored server-side.
+
+Values go in and never come out through the API: the trainer reads them from the secret store
+itself, so they never travel in job overrides, documents or responses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import BaseModel, Field
+
+from runtune.api.deps import CurrentUser
+from runtune.errors import not_found
+from runtune.ports.secrets import SecretStore
+
+router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
+
+
+def secret_store(request: Request) -> SecretStore:
+    return request.app.state.secrets
+
+
+Secrets = Annotated[SecretStore, Depends(secret_store)]
+
+
+class SecretValue(BaseModel):
+    value: str = Field(min_length=1, max_length=65536, description="The token; never returned")
+
+
+def _secret(name: str) -> dict[str, Any]:
+    return {"object": "secret", "name": name}
+
+
+@router.get("")
+def list_secrets(user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
+    return {"object": "list", "data": [_secret(name) for name in secrets.names(user.uid)], "has_more": False}
+
+
+@router.put("/{name}")
+def put_secret(name: str, body: SecretValue, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
+    secrets.put(user.uid, name, body.value)
+    return _secret(name)
+
+
+@router.delete("/{name}", status_code=status.HTTP_200_OK)
+def delete_secret(name: str, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
+    if name not in secrets.names(user.uid):
+        raise not_found("secret", name)
+    secrets.delete(user.uid, name)
+    return {"object": "secret.deleted", "name": name, "deleted": True}
