@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.schemas.common import ApiError, OwnedResource
 
@@ -34,9 +34,60 @@ class JobPhase(StrEnum):
 
 
 class Hyperparameters(BaseModel):
-    n_epochs: int | Literal["auto"] = "auto"
-    batch_size: int | Literal["auto"] = "auto"
-    learning_rate_multiplier: float | Literal["auto"] = "auto"
+    """OpenAI's hyperparameters; `auto` is resolved by the training service before launch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    # Multiplies the method's base learning rate (2e-4 for LoRA/QLoRA, 2e-5 for full fine-tuning).
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=10)] | Literal["auto"] = "auto"
+
+
+class LoraOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(default=16, ge=1, le=256)
+    alpha: int = Field(default=32, ge=1, le=1024)
+    dropout: float = Field(default=0.05, ge=0.0, le=0.5)
+    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    vision_tower: bool = Field(default=False, description="Also adapt the vision encoder")
+
+
+class EvaluationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: bool = Field(default=False, description="Evaluate the base model before training too")
+    method: Literal["label_scoring", "generation", "both"] = "label_scoring"
+    split: Literal["validation", "test"] = "test"
+    max_samples: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class ExportOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    merged: bool = Field(default=True, description="Also export a merged 16-bit model")
+    gguf: bool = False
+    push_to_hub: str | None = Field(default=None, description="A Hugging Face repo id to push to")
+
+
+class RuntuneOptions(BaseModel):
+    """Runtune's extension of the OpenAI job request (`method.supervised.runtune`): how to train."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["qlora", "lora", "full"] = "qlora"
+    lora: LoraOptions = Field(default_factory=LoraOptions)
+    max_length: int = Field(default=1024, ge=64, le=32_768)
+    gradient_accumulation_steps: int | None = Field(default=None, ge=1, le=1024)
+    lr_scheduler: Literal["cosine", "linear"] = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0.0, le=0.5)
+    gradient_checkpointing: bool = True
+    checkpoint_every_steps: int = Field(default=50, ge=1)
+    checkpoint_every_minutes: float = Field(default=10.0, gt=0, le=60)
+    evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    gpu: Literal["auto", "nvidia-l4", "nvidia-rtx-pro-6000"] = "auto"
 
 
 class Job(OwnedResource):
@@ -58,6 +109,8 @@ class Job(OwnedResource):
     metadata: dict[str, str] | None = None
     integrations: list[dict[str, Any]] = Field(default_factory=list)
     error: ApiError | None = None
+    # How to train (validated `RuntuneOptions`, stored as given so the trainer reads what was asked).
+    options: RuntuneOptions = Field(default_factory=RuntuneOptions)
     # Runtune's extra fields: the finer phase, progress, and where the trainer runs.
     phase: JobPhase | None = None
     steps_completed: int = 0
@@ -79,7 +132,32 @@ class Job(OwnedResource):
         return document
 
 
+def job_path(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def event_path(job_id: str, seq: int) -> str:
+    """Events are numbered per job; the zero-padded number keeps document ids in order."""
+    return f"jobs/{job_id}/events/{seq:08d}"
+
+
+def checkpoint_path(job_id: str, step: int) -> str:
+    return f"jobs/{job_id}/checkpoints/{step:08d}"
+
+
+def event_id(job_id: str, seq: int) -> str:
+    return f"ftevent-{job_id.removeprefix('ftjob-')}-{seq:08d}"
+
+
+def seq_of_event_id(value: str) -> int | None:
+    """The sequence number inside an event id (or a bare number, as SSE's Last-Event-ID may send)."""
+    tail = value.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
 class JobEvent(BaseModel):
+    """A job's event, stored at `event_path(job_id, seq)` with `seq` alongside its API fields."""
+
     id: str
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
     created_at: int
@@ -98,3 +176,42 @@ class Checkpoint(BaseModel):
     fine_tuning_job_id: str
     step_number: int
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class SupervisedMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
+
+
+class JobMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod = Field(default_factory=SupervisedMethod)
+
+
+class CreateJobRequest(BaseModel):
+    """`POST /v1/fine_tuning/jobs`, as the `openai` SDK sends it (plus `method.supervised.runtune`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    training_file: str = Field(min_length=1, max_length=128)
+    validation_file: str | None = Field(default=None, min_length=1, max_length=128)
+    # The legacy top-level form; `method.supervised.hyperparameters` wins when both are given.
+    hyperparameters: Hyperparameters | None = None
+    method: JobMethod = Field(default_factory=JobMethod)
+    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None = Field(
+        default=None, max_length=16
+    )
+    integrations: list[dict[str, Any]] | None = None
+
+    def resolved_hyperparameters(self) -> Hyperparameters:
+        given = self.method.supervised.hyperparameters
+        if given == Hyperparameters() and self.hyperparameters is not None:
+            return self.hyperparameters
+        return given

@@ -1,0 +1,83 @@
+"""Jobs, their events and checkpoints in the metadata store, always read through their owner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runtune.errors import not_found
+from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
+from runtune.schemas.jobs import Checkpoint, Job, JobEvent, JobStatus, checkpoint_path, job_path
+
+JOBS = "jobs"
+
+
+class JobRepository:
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    def create(self, job: Job) -> None:
+        self._store.create(job_path(job.id), job.to_document())
+
+    def get_owned(self, uid: str, job_id: str) -> Job:
+        """The job if the caller owns it; a foreign job is as missing as a nonexistent one."""
+        document = self._store.get(job_path(job_id)) if _plausible_id(job_id) else None
+        if document is None or document.get("owner") != uid:
+            raise not_found("fine-tuning job", job_id)
+        return Job.model_validate(document)
+
+    def get(self, job_id: str) -> Job | None:
+        document = self._store.get(job_path(job_id))
+        return Job.model_validate(document) if document else None
+
+    def update(self, job_id: str, mutate: Callable[[Job], Job | None]) -> Job | None:
+        """Change a job atomically (its trainer writes it concurrently)."""
+
+        def apply(document: Document | None) -> Document | None:
+            if document is None:
+                return None
+            changed = mutate(Job.model_validate(document))
+            return changed.to_document() if changed is not None else None
+
+        result = self._store.transact(job_path(job_id), apply)
+        return Job.model_validate(result) if result else None
+
+    def list_owned(
+        self, uid: str, *, limit: int, after: str | None = None, metadata: dict[str, str] | None = None
+    ) -> list[Job]:
+        where = [Where("owner", "==", uid)]
+        where += [Where(f"metadata.{key}", "==", value) for key, value in (metadata or {}).items()]
+        if after is not None:
+            self.get_owned(uid, after)  # a foreign or unknown cursor is a 404, not an empty page
+        rows = self._store.query(
+            JOBS, where=where, order_by=[OrderBy("created_at", descending=True)], limit=limit, start_after=after
+        )
+        return [Job.model_validate(document) for _, document in rows]
+
+    def with_status(self, statuses: list[JobStatus], *, owner: str | None = None) -> list[Job]:
+        where = [Where("status", "in", [status.value for status in statuses])]
+        if owner is not None:
+            where.append(Where("owner", "==", owner))
+        rows = self._store.query(JOBS, where=where, order_by=[OrderBy("created_at")])
+        return [Job.model_validate(document) for _, document in rows]
+
+    def events(self, job_id: str, *, after_seq: int | None, limit: int) -> list[JobEvent]:
+        """Events in order; `after_seq` is exclusive."""
+        rows = self._store.query(
+            f"{job_path(job_id)}/events",
+            order_by=[OrderBy("seq")],
+            where=[Where("seq", ">", after_seq)] if after_seq is not None else [],
+            limit=limit,
+        )
+        return [JobEvent.model_validate(document) for _, document in rows]
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        rows = self._store.query(f"{job_path(job_id)}/checkpoints", order_by=[OrderBy("step_number")])
+        return [Checkpoint.model_validate(document) for _, document in rows]
+
+    def add_checkpoint(self, job_id: str, checkpoint: Checkpoint) -> None:
+        self._store.set(checkpoint_path(job_id, checkpoint.step_number), checkpoint.model_dump(mode="json"))
+
+
+def _plausible_id(job_id: str) -> bool:
+    # Firestore ids cannot contain '/', and a path-like id must not address another document.
+    return bool(job_id) and "/" not in job_id and len(job_id) <= 128
