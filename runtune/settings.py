@@ -132,6 +132,14 @@ class ServiceSettings(CommonSettings):
     trainer_command: list[str] = ["python", "-m", "jobs.trainer"]
     local_max_concurrent_jobs: int = Field(default=1, ge=1)
     run_api_endpoint: str | None = None
+    # Jobs: how many may run per user at once (the rest wait `queued`, in order), and when a quiet
+    # trainer is checked against its execution.
+    max_running_jobs_per_user: int = Field(default=2, ge=1)
+    heartbeat_stale_s: float = Field(default=120.0, gt=0)
+    start_timeout_s: float = Field(default=900.0, gt=0)
+    reconcile_every_s: float = Field(default=30.0, gt=0)
+    # Cloud Run GPU job tasks run at most 1 hour (12 in preview); the trainer resumes across tasks.
+    trainer_task_timeout_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     @model_validator(mode="after")
     def _service_credential(self) -> ServiceSettings:

@@ -1,0 +1,27 @@
+"""Inference engine port: the OpenAI-compatible protocol subset vLLM serves.
+
+Chat completions (image parts as data URLs, streaming), the model list, and LoRA adapters loaded
+and unloaded at run time (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`). In the cloud the
+engine is `vllm serve <base> --enable-lora`; locally a small transformers server speaks the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+class InferenceEngine(Protocol):
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streaming chat completion (`body` is an OpenAI chat completions request)."""
+
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The raw Server-Sent Events of a streaming chat completion."""
+
+    async def models(self) -> list[str]:
+        """The ids the engine serves now: its base model and the adapters loaded."""
+
+    async def load_adapter(self, name: str, path: str) -> None:
+        """Load the LoRA adapter in local folder `path` (on the engine's disk) under `name`."""
+
+    async def unload_adapter(self, name: str) -> None: ...

@@ -1,0 +1,190 @@
+"""The vLLM contract, pinned where vLLM cannot run: the real HTTP client against a local fake of
+vLLM's OpenAI-compatible server that records every request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from runtune.adapters.openai_engine import OpenAIEngine
+from runtune.errors import InvalidRequest
+from runtune.inference.adapter_pool import AdapterPool
+
+
+class FakeVllm:
+    """Answers like `vllm serve google/gemma-3-4b-it --enable-lora`, recording requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.adapters: set[str] = set()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _body(self) -> dict | None:
+                length = int(self.headers.get("content-length") or 0)
+                return json.loads(self.rfile.read(length)) if length else None
+
+            def _json(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                fake.requests.append(("GET", self.path, None))
+                ids = ["google/gemma-3-4b-it", *sorted(fake.adapters)]
+                self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+
+            def do_POST(self) -> None:
+                body = self._body()
+                fake.requests.append(("POST", self.path, body))
+                assert body is not None
+                if self.path == "/v1/load_lora_adapter":
+                    if body["lora_name"] in fake.adapters:
+                        return self._json(400, {"error": {"message": "already loaded", "type": "BadRequestError"}})
+                    fake.adapters.add(body["lora_name"])
+                    return self._json(200, {})
+                if self.path == "/v1/unload_lora_adapter":
+                    fake.adapters.discard(body["lora_name"])
+                    return self._json(200, {})
+                if self.path == "/v1/chat/completions":
+                    if body["model"] not in {"google/gemma-3-4b-it", *fake.adapters}:
+                        return self._json(404, {"error": {"message": f"model {body['model']} not found"}})
+                    if body.get("stream"):
+                        self.send_response(200)
+                        self.send_header("content-type", "text/event-stream")
+                        self.end_headers()
+                        for piece in ("Abys", "sinian"):
+                            chunk = {
+                                "object": "chat.completion.chunk",
+                                "choices": [{"index": 0, "delta": {"content": piece}}],
+                            }
+                            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.write(b"data: [DONE]\n\n")
+                        self.close_connection = True
+                        return None
+                    return self._json(
+                        200,
+                        {
+                            "id": "chatcmpl-1",
+                            "object": "chat.completion",
+                            "model": body["model"],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Abyssinian"}}],
+                        },
+                    )
+                return self._json(404, {"error": {"message": "no route"}})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def vllm() -> Iterator[FakeVllm]:
+    fake = FakeVllm()
+    yield fake
+    fake.server.shutdown()
+
+
+CHAT = {
+    "messages": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+                {"type": "text", "text": "Which breed is this?"},
+            ],
+        }
+    ],
+    "temperature": 0,
+}
+
+
+def test_chat_sends_the_openai_request_as_given(vllm: FakeVllm) -> None:
+    async def run() -> dict:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            return await engine.chat({"model": "google/gemma-3-4b-it", **CHAT})
+        finally:
+            await engine.aclose()
+
+    answer = asyncio.run(run())
+    assert answer["choices"][0]["message"]["content"] == "Abyssinian"
+    method, path, body = vllm.requests[-1]
+    assert (method, path) == ("POST", "/v1/chat/completions")
+    assert body == {"model": "google/gemma-3-4b-it", **CHAT, "stream": False}
+
+
+def test_streaming_relays_the_engine_events(vllm: FakeVllm) -> None:
+    async def run() -> bytes:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            return b"".join([chunk async for chunk in engine.chat_stream({"model": "google/gemma-3-4b-it", **CHAT})])
+        finally:
+            await engine.aclose()
+
+    raw = asyncio.run(run()).decode()
+    assert raw.count("chat.completion.chunk") == 2
+    assert raw.rstrip().endswith("data: [DONE]")
+    assert vllm.requests[-1][2]["stream"] is True
+
+
+def test_adapter_pool_loads_once_and_evicts_the_least_recently_used(vllm: FakeVllm) -> None:
+    async def run() -> list[str]:
+        engine = OpenAIEngine(vllm.url)
+        pool = AdapterPool(engine, capacity=2)
+        try:
+            await pool.ensure("ftjob-a", "/mnt/runtune/users/u1/jobs/ftjob-a/adapter")
+            await pool.ensure("ftjob-b", "/mnt/runtune/users/u1/jobs/ftjob-b/adapter")
+            await pool.ensure("ftjob-a", "/mnt/runtune/users/u1/jobs/ftjob-a/adapter")  # warm: no request
+            await pool.ensure("ftjob-c", "/mnt/runtune/users/u2/jobs/ftjob-c/adapter")  # evicts b
+            await engine.chat({"model": "ftjob-c", **CHAT})
+            return pool.loaded
+        finally:
+            await engine.aclose()
+
+    assert asyncio.run(run()) == ["ftjob-a", "ftjob-c"]
+    adapter_calls = [(path, body) for method, path, body in vllm.requests if "lora" in path]
+    assert adapter_calls == [
+        ("/v1/load_lora_adapter", {"lora_name": "ftjob-a", "lora_path": "/mnt/runtune/users/u1/jobs/ftjob-a/adapter"}),
+        ("/v1/load_lora_adapter", {"lora_name": "ftjob-b", "lora_path": "/mnt/runtune/users/u1/jobs/ftjob-b/adapter"}),
+        ("/v1/unload_lora_adapter", {"lora_name": "ftjob-b"}),
+        ("/v1/load_lora_adapter", {"lora_name": "ftjob-c", "lora_path": "/mnt/runtune/users/u2/jobs/ftjob-c/adapter"}),
+    ]
+    assert vllm.adapters == {"ftjob-a", "ftjob-c"}
+
+
+def test_engine_refusals_become_4xx_errors(vllm: FakeVllm) -> None:
+    async def run() -> None:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            await engine.chat({"model": "ftjob-never-loaded", **CHAT})
+        finally:
+            await engine.aclose()
+
+    with pytest.raises(InvalidRequest, match="not found"):
+        asyncio.run(run())
+
+
+def test_models_lists_base_and_adapters(vllm: FakeVllm) -> None:
+    async def run() -> list[str]:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            await engine.load_adapter("ftjob-a", "/tmp/a")
+            return await engine.models()
+        finally:
+            await engine.aclose()
+
+    assert asyncio.run(run()) == ["google/gemma-3-4b-it", "ftjob-a"]
