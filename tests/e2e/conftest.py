@@ -6,6 +6,7 @@ a stand-in service, for the gateway behaviours that need endpoints no real servi
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class PlatformHandle:
     test_gateway_url: str
     test_gateway_pid: int
     log_dir: str
+    emulator_env: dict[str, str]
 
 
 def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> ManagedProcess:
@@ -56,7 +58,19 @@ def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> Ma
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandle]:
     local_dir = tmp_path_factory.mktemp("platform")
-    config = PlatformConfig(local_dir=local_dir, ports=PlatformPorts.free(), project_id="demo-runtune-e2e")
+    config = PlatformConfig(
+        local_dir=local_dir,
+        ports=PlatformPorts.free(),
+        project_id="demo-runtune-e2e",
+        service_env={
+            # Jobs whose metadata names a script run the scripted trainer; the others the real one.
+            "RUNTUNE_TRAINER_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_trainer"]),
+            "RUNTUNE_HEARTBEAT_STALE_S": "3",
+            "RUNTUNE_START_TIMEOUT_S": "60",
+            "RUNTUNE_RECONCILE_EVERY_S": "1",
+            "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
+        },
+    )
     running = LocalPlatform(config)
     state = running.start()
     assert running.emulators is not None
@@ -101,6 +115,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             test_gateway_url=f"http://127.0.0.1:{gateway_port}",
             test_gateway_pid=extras[1].pid or 0,
             log_dir=str(config.log_dir),
+            emulator_env=running.emulators.endpoints.env(),
         )
     finally:
         for process in reversed(extras):

@@ -1,0 +1,48 @@
+"""Helpers for the jobs tests: ready datasets and polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from runtune.schemas import Dataset, DatasetStatus, TaskKind
+from runtune.schemas.common import new_id
+
+
+def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.ready, modality: str = "vision") -> str:
+    """A dataset document as the preprocessing service leaves it (the jobs API reads only the document)."""
+    from runtune.adapters.firestore import FirestoreMetadataStore
+
+    dataset = Dataset(
+        id=new_id("file"),
+        owner=uid,
+        name="pets",
+        status=status,
+        task_kind=TaskKind.classification,
+        modality=modality,  # type: ignore[arg-type]
+        splits={"train": 40, "validation": 10, "test": 10},
+        labels=["cat", "dog"],
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in platform.emulator_env.items():
+            patch.setenv(name, value)
+        FirestoreMetadataStore.for_project(platform.project_id).set(f"datasets/{dataset.id}", dataset.to_document())
+    return dataset.id
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"condition not met in {timeout_s}s")
+
+
+def job_status(client: httpx.Client, job_id: str) -> str:
+    return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]

@@ -1,0 +1,71 @@
+"""A stand-in for `python -m jobs.trainer` in the jobs API tests: it honours the trainer's contract
+(argv `[job_id]`, the `CLOUD_RUN_*` environment, status, heartbeat, events, checkpoints, the cancel
+flag) with a behaviour picked by the job's `metadata.script`, in seconds instead of minutes:
+
+- `succeed`: run 6 steps, write metrics events and a checkpoint, end `succeeded`;
+- `hang`: report `running` once, then stop heartbeating while staying alive;
+- `crash`: report `running`, then exit 3 without finishing the job;
+- `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it.
+
+A job without `metadata.script` is handed to the real trainer (`python -m jobs.trainer`).
+
+The real trainer's end-to-end tests are in tests/trainer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from runtune.jobs.events import JobEventLog, NewEvent
+from runtune.schemas.jobs import Checkpoint, Job, JobPhase, JobStatus, job_path
+from runtune.settings import CommonSettings
+from runtune.wiring import metadata_store
+
+
+def main(job_id: str) -> int:
+    store = metadata_store(CommonSettings())
+    events = JobEventLog(store)
+    job = Job.model_validate(store.get(job_path(job_id)))
+    script = (job.metadata or {}).get("script")
+    if script is None:  # not a scripted job: the real trainer takes it, same argv and environment
+        os.execv(sys.executable, [sys.executable, "-m", "jobs.trainer", job_id])
+
+    def report(**fields: object) -> Job:
+        store.update(job_path(job_id), {"heartbeat_at": time.time(), **fields})
+        return Job.model_validate(store.get(job_path(job_id)))
+
+    report(status=JobStatus.running.value, phase=JobPhase.training.value, total_steps=6)
+    events.add(job_id, f"Trainer started (execution {os.environ.get('CLOUD_RUN_EXECUTION')})")
+    if script == "crash":
+        return 3
+    if script == "hang":
+        time.sleep(600)
+        return 0
+    steps = 6 if script == "succeed" else 600
+    for step in range(1, steps + 1):
+        time.sleep(0.1)
+        current = report(steps_completed=step)
+        if current.cancel_requested:
+            report(status=JobStatus.cancelled.value, finished_at=int(time.time()))
+            events.add(job_id, "Job cancelled")
+            return 0
+        events.append(job_id, [NewEvent(f"step {step}", type="metrics", data={"step": step, "train_loss": 2.0 / step})])
+        if step == 3:
+            checkpoint = Checkpoint(
+                id=f"ftckpt-{job_id}-3",
+                created_at=int(time.time()),
+                fine_tuned_model_checkpoint=f"ft:{job.model}:{job_id}:ckpt-step-3",
+                fine_tuning_job_id=job_id,
+                step_number=3,
+                metrics={"step": 3, "train_loss": 0.66},
+            )
+            store.set(f"{job_path(job_id)}/checkpoints/{3:08d}", checkpoint.model_dump(mode="json"))
+    report(status=JobStatus.succeeded.value, finished_at=int(time.time()), fine_tuned_model=f"ft:{job.model}:{job_id}")
+    events.add(job_id, "The job has successfully completed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
