@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -39,6 +41,22 @@ class ApiClient:
             return self._http.request(method, path, headers={"authorization": f"Bearer {token}", **headers}, **kwargs)
         except httpx.TransportError as exc:
             raise ApiError(0, f"Cannot reach the gateway at {self._login.gateway_url}: {exc}") from exc
+
+    def events(self, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, payload) pairs of a Server-Sent Events stream, as they arrive."""
+        headers = {"authorization": f"Bearer {self._login.fresh_id_token()}", "accept": "text/event-stream"}
+        timeout = httpx.Timeout(30.0, read=None)  # a quiet stream is not a dead one: it sends keep-alives
+        with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            kind = "message"
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    yield kind, json.loads(line[6:])
+                    kind = "message"
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from runtune.cli import dev
+from runtune.cli import dev, jobs
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
 from runtune.dev.platform import read_state
@@ -13,6 +13,7 @@ from runtune.errors import RuntuneError
 
 app = typer.Typer(help="Runtune: fine-tune Gemma models on Cloud Run GPUs.", no_args_is_help=True)
 app.add_typer(dev.app, name="dev")
+app.add_typer(jobs.app, name="jobs")
 console = Console()
 
 

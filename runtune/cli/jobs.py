@@ -1,0 +1,163 @@
+"""`runtune jobs ...`: create, watch, list, show, follow and cancel fine-tuning jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from runtune.cli.api import ApiClient, ApiError
+from runtune.cli.credentials import StoredLogin
+
+app = typer.Typer(help="Fine-tuning jobs.", no_args_is_help=True)
+console = Console()
+
+
+def _client() -> ApiClient:
+    return ApiClient(StoredLogin.load())
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]{exc}[/]")
+    return typer.Exit(1)
+
+
+@app.command()
+def create(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on"),
+    model: str = typer.Option(..., "--model", "-m", help="Base model id (see GET /v1/models)"),
+    epochs: int | None = typer.Option(None, help="n_epochs (default: auto)"),
+    batch_size: int | None = typer.Option(None, help="batch_size (default: auto)"),
+    lr_multiplier: float | None = typer.Option(None, help="learning_rate_multiplier (default: auto)"),
+    method: str = typer.Option("qlora", help="qlora, lora or full"),
+    lora_rank: int = typer.Option(16, help="LoRA rank"),
+    suffix: str | None = typer.Option(None, help="A suffix for the fine-tuned model id"),
+    validation: str | None = typer.Option(None, help="Validation dataset id"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Follow the run with a progress bar"),
+) -> None:
+    """Launch a fine-tuning job."""
+    hyperparameters = {
+        key: value
+        for key, value in {
+            "n_epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate_multiplier": lr_multiplier,
+        }.items()
+        if value is not None
+    }
+    body: dict[str, Any] = {
+        "model": model,
+        "training_file": dataset,
+        "method": {
+            "type": "supervised",
+            "supervised": {
+                "hyperparameters": hyperparameters,
+                "runtune": {"method": method, "lora": {"rank": lora_rank}},
+            },
+        },
+    }
+    if suffix:
+        body["suffix"] = suffix
+    if validation:
+        body["validation_file"] = validation
+    client = _client()
+    try:
+        job = client.post("/v1/fine_tuning/jobs", json=body)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Created [bold]{job['id']}[/] ({job['status']})")
+    if watch:
+        _watch(client, job["id"])
+
+
+@app.command("list")
+def list_jobs(limit: int = typer.Option(20, min=1, max=100)) -> None:
+    """Your jobs, newest first."""
+    try:
+        page = _client().get("/v1/fine_tuning/jobs", params={"limit": limit})
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    table = Table("id", "model", "status", "progress", "fine-tuned model")
+    for job in page["data"]:
+        progress = f"{job.get('steps_completed', 0)}/{job.get('total_steps') or '?'}"
+        table.add_row(job["id"], job["model"], job["status"], progress, job.get("fine_tuned_model") or "")
+    console.print(table)
+
+
+@app.command()
+def show(job_id: str) -> None:
+    """One job, as JSON."""
+    try:
+        console.print_json(json.dumps(_client().get(f"/v1/fine_tuning/jobs/{job_id}")))
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def cancel(job_id: str) -> None:
+    """Cancel a queued or running job."""
+    try:
+        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{job['id']}: {job['status']} (cancellation requested)")
+
+
+@app.command()
+def events(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream new events")) -> None:
+    """A job's events (oldest first); with --follow, until the job ends."""
+    client = _client()
+    try:
+        if not follow:
+            page = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
+            for event in reversed(page["data"]):
+                _print_event(event)
+            return
+        for kind, event in client.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
+            if kind == "done":
+                console.print(f"[bold]job {event['status']}[/]")
+                return
+            _print_event(event)
+    except ApiError as exc:
+        raise _fail(exc) from exc
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    color = {"error": "red", "warn": "yellow"}.get(event.get("level", "info"), "white")
+    console.print(f"[dim]{event['created_at']}[/] [{color}]{event['message']}[/]")
+
+
+def _watch(client: ApiClient, job_id: str) -> None:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("queued", total=None, loss="-")
+        for kind, event in client.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
+            if kind == "done":
+                progress.update(task, description=event["status"])
+                break
+            data = event.get("data") or {}
+            if event.get("type") == "metrics":
+                progress.update(
+                    task,
+                    description="training",
+                    completed=data.get("step", 0),
+                    total=data.get("total_steps"),
+                    loss=f"{data['train_loss']:.4f}" if "train_loss" in data else "-",
+                )
+            else:
+                progress.console.print(f"  {event['message']}")
+    job = client.get(f"/v1/fine_tuning/jobs/{job_id}")
+    console.print(f"{job['id']}: [bold]{job['status']}[/] {job.get('fine_tuned_model') or ''}")
+    if job["status"] == "failed":
+        console.print(f"[red]{(job.get('error') or {}).get('message', '')}[/]")
+        raise typer.Exit(1)
