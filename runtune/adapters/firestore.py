@@ -57,6 +57,17 @@ class FirestoreMetadataStore:
                 batch.set(self._db.document(path), data)
             batch.commit()
 
+    def create_many(self, items: Sequence[tuple[str, Document]]) -> None:
+        if len(items) > _BATCH_LIMIT:
+            raise ValueError(f"at most {_BATCH_LIMIT} documents can be created atomically")
+        batch = self._db.batch()
+        for path, data in items:
+            batch.create(self._db.document(path), data)
+        try:
+            batch.commit()
+        except gexc.AlreadyExists as exc:
+            raise Conflict("a document of the batch already exists") from exc
+
     def query(
         self,
         collection: str,

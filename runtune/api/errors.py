@@ -18,9 +18,21 @@ log = logging.getLogger("runtune.api")
 _STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
 
+# Union members pydantic names in an error's location ("int", "constrained-int", "literal['auto']"):
+# they say which alternative failed, not which field.
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "bytes", "dict", "list", "none", "json-or-python"})
+
+
+def _is_field(part: Any) -> bool:
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return not ("[" in text or "-" in text or text in _TYPE_TAGS)
+
+
 def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
-    # ("body", "method", "supervised", "n_epochs") -> "method.supervised.n_epochs"
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    # ("body", "method", "supervised", "n_epochs", "constrained-int") -> "method.supervised.n_epochs"
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie") and _is_field(p)]
     if not parts and loc:
         return str(loc[-1])
     return ".".join(parts) or None

@@ -42,6 +42,9 @@ class MetadataStore(Protocol):
     def set_many(self, items: Sequence[tuple[str, Document]]) -> None:
         """Write many documents in as few batches as the backend allows."""
 
+    def create_many(self, items: Sequence[tuple[str, Document]]) -> None:
+        """Create up to 500 new documents atomically; raises `Conflict` (writing none) if any exists."""
+
     def query(
         self,
         collection: str,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from runtune.errors import not_found
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
-from runtune.schemas.jobs import Checkpoint, Job, JobEvent, JobStatus, checkpoint_path, job_path
+from runtune.schemas.jobs import Checkpoint, Job, JobStatus, checkpoint_path, job_path
 
 JOBS = "jobs"
 
@@ -59,16 +59,6 @@ class JobRepository:
             where.append(Where("owner", "==", owner))
         rows = self._store.query(JOBS, where=where, order_by=[OrderBy("created_at")])
         return [Job.model_validate(document) for _, document in rows]
-
-    def events(self, job_id: str, *, after_seq: int | None, limit: int) -> list[JobEvent]:
-        """Events in order; `after_seq` is exclusive."""
-        rows = self._store.query(
-            f"{job_path(job_id)}/events",
-            order_by=[OrderBy("seq")],
-            where=[Where("seq", ">", after_seq)] if after_seq is not None else [],
-            limit=limit,
-        )
-        return [JobEvent.model_validate(document) for _, document in rows]
 
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         rows = self._store.query(f"{job_path(job_id)}/checkpoints", order_by=[OrderBy("step_number")])

@@ -84,3 +84,18 @@ def test_owner_is_stored_but_never_serialised() -> None:
     assert "owner" not in job.model_dump()
     assert job.to_document()["owner"] == "uid-a"
     assert Job.model_validate(job.to_document()).owner == "uid-a"
+
+
+def test_union_members_do_not_leak_into_param() -> None:
+    from runtune.schemas.jobs import CreateJobRequest
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/jobs")
+    def create(body: CreateJobRequest) -> dict[str, str]:
+        return {}
+
+    bad = {"model": "m", "training_file": "f", "method": {"supervised": {"hyperparameters": {"n_epochs": 0}}}}
+    response = TestClient(app).post("/jobs", json=bad)
+    assert response.json()["error"]["param"] == "method.supervised.hyperparameters.n_epochs"

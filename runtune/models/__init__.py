@@ -1,0 +1,1 @@
+"""Base models: the registry shared by the jobs API and the trainer, and the tiny local models."""

@@ -1,0 +1,209 @@
+"""The model registry, shared by the jobs API (what may be trained, estimates) and the trainer (how).
+
+Every supported base model is one `ModelSpec`; everything that differs between model families (the
+class to load, how the chat template is rendered, what ends a turn, the image placeholder) lives in
+one `Family` record here, so the trainer, the evaluator and the inference engine never branch on a
+model name.
+
+Architecture figures are those of the published configs (parameter counts rounded); they feed
+`runtune.estimate`, which is deliberately conservative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from runtune.estimate import ModelFigures
+
+Modality = Literal["text", "vision"]
+TINY_PREFIX = "tiny-"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family's quirks, in one place."""
+
+    name: str
+    # transformers class (by name, so importing the registry never imports torch) per modality.
+    model_class: dict[str, str]
+    # Text that closes an assistant turn in the chat template; the trained answer ends with it.
+    end_of_turn: str
+    # What the chat template writes for an image content part (before the processor expands it).
+    image_placeholder: str
+    # Keyword arguments every chat-template render gets, in training, evaluation and serving alike.
+    # Gemma 4 renders an empty thinking block after the generation prompt when thinking is off, so
+    # the trainer must train on exactly that prefix (see runtune.training.chat).
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Modules that belong to the vision side (kept out of LoRA unless the vision tower is asked for).
+    vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector", "embed_vision")
+
+
+GEMMA3 = Family(
+    name="gemma3",
+    model_class={"text": "Gemma3ForCausalLM", "vision": "Gemma3ForConditionalGeneration"},
+    end_of_turn="<end_of_turn>",
+    image_placeholder="<start_of_image>",
+)
+GEMMA4 = Family(
+    name="gemma4",
+    model_class={"text": "Gemma4ForConditionalGeneration", "vision": "Gemma4ForConditionalGeneration"},
+    end_of_turn="<turn|>",
+    image_placeholder="<|image|>",
+    template_kwargs={"enable_thinking": False},
+)
+FAMILIES = {family.name: family for family in (GEMMA3, GEMMA4)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: Family
+    modality: Modality
+    hf_id: str | None  # None for the tiny local models, built on the spot
+    parameters: int
+    hidden_size: int
+    num_layers: int
+    intermediate_size: int
+    vocab_size: int = 262_144
+    tokens_per_image: int = 0
+    instruction_tuned: bool = True
+    # Full fine-tuning is offered only where weights, gradients and optimizer state fit one GPU.
+    full_finetune: bool = False
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.id.startswith(TINY_PREFIX)
+
+    @property
+    def model_class(self) -> str:
+        return self.family.model_class[self.modality]
+
+    def figures(self) -> ModelFigures:
+        return ModelFigures(
+            parameters=self.parameters,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            vocab_size=self.vocab_size,
+            tokens_per_image=self.tokens_per_image,
+            intermediate_size=self.intermediate_size,
+        )
+
+    def weights_gib(self, method: Literal["qlora", "lora", "full"]) -> float:
+        """Memory of the frozen weights alone: NF4 + double quantisation ~0.56 bytes/parameter, else bf16."""
+        return round(self.parameters * (0.5625 if method == "qlora" else 2.0) / 1024**3, 2)
+
+    def public(self) -> dict[str, Any]:
+        """What `GET /v1/models` shows of a base model."""
+        return {
+            "id": self.id,
+            "object": "model",
+            "owned_by": "google" if self.hf_id else "runtune",
+            "family": self.family.name,
+            "modality": self.modality,
+            "parameters": self.parameters,
+            "instruction_tuned": self.instruction_tuned,
+            "methods": ["qlora", "lora", *(["full"] if self.full_finetune else [])],
+            "memory_gib": {"qlora": self.weights_gib("qlora"), "lora": self.weights_gib("lora")},
+        }
+
+
+def _gemma3(size: str, params: int, hidden: int, layers: int, inter: int, modality: Modality) -> list[ModelSpec]:
+    specs = []
+    for suffix, it in (("it", True), ("pt", False)):
+        model_id = f"google/gemma-3-{size}-{suffix}"
+        specs.append(
+            ModelSpec(
+                id=model_id,
+                family=GEMMA3,
+                modality=modality,
+                hf_id=model_id,
+                parameters=params,
+                hidden_size=hidden,
+                num_layers=layers,
+                intermediate_size=inter,
+                tokens_per_image=256 if modality == "vision" else 0,
+                instruction_tuned=it,
+                full_finetune=params < 2_000_000_000,
+            )
+        )
+    return specs
+
+
+def _gemma4(size: str, params: int, hidden: int, layers: int, inter: int) -> list[ModelSpec]:
+    specs = []
+    for suffix, it in (("-it", True), ("", False)):
+        model_id = f"google/gemma-4-{size}{suffix}"
+        specs.append(
+            ModelSpec(
+                id=model_id,
+                family=GEMMA4,
+                modality="vision",
+                hf_id=model_id,
+                parameters=params,
+                hidden_size=hidden,
+                num_layers=layers,
+                intermediate_size=inter,
+                tokens_per_image=280,
+                instruction_tuned=it,
+            )
+        )
+    return specs
+
+
+# Local models: random weights, a tokenizer trained on the spot, the real processors and chat
+# templates (runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
+TINY_MODELS = (
+    ModelSpec("tiny-gemma-3-vision", GEMMA3, "vision", None, 300_000, 64, 2, 128, 1024, 4, full_finetune=True),
+    ModelSpec("tiny-gemma-4-vision", GEMMA4, "vision", None, 300_000, 64, 2, 128, 1024, 70, full_finetune=True),
+    ModelSpec("tiny-gemma-3-text", GEMMA3, "text", None, 200_000, 64, 2, 128, 1024, 0, full_finetune=True),
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        *_gemma3("270m", 268_000_000, 640, 18, 2048, "text"),
+        *_gemma3("1b", 1_000_000_000, 1152, 26, 6912, "text"),
+        *_gemma3("4b", 4_300_000_000, 2560, 34, 10240, "vision"),
+        *_gemma3("12b", 12_200_000_000, 3840, 48, 15360, "vision"),
+        *_gemma3("27b", 27_400_000_000, 5376, 62, 21504, "vision"),
+        # Gemma 4 (transformers >= 5.5): the E-sizes count their per-layer embeddings; 26B-A4B is a
+        # mixture of experts with ~4B active parameters per token.
+        *_gemma4("E2B", 5_100_000_000, 1536, 35, 6144),
+        *_gemma4("E4B", 8_000_000_000, 2560, 42, 10240),
+        *_gemma4("26B-A4B", 25_200_000_000, 2816, 30, 2112),
+        *_gemma4("31B", 30_700_000_000, 5376, 60, 21504),
+        *TINY_MODELS,
+    )
+}
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+def get(model_id: str) -> ModelSpec:
+    try:
+        return MODELS[model_id]
+    except KeyError:
+        raise UnknownModel(f"model '{model_id}' is not in the registry; GET /v1/models lists the base models") from None
+
+
+def lookup(model_id: str) -> ModelSpec | None:
+    return MODELS.get(model_id)
+
+
+def tiny_dir(local_dir: Path, model_id: str) -> Path:
+    return local_dir / "models" / model_id
+
+
+def resolve_weights(spec: ModelSpec, local_dir: Path) -> str:
+    """Where `from_pretrained` finds the weights: a Hugging Face id, or the tiny model's folder (built
+    on first use)."""
+    if spec.is_tiny:
+        from runtune.models.tiny import ensure_tiny_model
+
+        return str(ensure_tiny_model(spec.id, tiny_dir(local_dir, spec.id)))
+    assert spec.hf_id is not None
+    return spec.hf_id

@@ -1,0 +1,155 @@
+"""`/v1/fine_tuning/jobs`: the OpenAI fine-tuning API shapes, with Runtune's extra fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from runtune.api.deps import CurrentUser, Pagination
+from runtune.errors import InvalidRequest
+from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
+from runtune.schemas.jobs import CreateJobRequest, seq_of_event_id
+from services.training.jobs_service import JobService
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+SSE_POLL_S = 1.0
+SSE_KEEPALIVE_S = 15.0
+
+
+def job_service(request: Request) -> JobService:
+    return request.app.state.jobs
+
+
+Jobs = Annotated[JobService, Depends(job_service)]
+
+
+@router.post("", response_model=Job)
+def create_job(
+    body: CreateJobRequest,
+    user: CurrentUser,
+    jobs: Jobs,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Job:
+    return jobs.create(user.uid, body, idempotency_key)
+
+
+@router.get("", response_model=ListPage[Job])
+def list_jobs(request: Request, user: CurrentUser, jobs: Jobs, page: Pagination) -> ListPage[Job]:
+    # OpenAI's filter syntax: ?metadata[key]=value
+    metadata = {
+        key[len("metadata[") : -1]: value
+        for key, value in request.query_params.items()
+        if key.startswith("metadata[") and key.endswith("]")
+    }
+    found = jobs.jobs.list_owned(user.uid, limit=page.limit + 1, after=page.after, metadata=metadata)
+    return ListPage[Job].from_overfetch(found, page.limit)
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
+    return jobs.jobs.get_owned(user.uid, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=Job)
+def cancel_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
+    return jobs.cancel(user.uid, job_id)
+
+
+@router.get("/{job_id}/checkpoints", response_model=ListPage[Checkpoint])
+def list_checkpoints(job_id: str, user: CurrentUser, jobs: Jobs, page: Pagination) -> ListPage[Checkpoint]:
+    jobs.jobs.get_owned(user.uid, job_id)
+    # Newest first, as OpenAI lists them.
+    found = list(reversed(jobs.jobs.checkpoints(job_id)))
+    if page.after is not None:
+        ids = [checkpoint.id for checkpoint in found]
+        if page.after not in ids:
+            raise InvalidRequest(f"Unknown checkpoint id '{page.after}'", param="after")
+        found = found[ids.index(page.after) + 1 :]
+    return ListPage[Checkpoint].from_overfetch(found[: page.limit + 1], page.limit)
+
+
+@router.get("/{job_id}/metrics")
+def job_metrics(
+    job_id: str,
+    user: CurrentUser,
+    jobs: Jobs,
+    from_step: Annotated[int, Query(ge=0)] = 0,
+    to_step: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """The training curve: one point per metrics event whose step is in [from_step, to_step]."""
+    jobs.jobs.get_owned(user.uid, job_id)
+    points = [
+        event.data
+        for event in jobs.events.read(job_id)
+        if event.type == "metrics"
+        and event.data is not None
+        and from_step <= int(event.data.get("step", 0))
+        and (to_step is None or int(event.data.get("step", 0)) <= to_step)
+    ]
+    return {"object": "list", "data": points, "has_more": False}
+
+
+@router.get("/{job_id}/events")
+async def list_events(
+    job_id: str,
+    request: Request,
+    user: CurrentUser,
+    jobs: Jobs,
+    page: Pagination,
+    stream: bool = False,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Any:
+    await run_in_threadpool(jobs.jobs.get_owned, user.uid, job_id)
+    wants_stream = stream or "text/event-stream" in request.headers.get("accept", "")
+    if wants_stream:
+        cursor = last_event_id or page.after
+        start = seq_of_event_id(cursor) if cursor else None
+        return StreamingResponse(
+            _event_stream(jobs, job_id, start, request),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    after = seq_of_event_id(page.after) if page.after else None
+    if page.after and after is None:
+        raise InvalidRequest(f"Unknown event id '{page.after}'", param="after")
+    found = await run_in_threadpool(jobs.events.read, job_id, after_seq=after, limit=page.limit + 1, newest_first=True)
+    return ListPage[JobEvent].from_overfetch(found, page.limit)
+
+
+def _sse(event: JobEvent) -> bytes:
+    payload = json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+
+
+async def _event_stream(jobs: JobService, job_id: str, after: int | None, request: Request) -> AsyncIterator[bytes]:
+    """Events as they are written, resuming after `after`; ends once the job has finished and
+    every event up to its end has been sent."""
+    quiet = 0.0
+    while not await request.is_disconnected():
+        events = await run_in_threadpool(jobs.events.read, job_id, after_seq=after, limit=500)
+        for event in events:
+            yield _sse(event)
+            after = event.seq
+        if events:
+            quiet = 0.0
+            continue
+        job = await run_in_threadpool(jobs.jobs.get, job_id)
+        if job is None or job.status.is_terminal:
+            # One more read: the trainer may have written its last events just before finishing.
+            for event in await run_in_threadpool(jobs.events.read, job_id, after_seq=after, limit=500):
+                yield _sse(event)
+            status = job.status.value if job else "deleted"
+            yield f"event: done\ndata: {json.dumps({'status': status})}\n\n".encode()
+            return
+        await asyncio.sleep(SSE_POLL_S)
+        quiet += SSE_POLL_S
+        if quiet >= SSE_KEEPALIVE_S:
+            quiet = 0.0
+            yield b": keep-alive\n\n"

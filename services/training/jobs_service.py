@@ -1,0 +1,310 @@
+"""What happens to a fine-tuning job between the API and the trainer: validate, queue, launch,
+cancel, and reconcile jobs whose trainer went quiet.
+
+Status flow: `validating_files` -> `queued` -> (launched; the trainer sets) `running` ->
+`succeeded` | `failed` | `cancelled`. No job stays `running` forever: the reconciler fails jobs
+whose heartbeat is stale with the execution's own reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from runtune.errors import Conflict, InvalidRequest, NotFound, not_found
+from runtune.estimate import RunShape, estimate
+from runtune.jobs import hyperparameters
+from runtune.jobs.events import JobEventLog, Level
+from runtune.models import registry
+from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
+from runtune.ports.metadata import MetadataStore
+from runtune.schemas import Dataset, DatasetStatus
+from runtune.schemas.common import ApiError, new_id, now_ts
+from runtune.schemas.jobs import CreateJobRequest, Hyperparameters, Job, JobPhase, JobStatus, RuntuneOptions
+
+log = logging.getLogger("runtune.training")
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+# Text around the answer in a typical example (system, question, chat template markers).
+TYPICAL_TEXT_TOKENS = 96
+_ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+@dataclass(frozen=True)
+class SchedulingPolicy:
+    max_running_per_user: int
+    # A running job whose trainer has not written a heartbeat for this long is checked.
+    heartbeat_stale_s: float
+    # A launched job whose trainer never started is checked after this long.
+    start_timeout_s: float
+    task_timeout_s: int
+
+
+class JobService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        launcher: JobLauncher,
+        policy: SchedulingPolicy,
+        *,
+        launch_env: dict[str, str] | None = None,
+    ) -> None:
+        from services.training.repository import JobRepository
+
+        self._store = store
+        self.jobs = JobRepository(store)
+        self.events = JobEventLog(store)
+        self._launcher = launcher
+        self._policy = policy
+        self._launch_env = launch_env or {}
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, uid: str, request: CreateJobRequest, idempotency_key: str | None) -> Job:
+        if idempotency_key:
+            existing = self._idempotent_job(uid, idempotency_key)
+            if existing is not None:
+                return existing
+        model = self._check_model(request.model)
+        training = self.dataset_for(uid, request.training_file, "training_file")
+        if request.validation_file:
+            self.dataset_for(uid, request.validation_file, "validation_file")
+        if model.modality == "text" and training.modality == "vision":
+            raise InvalidRequest(
+                f"Model '{request.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
+                param="model",
+            )
+        options = request.method.supervised.runtune
+        if options.method == "full" and not model.full_finetune:
+            raise InvalidRequest(
+                f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'",
+                param="method.supervised.runtune.method",
+            )
+        examples = training.splits.get("train") or sum(training.splits.values()) or 1
+        resolved = hyperparameters.resolve(request.resolved_hyperparameters(), examples)
+        self._check_fits(model, options, resolved, examples)
+        job = Job(
+            id=new_id("ftjob"),
+            owner=uid,
+            model=request.model,
+            training_file=request.training_file,
+            validation_file=request.validation_file,
+            hyperparameters=resolved,
+            method=request.method.model_dump(mode="json", exclude={"supervised": {"runtune"}}),
+            options=options,
+            suffix=request.suffix,
+            seed=request.seed if request.seed is not None else 42,
+            metadata=request.metadata,
+            integrations=request.integrations or [],
+            status=JobStatus.validating_files,
+        )
+        if idempotency_key and not self._claim_idempotency(uid, idempotency_key, job.id):
+            # A concurrent retry won the race: answer with its job.
+            existing = self._idempotent_job(uid, idempotency_key)
+            if existing is not None:
+                return existing
+        self.jobs.create(job)
+        self._event(job.id, "Validating training file")
+        job = self._set_status(job.id, JobStatus.queued) or job
+        self._event(job.id, "Job queued")
+        self.dispatch(uid)
+        return self.jobs.get(job.id) or job
+
+    def _check_model(self, model_id: str) -> registry.ModelSpec:
+        model = registry.lookup(model_id)
+        if model is None:
+            raise InvalidRequest(
+                f"Model '{model_id}' is not supported; GET /v1/models lists the base models", param="model"
+            )
+        return model
+
+    def _check_fits(
+        self, model: registry.ModelSpec, options: RuntuneOptions, resolved: Hyperparameters, examples: int
+    ) -> None:
+        assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
+        shape = RunShape(
+            method=options.method,
+            examples=examples,
+            mean_tokens=TYPICAL_TEXT_TOKENS + model.tokens_per_image,
+            epochs=resolved.n_epochs,
+            batch_size=resolved.batch_size,
+            gradient_accumulation_steps=options.gradient_accumulation_steps or 1,
+            max_length=options.max_length,
+            lora_rank=options.lora.rank,
+        )
+        result = estimate(model.figures(), shape, gpu=options.gpu)
+        if result.gpu is None:
+            raise InvalidRequest(
+                f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
+            )
+
+    def dataset_for(self, uid: str, dataset_id: str, param: str) -> Dataset:
+        document = self._store.get(f"datasets/{dataset_id}") if "/" not in dataset_id else None
+        if document is None or document.get("owner") != uid:
+            raise NotFound(f"No file or dataset with id '{dataset_id}'", param=param)
+        dataset = Dataset.model_validate(document)
+        if dataset.status is not DatasetStatus.ready:
+            detail = f": {dataset.error.message}" if dataset.error else ""
+            raise InvalidRequest(
+                f"Dataset '{dataset_id}' is {dataset.status.value}{detail}; it must be ready to train on",
+                param=param,
+                code="file_not_ready",
+            )
+        return dataset
+
+    def _idempotency_path(self, uid: str, key: str) -> str:
+        return f"idempotency_keys/{hashlib.sha256(f'{uid}:{key}'.encode()).hexdigest()}"
+
+    def _idempotent_job(self, uid: str, key: str) -> Job | None:
+        document = self._store.get(self._idempotency_path(uid, key))
+        if document is None or document.get("expires_at", 0) < time.time():
+            return None
+        return self.jobs.get(document["job_id"])
+
+    def _claim_idempotency(self, uid: str, key: str, job_id: str) -> bool:
+        try:
+            self._store.create(
+                self._idempotency_path(uid, key),
+                {"owner": uid, "job_id": job_id, "expires_at": time.time() + IDEMPOTENCY_TTL_S},
+            )
+        except Conflict:
+            return False
+        return True
+
+    # -- launch ---------------------------------------------------------------------------------
+
+    def dispatch(self, uid: str) -> None:
+        """Launch the user's oldest queued jobs while they have free slots; the rest wait in order."""
+        active = self.jobs.with_status(list(_ACTIVE), owner=uid)
+        launched = [job for job in active if job.status is JobStatus.running or job.execution_name]
+        waiting = [job for job in active if job.status is JobStatus.queued and not job.execution_name]
+        for job in waiting[: max(0, self._policy.max_running_per_user - len(launched))]:
+            self._launch(job)
+
+    def _launch(self, job: Job) -> None:
+        # Claim the launch in a transaction so two service instances never start the same job twice.
+        def claim(current: Job) -> Job | None:
+            if current.status is not JobStatus.queued or current.execution_name or current.cancel_requested:
+                return None
+            return current.model_copy(update={"execution_name": "launching", "phase": JobPhase.launching})
+
+        if self.jobs.update(job.id, claim) is None:
+            return
+        try:
+            execution = self._launcher.launch(
+                LaunchRequest(job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s)
+            )
+        except Exception as exc:  # the launcher's own errors carry no secrets
+            log.exception("launch failed", extra={"job_id": job.id})
+            self._fail(job.id, "launch_failed", f"The trainer could not be started: {exc}")
+            return
+        self.jobs.update(
+            job.id,
+            lambda current: current.model_copy(update={"execution_name": execution, "heartbeat_at": time.time()}),
+        )
+        self._event(job.id, f"Trainer launched ({execution.rsplit('/', 1)[-1]})")
+
+    # -- cancel ---------------------------------------------------------------------------------
+
+    def cancel(self, uid: str, job_id: str) -> Job:
+        job = self.jobs.get_owned(uid, job_id)
+        if job.status.is_terminal:
+            raise InvalidRequest(f"Job '{job_id}' has already {job.status.value}", param="id", code="job_finished")
+
+        def request_cancel(current: Job) -> Job:
+            update: dict[str, object] = {"cancel_requested": True}
+            if not current.execution_name or current.execution_name == "launching":
+                # Never started: nothing to stop, so it is cancelled right away.
+                update |= {"status": JobStatus.cancelled, "finished_at": now_ts(), "seconds_remaining": None}
+            return current.model_copy(update=update)
+
+        job = self.jobs.update(job_id, request_cancel) or job
+        if job.execution_name and job.execution_name != "launching" and not job.status.is_terminal:
+            # The trainer notices the flag at its next safe point and ends the job `cancelled`;
+            # stopping the execution covers a trainer that is stuck.
+            self._launcher.cancel(job.execution_name)
+        self._event(job_id, "Cancellation requested")
+        self.dispatch(uid)
+        return self.jobs.get(job_id) or job
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    def reconcile(self, now: float | None = None) -> list[str]:
+        """Fail jobs whose trainer is gone; launch what waits. Returns the ids of jobs it ended."""
+        now = time.time() if now is None else now
+        ended = []
+        owners = set()
+        for job in self.jobs.with_status(list(_ACTIVE)):
+            owners.add(job.owner)
+            if not job.execution_name or job.execution_name == "launching":
+                continue
+            quiet_for = now - (job.heartbeat_at or 0)
+            limit = self._policy.heartbeat_stale_s if job.status is JobStatus.running else self._policy.start_timeout_s
+            if quiet_for < limit:
+                continue
+            if self._end_if_gone(job, quiet_for):
+                ended.append(job.id)
+        for owner in owners:
+            self.dispatch(owner)
+        return ended
+
+    def _end_if_gone(self, job: Job, quiet_for: float) -> bool:
+        assert job.execution_name
+        status = self._launcher.status(job.execution_name)
+        if (
+            status.state in (ExecutionState.running, ExecutionState.pending)
+            and quiet_for < 4 * self._policy.heartbeat_stale_s
+        ):
+            return False  # alive but slow (a long evaluation, a large download): give it time
+        if job.cancel_requested and status.state is not ExecutionState.failed:
+            self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
+            return True
+        if status.state in (ExecutionState.running, ExecutionState.pending):
+            # Alive but silent far too long (a hung collective, a deadlock): stop it, so it neither
+            # bills GPU time nor holds a slot that queued jobs wait for.
+            self._launcher.cancel(job.execution_name)
+            reason = f"the trainer stopped reporting {int(quiet_for)}s ago and was stopped"
+            code = "trainer_unresponsive"
+        else:
+            reason = status.reason or f"the trainer stopped reporting {int(quiet_for)}s ago"
+            code = "timeout" if (status.reason or "").startswith("timeout") else "trainer_lost"
+            if status.exit_code is not None:
+                code = "trainer_exited"
+        self._fail(job.id, code, f"The trainer stopped without finishing the job: {reason}")
+        return True
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _set_status(self, job_id: str, status: JobStatus) -> Job | None:
+        def apply(current: Job) -> Job | None:
+            if current.status.is_terminal:
+                return None
+            return current.model_copy(update={"status": status})
+
+        return self.jobs.update(job_id, apply)
+
+    def _fail(self, job_id: str, code: str, message: str) -> None:
+        self._finish(job_id, JobStatus.failed, ApiError(code=code, message=message), message)
+
+    def _finish(self, job_id: str, status: JobStatus, error: ApiError | None, message: str) -> None:
+        def apply(current: Job) -> Job | None:
+            if current.status.is_terminal:
+                return None
+            return current.model_copy(
+                update={"status": status, "error": error, "finished_at": now_ts(), "seconds_remaining": None}
+            )
+
+        if self.jobs.update(job_id, apply) is not None:
+            self._event(job_id, message, level="error" if status is JobStatus.failed else "info")
+
+    def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:
+        self.events.add(job_id, message, level=level)
+
+
+def job_for(service: JobService, uid: str, job_id: str) -> Job:
+    try:
+        return service.jobs.get_owned(uid, job_id)
+    except NotFound:
+        raise not_found("fine-tuning job", job_id) from None

@@ -1,0 +1,90 @@
+"""`GET /v1/models` and `POST /v1/fine_tuning/estimate`: what can be trained, and what it will take."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtune.api.deps import CurrentUser
+from runtune.errors import InvalidRequest
+from runtune.estimate import RunShape, estimate
+from runtune.jobs import hyperparameters
+from runtune.models import registry
+from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
+from services.training.jobs_service import TYPICAL_TEXT_TOKENS, JobService
+
+router = APIRouter(tags=["models"])
+
+
+def _jobs(request: Request) -> JobService:
+    return request.app.state.jobs
+
+
+Jobs = Annotated[JobService, Depends(_jobs)]
+
+
+@router.get("/v1/models")
+def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+    base = [{**spec.public(), "created": 0} for spec in registry.MODELS.values()]
+    tuned = [
+        {
+            "id": job.fine_tuned_model,
+            "object": "model",
+            "created": job.finished_at or job.created_at,
+            "owned_by": user.uid,
+            "parent": job.model,
+            "fine_tuning_job": job.id,
+        }
+        for job in jobs.jobs.with_status([JobStatus.succeeded], owner=user.uid)
+        if job.fine_tuned_model
+    ]
+    return {"object": "list", "data": base + tuned}
+
+
+class EstimateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    training_file: str | None = Field(default=None, description="A dataset id; or give `examples`")
+    examples: int | None = Field(default=None, ge=1, le=10_000_000)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
+
+
+@router.post("/v1/fine_tuning/estimate")
+def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+    spec = registry.lookup(body.model)
+    if spec is None:
+        raise InvalidRequest(f"Model '{body.model}' is not supported; GET /v1/models lists them", param="model")
+    if body.runtune.method == "full" and not spec.full_finetune:
+        raise InvalidRequest(
+            f"Full fine-tuning of '{body.model}' does not fit one GPU; use qlora", param="runtune.method"
+        )
+    if body.training_file is not None:
+        dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
+        examples = dataset.splits.get("train") or sum(dataset.splits.values())
+    elif body.examples is not None:
+        examples = body.examples
+    else:
+        raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
+    resolved = hyperparameters.resolve(body.hyperparameters, examples)
+    assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
+    shape = RunShape(
+        method=body.runtune.method,
+        examples=examples,
+        mean_tokens=TYPICAL_TEXT_TOKENS + spec.tokens_per_image,
+        epochs=resolved.n_epochs,
+        batch_size=resolved.batch_size,
+        gradient_accumulation_steps=body.runtune.gradient_accumulation_steps or 1,
+        max_length=body.runtune.max_length,
+        lora_rank=body.runtune.lora.rank,
+    )
+    result = estimate(spec.figures(), shape, gpu=body.runtune.gpu)
+    return {
+        "object": "fine_tuning.estimate",
+        "model": spec.id,
+        "hyperparameters": resolved.model_dump(),
+        **result.as_dict(),
+    }

@@ -1,0 +1,211 @@
+"""The fine-tuning jobs API through the gateway, with the scripted trainer (tests/e2e/scripted_trainer.py)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from runtune.schemas import DatasetStatus
+from tests.e2e.jobs_support import job_status, put_dataset, wait_for
+from tests.support import sign_up
+
+pytestmark = pytest.mark.platform
+
+MODEL = "tiny-gemma-3-vision"
+
+
+@pytest.fixture
+def user(platform) -> dict[str, str]:
+    return sign_up(platform.auth_host)
+
+
+@pytest.fixture
+def client(platform, user) -> httpx.Client:
+    with httpx.Client(
+        base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30
+    ) as client:
+        yield client
+
+
+def _create(client: httpx.Client, dataset_id: str, script: str, **extra) -> httpx.Response:
+    body = {"model": MODEL, "training_file": dataset_id, "metadata": {"script": script}} | extra
+    return client.post("/v1/fine_tuning/jobs", json=body)
+
+
+def test_job_runs_to_success_with_events_metrics_and_a_checkpoint(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    created = _create(client, dataset_id, "succeed", suffix="pets")
+    assert created.status_code == 200, created.text
+    job = created.json()
+    assert job["object"] == "fine_tuning.job" and job["status"] in ("queued", "running")
+    assert job["training_file"] == dataset_id and job["model"] == MODEL
+    wait_for(lambda: job_status(client, job["id"]) == "succeeded")
+
+    done = client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+    assert done["fine_tuned_model"].startswith(f"ft:{MODEL}:")
+    assert done["steps_completed"] == 6 and done["finished_at"]
+    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()
+    messages = [event["message"] for event in events["data"]]
+    assert messages[0] == "The job has successfully completed"  # newest first, as OpenAI lists them
+    assert "Job queued" in messages
+    assert sum(event["type"] == "metrics" for event in events["data"]) == 6
+    checkpoints = client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()
+    assert [c["step_number"] for c in checkpoints["data"]] == [3]
+    metrics = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"from_step": 2, "to_step": 4}).json()
+    assert [point["step"] for point in metrics["data"]] == [2, 3, 4]
+
+
+def test_events_stream_over_sse_and_resume_with_last_event_id(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    job_id = _create(client, dataset_id, "succeed").json()["id"]
+    seen: list[dict] = []
+    with client.stream("GET", f"/v1/fine_tuning/jobs/{job_id}/events", headers={"accept": "text/event-stream"}) as s:
+        ids, kind = [], None
+        for line in s.iter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+            elif line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind != "done":
+                seen.append(json.loads(line[6:]))
+            elif line.startswith("data: ") and kind == "done":
+                assert json.loads(line[6:]) == {"status": "succeeded"}
+                break
+    assert ids == sorted(ids) and len(ids) == len(set(ids)) == len(seen)
+    assert seen[-1]["message"] == "The job has successfully completed"
+    # Resume from the middle: exactly the later events, no repeats.
+    middle = ids[len(ids) // 2]
+    with client.stream(
+        "GET",
+        f"/v1/fine_tuning/jobs/{job_id}/events",
+        headers={"accept": "text/event-stream", "last-event-id": str(middle)},
+    ) as s:
+        resumed = [int(line[4:]) for line in s.iter_lines() if line.startswith("id: ")]
+    assert resumed == [i for i in ids if i > middle]
+
+
+def test_cancel_a_running_job(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    job_id = _create(client, dataset_id, "slow").json()["id"]
+    wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["steps_completed"] >= 2)
+    cancelled = client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200
+    wait_for(lambda: job_status(client, job_id) == "cancelled")
+    again = client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
+    assert again.status_code == 400 and again.json()["error"]["code"] == "job_finished"
+
+
+def test_reconciler_fails_a_crashed_and_a_silent_trainer(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    crashed = _create(client, dataset_id, "crash").json()["id"]
+    wait_for(lambda: job_status(client, crashed) == "failed", timeout_s=60)
+    error = client.get(f"/v1/fine_tuning/jobs/{crashed}").json()["error"]
+    assert error["code"] == "trainer_exited" and "exit code 3" in error["message"]
+
+    silent = _create(client, dataset_id, "hang").json()["id"]
+    wait_for(lambda: job_status(client, silent) == "running")
+    # Alive but silent: given 4x the heartbeat allowance, then failed with the reason.
+    wait_for(lambda: job_status(client, silent) == "failed", timeout_s=60)
+    assert "stopped" in client.get(f"/v1/fine_tuning/jobs/{silent}").json()["error"]["message"]
+
+
+def test_jobs_wait_their_turn_per_user(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    first = _create(client, dataset_id, "slow").json()["id"]
+    second = _create(client, dataset_id, "succeed").json()["id"]
+    wait_for(lambda: job_status(client, first) == "running")
+    assert job_status(client, second) == "queued"  # the limit is one running job per user here
+    client.post(f"/v1/fine_tuning/jobs/{first}/cancel")
+    wait_for(lambda: job_status(client, second) == "succeeded", timeout_s=60)
+
+
+def test_idempotency_key_returns_the_same_job(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    headers = {"idempotency-key": "retry-me-1"}
+    body = {"model": MODEL, "training_file": dataset_id, "metadata": {"script": "succeed"}}
+    first = client.post("/v1/fine_tuning/jobs", json=body, headers=headers).json()
+    second = client.post("/v1/fine_tuning/jobs", json=body, headers=headers).json()
+    assert first["id"] == second["id"]
+    listed = client.get("/v1/fine_tuning/jobs", params={"limit": 100}).json()["data"]
+    assert [job["id"] for job in listed].count(first["id"]) == 1
+
+
+def test_list_paginates_and_filters_by_metadata(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    ids = [
+        _create(client, dataset_id, "succeed", metadata={"script": "succeed", "batch": str(i % 2)}).json()["id"]
+        for i in range(3)
+    ]
+    page = client.get("/v1/fine_tuning/jobs", params={"limit": 2}).json()
+    assert page["object"] == "list" and page["has_more"] is True and len(page["data"]) == 2
+    rest = client.get("/v1/fine_tuning/jobs", params={"limit": 2, "after": page["data"][-1]["id"]}).json()
+    assert {job["id"] for job in page["data"] + rest["data"]} == set(ids)
+    filtered = client.get("/v1/fine_tuning/jobs", params={"metadata[batch]": "1"}).json()["data"]
+    assert [job["id"] for job in filtered] == [ids[1]]
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"model": "gpt-4o"}, "model"),
+        (
+            {"method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": -1}}}},
+            "method.supervised.hyperparameters.n_epochs",
+        ),
+        (
+            {"method": {"type": "supervised", "supervised": {"hyperparameters": {"learning_rate_multiplier": 1e9}}}},
+            "method.supervised.hyperparameters.learning_rate_multiplier",
+        ),
+        ({"method": {"type": "dpo"}}, "method.type"),
+        (
+            {"method": {"type": "supervised", "supervised": {"runtune": {"lora": {"rank": 100000}}}}},
+            "method.supervised.runtune.lora.rank",
+        ),
+        ({"seed": -5}, "seed"),
+    ],
+)
+def test_bad_requests_name_the_field(platform, user, client, change, param) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    response = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": dataset_id} | change)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_dataset_problems_are_4xx(platform, user, client) -> None:
+    other = sign_up(platform.auth_host)
+    foreign = put_dataset(platform, other["uid"])
+    processing = put_dataset(platform, user["uid"], status=DatasetStatus.processing)
+    missing = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": "file-nope"})
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "training_file"
+    theirs = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": foreign})
+    assert theirs.status_code == 404
+    busy = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": processing})
+    assert busy.status_code == 400 and busy.json()["error"]["code"] == "file_not_ready"
+    text_model = client.post(
+        "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-text", "training_file": put_dataset(platform, user["uid"])}
+    )
+    assert text_model.status_code == 400 and text_model.json()["error"]["param"] == "model"
+    malformed = client.post("/v1/fine_tuning/jobs", content=b"{nope", headers={"content-type": "application/json"})
+    assert malformed.status_code == 400
+
+
+def test_other_users_cannot_see_or_touch_a_job(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    job_id = _create(client, dataset_id, "succeed").json()["id"]
+    intruder = sign_up(platform.auth_host)
+    with httpx.Client(
+        base_url=platform.gateway_url, headers={"authorization": f"Bearer {intruder['id_token']}"}
+    ) as other:
+        for method, path in [
+            ("GET", f"/v1/fine_tuning/jobs/{job_id}"),
+            ("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel"),
+            ("GET", f"/v1/fine_tuning/jobs/{job_id}/events"),
+            ("GET", f"/v1/fine_tuning/jobs/{job_id}/events?stream=true"),
+            ("GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints"),
+            ("GET", f"/v1/fine_tuning/jobs/{job_id}/metrics"),
+        ]:
+            response = other.request(method, path)
+            assert response.status_code == 404, (method, path, response.status_code)
+        assert job_id not in other.get("/v1/fine_tuning/jobs").text
