@@ -65,7 +65,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _connection(url: str, headers: dict[str, str], deadline: float, result: dict) -> None:
+async def _connection(
+    url: str, headers: dict[str, str], deadline: float, result: dict, interval_s: float = 0.0
+) -> None:
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     head = f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
@@ -76,21 +78,30 @@ async def _connection(url: str, headers: dict[str, str], deadline: float, result
             started = time.perf_counter()
             writer.write(request)
             status = await _read_response(reader)
-            result["latencies"].append((time.perf_counter() - started) * 1000)
+            elapsed = time.perf_counter() - started
+            result["latencies"].append(elapsed * 1000)
             if status != 200:
                 result["errors"] += 1
+            if interval_s:
+                await asyncio.sleep(max(0.0, interval_s - elapsed))
     finally:
         writer.close()
 
 
-async def _run(url: str, headers: dict[str, str], connections: int, seconds: float) -> LoadResult:
+async def _run(targets: list[tuple[str, dict[str, str]]], seconds: float, interval_s: float) -> LoadResult:
     result: dict = {"latencies": [], "errors": 0}
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(_connection(url, headers, deadline, result) for _ in range(connections)))
+    await asyncio.gather(*(_connection(url, headers, deadline, result, interval_s) for url, headers in targets))
     elapsed = time.perf_counter() - started
     return LoadResult(len(result["latencies"]), result["errors"], elapsed, result["latencies"])
 
 
 def run_load(url: str, headers: dict[str, str], *, connections: int, seconds: float) -> LoadResult:
-    return asyncio.run(_run(url, headers, connections, seconds))
+    """Closed loop: each connection sends its next request as soon as the answer is read."""
+    return asyncio.run(_run([(url, headers)] * connections, seconds, 0.0))
+
+
+def run_clients(targets: list[tuple[str, dict[str, str]]], *, seconds: float, interval_s: float) -> LoadResult:
+    """One keep-alive connection per target, each polling its URL every `interval_s` seconds."""
+    return asyncio.run(_run(targets, seconds, interval_s))
