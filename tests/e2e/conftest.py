@@ -65,7 +65,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
         service_env={
             # Jobs whose metadata names a script run the scripted trainer; the others the real one.
             "RUNTUNE_TRAINER_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_trainer"]),
-            "RUNTUNE_HEARTBEAT_STALE_S": "3",
+            "RUNTUNE_HEARTBEAT_STALE_S": "10",
             "RUNTUNE_START_TIMEOUT_S": "60",
             "RUNTUNE_RECONCILE_EVERY_S": "1",
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",

@@ -46,3 +46,29 @@ def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float 
 
 def job_status(client: httpx.Client, job_id: str) -> str:
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
+
+
+def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -> str:
+    """The generated demo classification set, written as the preprocessing service would leave it."""
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.adapters.gcs import GcsBlobStore
+    from runtune.demo.shapes import CLASSES, write_demo_dataset
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in platform.emulator_env.items():
+            patch.setenv(name, value)
+        blobs = GcsBlobStore.for_bucket(platform.project_id, platform.emulator_env["RUNTUNE_BUCKET"])
+        dataset_id = new_id("file")
+        demo = write_demo_dataset(blobs, uid, dataset_id, counts=counts)
+        dataset = Dataset(
+            id=dataset_id,
+            owner=uid,
+            name="demo shapes",
+            status=DatasetStatus.ready,
+            task_kind=TaskKind.classification,
+            modality="vision",
+            splits=demo.counts,
+            labels=list(CLASSES),
+        )
+        FirestoreMetadataStore.for_project(platform.project_id).set(f"datasets/{dataset_id}", dataset.to_document())
+    return dataset_id
