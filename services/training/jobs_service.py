@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from runtune.errors import Conflict, InvalidRequest, NotFound, not_found
 from runtune.estimate import RunShape, estimate
@@ -26,7 +27,7 @@ from runtune.schemas.jobs import CreateJobRequest, Hyperparameters, Job, JobPhas
 
 log = logging.getLogger("runtune.training")
 
-IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_TTL = timedelta(hours=24)
 # Text around the answer in a typical example (system, question, chat template markers).
 TYPICAL_TEXT_TOKENS = 96
 _ACTIVE = (JobStatus.queued, JobStatus.running)
@@ -159,7 +160,7 @@ class JobService:
 
     def _idempotent_job(self, uid: str, key: str) -> Job | None:
         document = self._store.get(self._idempotency_path(uid, key))
-        if document is None or document.get("expires_at", 0) < time.time():
+        if document is None or document["expires_at"] < datetime.now(UTC):
             return None
         return self.jobs.get(document["job_id"])
 
@@ -167,7 +168,8 @@ class JobService:
         try:
             self._store.create(
                 self._idempotency_path(uid, key),
-                {"owner": uid, "job_id": job_id, "expires_at": time.time() + IDEMPOTENCY_TTL_S},
+                # A Timestamp: Firestore's TTL policy deletes the document after it.
+                {"owner": uid, "job_id": job_id, "expires_at": datetime.now(UTC) + IDEMPOTENCY_TTL},
             )
         except Conflict:
             return False

@@ -9,6 +9,7 @@ from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
 from runtune.schemas.jobs import Checkpoint, Job, JobStatus, checkpoint_path, job_path
 
 JOBS = "jobs"
+_SCAN_PAGE = 100
 
 
 class JobRepository:
@@ -44,14 +45,27 @@ class JobRepository:
     def list_owned(
         self, uid: str, *, limit: int, after: str | None = None, metadata: dict[str, str] | None = None
     ) -> list[Job]:
-        where = [Where("owner", "==", uid)]
-        where += [Where(f"metadata.{key}", "==", value) for key, value in (metadata or {}).items()]
+        """The caller's jobs, newest first. Metadata filters are applied here, not in the query: keys
+        are the user's own, and Firestore would need a composite index per key."""
         if after is not None:
             self.get_owned(uid, after)  # a foreign or unknown cursor is a 404, not an empty page
-        rows = self._store.query(
-            JOBS, where=where, order_by=[OrderBy("created_at", descending=True)], limit=limit, start_after=after
-        )
-        return [Job.model_validate(document) for _, document in rows]
+        wanted = (metadata or {}).items()
+        found: list[Job] = []
+        cursor = after
+        while len(found) < limit:
+            rows = self._store.query(
+                JOBS,
+                where=[Where("owner", "==", uid)],
+                order_by=[OrderBy("created_at", descending=True)],
+                limit=_SCAN_PAGE if wanted else limit - len(found),
+                start_after=cursor,
+            )
+            jobs = [Job.model_validate(document) for _, document in rows]
+            found += [job for job in jobs if all((job.metadata or {}).get(k) == v for k, v in wanted)]
+            if len(rows) < (_SCAN_PAGE if wanted else 1) or not rows:
+                break
+            cursor = rows[-1][0]
+        return found[:limit]
 
     def with_status(self, statuses: list[JobStatus], *, owner: str | None = None) -> list[Job]:
         where = [Where("status", "in", [status.value for status in statuses])]

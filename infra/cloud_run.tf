@@ -1,0 +1,424 @@
+# The environment contract with runtune/settings.py, one literal map per deployable (tests/infra
+# compares each with the fields of that deployable's settings class). Settings with good defaults
+# stay unset; image-level ones (host, port, frontend folder) are set by the Dockerfiles. Emulator
+# variables never appear here: the gcp profile refuses to start with any of them.
+locals {
+  env = {
+    gateway = {
+      RUNTUNE_PROFILE           = "gcp"
+      RUNTUNE_PROJECT_ID        = var.project_id
+      RUNTUNE_REGION            = var.region
+      RUNTUNE_BUCKET            = local.data_bucket
+      RUNTUNE_LOG_LEVEL         = var.log_level
+      RUNTUNE_PREPROCESSING_URL = local.urls.preprocessing
+      RUNTUNE_TRAINING_URL      = local.urls.training
+      RUNTUNE_INFERENCE_URL     = local.urls.inference
+      RUNTUNE_CORS_ORIGINS      = jsonencode([local.ui_origin])
+    }
+    preprocessing = {
+      RUNTUNE_PROFILE                 = "gcp"
+      RUNTUNE_PROJECT_ID              = var.project_id
+      RUNTUNE_REGION                  = var.region
+      RUNTUNE_BUCKET                  = local.data_bucket
+      RUNTUNE_LOG_LEVEL               = var.log_level
+      RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
+      RUNTUNE_SERVICE_AUDIENCE        = local.urls.preprocessing
+    }
+    training = {
+      RUNTUNE_PROFILE                 = "gcp"
+      RUNTUNE_PROJECT_ID              = var.project_id
+      RUNTUNE_REGION                  = var.region
+      RUNTUNE_BUCKET                  = local.data_bucket
+      RUNTUNE_LOG_LEVEL               = var.log_level
+      RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
+      RUNTUNE_SERVICE_AUDIENCE        = local.urls.training
+      RUNTUNE_TRAINER_JOB_NAME        = local.names.trainer
+      RUNTUNE_TRAINER_TASK_TIMEOUT_S  = tostring(var.trainer_task_timeout_s)
+    }
+    inference = {
+      RUNTUNE_PROFILE                 = "gcp"
+      RUNTUNE_PROJECT_ID              = var.project_id
+      RUNTUNE_REGION                  = var.region
+      RUNTUNE_BUCKET                  = local.data_bucket
+      RUNTUNE_LOG_LEVEL               = var.log_level
+      RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
+      RUNTUNE_SERVICE_AUDIENCE        = local.urls.inference
+    }
+    trainer = {
+      RUNTUNE_PROFILE    = "gcp"
+      RUNTUNE_PROJECT_ID = var.project_id
+      RUNTUNE_REGION     = var.region
+      RUNTUNE_BUCKET     = local.data_bucket
+      RUNTUNE_LOG_LEVEL  = var.log_level
+    }
+  }
+
+  # CPU-only services: size, and whether CPU stays allocated between requests. The training service
+  # keeps it (and min instances >= 1) because its job reconciler runs in the background.
+  private_services = {
+    preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, vpc_egress = false }
+    training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, vpc_egress = false }
+    inference     = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = 0, vpc_egress = true }
+  }
+}
+
+# --- the gateway: the only public service ----------------------------------------------------------
+
+resource "google_cloud_run_v2_service" "gateway" {
+  project             = var.project_id
+  name                = local.names.gateway
+  location            = var.region
+  description         = "Runtune gateway: verifies Firebase ID tokens, proxies to the private services, serves the UI"
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account                  = google_service_account.sa["gateway"].email
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+    timeout                          = "3600s" # Server-Sent Events and large uploads stream through
+    max_instance_request_concurrency = 250
+
+    scaling {
+      min_instance_count = var.gateway_min_instances
+      max_instance_count = var.gateway_max_instances
+    }
+
+    # All egress through the VPC: requests to the internal-only services must arrive as internal.
+    vpc_access {
+      egress = "ALL_TRAFFIC"
+      network_interfaces {
+        network    = google_compute_network.runtune.id
+        subnetwork = google_compute_subnetwork.runtune.id
+      }
+    }
+
+    containers {
+      image = local.images.gateway
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "1Gi"
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = local.env.gateway
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds    = 2
+        timeout_seconds   = 2
+        failure_threshold = 30
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.gateway.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# --- the private services ------------------------------------------------------------------------
+
+resource "google_cloud_run_v2_service" "private" {
+  for_each = local.private_services
+
+  project             = var.project_id
+  name                = local.names[each.key]
+  location            = var.region
+  description         = "Runtune ${each.key} service (private: the gateway's account only)"
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account                  = google_service_account.sa[each.key].email
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+    timeout                          = "3600s"
+    max_instance_request_concurrency = 80
+
+    scaling {
+      min_instance_count = each.value.min_instances
+      max_instance_count = var.service_max_instances
+    }
+
+    # The inference service calls the internal-only engine, so it egresses through the VPC too.
+    dynamic "vpc_access" {
+      for_each = each.value.vpc_egress ? [1] : []
+      content {
+        egress = "ALL_TRAFFIC"
+        network_interfaces {
+          network    = google_compute_network.runtune.id
+          subnetwork = google_compute_subnetwork.runtune.id
+        }
+      }
+    }
+
+    containers {
+      image = local.images[each.key]
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = each.value.cpu
+          memory = each.value.memory
+        }
+        cpu_idle          = each.value.cpu_idle
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = local.env[each.key]
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds    = 2
+        timeout_seconds   = 2
+        failure_threshold = 30
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Cloud Run IAM: only the gateway's account may invoke a private service.
+resource "google_cloud_run_v2_service_iam_member" "gateway_invokes" {
+  for_each = local.private_services
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.private[each.key].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.sa["gateway"].member
+}
+
+# --- the trainer: a GPU Cloud Run job, one execution per fine-tuning job -------------------------
+
+resource "google_cloud_run_v2_job" "trainer" {
+  project             = var.project_id
+  name                = local.names.trainer
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    # One task per execution; the training service overrides args (the job id), non-secret env and
+    # the timeout per execution.
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account       = google_service_account.sa["trainer"].email
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+      timeout               = "${var.trainer_task_timeout_s}s"
+      # A retried attempt resumes from the newest checkpoint, so retries never redo finished steps.
+      max_retries = var.trainer_max_retries
+
+      node_selector {
+        accelerator = var.gpu_type
+      }
+      # Best-effort zonal capacity: cheaper GPU seconds and its own (easier) quota; a lost zone
+      # costs a retry, which resumes from a checkpoint.
+      gpu_zonal_redundancy_disabled = true
+
+      volumes {
+        name = "data"
+        gcs {
+          bucket    = google_storage_bucket.data.name
+          read_only = false
+        }
+      }
+
+      containers {
+        image = local.images.trainer
+
+        resources {
+          limits = {
+            cpu              = local.gpu_shapes[var.gpu_type].cpu
+            memory           = local.gpu_shapes[var.gpu_type].memory
+            "nvidia.com/gpu" = "1"
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.trainer
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        volume_mounts {
+          name       = "data"
+          mount_path = local.data_mount_path
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
+}
+
+# The training service starts executions with overrides, reads and cancels them: on this job only.
+resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.trainer.name
+  role     = "roles/run.jobsExecutorWithOverrides"
+  member   = google_service_account.sa["training"].member
+}
+
+# --- the vLLM engine: a GPU Cloud Run service the inference service calls -------------------------
+
+resource "google_cloud_run_v2_service" "engine" {
+  project             = var.project_id
+  name                = local.names.engine
+  location            = var.region
+  description         = "vLLM OpenAI-compatible server with LoRA adapters loaded at run time"
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account                  = google_service_account.sa["engine"].email
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+    timeout                          = "3600s"
+    max_instance_request_concurrency = 64 # vLLM batches concurrent requests on the GPU
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = var.engine_max_instances
+    }
+
+    node_selector {
+      accelerator = var.engine_gpu_type
+    }
+    gpu_zonal_redundancy_disabled = true
+
+    # Adapters are loaded from the data bucket by path (POST /v1/load_lora_adapter).
+    volumes {
+      name = "data"
+      gcs {
+        bucket    = google_storage_bucket.data.name
+        read_only = true
+      }
+    }
+
+    containers {
+      image = local.images.engine
+      args = [
+        var.engine_base_model,
+        "--host", "0.0.0.0",
+        "--port", "8080",
+        "--enable-lora",
+        "--max-lora-rank", tostring(var.engine_max_lora_rank),
+        "--max-loras", tostring(var.engine_max_loras),
+        "--max-model-len", tostring(var.engine_max_model_len),
+        "--gpu-memory-utilization", "0.90",
+      ]
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu              = local.gpu_shapes[var.engine_gpu_type].cpu
+          memory           = local.gpu_shapes[var.engine_gpu_type].memory
+          "nvidia.com/gpu" = "1"
+        }
+        # GPU instances need CPU allocated for their whole life.
+        cpu_idle          = false
+        startup_cpu_boost = true
+      }
+
+      env {
+        name  = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+        value = "True"
+      }
+
+      env {
+        name = "HF_TOKEN"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.hf_token.secret_id
+            version = "latest"
+          }
+        }
+      }
+
+      volume_mounts {
+        name       = "data"
+        mount_path = local.data_mount_path
+      }
+
+      # Downloading and loading the base model takes minutes: allow up to 20 before giving up.
+      startup_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        initial_delay_seconds = 30
+        period_seconds        = 10
+        timeout_seconds       = 5
+        failure_threshold     = 120
+      }
+
+      liveness_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_secret_manager_secret_iam_member.engine_hf_token,
+    google_storage_bucket_iam_member.data,
+  ]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "inference_invokes_engine" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.engine.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.sa["inference"].member
+}

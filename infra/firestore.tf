@@ -1,0 +1,81 @@
+resource "google_firestore_database" "default" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = coalesce(var.firestore_location, var.region)
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "PESSIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = var.deletion_protection ? "ABANDON" : "DELETE"
+
+  depends_on = [google_project_service.apis]
+}
+
+# Every list endpoint reads `owner == uid ORDER BY created_at DESC` (cursor pagination, newest first).
+resource "google_firestore_index" "owner_created" {
+  for_each = toset(local.owner_listed_collections)
+
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = each.value
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
+# The job dispatcher and reconciler: `status IN (...) ORDER BY created_at` (all users) ...
+resource "google_firestore_index" "jobs_status_created" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "jobs"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
+# ... and `owner == uid AND status IN (...) ORDER BY created_at` (one user's active jobs).
+resource "google_firestore_index" "jobs_owner_status_created" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "jobs"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
+# Temporary documents expire on their `expires_at` Timestamp (deleted within about a day after it;
+# readers still check it themselves). The field is not indexed: nothing queries it.
+resource "google_firestore_field" "ttl" {
+  for_each = toset(local.ttl_collections)
+
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = each.value
+  field      = "expires_at"
+
+  ttl_config {}
+  index_config {}
+}

@@ -1,0 +1,89 @@
+# One service account per deployable, each with only what its code calls. No project-level basic or
+# admin role anywhere: project-level grants are the ones that have no narrower resource (Firestore,
+# Firebase Auth user lookups, Secret Manager creation), and the Secret Manager ones carry conditions.
+
+locals {
+  service_accounts = {
+    gateway       = "Runtune gateway (public entry; invokes the private services)"
+    preprocessing = "Runtune preprocessing service (datasets)"
+    training      = "Runtune training service (jobs; runs the trainer job)"
+    inference     = "Runtune inference service (chat, evaluations, exports)"
+    trainer       = "Runtune trainer (GPU Cloud Run job)"
+    engine        = "Runtune vLLM engine (GPU Cloud Run service)"
+    build         = "Runtune image builds (Cloud Build)"
+  }
+
+  # Project-level grants: Firestore has no narrower IAM resource than the project.
+  project_roles = {
+    "preprocessing-datastore" = { account = "preprocessing", role = "roles/datastore.user" }
+    "training-datastore"      = { account = "training", role = "roles/datastore.user" }
+    "inference-datastore"     = { account = "inference", role = "roles/datastore.user" }
+    "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
+    # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
+    "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
+    # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).
+    "build-logs" = { account = "build", role = "roles/logging.logWriter" }
+  }
+
+  # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings).
+  bucket_roles = {
+    "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
+    "training"      = { account = "training", role = "roles/storage.objectViewer" }    # checkpoints, metrics (the trainer writes)
+    "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
+    "inference"     = { account = "inference", role = "roles/storage.objectViewer" }   # adapters, evaluation sets
+    "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
+  }
+
+  # Accounts that sign URLs (V4, through IAM signBlob with their own identity: Cloud Run's
+  # metadata-server credentials hold no private key). Each may sign as itself only.
+  url_signers = toset(["preprocessing", "inference"])
+}
+
+resource "google_service_account" "sa" {
+  for_each = local.service_accounts
+
+  project      = var.project_id
+  account_id   = "runtune-${each.key}"
+  display_name = each.value
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "project" {
+  for_each = local.project_roles
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.sa[each.value.account].member
+}
+
+resource "google_storage_bucket_iam_member" "data" {
+  for_each = local.bucket_roles
+
+  bucket = google_storage_bucket.data.name
+  role   = each.value.role
+  member = google_service_account.sa[each.value.account].member
+}
+
+resource "google_service_account_iam_member" "sign_as_self" {
+  for_each = local.url_signers
+
+  service_account_id = google_service_account.sa[each.key].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.sa[each.key].member
+}
+
+# Starting an execution of the trainer job runs code as the trainer's account: the training service
+# may act as that one account, nothing else.
+resource "google_service_account_iam_member" "training_acts_as_trainer" {
+  service_account_id = google_service_account.sa["trainer"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.sa["training"].member
+}
+
+# The build reads its uploaded source from the build bucket.
+resource "google_storage_bucket_iam_member" "build_source" {
+  bucket = google_storage_bucket.build.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.sa["build"].member
+}

@@ -1,0 +1,186 @@
+variable "project_id" {
+  description = "The GCP project that hosts Runtune (its id, not its number). Billing must be enabled."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id)) && !startswith(var.project_id, "demo-")
+    error_message = "project_id must be a real project id (demo-* ids are reserved for the emulators)."
+  }
+}
+
+variable "region" {
+  description = "Region of every regional resource. It must offer Cloud Run GPUs of gpu_type (us-central1, europe-west1, europe-west4, asia-southeast1, ...)."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as us-central1, or a multi-region such as nam5). Defaults to region. Cannot change after creation."
+  type        = string
+  default     = null
+}
+
+variable "gpu_type" {
+  description = "GPU of the trainer job: nvidia-l4 (24 GB, Gemma up to ~12B in 4-bit) or nvidia-rtx-pro-6000 (96 GB)."
+  type        = string
+  default     = "nvidia-l4"
+
+  validation {
+    condition     = contains(["nvidia-l4", "nvidia-rtx-pro-6000"], var.gpu_type)
+    error_message = "gpu_type must be nvidia-l4 or nvidia-rtx-pro-6000."
+  }
+}
+
+variable "engine_gpu_type" {
+  description = "GPU of the vLLM engine service (same choices as gpu_type)."
+  type        = string
+  default     = "nvidia-l4"
+
+  validation {
+    condition     = contains(["nvidia-l4", "nvidia-rtx-pro-6000"], var.engine_gpu_type)
+    error_message = "engine_gpu_type must be nvidia-l4 or nvidia-rtx-pro-6000."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag of every Runtune image in Artifact Registry: the commit SHA that cloudbuild.yaml built and printed."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a docker tag (use the commit SHA; 'latest' would make deployments unreproducible)."
+  }
+}
+
+variable "artifact_repository" {
+  description = "Artifact Registry (docker) repository of the images; the same name as cloudbuild.yaml's _REPOSITORY."
+  type        = string
+  default     = "runtune"
+}
+
+variable "ui_origin" {
+  description = "Origin (scheme://host[:port]) of the web UI when it is not served by the gateway (for example Firebase Hosting). Empty: the gateway's own URL."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ui_origin == "" || can(regex("^https://[a-z0-9.-]+(:[0-9]+)?$", var.ui_origin))
+    error_message = "ui_origin must be an https origin without a path, or empty."
+  }
+}
+
+variable "log_level" {
+  description = "Log level of the gateway and services (DEBUG, INFO, WARNING, ERROR)."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "gateway_min_instances" {
+  description = "Warm gateway instances (0 scales to zero; 1 removes cold starts for about 10 USD a month)."
+  type        = number
+  default     = 0
+}
+
+variable "gateway_max_instances" {
+  description = "Most gateway instances. Rate limits are per instance, so this also bounds the total request rate per user."
+  type        = number
+  default     = 10
+}
+
+variable "service_max_instances" {
+  description = "Most instances of each private service."
+  type        = number
+  default     = 10
+}
+
+variable "training_min_instances" {
+  description = "Instances of the training service kept running. Its reconciler (stale jobs, queued jobs) runs in the background of an instance, so keep at least 1."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.training_min_instances >= 1
+    error_message = "training_min_instances must be at least 1: the job reconciler runs inside the training service."
+  }
+}
+
+variable "trainer_task_timeout_s" {
+  description = "Timeout of one trainer task attempt, in seconds. Cloud Run GPU tasks run at most 1 hour (12 hours in preview); the trainer resumes from its newest checkpoint on the next attempt."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.trainer_task_timeout_s >= 60 && var.trainer_task_timeout_s <= 43200
+    error_message = "trainer_task_timeout_s must be between 60 and 43200 (12 hours, the GPU job maximum in preview)."
+  }
+}
+
+variable "trainer_max_retries" {
+  description = "Retries of a failed trainer task. Safe because the trainer resumes from its newest checkpoint."
+  type        = number
+  default     = 3
+}
+
+variable "engine_base_model" {
+  description = "Base model the vLLM engine serves; tuned adapters of this model are loaded at run time."
+  type        = string
+  default     = "google/gemma-3-4b-it"
+}
+
+variable "engine_max_lora_rank" {
+  description = "Largest LoRA rank the engine accepts (vLLM --max-lora-rank: 8, 16, 32, 64, 128 or 256)."
+  type        = number
+  default     = 64
+
+  validation {
+    condition     = contains([8, 16, 32, 64, 128, 256], var.engine_max_lora_rank)
+    error_message = "engine_max_lora_rank must be one of 8, 16, 32, 64, 128, 256."
+  }
+}
+
+variable "engine_max_loras" {
+  description = "Adapters the engine keeps on the GPU at once (vLLM --max-loras); the inference service evicts the least recently used."
+  type        = number
+  default     = 4
+}
+
+variable "engine_max_model_len" {
+  description = "Context length of the engine (vLLM --max-model-len)."
+  type        = number
+  default     = 8192
+}
+
+variable "engine_max_instances" {
+  description = "Most engine instances (each holds one GPU; it scales to zero when idle)."
+  type        = number
+  default     = 1
+}
+
+variable "hf_token_secret_id" {
+  description = "Secret Manager secret (created by this configuration, its value added by you) holding a Hugging Face token that may download engine_base_model (Gemma is gated)."
+  type        = string
+  default     = "runtune-hf-token"
+}
+
+variable "vpc_subnet_cidr" {
+  description = "Range of the subnet that the gateway and the inference service egress through (Direct VPC egress uses two addresses per instance)."
+  type        = string
+  default     = "10.8.0.0/24"
+}
+
+variable "authorized_domains" {
+  description = "Extra domains allowed to sign users in (Firebase Auth), besides the gateway's and the UI origin's."
+  type        = list(string)
+  default     = []
+}
+
+variable "deletion_protection" {
+  description = "Protect the Cloud Run services, the job and the Firestore database from `terraform destroy`."
+  type        = bool
+  default     = true
+}

@@ -1,0 +1,181 @@
+"""Terraform of `infra/`, parsed with python-hcl2 and rendered just enough to check it statically.
+
+Nothing here runs Terraform (its providers cannot be downloaded on a machine without network): the
+tests read the configuration as data. `Config.instances` expands `for_each` over literal local maps
+and sets; `Renderer` evaluates the handful of expression shapes the environment maps use, for test
+values of the variables, so the settings classes can load what Cloud Run would pass them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hcl2
+from hcl2 import SerializationOptions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+
+_OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
+_REF = re.compile(r"^\$\{([^{}]+)\}$")
+
+
+def parse(path: Path) -> dict[str, Any]:
+    return hcl2.loads(path.read_text(), serialization_options=_OPTIONS)
+
+
+def expression(value: Any) -> str | None:
+    """The expression inside a whole-value `${...}`, or None for a literal."""
+    if isinstance(value, str) and (match := _REF.match(value)):
+        return match.group(1).strip()
+    return None
+
+
+@dataclass
+class Config:
+    files: dict[str, dict[str, Any]]
+    resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terraform: list[dict[str, Any]] = field(default_factory=list)
+    providers: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, folder: Path = INFRA) -> Config:
+        config = cls(files={path.name: parse(path) for path in sorted(folder.glob("*.tf"))})
+        for parsed in config.files.values():
+            for block in parsed.get("resource", []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        assert name not in config.resources.setdefault(rtype, {}), f"duplicate {rtype}.{name}"
+                        config.resources[rtype][name] = body
+            for block in parsed.get("data", []):
+                for dtype, named in block.items():
+                    config.data.setdefault(dtype, {}).update(named)
+            for block in parsed.get("locals", []):
+                for key, value in block.items():
+                    assert key not in config.locals, f"local.{key} defined twice"
+                    config.locals[key] = value
+            for block in parsed.get("variable", []):
+                config.variables.update(block)
+            for block in parsed.get("output", []):
+                config.outputs.update(block)
+            config.terraform.extend(parsed.get("terraform", []))
+            config.providers.extend(parsed.get("provider", []))
+        return config
+
+    def resource(self, rtype: str, name: str) -> dict[str, Any]:
+        return self.resources[rtype][name]
+
+    def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
+        return self.resources.get(rtype, {})
+
+    def for_each_items(self, body: dict[str, Any]) -> list[tuple[str, Any]] | None:
+        """The (each.key, each.value) pairs of a resource's `for_each`, or None without one."""
+        if "for_each" not in body:
+            return None
+        expr = expression(body["for_each"])
+        assert expr, f"for_each must be an expression: {body['for_each']!r}"
+        match = re.fullmatch(r"(toset\()?local\.(\w+)\)?", expr)
+        assert match, f"for_each over {expr!r}: only literal locals are expanded by these tests"
+        value = self.locals[match.group(2)]
+        if isinstance(value, dict):
+            return list(value.items())
+        if isinstance(value, list):
+            return [(item, item) for item in value]
+        inner = expression(value)
+        assert inner and inner.startswith("toset("), f"local.{match.group(2)} is not a literal map or set"
+        items = re.findall(r'"([^"]+)"', inner)
+        return [(item, item) for item in items]
+
+    def instances(self, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every instance of every resource of a type as (address, body with each.* substituted)."""
+        for name, body in self.of_type(rtype).items():
+            items = self.for_each_items(body)
+            if items is None:
+                yield f"{rtype}.{name}", body
+                continue
+            for key, value in items:
+                yield f'{rtype}.{name}["{key}"]', _substitute_each(body, key, value)
+
+
+def _substitute_each(node: Any, key: str, value: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute_each(v, key, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_each(v, key, value) for v in node]
+    expr = expression(node)
+    if expr == "each.key":
+        return key
+    if expr == "each.value":
+        return value
+    if expr and (match := re.fullmatch(r"each\.value\.(\w+)", expr)) and isinstance(value, dict):
+        return value[match.group(1)]
+    if isinstance(node, str):
+        return node.replace("${each.key}", key).replace("[each.key]", f'["{key}"]')
+    return node
+
+
+def blocks(body: dict[str, Any], *path: str) -> list[dict[str, Any]]:
+    """Nested blocks along a path (`blocks(svc, "template", "containers")`), flattened."""
+    found = [body]
+    for name in path:
+        found = [child for parent in found for child in _as_list(parent.get(name))]
+    return found
+
+
+def dynamic_blocks(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [entry[name] for entry in _as_list(body.get("dynamic")) if name in entry]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+class Renderer:
+    """Evaluates the expression shapes of the environment maps for test values of the variables."""
+
+    def __init__(self, config: Config, variables: dict[str, Any], project_number: str) -> None:
+        self.config = config
+        self.variables = {
+            name: body.get("default") for name, body in config.variables.items() if "default" in body
+        } | variables
+        self.project_number = project_number
+        names = config.locals["names"]
+        self.urls = {
+            key: f"https://{names[key]}-{project_number}.{self.variables['region']}.run.app"
+            for key in ("gateway", "preprocessing", "training", "inference", "engine")
+        }
+
+    def render(self, value: Any) -> str:
+        if not isinstance(value, str):
+            return json.dumps(value) if isinstance(value, bool) else str(value)
+        return re.sub(r"\$\{([^{}]+)\}", lambda m: self.evaluate(m.group(1).strip()), value)
+
+    def evaluate(self, expr: str) -> str:
+        if match := re.fullmatch(r"var\.(\w+)", expr):
+            return self.render(self.variables[match.group(1)])
+        if match := re.fullmatch(r"local\.urls\.(\w+)", expr):
+            return self.urls[match.group(1)]
+        if expr == "local.ui_origin":
+            return self.render(self.variables["ui_origin"]) or self.urls["gateway"]
+        if match := re.fullmatch(r"local\.(\w+)\.(\w+)", expr):
+            return self.render(self.config.locals[match.group(1)][match.group(2)])
+        if match := re.fullmatch(r"local\.(\w+)", expr):
+            return self.render(self.config.locals[match.group(1)])
+        if match := re.fullmatch(r'google_service_account\.sa\["(\w+)"\]\.email', expr):
+            return f"runtune-{match.group(1)}@{self.variables['project_id']}.iam.gserviceaccount.com"
+        if match := re.fullmatch(r"jsonencode\(\[(.+)\]\)", expr):
+            return json.dumps([self.evaluate(item.strip()) for item in match.group(1).split(",")])
+        if match := re.fullmatch(r"tostring\((.+)\)", expr):
+            return self.evaluate(match.group(1).strip())
+        raise AssertionError(f"no test rendering for the expression {expr!r}: add one to Renderer.evaluate")

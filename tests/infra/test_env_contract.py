@@ -1,0 +1,160 @@
+"""The environment contract between Terraform and runtune/settings.py, for every deployable.
+
+For each deployable, the RUNTUNE_* variables Terraform sets are exactly the fields of its settings
+class, less the fields listed below (each with its reason). The rendered environment then loads
+into the settings class under the `gcp` profile, as Cloud Run would start it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from runtune import settings as settings_module
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, ServiceSettings
+from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
+
+# The trainer reads CommonSettings until it gets a class of its own; the contract follows it then.
+TRAINER_SETTINGS: type[BaseSettings] = getattr(settings_module, "TrainerSettings", CommonSettings)
+
+DEPLOYABLES: dict[str, type[BaseSettings]] = {
+    "gateway": GatewaySettings,
+    "preprocessing": ServiceSettings,
+    "training": ServiceSettings,
+    "inference": ServiceSettings,
+    "trainer": TRAINER_SETTINGS,
+}
+
+# Fields Terraform leaves unset, for every deployable that has them: the one list, with reasons.
+UNSET: dict[str, str] = {
+    "local_dir": "the local platform's data folder; the gcp profile keeps nothing on local disk",
+    "host": "set by the image: RUNTUNE_HOST in gateway/Dockerfile, uvicorn's UVICORN_HOST in services/Dockerfile",
+    "port": "set by the image: RUNTUNE_PORT in gateway/Dockerfile, UVICORN_PORT in services/Dockerfile",
+    "frontend_dir": "set by the image (RUNTUNE_FRONTEND_DIR in gateway/Dockerfile), where it puts the built UI",
+    "internal_token": "local profile only; the gcp profile refuses it (Google-signed ID tokens instead)",
+    "internal_token_sha256": "local profile only; in the cloud services verify Google-signed ID tokens",
+    "secrets_dir": "the local file secret store only; the cloud uses Secret Manager",
+    "trainer_command": "the local launcher's argv; Cloud Run runs the trainer image's ENTRYPOINT",
+    "local_max_concurrent_jobs": "the local launcher's queue only",
+    "run_api_endpoint": "points the Cloud Run client at the tests' fake server; the default endpoint in the cloud",
+    "rate_limit_per_minute": "the default (600 per user per minute per gateway instance) is the intended policy",
+    "rate_limit_burst": "the default burst (120) is the intended policy",
+    "token_check_revoked": "the default (True) is the safe choice: disabled users and revoked sessions are refused",
+    "upstream_timeout_s": "the default (300 s of silence between chunks) suits uploads and Server-Sent Events",
+    "max_running_jobs_per_user": "the default (2) is the intended policy; GPU quota bounds the total anyway",
+    "heartbeat_stale_s": "the default (120 s) matches the trainer's heartbeat",
+    "start_timeout_s": "the default (15 min) covers a GPU cold start and the model download",
+    "reconcile_every_s": "the default (30 s) is the intended policy",
+}
+
+# Fields of a shared class that mean nothing to one deployable.
+NOT_THIS_DEPLOYABLE: dict[str, dict[str, str]] = {
+    "preprocessing": {
+        "trainer_job_name": "only the training service launches the trainer",
+        "trainer_task_timeout_s": "only the training service launches the trainer",
+    },
+    "inference": {
+        "trainer_job_name": "only the training service launches the trainer",
+        "trainer_task_timeout_s": "only the training service launches the trainer",
+    },
+}
+
+PROJECT_ID = "runtune-test"
+PROJECT_NUMBER = "123456789012"
+
+
+def env_variable(field_name: str) -> str:
+    return f"RUNTUNE_{field_name.upper()}"
+
+
+def read_by_env_prefix(cls: type[BaseSettings]) -> dict[str, str]:
+    """field -> variable, for the fields pydantic-settings reads as RUNTUNE_<FIELD>."""
+    assert cls.model_config["env_prefix"] == "RUNTUNE_"
+    return {name: env_variable(name) for name, info in cls.model_fields.items() if info.validation_alias is None}
+
+
+def expected_variables(deployable: str) -> set[str]:
+    fields = read_by_env_prefix(DEPLOYABLES[deployable])
+    skipped = set(UNSET) | set(NOT_THIS_DEPLOYABLE.get(deployable, {}))
+    return {variable for name, variable in fields.items() if name not in skipped}
+
+
+def env_map_reference(tf: Config, deployable: str) -> str:
+    """Which local.env entry the deployable's Cloud Run container takes its variables from."""
+    if deployable == "trainer":
+        (container,) = blocks(tf.resource("google_cloud_run_v2_job", "trainer"), "template", "template", "containers")
+    elif deployable == "gateway":
+        (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
+    else:
+        instances = dict(tf.instances("google_cloud_run_v2_service"))
+        (container,) = blocks(
+            instances[f'google_cloud_run_v2_service.private["{deployable}"]'], "template", "containers"
+        )
+    assert "env" not in container, f"{deployable}: every variable comes from local.env.{deployable}"
+    (env,) = dynamic_blocks(container, "env")
+    assert env["content"][0] == {"name": "${env.key}", "value": "${env.value}"}
+    return env["for_each"]
+
+
+def test_every_unset_field_exists() -> None:
+    fields = {name for cls in DEPLOYABLES.values() for name in cls.model_fields}
+    assert set(UNSET) <= fields, set(UNSET) - fields
+    for deployable, extra in NOT_THIS_DEPLOYABLE.items():
+        assert set(extra) <= set(DEPLOYABLES[deployable].model_fields), deployable
+
+
+@pytest.mark.parametrize("deployable", sorted(DEPLOYABLES))
+def test_terraform_sets_exactly_the_settings_the_code_reads(tf: Config, deployable: str) -> None:
+    assert env_map_reference(tf, deployable) in (f"${{local.env.{deployable}}}", f'${{local.env["{deployable}"]}}')
+    actual = set(tf.locals["env"][deployable])
+    expected = expected_variables(deployable)
+    assert actual - expected == set(), f"{deployable}: Terraform sets variables the code does not read"
+    assert expected - actual == set(), f"{deployable}: the code reads variables Terraform does not set"
+
+
+@pytest.mark.parametrize("deployable", sorted(DEPLOYABLES))
+def test_rendered_environment_loads_under_the_gcp_profile(
+    tf: Config, deployable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renderer = Renderer(tf, {"project_id": PROJECT_ID, "image_tag": "0" * 40}, PROJECT_NUMBER)
+    env = {name: renderer.render(value) for name, value in tf.locals["env"][deployable].items()}
+    for name in [*EMULATOR_VARIABLES, *(n for n in os.environ if n.startswith("RUNTUNE_"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    loaded = DEPLOYABLES[deployable]()
+    assert loaded.profile.value == "gcp"
+    assert loaded.project_id == PROJECT_ID
+    assert loaded.bucket == f"{PROJECT_ID}-runtune-data"
+    gateway_url = f"https://runtune-gateway-{PROJECT_NUMBER}.us-central1.run.app"
+    if isinstance(loaded, GatewaySettings):
+        assert loaded.internal_token is None
+        assert loaded.cors_origins == [gateway_url]
+        for service, url in loaded.upstreams.items():
+            # The gateway mints ID tokens for the URL it calls; the service expects exactly that audience.
+            assert url == f"https://runtune-{service}-{PROJECT_NUMBER}.us-central1.run.app"
+    if isinstance(loaded, ServiceSettings):
+        assert loaded.service_audience == f"https://runtune-{deployable}-{PROJECT_NUMBER}.us-central1.run.app"
+        assert loaded.gateway_service_account == f"runtune-gateway@{PROJECT_ID}.iam.gserviceaccount.com"
+        assert loaded.trainer_job_name == "runtune-trainer"
+        if deployable == "training":
+            assert loaded.trainer_task_timeout_s == tf.variables["trainer_task_timeout_s"]["default"]
+
+
+def test_image_level_settings_are_set_by_the_images() -> None:
+    gateway = (REPO_ROOT / "gateway" / "Dockerfile").read_text()
+    for name in ("host", "port", "frontend_dir"):
+        assert re.search(rf"\b{env_variable(name)}=", gateway), f"gateway/Dockerfile must set {env_variable(name)}"
+    services = (REPO_ROOT / "services" / "Dockerfile").read_text()
+    for name in ("UVICORN_HOST", "UVICORN_PORT", "UVICORN_APP", "UVICORN_FACTORY"):
+        assert re.search(rf"\b{name}=", services), f"services/Dockerfile must set {name}"
+
+
+def test_no_local_only_or_emulator_variable_is_set(tf: Config) -> None:
+    forbidden = set(EMULATOR_VARIABLES) | {"RUNTUNE_INTERNAL_TOKEN", "RUNTUNE_INTERNAL_TOKEN_SHA256"}
+    for deployable, env in tf.locals["env"].items():
+        assert not forbidden & set(env), deployable
+        assert env["RUNTUNE_PROFILE"] == "gcp", deployable

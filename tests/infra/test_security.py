@@ -1,0 +1,195 @@
+"""Safe by default: one public service, private buckets, least-privilege service accounts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runtune.settings import EMULATOR_VARIABLES
+from tests.infra.terraform import INFRA, Config, blocks
+
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+IAM_SUFFIXES = ("_iam_member", "_iam_binding", "_iam_policy")
+
+
+def iam_grants(tf: Config) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+    """(resource type, address, body, members) of every IAM grant in the configuration."""
+    grants = []
+    for rtype in tf.resources:
+        if not rtype.endswith(IAM_SUFFIXES):
+            continue
+        for address, body in tf.instances(rtype):
+            members = [body["member"]] if "member" in body else list(body.get("members", []))
+            grants.append((rtype, address, body, members))
+    return grants
+
+
+def test_iam_is_additive_only(tf: Config) -> None:
+    # *_iam_policy and *_iam_binding replace what others granted; members add to it.
+    for rtype, address, _, _ in iam_grants(tf):
+        assert rtype.endswith("_iam_member"), f"{address}: use *_iam_member"
+
+
+def test_only_the_gateway_is_public(tf: Config) -> None:
+    public = [
+        (rtype, address, body) for rtype, address, body, members in iam_grants(tf) if PUBLIC_MEMBERS & set(members)
+    ]
+    assert len(public) == 1, public
+    rtype, _, body = public[0]
+    assert rtype == "google_cloud_run_v2_service_iam_member"
+    assert body["role"] == "roles/run.invoker"
+    assert body["member"] == "allUsers"
+    assert body["name"] == "${google_cloud_run_v2_service.gateway.name}"
+
+
+def test_private_services_are_internal_and_iam_checked(tf: Config) -> None:
+    services = dict(tf.instances("google_cloud_run_v2_service"))
+    assert services.pop("google_cloud_run_v2_service.gateway")["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert set(services) == {
+        'google_cloud_run_v2_service.private["preprocessing"]',
+        'google_cloud_run_v2_service.private["training"]',
+        'google_cloud_run_v2_service.private["inference"]',
+        "google_cloud_run_v2_service.engine",
+    }
+    for address, body in services.items():
+        assert body["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY", address
+    for address, body in tf.instances("google_cloud_run_v2_service"):
+        assert body.get("invoker_iam_disabled") in (None, False), f"{address} must keep the IAM invoker check"
+
+
+def test_only_the_gateway_invokes_the_services_and_only_inference_the_engine(tf: Config) -> None:
+    invokers: dict[str, set[str]] = {}
+    for rtype, _, body, members in iam_grants(tf):
+        if rtype == "google_cloud_run_v2_service_iam_member":
+            assert body["role"] == "roles/run.invoker"
+            invokers.setdefault(body["name"], set()).update(members)
+    gateway_sa = '${google_service_account.sa["gateway"].member}'
+    for service in ("preprocessing", "training", "inference"):
+        assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa}
+    assert invokers["${google_cloud_run_v2_service.engine.name}"] == {
+        '${google_service_account.sa["inference"].member}'
+    }
+
+
+def test_callers_of_internal_services_egress_through_the_vpc(tf: Config) -> None:
+    # An internal-only service sees another Cloud Run service's request as internal only when it
+    # leaves through a VPC network (Direct VPC egress, all traffic, Private Google Access).
+    gateway = tf.resource("google_cloud_run_v2_service", "gateway")
+    (vpc,) = blocks(gateway, "template", "vpc_access")
+    assert vpc["egress"] == "ALL_TRAFFIC"
+    assert tf.locals["private_services"]["inference"]["vpc_egress"] is True
+    (subnet,) = tf.of_type("google_compute_subnetwork").values()
+    assert subnet["private_ip_google_access"] is True
+
+
+def test_no_bucket_is_public(tf: Config) -> None:
+    for rtype, address, body, members in iam_grants(tf):
+        if rtype.startswith("google_storage_bucket"):
+            assert not PUBLIC_MEMBERS & set(members), address
+            assert not body["role"].endswith(("admin", "Admin", "owner", "Owner")), address
+    for name, bucket in tf.of_type("google_storage_bucket").items():
+        assert bucket["uniform_bucket_level_access"] is True, name
+        assert bucket["public_access_prevention"] == "enforced", name
+    assert not tf.of_type("google_storage_bucket_acl") and not tf.of_type("google_storage_default_object_acl")
+
+
+def test_data_bucket_lifecycle_only_touches_temporary_objects(tf: Config) -> None:
+    bucket = tf.resource("google_storage_bucket", "data")
+    assert bucket["versioning"][0]["enabled"] is True
+    assert bucket["force_destroy"] is False
+    temporary = tf.locals["temporary_prefixes"]
+    assert temporary and all(prefix.endswith("/") and not prefix.startswith("users/") for prefix in temporary)
+    rules = list(bucket.get("lifecycle_rule", []))
+    for dynamic in bucket.get("dynamic", []):
+        rule = dynamic["lifecycle_rule"]
+        assert rule["for_each"] == "${local.temporary_prefixes}"
+        (condition,) = rule["content"][0]["condition"]
+        assert condition["matches_prefix"] == ["${lifecycle_rule.value}"]
+    for rule in rules:
+        (condition,) = rule["condition"]
+        on_temporary = condition.get("matches_prefix") and set(condition["matches_prefix"]) <= set(temporary)
+        on_old_versions_only = condition.get("with_state") == "ARCHIVED"
+        assert on_temporary or on_old_versions_only, f"lifecycle rule deletes live data: {rule}"
+
+
+def test_data_bucket_cors_admits_the_ui_origin_only(tf: Config) -> None:
+    (cors,) = tf.resource("google_storage_bucket", "data")["cors"]
+    assert cors["origin"] == ["${local.ui_origin}"]
+    assert "*" not in cors["origin"]
+    assert set(cors["method"]) <= {"GET", "HEAD", "PUT", "POST"}
+
+
+def test_no_project_level_basic_or_admin_role(tf: Config) -> None:
+    custom_roles = {
+        f"${{google_project_iam_custom_role.{name}.id}}": body
+        for name, body in tf.of_type("google_project_iam_custom_role").items()
+    }
+    for rtype, address, body, _ in iam_grants(tf):
+        if not rtype.startswith("google_project_iam"):
+            continue
+        role = body["role"]
+        if role in custom_roles:
+            for permission in custom_roles[role]["permissions"]:
+                assert not permission.endswith(("setIamPolicy", "*")), f"{address}: {permission}"
+            continue
+        assert role.startswith("roles/"), f"{address}: unexpected role {role!r}"
+        assert role not in {"roles/owner", "roles/editor", "roles/viewer"}, address
+        assert not re.search(r"admin", role, re.IGNORECASE), f"{address}: {role} at project level"
+
+
+def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
+    prefix = tf.locals["user_secret_prefix"]
+    assert prefix == "projects/${local.project_number}/secrets/runtune-user-"
+    training = tf.resource("google_project_iam_member", "training_user_secrets")
+    trainer = tf.resource("google_project_iam_member", "trainer_user_secrets")
+    assert trainer["role"] == "roles/secretmanager.secretAccessor"
+    for grant in (training, trainer):
+        (condition,) = grant["condition"]
+        assert 'resource.name.startsWith("${local.user_secret_prefix}")' in condition["expression"]
+    # The adapter's secret ids must match the prefix the condition grants.
+    from runtune.adapters.secret_manager import SECRET_ID_PREFIX
+
+    assert prefix.endswith(SECRET_ID_PREFIX)
+
+
+def test_one_service_account_per_deployable(tf: Config) -> None:
+    accounts = tf.locals["service_accounts"]
+    assert set(accounts) == {"gateway", "preprocessing", "training", "inference", "trainer", "engine", "build"}
+    services = dict(tf.instances("google_cloud_run_v2_service"))
+    for address, body in services.items():
+        (template,) = body["template"]
+        account = re.fullmatch(r'\$\{google_service_account\.sa\["(\w+)"\]\.email\}', template["service_account"])
+        assert account, address
+        key = re.search(r'"(\w+)"\]$', address)
+        expected = key.group(1) if key else address.rsplit(".", 1)[1]
+        assert account.group(1) == expected, f"{address} runs as {account.group(1)}"
+    (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", "trainer"), "template", "template")
+    assert job_template["service_account"] == '${google_service_account.sa["trainer"].email}'
+
+
+def test_training_runs_only_the_trainer_job(tf: Config) -> None:
+    grant = tf.resource("google_cloud_run_v2_job_iam_member", "training_runs_trainer")
+    assert grant["name"] == "${google_cloud_run_v2_job.trainer.name}"
+    assert grant["role"] == "roles/run.jobsExecutorWithOverrides"
+    assert grant["member"] == '${google_service_account.sa["training"].member}'
+    acts_as = tf.resource("google_service_account_iam_member", "training_acts_as_trainer")
+    assert acts_as["service_account_id"] == '${google_service_account.sa["trainer"].name}'
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_url_signers_sign_only_as_themselves(tf: Config) -> None:
+    for address, body in tf.instances("google_service_account_iam_member"):
+        if body["role"] != "roles/iam.serviceAccountTokenCreator":
+            continue
+        target = re.fullmatch(r'\$\{google_service_account\.sa\["(\w+)"\]\.name\}', body["service_account_id"])
+        member = re.fullmatch(r'\$\{google_service_account\.sa\["(\w+)"\]\.member\}', body["member"])
+        assert target and member and target.group(1) == member.group(1), address
+
+
+def test_no_emulator_variable_anywhere_in_infra() -> None:
+    # The README may explain why they are absent; no configuration file may name one.
+    for path in INFRA.rglob("*"):
+        if path.is_file() and path.suffix in {".tf", ".tfvars", ".json", ".hcl"}:
+            text = path.read_text()
+            for name in (*EMULATOR_VARIABLES, "RUNTUNE_INTERNAL_TOKEN"):
+                assert name not in text, f"{path.name} mentions {name}"

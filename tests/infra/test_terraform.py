@@ -1,0 +1,95 @@
+"""Every .tf file parses, providers are pinned, and the configuration hangs together."""
+
+from __future__ import annotations
+
+import re
+
+from tests.infra.terraform import INFRA, Config, blocks, expression, parse
+
+EXPECTED_FILES = {
+    "versions.tf",
+    "variables.tf",
+    "main.tf",
+    "apis.tf",
+    "artifact_registry.tf",
+    "storage.tf",
+    "firestore.tf",
+    "secrets.tf",
+    "iam.tf",
+    "network.tf",
+    "cloud_run.tf",
+    "identity.tf",
+    "outputs.tf",
+}
+
+
+def test_every_tf_file_parses() -> None:
+    paths = sorted(INFRA.glob("*.tf"))
+    assert {path.name for path in paths} >= EXPECTED_FILES
+    for path in paths:
+        assert parse(path), f"{path.name} is empty"
+
+
+def test_terraform_and_providers_are_pinned(tf: Config) -> None:
+    (settings,) = tf.terraform
+    assert re.fullmatch(r">= 1\.\d+\.\d+, < 2\.0\.0", settings["required_version"])
+    providers = settings["required_providers"][0]
+    for name in ("google", "google-beta"):
+        assert providers[name]["source"] == f"hashicorp/{name}"
+        assert re.fullmatch(r"~> \d+\.\d+", providers[name]["version"]), f"{name} must be pinned to a minor series"
+    assert providers["google"]["version"] == providers["google-beta"]["version"]
+    assert "gcs" in settings["backend"][0], "state belongs in a GCS bucket, never on a laptop"
+
+
+def test_gpu_type_choices(tf: Config) -> None:
+    for name in ("gpu_type", "engine_gpu_type"):
+        variable = tf.variables[name]
+        assert variable["default"] == "nvidia-l4"
+        condition = variable["validation"][0]["condition"]
+        assert '"nvidia-l4"' in condition and '"nvidia-rtx-pro-6000"' in condition
+
+
+def test_image_tag_is_required(tf: Config) -> None:
+    assert "default" not in tf.variables["image_tag"], "deploying needs the tag the build printed"
+    assert "default" not in tf.variables["project_id"]
+
+
+def test_every_image_comes_from_the_registry_at_the_one_tag(tf: Config) -> None:
+    assert "${local.registry}/${key}:${var.image_tag}" in tf.locals["images"]
+    assert tf.locals["registry"] == "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository}"
+    images = {}
+    for rtype in ("google_cloud_run_v2_service", "google_cloud_run_v2_job"):
+        for address, body in tf.instances(rtype):
+            containers = blocks(body, "template", "containers") + blocks(body, "template", "template", "containers")
+            for container in containers:
+                match = re.fullmatch(r'\$\{local\.images(?:\.(\w+)|\["(\w+)"\])\}', container["image"])
+                assert match, f"{address}: image {container['image']!r} bypasses local.images"
+                images[address] = match.group(1) or match.group(2)
+    assert sorted(images.values()) == sorted(["gateway", "preprocessing", "training", "inference", "engine", "trainer"])
+
+
+def test_deterministic_urls_are_computed_from_the_project_number(tf: Config) -> None:
+    urls = tf.locals["urls"]
+    assert "https://${local.names[key]}-${local.project_number}.${var.region}.run.app" in urls
+    assert expression(tf.locals["project_number"]) == "data.google_project.this.number"
+
+
+def test_services_are_named_as_the_settings_expect(tf: Config) -> None:
+    from runtune.settings import ServiceSettings
+
+    assert tf.locals["names"]["trainer"] == ServiceSettings.model_fields["trainer_job_name"].default
+    for key, name in tf.locals["names"].items():
+        assert re.fullmatch(r"[a-z][a-z0-9-]{0,48}", name), key
+
+
+def test_outputs_give_the_ui_what_it_needs(tf: Config) -> None:
+    assert tf.outputs["gateway_url"]["value"] == "${local.urls.gateway}"
+    web = tf.outputs["firebase_web_config"]["value"]
+    assert {"apiKey", "authDomain", "projectId", "appId"} <= set(web)
+
+
+def test_identity_platform_email_password(tf: Config) -> None:
+    (config,) = tf.of_type("google_identity_platform_config").values()
+    (sign_in,) = config["sign_in"]
+    (email,) = sign_in["email"]
+    assert email == {"enabled": True, "password_required": True}
