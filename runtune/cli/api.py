@@ -46,23 +46,31 @@ class ApiClient:
         """(event type, payload) pairs of a Server-Sent Events stream, as they arrive."""
         headers = {"authorization": f"Bearer {self._login.fresh_id_token()}", "accept": "text/event-stream"}
         timeout = httpx.Timeout(30.0, read=None)  # a quiet stream is not a dead one: it sends keep-alives
-        with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _error(response)
-            kind = "message"
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: "):
-                    yield kind, json.loads(line[6:])
-                    kind = "message"
+        try:
+            with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                yield from _parse_events(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"Lost the event stream from {self._login.gateway_url}: {exc}") from exc
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, **kwargs)
+
+
+def _parse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Server-Sent Events: `event:` names the next `data:` line; comments (keep-alives) are skipped."""
+    kind = "message"
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            yield kind, json.loads(line[6:])
+            kind = "message"
 
 
 def _error(response: httpx.Response) -> ApiError:

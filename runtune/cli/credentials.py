@@ -8,9 +8,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
 import typer
 
-from runtune.errors import Unauthenticated
+from runtune.errors import Unauthenticated, UpstreamUnavailable
 from runtune.firebase_rest import FirebaseAuthRest, Session
 
 # Refresh a minute early: a token must not expire between here and the gateway.
@@ -70,9 +71,14 @@ class StoredLogin:
             raise Unauthenticated(f"Stored login at {path} is unreadable: run `runtune login` again") from exc
 
     def fresh_id_token(self, *, force: bool = False) -> str:
+        """The stored ID token while it has a minute left, else a new one from the refresh token."""
         if not force and self.expires_at - _EARLY_S > time.time():
             return self.id_token
-        session = self.auth().refresh(self.refresh_token)
+        try:
+            session = self.auth().refresh(self.refresh_token)
+        except httpx.TransportError as exc:
+            where = self.auth_emulator_host or "securetoken.googleapis.com"
+            raise UpstreamUnavailable(f"Cannot reach the sign-in service at {where} to refresh the session") from exc
         self.id_token, self.refresh_token, self.expires_at = session.id_token, session.refresh_token, session.expires_at
         self.save()
         return self.id_token

@@ -16,12 +16,19 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from runtune.dev.emulators import EmulatorPorts, RunningEmulators, start_emulators
-from runtune.dev.processes import ManagedProcess, free_port, port_in_use
+from runtune.dev.emulators import (
+    EmulatorPorts,
+    PortsBusy,
+    PrerequisiteMissing,
+    RunningEmulators,
+    start_emulators,
+)
+from runtune.dev.processes import ManagedProcess, ProcessFailed, free_port, port_in_use
 from runtune.errors import InvalidRequest
 from runtune.firebase_rest import FirebaseAuthRest
 from runtune.internal_auth import token_sha256
@@ -46,9 +53,15 @@ class PlatformPorts:
         return cls(free_port(), free_port(), free_port(), free_port(), EmulatorPorts.free())
 
 
+def default_local_dir() -> Path:
+    """`RUNTUNE_LOCAL_DIR` when set (as the services read it), else `.runtune/` in the repository."""
+    configured = os.environ.get("RUNTUNE_LOCAL_DIR")
+    return Path(configured).expanduser().resolve() if configured else DEFAULT_LOCAL_DIR
+
+
 @dataclass(frozen=True)
 class PlatformConfig:
-    local_dir: Path = DEFAULT_LOCAL_DIR
+    local_dir: Path = field(default_factory=default_local_dir)
     ports: PlatformPorts = field(default_factory=PlatformPorts)
     project_id: str = "demo-runtune"
     bucket: str = "runtune-local"
@@ -84,10 +97,11 @@ class LocalPlatform:
     # -- start and stop -------------------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
+        """Start everything, in dependency order; on any failure stop what started and re-raise."""
         config = self.config
         busy = [port for port in (config.ports.gateway, *self._service_ports().values()) if port_in_use(port)]
         if busy:
-            raise RuntimeError(f"ports {busy} are in use: is the platform already running? (`runtune dev status`)")
+            raise PortsBusy(f"Ports {busy} are in use: is the platform already running? (`runtune dev status`)")
         config.local_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.emulators = start_emulators(
@@ -100,11 +114,11 @@ class LocalPlatform:
             self._ensure_bucket()
             services = [self._service(name, port) for name, port in self._service_ports().items()]
             for process in services:
-                self.processes.append(process.start())
+                self._launch(process)
             for process in services:
                 process.wait_healthy(timeout_s=60)
             gateway = self._gateway()
-            self.processes.append(gateway.start())
+            self._launch(gateway)
             gateway.wait_healthy(timeout_s=60)
             self._ensure_demo_account()
         except BaseException:
@@ -114,7 +128,13 @@ class LocalPlatform:
         _write_private_json(config.state_file, state)
         return state
 
+    def _launch(self, process: ManagedProcess) -> None:
+        # Listed before it starts: an interrupt between the two must not leave it running unseen.
+        self.processes.append(process)
+        process.start()
+
     def stop(self) -> None:
+        """Stop the gateway, then the services, then the emulators (which export their data)."""
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
@@ -123,15 +143,16 @@ class LocalPlatform:
             self.emulators = None
 
     def serve_forever(self, stop_event: threading.Event) -> None:
-        """Keep running until asked to stop or a component dies; snapshot Firestore meanwhile."""
+        """Keep running until asked to stop or a component dies; snapshot Firestore and Auth meanwhile."""
+        assert self.emulators is not None
         last_snapshot = time.monotonic()
         while not stop_event.wait(1.0):
-            dead = [process.name for process in self.processes if not process.alive()]
+            dead = [process.name for process in self.processes if not process.alive()] + self.emulators.dead()
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} stopped unexpectedly; see {self.config.log_dir}")
-            if self.emulators and time.monotonic() - last_snapshot > SNAPSHOT_EVERY_S:
-                with contextlib.suppress(Exception):  # a failed snapshot must not stop the platform
-                    self.emulators.snapshot_firestore()
+                raise ProcessFailed(f"{', '.join(dead)} stopped unexpectedly; see the logs in {self.config.log_dir}")
+            if time.monotonic() - last_snapshot > SNAPSHOT_EVERY_S:
+                # A failed snapshot is logged and retried next time: it must not stop the platform.
+                self.emulators.snapshot()
                 last_snapshot = time.monotonic()
 
     # -- what runs ------------------------------------------------------------------------------
@@ -220,13 +241,16 @@ class LocalPlatform:
             "data_dir": str(self.config.data_dir),
             "log_dir": str(self.config.log_dir),
             "supervisor_pid": os.getpid(),
-            "pids": {process.name: process.pid for process in self.processes},
+            "pids": {
+                **self.emulators.pids,
+                **{process.name: process.pid for process in self.processes if process.pid is not None},
+            },
             "started_at": int(time.time()),
         }
 
 
 @contextlib.contextmanager
-def _env(values: dict[str, str]):  # type: ignore[no-untyped-def]
+def _env(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -250,24 +274,53 @@ def _write_private_json(path: Path, data: dict[str, Any]) -> None:
 # -- the supervisor: foreground (`dev up`) or daemon (`dev up --detach`) --------------------------
 
 
-def run_supervisor(config: PlatformConfig, on_ready: Any = None) -> int:
-    """Start the platform, run until SIGINT/SIGTERM, stop cleanly. Returns an exit code."""
-    stop_event = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop_event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    platform = LocalPlatform(config)
-    _write_private_json(config.pid_file, {"pid": os.getpid()})
-    try:
-        state = platform.start()
-        if on_ready is not None:
-            on_ready(state)
-        platform.serve_forever(stop_event)
-        return 0
-    finally:
-        platform.stop()
-        config.state_file.unlink(missing_ok=True)
-        config.pid_file.unlink(missing_ok=True)
-        for sig, handler in previous.items():
+class _StopSignals:
+    """SIGINT and SIGTERM: abort a start in progress, end a running platform, and change nothing
+    while the platform is stopping (a second Ctrl-C must not cut the emulators' export short)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.phase: Literal["starting", "running", "stopping"] = "starting"
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.event.set()
+        if self.phase == "starting":
+            self.phase = "stopping"
+            raise KeyboardInterrupt  # unwinds `LocalPlatform.start()`, which stops what it started
+
+    def __enter__(self) -> _StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def run_supervisor(config: PlatformConfig, on_ready: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Start the platform, run until SIGINT/SIGTERM, stop cleanly. Returns an exit code.
+
+    Raises what made the start fail (`ProcessFailed`, `PrerequisiteMissing`) or a component die.
+    """
+    platform = LocalPlatform(config)
+    config.local_dir.mkdir(parents=True, exist_ok=True)
+    _write_private_json(config.pid_file, {"pid": os.getpid()})
+    with _StopSignals() as signals:
+        try:
+            state = platform.start()
+            signals.phase = "running"
+            if on_ready is not None:
+                on_ready(state)
+            platform.serve_forever(signals.event)
+            return 0
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            signals.phase = "stopping"
+            platform.stop()
+            config.state_file.unlink(missing_ok=True)
+            config.pid_file.unlink(missing_ok=True)
 
 
 def read_state(config: PlatformConfig | None = None) -> dict[str, Any] | None:
@@ -288,8 +341,29 @@ def supervisor_pid(config: PlatformConfig | None = None) -> int | None:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
-    return pid
+    return pid if _is_runtune_process(pid) else None
 
 
-if __name__ == "__main__":  # the detached supervisor: `python -m runtune.dev.platform`
-    sys.exit(run_supervisor(PlatformConfig()))
+def _is_runtune_process(pid: int) -> bool:
+    # The pid file of a supervisor killed outright outlives it, and its pid may be reused since.
+    try:
+        return b"runtune" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc (macOS): trust the pid
+    except OSError:
+        return True
+
+
+def supervisor_main() -> int:
+    """The detached supervisor (`python -m runtune.dev.platform`): its output goes to supervisor.log."""
+    try:
+        return run_supervisor(
+            PlatformConfig(), on_ready=lambda state: print(f"ready: {state['gateway_url']}", flush=True)
+        )
+    except (ProcessFailed, PrerequisiteMissing) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(supervisor_main())

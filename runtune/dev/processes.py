@@ -37,8 +37,17 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout_s).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass
 class ManagedProcess:
+    """One child: its command, environment, log file and the URL that says it is ready."""
+
     name: str
     command: list[str]
     log_path: Path
@@ -55,30 +64,32 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self._popen = subprocess.Popen(
-            self.command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
-            cwd=self.cwd,
-            start_new_session=True,  # its own process group: stopping it stops its children too
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                # Its own session and process group: a terminal's Ctrl-C reaches only the supervisor,
+                # which then stops every child in order, and stopping the group stops grandchildren.
+                start_new_session=True,
+            )
         return self
 
     def alive(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
     def wait_healthy(self, timeout_s: float = 90.0) -> None:
+        """Return once the health URL answers; raise `ProcessFailed` with the log's tail otherwise."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ProcessFailed(
                     f"{self.name} exited during start (see {self.log_path}):\n{log_tail(self.log_path)}"
                 )
-            if self.health_url is None or _healthy(self.health_url):
+            if self.health_url is None or is_healthy(self.health_url):
                 return
             time.sleep(0.25)
         raise ProcessFailed(
@@ -86,27 +97,41 @@ class ManagedProcess:
         )
 
     def stop(self, grace_s: float = 20.0) -> None:
-        if self._popen is None or self._popen.poll() is not None:
+        """Ask the group to stop, wait up to `grace_s` for all of it, then kill what is left."""
+        if self._popen is None:
             return
-        group = self._popen.pid
-        _signal_group(group, self.stop_signal)
-        # Wait for the whole group, not just the leader: the Firestore emulator's JVM writes its
-        # export after the gcloud wrapper that started it has already exited.
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and (self._popen.poll() is None or _group_alive(group)):
-            time.sleep(0.1)
-        _signal_group(group, signal.SIGKILL)
-        self._popen.wait(timeout=5)
+        if self._popen.poll() is None:
+            stop_group(self._popen.pid, self.stop_signal, grace_s)
+        else:
+            # The leader is gone, but a grandchild may still hold the group (and a port).
+            stop_group(self._popen.pid, signal.SIGKILL, 0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=5)
+
+    def kill(self) -> None:
+        """Kill the whole group at once, with no chance to save anything (what a crash looks like)."""
+        if self._popen is not None:
+            stop_group(self._popen.pid, signal.SIGKILL, 0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=5)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code < 500
-    except httpx.HTTPError:
-        return False
+def stop_group(group: int, sig: int, grace_s: float) -> None:
+    """Signal a process group, wait for every member to exit, SIGKILL the rest after `grace_s`.
+
+    Waits for the whole group, not just its leader: the Firestore emulator's JVM writes its export
+    after the gcloud wrapper that started it has already exited.
+    """
+    _signal_group(group, sig)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and group_alive(group):
+        _reap(group)
+        time.sleep(0.1)
+    _signal_group(group, signal.SIGKILL)
+    _reap(group)
 
 
-def _group_alive(group: int) -> bool:
+def group_alive(group: int) -> bool:
     try:
         os.killpg(group, 0)
     except ProcessLookupError:
@@ -114,6 +139,12 @@ def _group_alive(group: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _reap(pid: int) -> None:
+    # A leader that is our own child stays a zombie (and its group "alive") until it is waited for.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _signal_group(pid: int, sig: int) -> None:
