@@ -2,46 +2,70 @@
 
 from __future__ import annotations
 
+import httpx
 import typer
 from rich.console import Console
 
-from runtune.cli import dev, jobs
+from runtune.cli import datasets, dev, jobs
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
 from runtune.dev.platform import read_state
 from runtune.errors import RuntuneError
+from runtune.firebase_rest import FirebaseAuthRest
 
 app = typer.Typer(help="Runtune: fine-tune Gemma models on Cloud Run GPUs.", no_args_is_help=True)
 app.add_typer(dev.app, name="dev")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(datasets.app, name="datasets")
 console = Console()
+# The Auth emulator accepts any key; Google's endpoints need the project's real Web API key.
+EMULATOR_API_KEY = "fake-api-key"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]{message}[/]")
+    return typer.Exit(code)
+
+
+def _sign_in_target(gateway: str | None, api_key: str | None, auth_emulator: str | None) -> tuple[str, str, str | None]:
+    """(gateway URL, API key, Auth emulator host or None) for a sign-in."""
+    state = read_state()
+    if gateway is None:
+        if state is None:
+            raise _fail("No --gateway given and the local platform is not running (`runtune dev up`).", 2)
+        gateway = state["gateway_url"]
+    gateway = gateway.rstrip("/")
+    if auth_emulator is None and state is not None and state["gateway_url"] == gateway:
+        auth_emulator = state["auth_emulator_host"]
+    if auth_emulator is not None:
+        return gateway, api_key or EMULATOR_API_KEY, auth_emulator
+    if not api_key:
+        raise _fail(
+            "Signing in to a cloud gateway needs the Firebase Web API key: --api-key or RUNTUNE_FIREBASE_API_KEY.", 2
+        )
+    return gateway, api_key, None
 
 
 @app.command()
 def login(
-    email: str = typer.Option(..., prompt=True),
-    password: str = typer.Option(..., prompt=True, hide_input=True),
-    gateway: str | None = typer.Option(None, help="Gateway URL (default: the local platform's)"),
-    api_key: str = typer.Option("local", envvar="RUNTUNE_FIREBASE_API_KEY", help="Firebase Web API key (cloud)"),
+    email: str = typer.Option(..., prompt=True, help="Account email"),
+    password: str = typer.Option(..., prompt=True, hide_input=True, help="Account password (prompted if omitted)"),
+    gateway: str | None = typer.Option(None, help="Gateway URL (default: the running local platform's)"),
+    api_key: str | None = typer.Option(
+        None, envvar="RUNTUNE_FIREBASE_API_KEY", help="Firebase Web API key of the project (cloud gateways)"
+    ),
     auth_emulator: str | None = typer.Option(
         None, envvar="FIREBASE_AUTH_EMULATOR_HOST", help="Auth emulator host:port, with --gateway of a local platform"
     ),
 ) -> None:
-    """Sign in with email and password; the refreshing session is stored in your config dir."""
-    emulator_host = auth_emulator
-    if gateway is None:
-        state = read_state()
-        if state is None:
-            console.print("[red]No --gateway given and the local platform is not running.[/]")
-            raise typer.Exit(2)
-        gateway, emulator_host = state["gateway_url"], state["auth_emulator_host"]
-    from runtune.firebase_rest import FirebaseAuthRest
-
+    """Sign in with email and password; the refreshing session is stored in your config dir (mode 0600)."""
+    gateway, api_key, emulator_host = _sign_in_target(gateway, api_key, auth_emulator)
     try:
         session = FirebaseAuthRest(api_key, emulator_host=emulator_host).sign_in(email, password)
     except RuntuneError as exc:
-        console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from exc
+        raise _fail(exc.message) from exc
+    except httpx.TransportError as exc:
+        raise _fail(f"Cannot reach the sign-in service ({emulator_host or 'identitytoolkit.googleapis.com'})") from exc
     StoredLogin.from_session(session, gateway_url=gateway, api_key=api_key, auth_emulator_host=emulator_host).save()
     console.print(f"Logged in as {session.email} ({session.uid}) at {gateway}")
 
@@ -51,7 +75,8 @@ def whoami() -> None:
     """Show who the gateway thinks you are."""
     try:
         me = ApiClient(StoredLogin.load()).get("/v1/me")
-    except (ApiError, RuntuneError) as exc:
-        console.print(f"[red]{getattr(exc, 'message', exc)}[/]")
-        raise typer.Exit(1) from exc
-    console.print(f"{me['email']} (uid {me['id']})")
+    except ApiError as exc:
+        raise _fail(str(exc)) from exc
+    except RuntuneError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"{me.get('email') or '(no email)'} (uid {me['id']})")

@@ -71,6 +71,9 @@ class ModelSpec:
     instruction_tuned: bool = True
     # Full fine-tuning is offered only where weights, gradients and optimizer state fit one GPU.
     full_finetune: bool = False
+    # Scales the method's base learning rate: the tiny random models (hidden size 64) need ~10x a
+    # pretrained model's rate to move in a few dozen steps.
+    learning_rate_scale: float = 1.0
 
     @property
     def is_tiny(self) -> bool:
@@ -154,10 +157,13 @@ def _gemma4(size: str, params: int, hidden: int, layers: int, inter: int) -> lis
 
 # Local models: random weights, a tokenizer trained on the spot, the real processors and chat
 # templates (runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
+# Shared by the tiny models: full fine-tuning fits, and their random weights (hidden size 64) need
+# ~10x a pretrained model's learning rate to move in a few dozen steps.
+_TINY: dict[str, Any] = {"full_finetune": True, "learning_rate_scale": 10.0}
 TINY_MODELS = (
-    ModelSpec("tiny-gemma-3-vision", GEMMA3, "vision", None, 300_000, 64, 2, 128, 1024, 4, full_finetune=True),
-    ModelSpec("tiny-gemma-4-vision", GEMMA4, "vision", None, 300_000, 64, 2, 128, 1024, 70, full_finetune=True),
-    ModelSpec("tiny-gemma-3-text", GEMMA3, "text", None, 200_000, 64, 2, 128, 1024, 0, full_finetune=True),
+    ModelSpec("tiny-gemma-3-vision", GEMMA3, "vision", None, 300_000, 64, 2, 128, 1024, 4, **_TINY),
+    ModelSpec("tiny-gemma-4-vision", GEMMA4, "vision", None, 300_000, 64, 2, 128, 1024, 70, **_TINY),
+    ModelSpec("tiny-gemma-3-text", GEMMA3, "text", None, 200_000, 64, 2, 128, 1024, 0, **_TINY),
 )
 
 MODELS: dict[str, ModelSpec] = {

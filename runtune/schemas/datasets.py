@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runtune.schemas.common import ApiError, OwnedResource
+
+# Gemma 3's SigLIP encoder sees 896x896 (pan-and-scan crops are 896 too): more pixels only cost
+# storage and decode time in the trainer, so images are scaled down to this longest side.
+DEFAULT_IMAGE_SIDE = 896
 
 
 class DatasetStatus(StrEnum):
@@ -26,6 +30,8 @@ class Progress(BaseModel):
     phase: str
     done: int = 0
     total: int | None = None
+    # When the worker last reported: a `processing` dataset whose worker went quiet was interrupted.
+    updated_at: int | None = None
 
 
 class Dataset(OwnedResource):
@@ -44,6 +50,8 @@ class Dataset(OwnedResource):
     progress: Progress | None = None
     error: ApiError | None = None
     purpose: str = "fine-tune"
+    # Everything `GET /v1/datasets/{id}/stats` answers (rows, lengths, image sizes, duplicates...).
+    stats: dict[str, Any] | None = None
 
     def as_file(self) -> FileObject:
         status = {"ready": "processed", "failed": "error"}.get(self.status.value, "uploaded")
@@ -69,3 +77,113 @@ class FileObject(BaseModel):
     purpose: str
     status: Literal["uploaded", "processed", "error"]
     status_details: str | None = None
+
+
+# -- Requests and options of the datasets API (read by `runtune.datasets` when it ingests) ------
+
+
+class ColumnMapping(BaseModel):
+    """How a table's columns become a chat: a system prompt, the user turn, and the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str | None = Field(default=None, max_length=8192, description="A system prompt (literal text)")
+    user: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="The user turn; `{column}` is replaced by that column's value, `{labels}` by the label set",
+    )
+    image: str | None = Field(
+        default=None,
+        description="Column holding the image (bytes, {bytes, path}, a path "
+        "inside the uploaded archive, or a data URL)",
+    )
+    answer: str | None = Field(default=None, description="Column holding the assistant's answer (generation)")
+    label: str | None = Field(default=None, description="Column holding the class (classification)")
+    split: str | None = Field(default=None, description="Column naming each row's split (train/validation/test)")
+
+
+class SplitOptions(BaseModel):
+    """A seeded stratified split, used when the data names no splits itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    validation: float = Field(default=0.1, ge=0.0, le=0.5)
+    test: float = Field(default=0.1, ge=0.0, le=0.5)
+    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+
+
+class HubSource(BaseModel):
+    """A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+    config: str | None = Field(default=None, max_length=200)
+    split: str | None = Field(default=None, max_length=200, description="Hub split to import (default: all)")
+    revision: str | None = Field(default=None, max_length=200)
+    token_secret: str | None = Field(
+        default="hf_token", description="Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token"
+    )
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+class CreateDatasetRequest(BaseModel):
+    """`POST /v1/datasets`: from a completed upload or from the Hub (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    upload_id: str | None = Field(default=None, max_length=128)
+    hub: HubSource | None = None
+    mapping: ColumnMapping | None = None
+    task_kind: TaskKind | None = Field(
+        default=None, description="Default: detected (a label column or folders mean classification)"
+    )
+    split: SplitOptions = Field(default_factory=SplitOptions)
+    max_image_side: int | None = Field(
+        default=DEFAULT_IMAGE_SIDE, ge=64, le=8192, description="Longest image side after resizing; null keeps the size"
+    )
+    skip_bad_rows: bool = Field(default=False, description="Skip (and count) bad rows instead of failing")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateDatasetRequest:
+        if (self.upload_id is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'upload_id' or 'hub'")
+        return self
+
+
+class UploadStatus(StrEnum):
+    pending = "pending"
+    completed = "completed"
+
+
+class Upload(OwnedResource):
+    """An upload session: the file goes straight to the bucket (resumable) or through the service."""
+
+    object: Literal["upload"] = "upload"
+    filename: str
+    bytes: int
+    mime_type: str
+    purpose: str = "fine-tune"
+    status: UploadStatus = UploadStatus.pending
+    expires_at: int
+    # Where the object lives; server-side only, so nobody can point an upload at another's objects.
+    object_path: str = Field(exclude=True)
+    # Only in the answer to the create call: the session URL is the credential for the upload.
+    upload_url: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        document["object_path"] = self.object_path
+        document.pop("upload_url", None)
+        return document
+
+
+class CreateUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255)
+    bytes: int = Field(ge=0)
+    mime_type: str = Field(default="application/octet-stream", max_length=200)
+    purpose: str = Field(default="fine-tune", max_length=64)

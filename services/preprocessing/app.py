@@ -1,12 +1,42 @@
-"""The preprocessing service (private: reached only through the gateway)."""
+"""The preprocessing service (private: reached only through the gateway): uploads, files, datasets."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from runtune import wiring
 from runtune.api.service_app import create_service_app
+from runtune.datasets.limits import DatasetLimits
 from runtune.settings import ServiceSettings
+from services.preprocessing import datasets_api, files_api, uploads_api
+from services.preprocessing.processing import DatasetProcessor
+from services.preprocessing.repository import DatasetRepository, UploadRepository
+from services.preprocessing.service import DatasetService
+
+# Datasets are processed one at a time per instance, each with `DatasetLimits.workers` image
+# threads: CPU-bound work gains nothing from more on a small instance, and memory stays bounded.
+PROCESSING_SLOTS = 1
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    return create_service_app("preprocessing", settings or ServiceSettings(), routers=[])
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store, blobs = wiring.metadata_store(settings), wiring.blob_store(settings)
+        limits = DatasetLimits()
+        datasets = DatasetRepository(store)
+        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings), limits)
+        with ThreadPoolExecutor(PROCESSING_SLOTS, thread_name_prefix="dataset") as pool:
+            app.state.datasets = DatasetService(
+                datasets, UploadRepository(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)
+            )
+            yield
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    routers = [files_api.router, uploads_api.router, datasets_api.router]
+    return create_service_app("preprocessing", settings, routers=routers, lifespan=lifespan)

@@ -1,0 +1,103 @@
+"""OpenAI chat JSONL: one `{"messages": [...]}` object per line, images as `image_url` parts.
+
+Each line becomes one example as it is read (the file is never held whole). Content may be a
+string or a list of parts (`text`, `image_url`); `image_url.url` is a base64 data URL, or a path
+inside the uploaded archive when the JSONL came in one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runtune.datasets.problems import DataError, Location
+from runtune.datasets.records import IMAGE_PART, RawExample, RawImage, Rows, text_part
+from runtune.datasets.resolve import ImageResolver
+
+ROLES = frozenset({"system", "user", "assistant"})
+
+
+def numbered_lines(path: Path, display: str) -> Iterator[tuple[int, str | DataError]]:
+    """(line number, text) of every non-blank line; a line that is not UTF-8 comes as a DataError."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = Location(display, number, row_word="line")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    DataError(f"not valid UTF-8 text (byte {exc.start} of the line)", where, code="invalid_encoding"),
+                )
+                continue
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a byte-order mark is not data
+            if text.strip():
+                yield number, text
+
+
+def parse_json_line(text: str, where: Location) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", where, code="invalid_json") from exc
+
+
+def read_chat_jsonl(path: Path, display: str, resolver: ImageResolver, *, labels_from_answer: bool) -> Rows:
+    seen_any = False
+    for number, text in numbered_lines(path, display):
+        seen_any = True
+        if isinstance(text, DataError):
+            yield text
+            continue
+        where = Location(display, number, row_word="line")
+        try:
+            yield chat_example(parse_json_line(text, where), where, resolver, labels_from_answer=labels_from_answer)
+        except DataError as exc:
+            yield exc
+    if not seen_any:
+        raise DataError("the file has no examples (it is empty)", Location(display), code="empty_file")
+
+
+def chat_example(record: Any, where: Location, resolver: ImageResolver, *, labels_from_answer: bool) -> RawExample:
+    if not isinstance(record, dict) or not isinstance(record.get("messages"), list) or not record["messages"]:
+        raise DataError("expected an object with a non-empty 'messages' list", where.at(field="messages"))
+    messages: list[dict[str, Any]] = []
+    images: list[RawImage] = []
+    for index, message in enumerate(record["messages"]):
+        at = where.at(field=f"messages[{index}]")
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise DataError("each message needs a 'role' of system, user or assistant", at.at(field=f"{at.field}.role"))
+        parts = _parts(message.get("content"), at.at(field=f"{at.field}.content"), resolver, images)
+        messages.append({"role": message["role"], "content": parts})
+    if messages[-1]["role"] != "assistant":
+        raise DataError("the last message must be the assistant's answer", where.at(field="messages"), code="no_answer")
+    label = None
+    if labels_from_answer:
+        label = " ".join(p["text"] for p in messages[-1]["content"] if p["type"] == "text").strip()
+        if not label:
+            raise DataError("the answer (the label) is empty", where.at(field=f"messages[{len(messages) - 1}]"))
+    return RawExample(messages=messages, where=where, images=images, label=label)
+
+
+def _parts(content: Any, where: Location, resolver: ImageResolver, images: list[RawImage]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [text_part(content)]
+    if not isinstance(content, list):
+        raise DataError("content must be a string or a list of parts", where)
+    parts: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        at = where.at(field=f"{where.field}[{index}]")
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(text_part(part["text"]))
+        elif kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            images.append(resolver.resolve(url, at.at(field=f"{at.field}.image_url.url")))
+            parts.append(dict(IMAGE_PART))
+        else:
+            raise DataError("a content part must be {'type': 'text', 'text'} or {'type': 'image_url', ...}", at)
+    return parts

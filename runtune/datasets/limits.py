@@ -1,0 +1,38 @@
+"""Ingestion limits and defaults, read from `RUNTUNE_DATASET_*` variables.
+
+Kept next to the ingestion code rather than in `ServiceSettings`: the library itself (tests, the
+bench, a future batch job) applies them, not only the preprocessing service.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatasetLimits(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNTUNE_DATASET_", extra="ignore", frozen=True)
+
+    # One upload (a file, an archive); larger inputs belong in several uploads or on the Hub.
+    max_upload_bytes: int = Field(default=10 * 1024**3, ge=1)
+    # Cloud Run refuses request bodies over 32 MiB, so the direct (multipart) path stops there.
+    max_direct_upload_bytes: int = Field(default=32 * 1024**2, ge=1)
+    # Decoded pixels per image: above this a file is treated as a decompression bomb.
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    max_image_file_bytes: int = Field(default=50 * 1024**2, ge=1)
+    # Archives: total bytes once extracted, entries, and extracted/compressed ratio (zip bombs).
+    max_extracted_bytes: int = Field(default=20 * 1024**3, ge=1)
+    max_archive_entries: int = Field(default=1_000_000, ge=1)
+    max_expansion_ratio: float = Field(default=100.0, ge=1)
+    # A JSON array is parsed whole, so it is capped; JSONL streams and has no such limit.
+    max_json_array_bytes: int = Field(default=64 * 1024**2, ge=1)
+    max_labels: int = Field(default=1_000, ge=2)
+    # Processing in the service: images normalised in parallel, a bounded window in flight.
+    workers: int = Field(default=2, ge=1, le=64)
+
+
+@lru_cache
+def dataset_limits() -> DatasetLimits:
+    return DatasetLimits()

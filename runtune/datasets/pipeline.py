@@ -1,0 +1,315 @@
+"""Ingestion, top to bottom: read -> check and re-encode images -> de-duplicate -> split -> write.
+
+Everything streams. The reader yields one raw example at a time; a small thread pool decodes and
+re-encodes images (Pillow releases the GIL there) with a bounded window in flight, in input
+order; each split's shards are written a row group at a time. Memory is bounded by the window,
+one row group per split and one preview page per split, not by the size of the dataset.
+Failures raise `DataError` naming the file, row and field; the caller removes what was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from runtune.datasets.archives import extract_archive, is_archive_name
+from runtune.datasets.canonical import SPLITS, Example
+from runtune.datasets.chat_jsonl import read_chat_jsonl
+from runtune.datasets.detect import InputKind, guess_mapping, is_chat_jsonl, single_file_kind
+from runtune.datasets.hub import SPLIT_COLUMN, open_hub_dataset
+from runtune.datasets.image_folder import find_image_folder, read_image_folder
+from runtune.datasets.images import NormalizedImage, normalize_image
+from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.problems import DataError, Location
+from runtune.datasets.records import RawExample, Rows
+from runtune.datasets.resolve import ImageResolver
+from runtune.datasets.shards import PreviewWriter, StreamingShardWriter
+from runtune.datasets.splits import StratifiedSplitter
+from runtune.datasets.stats import StatsCollector
+from runtune.datasets.tables import TABLE_SUFFIXES, Table, open_table, table_rows
+from runtune.ports.blobs import BlobStore
+from runtune.schemas.datasets import DEFAULT_IMAGE_SIDE, ColumnMapping, HubSource, SplitOptions, TaskKind
+
+T = TypeVar("T")
+R = TypeVar("R")
+ProgressFn = Callable[[str, int, int | None], None]
+_PROGRESS_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    mapping: ColumnMapping | None = None
+    task_kind: TaskKind | None = None
+    split: SplitOptions = field(default_factory=SplitOptions)
+    max_image_side: int | None = DEFAULT_IMAGE_SIDE
+    skip_bad_rows: bool = False
+
+
+@dataclass
+class IngestResult:
+    kind: InputKind
+    task_kind: TaskKind
+    modality: str
+    splits: dict[str, int]
+    labels: list[str]
+    label_counts: dict[str, int]
+    stats: dict[str, Any]
+    warnings: list[str]
+    shards: list[str]
+
+
+@dataclass
+class _Converted:
+    example: Example
+    images: list[NormalizedImage]
+    resized: int
+    split: str | None
+    where: Location
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], pool: ThreadPoolExecutor, window: int) -> Iterator[R]:
+    """`map` over a thread pool, in order, with at most `window` items in flight (bounded memory)."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class Ingestor:
+    """Converts one input into the canonical shards of one dataset (`users/{uid}/datasets/{id}/`)."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        uid: str,
+        dataset_id: str,
+        *,
+        limits: DatasetLimits,
+        workdir: Path,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self._blobs, self._uid, self._dataset_id = blobs, uid, dataset_id
+        self._limits = limits
+        self._workdir = workdir
+        self._progress = progress or (lambda phase, done, total: None)
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    def ingest_file(self, path: Path, display: str, options: IngestOptions) -> IngestResult:
+        kind = single_file_kind(path, display, options.mapping)
+        if is_archive_name(display):
+            self._progress("extracting", 0, None)
+            root = self._workdir / "extracted"
+            extract_archive(path, root, display, self._limits)
+            return self._ingest_extracted(root, display, options)
+        resolver = ImageResolver(None, max_bytes=self._limits.max_image_file_bytes)
+        if kind is InputKind.chat_jsonl:
+            return self._run(kind, self._chat_rows(path, display, resolver, options), options, None)
+        table = open_table(path, display, self._limits.max_json_array_bytes)
+        return self._table(table, resolver, options)
+
+    def ingest_hub(self, source: HubSource, token: str | None, options: IngestOptions) -> IngestResult:
+        self._progress("connecting", 0, None)
+        table = open_hub_dataset(source, token)
+        mapping = options.mapping
+        if mapping is not None and mapping.split is None and not source.split:
+            mapping = mapping.model_copy(update={"split": SPLIT_COLUMN})
+        return self._table(
+            table,
+            ImageResolver(None, max_bytes=self._limits.max_image_file_bytes),
+            _with_mapping(options, mapping),
+            kind=InputKind.hub,
+            default_split=None if source.split else SPLIT_COLUMN,
+        )
+
+    def _ingest_extracted(self, root: Path, display: str, options: IngestOptions) -> IngestResult:
+        tables = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(TABLE_SUFFIXES))
+        if len(tables) > 1:
+            names = ", ".join(p.relative_to(root).as_posix() for p in tables[:5])
+            raise DataError(
+                f"the archive holds several tables ({names}): keep one", Location(display), code="ambiguous_archive"
+            )
+        if tables:
+            inner = tables[0]
+            inner_name = f"{display}!{inner.relative_to(root).as_posix()}"
+            base = PurePosixPath(inner.parent.relative_to(root).as_posix())
+            resolver = ImageResolver(root, max_bytes=self._limits.max_image_file_bytes, base=base)
+            if inner.suffix.lower() in (".jsonl", ".ndjson") and options.mapping is None and is_chat_jsonl(inner):
+                return self._run(
+                    InputKind.chat_jsonl, self._chat_rows(inner, inner_name, resolver, options), options, None
+                )
+            return self._table(open_table(inner, inner_name, self._limits.max_json_array_bytes), resolver, options)
+        folder = find_image_folder(root, display)
+        total = folder.count()
+        rows = read_image_folder(folder, options.mapping, self._limits.max_image_file_bytes)
+        options = _with_task(options, TaskKind.classification)
+        result = self._run(InputKind.image_folder, rows, options, total, ignored=lambda: folder.ignored_files)
+        return result
+
+    def _chat_rows(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> Rows:
+        classification = options.task_kind is TaskKind.classification
+        return read_chat_jsonl(path, display, resolver, labels_from_answer=classification)
+
+    def _table(
+        self,
+        table: Table,
+        resolver: ImageResolver,
+        options: IngestOptions,
+        *,
+        kind: InputKind = InputKind.table,
+        default_split: str | None = None,
+    ) -> IngestResult:
+        mapping = options.mapping
+        if mapping is None:
+            mapping = guess_mapping(
+                [c for c in table.columns if c != SPLIT_COLUMN], table.display, set(table.label_names or {})
+            )
+            if default_split:
+                mapping = mapping.model_copy(update={"split": default_split})
+        if mapping.user is None and mapping.label is not None and mapping.image is not None:
+            mapping = mapping.model_copy(update={"user": "What is shown in this image? Answer with one label."})
+        task = options.task_kind or (TaskKind.classification if mapping.label else TaskKind.generation)
+        options = _with_task(_with_mapping(options, mapping), task)
+        return self._run(kind, table_rows(table, mapping, resolver), options, None)
+
+    # -- the conversion loop -------------------------------------------------------------------
+
+    def _run(
+        self,
+        kind: InputKind,
+        rows: Rows,
+        options: IngestOptions,
+        total: int | None,
+        ignored: Callable[[], int] = lambda: 0,
+    ) -> IngestResult:
+        classification = options.task_kind is TaskKind.classification
+        stats = StatsCollector(seed=options.split.seed)
+        splitter = StratifiedSplitter(options.split.validation, options.split.test, options.split.seed)
+        shard_dir = self._workdir / "shards"
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        writers = {s: StreamingShardWriter(self._blobs, self._uid, self._dataset_id, s, shard_dir) for s in SPLITS}
+        previews = {s: PreviewWriter(self._blobs, self._uid, self._dataset_id, s) for s in SPLITS}
+        seen: set[bytes] = set()
+        labels: set[str] = set()
+        last_report = 0.0
+
+        def convert(row: RawExample | DataError) -> _Converted | DataError:
+            return row if isinstance(row, DataError) else self._convert(row, options.max_image_side)
+
+        self._progress("converting", 0, total)
+        workers = self._limits.workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+            for item in bounded_map(convert, rows, pool, window=4 * workers):
+                if isinstance(item, DataError):
+                    if not options.skip_bad_rows:
+                        raise item
+                    stats.skip(item)
+                    continue
+                key = _row_key(item)
+                if key in seen:
+                    stats.duplicates += 1
+                    continue
+                seen.add(key)
+                label = item.example.label if classification else None
+                if classification:
+                    labels.add(item.example.label or "")
+                    if len(labels) > self._limits.max_labels:
+                        raise DataError(
+                            f"more than {self._limits.max_labels} distinct labels: this looks like a generation "
+                            "set (map the column as 'answer')",
+                            item.where,
+                            code="too_many_labels",
+                        )
+                split = item.split or splitter.assign(label)
+                example = item.example if classification else _without_label(item.example)
+                writers[split].add(example)
+                previews[split].add(example, item.images)
+                stats.add(split, example, item.images, item.resized)
+                now = time.monotonic()
+                if now - last_report >= _PROGRESS_EVERY_S:
+                    self._progress("converting", stats.total + stats.duplicates + stats.skipped, total)
+                    last_report = now
+        stats.ignored_files = ignored()
+        self._check_result(stats, labels, classification, options)
+        self._progress("writing", stats.total, total)
+        for split in SPLITS:
+            writers[split].close()
+            previews[split].flush()
+        modality = "vision" if stats.images else "text"
+        return IngestResult(
+            kind=kind,
+            task_kind=TaskKind.classification if classification else TaskKind.generation,
+            modality=modality,
+            splits={split: count for split, count in stats.rows.items() if count},
+            labels=sorted(labels) if classification else [],
+            label_counts=stats.label_counts() if classification else {},
+            stats=stats.summary(),
+            warnings=stats.warnings(classification),
+            shards=[path for writer in writers.values() for path in writer.paths],
+        )
+
+    def _check_result(
+        self, stats: StatsCollector, labels: set[str], classification: bool, options: IngestOptions
+    ) -> None:
+        if stats.total == 0:
+            detail = f" ({stats.skipped} bad rows skipped; first: {stats.problems[0]})" if stats.skipped else ""
+            raise DataError(f"the input has no usable examples{detail}", None, code="no_examples")
+        if classification and len(labels) < 2:
+            only = next(iter(labels), "")
+            raise DataError(
+                f"a classification set needs at least two labels; every example is labelled '{only}'",
+                None,
+                code="single_label",
+            )
+
+    def _convert(self, row: RawExample, max_side: int | None) -> _Converted | DataError:
+        images: list[NormalizedImage] = []
+        resized = 0
+        try:
+            for raw in row.images:
+                image = normalize_image(
+                    raw.data, raw.where, max_side=max_side, max_pixels=self._limits.max_image_pixels
+                )
+                images.append(image)
+                resized += int(image.resized)
+        except DataError as exc:
+            return exc
+        example = Example(
+            messages=row.messages,
+            images=[image.data for image in images],
+            image_paths=[raw.path for raw in row.images] if any(raw.path for raw in row.images) else [],
+            label=row.label,
+        )
+        return _Converted(example, images, resized, row.split, row.where)
+
+
+def _row_key(item: _Converted) -> bytes:
+    digest = hashlib.sha256(json.dumps(item.example.messages, sort_keys=True).encode())
+    for image in item.images:
+        digest.update(image.digest)
+    digest.update((item.example.label or "").encode())
+    return digest.digest()
+
+
+def _without_label(example: Example) -> Example:
+    return Example(example.messages, example.images, example.image_paths, None) if example.label else example
+
+
+def _with_mapping(options: IngestOptions, mapping: ColumnMapping | None) -> IngestOptions:
+    return IngestOptions(mapping, options.task_kind, options.split, options.max_image_side, options.skip_bad_rows)
+
+
+def _with_task(options: IngestOptions, task: TaskKind) -> IngestOptions:
+    return IngestOptions(
+        options.mapping, options.task_kind or task, options.split, options.max_image_side, options.skip_bad_rows
+    )

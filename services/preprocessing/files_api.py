@@ -1,0 +1,51 @@
+"""`/v1/files`: the OpenAI files API (purpose `fine-tune`), so the `openai` SDK works unchanged.
+
+A file is a dataset: the same id works here and under `/v1/datasets`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import StreamingResponse
+
+from runtune.api.deps import CurrentUser, Pagination
+from runtune.schemas.common import ListPage
+from runtune.schemas.datasets import FileObject
+from services.preprocessing.deps import Datasets
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+
+@router.post("")
+def create_file(
+    user: CurrentUser, datasets: Datasets, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+) -> FileObject:
+    dataset = datasets.create_file(user.uid, file.filename or "upload.jsonl", purpose, file.file, file.size)
+    return dataset.as_file()
+
+
+@router.get("")
+def list_files(user: CurrentUser, datasets: Datasets, page: Pagination) -> ListPage[FileObject]:
+    found = datasets.list(user.uid, limit=page.limit, after=page.after, kind="file")
+    return ListPage[FileObject](
+        data=[d.as_file() for d in found.data], has_more=found.has_more, first_id=found.first_id, last_id=found.last_id
+    )
+
+
+@router.get("/{file_id}")
+def retrieve_file(file_id: str, user: CurrentUser, datasets: Datasets) -> FileObject:
+    return datasets.get(user.uid, file_id, "file").as_file()
+
+
+@router.get("/{file_id}/content")
+def file_content(file_id: str, user: CurrentUser, datasets: Datasets) -> StreamingResponse:
+    path = datasets.file_content_path(user.uid, file_id)
+    return StreamingResponse(datasets.blob_chunks(path), media_type="application/octet-stream")
+
+
+@router.delete("/{file_id}")
+def delete_file(file_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+    datasets.delete(user.uid, file_id, "file")
+    return {"id": file_id, "object": "file", "deleted": True}

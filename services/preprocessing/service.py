@@ -1,0 +1,307 @@
+"""The preprocessing service's decisions: uploads, datasets (and their `file` view), samples, deletion.
+
+Endpoints parse and authorize; this module decides; the repositories talk to storage. Every
+read goes through the caller's uid, so another user's resource is a 404, and a dataset can only
+be made from the caller's own upload: the object path is derived here, never taken from a client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from runtune.datasets.canonical import SHARD_PATTERN, dataset_prefix
+from runtune.datasets.detect import check_supported
+from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.pipeline import IngestOptions
+from runtune.datasets.shards import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
+from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from runtune.ports.blobs import BlobStore
+from runtune.schemas.common import ApiError, ListPage, new_id, now_ts
+from runtune.schemas.datasets import (
+    CreateDatasetRequest,
+    CreateUploadRequest,
+    Dataset,
+    DatasetStatus,
+    Upload,
+    UploadStatus,
+)
+from services.preprocessing.processing import ProcessRequest
+from services.preprocessing.repository import (
+    DatasetRepository,
+    UploadRepository,
+    safe_filename,
+    source_path,
+    upload_prefix,
+)
+
+UPLOAD_TTL_S = 7 * 24 * 3600
+SIGNED_URL_TTL = timedelta(minutes=15)
+# A `processing` dataset whose worker has not reported for this long was cut off (a restart).
+STALE_PROCESSING_S = 15 * 60
+Submit = Callable[[ProcessRequest], None]
+
+
+class DatasetService:
+    def __init__(
+        self,
+        datasets: DatasetRepository,
+        uploads: UploadRepository,
+        blobs: BlobStore,
+        limits: DatasetLimits,
+        submit: Submit,
+    ) -> None:
+        self.datasets, self.uploads = datasets, uploads
+        self._blobs, self._limits, self._submit = blobs, limits, submit
+
+    # -- uploads ----------------------------------------------------------------------------------
+
+    def create_upload(self, uid: str, request: CreateUploadRequest, origin: str | None) -> Upload:
+        self._check_file(request.filename, request.bytes, self._limits.max_upload_bytes)
+        upload_id = new_id("upload")
+        upload = Upload(
+            id=upload_id,
+            owner=uid,
+            filename=request.filename,
+            bytes=request.bytes,
+            mime_type=request.mime_type,
+            purpose=request.purpose,
+            expires_at=now_ts() + UPLOAD_TTL_S,
+            object_path=upload_prefix(uid, upload_id) + safe_filename(request.filename),
+        )
+        self.uploads.create(upload)
+        # Octet-stream whatever the file: the storage emulator would parse a JSON type's body.
+        url = self._blobs.resumable_upload_url(
+            upload.object_path, content_type="application/octet-stream", size=request.bytes, origin=origin
+        )
+        return upload.model_copy(update={"upload_url": url})
+
+    def put_upload_content(self, uid: str, upload_id: str, body: BinaryIO, size: int | None) -> Upload:
+        """The direct path for small files: the body comes through the service (under 32 MiB)."""
+        upload = self._pending_upload(uid, upload_id)
+        if size is not None and size > self._limits.max_direct_upload_bytes:
+            raise PayloadTooLarge(
+                f"{size:,} bytes is over the direct upload limit of {self._limits.max_direct_upload_bytes:,}; "
+                "use the upload_url (resumable) instead",
+                param="file",
+            )
+        if size is not None and size != upload.bytes:
+            raise InvalidRequest(f"the upload declared {upload.bytes:,} bytes but {size:,} came", param="file")
+        self._blobs.upload_stream(upload.object_path, body)
+        return self.complete_upload(uid, upload_id)
+
+    def complete_upload(self, uid: str, upload_id: str) -> Upload:
+        upload = self.uploads.get_owned(uid, upload_id)
+        if upload.status is UploadStatus.completed:
+            return upload
+        info = self._blobs.info(upload.object_path)
+        got = info.size if info else 0
+        if got != upload.bytes:
+            raise InvalidRequest(
+                f"the upload has {got:,} of its {upload.bytes:,} bytes: finish sending the file first",
+                param="upload_id",
+                code="upload_incomplete",
+            )
+        self.uploads.update(upload_id, {"status": UploadStatus.completed.value})
+        return upload.model_copy(update={"status": UploadStatus.completed})
+
+    def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
+        self.uploads.get_owned(uid, upload_id)
+        self._blobs.delete_prefix(upload_prefix(uid, upload_id))
+        self.uploads.delete(upload_id)
+        return {"id": upload_id, "object": "upload.deleted", "deleted": True}
+
+    def _pending_upload(self, uid: str, upload_id: str) -> Upload:
+        upload = self.uploads.get_owned(uid, upload_id)
+        if upload.status is not UploadStatus.pending:
+            raise Conflict(f"upload '{upload_id}' is already {upload.status.value}", param="upload_id")
+        return upload
+
+    def _check_file(self, filename: str, size: int, limit: int) -> None:
+        check_supported(filename)
+        if size == 0:
+            raise InvalidRequest(f"'{filename}' is empty (0 bytes)", param="file", code="empty_file")
+        if size > limit:
+            raise PayloadTooLarge(f"'{filename}' is {size:,} bytes, over the limit of {limit:,}", param="bytes")
+
+    # -- datasets ---------------------------------------------------------------------------------
+
+    def create_dataset(self, uid: str, request: CreateDatasetRequest) -> Dataset:
+        options = IngestOptions(
+            mapping=request.mapping,
+            task_kind=request.task_kind,
+            split=request.split,
+            max_image_side=request.max_image_side,
+            skip_bad_rows=request.skip_bad_rows,
+        )
+        dataset_id = new_id("file")
+        if request.upload_id is not None:
+            upload = self.uploads.get_owned(uid, request.upload_id)
+            if upload.status is not UploadStatus.completed:
+                raise Conflict(
+                    f"upload '{upload.id}' is not complete: POST /v1/uploads/{upload.id}/complete first",
+                    param="upload_id",
+                )
+            dataset = self._new_dataset(
+                uid,
+                dataset_id,
+                request.name or upload.filename,
+                upload.filename,
+                upload.bytes,
+                {"kind": "upload", "upload_id": upload.id},
+            )
+            job = ProcessRequest(uid, dataset_id, options, object_path=upload.object_path, filename=upload.filename)
+        else:
+            assert request.hub is not None
+            source = {"kind": "hub", "hub_id": request.hub.id}
+            source |= {k: v for k, v in (("config", request.hub.config), ("split", request.hub.split)) if v}
+            dataset = self._new_dataset(uid, dataset_id, request.name or request.hub.id, None, 0, source)
+            job = ProcessRequest(uid, dataset_id, options, hub=request.hub)
+        self._submit(job)
+        return dataset
+
+    def create_file(self, uid: str, filename: str, purpose: str, body: BinaryIO, size: int | None) -> Dataset:
+        """`POST /v1/files`: the file is kept in the dataset's prefix and processed like an upload."""
+        if purpose != "fine-tune":
+            raise InvalidRequest(f"purpose '{purpose}' is not supported; use 'fine-tune'", param="purpose")
+        self._check_file(filename, size if size is not None else 1, self._limits.max_direct_upload_bytes)
+        dataset_id = new_id("file")
+        path = source_path(uid, dataset_id, filename)
+        self._blobs.upload_stream(path, body)
+        info = self._blobs.info(path)
+        stored = info.size if info else 0
+        if stored == 0:
+            self._blobs.delete(path)
+            raise InvalidRequest(f"'{filename}' is empty (0 bytes)", param="file", code="empty_file")
+        dataset = self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"})
+        self._submit(ProcessRequest(uid, dataset_id, IngestOptions(), object_path=path, filename=filename))
+        return dataset
+
+    def _new_dataset(
+        self, uid: str, dataset_id: str, name: str, filename: str | None, size: int, source: dict[str, str]
+    ) -> Dataset:
+        dataset = Dataset(
+            id=dataset_id,
+            owner=uid,
+            name=name,
+            filename=filename,
+            bytes=size,
+            source=source,
+            status=DatasetStatus.processing,
+            progress={"phase": "queued", "updated_at": now_ts()},
+        )
+        self.datasets.create(dataset)
+        return dataset
+
+    def get(self, uid: str, dataset_id: str, kind: str = "dataset") -> Dataset:
+        dataset = self.datasets.get_owned(uid, dataset_id, kind)
+        return self._unless_stale(dataset)
+
+    def list(self, uid: str, *, limit: int, after: str | None, kind: str = "dataset") -> ListPage[Dataset]:
+        items = self.datasets.list_owned(uid, limit=limit + 1, after=after, kind=kind)
+        return ListPage.from_overfetch([self._unless_stale(d) for d in items], limit)
+
+    def _unless_stale(self, dataset: Dataset) -> Dataset:
+        progress = dataset.progress
+        if dataset.status is not DatasetStatus.processing or progress is None or progress.updated_at is None:
+            return dataset
+        if time.time() - progress.updated_at < STALE_PROCESSING_S:
+            return dataset
+        error = ApiError(
+            code="interrupted", message="processing was interrupted (the service restarted); create the dataset again"
+        )
+        self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))
+        self.datasets.update(dataset.id, {"status": "failed", "error": error.model_dump(), "progress": None})
+        return dataset.model_copy(update={"status": DatasetStatus.failed, "error": error, "progress": None})
+
+    def delete(self, uid: str, dataset_id: str, kind: str = "dataset") -> None:
+        dataset = self.datasets.get_owned(uid, dataset_id, kind)
+        # Document first: a worker still processing it notices at its next report and stops.
+        self.datasets.delete(dataset.id)
+        self._blobs.delete_prefix(dataset_prefix(uid, dataset.id))
+        upload_id = dataset.source.get("upload_id")
+        if upload_id:
+            # The upload was consumed by this dataset: it goes with it.
+            self._blobs.delete_prefix(upload_prefix(uid, upload_id))
+            self.uploads.delete(upload_id)
+
+    # -- what a ready dataset shows -------------------------------------------------------------
+
+    def _ready(self, uid: str, dataset_id: str) -> Dataset:
+        dataset = self.get(uid, dataset_id)
+        if dataset.status is not DatasetStatus.ready:
+            detail = f": {dataset.error.message}" if dataset.error else ""
+            raise Conflict(f"dataset '{dataset_id}' is {dataset.status.value}{detail}", param="id", code="not_ready")
+        return dataset
+
+    def samples(self, uid: str, dataset_id: str, split: str, *, limit: int, after: str | None) -> ListPage[dict]:
+        dataset = self._ready(uid, dataset_id)
+        rows = dataset.splits.get(split, 0)
+        start = 0
+        if after is not None:
+            prefix = f"{split}-"
+            if not after.startswith(prefix) or not after[len(prefix) :].isdigit():
+                raise InvalidRequest(f"'after' must be a sample id of split '{split}'", param="after")
+            start = int(after[len(prefix) :]) + 1
+        end = min(rows, start + limit)
+        items: list[dict[str, Any]] = []
+        for page in range(start // PREVIEW_PAGE_ROWS, (end - 1) // PREVIEW_PAGE_ROWS + 1 if end > start else 0):
+            for row in read_preview_page(self._blobs, uid, dataset.id, split, page):
+                if start <= row["index"] < end:
+                    items.append(row)
+        page_items = items[:limit]
+        return ListPage(
+            data=page_items,
+            has_more=end < rows,
+            first_id=page_items[0]["id"] if page_items else None,
+            last_id=page_items[-1]["id"] if page_items else sample_id(split, start - 1) if start else None,
+        )
+
+    def stats(self, uid: str, dataset_id: str) -> dict[str, Any]:
+        dataset = self._ready(uid, dataset_id)
+        return {
+            "object": "dataset.stats",
+            "id": dataset.id,
+            "task_kind": dataset.task_kind,
+            "modality": dataset.modality,
+            "splits": dataset.splits,
+            "labels": dataset.labels,
+            "label_counts": dataset.label_counts,
+            "warnings": dataset.warnings,
+            **(dataset.stats or {}),
+        }
+
+    def download(self, uid: str, dataset_id: str) -> dict[str, Any]:
+        dataset = self._ready(uid, dataset_id)
+        prefix = dataset_prefix(uid, dataset.id)
+        shards = []
+        for info in self._blobs.list(prefix):
+            match = SHARD_PATTERN.match(info.path[len(prefix) :])
+            if match:
+                shards.append(
+                    {
+                        "object": "dataset.shard",
+                        "split": match["split"],
+                        "name": info.path[len(prefix) :],
+                        "bytes": info.size,
+                        "url": self._blobs.signed_download_url(info.path, expires=SIGNED_URL_TTL),
+                    }
+                )
+        return {"object": "list", "data": shards, "has_more": False}
+
+    def blob_chunks(self, path: str) -> Iterator[bytes]:
+        return self._blobs.iter_chunks(path)
+
+    def file_content_path(self, uid: str, file_id: str) -> str:
+        dataset = self.get(uid, file_id, "file")
+        if dataset.source.get("kind") == "file" and dataset.filename:
+            path = source_path(uid, dataset.id, dataset.filename)
+        elif dataset.source.get("upload_id"):
+            path = self.uploads.get_owned(uid, dataset.source["upload_id"]).object_path
+        else:
+            raise NotFound(f"file '{file_id}' has no stored content", param="id")
+        if self._blobs.info(path) is None:
+            raise NotFound(f"file '{file_id}' has no stored content (it failed processing)", param="id")
+        return path
