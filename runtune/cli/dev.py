@@ -28,6 +28,8 @@ _START_TIMEOUT_S = 300.0
 def _print_ready(state: dict[str, Any], config: PlatformConfig) -> None:
     console.print(f"[bold green]Runtune is up[/] at [link]{state['gateway_url']}[/link]")
     console.print(f"  demo account: {state['demo_email']} / {state['demo_password']}")
+    if state.get("demo_dataset_id"):
+        console.print(f"  demo dataset: {state['demo_dataset_id']} (tiny models: tiny-gemma-3-vision, ...)")
     for name, url in state["services"].items():
         console.print(f"  {name}: {url}")
     console.print(

@@ -12,7 +12,9 @@ import argparse
 import io
 import math
 import random
+import zipfile
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, ImageDraw
 
@@ -90,6 +92,22 @@ def write_demo_dataset(
             writer.add(item)
         writer.flush()
     return DemoSet(counts=dict(counts))
+
+
+def write_archive(
+    out: BinaryIO, *, counts: dict[str, int] | None = None, seed: int = 0, folder: str = "shapes"
+) -> dict[str, int]:
+    """The same images as an image-folder zip (`shapes/{split}/{label}/NNNN.png`): what a user uploads.
+
+    The split folders carry the demo's own train/validation/test, so a model trained on the upload
+    is scored on the same held-out images as one trained on `write_demo_dataset`'s shards.
+    """
+    counts = counts or DEFAULT_COUNTS
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+        for split, count in counts.items():
+            for index, item in enumerate(examples(split, count, seed)):
+                archive.writestr(f"{folder}/{split}/{item.label}/{index:04d}.png", item.images[0])
+    return dict(counts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from runtune.dev.emulators import (
 )
 from runtune.dev.processes import ManagedProcess, ProcessFailed, free_port, port_in_use
 from runtune.errors import InvalidRequest
-from runtune.firebase_rest import FirebaseAuthRest
+from runtune.firebase_rest import FirebaseAuthRest, Session
 from runtune.internal_auth import token_sha256
 from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
 
@@ -68,6 +69,9 @@ class PlatformConfig:
     gateway_env: dict[str, str] = field(default_factory=dict)
     # Extra settings for the three services (tests shorten the jobs' timers with it).
     service_env: dict[str, str] = field(default_factory=dict)
+    # Build the tiny local models and offer the demo dataset in the demo account (first start only:
+    # both survive restarts). Tests that bring their own data turn it off.
+    demo_content: bool = True
 
     @property
     def data_dir(self) -> Path:
@@ -93,6 +97,7 @@ class LocalPlatform:
         self.processes: list[ManagedProcess] = []
         # Fresh at every start and held in memory only: the gateway gets it, services its hash.
         self.internal_token = secrets.token_urlsafe(32)
+        self.demo_dataset_id: str | None = None
 
     # -- start and stop -------------------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class LocalPlatform:
                 log_dir=config.log_dir,
             )
             self._ensure_bucket()
+            # The models build while the services start: both take seconds, neither needs the other.
+            models = _in_background(self._ensure_tiny_models) if config.demo_content else None
             services = [self._service(name, port) for name, port in self._service_ports().items()]
             for process in services:
                 self._launch(process)
@@ -120,7 +127,10 @@ class LocalPlatform:
             gateway = self._gateway()
             self._launch(gateway)
             gateway.wait_healthy(timeout_s=60)
-            self._ensure_demo_account()
+            session = self._ensure_demo_account()
+            if models is not None:
+                models.result()
+                self._ensure_demo_dataset(session.id_token)
         except BaseException:
             self.stop()
             raise
@@ -219,11 +229,26 @@ class LocalPlatform:
         with _env(self.emulators.endpoints.env()):
             GcsBlobStore.for_bucket(self.config.project_id, self.config.bucket).ensure_bucket()
 
-    def _ensure_demo_account(self) -> None:
+    def _ensure_demo_account(self) -> Session:
         assert self.emulators is not None
         auth = FirebaseAuthRest("local", emulator_host=self.emulators.endpoints.auth_host)
-        with contextlib.suppress(InvalidRequest):  # it exists already: data survives restarts
-            auth.sign_up(DEMO_EMAIL, DEMO_PASSWORD)
+        try:
+            return auth.sign_up(DEMO_EMAIL, DEMO_PASSWORD)
+        except InvalidRequest:  # it exists already: data survives restarts
+            return auth.sign_in(DEMO_EMAIL, DEMO_PASSWORD)
+
+    def _ensure_tiny_models(self) -> None:
+        # Imported here: building needs torch and transformers, which only this step (and the trainer) use.
+        from runtune.models.registry import TINY_MODELS, tiny_dir
+        from runtune.models.tiny import ensure_tiny_model
+
+        for spec in TINY_MODELS:
+            ensure_tiny_model(spec.id, tiny_dir(self.config.local_dir, spec.id))
+
+    def _ensure_demo_dataset(self, id_token: str) -> None:
+        from runtune.demo.seed import ensure_demo_dataset
+
+        self.demo_dataset_id = ensure_demo_dataset(f"http://127.0.0.1:{self.config.ports.gateway}", id_token)
 
     def state(self) -> dict[str, Any]:
         assert self.emulators is not None
@@ -238,6 +263,7 @@ class LocalPlatform:
             "bucket": endpoints.bucket,
             "demo_email": DEMO_EMAIL,
             "demo_password": DEMO_PASSWORD,
+            "demo_dataset_id": self.demo_dataset_id,
             "data_dir": str(self.config.data_dir),
             "log_dir": str(self.config.log_dir),
             "supervisor_pid": os.getpid(),
@@ -247,6 +273,13 @@ class LocalPlatform:
             },
             "started_at": int(time.time()),
         }
+
+
+def _in_background(call: Callable[[], None]) -> Future[None]:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtune-setup")
+    future = pool.submit(call)
+    pool.shutdown(wait=False)  # the thread ends with the call; `future.result()` re-raises its error
+    return future
 
 
 @contextlib.contextmanager

@@ -29,6 +29,8 @@ class PlatformHandle:
     test_gateway_pid: int
     log_dir: str
     emulator_env: dict[str, str]
+    local_dir: str
+    demo_dataset_id: str
 
 
 def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> ManagedProcess:
@@ -116,6 +118,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             test_gateway_pid=extras[1].pid or 0,
             log_dir=str(config.log_dir),
             emulator_env=running.emulators.endpoints.env(),
+            local_dir=str(local_dir),
+            demo_dataset_id=state["demo_dataset_id"],
         )
     finally:
         for process in reversed(extras):
