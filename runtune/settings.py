@@ -154,6 +154,63 @@ class ServiceSettings(CommonSettings):
         return self.secrets_dir or self.local_dir / "secrets"
 
 
+class InferenceSettings(ServiceSettings):
+    """The inference service: where the engine is, how it sees adapters, and how long export links live."""
+
+    port: int = 8083
+    # The OpenAI-compatible engine: vLLM in the cloud, `python -m runtune.engine_server` locally.
+    engine_url: str = "http://127.0.0.1:8084"
+    # Local profile: a bearer token the local engine checks (its SHA-256). The cloud engine is
+    # reached with a Google-signed ID token for `engine_url` instead (Cloud Run IAM).
+    engine_api_key: SecretStr | None = None
+    # Where the engine reads adapters from. Cloud: the data bucket's read-only volume on the engine
+    # (adapters are read by path, no copy). Local: a folder the service downloads adapters into.
+    engine_adapter_root: str | None = None
+    engine_adapter_download: bool = True
+    # Adapters kept loaded in the engine at once (vLLM's --max-loras); the least recently used goes.
+    engine_max_adapters: int = Field(default=4, ge=1, le=64)
+    engine_timeout_s: float = Field(default=300.0, gt=0)
+    # Examples scored concurrently by one evaluation: enough to fill the engine's batches.
+    evaluation_concurrency: int = Field(default=16, ge=1, le=256)
+    export_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _engine_is_reachable(self) -> InferenceSettings:
+        if not self.is_local:
+            if "127.0.0.1" in self.engine_url or "localhost" in self.engine_url:
+                raise SettingsError("profile 'gcp' needs RUNTUNE_ENGINE_URL set to the engine's Cloud Run URL")
+            if self.engine_api_key is not None:
+                raise SettingsError("profile 'gcp' reaches the engine with ID tokens; unset RUNTUNE_ENGINE_API_KEY")
+            if self.engine_adapter_download or not self.engine_adapter_root:
+                raise SettingsError(
+                    "profile 'gcp' reads adapters through the engine's bucket volume: set "
+                    "RUNTUNE_ENGINE_ADAPTER_ROOT (e.g. /mnt/runtune-data) and RUNTUNE_ENGINE_ADAPTER_DOWNLOAD=false"
+                )
+        return self
+
+    @property
+    def adapter_root(self) -> str:
+        return self.engine_adapter_root or str(self.local_dir / "engine-adapters")
+
+
+class EngineServerSettings(BaseSettings):
+    """The local engine server (`python -m runtune.engine_server`): tiny models on the CPU."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNTUNE_ENGINE_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8084
+    # SHA-256 of the bearer token callers must present; None accepts any caller on loopback only.
+    api_key_sha256: str | None = None
+    local_dir: Path = Field(default=DEFAULT_LOCAL_DIR, validation_alias=AliasChoices("RUNTUNE_LOCAL_DIR"))
+    # Base models it serves (loaded on first use); registry ids.
+    models: list[str] = ["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"]
+    max_batch: int = Field(default=16, ge=1, le=256)
+    # How long the batcher waits for companions of a request before running it.
+    batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
+    max_new_tokens: int = Field(default=512, ge=1)
+
+
 @lru_cache
 def gateway_settings() -> GatewaySettings:
     return GatewaySettings()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 
 from runtune.ports.blobs import BlobStore
+from runtune.ports.engine import InferenceEngine
 from runtune.ports.launcher import JobLauncher
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, ServiceSettings
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, ServiceSettings
 
 
 def metadata_store(settings: CommonSettings) -> MetadataStore:
@@ -64,3 +65,21 @@ def local_trainer_env() -> dict[str, str]:
         for name, value in os.environ.items()
         if (name in wanted or name.startswith("RUNTUNE_")) and not looks_like_secret(name)
     }
+
+
+def inference_engine(settings: InferenceSettings) -> InferenceEngine:
+    """The OpenAI-compatible engine: vLLM behind Cloud Run IAM (an ID token for its URL), or the local
+    engine server with its bearer token."""
+    from runtune.adapters.openai_engine import OpenAIEngine
+
+    if settings.is_local:
+        key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
+        return OpenAIEngine(settings.engine_url, api_key=key, timeout_s=settings.engine_timeout_s)
+    from runtune.internal_auth import GoogleIdTokenMinter
+
+    minter = GoogleIdTokenMinter()
+    return OpenAIEngine(
+        settings.engine_url,
+        authorization=lambda: minter.authorization(settings.engine_url),
+        timeout_s=settings.engine_timeout_s,
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import httpx
@@ -10,11 +11,33 @@ import httpx
 from runtune.errors import InvalidRequest, UpstreamUnavailable
 
 
+class _HeaderAuth(httpx.Auth):
+    """An `Authorization` header computed per request (a cached Google ID token for Cloud Run IAM)."""
+
+    def __init__(self, authorization: Callable[[], str]) -> None:
+        self._authorization = authorization
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["authorization"] = self._authorization()
+        yield request
+
+
 class OpenAIEngine:
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        authorization: Callable[[], str] | None = None,
+        timeout_s: float = 300.0,
+    ) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            auth=_HeaderAuth(authorization) if authorization else None,
+            timeout=httpx.Timeout(timeout_s, connect=10.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
 
     async def aclose(self) -> None:
@@ -49,6 +72,29 @@ class OpenAIEngine:
     async def unload_adapter(self, name: str) -> None:
         await self._post("/v1/unload_lora_adapter", {"lora_name": name})
 
+    async def score(self, model: str, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
+        """vLLM has no scoring endpoint; its chat completions give `prompt_logprobs` of a conversation
+        that ends with the assistant turn being scored (`continue_final_message`). One request per
+        continuation, sent together so the engine batches them (and vLLM caches the shared prefix)."""
+        replies = await asyncio.gather(
+            *(
+                self._post(
+                    "/v1/chat/completions",
+                    {
+                        "model": model,
+                        "messages": [*messages, {"role": "assistant", "content": continuation}],
+                        "add_generation_prompt": False,
+                        "continue_final_message": True,
+                        "max_tokens": 1,
+                        "temperature": 0,
+                        "prompt_logprobs": 0,
+                    },
+                )
+                for continuation in continuations
+            )
+        )
+        return tail_scores([_prompt_tokens(reply.json()) for reply in replies])
+
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return await self._request("POST", path, json=body)
 
@@ -72,3 +118,26 @@ def _raise_for(response: httpx.Response) -> None:
     if 400 <= response.status_code < 500:
         raise InvalidRequest(f"The inference engine refused the request: {message}", code="engine_rejected")
     raise UpstreamUnavailable(f"The inference engine failed: {message}")
+
+
+def _prompt_tokens(reply: dict[str, Any]) -> list[tuple[int, float]]:
+    """(token id, log-probability) of every prompt token but the first (which has none)."""
+    tokens = []
+    for entry in reply.get("prompt_logprobs") or []:
+        if not entry:
+            continue
+        # The prompt token comes first; top-k alternatives (none with prompt_logprobs=0) follow.
+        token, info = next(iter(entry.items()))
+        tokens.append((int(token), float(info["logprob"])))
+    if not tokens:
+        raise UpstreamUnavailable("The inference engine returned no prompt log-probabilities")
+    return tokens
+
+
+def tail_scores(sequences: list[list[tuple[int, float]]]) -> list[float]:
+    """Sum of each sequence's log-probabilities after the prefix all sequences share."""
+    shared = 0
+    shortest = min(len(sequence) for sequence in sequences)
+    while shared < shortest and len({sequence[shared][0] for sequence in sequences}) == 1:
+        shared += 1
+    return [sum(logprob for _, logprob in sequence[shared:]) for sequence in sequences]

@@ -25,3 +25,9 @@ class InferenceEngine(Protocol):
         """Load the LoRA adapter in local folder `path` (on the engine's disk) under `name`."""
 
     async def unload_adapter(self, name: str) -> None: ...
+
+    async def score(self, model: str, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
+        """Log-likelihood of each continuation as the model's next turn after `messages` (label scoring).
+
+        Only differences between the scores are meaningful: tokens shared by every continuation
+        are left out, which leaves the ranking exactly that of the full continuations."""

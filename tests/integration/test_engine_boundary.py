@@ -22,6 +22,7 @@ class FakeVllm:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict | None]] = []
         self.adapters: set[str] = set()
+        self.authorizations: list[str | None] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +42,7 @@ class FakeVllm:
 
             def do_GET(self) -> None:
                 fake.requests.append(("GET", self.path, None))
+                fake.authorizations.append(self.headers.get("authorization"))
                 ids = ["google/gemma-3-4b-it", *sorted(fake.adapters)]
                 self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
@@ -59,6 +61,14 @@ class FakeVllm:
                 if self.path == "/v1/chat/completions":
                     if body["model"] not in {"google/gemma-3-4b-it", *fake.adapters}:
                         return self._json(404, {"error": {"message": f"model {body['model']} not found"}})
+                    if body.get("prompt_logprobs") is not None:
+                        # Prompt tokens: a shared prefix, then one token per character of the
+                        # continuation; "dog" is the likely one.
+                        text = body["messages"][-1]["content"]
+                        logprob = -0.1 if text.startswith("dog") else -2.0
+                        entries = [None, {"7": {"logprob": -0.5, "rank": 1}}, {"8": {"logprob": -0.5, "rank": 1}}]
+                        entries += [{str(ord(c)): {"logprob": logprob, "rank": 1}} for c in text]
+                        return self._json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
                     if body.get("stream"):
                         self.send_response(200)
                         self.send_header("content-type", "text/event-stream")
@@ -188,3 +198,52 @@ def test_models_lists_base_and_adapters(vllm: FakeVllm) -> None:
             await engine.aclose()
 
     assert asyncio.run(run()) == ["google/gemma-3-4b-it", "ftjob-a"]
+
+
+def test_label_scoring_asks_for_prompt_logprobs_of_each_continuation(vllm: FakeVllm) -> None:
+    async def run() -> list[float]:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            return await engine.score(
+                "google/gemma-3-4b-it", CHAT["messages"], ["cat<end_of_turn>", "dog<end_of_turn>"]
+            )
+        finally:
+            await engine.aclose()
+
+    cat, dog = asyncio.run(run())
+    assert dog > cat
+    # Only what follows the shared prefix counts: the three letters of each label and the end of turn.
+    assert dog == pytest.approx(-0.1 * 16) and cat == pytest.approx(-2.0 * 16)
+    sent = [body for _, path, body in vllm.requests if path == "/v1/chat/completions"]
+    assert len(sent) == 2
+    for body, label in zip(sent, ["cat", "dog"], strict=True):
+        assert body == {
+            "model": "google/gemma-3-4b-it",
+            "messages": [*CHAT["messages"], {"role": "assistant", "content": f"{label}<end_of_turn>"}],
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+            "max_tokens": 1,
+            "temperature": 0,
+            "prompt_logprobs": 0,
+        }
+
+
+def test_id_token_authorization_is_sent_on_every_request(vllm: FakeVllm) -> None:
+    headers: list[str] = []
+    calls = iter(["Bearer one", "Bearer two"])
+
+    def authorization() -> str:
+        value = next(calls)
+        headers.append(value)
+        return value
+
+    async def run() -> None:
+        engine = OpenAIEngine(vllm.url, authorization=authorization)
+        try:
+            await engine.models()
+            await engine.models()
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
+    assert vllm.authorizations == headers == ["Bearer one", "Bearer two"]
