@@ -6,7 +6,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from runtune.cli import datasets, dev, jobs
+from runtune.cli import datasets, dev, inference, jobs
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
 from runtune.dev.platform import read_state
@@ -17,6 +17,10 @@ app = typer.Typer(help="Runtune: fine-tune Gemma models on Cloud Run GPUs.", no_
 app.add_typer(dev.app, name="dev")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="datasets")
+app.command("chat")(inference.chat)
+app.command("eval")(inference.evaluate)
+app.command("vibe")(inference.vibe)
+app.command("export")(inference.export)
 console = Console()
 # The Auth emulator accepts any key; Google's endpoints need the project's real Web API key.
 EMULATOR_API_KEY = "fake-api-key"

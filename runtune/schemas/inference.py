@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.schemas.common import ApiError, OwnedResource
 
@@ -27,6 +27,8 @@ class Evaluation(OwnedResource):
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
     samples_done: int = 0
     samples_total: int | None = None
+    max_samples: int | None = None
+    labels: list[str] = Field(default_factory=list)
     error: ApiError | None = None
     finished_at: int | None = None
 
@@ -49,11 +51,78 @@ class ExportFile(BaseModel):
     bytes: int
 
 
+class ExportLink(BaseModel):
+    """A file of an export as the API shows it: a download URL that stops working at `expires_at`."""
+
+    name: str
+    bytes: int
+    url: str
+    expires_at: int
+
+
 class Export(OwnedResource):
     object: Literal["export"] = "export"
     job_id: str
     format: ExportFormat
     status: ExportStatus = ExportStatus.queued
-    files: list[ExportFile] = Field(default_factory=list)
+    model: str | None = None
+    files: list[ExportFile] = Field(default_factory=list, exclude=True)
+    # Filled on every read: fresh signed URLs, never stored.
+    links: list[ExportLink] = Field(default_factory=list)
     error: ApiError | None = None
     finished_at: int | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        document["files"] = [file.model_dump() for file in self.files]
+        document["links"] = []
+        return document
+
+
+class CreateEvaluationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=128)
+    split: str = Field(default="test", pattern=r"^(train|validation|test)$")
+    # One model, or two to compare (a base model and a tuned one, typically).
+    models: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(min_length=1, max_length=2)
+    method: Literal["label_scoring", "generation"] = "label_scoring"
+    max_samples: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class CreateExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=300, description="The `ft:` id of one of your succeeded jobs")
+    format: ExportFormat = ExportFormat.adapter
+
+
+class VibePrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=8_000)
+    image: str | None = Field(default=None, description="A base64 data URL (data:image/...;base64,...)")
+
+
+class CreateVibeCheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=300, description="The tuned model (an `ft:` id)")
+    base_model: str | None = Field(default=None, max_length=300, description="Default: the tuned model's base")
+    prompts: list[VibePrompt] = Field(min_length=1, max_length=20)
+    max_tokens: int = Field(default=128, ge=1, le=2048)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+
+class VibeAnswer(BaseModel):
+    prompt: str
+    image: bool = False
+    base: str
+    tuned: str
+
+
+class VibeCheck(OwnedResource):
+    object: Literal["vibe_check"] = "vibe_check"
+    model: str
+    base_model: str
+    results: list[VibeAnswer]
