@@ -43,6 +43,12 @@ locals {
       RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.inference
+      RUNTUNE_ENGINE_URL              = local.urls.engine
+      # The engine reads adapters by path through its read-only bucket volume: nothing to download.
+      RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
+      RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
+      # The service evicts adapters at the engine's own limit (vLLM --max-loras).
+      RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(var.engine_max_loras)
     }
     trainer = {
       RUNTUNE_PROFILE    = "gcp"

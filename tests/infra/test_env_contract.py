@@ -14,7 +14,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from runtune import settings as settings_module
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, ServiceSettings
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, InferenceSettings, ServiceSettings
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
 
 # The trainer reads CommonSettings until it gets a class of its own; the contract follows it then.
@@ -24,7 +24,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "gateway": GatewaySettings,
     "preprocessing": ServiceSettings,
     "training": ServiceSettings,
-    "inference": ServiceSettings,
+    "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
 }
 
@@ -48,6 +48,10 @@ UNSET: dict[str, str] = {
     "heartbeat_stale_s": "the default (120 s) matches the trainer's heartbeat",
     "start_timeout_s": "the default (15 min) covers a GPU cold start and the model download",
     "reconcile_every_s": "the default (30 s) is the intended policy",
+    "engine_api_key": "the local engine's bearer token; the gcp profile refuses it (ID tokens for the engine instead)",
+    "engine_timeout_s": "the default (300 s) covers a long generation on a cold engine",
+    "evaluation_concurrency": "the default (16) fills the engine's batches without queueing past its timeout",
+    "export_url_ttl_s": "the default (1 hour) is the intended lifetime of a download link",
 }
 
 # Fields of a shared class that mean nothing to one deployable.
