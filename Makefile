@@ -8,7 +8,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup dev test lint clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed frontend/dist/.built
+
+# The web UI (frontend/): its own npm project, built into frontend/dist, which the gateway serves.
+FRONTEND_SOURCES := frontend/index.html frontend/vite.config.ts frontend/tsconfig.json $(shell find frontend/src -type f 2>/dev/null)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,14 @@ $(VENV)/.installed: pyproject.toml
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+frontend/dist/.built: frontend/node_modules/.installed $(FRONTEND_SOURCES)
+	cd frontend && npm run build
 	touch $@
 
 dev: setup
@@ -32,4 +43,4 @@ test: setup
 	$(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules frontend/node_modules frontend/dist

@@ -22,8 +22,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
+from gateway.frontend import SinglePageApp, config_endpoint
 from gateway.proxy import forward, upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import upstream_for
@@ -156,9 +156,10 @@ def create_app(
     routes: list[Route | Mount] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/{path:path}", proxy, methods=methods),
+        Route("/config.json", config_endpoint(settings), methods=["GET"]),
     ]
     if settings.frontend_dir.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=settings.frontend_dir, html=True), name="frontend"))
+        routes.append(Mount("/", SinglePageApp(str(settings.frontend_dir)), name="frontend"))
     middleware = [
         Middleware(
             CORSMiddleware,

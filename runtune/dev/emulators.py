@@ -335,7 +335,7 @@ def _storage(data: Path, port: int, bucket: str, log_dir: Path) -> ManagedProces
         [
             sys.executable,
             "-m",
-            "gcp_storage_emulator",
+            "runtune.dev.storage_emulator",  # the emulator, with CORS for the web UI's uploads
             "start",
             "--host",
             "127.0.0.1",

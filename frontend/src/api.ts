@@ -1,0 +1,273 @@
+// The gateway's REST API, called with the Firebase ID token. Every error is an `ApiError` carrying the
+// envelope's fields, so a form can show it next to the field `param` names.
+import { idToken } from "./auth";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: string,
+    readonly param: string | null,
+    readonly code: string | null,
+  ) {
+    super(message);
+  }
+  get notFound(): boolean {
+    return this.status === 404;
+  }
+}
+
+export async function authHeaders(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const token = await idToken();
+  if (!token) throw new ApiError(401, "You are signed out", "authentication_error", null, "signed_out");
+  return { Authorization: `Bearer ${token}`, ...extra };
+}
+
+export async function toApiError(response: Response): Promise<ApiError> {
+  let body: { error?: { message?: string; type?: string; param?: string | null; code?: string | null } } = {};
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: keep the status line
+  }
+  const error = body.error ?? {};
+  return new ApiError(
+    response.status,
+    error.message ?? `${response.status} ${response.statusText}`,
+    error.type ?? "api_error",
+    error.param ?? null,
+    error.code ?? null,
+  );
+}
+
+export async function request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const init: RequestInit = { method, headers: await authHeaders(headers) };
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    (init.headers as Record<string, string>)["Content-Type"] = "application/json";
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "The server cannot be reached; check your connection", "network_error", null, null);
+  }
+  if (!response.ok) throw await toApiError(response);
+  return (await response.json()) as T;
+}
+
+export const get = <T>(path: string) => request<T>("GET", path);
+export const post = <T>(path: string, body?: unknown, headers?: Record<string, string>) =>
+  request<T>("POST", path, body ?? {}, headers);
+export const put = <T>(path: string, body?: unknown) => request<T>("PUT", path, body);
+export const del = <T>(path: string) => request<T>("DELETE", path);
+
+export function query(params: Record<string, string | number | undefined | null>): string {
+  const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");
+  return entries.length ? "?" + new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString() : "";
+}
+
+// -- shapes (runtune/schemas) ---------------------------------------------------------------------
+
+export interface Page<T> {
+  object: "list";
+  data: T[];
+  has_more: boolean;
+  first_id?: string | null;
+  last_id?: string | null;
+}
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+  param?: string | null;
+}
+
+export interface Dataset {
+  id: string;
+  object: "dataset";
+  created_at: number;
+  name: string;
+  status: "uploading" | "processing" | "ready" | "failed";
+  filename: string | null;
+  bytes: number;
+  source: Record<string, string>;
+  task_kind: "classification" | "generation" | null;
+  modality: "text" | "vision" | null;
+  splits: Record<string, number>;
+  labels: string[];
+  label_counts: Record<string, number>;
+  warnings: string[];
+  progress: { phase: string; done: number; total: number | null } | null;
+  error: ApiErrorBody | null;
+}
+
+export interface Distribution {
+  count: number;
+  min: number;
+  p10: number;
+  p50: number;
+  p90: number;
+  max: number;
+  mean: number;
+}
+
+export interface DatasetStats {
+  object: "dataset.stats";
+  splits: Record<string, number>;
+  labels: string[];
+  label_counts: Record<string, number>;
+  warnings: string[];
+  [key: string]: unknown;
+}
+
+export interface SamplePart {
+  type: "text" | "image";
+  text?: string;
+  image_index?: number;
+}
+
+export interface Sample {
+  id: string;
+  index: number;
+  split: string;
+  messages: { role: string; content: SamplePart[] }[];
+  label: string | null;
+  images: { width: number; height: number; path: string | null; thumbnail: string }[];
+}
+
+export interface Upload {
+  id: string;
+  object: "upload";
+  filename: string;
+  bytes: number;
+  status: "pending" | "completed";
+  upload_url: string | null;
+}
+
+export type JobStatus = "validating_files" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+export interface Job {
+  id: string;
+  object: "fine_tuning.job";
+  created_at: number;
+  model: string;
+  status: JobStatus;
+  training_file: string;
+  validation_file: string | null;
+  fine_tuned_model: string | null;
+  finished_at: number | null;
+  estimated_finish: number | null;
+  hyperparameters: Record<string, number | string>;
+  suffix: string | null;
+  metadata: Record<string, string> | null;
+  error: ApiErrorBody | null;
+  phase: string | null;
+  steps_completed: number;
+  total_steps: number | null;
+  seconds_remaining: number | null;
+  options: Record<string, unknown>;
+  runtune: Record<string, unknown>;
+}
+
+export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
+
+export interface JobEvent {
+  id: string;
+  created_at: number;
+  level: "info" | "warn" | "error";
+  message: string;
+  type: "message" | "metrics";
+  data: Record<string, number> | null;
+}
+
+export interface Checkpoint {
+  id: string;
+  created_at: number;
+  fine_tuned_model_checkpoint: string;
+  step_number: number;
+  metrics: Record<string, number>;
+}
+
+export interface Model {
+  id: string;
+  object: "model";
+  owned_by: string;
+  family?: string;
+  modality?: "text" | "vision";
+  parameters?: number;
+  instruction_tuned?: boolean;
+  methods?: string[];
+  memory_gib?: Record<string, number>;
+  parent?: string;
+  fine_tuning_job?: string;
+}
+
+export interface Estimate {
+  model: string;
+  hyperparameters: Record<string, number>;
+  tokens: number;
+  steps: number;
+  memory_gib: number;
+  gpu: string | null;
+  gpu_label: string | null;
+  seconds: number | null;
+  usd: number | null;
+  reason: string | null;
+}
+
+export interface Evaluation {
+  id: string;
+  object: "evaluation";
+  created_at: number;
+  status: "queued" | "running" | "succeeded" | "failed";
+  dataset_id: string;
+  split: string;
+  models: string[];
+  method: "label_scoring" | "generation";
+  metrics: Record<string, Record<string, unknown>>;
+  labels: string[];
+  max_samples: number | null;
+  samples_done: number;
+  samples_total: number | null;
+  error: ApiErrorBody | null;
+  finished_at: number | null;
+}
+
+export interface ExportLink {
+  name: string;
+  bytes: number;
+  url: string;
+  expires_at: number;
+}
+
+export interface Export {
+  id: string;
+  object: "export";
+  created_at: number;
+  job_id: string;
+  format: "adapter" | "merged" | "gguf";
+  status: "queued" | "running" | "succeeded" | "failed";
+  model: string | null;
+  links: ExportLink[];
+  error: ApiErrorBody | null;
+  finished_at: number | null;
+}
+
+export interface VibeAnswer {
+  prompt: string;
+  image: boolean;
+  base: string;
+  tuned: string;
+}
+
+export interface VibeCheck {
+  id: string;
+  object: "vibe_check";
+  created_at: number;
+  model: string;
+  base_model: string;
+  results: VibeAnswer[];
+}

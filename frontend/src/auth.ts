@@ -1,0 +1,71 @@
+// Firebase Auth (modular SDK: only what is imported lands in the bundle). The ID token lives in the
+// SDK's own IndexedDB persistence; Runtune stores nothing of its own in localStorage.
+import { initializeApp } from "firebase/app";
+import {
+  type Auth,
+  type User,
+  connectAuthEmulator,
+  createUserWithEmailAndPassword,
+  getAuth,
+  onIdTokenChanged,
+  signInWithEmailAndPassword,
+  signOut as firebaseSignOut,
+} from "firebase/auth";
+import type { RuntimeConfig } from "./config";
+
+let auth: Auth | null = null;
+
+export function initAuth(config: RuntimeConfig): Auth {
+  const app = initializeApp(config.firebase);
+  auth = getAuth(app);
+  if (config.authEmulatorUrl) {
+    connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
+  }
+  return auth;
+}
+
+function current(): Auth {
+  if (!auth) throw new Error("auth is not initialised");
+  return auth;
+}
+
+export function watchUser(callback: (user: User | null) => void): () => void {
+  return onIdTokenChanged(current(), callback);
+}
+
+export async function idToken(): Promise<string | null> {
+  const user = current().currentUser;
+  return user ? user.getIdToken() : null;
+}
+
+export async function signIn(email: string, password: string): Promise<void> {
+  await signInWithEmailAndPassword(current(), email, password);
+}
+
+export async function signUp(email: string, password: string): Promise<void> {
+  await createUserWithEmailAndPassword(current(), email, password);
+}
+
+export async function signOut(): Promise<void> {
+  await firebaseSignOut(current());
+}
+
+// Firebase error codes, in words, with the form field each one belongs to.
+export function authErrorMessage(error: unknown): { field: "email" | "password" | null; message: string } {
+  const code = (error as { code?: string }).code ?? "";
+  const known: Record<string, ["email" | "password" | null, string]> = {
+    "auth/invalid-email": ["email", "That is not a valid email address"],
+    "auth/email-already-in-use": ["email", "An account with this email exists already: sign in instead"],
+    "auth/user-not-found": ["email", "No account with this email: sign up first"],
+    "auth/wrong-password": ["password", "Wrong password"],
+    "auth/invalid-credential": ["password", "Wrong email or password"],
+    "auth/invalid-login-credentials": ["password", "Wrong email or password"],
+    "auth/weak-password": ["password", "Choose a password of at least 6 characters"],
+    "auth/missing-password": ["password", "Enter a password"],
+    "auth/too-many-requests": [null, "Too many attempts: wait a minute and try again"],
+    "auth/network-request-failed": [null, "The sign-in service cannot be reached"],
+  };
+  const hit = known[code];
+  if (hit) return { field: hit[0], message: hit[1] };
+  return { field: null, message: (error as Error).message || "Sign-in failed" };
+}

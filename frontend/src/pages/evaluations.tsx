@@ -1,0 +1,178 @@
+import { useState } from "preact/hooks";
+import { ApiError, type Dataset, type Evaluation, type Model, type Page, get, post } from "../api";
+import { Comparison, mainReport } from "../results";
+import { Link, navigate } from "../router";
+import { Empty, ErrorBox, Field, Loading, ProgressBar, Resolved, Status, asApiError, errorFor, formError, formatDate, useResource } from "../ui";
+
+function NewEvaluation({ onCreated }: { onCreated: () => void }) {
+  const params = new URLSearchParams(location.search);
+  const models = useResource(() => get<Page<Model>>("/v1/models"), []);
+  const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
+  const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
+  const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
+  const [model, setModel] = useState(params.get("model") ?? "");
+  const [dataset, setDataset] = useState(params.get("dataset") ?? "");
+  const [split, setSplit] = useState("test");
+  const [withBase, setWithBase] = useState(true);
+  const [maxSamples, setMaxSamples] = useState("");
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  if (models.loading || datasets.loading) return <Loading />;
+  if (tuned.length === 0) {
+    return (
+      <Empty title="No tuned model to evaluate">
+        <Link href="/runs/new">Launch a run first</Link>
+      </Empty>
+    );
+  }
+  const chosenModel = model || tuned[0].id;
+  const chosenDataset = dataset || ready[0]?.id || "";
+  const parent = tuned.find((m) => m.id === chosenModel)?.parent;
+  const chosen = ready.find((d) => d.id === chosenDataset);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const evaluation = await post<Evaluation>("/v1/evaluations", {
+        dataset_id: chosenDataset,
+        split,
+        models: withBase && parent ? [parent, chosenModel] : [chosenModel],
+        method: chosen?.task_kind === "classification" ? "label_scoring" : "generation",
+        max_samples: maxSamples ? Number(maxSamples) : undefined,
+      });
+      onCreated();
+      navigate(`/evaluations/${evaluation.id}`);
+    } catch (caught) {
+      setError(asApiError(caught));
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card" onSubmit={submit} noValidate>
+      <h3>New evaluation</h3>
+      <div class="grid-2">
+        <Field label="Tuned model" error={errorFor(error, "models")}>
+          <select name="model" value={chosenModel} onChange={(e) => setModel(e.currentTarget.value)}>
+            {tuned.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.id}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Dataset" error={errorFor(error, "dataset_id")}>
+          <select name="dataset" value={chosenDataset} onChange={(e) => setDataset(e.currentTarget.value)}>
+            {ready.map((d) => (
+              <option key={d.id} value={d.id}>
+                {d.name}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Split" error={errorFor(error, "split")}>
+          <select name="split" value={split} onChange={(e) => setSplit(e.currentTarget.value)}>
+            <option value="test">test</option>
+            <option value="validation">validation</option>
+            <option value="train">train</option>
+          </select>
+        </Field>
+        <Field label="Max samples" error={errorFor(error, "max_samples")}>
+          <input type="number" name="max_samples" min={1} value={maxSamples} placeholder="all" onInput={(e) => setMaxSamples(e.currentTarget.value)} />
+        </Field>
+      </div>
+      <label class="check">
+        <input type="checkbox" checked={withBase} onChange={(e) => setWithBase(e.currentTarget.checked)} /> Compare with the base model ({parent ?? "—"})
+      </label>
+      <ErrorBox error={formError(error, ["models", "dataset_id", "split", "max_samples", "method"])} />
+      <button class="primary" type="submit" disabled={busy || !chosenDataset}>
+        {busy ? "Starting…" : "Evaluate"}
+      </button>
+    </form>
+  );
+}
+
+function EvaluationDetail({ id }: { id: string }) {
+  const resource = useResource(() => get<Evaluation>(`/v1/evaluations/${id}`), [id], {
+    every: 1500,
+    poll: (e) => e.status === "queued" || e.status === "running",
+  });
+  return (
+    <Resolved resource={resource} what="Evaluation" back={{ href: "/evaluations", label: "Back to evaluations" }}>
+      {(evaluation) => (
+        <section>
+          <div class="page-head">
+            <h1>Evaluation</h1>
+            <Link href="/evaluations">All evaluations</Link>
+          </div>
+          <div class="card">
+            <p>
+              <Status value={evaluation.status} /> {evaluation.method.replace("_", " ")} on <Link href={`/datasets/${evaluation.dataset_id}`}>{evaluation.dataset_id}</Link> ({evaluation.split})
+            </p>
+            {(evaluation.status === "running" || evaluation.status === "queued") && (
+              <ProgressBar value={evaluation.samples_total ? evaluation.samples_done / evaluation.samples_total : 0} label="Evaluation progress" />
+            )}
+            {evaluation.error && (
+              <div class="error-box" role="alert">
+                {evaluation.error.message}
+              </div>
+            )}
+          </div>
+          {evaluation.status === "succeeded" && (
+            <div class="card">
+              <Comparison
+                columns={evaluation.models.map((model, i) => ({
+                  name: evaluation.models.length === 2 ? `${i === 0 ? "base" : "tuned"}: ${model}` : model,
+                  report: mainReport(evaluation.metrics[model]),
+                }))}
+              />
+            </div>
+          )}
+        </section>
+      )}
+    </Resolved>
+  );
+}
+
+export function Evaluations({ id }: { id?: string }) {
+  const list = useResource(() => get<Page<Evaluation>>("/v1/evaluations?limit=50"), []);
+  if (id) return <EvaluationDetail id={id} />;
+  return (
+    <section>
+      <div class="page-head">
+        <h1>Evaluations</h1>
+      </div>
+      <NewEvaluation onCreated={() => void list.reload()} />
+      <ErrorBox error={list.error} />
+      {list.data && list.data.data.length === 0 && <Empty title="No evaluations yet" />}
+      {list.data && list.data.data.length > 0 && (
+        <div class="table-scroll">
+          <table class="list">
+            <thead>
+              <tr>
+                <th>Evaluation</th>
+                <th>Status</th>
+                <th>Models</th>
+                <th class="hide-phone">Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.data.map((e) => (
+                <tr key={e.id}>
+                  <td>
+                    <Link href={`/evaluations/${e.id}`}>{e.id}</Link>
+                  </td>
+                  <td>
+                    <Status value={e.status} />
+                  </td>
+                  <td>{e.models.join(" vs ")}</td>
+                  <td class="hide-phone">{formatDate(e.created_at)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}

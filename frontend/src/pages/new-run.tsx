@@ -1,0 +1,312 @@
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { ApiError, type Dataset, type Estimate, type Job, type Model, type Page, get, post } from "../api";
+import { navigate } from "../router";
+import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
+
+interface Form {
+  dataset: string;
+  model: string;
+  epochs: string;
+  batchSize: string;
+  lrMultiplier: string;
+  method: "qlora" | "lora";
+  rank: number;
+  alpha: number;
+  dropout: number;
+  maxLength: number;
+  scheduler: "cosine" | "linear";
+  warmup: number;
+  checkpointEvery: number;
+  baseline: boolean;
+  evalMethod: "label_scoring" | "generation" | "both";
+  gpu: "auto" | "nvidia-l4" | "nvidia-rtx-pro-6000";
+  suffix: string;
+  metadata: string;
+}
+
+const PRESETS: Record<string, { label: string; about: string; values: Partial<Form> }> = {
+  quick: { label: "Quick check", about: "1 epoch, rank 8: does it learn at all?", values: { epochs: "1", rank: 8, alpha: 16, lrMultiplier: "auto" } },
+  balanced: { label: "Balanced", about: "Automatic epochs, rank 16", values: { epochs: "auto", rank: 16, alpha: 32, lrMultiplier: "auto" } },
+  thorough: { label: "Thorough", about: "5 epochs, rank 32, baseline evaluation", values: { epochs: "5", rank: 32, alpha: 64, baseline: true } },
+};
+
+const DEFAULTS: Form = {
+  dataset: "",
+  model: "",
+  epochs: "auto",
+  batchSize: "auto",
+  lrMultiplier: "auto",
+  method: "qlora",
+  rank: 16,
+  alpha: 32,
+  dropout: 0.05,
+  maxLength: 1024,
+  scheduler: "cosine",
+  warmup: 0.03,
+  checkpointEvery: 50,
+  baseline: false,
+  evalMethod: "label_scoring",
+  gpu: "auto",
+  suffix: "",
+  metadata: "",
+};
+
+const autoOr = (value: string) => (value.trim() === "" || value === "auto" ? "auto" : Number(value));
+
+function parseMetadata(text: string): Record<string, string> | undefined {
+  const pairs = text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const cut = line.indexOf("=");
+      return cut < 0 ? [line, ""] : [line.slice(0, cut).trim(), line.slice(cut + 1).trim()];
+    });
+  return pairs.length ? Object.fromEntries(pairs) : undefined;
+}
+
+function body(form: Form) {
+  return {
+    hyperparameters: { n_epochs: autoOr(form.epochs), batch_size: autoOr(form.batchSize), learning_rate_multiplier: autoOr(form.lrMultiplier) },
+    runtune: {
+      method: form.method,
+      lora: { rank: form.rank, alpha: form.alpha, dropout: form.dropout },
+      max_length: form.maxLength,
+      lr_scheduler: form.scheduler,
+      warmup_ratio: form.warmup,
+      checkpoint_every_steps: form.checkpointEvery,
+      evaluation: { baseline: form.baseline, method: form.evalMethod },
+      gpu: form.gpu,
+    },
+  };
+}
+
+function EstimatePanel({ form }: { form: Form }) {
+  const [estimate, setEstimate] = useState<Estimate | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [loading, setLoading] = useState(false);
+  const key = JSON.stringify([form.model, form.dataset, body(form)]);
+  useEffect(() => {
+    if (!form.model || !form.dataset) return;
+    setLoading(true);
+    const timer = setTimeout(() => {
+      const { hyperparameters, runtune } = body(form);
+      post<Estimate>("/v1/fine_tuning/estimate", { model: form.model, training_file: form.dataset, hyperparameters, runtune })
+        .then((value) => {
+          setEstimate(value);
+          setError(null);
+        })
+        .catch((caught) => setError(asApiError(caught)))
+        .finally(() => setLoading(false));
+    }, 300);
+    return () => clearTimeout(timer);
+  }, [key]);
+  if (!form.model || !form.dataset) return <p class="muted">Pick a dataset and a model to see the estimate.</p>;
+  return (
+    <div class="estimate card" data-testid="estimate" aria-busy={loading}>
+      <h3>Estimate {loading && <span class="spinner small" aria-hidden="true" />}</h3>
+      {error && <div class="field-error">{error.message}</div>}
+      {estimate && !error && (
+        <dl class="facts">
+          <dt>Steps</dt>
+          <dd>{estimate.steps.toLocaleString()}</dd>
+          <dt>Tokens</dt>
+          <dd>{estimate.tokens.toLocaleString()}</dd>
+          <dt>GPU memory</dt>
+          <dd>{estimate.memory_gib.toFixed(1)} GiB</dd>
+          <dt>GPU</dt>
+          <dd>{estimate.gpu_label ?? <span class="field-error">{estimate.reason ?? "does not fit"}</span>}</dd>
+          <dt>Duration</dt>
+          <dd data-testid="estimate-duration">{formatDuration(estimate.seconds)}</dd>
+          <dt>Cost</dt>
+          <dd data-testid="estimate-cost">{estimate.usd === null ? "—" : `$${estimate.usd.toFixed(2)}`}</dd>
+          <dt>Epochs / batch</dt>
+          <dd>
+            {estimate.hyperparameters.n_epochs} / {estimate.hyperparameters.batch_size}
+          </dd>
+        </dl>
+      )}
+    </div>
+  );
+}
+
+export function NewRun() {
+  const preselected = new URLSearchParams(location.search).get("dataset") ?? "";
+  const [form, setForm] = useState<Form>({ ...DEFAULTS, dataset: preselected });
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const idempotencyKey = useMemo(() => crypto.randomUUID(), []);
+  const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
+  const models = useResource(() => get<Page<Model>>("/v1/models"), []);
+  const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
+  const selectedDataset = ready.find((d) => d.id === form.dataset);
+  const baseModels = (models.data?.data ?? []).filter((m) => !m.id.startsWith("ft:") && (!selectedDataset?.modality || m.modality === selectedDataset.modality || m.modality === "vision"));
+
+  useEffect(() => {
+    if (!form.dataset && ready.length) setForm((f) => ({ ...f, dataset: ready[0].id }));
+  }, [ready.length]);
+
+  const set = <K extends keyof Form>(key: K, value: Form[K]) => setForm((f) => ({ ...f, [key]: value }));
+  const input = (key: keyof Form, numeric = false) => (event: Event) => {
+    const target = event.currentTarget as HTMLInputElement;
+    set(key, (target.type === "checkbox" ? target.checked : numeric ? Number(target.value) : target.value) as never);
+  };
+
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const { hyperparameters, runtune } = body(form);
+      const job = await post<Job>(
+        "/v1/fine_tuning/jobs",
+        {
+          model: form.model,
+          training_file: form.dataset,
+          suffix: form.suffix.trim() || undefined,
+          metadata: parseMetadata(form.metadata),
+          method: { type: "supervised", supervised: { hyperparameters, runtune } },
+        },
+        { "Idempotency-Key": idempotencyKey },
+      );
+      navigate(`/runs/${job.id}`);
+    } catch (caught) {
+      setError(asApiError(caught));
+      setBusy(false);
+    }
+  };
+
+  if (datasets.loading || models.loading) return <Loading />;
+  if (datasets.error || models.error) return <ErrorBox error={datasets.error ?? models.error} />;
+  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata"];
+  return (
+    <section>
+      <div class="page-head">
+        <h1>New run</h1>
+      </div>
+      {ready.length === 0 ? (
+        <div class="empty">
+          <h3>No ready dataset</h3>
+          <p>A run trains on a processed dataset. Upload one first.</p>
+          <a class="button primary" href="/datasets/new">
+            New dataset
+          </a>
+        </div>
+      ) : (
+        <form class="run-form" onSubmit={submit} noValidate>
+          <div class="card">
+            <Field label="Dataset" error={errorFor(error, "training_file")}>
+              <select name="dataset" value={form.dataset} onChange={input("dataset")}>
+                {ready.map((d) => (
+                  <option key={d.id} value={d.id}>
+                    {d.name} ({Object.values(d.splits).reduce((a, b) => a + b, 0)} rows, {d.task_kind})
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <fieldset class="models">
+              <legend>Model</legend>
+              {errorFor(error, "model") && <span class="field-error">{errorFor(error, "model")}</span>}
+              <div class="model-grid">
+                {baseModels.map((m) => (
+                  <label key={m.id} class={"model-card" + (form.model === m.id ? " selected" : "")}>
+                    <input type="radio" name="model" value={m.id} checked={form.model === m.id} onChange={() => set("model", m.id)} />
+                    <strong>{m.id}</strong>
+                    <span class="muted">
+                      {m.modality} · {m.parameters ? `${(m.parameters / 1e9).toFixed(m.parameters < 1e9 ? 3 : 1)} B params` : ""}
+                    </span>
+                    <span>weights {m.memory_gib?.qlora?.toFixed(1) ?? "?"} GiB (QLoRA)</span>
+                  </label>
+                ))}
+              </div>
+            </fieldset>
+          </div>
+          <div class="card">
+            <h3>Preset</h3>
+            <div class="presets">
+              {Object.entries(PRESETS).map(([key, preset]) => (
+                <button type="button" key={key} class="secondary" title={preset.about} onClick={() => setForm((f) => ({ ...f, ...preset.values }))}>
+                  {preset.label}
+                </button>
+              ))}
+            </div>
+            <div class="grid-3">
+              <Field label="Epochs" error={errorFor(error, "n_epochs")}>
+                <input name="epochs" value={form.epochs} onInput={input("epochs")} />
+              </Field>
+              <Field label="Batch size" error={errorFor(error, "batch_size")}>
+                <input name="batch_size" value={form.batchSize} onInput={input("batchSize")} />
+              </Field>
+              <Field label="Learning-rate multiplier" error={errorFor(error, "learning_rate_multiplier")}>
+                <input name="lr_multiplier" value={form.lrMultiplier} onInput={input("lrMultiplier")} />
+              </Field>
+            </div>
+            <details class="advanced">
+              <summary>Advanced</summary>
+              <div class="grid-3">
+                <Field label="Method" error={errorFor(error, "runtune.method")}>
+                  <select value={form.method} onChange={input("method")}>
+                    <option value="qlora">QLoRA (4-bit)</option>
+                    <option value="lora">LoRA (16-bit)</option>
+                  </select>
+                </Field>
+                <Field label="LoRA rank" error={errorFor(error, "rank")}>
+                  <input name="lora_rank" type="number" value={form.rank} onInput={input("rank", true)} />
+                </Field>
+                <Field label="LoRA alpha" error={errorFor(error, "alpha")}>
+                  <input type="number" value={form.alpha} onInput={input("alpha", true)} />
+                </Field>
+                <Field label="LoRA dropout" error={errorFor(error, "dropout")}>
+                  <input type="number" step="0.01" value={form.dropout} onInput={input("dropout", true)} />
+                </Field>
+                <Field label="Max length (tokens)" error={errorFor(error, "max_length")}>
+                  <input name="max_length" type="number" value={form.maxLength} onInput={input("maxLength", true)} />
+                </Field>
+                <Field label="Schedule" error={errorFor(error, "lr_scheduler")}>
+                  <select value={form.scheduler} onChange={input("scheduler")}>
+                    <option value="cosine">cosine</option>
+                    <option value="linear">linear</option>
+                  </select>
+                </Field>
+                <Field label="Warm-up ratio" error={errorFor(error, "warmup_ratio")}>
+                  <input type="number" step="0.01" value={form.warmup} onInput={input("warmup", true)} />
+                </Field>
+                <Field label="Checkpoint every (steps)" error={errorFor(error, "checkpoint_every_steps")}>
+                  <input name="checkpoint_every_steps" type="number" value={form.checkpointEvery} onInput={input("checkpointEvery", true)} />
+                </Field>
+                <Field label="GPU" error={errorFor(error, "gpu")}>
+                  <select value={form.gpu} onChange={input("gpu")}>
+                    <option value="auto">the smallest that fits</option>
+                    <option value="nvidia-l4">NVIDIA L4 (24 GB)</option>
+                    <option value="nvidia-rtx-pro-6000">NVIDIA RTX PRO 6000 (96 GB)</option>
+                  </select>
+                </Field>
+                <Field label="Evaluation" error={errorFor(error, "evaluation")}>
+                  <select value={form.evalMethod} onChange={input("evalMethod")}>
+                    <option value="label_scoring">label scoring</option>
+                    <option value="generation">generation</option>
+                    <option value="both">both</option>
+                  </select>
+                </Field>
+                <label class="check">
+                  <input type="checkbox" checked={form.baseline} onChange={input("baseline")} /> Evaluate the base model too
+                </label>
+                <Field label="Name suffix" error={errorFor(error, "suffix")}>
+                  <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="letters, digits, - and _" />
+                </Field>
+              </div>
+              <Field label="Metadata" error={errorFor(error, "metadata")} hint="key=value, one per line (up to 16)">
+                <textarea name="metadata" rows={2} value={form.metadata} onInput={input("metadata")} />
+              </Field>
+            </details>
+          </div>
+          <EstimatePanel form={form} />
+          <ErrorBox error={formError(error, fields)} />
+          <button class="primary" type="submit" disabled={busy || !form.model}>
+            {busy ? "Launching…" : "Launch run"}
+          </button>
+        </form>
+      )}
+    </section>
+  );
+}

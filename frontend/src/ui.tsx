@@ -1,0 +1,185 @@
+// Shared pieces: loading data, loading/empty/error states, form fields that show the API's errors.
+import type { ComponentChildren } from "preact";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { ApiError } from "./api";
+import { Link } from "./router";
+
+export interface Resource<T> {
+  data: T | null;
+  error: ApiError | null;
+  loading: boolean;
+  reload: () => Promise<void>;
+}
+
+/** Loads `load()` now and whenever `deps` change; `every` (ms) polls while `poll(data)` is true. */
+export function useResource<T>(
+  load: () => Promise<T>,
+  deps: unknown[],
+  options: { every?: number; poll?: (data: T) => boolean } = {},
+): Resource<T> {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [loading, setLoading] = useState(true);
+  const alive = useRef(true);
+  const reload = useCallback(async () => {
+    try {
+      const value = await load();
+      if (!alive.current) return;
+      setData(value);
+      setError(null);
+    } catch (caught) {
+      if (!alive.current) return;
+      setError(asApiError(caught));
+    } finally {
+      if (alive.current) setLoading(false);
+    }
+  }, deps);
+  useEffect(() => {
+    alive.current = true;
+    setLoading(true);
+    setData(null);
+    setError(null);
+    void reload();
+    return () => {
+      alive.current = false;
+    };
+  }, [reload]);
+  const { every, poll } = options;
+  useEffect(() => {
+    if (!every || data === null || (poll && !poll(data))) return;
+    const timer = setTimeout(() => void reload(), every);
+    return () => clearTimeout(timer);
+  }, [data, every, reload]);
+  return { data, error, loading, reload };
+}
+
+export function asApiError(caught: unknown): ApiError {
+  if (caught instanceof ApiError) return caught;
+  return new ApiError(0, (caught as Error)?.message ?? String(caught), "client_error", null, null);
+}
+
+export function Loading({ label = "Loading…" }: { label?: string }) {
+  return (
+    <div class="loading" role="status" aria-live="polite">
+      <span class="spinner" aria-hidden="true" />
+      {label}
+    </div>
+  );
+}
+
+export function Empty({ title, children }: { title: string; children?: ComponentChildren }) {
+  return (
+    <div class="empty">
+      <h3>{title}</h3>
+      {children}
+    </div>
+  );
+}
+
+export function NotFound({ what, back }: { what: string; back: { href: string; label: string } }) {
+  return (
+    <div class="empty not-found" data-testid="not-found">
+      <h2>{what} not found</h2>
+      <p>It does not exist, or it belongs to another account.</p>
+      <Link href={back.href}>{back.label}</Link>
+    </div>
+  );
+}
+
+/** An error for the whole page or form (errors that name a field go next to that field). */
+export function ErrorBox({ error }: { error: ApiError | null | undefined }) {
+  if (!error) return null;
+  return (
+    <div class="error-box" role="alert">
+      {error.message}
+    </div>
+  );
+}
+
+/** The page body for a resource: loading, not found, error, or the content. */
+export function Resolved<T>(props: {
+  resource: Resource<T>;
+  what: string;
+  back: { href: string; label: string };
+  children: (data: T) => ComponentChildren;
+}) {
+  const { data, error, loading } = props.resource;
+  if (error?.notFound) return <NotFound what={props.what} back={props.back} />;
+  if (data === null && loading) return <Loading />;
+  if (data === null) return <ErrorBox error={error} />;
+  return <>{props.children(data)}</>;
+}
+
+/** Does this API error belong to the field `name` (exactly, or a part of it, as `runtune.lora.rank`)? */
+export function errorFor(error: ApiError | null, ...names: string[]): string | null {
+  if (!error?.param) return null;
+  return names.some((name) => error.param === name || error.param!.endsWith("." + name) || error.param!.startsWith(name + "."))
+    ? error.message
+    : null;
+}
+
+/** The error that no field of the form shows. */
+export function formError(error: ApiError | null, fields: string[]): ApiError | null {
+  if (!error) return null;
+  return fields.some((name) => errorFor(error, name)) ? null : error;
+}
+
+export function Field(props: { label: string; error?: string | null; hint?: string; children: ComponentChildren }) {
+  return (
+    <label class={"field" + (props.error ? " invalid" : "")}>
+      <span class="field-label">{props.label}</span>
+      {props.children}
+      {props.hint && !props.error && <span class="hint">{props.hint}</span>}
+      {props.error && (
+        <span class="field-error" role="alert">
+          {props.error}
+        </span>
+      )}
+    </label>
+  );
+}
+
+export function ProgressBar({ value, label }: { value: number; label?: string }) {
+  const percent = Math.max(0, Math.min(100, Math.round(value * 100)));
+  return (
+    <div class="progress" role="progressbar" aria-valuemin={0} aria-valuemax={100} aria-valuenow={percent} aria-label={label}>
+      <div class="progress-fill" style={{ width: `${percent}%` }} />
+      <span class="progress-text">{percent}%</span>
+    </div>
+  );
+}
+
+export function Status({ value }: { value: string }) {
+  return <span class={`status status-${value}`}>{value.replace(/_/g, " ")}</span>;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) return "—";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+export function formatDate(unix: number | null | undefined): string {
+  if (!unix) return "—";
+  return new Date(unix * 1000).toLocaleString();
+}
+
+export function formatNumber(value: number | null | undefined, digits = 4): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(2);
+  return Math.abs(value) >= 1000 ? value.toLocaleString() : Number(value.toPrecision(digits)).toString();
+}

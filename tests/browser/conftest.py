@@ -1,0 +1,95 @@
+"""Browser tests: the built web UI in Debian's Chromium (Playwright drives /usr/bin/chromium, nothing
+is downloaded), against the whole local platform started once per session on free ports.
+
+Screenshots of every page go to `.runtune/screenshots/` (ignored by git), one folder per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
+from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
+
+CHROMIUM = os.environ.get("RUNTUNE_CHROMIUM", "/usr/bin/chromium")
+DIST = REPO_ROOT / "frontend" / "dist"
+SCREENSHOTS = DEFAULT_LOCAL_DIR / "screenshots"
+LAPTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass(frozen=True)
+class UiPlatform:
+    url: str
+    auth_host: str
+    project_id: str
+    emulator_env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def built_ui() -> Path:
+    """The production build the gateway serves; `make` rebuilds it only when a source changed."""
+    subprocess.run(["make", "-s", "frontend/dist/.built"], cwd=REPO_ROOT, check=True)
+    assert (DIST / "index.html").is_file()
+    return DIST
+
+
+@pytest.fixture(scope="session")
+def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiPlatform]:
+    local_dir = tmp_path_factory.mktemp("ui-platform")
+    config = PlatformConfig(
+        local_dir=local_dir,
+        ports=PlatformPorts.free(),
+        project_id="demo-runtune-ui",
+        gateway_env={"RUNTUNE_FRONTEND_DIR": str(built_ui)},
+        service_env={
+            # Jobs whose metadata names a script run the scripted trainer; the others the real one.
+            "RUNTUNE_TRAINER_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_trainer"]),
+            "RUNTUNE_HEARTBEAT_STALE_S": "30",
+            "RUNTUNE_RECONCILE_EVERY_S": "2",
+        },
+    )
+    running = LocalPlatform(config)
+    state = running.start()
+    assert running.emulators is not None
+    try:
+        yield UiPlatform(
+            url=state["gateway_url"],
+            auth_host=state["auth_emulator_host"],
+            project_id=state["project_id"],
+            emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
+        )
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"Chromium is not at {CHROMIUM} (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI containers run as root, where Chromium's sandbox cannot start.
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Path:
+    """This test's screenshot folder, emptied first."""
+    folder = SCREENSHOTS / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder

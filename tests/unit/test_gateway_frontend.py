@@ -1,0 +1,94 @@
+"""The gateway's web UI: the single-page app's deep links, its assets, and the runtime configuration
+(the Auth emulator is named in the local profile only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from runtune.settings import GatewaySettings
+
+EMULATORS = {
+    "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
+    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
+    "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+}
+
+
+class _NoVerifier:
+    def cached(self, token: str) -> None:
+        return None
+
+    def verify(self, token: str) -> None:
+        raise AssertionError("no API call is made in these tests")
+
+
+class _NoMinter:
+    def authorization(self, audience: str) -> str:
+        return "Bearer unused"
+
+
+@pytest.fixture
+def dist(tmp_path: Path) -> Path:
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html><div id=app></div>")
+    (tmp_path / "assets" / "index-abc.js").write_text("console.log('runtune')")
+    return tmp_path
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in [*EMULATORS, "RUNTUNE_PROFILE", "RUNTUNE_PROJECT_ID", "RUNTUNE_INTERNAL_TOKEN"]:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _client(settings: GatewaySettings) -> TestClient:
+    return TestClient(create_app(settings, verifier=_NoVerifier(), minter=_NoMinter()))  # type: ignore[arg-type]
+
+
+def _local(env: pytest.MonkeyPatch, dist: Path) -> GatewaySettings:
+    for name, value in EMULATORS.items():
+        env.setenv(name, value)
+    return GatewaySettings(internal_token="t0ken", frontend_dir=dist, project_id="demo-ui")
+
+
+def test_deep_links_are_the_app_and_missing_assets_are_404(env: pytest.MonkeyPatch, dist: Path) -> None:
+    with _client(_local(env, dist)) as client:
+        for path in ("/", "/runs/ftjob-abc", "/datasets/file-123", "/settings"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert page.text.startswith("<!doctype html>"), path
+        assert client.get("/assets/index-abc.js").text == "console.log('runtune')"
+        assert client.get("/assets/index-missing.js").status_code == 404
+        # The API keeps its own answers: never the app's page.
+        api = client.get("/v1/nothing-here")
+        assert api.status_code == 404
+        assert api.json()["error"]["code"] == "unknown_path"
+
+
+def test_local_profile_config_names_the_auth_emulator(env: pytest.MonkeyPatch, dist: Path) -> None:
+    with _client(_local(env, dist)) as client:
+        config = client.get("/config.json")
+    assert config.status_code == 200
+    assert config.headers["cache-control"] == "no-store"
+    assert config.json() == {
+        "profile": "local",
+        "firebase": {"apiKey": "fake-api-key", "authDomain": "127.0.0.1", "projectId": "demo-ui"},
+        "auth_emulator_url": "http://127.0.0.1:9099",
+    }
+
+
+def test_gcp_profile_serves_no_config_and_no_emulator(env: pytest.MonkeyPatch, dist: Path) -> None:
+    env.setenv("RUNTUNE_PROFILE", "gcp")
+    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist)
+    with _client(settings) as client:
+        config = client.get("/config.json")
+        page = client.get("/runs/ftjob-abc")
+    assert config.status_code == 404
+    assert config.json()["error"]["code"] == "no_web_config"
+    assert "emulator" not in config.text.replace("no_web_config", "")
+    assert page.status_code == 200
