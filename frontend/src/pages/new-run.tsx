@@ -51,6 +51,16 @@ const DEFAULTS: Form = {
   metadata: "",
 };
 
+function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(0)} M`;
+  return `${(n / 1e3).toFixed(0)} k`;
+}
+
+function formatGib(gib: number): string {
+  return gib >= 0.1 ? `${gib.toFixed(1)} GiB` : `${Math.max(1, Math.round(gib * 1024))} MiB`;
+}
+
 const autoOr = (value: string) => (value.trim() === "" || value === "auto" ? "auto" : Number(value));
 
 function parseMetadata(text: string): Record<string, string> | undefined {
@@ -213,9 +223,9 @@ export function NewRun() {
                     <input type="radio" name="model" value={m.id} checked={form.model === m.id} onChange={() => set("model", m.id)} />
                     <strong>{m.id}</strong>
                     <span class="muted">
-                      {m.modality} · {m.parameters ? `${(m.parameters / 1e9).toFixed(m.parameters < 1e9 ? 3 : 1)} B params` : ""}
+                      {m.modality} · {m.parameters ? `${formatCount(m.parameters)} parameters` : ""}
                     </span>
-                    <span>weights {m.memory_gib?.qlora?.toFixed(1) ?? "?"} GiB (QLoRA)</span>
+                    <span>weights {m.memory_gib?.qlora !== undefined ? formatGib(m.memory_gib.qlora) : "?"} on the GPU (QLoRA)</span>
                   </label>
                 ))}
               </div>
