@@ -31,6 +31,15 @@ frontend/dist/.built: frontend/node_modules/.installed $(FRONTEND_SOURCES)
 	cd frontend && npm run build
 	touch $@
 
+# The browser tests (tests/browser) drive Debian's Chromium; a fresh machine gets it from Debian's
+# packages (as root, or through sudo), once.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
 dev: setup
 	$(VENV)/bin/runtune dev up
 
@@ -38,7 +47,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup
+test: setup $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
