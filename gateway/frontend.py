@@ -1,9 +1,10 @@
 """The built web UI at `/` (a single-page app: unknown page paths get `index.html`) and its runtime
 configuration at `/config.json`.
 
-Only the local profile serves a configuration, and it is the one place that names the Auth emulator.
-A cloud build carries its Firebase web configuration (`VITE_FIREBASE_CONFIG` at build time), so a
-gateway in the `gcp` profile answers 404 here and the UI never learns of an emulator.
+The local profile's configuration is the one place that names the Auth emulator. In the `gcp`
+profile the gateway serves the project's Firebase web configuration (`RUNTUNE_FIREBASE_WEB_CONFIG`,
+set by Terraform), never an emulator, so one UI build works in every project; without it, 404 (a UI
+built with `VITE_FIREBASE_CONFIG` carries its own).
 """
 
 from __future__ import annotations
@@ -37,11 +38,16 @@ class SinglePageApp(StaticFiles):
 
 
 def web_config(settings: GatewaySettings) -> dict[str, object]:
-    if not settings.is_local or not settings.auth_emulator_host:
-        raise NotFound(
-            "This gateway serves no web configuration: cloud builds of the UI carry theirs (VITE_FIREBASE_CONFIG)",
-            code="no_web_config",
-        )
+    if not settings.is_local:
+        if not settings.firebase_web_config:
+            raise NotFound(
+                "This gateway has no web configuration: set RUNTUNE_FIREBASE_WEB_CONFIG (Terraform does), "
+                "or build the UI with VITE_FIREBASE_CONFIG",
+                code="no_web_config",
+            )
+        return {"profile": "gcp", "firebase": settings.firebase_web_config, "auth_emulator_url": None}
+    if not settings.auth_emulator_host:
+        raise NotFound("The local profile needs the Auth emulator (FIREBASE_AUTH_EMULATOR_HOST)", code="no_web_config")
     return {
         "profile": "local",
         "firebase": {"apiKey": EMULATOR_API_KEY, "authDomain": "127.0.0.1", "projectId": settings.project_id},

@@ -14,6 +14,8 @@ locals {
       RUNTUNE_TRAINING_URL      = local.urls.training
       RUNTUNE_INFERENCE_URL     = local.urls.inference
       RUNTUNE_CORS_ORIGINS      = jsonencode([local.ui_origin])
+      # Served to the web UI at /config.json: public identifiers of the project, no secret.
+      RUNTUNE_FIREBASE_WEB_CONFIG = jsonencode(local.firebase_web_config)
     }
     preprocessing = {
       RUNTUNE_PROFILE                 = "gcp"

@@ -50,3 +50,14 @@ data "google_firebase_web_app_config" "ui" {
   project    = var.project_id
   web_app_id = google_firebase_web_app.ui.app_id
 }
+
+# The UI's Firebase web configuration: the gateway serves it at /config.json (one UI build for every
+# project) and `terraform output firebase_web_config` prints it.
+locals {
+  firebase_web_config = {
+    apiKey     = data.google_firebase_web_app_config.ui.api_key
+    authDomain = data.google_firebase_web_app_config.ui.auth_domain
+    projectId  = var.project_id
+    appId      = google_firebase_web_app.ui.app_id
+  }
+}

@@ -10,12 +10,7 @@ output "ui_origin" {
 
 output "firebase_web_config" {
   description = "The Firebase web configuration of the UI (public values: they identify the project, they grant nothing)."
-  value = {
-    apiKey     = data.google_firebase_web_app_config.ui.api_key
-    authDomain = data.google_firebase_web_app_config.ui.auth_domain
-    projectId  = var.project_id
-    appId      = google_firebase_web_app.ui.app_id
-  }
+  value       = local.firebase_web_config
 }
 
 output "data_bucket" {

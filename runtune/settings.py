@@ -99,6 +99,10 @@ class GatewaySettings(CommonSettings):
     # and (in the emulator, which signs nothing) tokens naming users that do not exist.
     token_check_revoked: bool = True
     upstream_timeout_s: float = 300.0
+    # The web UI's Firebase configuration (apiKey, authDomain, projectId, appId), served at
+    # `/config.json` in the gcp profile. Public values: they identify the project and grant nothing,
+    # so one gateway image serves the UI in any project. Local: derived from the Auth emulator.
+    firebase_web_config: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _gateway_credential(self) -> GatewaySettings:

@@ -174,6 +174,13 @@ class Renderer:
             return self.render(self.config.locals[match.group(1)])
         if match := re.fullmatch(r'google_service_account\.sa\["(\w+)"\]\.email', expr):
             return f"runtune-{match.group(1)}@{self.variables['project_id']}.iam.gserviceaccount.com"
+        if match := re.fullmatch(r"jsonencode\(local\.(\w+)\)", expr):
+            mapping = self.config.locals[match.group(1)]
+            return json.dumps({key: self.render(value) for key, value in mapping.items()})
+        if match := re.fullmatch(r"data\.google_firebase_web_app_config\.ui\.(\w+)", expr):
+            return f"test-{match.group(1)}"
+        if expr == "google_firebase_web_app.ui.app_id":
+            return f"1:{self.project_number}:web:test"
         if match := re.fullmatch(r"jsonencode\(\[(.+)\]\)", expr):
             return json.dumps([self.evaluate(item.strip()) for item in match.group(1).split(",")])
         if match := re.fullmatch(r"tostring\((.+)\)", expr):

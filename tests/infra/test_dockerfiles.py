@@ -71,3 +71,11 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     for entry in (".git", ".venv", ".runtune", "node_modules", "tests"):
         assert entry in ignored
+
+
+def test_gateway_image_builds_and_ships_the_web_ui() -> None:
+    text = (REPO_ROOT / "gateway" / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS ui$", text, re.MULTILINE)
+    assert "npm ci" in text and "npm run build" in text
+    assert "COPY --from=ui /ui/dist/ frontend/dist/" in text
+    assert "RUNTUNE_FRONTEND_DIR=/app/frontend/dist" in text

@@ -84,8 +84,12 @@ def test_services_are_named_as_the_settings_expect(tf: Config) -> None:
 
 def test_outputs_give_the_ui_what_it_needs(tf: Config) -> None:
     assert tf.outputs["gateway_url"]["value"] == "${local.urls.gateway}"
-    web = tf.outputs["firebase_web_config"]["value"]
+    assert tf.outputs["firebase_web_config"]["value"] == "${local.firebase_web_config}"
+    web = tf.locals["firebase_web_config"]
     assert {"apiKey", "authDomain", "projectId", "appId"} <= set(web)
+    # The same values reach the UI at runtime, through the gateway's /config.json.
+    gateway_env = tf.locals["env"]["gateway"]
+    assert gateway_env["RUNTUNE_FIREBASE_WEB_CONFIG"] == "${jsonencode(local.firebase_web_config)}"
 
 
 def test_identity_platform_email_password(tf: Config) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,14 @@ def test_gcp_profile_serves_no_config_and_no_emulator(env: pytest.MonkeyPatch, d
     assert config.json()["error"]["code"] == "no_web_config"
     assert "emulator" not in config.text.replace("no_web_config", "")
     assert page.status_code == 200
+
+
+def test_gcp_profile_serves_the_projects_firebase_config(env: pytest.MonkeyPatch, dist: Path) -> None:
+    env.setenv("RUNTUNE_PROFILE", "gcp")
+    firebase = {"apiKey": "AIza-public", "authDomain": "runtune-prod.firebaseapp.com", "projectId": "runtune-prod"}
+    env.setenv("RUNTUNE_FIREBASE_WEB_CONFIG", json.dumps(firebase))
+    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist)
+    with _client(settings) as client:
+        config = client.get("/config.json")
+    assert config.status_code == 200
+    assert config.json() == {"profile": "gcp", "firebase": firebase, "auth_emulator_url": None}
