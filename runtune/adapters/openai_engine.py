@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import httpx
 
 from runtune.errors import InvalidRequest, UpstreamUnavailable
+from runtune.ports.engine import EngineModelNotFound
+
+LANES = 16
+CONNECTIONS_PER_LANE = 16  # 256 in all: long-lived streams never wait for a connection
 
 
 class _HeaderAuth(httpx.Auth):
@@ -32,25 +37,33 @@ class OpenAIEngine:
         timeout_s: float = 300.0,
     ) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            auth=_HeaderAuth(authorization) if authorization else None,
-            timeout=httpx.Timeout(timeout_s, connect=10.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        # Several small connection pools rather than one big one: httpcore scans every connection of
+        # its pool for every request, so with an evaluation's hundreds of short requests in flight the
+        # client's own bookkeeping was the bottleneck (measured with label scoring: 27 -> 85 samples/s).
+        self._lanes = [
+            httpx.AsyncClient(
+                base_url=base_url.rstrip("/"),
+                headers=headers,
+                auth=_HeaderAuth(authorization) if authorization else None,
+                timeout=httpx.Timeout(timeout_s, connect=10.0),
+                limits=httpx.Limits(max_connections=CONNECTIONS_PER_LANE, max_keepalive_connections=8),
+            )
+            for _ in range(LANES)
+        ]
+        self._next_lane = itertools.cycle(self._lanes)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await asyncio.gather(*(lane.aclose() for lane in self._lanes))
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._post("/v1/chat/completions", {**body, "stream": False})
         return response.json()
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        request = self._http.build_request("POST", "/v1/chat/completions", json={**body, "stream": True})
+        http = next(self._next_lane)
+        request = http.build_request("POST", "/v1/chat/completions", json={**body, "stream": True})
         try:
-            response = await self._http.send(request, stream=True)
+            response = await http.send(request, stream=True)
         except httpx.TransportError as exc:
             raise UpstreamUnavailable("The inference engine is unavailable; try again shortly") from exc
         try:
@@ -75,7 +88,9 @@ class OpenAIEngine:
     async def score(self, model: str, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
         """vLLM has no scoring endpoint; its chat completions give `prompt_logprobs` of a conversation
         that ends with the assistant turn being scored (`continue_final_message`). One request per
-        continuation, sent together so the engine batches them (and vLLM caches the shared prefix)."""
+        continuation, sent together on one connection pool so the engine batches them. (vLLM does not read
+        its prefix cache for `prompt_logprobs` requests: each computes the shared prompt again.)"""
+        lane = next(self._next_lane)
         replies = await asyncio.gather(
             *(
                 self._post(
@@ -89,18 +104,24 @@ class OpenAIEngine:
                         "temperature": 0,
                         "prompt_logprobs": 0,
                     },
+                    lane,
                 )
                 for continuation in continuations
-            )
+            ),
+            return_exceptions=True,  # all finished before any error is raised: no request left behind
         )
-        return tail_scores([_prompt_tokens(reply.json()) for reply in replies])
+        if failed := next((reply for reply in replies if isinstance(reply, BaseException)), None):
+            raise failed
+        return tail_scores([_prompt_tokens(reply.json()) for reply in replies if isinstance(reply, httpx.Response)])
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self._request("POST", path, json=body)
+    async def _post(self, path: str, body: dict[str, Any], lane: httpx.AsyncClient | None = None) -> httpx.Response:
+        return await self._request("POST", path, json=body, lane=lane)
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, lane: httpx.AsyncClient | None = None, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await (lane or next(self._next_lane)).request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise UpstreamUnavailable("The inference engine is unavailable; try again shortly") from exc
         _raise_for(response)
@@ -115,6 +136,9 @@ def _raise_for(response: httpx.Response) -> None:
         message = error.get("message") if isinstance(error, dict) else str(error)
     except ValueError:
         message = response.text[:300]
+    if response.status_code == 404 and response.url.path.endswith("/chat/completions"):
+        # vLLM (and the local engine) answer 404 for a model they do not serve.
+        raise EngineModelNotFound(f"The inference engine refused the request: {message}", code="engine_rejected")
     if 400 <= response.status_code < 500:
         raise InvalidRequest(f"The inference engine refused the request: {message}", code="engine_rejected")
     raise UpstreamUnavailable(f"The inference engine failed: {message}")

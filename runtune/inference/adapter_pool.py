@@ -47,6 +47,21 @@ class AdapterPool:
             self._loaded[name] = path
             log.info("adapter loaded", extra={"adapter": name})
 
+    async def refresh(self, name: str, path: str) -> None:
+        """The engine answered that it does not serve `name` (it restarted and lost its adapters):
+        load it again, unless a concurrent refresh already did."""
+        async with self._lock:
+            if name in await self._engine.models():
+                self._loaded[name] = path
+                return
+            self._loaded.pop(name, None)
+            while len(self._loaded) >= self._capacity:
+                evicted, _ = self._loaded.popitem(last=False)
+                await self._engine.unload_adapter(evicted)
+            await self._engine.load_adapter(name, path)
+            self._loaded[name] = path
+            log.warning("adapter reloaded after the engine lost it", extra={"adapter": name})
+
     async def forget(self, name: str) -> None:
         """Unload an adapter whose job was deleted."""
         async with self._lock:

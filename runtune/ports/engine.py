@@ -10,6 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from runtune.errors import InvalidRequest
+
+
+class EngineModelNotFound(InvalidRequest):
+    """The engine does not serve the model named (404): an adapter it lost when it restarted, typically."""
+
 
 class InferenceEngine(Protocol):
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class Evaluation(OwnedResource):
     labels: list[str] = Field(default_factory=list)
     error: ApiError | None = None
     finished_at: int | None = None
+    # The service process running it beats this while it works: a `queued`/`running` evaluation
+    # whose beat went stale has no worker left (the process stopped) and is marked `failed`.
+    heartbeat_at: int | None = None
 
 
 class ExportFormat(StrEnum):
@@ -97,11 +100,16 @@ class CreateExportRequest(BaseModel):
     format: ExportFormat = ExportFormat.adapter
 
 
+MAX_VIBE_IMAGE_CHARS = 14_000_000  # a data URL of about 10 MB of image
+
+
 class VibePrompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=8_000)
-    image: str | None = Field(default=None, description="A base64 data URL (data:image/...;base64,...)")
+    image: str | None = Field(
+        default=None, max_length=MAX_VIBE_IMAGE_CHARS, description="A base64 data URL (data:image/...;base64,...)"
+    )
 
 
 class CreateVibeCheckRequest(BaseModel):
@@ -117,6 +125,11 @@ class CreateVibeCheckRequest(BaseModel):
 class VibeAnswer(BaseModel):
     prompt: str
     image: bool = False
+    # The prompt's image: stored in the bucket (`image_path`, never inline in the document); the API
+    # shows it as a signed download URL made on each read, valid for a while (`image_url_expires_at`).
+    image_url: str | None = None
+    image_url_expires_at: int | None = None
+    image_path: str | None = Field(default=None, exclude=True)
     base: str
     tuned: str
 
@@ -126,3 +139,16 @@ class VibeCheck(OwnedResource):
     model: str
     base_model: str
     results: list[VibeAnswer]
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        document["results"] = [
+            {
+                **answer.model_dump(mode="json"),
+                "image_url": None,
+                "image_url_expires_at": None,
+                "image_path": answer.image_path,
+            }
+            for answer in self.results
+        ]
+        return document

@@ -14,6 +14,11 @@ import pytest
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.errors import InvalidRequest
 from runtune.inference.adapter_pool import AdapterPool
+from runtune.models.registry import get
+from runtune.ports.engine import EngineModelNotFound
+from services.inference.adapters import AdapterStager
+from services.inference.models import Target, TunedAdapter
+from services.inference.service import InferenceService
 
 
 class FakeVllm:
@@ -214,7 +219,11 @@ def test_label_scoring_asks_for_prompt_logprobs_of_each_continuation(vllm: FakeV
     assert dog > cat
     # Only what follows the shared prefix counts: the three letters of each label and the end of turn.
     assert dog == pytest.approx(-0.1 * 16) and cat == pytest.approx(-2.0 * 16)
-    sent = [body for _, path, body in vllm.requests if path == "/v1/chat/completions"]
+    # Sent together: they may arrive in either order.
+    sent = sorted(
+        (body for _, path, body in vllm.requests if path == "/v1/chat/completions"),
+        key=lambda body: body["messages"][-1]["content"],
+    )
     assert len(sent) == 2
     for body, label in zip(sent, ["cat", "dog"], strict=True):
         assert body == {
@@ -247,3 +256,51 @@ def test_id_token_authorization_is_sent_on_every_request(vllm: FakeVllm) -> None
 
     asyncio.run(run())
     assert vllm.authorizations == headers == ["Bearer one", "Bearer two"]
+
+
+def test_an_adapter_the_engine_lost_in_a_restart_is_loaded_again(vllm: FakeVllm) -> None:
+    """The service keeps running while the engine restarts: its pool still counts the adapter loaded,
+    the engine answers 404 for it; the service loads it again and retries, once."""
+    spec = get("google/gemma-3-4b-it")
+    tuned = Target("ft:google/gemma-3-4b-it:ftjob-a", spec, TunedAdapter("ftjob-a", "users/u1/jobs/ftjob-a/adapter/"))
+
+    async def run() -> tuple[str, str, list[float], list[str]]:
+        engine = OpenAIEngine(vllm.url)
+        pool = AdapterPool(engine, capacity=2)
+        service = InferenceService(None, None, engine, AdapterStager(pool, None, root="/mnt/data", download=False))  # type: ignore[arg-type]
+        try:
+            before = await service.answer(tuned, CHAT["messages"], 8, 0.0)
+            vllm.adapters.clear()  # the engine restarted: it serves its base model only
+            after = await service.answer(tuned, CHAT["messages"], 8, 0.0)
+            vllm.adapters.clear()
+            scores = await service.score(tuned, CHAT["messages"], ["cat<end_of_turn>", "dog<end_of_turn>"])
+            return before, after, scores, pool.loaded
+        finally:
+            await engine.aclose()
+
+    before, after, scores, loaded = asyncio.run(run())
+    assert before == after == "Abyssinian" and scores[1] > scores[0] and loaded == ["ftjob-a"]
+    loads = [body for _, path, body in vllm.requests if path == "/v1/load_lora_adapter"]
+    assert loads == [{"lora_name": "ftjob-a", "lora_path": "/mnt/data/users/u1/jobs/ftjob-a/adapter"}] * 3
+    chats = [body["model"] for _, path, body in vllm.requests if path == "/v1/chat/completions"]
+    # answer; 404 + retry; two labels (one 404 at least, so both again)
+    assert chats == ["ftjob-a"] * 7
+    assert vllm.adapters == {"ftjob-a"}
+
+    # A base model the engine does not serve is not an adapter to reload: the 4xx stands.
+    vllm.requests.clear()
+
+    async def missing_base() -> None:
+        engine = OpenAIEngine(vllm.url)
+        pool = AdapterPool(engine, capacity=2)
+        service = InferenceService(None, None, engine, AdapterStager(pool, None, root="/mnt/data", download=False))  # type: ignore[arg-type]
+        try:
+            await service.answer(
+                Target("google/gemma-3-12b-it", get("google/gemma-3-12b-it")), CHAT["messages"], 8, 0.0
+            )
+        finally:
+            await engine.aclose()
+
+    with pytest.raises(EngineModelNotFound):
+        asyncio.run(missing_base())
+    assert [path for _, path, _ in vllm.requests] == ["/v1/chat/completions"]

@@ -1,0 +1,75 @@
+"""Getting a tuned model's adapter into the engine: onto the engine's disk (locally a download from
+the bucket; in the cloud the engine reads the bucket's read-only volume), then loaded once and
+kept warm by the LRU pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from runtune.inference.adapter_pool import AdapterPool
+from runtune.ports.blobs import BlobStore
+from runtune.ports.engine import EngineModelNotFound
+from services.inference.models import Target, TunedAdapter
+
+log = logging.getLogger("runtune.inference")
+T = TypeVar("T")
+
+
+class AdapterStager:
+    def __init__(self, pool: AdapterPool, blobs: BlobStore, *, root: str, download: bool) -> None:
+        self._pool, self._blobs, self._root, self._download = pool, blobs, root, download
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def ready(self, target: Target) -> str:
+        """The engine's name for the target, its adapter loaded if it has one."""
+        if target.adapter is not None:
+            adapter = target.adapter
+            async with self._locks.setdefault(adapter.job_id, asyncio.Lock()):
+                await self._pool.ensure(adapter.job_id, await self._path(adapter))
+        return target.engine_name
+
+    async def run(self, target: Target, call: Callable[[str], Awaitable[T]]) -> T:
+        """`call(engine name)` with the target servable. An engine that restarted has lost its adapters
+        while the pool still counts them loaded: on its "model not found" the adapter is loaded again
+        and the call retried, once."""
+        name = await self.ready(target)
+        try:
+            return await call(name)
+        except EngineModelNotFound:
+            if target.adapter is None:
+                raise
+            log.warning("the engine lost an adapter; reloading it", extra={"adapter": target.adapter.job_id})
+            async with self._locks.setdefault(target.adapter.job_id, asyncio.Lock()):
+                await self._pool.refresh(target.adapter.job_id, await self._path(target.adapter))
+            return await call(name)
+
+    async def _path(self, adapter: TunedAdapter) -> str:
+        return await run_in_threadpool(self._stage, adapter) if self._download else self._mounted(adapter)
+
+    def _mounted(self, adapter: TunedAdapter) -> str:
+        return f"{self._root.rstrip('/')}/{adapter.prefix.rstrip('/')}"
+
+    def _stage(self, adapter: TunedAdapter) -> str:
+        """Download the adapter once (an exported adapter never changes); atomic by rename."""
+        folder = Path(self._root) / adapter.job_id
+        if (folder / "adapter_config.json").is_file():
+            return str(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{adapter.job_id}-", dir=folder.parent))
+        try:
+            for blob in self._blobs.list(adapter.prefix):
+                relative = blob.path[len(adapter.prefix) :]
+                if relative and ".." not in relative.split("/"):
+                    self._blobs.download_file(blob.path, staging / relative)
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return str(folder)
