@@ -38,6 +38,8 @@ class Family:
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     # Modules that belong to the vision side (kept out of LoRA unless the vision tower is asked for).
     vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector", "embed_vision")
+    # Towers of modalities Runtune does not train on (Gemma 4's audio): never quantized nor adapted.
+    unused_modules: tuple[str, ...] = ()
 
 
 GEMMA3 = Family(
@@ -52,6 +54,7 @@ GEMMA4 = Family(
     end_of_turn="<turn|>",
     image_placeholder="<|image|>",
     template_kwargs={"enable_thinking": False},
+    unused_modules=("audio_tower", "embed_audio"),
 )
 FAMILIES = {family.name: family for family in (GEMMA3, GEMMA4)}
 

@@ -1,0 +1,516 @@
+"""The fine-tuning recipe, top to bottom: setup, data, train (with checkpoints and resume), evaluate,
+export. Everything comes from the job's document (`jobs/{id}`), the dataset's shards and the
+secrets port; progress goes back through the metadata port.
+
+Environment: the `RUNTUNE_*` settings and emulator variables (runtune.settings.CommonSettings), and
+Cloud Run's `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_ATTEMPT`. Exit status: 0 when the job ended
+`succeeded` or `cancelled` (or was already over); 1 on any failure (the job is then `failed` with a
+code and a message a user can act on); 2 for a bad command line or configuration; 3 when the job
+does not exist; 128 + the signal's number when the platform stopped the task (SIGTERM: a timeout,
+maintenance) and the job was not cancelled: the job stays `running`, and the retried task (or, with
+no retries left, the jobs API's reconciler) takes it from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from runtune.datasets.canonical import Example, read_split
+from runtune.logging import configure_logging
+from runtune.models.loading import load_processor, locate_weights
+from runtune.ports.blobs import BlobStore
+from runtune.ports.metadata import MetadataStore
+from runtune.schemas import Dataset, Job, JobPhase, JobStatus, TaskKind
+from runtune.schemas.common import ApiError
+from runtune.schemas.jobs import job_path
+from runtune.settings import CommonSettings, SettingsError
+from runtune.training import checkpoints, data, evaluation, export, loop
+from runtune.training import model as setup
+from runtune.training.chat import ChatFormat
+from runtune.training.checkpoints import Position
+from runtune.training.config import ConfigError, TrainConfig, resolve
+from runtune.training.reporting import JobReporter
+from runtune.training.trackers import Trackers
+
+log = logging.getLogger("runtune.trainer")
+
+
+class TrainerError(Exception):
+    """A failure with a code and a message the user can act on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stopped(BaseException):
+    """SIGTERM (or SIGINT) arrived: Cloud Run stops a task this way at its timeout, at maintenance, and
+    when the jobs API cancels the execution. A BaseException, so no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Turns SIGTERM/SIGINT into `Stopped`, raised where the main thread is. Should library code
+    swallow it, the flag makes the next safe point raise it again, and a watchdog ends the job's
+    attempt itself if the trainer is still alive `grace_s` later (Cloud Run kills it 10 s after
+    SIGTERM): the job never keeps running on a trainer that was told to stop."""
+
+    def __init__(self, grace_s: float = 6.0) -> None:
+        self.signum: int | None = None
+        self.grace_s = grace_s
+        self.on_timeout: Any = None  # set by `run`: ends the attempt from the watchdog thread
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
+        raise Stopped(signum)
+
+    def _watchdog(self) -> None:
+        time.sleep(self.grace_s)
+        code = 128 + (self.signum or signal.SIGTERM)
+        if self.on_timeout is not None:
+            try:
+                code = self.on_timeout(Stopped(self.signum or signal.SIGTERM))
+            except Exception:
+                log.exception("could not record the stop")
+        logging.shutdown()
+        os._exit(code)
+
+    def check(self) -> None:
+        """A safe point: raise `Stopped` if a signal came (and was swallowed on the way)."""
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+@dataclass
+class Environment:
+    store: MetadataStore
+    blobs: BlobStore
+    settings: CommonSettings
+    execution: str | None = field(default_factory=lambda: os.environ.get("CLOUD_RUN_EXECUTION"))
+    attempt: int = field(default_factory=lambda: int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0))
+    signals: StopSignals = field(default_factory=StopSignals)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m jobs.trainer <job_id>", flush=True)
+        return 2
+    try:
+        settings = CommonSettings()
+    except (SettingsError, ValueError) as exc:
+        print(f"trainer: invalid configuration: {exc}", flush=True)
+        return 2
+    configure_logging("trainer", settings.log_level)
+    from runtune.wiring import blob_store, metadata_store
+
+    env = Environment(metadata_store(settings), blob_store(settings), settings)
+    env.signals.install()
+    return run(argv[0], env)
+
+
+def run(job_id: str, env: Environment) -> int:
+    document = env.store.get(job_path(job_id))
+    if document is None:
+        log.error("job not found", extra={"job_id": job_id})
+        return 3
+    reporter = JobReporter(env.store, job_id)
+    env.signals.on_timeout = lambda stopped: _stopped(reporter, stopped)
+    job: Job | None = None
+    try:
+        job = Job.model_validate(document)
+        if job.status.is_terminal:
+            log.info("job already over; nothing to do", extra={"job_id": job_id, "status": job.status.value})
+            return 0
+        return train(job, env, reporter)
+    except Stopped as stopped:
+        return _stopped(reporter, stopped)
+    except Exception as exc:  # every failure ends the job `failed`, never a silent exit
+        error = describe_failure(exc, job)
+        log.exception("training failed", extra={"job_id": job_id, "code": error.code})
+        try:
+            reporter.finish(JobStatus.failed, f"Training failed: {error.message}", error=error)
+        except Exception:
+            log.exception("could not record the failure", extra={"job_id": job_id})
+        return 1
+    finally:
+        reporter.close()
+
+
+def _stopped(reporter: JobReporter, stopped: Stopped) -> int:
+    reporter.stop_heartbeat()
+    if reporter.cancel_requested(force=True):
+        reporter.finish(JobStatus.cancelled, "Cancelled")
+        return 0
+    # Not cancelled: a task timeout or maintenance. The job stays `running` for the retried task,
+    # which resumes from the newest checkpoint; without retries the reconciler fails it with the reason.
+    reporter.message(
+        f"The trainer was stopped ({stopped}); a retried task resumes from the newest checkpoint", level="warn"
+    )
+    return 128 + stopped.signum
+
+
+def describe_failure(exc: BaseException, job: Job | None) -> ApiError:
+    if isinstance(exc, TrainerError):
+        return ApiError(code=exc.code, message=str(exc))
+    if isinstance(exc, ConfigError):
+        return ApiError(code="invalid_config", message=str(exc))
+    if job is None:
+        return ApiError(code="invalid_job", message=f"The job document could not be read: {str(exc)[:300]}")
+    text = str(exc).lower()
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in text:
+        options, hp = job.options, job.hyperparameters
+        return ApiError(
+            code="out_of_memory",
+            message=(
+                f"The {'GPU' if torch.cuda.is_available() else 'machine'} ran out of memory. Lower "
+                f"hyperparameters.batch_size (now {hp.batch_size}) and raise gradient_accumulation_steps to keep "
+                f"the effective batch, lower max_length (now {options.max_length}), use method 'qlora' (now "
+                f"'{options.method}'), keep gradient_checkpointing on (now {options.gradient_checkpointing}), "
+                "or pick a larger GPU."
+            ),
+        )
+    return ApiError(code="trainer_error", message=f"{type(exc).__name__}: {str(exc)[:500]}")
+
+
+def train(job: Job, env: Environment, reporter: JobReporter) -> int:
+    started = time.monotonic()
+    reporter.running(env.execution, env.attempt)
+
+    # -- config: resolved and validated all at once, before any model loads --------------------
+    dataset_doc = env.store.get(f"datasets/{job.training_file}")
+    if dataset_doc is None:
+        raise TrainerError(
+            "invalid_dataset", f"Dataset '{job.training_file}' does not exist (deleted?); upload it again"
+        )
+    dataset = Dataset.model_validate(dataset_doc)
+    config = resolve(job, dataset)
+    spec = config.spec
+    prefix = checkpoints.job_prefix(config.owner, config.job_id)
+    env.blobs.upload_bytes(
+        prefix + "config.json", config.model_dump_json(indent=2).encode(), content_type="application/json"
+    )
+    torch.manual_seed(config.seed)
+    trackers = Trackers(
+        job.integrations,
+        job_id=job.id,
+        config=config.model_dump(mode="json"),
+        blobs=env.blobs,
+        prefix=prefix,
+        secret=lambda name: user_secret(env.settings, config.owner, name),
+        warn=lambda text: reporter.message(text, level="warn"),
+    )
+    reporter.on_close(trackers.close)
+
+    # -- setup: processor, base model, adapters --------------------------------------------------
+    reporter.phase(JobPhase.loading_model, f"Loading {spec.id} for {config.method}")
+    token = hugging_face_token(env.settings, config.owner) if not spec.is_tiny else None
+    weights_path, processor, base = load_model(spec, config, env, token)
+    fmt = ChatFormat(spec, processor)
+    model = setup.prepare(base, config)
+
+    # -- data: encoded once, images processed once ----------------------------------------------
+    reporter.phase(JobPhase.preparing_data, "Preparing data")
+    train_split = data.encode_all(
+        fmt, read_split(env.blobs, config.owner, config.dataset_id, "train"), config.max_length
+    )
+    if not train_split.examples:
+        raise TrainerError(
+            "invalid_dataset",
+            f"No training example of dataset '{config.dataset_id}' can be trained on: "
+            f"{train_split.skipped_too_long} are longer than max_length {config.max_length} (raise max_length) and "
+            f"{train_split.skipped_invalid} have no assistant answer (every example needs one)",
+        )
+    if train_split.skipped_too_long or train_split.skipped_invalid:
+        reporter.message(
+            f"Skipped {train_split.skipped_too_long} examples longer than max_length and "
+            f"{train_split.skipped_invalid} without an assistant answer",
+            level="warn",
+        )
+    eval_examples = held_out(env.blobs, config)
+    lengths = [len(example) for example in train_split.examples]
+    per_epoch = data.steps_per_epoch(len(lengths), config.batch_size, config.gradient_accumulation_steps)
+    total_steps = per_epoch * config.epochs
+    optimizer = setup.optimizer(model, config)
+    scheduler = setup.scheduler(optimizer, config, total_steps)
+
+    # -- resume: the newest checkpoint of an earlier attempt ----------------------------------
+    position, history = Position(), []
+    newest = checkpoints.latest(env.store, job.id)
+    if newest is not None:
+        restored = checkpoints.restore(env.blobs, newest)
+        setup.load_trainable_state(model, restored.weights)
+        optimizer.load_state_dict(restored.optimizer)
+        scheduler.load_state_dict(restored.scheduler)
+        checkpoints.set_rng_state(restored.rng)
+        position, history = restored.position, restored.history
+        reporter.resume_reporting()
+        reporter.message(f"Resumed from the checkpoint at step {position.step}")
+
+    metrics: dict[str, Any] = {}
+    earlier_baseline = ((job.runtune or {}).get("metrics") or {}).get("baseline")
+    if config.eval_baseline and earlier_baseline and position.step > 0:
+        metrics["baseline"] = earlier_baseline  # measured by the attempt that wrote the checkpoint
+    elif config.eval_baseline and eval_examples and position.step == 0:
+        # LoRA's B matrices start at zero, so the adapted model is still exactly the base model.
+        reporter.phase(JobPhase.evaluating, "Evaluating the base model (baseline)")
+        metrics["baseline"] = evaluate(model, fmt, config, eval_examples)
+        reporter.update(runtune={**(job.runtune or {}), "metrics": {"baseline": finite(metrics["baseline"])}})
+        reporter.message(f"Baseline: {headline(metrics['baseline'])}")
+
+    # -- train -----------------------------------------------------------------------------------
+    reporter.phase(JobPhase.training, f"Training {total_steps} steps")
+    reporter.progress(position.step, total_steps, None, force=True)
+    reset_peak_memory()
+    last_checkpoint = time.monotonic()
+    step_seconds: list[float] = []
+    batches: list[list[int]] = []
+    batches_epoch = -1
+    while position.step < total_steps:
+        if batches_epoch != position.epoch:  # the epoch's batches: a pure function of (seed, epoch)
+            batches, batches_epoch = (
+                data.epoch_batches(lengths, config.batch_size, config.seed, position.epoch),
+                position.epoch,
+            )
+        group = batches[position.batch : position.batch + config.gradient_accumulation_steps]
+        stats = loop.train_step(
+            model,
+            [[train_split.examples[i] for i in batch] for batch in group],
+            optimizer=optimizer,
+            scheduler=scheduler,
+            pad_id=fmt.tokenizer.pad_token_id,
+            pad_to_multiple_of=config.pad_to_multiple_of,
+            max_grad_norm=config.max_grad_norm,
+        )
+        # Advance the data position: the next group, or the next epoch.
+        next_batch = position.batch + len(group)
+        position = (
+            Position(position.step + 1, position.epoch + 1, 0)
+            if next_batch >= len(batches)
+            else Position(position.step + 1, position.epoch, next_batch)
+        )
+        step_seconds.append(stats.seconds)
+        recent = step_seconds[-20:]
+        eta = int(sum(recent) / len(recent) * (total_steps - position.step))
+        record = finite(
+            {
+                "loss": stats.loss,
+                "lr": stats.lr,
+                "grad_norm": stats.grad_norm,
+                "tokens": stats.tokens,
+                "samples": stats.samples,
+                "samples_seen": (history[-1].get("samples_seen", 0) if history else 0) + stats.samples,
+                "tokens_per_s": stats.tokens / stats.seconds,
+                "samples_per_s": stats.samples / stats.seconds,
+                "epoch": position.epoch + position.batch / len(batches),
+                "total_steps": total_steps,
+                "eta_s": eta,
+                "peak_memory_gib": peak_memory_gib(),
+            }
+        )
+        history.append({"step": position.step, **record})
+        reporter.metrics(position.step, record)
+        trackers.log(position.step, record)
+        reporter.progress(position.step, total_steps, eta)
+
+        # Checkpoint every N steps or M minutes (the last step is exported instead).
+        due = position.step % config.checkpoint_every_steps == 0 or (
+            time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
+        )
+        if due and position.step < total_steps:
+            reporter.checkpointed(position.step, total_steps, eta)
+            checkpoints.save(
+                env.blobs,
+                env.store,
+                uid=config.owner,
+                job_id=config.job_id,
+                model_id=config.model,
+                position=position,
+                weights=setup.trainable_state(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                history=history,
+                metrics={"step": float(position.step), "train_loss": record["loss"]},
+                chat_template=fmt.chat_template,
+            )
+            last_checkpoint = time.monotonic()
+            reporter.message(f"Checkpoint saved at step {position.step}")
+            trackers.sync()
+        # A safe point: the step is complete and (maybe) checkpointed.
+        env.signals.check()
+        if reporter.cancel_requested():
+            reporter.finish(JobStatus.cancelled, f"Cancelled at step {position.step}")
+            return 0
+    reporter.progress(position.step, total_steps, 0, force=True)
+    reporter.flush()
+
+    # -- evaluate --------------------------------------------------------------------------------
+    env.signals.check()
+    if eval_examples:
+        reporter.phase(JobPhase.evaluating, f"Evaluating on {len(eval_examples)} held-out examples")
+        metrics["final"] = evaluate(model, fmt, config, eval_examples)
+        reporter.message(f"Evaluation: {headline(metrics['final'])}")
+    metrics["train"] = {"final_loss": history[-1]["loss"] if history else None, "steps": position.step}
+    trackers.summary(finite(metrics))
+    if reporter.cancel_requested(force=True):
+        reporter.finish(JobStatus.cancelled, "Cancelled before export")
+        return 0
+
+    # -- export ----------------------------------------------------------------------------------
+    env.signals.check()
+    reporter.phase(
+        JobPhase.exporting, "Exporting the adapter" + (" and the merged model" if config.export_merged else "")
+    )
+    locations = export.export_adapter(
+        env.blobs, config=config, spec=spec, model=model, processor=processor, metrics=finite(metrics)
+    )
+    env.blobs.upload_bytes(prefix + "history.json", _json(history), content_type="application/json")
+    del model, base, optimizer, scheduler  # the merge loads the unquantized base once more
+    export.release_memory()
+    if config.export_merged and config.method != "full":
+        locations |= export.export_merged(
+            env.blobs,
+            config=config,
+            spec=spec,
+            weights_path=weights_path,
+            processor=processor,
+            metrics=finite(metrics),
+            token=token,
+        )
+    if config.push_to_hub:
+        hub_token = hugging_face_token(env.settings, config.owner)
+        locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
+    reporter.finish(
+        JobStatus.succeeded,
+        "The job has successfully completed",
+        phase=JobPhase.done.value,
+        steps_completed=position.step,
+        total_steps=total_steps,
+        fine_tuned_model=f"ft:{config.model}:{config.job_id}",
+        trained_tokens=int(sum(record.get("tokens", 0) for record in history)),
+        runtune={
+            "metrics": finite(metrics),
+            "export": locations,
+            "samples_seen": history[-1].get("samples_seen", 0) if history else 0,
+            "seconds": int(time.monotonic() - started),
+        },
+    )
+    return 0
+
+
+def load_model(spec: Any, config: TrainConfig, env: Environment, token: str | None) -> tuple[str, Any, Any]:
+    """The weights' location, the processor and the base model (quantized for QLoRA), or a
+    `TrainerError` saying what to fix."""
+    try:
+        weights_path = locate_weights(spec, local_dir=env.settings.local_dir, blobs=env.blobs)
+        processor = load_processor(spec, weights_path, token=token)
+        base = setup.load_base(spec, weights_path, config.method, token=token)
+    except (OSError, ValueError, KeyError) as exc:
+        if "out of memory" in str(exc).lower():
+            raise
+        hint = (
+            f"Check that '{spec.hf_id}' exists, that you accepted its license on huggingface.co, and that your "
+            "Hugging Face token (the 'hf_token' secret, PUT /v1/secrets/hf_token) may read it"
+            if spec.hf_id
+            else f"Delete the local folder of '{spec.id}' so that it is built again"
+        )
+        raise TrainerError(
+            "model_unavailable", f"Could not load the weights of '{spec.id}': {str(exc)[:300]}. {hint}."
+        ) from exc
+    return weights_path, processor, base
+
+
+def held_out(blobs: BlobStore, config: TrainConfig) -> list[Example]:
+    """The evaluation examples: the validation dataset if given, else the asked split (or the other)."""
+    if config.validation_dataset_id:
+        sources = [(config.validation_dataset_id, split) for split in ("train", "validation", "test")]
+    else:
+        other = "validation" if config.eval_split == "test" else "test"
+        sources = [(config.dataset_id, config.eval_split), (config.dataset_id, other)]
+    for dataset_id, split in sources:
+        examples = list(read_split(blobs, config.owner, dataset_id, split))
+        if examples:
+            return examples[: config.eval_max_samples] if config.eval_max_samples else examples
+    return []
+
+
+def evaluate(model: Any, fmt: ChatFormat, config: TrainConfig, examples: list[Example]) -> dict[str, Any]:
+    if config.task_kind is TaskKind.classification:
+        # Label scoring always (cheap, and what the headline reports); free generation when asked.
+        with_generation = config.eval_method in ("generation", "both")
+        return evaluation.evaluate_classification(model, fmt, examples, config.labels, with_generation=with_generation)
+    return evaluation.evaluate_generation(model, fmt, examples, with_generation=True)
+
+
+def headline(result: dict[str, Any]) -> str:
+    if "label_scoring" in result:
+        scored = result["label_scoring"]
+        return f"accuracy {scored['accuracy']:.3f}, macro-F1 {scored['macro_f1']:.3f}"
+    return f"loss {result['loss']:.3f}, exact match {result.get('exact_match', float('nan')):.3f}"
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_gib() -> float:
+    """Peak accelerator memory (GPU); on the CPU, the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)  # KiB -> GiB
+
+
+def hugging_face_token(settings: CommonSettings, owner: str) -> str | None:
+    """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it)."""
+    return user_secret(settings, owner, "hf_token") or user_secret(settings, owner, "huggingface")
+
+
+def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
+    """One of the user's secrets (`hf_token`, `wandb`) from the secrets port: never logged, never in
+    the job document, never in the launch's environment."""
+    if settings.is_local:
+        from runtune.adapters.file_secrets import LocalFileSecretStore
+
+        store: Any = LocalFileSecretStore(settings.local_dir / "secrets")
+    else:
+        from runtune.adapters.secret_manager import SecretManagerStore
+
+        store = SecretManagerStore(settings.project_id)
+    return store.get(owner, name)
+
+
+def finite(value: Any) -> Any:
+    """Firestore- and JSON-safe: no NaN/inf (None instead), string keys only."""
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json(value: Any) -> bytes:
+    import json
+
+    return json.dumps(finite(value)).encode()

@@ -1,0 +1,104 @@
+"""Data: encode each example once (chat template, loss mask, images processed once), group batches
+by length, pad to a multiple of 8 (never to a global maximum), in an order that a resumed run
+reproduces exactly from (seed, epoch, batch index).
+
+Processed images are kept in bfloat16 (half of float32; the models' vision towers compute in
+bfloat16 on the GPU anyway, and the rounding is below the 8-bit source images' own step), and
+returned as float32 by the collator, which the model casts to its own dtype."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from runtune.datasets.canonical import Example
+from runtune.training.chat import IGNORE_INDEX, ChatFormat, Encoded, FormatError
+
+# Batches are formed inside windows of this many batches: sorted by length within a window (little
+# padding), windows shuffled (no curriculum by length).
+GROUP_WINDOW_BATCHES = 50
+
+
+@dataclass
+class EncodedSplit:
+    examples: list[Encoded]
+    skipped_too_long: int = 0
+    skipped_invalid: int = 0
+
+
+def encode_all(fmt: ChatFormat, examples: Iterable[Example], max_length: int) -> EncodedSplit:
+    split = EncodedSplit(examples=[])
+    for example in examples:
+        try:
+            encoded = fmt.encode_for_training(example)
+        except FormatError:
+            split.skipped_invalid += 1
+            continue
+        # Truncating would cut the answer (or an image's tokens): too-long examples are skipped and counted.
+        if len(encoded) > max_length:
+            split.skipped_too_long += 1
+            continue
+        split.examples.append(compact(encoded))
+    return split
+
+
+def compact(encoded: Encoded) -> Encoded:
+    """The example with its floating image tensors stored in bfloat16."""
+    import torch
+
+    for key, value in encoded.extras.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            encoded.extras[key] = value.to(torch.bfloat16)
+    return encoded
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch, as lists of example indices; a pure function of its arguments."""
+    rng = random.Random(f"{seed}-{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * GROUP_WINDOW_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda index: lengths[index])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def steps_per_epoch(examples: int, batch_size: int, accumulation: int) -> int:
+    return math.ceil(math.ceil(examples / batch_size) / accumulation)
+
+
+def collate(items: list[Encoded], pad_id: int, multiple: int = 8) -> dict[str, Any]:
+    import torch
+
+    longest = max(len(item) for item in items)
+    width = math.ceil(longest / multiple) * multiple
+    batch: dict[str, Any] = {
+        "input_ids": torch.full((len(items), width), pad_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(items), width), dtype=torch.long),
+        "labels": torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long),
+    }
+    for row, item in enumerate(items):
+        size = len(item)
+        batch["input_ids"][row, :size] = torch.tensor(item.input_ids)
+        batch["attention_mask"][row, :size] = 1
+        batch["labels"][row, :size] = torch.tensor(item.labels)
+    # A mixed batch (examples with and without images) has per-image tensors for some rows only.
+    keys = list(dict.fromkeys(key for item in items for key in item.extras))
+    for key in keys:
+        if key.endswith("token_type_ids"):  # per token: padded like the ids (0 = text)
+            present = next(item.extras[key] for item in items if key in item.extras)
+            padded = torch.zeros((len(items), width), dtype=present.dtype)
+            for row, item in enumerate(items):
+                if key in item.extras:
+                    padded[row, : item.extras[key].shape[-1]] = item.extras[key]
+            batch[key] = padded
+        else:  # per image: stacked along the image axis
+            stacked = torch.cat([item.extras[key] for item in items if key in item.extras], dim=0)
+            batch[key] = stacked.float() if stacked.is_floating_point() else stacked
+    return batch

@@ -1,0 +1,239 @@
+"""Evaluation on a held-out split.
+
+Classification: label scoring (the log-likelihood of each label, as the model would write it after
+the serving prompt), and optionally free greedy generation mapped to labels for comparison.
+Generation tasks: loss/perplexity under teacher forcing, and exact match, token F1 and ROUGE-L of
+greedy answers. Greedy decoding is forced whatever the checkpoint's generation config says, so two
+evaluations of one model agree.
+
+Label scoring is batched two ways: the prompts of several examples run as one left-padded forward
+(the prefill, images included), and every label of every example then continues from that prefill's
+key/value cache in one more forward. The prompt, by far the longest part, is computed once per
+example instead of once per label, so scoring K labels costs about one generation step, not K
+prompts.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from runtune.datasets.canonical import Example
+from runtune.metrics.classification import classification_report, map_to_label
+from runtune.metrics.text import generation_report, perplexity
+from runtune.training.chat import ChatFormat, decode_images, text_of
+from runtune.training.data import collate
+
+MAX_NEW_TOKENS = 32
+# Label scoring: examples per prefill, and how many prompt tokens the (example, label) rows of one
+# continuation forward may carry in their copies of the cache (~140 KiB per token for Gemma 3 4B in
+# bfloat16, so 16k tokens are ~2.2 GiB).
+SCORING_BATCH = 16
+SCORING_CACHE_TOKENS = 16_384
+
+
+def prompt_and_answer(example: Example) -> tuple[list[dict[str, Any]], str]:
+    """The conversation up to the last assistant turn, and that turn's text (the reference)."""
+    last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
+    return example.messages[:last], text_of(example.messages[last]).strip()
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def cache_argument(model: Any) -> str:
+    """The name the model's forward takes its key/value cache by (`cache` in newer transformers,
+    `past_key_values` before)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def _images(fmt: ChatFormat, example: Example) -> list[Any]:
+    return decode_images(example) if fmt.spec.modality == "vision" else []
+
+
+def left_pad(prompts: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Model inputs of several prompts (each as `ChatFormat.encode_prompt` returns it) as one batch,
+    padded on the left so every prompt ends at the last position."""
+    width = max(p["input_ids"].shape[1] for p in prompts)
+    batch: dict[str, Any] = {}
+    for key in prompts[0]:
+        values = [p[key] for p in prompts]
+        if key == "input_ids" or key == "attention_mask" or key.endswith("token_type_ids"):
+            fill = pad_id if key == "input_ids" else 0
+            rows = torch.full((len(values), width), fill, dtype=values[0].dtype)
+            for row, value in enumerate(values):
+                rows[row, width - value.shape[1] :] = value[0]
+            batch[key] = rows
+        else:  # per image: stacked along the image axis
+            batch[key] = torch.cat(values, dim=0)
+    return batch
+
+
+def label_continuations(fmt: ChatFormat, prompt_text: str, labels: Sequence[str]) -> list[list[int]]:
+    """Each label's tokens (with the end-of-turn) as they follow the prompt in training: tokenized in
+    context, not alone, so a tokenizer that merges across the boundary is caught at encode time."""
+    base = fmt.raw_ids(prompt_text)
+    return [fmt.raw_ids(prompt_text + label + fmt.end_of_turn)[len(base) :] for label in labels]
+
+
+@torch.no_grad()
+def score_examples(
+    model: Any, fmt: ChatFormat, examples: Sequence[Example], labels: Sequence[str]
+) -> list[list[float]]:
+    """For each example, the summed log-probability of each `label + end-of-turn` after its serving
+    prompt. One prefill for the prompts, one forward for all (example, label) continuations."""
+    device = _device(model)
+    conversations = [prompt_and_answer(example)[0] for example in examples]
+    prompts = [
+        fmt.encode_prompt(messages, _images(fmt, example))
+        for messages, example in zip(conversations, examples, strict=True)
+    ]
+    candidates = [label_continuations(fmt, fmt.prompt_text(messages), labels) for messages in conversations]
+    batch = _to(left_pad(prompts, fmt.tokenizer.pad_token_id), device)
+    # Only the last position's logits are needed: the vocabulary is 262k wide for the real models.
+    prefill = model(**batch, use_cache=True, logits_to_keep=1)
+    cache, cache_kwarg = returned_cache(prefill), cache_argument(model)
+    # log p(first label token | prompt) comes from the prefill's last position.
+    first = prefill.logits[:, -1].float().log_softmax(-1).cpu()
+    del prefill
+    scores = [[float(first[e, tokens[0]]) for tokens in per_example] for e, per_example in enumerate(candidates)]
+    rows = [
+        (e, k) for e, per_example in enumerate(candidates) for k, tokens in enumerate(per_example) if len(tokens) > 1
+    ]
+    per_chunk = max(1, SCORING_CACHE_TOKENS // batch["input_ids"].shape[1])
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        # Each row continues its example's prompt: a copy of the cache, one row per (example, label).
+        rows_cache = copy.deepcopy(cache) if start + per_chunk < len(rows) else cache
+        rows_cache.batch_select_indices(torch.tensor([e for e, _ in chunk], device=device))
+        width = max(len(candidates[e][k]) for e, k in chunk) - 1
+        ids = torch.full((len(chunk), width), fmt.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (e, k) in enumerate(chunk):
+            tokens = candidates[e][k][:-1]  # the inputs: every label token but the last
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        prompt_mask = batch["attention_mask"][torch.tensor([e for e, _ in chunk], device=device)]
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(device),
+            "attention_mask": torch.cat([prompt_mask, mask.to(device)], dim=1),
+            cache_kwarg: rows_cache,
+            "use_cache": True,
+        }
+        for key in batch:
+            if key.endswith("token_type_ids"):
+                inputs[key] = torch.zeros_like(inputs["input_ids"])  # label tokens are text
+        logits = model(**inputs).logits
+        for row, (e, k) in enumerate(chunk):
+            # Row by row in float32: never a float copy of the whole (rows x length x vocabulary) block.
+            targets = torch.tensor(candidates[e][k][1:], device=logits.device)
+            row_logits = logits[row, : len(targets)].float()
+            picked = row_logits.gather(1, targets[:, None])[:, 0] - row_logits.logsumexp(-1)
+            scores[e][k] += float(picked.sum())
+        del logits
+    return scores
+
+
+def score_labels(model: Any, fmt: ChatFormat, example: Example, labels: Sequence[str]) -> list[float]:
+    """One example's label scores (`score_examples` for a single example)."""
+    return score_examples(model, fmt, [example], labels)[0]
+
+
+@torch.no_grad()
+def generate(
+    model: Any, fmt: ChatFormat, examples: Sequence[Example], max_new_tokens: int = MAX_NEW_TOKENS
+) -> list[str]:
+    """Greedy answers of a batch of examples (left-padded prompts, stopping at the end-of-turn)."""
+    from transformers import GenerationConfig
+
+    prompts = [fmt.encode_prompt(prompt_and_answer(e)[0], _images(fmt, e)) for e in examples]
+    batch = _to(left_pad(prompts, fmt.tokenizer.pad_token_id), _device(model))
+    tokenizer = fmt.tokenizer
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(fmt.end_of_turn)],
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+    )
+    output = model.generate(**batch, generation_config=config)
+    new = output[:, batch["input_ids"].shape[1] :]
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def evaluate_classification(
+    model: Any,
+    fmt: ChatFormat,
+    examples: Sequence[Example],
+    labels: Sequence[str],
+    *,
+    with_generation: bool,
+    batch_size: int = SCORING_BATCH,
+) -> dict[str, Any]:
+    model.eval()
+    truth = [example.label or prompt_and_answer(example)[1] for example in examples]
+    scored: list[str] = []
+    for group in _batches(examples, batch_size):
+        for scores in score_examples(model, fmt, group, labels):
+            scored.append(labels[max(range(len(labels)), key=scores.__getitem__)])
+    result: dict[str, Any] = {"label_scoring": classification_report(truth, scored, labels)}
+    if with_generation:
+        # A label answer is short: room for the longest label and a little chatter, not a paragraph.
+        budget = max(len(fmt.raw_ids(label)) for label in labels) + 4
+        answers = [a for group in _batches(examples, batch_size) for a in generate(model, fmt, group, budget)]
+        mapped = [map_to_label(answer, labels) for answer in answers]
+        result["generation"] = classification_report(truth, mapped, labels)
+        result["generation"]["examples"] = [
+            {"answer": a, "label": t} for a, t in list(zip(answers, truth, strict=True))[:20]
+        ]
+    return result
+
+
+@torch.no_grad()
+def evaluate_generation(
+    model: Any, fmt: ChatFormat, examples: Sequence[Example], *, with_generation: bool, batch_size: int = SCORING_BATCH
+) -> dict[str, Any]:
+    """Teacher-forced loss and perplexity of the reference answers (as trained: answer tokens and
+    end-of-turn), and the text metrics of greedy answers."""
+    from runtune.training.chat import IGNORE_INDEX, FormatError
+    from runtune.training.loop import answer_loss
+
+    model.eval()
+    encoded = []
+    for example in examples:
+        try:
+            encoded.append(fmt.encode_for_training(example))
+        except FormatError:
+            continue  # no reference answer to score
+    nll, tokens = 0.0, 0
+    for group in _batches(encoded, batch_size):
+        batch = _to(collate(list(group), fmt.tokenizer.pad_token_id), _device(model))
+        tokens += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        nll += float(answer_loss(model, batch))
+    result: dict[str, Any] = {"loss": nll / tokens if tokens else math.nan, "perplexity": perplexity(nll, tokens)}
+    if with_generation:
+        predictions = [a for group in _batches(examples, batch_size) for a in generate(model, fmt, group)]
+        references = [prompt_and_answer(example)[1] for example in examples]
+        result.update(generation_report(predictions, references))
+    return result
