@@ -48,10 +48,11 @@ class PlatformPorts:
     training: int = 8082
     inference: int = 8083
     emulators: EmulatorPorts = field(default_factory=EmulatorPorts)
+    engine: int = 8084  # the local inference engine (runtune.engine_server)
 
     @classmethod
     def free(cls) -> PlatformPorts:
-        return cls(free_port(), free_port(), free_port(), free_port(), EmulatorPorts.free())
+        return cls(free_port(), free_port(), free_port(), free_port(), EmulatorPorts.free(), free_port())
 
 
 def default_local_dir() -> Path:
@@ -97,6 +98,8 @@ class LocalPlatform:
         self.processes: list[ManagedProcess] = []
         # Fresh at every start and held in memory only: the gateway gets it, services its hash.
         self.internal_token = secrets.token_urlsafe(32)
+        # The inference service's credential for the local engine (the engine keeps its hash).
+        self.engine_token = secrets.token_urlsafe(32)
         self.demo_dataset_id: str | None = None
 
     # -- start and stop -------------------------------------------------------------------------
@@ -104,7 +107,11 @@ class LocalPlatform:
     def start(self) -> dict[str, Any]:
         """Start everything, in dependency order; on any failure stop what started and re-raise."""
         config = self.config
-        busy = [port for port in (config.ports.gateway, *self._service_ports().values()) if port_in_use(port)]
+        busy = [
+            port
+            for port in (config.ports.gateway, config.ports.engine, *self._service_ports().values())
+            if port_in_use(port)
+        ]
         if busy:
             raise PortsBusy(f"Ports {busy} are in use: is the platform already running? (`runtune dev status`)")
         config.local_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +126,7 @@ class LocalPlatform:
             self._ensure_bucket()
             # The models build while the services start: both take seconds, neither needs the other.
             models = _in_background(self._ensure_tiny_models) if config.demo_content else None
-            services = [self._service(name, port) for name, port in self._service_ports().items()]
+            services = [self._engine()] + [self._service(name, port) for name, port in self._service_ports().items()]
             for process in services:
                 self._launch(process)
             for process in services:
@@ -207,7 +214,33 @@ class LocalPlatform:
             name,
             f"services.{name}.app:create_app",
             port,
-            {"RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(self.internal_token), **self.config.service_env},
+            {
+                "RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(self.internal_token),
+                **(
+                    {
+                        "RUNTUNE_ENGINE_URL": f"http://127.0.0.1:{self.config.ports.engine}",
+                        "RUNTUNE_ENGINE_API_KEY": self.engine_token,
+                    }
+                    if name == "inference"
+                    else {}
+                ),
+                **self.config.service_env,
+            },
+        )
+
+    def _engine(self) -> ManagedProcess:
+        port = self.config.ports.engine
+        return ManagedProcess(
+            "engine",
+            [sys.executable, "-m", "runtune.engine_server"],
+            self.config.log_dir / "engine.log",
+            health_url=f"http://127.0.0.1:{port}/healthz",
+            env={
+                **self._common_env(),
+                "RUNTUNE_ENGINE_PORT": str(port),
+                "RUNTUNE_ENGINE_API_KEY_SHA256": token_sha256(self.engine_token),
+            },
+            cwd=REPO_ROOT,
         )
 
     def _gateway(self) -> ManagedProcess:
@@ -256,6 +289,7 @@ class LocalPlatform:
         return {
             "gateway_url": f"http://127.0.0.1:{self.config.ports.gateway}",
             "services": self.service_urls(),
+            "engine_url": f"http://127.0.0.1:{self.config.ports.engine}",
             "firestore_emulator_host": endpoints.firestore_host,
             "storage_emulator_host": endpoints.storage_host,
             "auth_emulator_host": endpoints.auth_host,

@@ -1,0 +1,201 @@
+"""Classification evaluation: label scoring against per-sample generation, same split, one run.
+
+    .venv/bin/python -m bench.eval [--samples 80] [--concurrency 16] [--no-train]
+
+Starts the local engine server (tiny Gemma 3 vision, CPU) on a free port and drives it through the
+inference service's own client (`OpenAIEngine`) and prompt conversion, on the demo shapes test split,
+for the base model and for an adapter this script first trains on the demo train split (LoRA, the
+trainer's chat format, encoding and collation; a few seconds on the CPU), where accuracy means something:
+- `label scoring`: every label's likelihood after the prompt (`prompt_logprobs`), what evaluations use;
+- `per-sample generation`: the baseline of the published recipes: one sample at a time, a greedy
+  answer of up to 128 new tokens, mapped to the first label it contains (substring);
+- `batched generation`: the service's own generation method: 16 tokens, `--concurrency` samples in
+  flight (batched by the engine), mapped by `map_to_label`.
+Prints samples/s and accuracy of each, and the ratios against the baseline measured in the same run.
+Target (issue 6): label scoring >= 5x the samples/s of per-sample generation at equal or better accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from runtune.adapters.openai_engine import OpenAIEngine
+from runtune.demo.shapes import CLASSES, examples
+from runtune.dev.processes import ManagedProcess, free_port
+from runtune.metrics.classification import classification_report, map_to_label
+from runtune.models.registry import get, tiny_dir
+from runtune.models.tiny import ensure_tiny_model
+from services.inference.evaluations import LABEL_ANSWER_TOKENS, as_openai
+
+BASE = "tiny-gemma-3-vision"
+RECIPE_NEW_TOKENS = 128  # the published recipes' max_new_tokens for a label answer
+TUNED = "bench-tuned"
+
+
+def start_engine(local_dir: Path) -> tuple[ManagedProcess, str]:
+    """`python -m runtune.engine_server` in its own process, as `runtune dev up` runs it (a server in
+    this process would share the client's interpreter lock and measure the client as much as the engine)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    engine = ManagedProcess(
+        "engine",
+        [sys.executable, "-m", "runtune.engine_server"],
+        local_dir / "engine.log",
+        health_url=f"{url}/healthz",
+        env={
+            "RUNTUNE_LOCAL_DIR": str(local_dir),
+            "RUNTUNE_ENGINE_PORT": str(port),
+            "RUNTUNE_ENGINE_MODELS": json.dumps([BASE]),
+        },
+    )
+    engine.start().wait_healthy()
+    return engine, url
+
+
+def train_adapter(local_dir: Path, out: Path, train_samples: int, epochs: int) -> float:
+    """LoRA on the demo train split with the trainer's own encoding (labels on the answer only); seconds."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from runtune.demo.shapes import examples as demo_examples
+    from runtune.models.loading import load_processor, model_class
+    from runtune.models.registry import resolve_weights
+    from runtune.training.chat import ChatFormat
+    from runtune.training.data import collate, encode_all, epoch_batches
+    from runtune.training.model import lora_targets
+
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    spec = get(BASE)
+    weights = resolve_weights(spec, local_dir)
+    fmt = ChatFormat(spec, load_processor(spec, weights))
+    model = model_class(spec).from_pretrained(weights, dtype=torch.float32)
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=lora_targets(model, spec, vision_tower=False))
+    model = get_peft_model(model, lora).train()
+    split = encode_all(fmt, demo_examples("train", train_samples), max_length=512)
+    # The trainer's learning rate for this model: 2e-4 x the tiny models' scale (10) x 5.
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    lengths = [len(item) for item in split.examples]
+    for epoch in range(epochs):
+        for batch in epoch_batches(lengths, 8, seed=0, epoch=epoch):
+            inputs = collate([split.examples[i] for i in batch], fmt.tokenizer.pad_token_id)
+            model(**inputs).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    model.save_pretrained(out)
+    (out / "training_config.json").write_text(json.dumps({"model": BASE}))
+    return time.perf_counter() - started
+
+
+def first_label_in(answer: str) -> str | None:
+    """The recipes' mapping: the first label (in label order) the lower-cased answer contains."""
+    said = answer.lower()
+    return next((label for label in CLASSES if label in said), None)
+
+
+async def measure(engine: OpenAIEngine, model: str, samples: int, concurrency: int) -> dict[str, dict[str, float]]:
+    items = examples("test", samples, seed=0)
+    prompts = [as_openai(item)[0] for item in items]
+    truth = [item.label or "" for item in items]
+    end_of_turn = get(BASE).family.end_of_turn
+
+    async def scored(messages: list[dict[str, Any]]) -> str | None:
+        scores = await engine.score(model, messages, [label + end_of_turn for label in CLASSES])
+        return CLASSES[max(range(len(CLASSES)), key=scores.__getitem__)]
+
+    async def answer(messages: list[dict[str, Any]], max_tokens: int) -> str:
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+        return (await engine.chat(body))["choices"][0]["message"]["content"] or ""
+
+    async def per_sample(messages: list[dict[str, Any]]) -> str | None:
+        return first_label_in(await answer(messages, RECIPE_NEW_TOKENS))
+
+    async def batched(messages: list[dict[str, Any]]) -> str | None:
+        return map_to_label(await answer(messages, LABEL_ANSWER_TOKENS), CLASSES)
+
+    methods: list[tuple[str, Callable[[list[dict[str, Any]]], Awaitable[str | None]], int]] = [
+        ("label scoring", scored, concurrency),
+        ("per-sample generation", per_sample, 1),
+        ("batched generation", batched, concurrency),
+    ]
+    results: dict[str, dict[str, float]] = {}
+    for name, method, in_flight in methods:
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(messages: list[dict[str, Any]], method: Any = method, gate: Any = gate) -> str | None:
+            async with gate:
+                return await method(messages)
+
+        await one(prompts[0])  # warm-up (first use of a code path)
+        started = time.perf_counter()
+        predicted = await asyncio.gather(*(one(messages) for messages in prompts))
+        seconds = time.perf_counter() - started
+        accuracy = classification_report(truth, predicted, CLASSES)["accuracy"]
+        results[name] = {"samples_per_s": samples / seconds, "accuracy": accuracy, "seconds": seconds}
+    return results
+
+
+def report(model: str, results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    baseline = results["per-sample generation"]["samples_per_s"]
+    print(f"\n{model}")
+    for name, figures in results.items():
+        ratio = figures["samples_per_s"] / baseline
+        print(
+            f"  {name:22s} {figures['samples_per_s']:8.1f} samples/s  accuracy {figures['accuracy']:.3f}"
+            f"  {ratio:6.1f}x per-sample generation"
+        )
+    scoring = results["label scoring"]
+    ratio = scoring["samples_per_s"] / baseline
+    accurate = scoring["accuracy"] >= results["per-sample generation"]["accuracy"]
+    met = ratio >= 5 and accurate
+    print(f"  target (label scoring >= 5x per-sample generation, accuracy >= it): {'met' if met else 'MISSED'}")
+    return {"model": model, "ratio": ratio, "target_met": met, **results}
+
+
+async def run_all(url: str, args: argparse.Namespace, adapter: Path | None) -> list[dict[str, Any]]:
+    engine = OpenAIEngine(url)
+    try:
+        out = [report(BASE, await measure(engine, BASE, args.samples, args.concurrency))]
+        if adapter is not None:
+            await engine.load_adapter(TUNED, str(adapter))
+            out.append(report(f"{BASE} + adapter", await measure(engine, TUNED, args.samples, args.concurrency)))
+        return out
+    finally:
+        await engine.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=80)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--train-samples", type=int, default=240)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--no-train", action="store_true", help="measure the base model only")
+    args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would be measured too
+    with tempfile.TemporaryDirectory() as tmp:
+        ensure_tiny_model(BASE, tiny_dir(Path(tmp), BASE))
+        adapter = None
+        if not args.no_train:
+            adapter = Path(tmp) / "adapter"
+            seconds = train_adapter(Path(tmp), adapter, args.train_samples, args.epochs)
+            print(f"trained an adapter on {args.train_samples} demo samples x {args.epochs} epochs in {seconds:.0f} s")
+        engine, url = start_engine(Path(tmp))
+        try:
+            results = asyncio.run(run_all(url, args, adapter))
+        finally:
+            engine.stop()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""`/v1/evaluations`: score a dataset split with one or two models, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from runtune.api.deps import CurrentUser, Pagination
+from runtune.errors import InvalidRequest, NotFound, not_found
+from runtune.schemas import Dataset, DatasetStatus, ListPage
+from runtune.schemas.common import new_id
+from runtune.schemas.datasets import TaskKind
+from runtune.schemas.inference import CreateEvaluationRequest, Evaluation
+from services.inference.deps import Inference
+from services.inference.evaluations import EvaluationRunner, predictions_path
+from services.inference.repository import OwnedCollection, plausible_id
+
+router = APIRouter(prefix="/v1/evaluations", tags=["inference"])
+
+
+def _evaluations(request: Request) -> OwnedCollection[Evaluation]:
+    return request.app.state.evaluations
+
+
+def _dataset(inference: Any, uid: str, dataset_id: str) -> Dataset:
+    document = inference.store.get(f"datasets/{dataset_id}") if plausible_id(dataset_id) else None
+    if document is None or document.get("owner") != uid:
+        raise not_found("dataset", dataset_id)
+    dataset = Dataset.model_validate(document)
+    if dataset.status is not DatasetStatus.ready:
+        raise InvalidRequest(f"Dataset '{dataset_id}' is {dataset.status.value}, not ready", param="dataset_id")
+    return dataset
+
+
+@router.post("", response_model=Evaluation, status_code=202)
+async def create_evaluation(
+    body: CreateEvaluationRequest, request: Request, user: CurrentUser, inference: Inference
+) -> Evaluation:
+    dataset = await run_in_threadpool(_dataset, inference, user.uid, body.dataset_id)
+    if dataset.splits and not dataset.splits.get(body.split):
+        raise InvalidRequest(f"Dataset '{dataset.id}' has no '{body.split}' examples", param="split")
+    task = dataset.task_kind or TaskKind.generation
+    if task is TaskKind.classification and len(dataset.labels) < 2:
+        raise InvalidRequest("A classification evaluation needs at least two labels", param="dataset_id")
+    if task is not TaskKind.classification and body.method == "label_scoring":
+        raise InvalidRequest("Label scoring needs a classification dataset; use method 'generation'", param="method")
+    if len(set(body.models)) != len(body.models):
+        raise InvalidRequest("The models must differ", param="models")
+    end_of_turn = {}
+    for i, model in enumerate(body.models):
+        target = inference.models.resolve(user.uid, model, f"models[{i}]")
+        if dataset.modality == "vision" and target.spec.modality != "vision":
+            raise InvalidRequest(f"Model '{model}' reads text only; the dataset has images", param=f"models[{i}]")
+        end_of_turn[model] = target.spec.family.end_of_turn
+    evaluation = Evaluation(
+        id=new_id("eval"),
+        owner=user.uid,
+        dataset_id=dataset.id,
+        split=body.split,
+        models=body.models,
+        method=body.method,
+        max_samples=body.max_samples,
+        labels=list(dataset.labels),
+    )
+    evaluations = _evaluations(request)
+    await run_in_threadpool(evaluations.create, evaluation)
+    runner: EvaluationRunner = request.app.state.evaluation_runner
+    task_handle = asyncio.create_task(runner.run(evaluation.model_copy(deep=True), task, end_of_turn))
+    request.app.state.background.add(task_handle)
+    task_handle.add_done_callback(request.app.state.background.discard)
+    return evaluation
+
+
+@router.get("", response_model=ListPage[Evaluation])
+def list_evaluations(request: Request, user: CurrentUser, page: Pagination) -> ListPage[Evaluation]:
+    found = _evaluations(request).list_owned(user.uid, limit=page.limit + 1, after=page.after)
+    return ListPage[Evaluation].from_overfetch(found, page.limit)
+
+
+@router.get("/{evaluation_id}", response_model=Evaluation)
+def get_evaluation(evaluation_id: str, request: Request, user: CurrentUser) -> Evaluation:
+    return _evaluations(request).get_owned(user.uid, evaluation_id)
+
+
+@router.get("/{evaluation_id}/predictions")
+def get_predictions(evaluation_id: str, request: Request, user: CurrentUser, inference: Inference) -> dict[str, Any]:
+    evaluation = _evaluations(request).get_owned(user.uid, evaluation_id)
+    try:
+        body = inference.blobs.download_bytes(predictions_path(user.uid, evaluation.id))
+    except NotFound:
+        raise InvalidRequest(
+            f"Evaluation '{evaluation_id}' has no predictions yet ({evaluation.status.value})"
+        ) from None
+    rows = [json.loads(line) for line in body.decode().splitlines() if line]
+    return {"object": "list", "data": rows, "has_more": False}

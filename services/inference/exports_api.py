@@ -1,0 +1,124 @@
+"""`/v1/exports`: take a tuned model away: the adapter as one archive, or the merged 16-bit model
+(safetensors + config + processor, loadable by vLLM and transformers), through signed URLs that
+expire. URLs are signed afresh on every read and never stored."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from runtune.api.deps import CurrentUser, Pagination
+from runtune.errors import InvalidRequest
+from runtune.ports.blobs import BlobStore
+from runtune.schemas import ListPage
+from runtune.schemas.common import new_id, now_ts
+from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
+from services.inference.deps import Inference
+from services.inference.models import Target
+from services.inference.repository import OwnedCollection
+
+router = APIRouter(prefix="/v1/exports", tags=["inference"])
+
+
+def _exports(request: Request) -> OwnedCollection[Export]:
+    return OwnedCollection(request.app.state.store, "exports", Export, "export")
+
+
+def _folder(target: Target, kind: str) -> str:
+    assert target.adapter is not None
+    # The merged model sits next to the adapter (`.../export/adapter/` -> `.../export/merged/`).
+    return target.adapter.prefix.rstrip("/").rsplit("/", 1)[0] + f"/{kind}/"
+
+
+def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str) -> list[ExportFile]:
+    folder = _folder(target, "adapter")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for blob in blobs.list(folder):
+            data = blobs.download_bytes(blob.path)
+            info = tarfile.TarInfo(f"adapter/{blob.path[len(folder) :]}")
+            info.size, info.mtime = len(data), int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    path = f"users/{uid}/exports/{export_id}/adapter.tar.gz"
+    blobs.upload_bytes(path, buffer.getvalue(), content_type="application/gzip")
+    return [ExportFile(path=path, bytes=len(buffer.getvalue()))]
+
+
+def _merged_files(blobs: BlobStore, target: Target) -> list[ExportFile]:
+    files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_folder(target, "merged"))]
+    if not files:
+        raise InvalidRequest(
+            "This job exported no merged model (it was trained with export.merged=false); export the adapter",
+            param="format",
+        )
+    return files
+
+
+def _with_links(export: Export, blobs: BlobStore, ttl_s: int) -> Export:
+    if export.status is not ExportStatus.succeeded:
+        return export
+    expires_at = now_ts() + ttl_s
+    prefix = _common_prefix([file.path for file in export.files])
+    export.links = [
+        ExportLink(
+            name=file.path[len(prefix) :],
+            bytes=file.bytes,
+            url=blobs.signed_download_url(file.path, expires=timedelta(seconds=ttl_s)),
+            expires_at=expires_at,
+        )
+        for file in export.files
+    ]
+    return export
+
+
+def _common_prefix(paths: list[str]) -> str:
+    if len(paths) == 1:
+        return paths[0].rsplit("/", 1)[0] + "/"
+    folders = [path.split("/") for path in paths]
+    shared = []
+    for parts in zip(*folders, strict=False):
+        if len(set(parts)) != 1:
+            break
+        shared.append(parts[0])
+    return "/".join(shared) + "/"
+
+
+@router.post("", response_model=Export)
+async def create_export(body: CreateExportRequest, request: Request, user: CurrentUser, inference: Inference) -> Export:
+    if body.format is ExportFormat.gguf:
+        raise InvalidRequest(
+            "GGUF export needs llama.cpp's converter, which this deployment does not ship; export 'merged' and "
+            "convert it with llama.cpp's convert_hf_to_gguf.py",
+            param="format",
+            code="unsupported_format",
+        )
+    target = await run_in_threadpool(inference.models.resolve, user.uid, body.model)
+    if target.adapter is None:
+        raise InvalidRequest("Only tuned (`ft:`) models can be exported", param="model")
+    export = Export(
+        id=new_id("export"), owner=user.uid, job_id=target.adapter.job_id, format=body.format, model=body.model
+    )
+    if body.format is ExportFormat.adapter:
+        export.files = await run_in_threadpool(_adapter_archive, inference.blobs, target, user.uid, export.id)
+    else:
+        export.files = await run_in_threadpool(_merged_files, inference.blobs, target)
+    export.status, export.finished_at = ExportStatus.succeeded, now_ts()
+    await run_in_threadpool(_exports(request).create, export)
+    return await run_in_threadpool(_with_links, export, inference.blobs, request.app.state.settings.export_url_ttl_s)
+
+
+@router.get("", response_model=ListPage[Export])
+def list_exports(request: Request, user: CurrentUser, page: Pagination) -> ListPage[Export]:
+    found = _exports(request).list_owned(user.uid, limit=page.limit + 1, after=page.after)
+    return ListPage[Export].from_overfetch(found, page.limit)
+
+
+@router.get("/{export_id}", response_model=Export)
+def get_export(export_id: str, request: Request, user: CurrentUser, inference: Inference) -> Export:
+    export = _exports(request).get_owned(user.uid, export_id)
+    return _with_links(export, inference.blobs, request.app.state.settings.export_url_ttl_s)
