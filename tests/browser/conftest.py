@@ -35,7 +35,8 @@ class UiPlatform:
     emulator_env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
+# Package scope: built and started for the browser tests, stopped after the last of them.
+@pytest.fixture(scope="package")
 def built_ui() -> Path:
     """The production build the gateway serves; `make` rebuilds it only when a source changed."""
     subprocess.run(["make", "-s", "frontend/dist/.built"], cwd=REPO_ROOT, check=True)
@@ -43,7 +44,7 @@ def built_ui() -> Path:
     return DIST
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiPlatform]:
     local_dir = tmp_path_factory.mktemp("ui-platform")
     config = PlatformConfig(
@@ -72,7 +73,9 @@ def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         running.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: torn down after the last browser test. Playwright's sync API keeps an event loop
+# running on the main thread while it is open, which would break later tests that call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

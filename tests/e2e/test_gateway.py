@@ -193,7 +193,8 @@ def test_cors_preflight_allows_only_the_ui_origin(platform) -> None:
 
 
 def test_non_api_paths_answer_with_the_envelope(platform) -> None:
-    response = httpx.get(f"{platform.gateway_url}/no-such-page")
+    # Page paths belong to the web UI (its deep links); a missing file is a 404 with the envelope.
+    response = httpx.get(f"{platform.gateway_url}/no-such-file.js")
     assert response.status_code == 404
     assert _envelope(response)["code"] == "not_found"
     response = httpx.delete(f"{platform.gateway_url}/healthz")
