@@ -40,6 +40,7 @@ def main() -> None:
             local_dir=Path(tmp),
             ports=PlatformPorts.free(),
             project_id="demo-runtune-bench",
+            demo_content=False,
             # The benchmark must measure the proxy, not the rate limiter's refusals.
             gateway_env={"RUNTUNE_RATE_LIMIT_PER_MINUTE": "100000000", "RUNTUNE_RATE_LIMIT_BURST": "1000000"},
         )

@@ -32,7 +32,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="runtune-bench-") as tmp:
         platform = LocalPlatform(
-            PlatformConfig(local_dir=Path(tmp), ports=PlatformPorts.free(), project_id="demo-runtune-poll")
+            PlatformConfig(
+                local_dir=Path(tmp), ports=PlatformPorts.free(), project_id="demo-runtune-poll", demo_content=False
+            )
         )
         print("starting the local platform...", flush=True)
         state = platform.start()
