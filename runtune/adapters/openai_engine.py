@@ -12,6 +12,8 @@ import httpx
 from runtune.errors import InvalidRequest, UpstreamUnavailable
 from runtune.ports.engine import EngineModelNotFound
 
+# Runtune's scoring extension (the local engine has it, vLLM does not): all continuations in one request.
+SCORE_PATH = "/v1/runtune/score"
 LANES = 16
 CONNECTIONS_PER_LANE = 16  # 256 in all: long-lived streams never wait for a connection
 
@@ -51,6 +53,8 @@ class OpenAIEngine:
             for _ in range(LANES)
         ]
         self._next_lane = itertools.cycle(self._lanes)
+        # Whether the engine offers Runtune's scoring extension; None until the first score call tells.
+        self._batched_scoring: bool | None = None
 
     async def aclose(self) -> None:
         await asyncio.gather(*(lane.aclose() for lane in self._lanes))
@@ -86,11 +90,26 @@ class OpenAIEngine:
         await self._post("/v1/unload_lora_adapter", {"lora_name": name})
 
     async def score(self, model: str, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
-        """vLLM has no scoring endpoint; its chat completions give `prompt_logprobs` of a conversation
-        that ends with the assistant turn being scored (`continue_final_message`). One request per
-        continuation, sent together on one connection pool so the engine batches them. (vLLM does not read
-        its prefix cache for `prompt_logprobs` requests: each computes the shared prompt again.)"""
+        """Every continuation's log-likelihood after the conversation, for label scoring.
+
+        An engine that offers Runtune's scoring extension (`POST /v1/runtune/score`: the local engine)
+        gets one request per conversation and runs all continuations as one batch. vLLM has no scoring
+        endpoint: there each continuation is a chat completion whose `prompt_logprobs` cover the
+        conversation ending in the assistant turn being scored (`continue_final_message`), all sent
+        together on one connection pool so the engine batches them. (vLLM does not read its prefix
+        cache for `prompt_logprobs` requests: each computes the shared prompt again.) Which one applies
+        is learnt from the first call: a missing route answers 404 without the error envelope."""
         lane = next(self._next_lane)
+        if self._batched_scoring is not False:
+            response = await lane.post(
+                SCORE_PATH, json={"model": model, "messages": messages, "continuations": continuations}
+            )
+            if response.status_code == 404 and not _has_error_envelope(response):
+                self._batched_scoring = False
+            else:
+                _raise_for(response)
+                self._batched_scoring = True
+                return [float(score) for score in response.json()["scores"]]
         replies = await asyncio.gather(
             *(
                 self._post(
@@ -112,7 +131,8 @@ class OpenAIEngine:
         )
         if failed := next((reply for reply in replies if isinstance(reply, BaseException)), None):
             raise failed
-        return tail_scores([_prompt_tokens(reply.json()) for reply in replies if isinstance(reply, httpx.Response)])
+        answered = [reply for reply in replies if isinstance(reply, httpx.Response)]
+        return tail_scores([prompt_token_logprobs(reply.json()) for reply in answered])
 
     async def _post(self, path: str, body: dict[str, Any], lane: httpx.AsyncClient | None = None) -> httpx.Response:
         return await self._request("POST", path, json=body, lane=lane)
@@ -136,7 +156,7 @@ def _raise_for(response: httpx.Response) -> None:
         message = error.get("message") if isinstance(error, dict) else str(error)
     except ValueError:
         message = response.text[:300]
-    if response.status_code == 404 and response.url.path.endswith("/chat/completions"):
+    if response.status_code == 404 and response.url.path.endswith(("/chat/completions", SCORE_PATH)):
         # vLLM (and the local engine) answer 404 for a model they do not serve.
         raise EngineModelNotFound(f"The inference engine refused the request: {message}", code="engine_rejected")
     if 400 <= response.status_code < 500:
@@ -144,7 +164,17 @@ def _raise_for(response: httpx.Response) -> None:
     raise UpstreamUnavailable(f"The inference engine failed: {message}")
 
 
-def _prompt_tokens(reply: dict[str, Any]) -> list[tuple[int, float]]:
+def _has_error_envelope(response: httpx.Response) -> bool:
+    """An engine's own refusal (a model it does not serve) carries `error`; a route that does not exist
+    answers like any FastAPI app (vLLM's included): `{"detail": "Not Found"}`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "error" in body
+
+
+def prompt_token_logprobs(reply: dict[str, Any]) -> list[tuple[int, float]]:
     """(token id, log-probability) of every prompt token but the first (which has none)."""
     tokens = []
     for entry in reply.get("prompt_logprobs") or []:

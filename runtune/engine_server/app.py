@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runtune.adapters.openai_engine import SCORE_PATH, prompt_token_logprobs, tail_scores
 from runtune.api.errors import install_error_handlers
 from runtune.engine_server.batcher import Sink
 from runtune.engine_server.engine import LocalEngine
@@ -26,6 +27,8 @@ from runtune.logging import configure_logging
 from runtune.settings import EngineServerSettings
 
 OPEN_PATHS = frozenset({"/health", "/healthz"})
+# Labels of one classification set scored together (a request per sample, one batch per request).
+MAX_CONTINUATIONS = 256
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -153,6 +156,37 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
         await run_in_threadpool(engine(request).unload_adapter, name)
         return Response(f"Success: LoRA adapter '{name}' removed successfully.", media_type="text/plain")
 
+    @app.post(SCORE_PATH)
+    async def score(request: Request) -> Response:
+        """Runtune's scoring extension (vLLM has none): every continuation of one conversation in one
+        request, submitted together so they run as one batch; each score is the sum of its tokens'
+        log-probabilities after the prefix all continuations share (as `OpenAIEngine.score` computes
+        from vLLM's `prompt_logprobs`, so both engines rank labels alike)."""
+        core = engine(request)
+        with core.batcher.arriving():
+            body = await _json_body(request)
+            model = body.get("model")
+            if not isinstance(model, str):
+                raise InvalidRequest("model is required", param="model")
+            continuations = body.get("continuations")
+            if (
+                not isinstance(continuations, list)
+                or not 1 <= len(continuations) <= MAX_CONTINUATIONS
+                or not all(isinstance(text, str) and text for text in continuations)
+            ):
+                raise InvalidRequest(
+                    f"continuations must be a list of 1 to {MAX_CONTINUATIONS} non-empty strings",
+                    param="continuations",
+                )
+
+            def prompts() -> list[Prompt]:
+                # Images decoded and the chat template rendered once for all continuations.
+                return core.continued(model, parse_messages(body.get("messages")), continuations)
+
+            sinks = [core.submit(ScoreRequest(**vars(prompt))) for prompt in await run_in_threadpool(prompts)]
+        sequences = [prompt_token_logprobs({"prompt_logprobs": await _prompt_entries(sink)}) for sink in sinks]
+        return JSONResponse({"object": "runtune.scores", "model": model, "scores": tail_scores(sequences)})
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         core = engine(request)
@@ -233,6 +267,15 @@ def _usage(completion: _Completion) -> dict[str, int]:
         "completion_tokens": done,
         "total_tokens": completion.prompt_tokens + done,
     }
+
+
+async def _prompt_entries(sink: Sink) -> list[Any]:
+    while True:
+        kind, value = await sink.queue.get()
+        if kind == "error":
+            raise value
+        if kind == "prompt_logprobs":
+            return value
 
 
 async def _scored(sink: Sink, prompt: Prompt, head: dict[str, Any]) -> Response:

@@ -100,6 +100,12 @@ class LocalEngine:
             raise InvalidRequest(f"The chat template refused the messages: {exc}", param="messages") from None
         return Prompt(runtime, adapter, text, conversation.images)
 
+    def continued(self, model: str, conversation: Conversation, continuations: list[str]) -> list[Prompt]:
+        """The conversation's prompt once per continuation, as `prompt(..., continue_final=True)` renders
+        a conversation ending in that assistant text, with the chat template rendered once for all."""
+        head = self.prompt(model, conversation, continue_final=False)
+        return [Prompt(head.runtime, head.adapter, head.text + text, head.images) for text in continuations]
+
     def submit(self, request: GenerateRequest | ScoreRequest) -> Sink:
         sink = Sink(asyncio.get_running_loop())
         self.batcher.submit(Work(batch_key(request), request, sink))

@@ -96,7 +96,8 @@ class FakeVllm:
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Abyssinian"}}],
                         },
                     )
-                return self._json(404, {"error": {"message": "no route"}})
+                # vLLM is a FastAPI app: a route it does not have (Runtune's scoring extension) is FastAPI's 404.
+                return self._json(404, {"detail": "Not Found"})
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -209,14 +210,23 @@ def test_label_scoring_asks_for_prompt_logprobs_of_each_continuation(vllm: FakeV
     async def run() -> list[float]:
         engine = OpenAIEngine(vllm.url)
         try:
-            return await engine.score(
+            first = await engine.score(
                 "google/gemma-3-4b-it", CHAT["messages"], ["cat<end_of_turn>", "dog<end_of_turn>"]
             )
+            vllm.requests.clear()
+            again = await engine.score(
+                "google/gemma-3-4b-it", CHAT["messages"], ["cat<end_of_turn>", "dog<end_of_turn>"]
+            )
+            assert again == first
+            return first
         finally:
             await engine.aclose()
 
     cat, dog = asyncio.run(run())
     assert dog > cat
+    # vLLM lacks Runtune's scoring extension: asked on the first call only (the requests of the second
+    # are all that is recorded), then per-label chat completions.
+    assert "/v1/runtune/score" not in [path for _, path, _ in vllm.requests]
     # Only what follows the shared prefix counts: the three letters of each label and the end of turn.
     assert dog == pytest.approx(-0.1 * 16) and cat == pytest.approx(-2.0 * 16)
     # Sent together: they may arrive in either order.

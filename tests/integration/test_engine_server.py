@@ -295,3 +295,48 @@ def test_an_image_sent_once_per_label_is_decoded_once() -> None:
     first, second = parsed((1, 2, 3), "circle"), parsed((1, 2, 3), "square")
     assert first is second and first.getpixel((0, 0)) == (1, 2, 3)
     assert parsed((3, 2, 1), "circle") is not first
+
+
+def test_one_scoring_request_gives_what_vllms_per_label_requests_give(engine: Any) -> None:
+    """Runtune's extension (`/v1/runtune/score`) runs every label of a sample in one request and one
+    batch; its scores are the ones computed from per-label `prompt_logprobs`, as sent to vLLM."""
+    from runtune.adapters.openai_engine import prompt_token_logprobs, tail_scores
+
+    _, client = engine
+    labels = ["circle<end_of_turn>", "square<end_of_turn>", "a red square<end_of_turn>"]
+    chat = _chat(BASE, COLOURS[0])
+    batched = _run(
+        engine,
+        client.post("/v1/runtune/score", json={"model": BASE, "messages": chat["messages"], "continuations": labels}),
+    )
+    assert batched.status_code == 200, batched.text
+
+    async def per_label() -> list[dict[str, Any]]:
+        replies = []
+        for label in labels:
+            body = _chat(BASE, COLOURS[0], continue_final_message=True, add_generation_prompt=False)
+            body.update(prompt_logprobs=0, max_tokens=1)
+            body["messages"].append({"role": "assistant", "content": label})
+            replies.append((await client.post("/v1/chat/completions", json=body)).json())
+        return replies
+
+    expected = tail_scores([prompt_token_logprobs(reply) for reply in _run(engine, per_label())])
+    assert batched.json()["scores"] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"model": "no-such-model", "continuations": ["a"]}, 404, "model"),
+        ({"model": BASE, "continuations": []}, 400, "continuations"),
+        ({"model": BASE, "continuations": ["a", ""]}, 400, "continuations"),
+        ({"model": BASE, "continuations": "a"}, 400, "continuations"),
+    ],
+)
+def test_bad_scoring_requests_are_refused_with_the_field(
+    engine: Any, body: dict[str, Any], status: int, param: str
+) -> None:
+    _, client = engine
+    messages = _chat(BASE, COLOURS[0])["messages"]
+    reply = _run(engine, client.post("/v1/runtune/score", json={"messages": messages, **body}))
+    assert reply.status_code == status and reply.json()["error"]["param"] == param
