@@ -84,3 +84,17 @@ def whoami() -> None:
     except RuntuneError as exc:
         raise _fail(exc.message) from exc
     console.print(f"{me.get('email') or '(no email)'} (uid {me['id']})")
+
+
+@app.command()
+def token() -> None:
+    """Print a fresh ID token of your login (valid for up to an hour), for curl or the openai SDK."""
+    try:
+        login = StoredLogin.load()
+        id_token = login.fresh_id_token()
+    except RuntuneError as exc:
+        raise _fail(exc.message) from exc
+    except httpx.TransportError as exc:
+        raise _fail("Cannot reach the sign-in service to refresh the token") from exc
+    # Plain stdout, nothing else: `$(runtune token)` in a shell.
+    print(id_token)

@@ -1,8 +1,9 @@
-"""`runtune login` and `runtune whoami` against the running local platform."""
+"""`runtune login`, `whoami` and `token` against the running local platform."""
 
 import json
 import stat
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -36,6 +37,14 @@ def test_login_stores_a_private_session_and_whoami_uses_it(platform, tmp_path, m
     result = runner.invoke(app, ["whoami"])
     assert result.exit_code == 0, result.output
     assert account["uid"] in result.output and account["email"] in result.output
+
+    # `runtune token` prints only the ID token, which the gateway accepts as a bearer token.
+    result = runner.invoke(app, ["token"])
+    assert result.exit_code == 0, result.output
+    id_token = result.output.strip()
+    assert "\n" not in id_token
+    me = httpx.get(f"{platform.gateway_url}/v1/me", headers={"authorization": f"Bearer {id_token}"})
+    assert me.status_code == 200 and me.json()["id"] == account["uid"]
 
 
 def test_wrong_password_is_a_clear_message(platform, tmp_path, monkeypatch) -> None:
