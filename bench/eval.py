@@ -1,6 +1,6 @@
 """Classification evaluation: label scoring against per-sample generation, same split, one run.
 
-    .venv/bin/python -m bench.eval [--samples 80] [--concurrency 16] [--no-train]
+    .venv/bin/python -m bench.eval [--samples 320] [--concurrency 32] [--no-train]
 
 Starts the local engine server (tiny Gemma 3 vision, CPU) on a free port and drives it through the
 inference service's own client (`OpenAIEngine`) and prompt conversion, on the demo shapes test split,
@@ -175,8 +175,9 @@ async def run_all(url: str, args: argparse.Namespace, adapter: Path | None) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--samples", type=int, default=80)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=320)
+    # The inference service's default evaluation_concurrency: samples in flight.
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--train-samples", type=int, default=240)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-train", action="store_true", help="measure the base model only")

@@ -174,8 +174,9 @@ class InferenceSettings(ServiceSettings):
     # Adapters kept loaded in the engine at once (vLLM's --max-loras); the least recently used goes.
     engine_max_adapters: int = Field(default=4, ge=1, le=64)
     engine_timeout_s: float = Field(default=300.0, gt=0)
-    # Examples scored concurrently by one evaluation: enough to fill the engine's batches.
-    evaluation_concurrency: int = Field(default=16, ge=1, le=256)
+    # Examples scored concurrently by one evaluation: two engine batches' worth (a scoring batch holds 64
+    # rows, a sample's labels being rows), so the next batch fills while one runs (bench/eval.py).
+    evaluation_concurrency: int = Field(default=32, ge=1, le=256)
     export_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
     @model_validator(mode="after")

@@ -50,7 +50,7 @@ UNSET: dict[str, str] = {
     "reconcile_every_s": "the default (30 s) is the intended policy",
     "engine_api_key": "the local engine's bearer token; the gcp profile refuses it (ID tokens for the engine instead)",
     "engine_timeout_s": "the default (300 s) covers a long generation on a cold engine",
-    "evaluation_concurrency": "the default (16) fills the engine's batches without queueing past its timeout",
+    "evaluation_concurrency": "the default (32) keeps the engine's next batch filling while one runs",
     "export_url_ttl_s": "the default (1 hour) is the intended lifetime of a download link",
 }
 
