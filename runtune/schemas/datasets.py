@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runtune.schemas.common import ApiError, OwnedResource
 
@@ -52,6 +52,18 @@ class Dataset(OwnedResource):
     purpose: str = "fine-tune"
     # Everything `GET /v1/datasets/{id}/stats` answers (rows, lengths, image sizes, duplicates...).
     stats: dict[str, Any] | None = None
+
+    @field_validator("label_counts")
+    @classmethod
+    def _labels_in_order(cls, counts: dict[str, int]) -> dict[str, int]:
+        # Firestore keeps no key order in maps: sorted here, every reader shows the labels alike.
+        return dict(sorted(counts.items()))
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_in_order(cls, counts: dict[str, int]) -> dict[str, int]:
+        order = {"train": 0, "validation": 1, "test": 2}
+        return dict(sorted(counts.items(), key=lambda item: (order.get(item[0], 3), item[0])))
 
     def as_file(self) -> FileObject:
         status = {"ready": "processed", "failed": "error"}.get(self.status.value, "uploaded")
