@@ -16,13 +16,13 @@ from runtune import wiring
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.api.service_app import create_service_app
 from runtune.inference.adapter_pool import AdapterPool
+from runtune.owned import OwnedCollection
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.inference import Evaluation
 from runtune.settings import InferenceSettings
 from services.inference import chat_api, evaluations_api, exports_api, vibe_api
 from services.inference.adapters import AdapterStager
 from services.inference.evaluations import STALE_S, EvaluationRunner, fail_orphaned
-from services.inference.repository import OwnedCollection
 from services.inference.service import InferenceService
 
 log = logging.getLogger("runtune.inference")

@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from runtune.datasets.canonical import Example, read_split
 from runtune.metrics.classification import classification_report, map_to_label
 from runtune.metrics.text import generation_report
+from runtune.owned import OwnedCollection
 from runtune.ports.metadata import MetadataStore, Where
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
 from services.inference.models import Target
-from services.inference.repository import OwnedCollection
 from services.inference.service import InferenceService
 
 log = logging.getLogger("runtune.inference")

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.errors import InvalidRequest, NotFound, not_found
+from runtune.errors import InvalidRequest, NotFound
+from runtune.owned import OwnedCollection, datasets
 from runtune.schemas import Dataset, DatasetStatus, ListPage
 from runtune.schemas.common import new_id
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import CreateEvaluationRequest, Evaluation
 from services.inference.deps import Inference
 from services.inference.evaluations import EvaluationRunner, predictions_path
-from services.inference.repository import OwnedCollection, plausible_id
 
 router = APIRouter(prefix="/v1/evaluations", tags=["inference"])
 
@@ -27,10 +27,7 @@ def _evaluations(request: Request) -> OwnedCollection[Evaluation]:
 
 
 def _dataset(inference: Any, uid: str, dataset_id: str) -> Dataset:
-    document = inference.store.get(f"datasets/{dataset_id}") if plausible_id(dataset_id) else None
-    if document is None or document.get("owner") != uid:
-        raise not_found("dataset", dataset_id)
-    dataset = Dataset.model_validate(document)
+    dataset = datasets(inference.store).get_owned(uid, dataset_id)
     if dataset.status is not DatasetStatus.ready:
         raise InvalidRequest(f"Dataset '{dataset_id}' is {dataset.status.value}, not ready", param="dataset_id")
     return dataset

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from runtune.errors import NotFound
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
+from runtune.owned import plausible_id
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.jobs import Job, JobStatus, job_path
-from services.inference.repository import plausible_id
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.errors import InvalidRequest
+from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import CreateVibeCheckRequest, VibeAnswer, VibeCheck, VibePrompt
 from services.inference.deps import Inference
-from services.inference.repository import OwnedCollection
 
 router = APIRouter(prefix="/v1/vibe_checks", tags=["inference"])
 

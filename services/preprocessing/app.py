@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from runtune import wiring
 from runtune.api.service_app import create_service_app
 from runtune.datasets.limits import DatasetLimits
+from runtune.owned import datasets as dataset_collection
 from runtune.settings import ServiceSettings
 from services.preprocessing import datasets_api, files_api, uploads_api
 from services.preprocessing.processing import DatasetProcessor
-from services.preprocessing.repository import DatasetRepository, UploadRepository
+from services.preprocessing.repository import upload_collection
 from services.preprocessing.service import DatasetService
 
 # Datasets are processed one at a time per instance, each with `DatasetLimits.workers` image
@@ -29,11 +30,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store, blobs = wiring.metadata_store(settings), wiring.blob_store(settings)
         limits = DatasetLimits()
-        datasets = DatasetRepository(store)
+        datasets = dataset_collection(store)
         processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings), limits)
         with ThreadPoolExecutor(PROCESSING_SLOTS, thread_name_prefix="dataset") as pool:
             app.state.datasets = DatasetService(
-                datasets, UploadRepository(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)
+                datasets, upload_collection(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)
             )
             yield
             pool.shutdown(wait=False, cancel_futures=True)

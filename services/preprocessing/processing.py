@@ -21,11 +21,11 @@ from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor, IngestResult, ProgressFn
 from runtune.datasets.problems import DataError
 from runtune.errors import NotFound
+from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.secrets import SecretStore
 from runtune.schemas.common import ApiError, now_ts
-from runtune.schemas.datasets import DatasetStatus, HubSource, Progress
-from services.preprocessing.repository import DatasetRepository
+from runtune.schemas.datasets import Dataset, DatasetStatus, HubSource, Progress
 
 log = logging.getLogger("runtune.preprocessing")
 
@@ -47,7 +47,7 @@ class ProcessRequest:
 
 class DatasetProcessor:
     def __init__(
-        self, datasets: DatasetRepository, blobs: BlobStore, secrets: SecretStore, limits: DatasetLimits
+        self, datasets: OwnedCollection[Dataset], blobs: BlobStore, secrets: SecretStore, limits: DatasetLimits
     ) -> None:
         self._datasets, self._blobs, self._secrets, self._limits = datasets, blobs, secrets, limits
 

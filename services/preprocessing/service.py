@@ -18,6 +18,7 @@ from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions
 from runtune.datasets.shards import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
 from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas.common import ApiError, ListPage, new_id, now_ts
 from runtune.schemas.datasets import (
@@ -30,8 +31,6 @@ from runtune.schemas.datasets import (
 )
 from services.preprocessing.processing import ProcessRequest
 from services.preprocessing.repository import (
-    DatasetRepository,
-    UploadRepository,
     safe_filename,
     source_path,
     upload_prefix,
@@ -47,8 +46,8 @@ Submit = Callable[[ProcessRequest], None]
 class DatasetService:
     def __init__(
         self,
-        datasets: DatasetRepository,
-        uploads: UploadRepository,
+        datasets: OwnedCollection[Dataset],
+        uploads: OwnedCollection[Upload],
         blobs: BlobStore,
         limits: DatasetLimits,
         submit: Submit,

@@ -19,6 +19,7 @@ from runtune.estimate import RunShape, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
 from runtune.models import registry
+from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas import Dataset, DatasetStatus
@@ -142,10 +143,9 @@ class JobService:
             )
 
     def dataset_for(self, uid: str, dataset_id: str, param: str) -> Dataset:
-        document = self._store.get(f"datasets/{dataset_id}") if "/" not in dataset_id else None
-        if document is None or document.get("owner") != uid:
+        dataset = datasets(self._store).find_owned(uid, dataset_id)
+        if dataset is None:
             raise NotFound(f"No file or dataset with id '{dataset_id}'", param=param)
-        dataset = Dataset.model_validate(document)
         if dataset.status is not DatasetStatus.ready:
             detail = f": {dataset.error.message}" if dataset.error else ""
             raise InvalidRequest(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runtune.errors import not_found
+from runtune.owned import plausible_id
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
 from runtune.schemas.jobs import Checkpoint, Job, JobStatus, checkpoint_path, job_path
 
@@ -21,7 +22,7 @@ class JobRepository:
 
     def get_owned(self, uid: str, job_id: str) -> Job:
         """The job if the caller owns it; a foreign job is as missing as a nonexistent one."""
-        document = self._store.get(job_path(job_id)) if _plausible_id(job_id) else None
+        document = self._store.get(job_path(job_id)) if plausible_id(job_id) else None
         if document is None or document.get("owner") != uid:
             raise not_found("fine-tuning job", job_id)
         return Job.model_validate(document)
@@ -80,8 +81,3 @@ class JobRepository:
 
     def add_checkpoint(self, job_id: str, checkpoint: Checkpoint) -> None:
         self._store.set(checkpoint_path(job_id, checkpoint.step_number), checkpoint.model_dump(mode="json"))
-
-
-def _plausible_id(job_id: str) -> bool:
-    # Firestore ids cannot contain '/', and a path-like id must not address another document.
-    return bool(job_id) and "/" not in job_id and len(job_id) <= 128

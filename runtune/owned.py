@@ -1,0 +1,76 @@
+"""Resources that belong to one user, in the metadata store: every read goes through the owner.
+
+A foreign resource is as missing as a nonexistent one (the same 404), so ids cannot be probed; ids that
+look like paths never reach the store, so no id can address another document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from runtune.errors import not_found
+from runtune.ports.metadata import MetadataStore, OrderBy, Where
+from runtune.schemas.common import OwnedResource
+from runtune.schemas.datasets import Dataset
+
+R = TypeVar("R", bound=OwnedResource)
+
+
+def plausible_id(value: str) -> bool:
+    # Firestore ids cannot contain '/', and a path-like id must not address another document.
+    return bool(value) and "/" not in value and len(value) <= 128
+
+
+class OwnedCollection(Generic[R]):
+    def __init__(self, store: MetadataStore, collection: str, model: type[R], kind: str) -> None:
+        self._store, self._collection, self._model, self._kind = store, collection, model, kind
+
+    def path(self, resource_id: str) -> str:
+        return f"{self._collection}/{resource_id}"
+
+    def create(self, resource: R) -> None:
+        self._store.create(self.path(resource.id), resource.to_document())
+
+    def save(self, resource: R) -> None:
+        self._store.set(self.path(resource.id), resource.to_document())
+
+    def get(self, resource_id: str) -> R | None:
+        """Whoever owns it: for the services' own bookkeeping, never for answering a caller."""
+        document = self._store.get(self.path(resource_id)) if plausible_id(resource_id) else None
+        return self._model.model_validate(document) if document else None
+
+    def find_owned(self, uid: str, resource_id: str) -> R | None:
+        resource = self.get(resource_id)
+        return resource if resource is not None and resource.owner == uid else None
+
+    def get_owned(self, uid: str, resource_id: str, kind: str | None = None) -> R:
+        """The resource if the caller owns it; `kind` names it in the 404 (a dataset seen as a file)."""
+        resource = self.find_owned(uid, resource_id)
+        if resource is None:
+            raise not_found(kind or self._kind, resource_id)
+        return resource
+
+    def update(self, resource_id: str, fields: dict[str, Any]) -> None:
+        """Raises NotFound when the document was deleted meanwhile."""
+        self._store.update(self.path(resource_id), fields)
+
+    def delete(self, resource_id: str) -> None:
+        self._store.delete(self.path(resource_id))
+
+    def list_owned(self, uid: str, *, limit: int, after: str | None, kind: str | None = None) -> list[R]:
+        """The caller's resources, newest first, after the cursor `after`."""
+        if after is not None:
+            self.get_owned(uid, after, kind)  # a foreign or unknown cursor is a 404, not an empty page
+        rows = self._store.query(
+            self._collection,
+            where=[Where("owner", "==", uid)],
+            order_by=[OrderBy("created_at", descending=True)],
+            limit=limit,
+            start_after=after,
+        )
+        return [self._model.model_validate(document) for _, document in rows]
+
+
+def datasets(store: MetadataStore) -> OwnedCollection[Dataset]:
+    """The datasets (and files: the same documents): written by preprocessing, read by the other services."""
+    return OwnedCollection(store, "datasets", Dataset, "dataset")
