@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,25 @@ class ProcessFailed(RuntimeError):
     """A child that exited or never became healthy; the message carries the tail of its log."""
 
 
+_issued_ports: set[int] = set()
+_issued_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on now, and never one this process handed out before.
+
+    The OS may return the same port to consecutive `bind(0)` calls; two components given one port
+    collide, and the one that fails to bind can look healthy because the other answers on it (seen: the
+    inference service's port handed to the engine too, so the gateway's inference calls reached the engine).
+    """
+    with _issued_lock:
+        while True:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _issued_ports:
+                _issued_ports.add(port)
+                return port
 
 
 def port_in_use(port: int) -> bool:
