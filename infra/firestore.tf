@@ -12,6 +12,7 @@ resource "google_firestore_database" "default" {
   depends_on = [google_project_service.apis]
 }
 
+# The composite indexes are runtune/indexes.py COMPOSITE_INDEXES, exactly (tests/infra/test_indexes.py).
 # Every list endpoint reads `owner == uid ORDER BY created_at DESC` (cursor pagination, newest first).
 resource "google_firestore_index" "owner_created" {
   for_each = toset(local.owner_listed_collections)
@@ -66,15 +67,15 @@ resource "google_firestore_index" "jobs_owner_status_created" {
   }
 }
 
-# Temporary documents expire on their `expires_at` Timestamp (deleted within about a day after it;
-# readers still check it themselves). The field is not indexed: nothing queries it.
+# Temporary documents expire on a Timestamp field (deleted within about a day after it; readers still
+# check it themselves). The field is not indexed: nothing queries it.
 resource "google_firestore_field" "ttl" {
-  for_each = toset(local.ttl_collections)
+  for_each = local.ttl_fields
 
   project    = var.project_id
   database   = google_firestore_database.default.name
-  collection = each.value
-  field      = "expires_at"
+  collection = each.key
+  field      = each.value
 
   ttl_config {}
   index_config {}

@@ -39,7 +39,9 @@ locals {
   data_mount_path = "/mnt/runtune-data"
 
   # Objects under these prefixes are temporary (abandoned uploads); the only ones a lifecycle rule deletes.
-  temporary_prefixes = ["uploads/tmp/", "tmp/"]
+  # Top-level bucket prefixes of temporary objects (runtune/indexes.py TEMPORARY_PREFIXES): an upload's
+  # object lives under uploads/{uid}/{upload_id}/ and is deleted a day after the upload expires.
+  temporary_prefixes = ["uploads/"]
 
   # CPU and memory per GPU instance. Cloud Run's minimums: nvidia-l4 4 vCPU / 16 GiB,
   # nvidia-rtx-pro-6000 20 vCPU / 80 GiB. L4 gets 8 / 32 GiB: data loading and 4-bit quantisation
@@ -49,11 +51,15 @@ locals {
     "nvidia-rtx-pro-6000" = { cpu = "20", memory = "80Gi" }
   }
 
-  # Firestore collections holding temporary documents with a Timestamp field `expires_at`.
-  ttl_collections = ["idempotency_keys", "upload_sessions"]
+  # Firestore TTL policies, collection => its Timestamp field (runtune/indexes.py TTL_POLICIES).
+  ttl_fields = {
+    idempotency_keys = "expires_at"
+    uploads          = "delete_after"
+  }
 
-  # Collections listed per owner, newest first (`owner == uid ORDER BY created_at DESC`).
-  owner_listed_collections = ["datasets", "jobs", "evaluations", "exports"]
+  # Collections listed per owner, newest first (`owner == uid ORDER BY created_at DESC`;
+  # runtune/indexes.py OWNER_LISTED_COLLECTIONS).
+  owner_listed_collections = ["datasets", "uploads", "jobs", "evaluations", "exports", "vibe_checks"]
 
   labels = {
     app        = "runtune"

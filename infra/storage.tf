@@ -21,7 +21,8 @@ resource "google_storage_bucket" "data" {
     retention_duration_seconds = 604800 # 7 days
   }
 
-  # Lifecycle only on temporary objects: abandoned uploads under the temporary prefixes ...
+  # Lifecycle only on temporary objects: uploads under the temporary prefixes (an upload expires after
+  # 7 days; its object goes a day later; a dataset made from it keeps its own copy of the source) ...
   dynamic "lifecycle_rule" {
     for_each = local.temporary_prefixes
     content {
@@ -29,7 +30,7 @@ resource "google_storage_bucket" "data" {
         type = "Delete"
       }
       condition {
-        age            = 2
+        age            = 8
         matches_prefix = [lifecycle_rule.value]
       }
     }

@@ -42,6 +42,8 @@ class CommonSettings(BaseSettings):
     bucket: str = "runtune-local"
     log_level: str = "INFO"
     local_dir: Path = DEFAULT_LOCAL_DIR
+    # A JSONL file the metadata adapter appends each distinct Firestore query shape to (tests' index coverage).
+    firestore_query_log: Path | None = None
 
     # Read from the variables the Google client libraries themselves read, so what the settings
     # validate is exactly what the clients will use.

@@ -18,8 +18,15 @@ from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettin
 
 def metadata_store(settings: CommonSettings) -> MetadataStore:
     from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.indexes import COMPOSITE_INDEXES
 
-    return FirestoreMetadataStore.for_project(settings.project_id)
+    # The emulator serves any query; real Firestore refuses one without its composite index. Locally
+    # the adapter refuses it too, so a missing index fails the local platform's tests, not production.
+    return FirestoreMetadataStore.for_project(
+        settings.project_id,
+        enforce_indexes=COMPOSITE_INDEXES if settings.is_local else None,
+        query_log=settings.firestore_query_log,
+    )
 
 
 def blob_store(settings: CommonSettings) -> BlobStore:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from runtune.errors import Conflict, NotFound
+from runtune.indexes import CompositeIndex, QueryShape, shape_of, uncovered
 from runtune.ports.metadata import Document, OrderBy, Where
 
 # Firestore accepts at most 500 writes in one batch.
@@ -17,13 +20,46 @@ _TRANSACTION_ATTEMPTS = 20
 
 
 class FirestoreMetadataStore:
-    def __init__(self, client: firestore.Client) -> None:
+    """`enforce_indexes`: the declared composite indexes (the local profile passes
+    `runtune.indexes.COMPOSITE_INDEXES`); a query none serves raises FAILED_PRECONDITION before it
+    reaches the emulator, which serves any query, as real Firestore would. `query_log`: a JSONL file
+    each distinct query shape is appended to once per process (the e2e index-coverage test reads it)."""
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        *,
+        enforce_indexes: Sequence[CompositeIndex] | None = None,
+        query_log: Path | None = None,
+    ) -> None:
         self._db = client
+        self._indexes = enforce_indexes
+        self._query_log = query_log
+        self._lock = threading.Lock()
+        # Distinct shapes only: a service runs a handful, so this stays small however long it lives.
+        self.query_shapes: set[QueryShape] = set()
 
     @classmethod
-    def for_project(cls, project_id: str) -> FirestoreMetadataStore:
+    def for_project(
+        cls,
+        project_id: str,
+        *,
+        enforce_indexes: Sequence[CompositeIndex] | None = None,
+        query_log: Path | None = None,
+    ) -> FirestoreMetadataStore:
         # FIRESTORE_EMULATOR_HOST, when set (local profile only), is honoured by the client itself.
-        return cls(firestore.Client(project=project_id))
+        return cls(firestore.Client(project=project_id), enforce_indexes=enforce_indexes, query_log=query_log)
+
+    def _check_query(self, collection: str, where: Sequence[Where], order_by: Sequence[OrderBy]) -> None:
+        shape = shape_of(collection, ((w.field, w.op) for w in where), ((o.field, o.descending) for o in order_by))
+        with self._lock:
+            new = shape not in self.query_shapes
+            self.query_shapes.add(shape)
+            if new and self._query_log is not None:
+                with self._query_log.open("a") as log:
+                    log.write(shape.to_json() + "\n")
+        if self._indexes is not None and (reason := uncovered(shape, self._indexes)):
+            raise gexc.FailedPrecondition(f"The query requires an index: {reason} (declare it in runtune/indexes.py)")
 
     def get(self, path: str) -> Document | None:
         snapshot = self._db.document(path).get()
@@ -77,6 +113,7 @@ class FirestoreMetadataStore:
         limit: int | None = None,
         start_after: str | None = None,
     ) -> list[tuple[str, Document]]:
+        self._check_query(collection, where, order_by)
         ref = self._db.collection(collection)
         query: firestore.Query | firestore.CollectionReference = ref
         for clause in where:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -189,6 +190,9 @@ class Upload(OwnedResource):
         document = super().to_document()
         document["object_path"] = self.object_path
         document.pop("upload_url", None)
+        # A Timestamp twin of `expires_at`: Firestore's TTL policy (runtune/indexes.py TTL_POLICIES)
+        # deletes the document after it; TTL ignores integers.
+        document["delete_after"] = datetime.fromtimestamp(self.expires_at, UTC)
         return document
 
 

@@ -26,6 +26,7 @@ from runtune.ports.blobs import BlobStore
 from runtune.ports.secrets import SecretStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import Dataset, DatasetStatus, HubSource, Progress
+from services.preprocessing.repository import source_path
 
 log = logging.getLogger("runtune.preprocessing")
 
@@ -98,6 +99,11 @@ class DatasetProcessor:
             self._blobs.download_file(request.object_path, local)
         except NotFound as exc:
             raise DataError("the uploaded file is gone (was the upload deleted?)", None, code="upload_missing") from exc
+        # The dataset keeps its own copy of its source: upload objects are temporary (the bucket's
+        # lifecycle deletes them a day after the upload expires).
+        kept = source_path(request.uid, request.dataset_id, request.filename)
+        if request.object_path != kept:
+            self._blobs.upload_file(kept, local)
         return ingestor.ingest_file(local, request.filename, request.options)
 
     def _reporter(self, dataset_id: str) -> ProgressFn:

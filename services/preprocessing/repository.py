@@ -20,7 +20,14 @@ def safe_filename(filename: str) -> str:
 
 
 def upload_prefix(uid: str, upload_id: str) -> str:
-    return f"users/{uid}/uploads/{upload_id}/"
+    """Top-level `uploads/`: the bucket's lifecycle rule deletes what is under it (a GCS rule's prefix
+    cannot wildcard the uid). Ownership is the upload document's `owner`; the path is never a client's."""
+    return f"uploads/{uid}/{upload_id}/"
+
+
+def upload_folder(upload: Upload) -> str:
+    """The folder of an upload's object, whichever layout it was made with (`users/{uid}/uploads/` before)."""
+    return upload.object_path.rsplit("/", 1)[0] + "/"
 
 
 def source_path(uid: str, dataset_id: str, filename: str) -> str:

@@ -33,6 +33,7 @@ from services.preprocessing.processing import ProcessRequest
 from services.preprocessing.repository import (
     safe_filename,
     source_path,
+    upload_folder,
     upload_prefix,
 )
 
@@ -107,8 +108,8 @@ class DatasetService:
         return upload.model_copy(update={"status": UploadStatus.completed})
 
     def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
-        self.uploads.get_owned(uid, upload_id)
-        self._blobs.delete_prefix(upload_prefix(uid, upload_id))
+        upload = self.uploads.get_owned(uid, upload_id)
+        self._blobs.delete_prefix(upload_folder(upload))
         self.uploads.delete(upload_id)
         return {"id": upload_id, "object": "upload.deleted", "deleted": True}
 
@@ -138,6 +139,10 @@ class DatasetService:
         dataset_id = new_id("file")
         if request.upload_id is not None:
             upload = self.uploads.get_owned(uid, request.upload_id)
+            if upload.expires_at <= now_ts():
+                raise InvalidRequest(
+                    f"upload '{upload.id}' has expired: upload the file again", param="upload_id", code="upload_expired"
+                )
             if upload.status is not UploadStatus.completed:
                 raise Conflict(
                     f"upload '{upload.id}' is not complete: POST /v1/uploads/{upload.id}/complete first",
@@ -221,10 +226,11 @@ class DatasetService:
         self.datasets.delete(dataset.id)
         self._blobs.delete_prefix(dataset_prefix(uid, dataset.id))
         upload_id = dataset.source.get("upload_id")
-        if upload_id:
-            # The upload was consumed by this dataset: it goes with it.
-            self._blobs.delete_prefix(upload_prefix(uid, upload_id))
-            self.uploads.delete(upload_id)
+        upload = self.uploads.find_owned(uid, upload_id) if upload_id else None
+        if upload is not None:
+            # The upload was consumed by this dataset: it goes with it (unless its TTL took it already).
+            self._blobs.delete_prefix(upload_folder(upload))
+            self.uploads.delete(upload.id)
 
     # -- what a ready dataset shows -------------------------------------------------------------
 
@@ -295,9 +301,11 @@ class DatasetService:
 
     def file_content_path(self, uid: str, file_id: str) -> str:
         dataset = self.get(uid, file_id, "file")
-        if dataset.source.get("kind") == "file" and dataset.filename:
-            path = source_path(uid, dataset.id, dataset.filename)
+        kept = source_path(uid, dataset.id, dataset.filename) if dataset.filename else None
+        if kept is not None and (dataset.source.get("kind") == "file" or self._blobs.info(kept) is not None):
+            path = kept
         elif dataset.source.get("upload_id"):
+            # Datasets made before they kept their own copy read it from their upload.
             path = self.uploads.get_owned(uid, dataset.source["upload_id"]).object_path
         else:
             raise NotFound(f"file '{file_id}' has no stored content", param="id")

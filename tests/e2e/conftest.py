@@ -18,6 +18,8 @@ from runtune.dev.processes import ManagedProcess, free_port
 from runtune.internal_auth import token_sha256
 from runtune.settings import REPO_ROOT
 
+QUERY_LOG = "firestore-query-shapes.jsonl"
+
 
 @dataclass(frozen=True)
 class PlatformHandle:
@@ -71,6 +73,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             "RUNTUNE_START_TIMEOUT_S": "60",
             "RUNTUNE_RECONCILE_EVERY_S": "1",
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
+            # Every distinct Firestore query shape the services run (tests/e2e/test_index_coverage.py).
+            "RUNTUNE_FIRESTORE_QUERY_LOG": str(local_dir / QUERY_LOG),
         },
     )
     running = LocalPlatform(config)

@@ -158,7 +158,7 @@ def test_delete_removes_documents_and_every_blob(client, account, platform, monk
     assert client.get(f"/v1/datasets/{dataset['id']}").status_code == 404
     assert client.get(f"/v1/uploads/{made['id']}").status_code == 404
     assert not blobs.list(f"users/{account['uid']}/datasets/{dataset['id']}/")
-    assert not blobs.list(f"users/{account['uid']}/uploads/{made['id']}/")
+    assert not blobs.list(f"uploads/{account['uid']}/{made['id']}/")
 
 
 def test_list_is_paginated_newest_first(platform) -> None:

@@ -51,7 +51,7 @@ def test_another_users_dataset_and_upload_are_404_everywhere(platform, owner, in
         assert response.status_code == 404
         response = theirs.post(
             "/v1/datasets",
-            json={"upload_id": pending["id"], "object_path": f"users/{owner['uid']}/uploads/{pending['id']}/x"},
+            json={"upload_id": pending["id"], "object_path": f"uploads/{owner['uid']}/{pending['id']}/x"},
         )
         assert response.status_code == 400
         assert theirs.get("/v1/datasets").json()["data"] == []
@@ -63,7 +63,7 @@ def test_another_users_dataset_and_upload_are_404_everywhere(platform, owner, in
 
 def test_an_archive_cannot_read_other_users_objects_by_path(platform, owner, intruder, tmp_path) -> None:
     with api(platform.gateway_url, intruder["id_token"]) as theirs:
-        table = f"image,label\nusers/{owner['uid']}/uploads/x/img.jpg,a\nmine.jpg,b\n".encode()
+        table = f"image,label\nuploads/{owner['uid']}/x/img.jpg,a\nmine.jpg,b\n".encode()
         data = write_zip(tmp_path / "g.zip", {"t.csv": table, "mine.jpg": jpeg((1, 1, 1))}).read_bytes()
         dataset = ingest(theirs, "g.zip", data)
         assert dataset["status"] == "failed"
