@@ -30,7 +30,7 @@ locals {
     "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
     "training"      = { account = "training", role = "roles/storage.objectViewer" }    # checkpoints, metrics (the trainer writes)
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
-    "inference"     = { account = "inference", role = "roles/storage.objectViewer" }   # adapters, evaluation sets
+    "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
   }
 
