@@ -352,6 +352,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
                 metrics={"step": float(position.step), "train_loss": record["loss"]},
                 chat_template=fmt.chat_template,
             )
+            checkpoints.prune(env.blobs, env.store, config.job_id)
             last_checkpoint = time.monotonic()
             reporter.message(f"Checkpoint saved at step {position.step}")
             trackers.sync()
