@@ -39,6 +39,7 @@ from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
 from runtune.training.checkpoints import Position
 from runtune.training.config import ConfigError, TrainConfig, resolve
+from runtune.training.deadline import Deadline
 from runtune.training.reporting import JobReporter
 from runtune.training.trackers import Trackers
 
@@ -282,6 +283,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
     last_checkpoint = time.monotonic()
+    deadline = Deadline.from_env(started)
     step_seconds: list[float] = []
     batches: list[list[int]] = []
     batches_epoch = -1
@@ -333,11 +335,15 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         reporter.progress(position.step, total_steps, eta)
 
         # Checkpoint every N steps or M minutes (the last step is exported instead).
-        due = position.step % config.checkpoint_every_steps == 0 or (
-            time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
+        # ... or when the task's deadline is near (a retried task resumes from it, not from far back).
+        due = (
+            position.step % config.checkpoint_every_steps == 0
+            or time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
+            or deadline.checkpoint_due(max(recent))
         )
         if due and position.step < total_steps:
             reporter.checkpointed(position.step, total_steps, eta)
+            saving = time.monotonic()
             checkpoints.save(
                 env.blobs,
                 env.store,
@@ -352,6 +358,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
                 metrics={"step": float(position.step), "train_loss": record["loss"]},
                 chat_template=fmt.chat_template,
             )
+            deadline.checkpointed(time.monotonic() - saving)
             checkpoints.prune(env.blobs, env.store, config.job_id)
             last_checkpoint = time.monotonic()
             reporter.message(f"Checkpoint saved at step {position.step}")

@@ -447,3 +447,27 @@ def test_the_encoded_dataset_is_released_before_the_merged_export(
     code, job = _run(store, blobs, job_id)
     assert code == 0 and job["status"] == "succeeded", job
     assert alive_at_export == [False]
+
+
+def test_a_checkpoint_is_taken_before_the_task_deadline(
+    store: Any, blobs: Any, local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deadline already within the margin: the first step is checkpointed although the periodic
+    # checkpoints (every 1000 steps) would never come; only one deadline checkpoint is taken.
+    monkeypatch.setenv("RUNTUNE_TASK_DEADLINE_S", "30")
+    dataset_id = _demo(store, blobs, "vision", {"train": 16, "test": 2})
+    store.update(f"datasets/{dataset_id}", {"modality": "text"})
+    job_id = new_job(
+        store,
+        UID,
+        "tiny-gemma-3-text",
+        dataset_id,
+        epochs=1,
+        batch_size=2,
+        export={"merged": False},
+        checkpoint_every_steps=1000,
+    )
+    code, job = _run(store, blobs, job_id)
+    assert code == 0 and job["status"] == "succeeded", job
+    steps = [doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/checkpoints")]
+    assert steps == [1]
