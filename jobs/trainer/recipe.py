@@ -39,6 +39,7 @@ from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
 from runtune.training.checkpoints import Position
 from runtune.training.config import ConfigError, TrainConfig, resolve
+from runtune.training.deadline import Deadline
 from runtune.training.reporting import JobReporter
 from runtune.training.trackers import Trackers
 
@@ -282,6 +283,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
     last_checkpoint = time.monotonic()
+    deadline = Deadline.from_env(started)
     step_seconds: list[float] = []
     batches: list[list[int]] = []
     batches_epoch = -1
@@ -333,11 +335,15 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         reporter.progress(position.step, total_steps, eta)
 
         # Checkpoint every N steps or M minutes (the last step is exported instead).
-        due = position.step % config.checkpoint_every_steps == 0 or (
-            time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
+        # ... or when the task's deadline is near (a retried task resumes from it, not from far back).
+        due = (
+            position.step % config.checkpoint_every_steps == 0
+            or time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
+            or deadline.checkpoint_due(max(recent))
         )
         if due and position.step < total_steps:
             reporter.checkpointed(position.step, total_steps, eta)
+            saving = time.monotonic()
             checkpoints.save(
                 env.blobs,
                 env.store,
@@ -352,6 +358,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
                 metrics={"step": float(position.step), "train_loss": record["loss"]},
                 chat_template=fmt.chat_template,
             )
+            deadline.checkpointed(time.monotonic() - saving)
+            checkpoints.prune(env.blobs, env.store, config.job_id)
             last_checkpoint = time.monotonic()
             reporter.message(f"Checkpoint saved at step {position.step}")
             trackers.sync()
@@ -384,7 +392,12 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         env.blobs, config=config, spec=spec, model=model, processor=processor, metrics=finite(metrics)
     )
     env.blobs.upload_bytes(prefix + "history.json", _json(history), content_type="application/json")
-    del model, base, optimizer, scheduler  # the merge loads the unquantized base once more
+    # Cloud Run's disk is memory: the merge below stages weights in the instance's RAM, so
+    # everything training held is dropped first (the encoded dataset, the batches, the held-out
+    # examples, the optimizer state and the training model; the merge loads the unquantized base
+    # once more). gc + empty_cache return it to the host and the GPU before the base loads.
+    del model, base, optimizer, scheduler
+    del train_split, lengths, batches, eval_examples
     export.release_memory()
     if config.export_merged and config.method != "full":
         locations |= export.export_merged(

@@ -32,6 +32,9 @@ from runtune.schemas.common import now_ts
 from runtune.schemas.jobs import Checkpoint, checkpoint_path, job_path
 
 WEIGHTS, OPTIMIZER, STATE, TEMPLATE = "trainable.safetensors", "optimizer.pt", "state.json", "chat_template.jinja"
+# As OpenAI: the newest three checkpoints stay available (resume needs only the newest); older ones
+# are pruned, their blobs and their documents together, so the API never lists a checkpoint that is gone.
+KEEP_CHECKPOINTS = 3
 
 
 @dataclass
@@ -120,6 +123,18 @@ class Restored:
     scheduler: dict[str, Any]
     rng: dict[str, Any]
     history: list[dict[str, float]]
+
+
+def prune(blobs: BlobStore, store: MetadataStore, job_id: str, keep: int = KEEP_CHECKPOINTS) -> list[int]:
+    """Delete every checkpoint but the newest `keep`; returns the pruned steps. The document goes
+    first, so no document ever names a checkpoint whose objects are half deleted."""
+    rows = store.query(f"{job_path(job_id)}/checkpoints", order_by=[OrderBy("step_number", descending=True)])
+    pruned = []
+    for _, document in rows[keep:]:
+        store.delete(checkpoint_path(job_id, document["step_number"]))
+        blobs.delete_prefix(document["prefix"])
+        pruned.append(document["step_number"])
+    return pruned
 
 
 def latest(store: MetadataStore, job_id: str) -> dict[str, Any] | None:

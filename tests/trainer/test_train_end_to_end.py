@@ -416,3 +416,58 @@ def test_full_fine_tuning_of_a_small_model_exports_the_tuned_model(store: Any, b
     assert job["runtune"]["export"] == {"merged": f"{folder}export/merged/"}
     assert blobs.info(f"{folder}export/merged/model.safetensors") is not None
     assert blobs.info(f"{folder}checkpoints/step-000001/trainable.safetensors") is not None
+
+
+def test_the_encoded_dataset_is_released_before_the_merged_export(
+    store: Any, blobs: Any, local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Cloud Run the disk is memory: the merge's staging must not share the RAM with the dataset."""
+    import weakref
+
+    from runtune.training import data, export
+
+    encoded: list[weakref.ref[Any]] = []
+    alive_at_export: list[bool] = []
+    encode_all, export_merged = data.encode_all, export.export_merged
+
+    def tracked_encode_all(*args: Any, **kwargs: Any) -> Any:
+        split = encode_all(*args, **kwargs)
+        encoded.append(weakref.ref(split))
+        return split
+
+    def observed_export_merged(*args: Any, **kwargs: Any) -> Any:
+        alive_at_export.append(encoded[0]() is not None)
+        return export_merged(*args, **kwargs)
+
+    monkeypatch.setattr(data, "encode_all", tracked_encode_all)
+    monkeypatch.setattr(export, "export_merged", observed_export_merged)
+    dataset_id = _demo(store, blobs, "vision", {"train": 8, "test": 2})
+    store.update(f"datasets/{dataset_id}", {"modality": "text"})
+    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=1, batch_size=4)
+    code, job = _run(store, blobs, job_id)
+    assert code == 0 and job["status"] == "succeeded", job
+    assert alive_at_export == [False]
+
+
+def test_a_checkpoint_is_taken_before_the_task_deadline(
+    store: Any, blobs: Any, local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deadline already within the margin: the first step is checkpointed although the periodic
+    # checkpoints (every 1000 steps) would never come; only one deadline checkpoint is taken.
+    monkeypatch.setenv("RUNTUNE_TASK_DEADLINE_S", "30")
+    dataset_id = _demo(store, blobs, "vision", {"train": 16, "test": 2})
+    store.update(f"datasets/{dataset_id}", {"modality": "text"})
+    job_id = new_job(
+        store,
+        UID,
+        "tiny-gemma-3-text",
+        dataset_id,
+        epochs=1,
+        batch_size=2,
+        export={"merged": False},
+        checkpoint_every_steps=1000,
+    )
+    code, job = _run(store, blobs, job_id)
+    assert code == 0 and job["status"] == "succeeded", job
+    steps = [doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/checkpoints")]
+    assert steps == [1]
