@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtune.estimate import GPU_TABLE
+
 # With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
 # other two silently point the Google clients at unauthenticated local servers.
 EMULATOR_VARIABLES = ("FIREBASE_AUTH_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
@@ -134,9 +136,17 @@ class ServiceSettings(CommonSettings):
     gateway_service_account: str | None = None
     service_audience: str | None = None
     secrets_dir: Path | None = None
-    trainer_job_name: str = "runtune-trainer"
+    # Cloud Run jobs are named `<prefix>-trainer-<gpu>`, `<prefix>-ingest`, `<prefix>-evaluate`
+    # (runtune.adapters.launch_contract.cloud_run_job_name; Terraform names them the same way).
+    cloud_run_job_prefix: str = "runtune"
+    # The GPU types this deployment has a trainer job for (Terraform sets it from its GPU list).
+    offered_gpus: list[str] = Field(default_factory=lambda: [gpu.name for gpu in GPU_TABLE])
+    # Local profile: the command of each workload's executions, and how many run at once.
     trainer_command: list[str] = ["python", "-m", "jobs.trainer"]
+    ingest_command: list[str] = ["python", "-m", "jobs.ingest"]
+    evaluate_command: list[str] = ["python", "-m", "jobs.evaluate"]
     local_max_concurrent_jobs: int = Field(default=1, ge=1)
+    local_max_concurrent_cpu_jobs: int = Field(default=2, ge=1)
     run_api_endpoint: str | None = None
     # Jobs: how many may run per user at once (the rest wait `queued`, in order), and when a quiet
     # trainer is checked against its execution.
@@ -146,6 +156,13 @@ class ServiceSettings(CommonSettings):
     reconcile_every_s: float = Field(default=30.0, gt=0)
     # Cloud Run GPU job tasks run at most 1 hour (12 in preview); the trainer resumes across tasks.
     trainer_task_timeout_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _known_gpus(self) -> ServiceSettings:
+        known = {gpu.name for gpu in GPU_TABLE}
+        if unknown := [name for name in self.offered_gpus if name not in known]:
+            raise SettingsError(f"RUNTUNE_OFFERED_GPUS names GPUs not in the GPU table: {', '.join(unknown)}")
+        return self
 
     @model_validator(mode="after")
     def _service_credential(self) -> ServiceSettings:

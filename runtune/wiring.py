@@ -10,7 +10,7 @@ import os
 
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import InferenceEngine
-from runtune.ports.launcher import JobLauncher
+from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
 from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, ServiceSettings
@@ -45,25 +45,35 @@ def secret_store(settings: ServiceSettings) -> SecretStore:
     return SecretManagerStore(settings.project_id)
 
 
-def job_launcher(settings: ServiceSettings) -> JobLauncher:
+def job_launcher(settings: ServiceSettings, workload: Workload = Workload.train) -> JobLauncher:
+    """The launcher of one workload's executions. Locally each service runs its own workload's child
+    processes; in the cloud one client reaches every job of the deployment."""
     if settings.is_local:
         from runtune.adapters.local_launcher import LocalProcessLauncher
 
+        command, max_concurrent = {
+            Workload.train: (settings.trainer_command, settings.local_max_concurrent_jobs),
+            Workload.ingest: (settings.ingest_command, settings.local_max_concurrent_cpu_jobs),
+            Workload.evaluate: (settings.evaluate_command, settings.local_max_concurrent_cpu_jobs),
+        }[workload]
         return LocalProcessLauncher(
-            settings.trainer_command,
-            max_concurrent=settings.local_max_concurrent_jobs,
-            log_dir=settings.local_dir / "logs" / "trainer",
+            command,
+            max_concurrent=max_concurrent,
+            log_dir=settings.local_dir / "logs" / str(workload),
             base_env=local_trainer_env(),
+            workload=workload,
         )
     from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 
     options = {"api_endpoint": settings.run_api_endpoint} if settings.run_api_endpoint else None
-    return CloudRunJobLauncher(settings.project_id, settings.region, settings.trainer_job_name, client_options=options)
+    return CloudRunJobLauncher(
+        settings.project_id, settings.region, job_prefix=settings.cloud_run_job_prefix, client_options=options
+    )
 
 
 def local_trainer_env() -> dict[str, str]:
-    """What a local trainer inherits: the emulators and the non-secret settings, as on Cloud Run,
-    where Terraform sets the same variables on the job."""
+    """What a local execution inherits: the emulators and the non-secret settings, as on Cloud Run,
+    where Terraform sets the same variables on the jobs."""
     from runtune.adapters.launch_contract import looks_like_secret
 
     wanted = {*EMULATOR_VARIABLES, "GCLOUD_PROJECT", "PYTHONPATH"}

@@ -1,7 +1,8 @@
-"""Job launcher on Cloud Run Jobs: one execution of the trainer job per fine-tuning job.
+"""Job launcher on Cloud Run Jobs: one execution per fine-tuning job, dataset ingestion or evaluation.
 
-The trainer job is deployed once; each launch runs it with per-execution overrides (argv, non-secret
-environment, task count, timeout). `launch` returns as soon as Cloud Run has accepted the execution:
+Each workload's job is deployed once (training: one job per GPU type, see `launch_contract`); each
+launch runs the request's job with per-execution overrides (argv, non-secret environment, task
+count, timeout). `launch` returns as soon as Cloud Run has accepted the execution:
 the run operation stays open for the whole training, so its name is read from the operation's
 metadata (an `Execution`) instead of waiting on it.
 """
@@ -18,7 +19,12 @@ from google.auth.credentials import Credentials
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
-from runtune.adapters.launch_contract import validate_launch_request
+from runtune.adapters.launch_contract import (
+    DEFAULT_JOB_PREFIX,
+    cloud_run_job_name,
+    execution_env,
+    validate_launch_request,
+)
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest
 
@@ -40,13 +46,13 @@ class CloudRunJobLauncher:
         self,
         project_id: str,
         region: str,
-        job_name: str,
         *,
+        job_prefix: str = DEFAULT_JOB_PREFIX,
         client_options: ClientOptions | dict[str, Any] | None = None,
         credentials: Credentials | None = None,
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     ) -> None:
-        self._job_path = run_v2.JobsClient.job_path(project_id, region, job_name)
+        self._project_id, self._region, self._job_prefix = project_id, region, job_prefix
         self._rpc_timeout_s = rpc_timeout_s
         # REST rather than gRPC: plain HTTPS works through every proxy, and it is the transport the
         # fake-server tests exercise. Clients are built here so missing credentials fail at startup.
@@ -55,31 +61,39 @@ class CloudRunJobLauncher:
             credentials=credentials, transport="rest", client_options=client_options
         )
 
-    @property
-    def job_path(self) -> str:
-        return self._job_path
+    def job_path(self, request: LaunchRequest) -> str:
+        """The Cloud Run job that runs this request (its workload's, and for training its GPU's)."""
+        name = cloud_run_job_name(request.workload, request.gpu, self._job_prefix)
+        return run_v2.JobsClient.job_path(self._project_id, self._region, name)
 
     def launch(self, request: LaunchRequest) -> str:
         validate_launch_request(request)
+        job_path = self.job_path(request)
         try:
-            operation = self._jobs.run_job(request=self._run_request(request), timeout=self._rpc_timeout_s)
+            operation = self._jobs.run_job(request=self._run_request(job_path, request), timeout=self._rpc_timeout_s)
         except google_exceptions.GoogleAPICallError as exc:
             log.error(
-                "trainer execution not started",
-                extra={"job_id": request.job_id, "cloud_run_job": self._job_path, **_error_fields(exc)},
+                "execution not started",
+                extra={"job_id": request.job_id, "cloud_run_job": job_path, **_error_fields(exc)},
             )
-            raise UpstreamUnavailable("Could not start the training execution") from exc
+            raise UpstreamUnavailable(f"Could not start the {request.workload} execution") from exc
         execution_name = _execution_name(operation)
         log.info(
-            "trainer execution started",
-            extra={"job_id": request.job_id, "execution": execution_name, "task_count": request.task_count},
+            "execution started",
+            extra={
+                "job_id": request.job_id,
+                "workload": str(request.workload),
+                "gpu": request.gpu,
+                "execution": execution_name,
+                "task_count": request.task_count,
+            },
         )
         return execution_name
 
     def cancel(self, execution_name: str) -> None:
         if not self._owns(execution_name):
             # A name from another launcher (say, a local one before a profile switch): nothing to stop here.
-            log.warning("cancel ignored: not an execution of this job", extra={"execution": execution_name})
+            log.warning("cancel ignored: not an execution of this deployment", extra={"execution": execution_name})
             return
         try:
             self._executions.cancel_execution(name=execution_name, timeout=self._rpc_timeout_s)
@@ -90,19 +104,19 @@ class CloudRunJobLauncher:
                 log.info("cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)})
                 return
             log.error("cancel failed", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not cancel the training execution") from exc
-        log.info("trainer execution cancel requested", extra={"execution": execution_name})
+            raise UpstreamUnavailable("Could not cancel the execution") from exc
+        log.info("execution cancel requested", extra={"execution": execution_name})
 
     def status(self, execution_name: str) -> ExecutionStatus:
         if not self._owns(execution_name):
-            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not an execution of this job")
+            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not an execution of this deployment")
         try:
             execution = self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
         except google_exceptions.NotFound:
             return ExecutionStatus(execution_name, ExecutionState.unknown, reason="execution not found")
         except google_exceptions.GoogleAPICallError as exc:
             log.error("execution status unavailable", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not read the training execution's status") from exc
+            raise UpstreamUnavailable("Could not read the execution's status") from exc
         return execution_status(execution)
 
     def _is_finished(self, execution_name: str) -> bool:
@@ -113,19 +127,23 @@ class CloudRunJobLauncher:
         return state in _FINISHED
 
     def _owns(self, execution_name: str) -> bool:
-        return execution_name.startswith(f"{self._job_path}/executions/")
+        # projects/P/locations/R/jobs/<prefix>-<workload>[-gpu]/executions/<id>: one of this deployment's jobs.
+        jobs = f"projects/{self._project_id}/locations/{self._region}/jobs/{self._job_prefix}-"
+        job, sep, execution = execution_name.removeprefix(jobs).partition("/executions/")
+        return execution_name.startswith(jobs) and bool(job) and "/" not in job and bool(sep and execution)
 
-    def _run_request(self, request: LaunchRequest) -> run_v2.RunJobRequest:
+    def _run_request(self, job_path: str, request: LaunchRequest) -> run_v2.RunJobRequest:
+        env = execution_env(request)
         container = run_v2.RunJobRequest.Overrides.ContainerOverride(
             args=[request.job_id],
-            env=[run_v2.EnvVar(name=key, value=value) for key, value in sorted(request.env.items())],
+            env=[run_v2.EnvVar(name=key, value=value) for key, value in sorted(env.items())],
         )
         overrides = run_v2.RunJobRequest.Overrides(
             container_overrides=[container],
             task_count=request.task_count,
             timeout=duration_pb2.Duration(seconds=request.timeout_seconds),
         )
-        return run_v2.RunJobRequest(name=self._job_path, overrides=overrides)
+        return run_v2.RunJobRequest(name=job_path, overrides=overrides)
 
 
 def _execution_name(operation: Any) -> str:

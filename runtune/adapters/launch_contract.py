@@ -1,16 +1,22 @@
 """The launch contract both job launchers enforce, so a request the cloud refuses fails locally too.
 
-What a trainer execution receives: argv `[job_id]`, the request's non-secret environment, and the
-`CLOUD_RUN_*` variables Cloud Run sets on every task. Users' tokens never travel in launch overrides
-(they would be readable by anyone allowed to describe the execution); the trainer fetches them from
-the secrets port itself.
+What an execution receives: argv `[job_id]`, the request's non-secret environment plus
+`RUNTUNE_TASK_DEADLINE_S` (the task timeout, which Cloud Run does not expose), and the `CLOUD_RUN_*`
+variables Cloud Run sets on every task. Users' tokens never travel in launch overrides (they would be
+readable by anyone allowed to describe the execution); executions fetch them from the secrets port.
+
+Which job runs a request: one Cloud Run job per workload, and for training one per GPU type of
+`runtune.estimate.GPU_TABLE` (Terraform generates them from the same table), so the GPU the estimate
+chose is the GPU the run gets.
 """
 
 from __future__ import annotations
 
 import re
 
-from runtune.ports.launcher import LaunchRequest
+from runtune.estimate import GPU_TABLE
+from runtune.ports.launcher import LaunchRequest, Workload
+from runtune.training.deadline import DEADLINE_ENV
 
 # A job id becomes an argv entry, part of an execution name and (locally) part of a log file name.
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -21,6 +27,32 @@ SECRET_NAME_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 RESERVED_PREFIX = "CLOUD_RUN_"
 # Cloud Run's task timeout ceiling (7 days).
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+# Every Cloud Run job of a deployment is named `<prefix>-<workload>[-<gpu>]`.
+DEFAULT_JOB_PREFIX = "runtune"
+GPU_NAMES = tuple(gpu.name for gpu in GPU_TABLE)
+_JOB_STEMS = {Workload.train: "trainer", Workload.ingest: "ingest", Workload.evaluate: "evaluate"}
+
+
+def gpu_slug(gpu: str) -> str:
+    """`nvidia-rtx-pro-6000` -> `rtx-pro-6000`: the part of a trainer job's name naming its GPU."""
+    return gpu.removeprefix("nvidia-")
+
+
+def cloud_run_job_name(workload: Workload, gpu: str | None = None, prefix: str = DEFAULT_JOB_PREFIX) -> str:
+    """The Cloud Run job that runs a workload: `runtune-trainer-l4`, `runtune-ingest`, ..."""
+    stem = f"{prefix}-{_JOB_STEMS[workload]}"
+    if workload is Workload.train:
+        if gpu not in GPU_NAMES:
+            raise ValueError(f"gpu must be one of {', '.join(GPU_NAMES)} for training, not {gpu!r}")
+        return f"{stem}-{gpu_slug(gpu)}"
+    if gpu is not None:
+        raise ValueError(f"a {workload} execution runs on CPUs; it takes no gpu")
+    return stem
+
+
+def execution_env(request: LaunchRequest) -> dict[str, str]:
+    """What the execution's environment overrides hold: the request's variables and its deadline."""
+    return {**request.env, DEADLINE_ENV: str(request.timeout_seconds)}
 
 
 def looks_like_secret(env_name: str) -> bool:
@@ -36,6 +68,9 @@ def validate_launch_request(request: LaunchRequest) -> None:
         raise ValueError(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
     if request.task_count < 1:
         raise ValueError("task_count must be at least 1")
+    cloud_run_job_name(request.workload, request.gpu)
+    if DEADLINE_ENV in request.env:
+        raise ValueError(f"environment variable {DEADLINE_ENV!r} is set by the launcher from timeout_seconds")
     for env_name in request.env:
         _validate_env_name(env_name)
 

@@ -1,7 +1,10 @@
-"""Job launcher for the local platform: the trainer as a child process, behind a bounded FIFO queue.
+"""Job launcher for the local platform: one workload's executions (the trainer, ingestion or
+evaluations) as child processes, behind a bounded FIFO queue.
 
-It keeps Cloud Run's contract so the trainer cannot tell the two apart: argv `command + [job_id]`,
-the request's environment, the `CLOUD_RUN_*` task variables, and a task timeout. At most
+It keeps Cloud Run's contract so an execution cannot tell the two apart: argv `command + [job_id]`,
+the request's environment and deadline, the `CLOUD_RUN_*` task variables (`CLOUD_RUN_JOB` names the
+job the cloud would run), and a task timeout. Each service runs its own workload's launcher, as each
+Cloud Run job has its own resources: a queue of trainers never delays an ingestion. At most
 `max_concurrent` trainers run (a workstation has one or two GPUs); later launches wait, pending, and
 start in order as slots free. One supervisor thread reaps exits, enforces timeouts and escalates
 stops; every state change happens under one lock.
@@ -24,8 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from runtune.adapters.launch_contract import validate_launch_request
-from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest
+from runtune.adapters.launch_contract import cloud_run_job_name, execution_env, validate_launch_request
+from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest, Workload
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ class LocalProcessLauncher:
         max_concurrent: int,
         log_dir: Path,
         base_env: dict[str, str] | None = None,
-        job_name: str = "runtune-trainer",
+        workload: Workload = Workload.train,
         kill_grace_s: float = 10.0,
         poll_interval_s: float = 0.1,
     ) -> None:
@@ -96,7 +99,7 @@ class LocalProcessLauncher:
         self._max_concurrent = max_concurrent
         self._log_dir = log_dir
         self._base_env = {**_passthrough_env(), **(base_env or {})}
-        self._job_name = job_name
+        self._workload = workload
         self._kill_grace_s = kill_grace_s
         self._poll_interval_s = poll_interval_s
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +116,9 @@ class LocalProcessLauncher:
 
     def launch(self, request: LaunchRequest) -> str:
         validate_launch_request(request)
+        if request.workload is not self._workload:
+            # A service launches its own workload only; another's command would run the wrong program.
+            raise ValueError(f"this launcher runs {self._workload} executions, not {request.workload}")
         if request.task_count != 1:
             # Running index 0 alone while telling it there are N tasks would silently lose work.
             raise ValueError("the local launcher runs exactly one task per execution")
@@ -123,7 +129,7 @@ class LocalProcessLauncher:
             self._executions[execution.name] = execution
             self._queue.append(execution)
             log.info(
-                "trainer execution queued",
+                "execution queued",
                 extra={"job_id": request.job_id, "execution": execution.name, "queued": len(self._queue)},
             )
             self._start_queued()
@@ -180,9 +186,9 @@ class LocalProcessLauncher:
         name = f"{NAME_PREFIX}/{request.job_id}/{short_id}"
         env = {
             **self._base_env,
-            **request.env,
+            **execution_env(request),
             # Cloud Run's task contract; request.env cannot override these (validated).
-            "CLOUD_RUN_JOB": self._job_name,
+            "CLOUD_RUN_JOB": cloud_run_job_name(request.workload, request.gpu),
             "CLOUD_RUN_EXECUTION": name,
             "CLOUD_RUN_TASK_INDEX": "0",
             "CLOUD_RUN_TASK_ATTEMPT": "0",
@@ -215,7 +221,7 @@ class LocalProcessLauncher:
                 )
         except OSError as exc:
             log.error(
-                "trainer process did not start",
+                "process did not start",
                 extra={"execution": execution.name, "error_class": type(exc).__name__},
             )
             self._settle(execution, ExecutionState.failed, reason=f"could not start: {exc.strerror}")
@@ -224,7 +230,7 @@ class LocalProcessLauncher:
         execution.deadline = time.monotonic() + execution.timeout_seconds
         self._running[execution.name] = execution
         log.info(
-            "trainer process started",
+            "process started",
             extra={
                 "execution": execution.name,
                 "pid": execution.process.pid,
@@ -236,7 +242,7 @@ class LocalProcessLauncher:
         execution.stop = why
         execution.kill_at = time.monotonic() + self._kill_grace_s
         self._signal_group(execution, signal.SIGTERM)
-        log.info("trainer process stopping", extra={"execution": execution.name, "why": str(why)})
+        log.info("process stopping", extra={"execution": execution.name, "why": str(why)})
 
     def _signal_group(self, execution: _Execution, sig: signal.Signals) -> None:
         # Safe while the leader is unreaped (only _supervise reaps, under the same lock): its pid,
@@ -255,7 +261,7 @@ class LocalProcessLauncher:
     ) -> None:
         execution.state, execution.reason, execution.exit_code = state, reason, exit_code
         log.info(
-            "trainer execution finished",
+            "execution finished",
             extra={
                 "execution": execution.name,
                 "state": str(state),
@@ -279,7 +285,7 @@ class LocalProcessLauncher:
             elif execution.stop is None and now >= execution.deadline:
                 self._begin_stop(execution, _Stop.timeout)
             elif execution.kill_at is not None and now >= execution.kill_at:
-                log.warning("trainer ignored SIGTERM; killing it", extra={"execution": execution.name})
+                log.warning("execution ignored SIGTERM; killing it", extra={"execution": execution.name})
                 self._signal_group(execution, signal.SIGKILL)
                 execution.kill_at = None
         self._start_queued()

@@ -1,10 +1,23 @@
-"""Job launcher port: start, cancel and inspect one trainer execution per job."""
+"""Job launcher port: start, cancel and inspect one execution per unit of long work.
+
+Three workloads run as executions of their own, never in a request-serving instance: training (a GPU
+job per GPU type), dataset ingestion and evaluations (CPU jobs). Each is a Cloud Run job in the cloud
+and a child process of the local launcher on a workstation.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+
+class Workload(StrEnum):
+    """What an execution does; decides which Cloud Run job (or local command) runs it."""
+
+    train = "train"
+    ingest = "ingest"
+    evaluate = "evaluate"
 
 
 class ExecutionState(StrEnum):
@@ -18,11 +31,16 @@ class ExecutionState(StrEnum):
 
 @dataclass(frozen=True)
 class LaunchRequest:
+    # The id of the work item the execution serves (a fine-tuning job, a dataset, an evaluation):
+    # the execution's only argument.
     job_id: str
-    # Non-secret environment only: the trainer fetches users' tokens from the secrets port itself.
+    # Non-secret environment only: executions fetch users' tokens from the secrets port themselves.
     env: dict[str, str] = field(default_factory=dict)
     timeout_seconds: int = 3600
     task_count: int = 1
+    workload: Workload = Workload.train
+    # Cloud Run's accelerator name (runtune.estimate.GPU_TABLE): required for training, absent otherwise.
+    gpu: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +53,7 @@ class ExecutionStatus:
 
 class JobLauncher(Protocol):
     def launch(self, request: LaunchRequest) -> str:
-        """Start an execution; returns its name (stored on the job)."""
+        """Start an execution; returns its name (stored on the work item)."""
 
     def cancel(self, execution_name: str) -> None: ...
 

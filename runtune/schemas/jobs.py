@@ -116,6 +116,9 @@ class Job(OwnedResource):
     steps_completed: int = 0
     total_steps: int | None = None
     seconds_remaining: int | None = None
+    # The Cloud Run GPU the trainer runs on (the one asked for, or the estimate's choice); the
+    # launcher runs that GPU's trainer job. None only on jobs stored before it was recorded.
+    gpu: str | None = None
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
     cancel_requested: bool = Field(default=False, exclude=True)

@@ -86,7 +86,7 @@ class JobService:
             )
         examples = training.splits.get("train") or sum(training.splits.values()) or 1
         resolved = hyperparameters.resolve(request.resolved_hyperparameters(), examples)
-        self._check_fits(model, options, resolved, examples)
+        gpu = self._check_fits(model, options, resolved, examples)
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
@@ -101,6 +101,7 @@ class JobService:
             metadata=request.metadata,
             integrations=request.integrations or [],
             status=JobStatus.validating_files,
+            gpu=gpu,
         )
         if idempotency_key and not self._claim_idempotency(uid, idempotency_key, job.id):
             # A concurrent retry won the race: answer with its job.
@@ -124,7 +125,8 @@ class JobService:
 
     def _check_fits(
         self, model: registry.ModelSpec, options: RuntuneOptions, resolved: Hyperparameters, examples: int
-    ) -> None:
+    ) -> str:
+        """The GPU the run gets: the one asked for, or the smallest the estimate fits it on."""
         assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
         shape = RunShape(
             method=options.method,
@@ -141,6 +143,7 @@ class JobService:
             raise InvalidRequest(
                 f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
             )
+        return result.gpu
 
     def dataset_for(self, uid: str, dataset_id: str, param: str) -> Dataset:
         dataset = datasets(self._store).find_owned(uid, dataset_id)
@@ -196,7 +199,9 @@ class JobService:
             return
         try:
             execution = self._launcher.launch(
-                LaunchRequest(job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s)
+                LaunchRequest(
+                    job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s, gpu=job.gpu
+                )
             )
         except Exception as exc:  # the launcher's own errors carry no secrets
             log.exception("launch failed", extra={"job_id": job.id})

@@ -20,11 +20,13 @@ from google.auth.credentials import AnonymousCredentials
 
 from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 from runtune.errors import UpstreamUnavailable
-from runtune.ports.launcher import ExecutionState, LaunchRequest
+from runtune.ports.launcher import ExecutionState, LaunchRequest, Workload
 
-PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer"
-JOB_PATH = f"projects/{PROJECT}/locations/{REGION}/jobs/{JOB}"
+PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer-l4"
+JOBS = f"projects/{PROJECT}/locations/{REGION}/jobs"
+JOB_PATH = f"{JOBS}/{JOB}"
 EXECUTION = f"{JOB_PATH}/executions/{JOB}-abc12"
+L4 = "nvidia-l4"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class FakeCloudRun:
         if method == "POST" and resource.endswith(":run"):
             if self.fail_run_with is not None:
                 return self.fail_run_with, _error(self.fail_run_with, "run refused")
-            return 200, _operation("op-run", {"name": EXECUTION})
+            job = resource.removesuffix(":run")
+            return 200, _operation("op-run", {"name": f"{job}/executions/{job.rsplit('/', 1)[-1]}-abc12"})
         if method == "POST" and resource.endswith(":cancel"):
             execution = resource.removesuffix(":cancel")
             if execution not in self.executions:
@@ -121,7 +124,6 @@ def launcher(fake: tuple[FakeCloudRun, str]) -> CloudRunJobLauncher:
     return CloudRunJobLauncher(
         PROJECT,
         REGION,
-        JOB,
         client_options={"api_endpoint": endpoint},
         credentials=AnonymousCredentials(),
         rpc_timeout_s=5,
@@ -135,6 +137,7 @@ def test_launch_sends_overrides_and_returns_execution_name(fake, launcher) -> No
         env={"RUNTUNE_BUCKET": "runtune-demo", "RUNTUNE_PROFILE": "gcp"},
         timeout_seconds=3600,
         task_count=1,
+        gpu=L4,
     )
 
     assert launcher.launch(request) == EXECUTION
@@ -147,16 +150,57 @@ def test_launch_sends_overrides_and_returns_execution_name(fake, launcher) -> No
     assert container["env"] == [
         {"name": "RUNTUNE_BUCKET", "value": "runtune-demo"},
         {"name": "RUNTUNE_PROFILE", "value": "gcp"},
+        # The task timeout, which Cloud Run does not expose to the task: the trainer's deadline.
+        {"name": "RUNTUNE_TASK_DEADLINE_S", "value": "3600"},
     ]
     assert overrides["timeout"] == "3600s"
     assert overrides["taskCount"] == 1
+
+
+@pytest.mark.parametrize(
+    ("workload", "gpu", "job"),
+    [
+        (Workload.train, "nvidia-l4", "runtune-trainer-l4"),
+        (Workload.train, "nvidia-rtx-pro-6000", "runtune-trainer-rtx-pro-6000"),
+        (Workload.ingest, None, "runtune-ingest"),
+        (Workload.evaluate, None, "runtune-evaluate"),
+    ],
+)
+def test_each_request_runs_its_workloads_job(fake, launcher, workload, gpu, job) -> None:
+    server, _ = fake
+    execution = launcher.launch(LaunchRequest(job_id="item-1", workload=workload, gpu=gpu))
+
+    [sent] = server.requests
+    assert sent.path == f"/v2/{JOBS}/{job}:run"
+    assert execution == f"{JOBS}/{job}/executions/{job}-abc12"
+    # Executions of every job of the deployment are followed and cancelled by the same launcher.
+    server.executions[execution] = {"name": execution, "runningCount": 1}
+    assert launcher.status(execution).state is ExecutionState.running
+    launcher.cancel(execution)
+    assert server.requests[-1].path == f"/v2/{execution}:cancel"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        LaunchRequest(job_id="ftjob-1"),  # training without a GPU
+        LaunchRequest(job_id="ftjob-1", gpu="nvidia-h100-80gb"),  # not in the GPU table
+        LaunchRequest(job_id="file-1", workload=Workload.ingest, gpu=L4),  # a CPU job given a GPU
+        LaunchRequest(job_id="ftjob-1", gpu=L4, env={"RUNTUNE_TASK_DEADLINE_S": "9"}),  # the launcher's own
+    ],
+)
+def test_requests_naming_no_deployed_job_are_refused(fake, launcher, request_) -> None:
+    server, _ = fake
+    with pytest.raises(ValueError):
+        launcher.launch(request_)
+    assert server.requests == []
 
 
 @pytest.mark.parametrize("env_name", ["HF_TOKEN", "wandb_api_key", "DbPassword", "MY_SECRET", "GOOGLE_CREDENTIALS"])
 def test_secret_looking_env_is_refused_before_any_request(fake, launcher, env_name) -> None:
     server, _ = fake
     with pytest.raises(ValueError, match=env_name) as refused:
-        launcher.launch(LaunchRequest(job_id="ftjob-1", env={env_name: "hf_abcdefghijklmnop"}))
+        launcher.launch(LaunchRequest(job_id="ftjob-1", env={env_name: "hf_abcdefghijklmnop"}, gpu=L4))
     assert "hf_abcdefghijklmnop" not in str(refused.value)
     assert server.requests == []
 
@@ -164,10 +208,10 @@ def test_secret_looking_env_is_refused_before_any_request(fake, launcher, env_na
 def test_reserved_and_malformed_requests_are_refused(fake, launcher) -> None:
     server, _ = fake
     for bad in (
-        LaunchRequest(job_id="ftjob-1", env={"CLOUD_RUN_EXECUTION": "x"}),
-        LaunchRequest(job_id="../etc"),
-        LaunchRequest(job_id="ftjob-1", timeout_seconds=0),
-        LaunchRequest(job_id="ftjob-1", task_count=0),
+        LaunchRequest(job_id="ftjob-1", env={"CLOUD_RUN_EXECUTION": "x"}, gpu=L4),
+        LaunchRequest(job_id="../etc", gpu=L4),
+        LaunchRequest(job_id="ftjob-1", timeout_seconds=0, gpu=L4),
+        LaunchRequest(job_id="ftjob-1", task_count=0, gpu=L4),
     ):
         with pytest.raises(ValueError):
             launcher.launch(bad)
@@ -178,7 +222,7 @@ def test_launch_failure_is_upstream_unavailable(fake, launcher) -> None:
     server, _ = fake
     server.fail_run_with = 403
     with pytest.raises(UpstreamUnavailable):
-        launcher.launch(LaunchRequest(job_id="ftjob-1"))
+        launcher.launch(LaunchRequest(job_id="ftjob-1", gpu=L4))
 
 
 def test_cancel_posts_to_the_execution(fake, launcher) -> None:
@@ -324,5 +368,11 @@ def test_status_of_a_missing_execution_is_unknown(fake, launcher) -> None:
 
 def test_status_of_a_foreign_execution_is_unknown_without_a_request(fake, launcher) -> None:
     server, _ = fake
-    assert launcher.status("local/ftjob-1/abcd").state is ExecutionState.unknown
+    for foreign in (
+        "local/ftjob-1/abcd",
+        f"projects/other-proj/locations/{REGION}/jobs/{JOB}/executions/{JOB}-abc12",
+        f"{JOBS}/someone-elses-job/executions/x-abc12",
+        f"{JOBS}/runtune-/executions/x",
+    ):
+        assert launcher.status(foreign).state is ExecutionState.unknown
     assert server.requests == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtune.adapters.local_launcher import LocalProcessLauncher
-from runtune.ports.launcher import ExecutionState, LaunchRequest
+from runtune.ports.launcher import ExecutionState, LaunchRequest, Workload
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,6 +67,9 @@ def alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
 
 
+L4 = "nvidia-l4"
+
+
 class Harness:
     def __init__(self, tmp_path: Path, **options: Any) -> None:
         self.dir = tmp_path / "out"
@@ -80,9 +83,11 @@ class Harness:
             base_env={"TEST_DIR": str(self.dir), "RUNTUNE_BUCKET": "runtune-local"},
             kill_grace_s=options.pop("kill_grace_s", 0.5),
             poll_interval_s=0.02,
+            **options,
         )
 
     def launch(self, job_id: str, mode: str = "exit0", **request: Any) -> str:
+        request.setdefault("gpu", None if "workload" in request else "nvidia-l4")
         return self.launcher.launch(LaunchRequest(job_id=job_id, env={"MODE": mode}, **request))
 
     def report(self, job_id: str) -> dict[str, Any]:
@@ -129,13 +134,14 @@ def test_argv_and_environment_follow_the_cloud_run_contract(make, monkeypatch) -
     assert report["argv"] == [*h.command, "ftjob-1"]
     env = report["env"]
     assert {key: env[key] for key in env if key.startswith("CLOUD_RUN_")} == {
-        "CLOUD_RUN_JOB": "runtune-trainer",
+        "CLOUD_RUN_JOB": "runtune-trainer-l4",
         "CLOUD_RUN_EXECUTION": name,
         "CLOUD_RUN_TASK_INDEX": "0",
         "CLOUD_RUN_TASK_ATTEMPT": "0",
         "CLOUD_RUN_TASK_COUNT": "1",
     }
     assert env["MODE"] == "exit0"  # request env
+    assert env["RUNTUNE_TASK_DEADLINE_S"] == "3600"  # the task's deadline, as in the cloud
     assert env["RUNTUNE_BUCKET"] == "runtune-local"  # base env
     assert "RUNTUNE_INTERNAL_TOKEN" not in env
     status = h.launcher.status(name)
@@ -253,14 +259,24 @@ def test_unknown_execution(make) -> None:
 def test_contract_violations_are_refused(make) -> None:
     h = make()
     for request in (
-        LaunchRequest(job_id="ftjob-1", env={"HF_TOKEN": "hf_abcdefghijkl"}),
-        LaunchRequest(job_id="ftjob-1", env={"CLOUD_RUN_TASK_INDEX": "3"}),
-        LaunchRequest(job_id="../../etc/passwd"),
-        LaunchRequest(job_id="ftjob-1", task_count=2),
+        LaunchRequest(job_id="ftjob-1", env={"HF_TOKEN": "hf_abcdefghijkl"}, gpu=L4),
+        LaunchRequest(job_id="ftjob-1", env={"CLOUD_RUN_TASK_INDEX": "3"}, gpu=L4),
+        LaunchRequest(job_id="../../etc/passwd", gpu=L4),
+        LaunchRequest(job_id="ftjob-1", task_count=2, gpu=L4),
+        LaunchRequest(job_id="ftjob-1"),  # training names its GPU, as the cloud's per-GPU jobs need
+        LaunchRequest(job_id="file-1", workload=Workload.ingest),  # another workload's command
     ):
         with pytest.raises(ValueError):
             h.launcher.launch(request)
     assert h.order() == []
+
+
+def test_a_cpu_workloads_launcher_names_its_cloud_run_job(make) -> None:
+    h = make(workload=Workload.ingest)
+    h.launch("file-1", workload=Workload.ingest)
+    assert h.report("file-1")["env"]["CLOUD_RUN_JOB"] == "runtune-ingest"
+    with pytest.raises(ValueError, match="ingest"):
+        h.launch("ftjob-1", workload=Workload.train, gpu=L4)
 
 
 def test_shutdown_stops_everything_and_refuses_new_work(make) -> None:
