@@ -91,7 +91,8 @@ class Gateway:
                     headers={"Retry-After": retry_after_header(wait)},
                 )
             base_url = self.settings.upstreams[service]
-            headers = upstream_headers(request, identity, self.minter.authorization(base_url), request_id)
+            authorization = await self.minter.authorization_async(base_url)
+            headers = upstream_headers(request, identity, authorization, request_id)
             response: Response = await forward(self.session, request, base_url, headers, request_id)
         except RuntuneError as exc:
             response = JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)

@@ -97,6 +97,6 @@ def inference_engine(settings: InferenceSettings) -> InferenceEngine:
     minter = GoogleIdTokenMinter()
     return OpenAIEngine(
         settings.engine_url,
-        authorization=lambda: minter.authorization(settings.engine_url),
+        authorization=lambda: minter.authorization_async(settings.engine_url),
         timeout_s=settings.engine_timeout_s,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
 import httpx
@@ -19,13 +19,17 @@ CONNECTIONS_PER_LANE = 16  # 256 in all: long-lived streams never wait for a con
 
 
 class _HeaderAuth(httpx.Auth):
-    """An `Authorization` header computed per request (a cached Google ID token for Cloud Run IAM)."""
+    """An `Authorization` header computed per request (a cached Google ID token for Cloud Run IAM);
+    awaited, because refreshing it is a network call that must not block the event loop."""
 
-    def __init__(self, authorization: Callable[[], str]) -> None:
+    def __init__(self, authorization: Callable[[], Awaitable[str]]) -> None:
         self._authorization = authorization
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["authorization"] = self._authorization()
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("The engine's clients are asynchronous")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["authorization"] = await self._authorization()
         yield request
 
 
@@ -35,7 +39,7 @@ class OpenAIEngine:
         base_url: str,
         *,
         api_key: str | None = None,
-        authorization: Callable[[], str] | None = None,
+        authorization: Callable[[], Awaitable[str]] | None = None,
         timeout_s: float = 300.0,
     ) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}

@@ -57,7 +57,7 @@ class GatewayOnlyMiddleware:
             return
         headers = Headers(scope=scope)
         try:
-            self._verifier.verify(headers.get("authorization"))
+            await self._verifier.verify_async(headers.get("authorization"))
         except RuntuneError as exc:
             await JSONResponse(exc.envelope(), status_code=exc.status_code)(scope, receive, send)
             return

@@ -251,7 +251,7 @@ def test_id_token_authorization_is_sent_on_every_request(vllm: FakeVllm) -> None
     headers: list[str] = []
     calls = iter(["Bearer one", "Bearer two"])
 
-    def authorization() -> str:
+    async def authorization() -> str:
         value = next(calls)
         headers.append(value)
         return value
