@@ -64,7 +64,7 @@ class JobService:
         self._policy = policy
         self._launch_env = launch_env or {}
         # Whose engine serves the results (the serving contract's bases differ per profile).
-        self._profile = profile
+        self.profile = profile
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -90,7 +90,7 @@ class JobService:
             )
         # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
         # for download only (its merged export) and its events say so.
-        verdict = serving.assess(request, profile=self._profile)
+        verdict = serving.assess(request, profile=self.profile)
         if verdict.problems:
             raise verdict.problems[0].error()
         examples = training.splits.get("train") or sum(training.splits.values()) or 1

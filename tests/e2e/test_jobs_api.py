@@ -206,6 +206,8 @@ def test_a_base_the_engine_does_not_serve_runs_for_download_only(platform, user,
     when it exports its merged model, and the job says so in its events."""
     unserved = "google/gemma-3-4b-it"
     assert unserved not in serving.load().local_base_models
+    catalogue = {model["id"]: model for model in client.get("/v1/models").json()["data"]}
+    assert catalogue[unserved]["served"] is False and catalogue[MODEL]["served"] is True
     dataset_id = put_dataset(platform, user["uid"])
     body = {"model": unserved, "training_file": dataset_id, "metadata": {"script": "succeed"}}
     refused = client.post("/v1/fine_tuning/jobs", json=body | _runtune(export={"merged": False}))
