@@ -50,7 +50,7 @@ locals {
       RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       # The service evicts adapters at the engine's own limit (vLLM --max-loras).
-      RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(var.engine_max_loras)
+      RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(local.serving.max_loras)
     }
     trainer = {
       RUNTUNE_PROFILE    = "gcp"
@@ -310,6 +310,13 @@ resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
 
 # --- the vLLM engine: a GPU Cloud Run service the inference service calls -------------------------
 
+# The serving contract: the engine's base model and LoRA limits, read from the same file the
+# training service checks every new job against (runtune/serving.py), so a job never produces an
+# adapter this engine cannot serve. It lives in the package because every image ships runtune/.
+locals {
+  serving = jsondecode(file("${path.module}/../runtune/serving.json"))
+}
+
 resource "google_cloud_run_v2_service" "engine" {
   project             = var.project_id
   name                = local.names.engine
@@ -347,14 +354,18 @@ resource "google_cloud_run_v2_service" "engine" {
     containers {
       image = local.images.engine
       args = [
-        var.engine_base_model,
+        # One vLLM server serves one base (runtune/serving.py refuses a contract with more).
+        one(local.serving.base_models),
         "--host", "0.0.0.0",
         "--port", "8080",
         "--enable-lora",
-        "--max-lora-rank", tostring(var.engine_max_lora_rank),
-        "--max-loras", tostring(var.engine_max_loras),
-        "--max-model-len", tostring(var.engine_max_model_len),
-        "--gpu-memory-utilization", "0.90",
+        "--max-lora-rank", tostring(local.serving.max_lora_rank),
+        "--max-loras", tostring(local.serving.max_loras),
+        # Off, vLLM drops an adapter's vision-tower layers and serves the rest; the jobs API refuses
+        # such adapters instead.
+        local.serving.tower_connector_lora ? "--enable-tower-connector-lora" : "--no-enable-tower-connector-lora",
+        "--max-model-len", tostring(local.serving.max_model_len),
+        "--gpu-memory-utilization", tostring(local.serving.gpu_memory_utilization),
       ]
 
       ports {

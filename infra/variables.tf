@@ -126,35 +126,6 @@ variable "trainer_max_retries" {
   default     = 3
 }
 
-variable "engine_base_model" {
-  description = "Base model the vLLM engine serves; tuned adapters of this model are loaded at run time."
-  type        = string
-  default     = "google/gemma-3-4b-it"
-}
-
-variable "engine_max_lora_rank" {
-  description = "Largest LoRA rank the engine accepts (vLLM --max-lora-rank: 8, 16, 32, 64, 128 or 256)."
-  type        = number
-  default     = 64
-
-  validation {
-    condition     = contains([8, 16, 32, 64, 128, 256], var.engine_max_lora_rank)
-    error_message = "engine_max_lora_rank must be one of 8, 16, 32, 64, 128, 256."
-  }
-}
-
-variable "engine_max_loras" {
-  description = "Adapters the engine keeps on the GPU at once (vLLM --max-loras); the inference service evicts the least recently used."
-  type        = number
-  default     = 4
-}
-
-variable "engine_max_model_len" {
-  description = "Context length of the engine (vLLM --max-model-len)."
-  type        = number
-  default     = 8192
-}
-
 variable "engine_max_instances" {
   description = "Most engine instances (each holds one GPU; it scales to zero when idle)."
   type        = number
@@ -162,7 +133,7 @@ variable "engine_max_instances" {
 }
 
 variable "hf_token_secret_id" {
-  description = "Secret Manager secret (created by this configuration, its value added by you) holding a Hugging Face token that may download engine_base_model (Gemma is gated)."
+  description = "Secret Manager secret (created by this configuration, its value added by you) holding a Hugging Face token that may download the engine's base model (runtune/serving.json; Gemma is gated)."
   type        = string
   default     = "runtune-hf-token"
 }

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runtune import serving
 from runtune.estimate import GPU_TABLE
 
 # With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
@@ -190,8 +191,9 @@ class InferenceSettings(ServiceSettings):
     # (adapters are read by path, no copy). Local: a folder the service downloads adapters into.
     engine_adapter_root: str | None = None
     engine_adapter_download: bool = True
-    # Adapters kept loaded in the engine at once (vLLM's --max-loras); the least recently used goes.
-    engine_max_adapters: int = Field(default=4, ge=1, le=64)
+    # Adapters kept loaded in the engine at once (vLLM's --max-loras, from the serving contract,
+    # runtune/serving.json); the least recently used goes.
+    engine_max_adapters: int = Field(default_factory=lambda: serving.load().max_loras, ge=1, le=64)
     engine_timeout_s: float = Field(default=300.0, gt=0)
     # Examples scored concurrently by one evaluation: two engine batches' worth (a scoring batch holds 64
     # rows, a sample's labels being rows), so the next batch fills while one runs (bench/eval.py).
@@ -227,12 +229,25 @@ class EngineServerSettings(BaseSettings):
     # SHA-256 of the bearer token callers must present; None accepts any caller on loopback only.
     api_key_sha256: str | None = None
     local_dir: Path = Field(default=DEFAULT_LOCAL_DIR, validation_alias=AliasChoices("RUNTUNE_LOCAL_DIR"))
-    # Base models it serves (loaded on first use); registry ids.
-    models: list[str] = ["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"]
+    # Base models it serves (loaded on first use); registry ids: the serving contract's local bases
+    # (runtune/serving.json), or some of them.
+    models: list[str] = Field(default_factory=lambda: list(serving.load().local_base_models))
     max_batch: int = Field(default=16, ge=1, le=256)
     # How long the batcher waits for companions of a request before running it.
     batch_window_ms: float = Field(default=5.0, ge=0, le=1000)
     max_new_tokens: int = Field(default=512, ge=1)
+
+    @model_validator(mode="after")
+    def _serves_only_contracted_bases(self) -> EngineServerSettings:
+        # The jobs API accepts adapters of the contract's bases only: serving another would let local
+        # behaviour drift from the cloud's.
+        extra = sorted(set(self.models) - set(serving.load().local_base_models))
+        if extra:
+            raise SettingsError(
+                f"RUNTUNE_ENGINE_MODELS names {', '.join(extra)}, which the serving contract "
+                "(runtune/serving.json, local_base_models) does not list"
+            )
+        return self
 
 
 @lru_cache

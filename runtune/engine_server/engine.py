@@ -4,6 +4,7 @@ which base, and the batcher every request goes through."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ from typing import Any
 import torch
 from jinja2 import TemplateError
 
+from runtune import serving
 from runtune.engine_server.batcher import Batcher, Sink, Work
 from runtune.engine_server.execute import GenerateRequest, Prompt, ScoreRequest, batch_key, batch_limit, run_batch
 from runtune.engine_server.messages import Conversation
-from runtune.engine_server.runtime import ModelRuntime, base_model_of
+from runtune.engine_server.runtime import ModelRuntime, adapter_tensor_names, base_model_of
 from runtune.errors import InvalidRequest, NotFound
 from runtune.models.registry import lookup
 from runtune.settings import EngineServerSettings
@@ -72,6 +74,14 @@ class LocalEngine:
             raise InvalidRequest(
                 f"The adapter was trained on '{base}', which this engine does not serve", param="lora_path"
             )
+        spec = lookup(base)
+        assert spec is not None  # the settings serve registry ids only
+        config = json.loads(Path(path, "adapter_config.json").read_text())
+        # The cloud engine's limits (vLLM --max-lora-rank, tower/connector LoRA), so an adapter this
+        # engine serves is one vLLM serves too, and serves as trained.
+        problem = serving.adapter_problem(config, adapter_tensor_names(Path(path)), spec, serving.load())
+        if problem is not None:
+            raise InvalidRequest(problem, param="lora_path", code="adapter_not_servable")
         self.runtime(base).load_adapter(name, path)
         self._adapters[name] = base
 

@@ -98,3 +98,14 @@ def base_model_of(adapter_folder: Path) -> str | None:
         base = json.loads(peft_config.read_text()).get("base_model_name_or_path") or ""
         return Path(base).name or None
     return None
+
+
+def adapter_tensor_names(adapter_folder: Path) -> list[str]:
+    """The names of a saved peft adapter's weights (read from the safetensors header, no tensor loaded)."""
+    from safetensors import safe_open
+
+    weights = adapter_folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        return []
+    with safe_open(str(weights), framework="pt") as tensors:
+        return list(tensors.keys())

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from runtune import serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, not_found
 from runtune.estimate import RunShape, estimate
 from runtune.jobs import hyperparameters
@@ -51,6 +52,7 @@ class JobService:
         launcher: JobLauncher,
         policy: SchedulingPolicy,
         *,
+        profile: str,
         launch_env: dict[str, str] | None = None,
     ) -> None:
         from services.training.repository import JobRepository
@@ -61,6 +63,8 @@ class JobService:
         self._launcher = launcher
         self._policy = policy
         self._launch_env = launch_env or {}
+        # Whose engine serves the results (the serving contract's bases differ per profile).
+        self.profile = profile
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -84,6 +88,11 @@ class JobService:
                 f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'",
                 param="method.supervised.runtune.method",
             )
+        # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
+        # for download only (its merged export) and its events say so.
+        verdict = serving.assess(request, profile=self.profile)
+        if verdict.problems:
+            raise verdict.problems[0].error()
         examples = training.splits.get("train") or sum(training.splits.values()) or 1
         resolved = hyperparameters.resolve(request.resolved_hyperparameters(), examples)
         gpu = self._check_fits(model, options, resolved, examples)
@@ -110,6 +119,8 @@ class JobService:
                 return existing
         self.jobs.create(job)
         self._event(job.id, "Validating training file")
+        if verdict.export_only:
+            self._event(job.id, verdict.export_only, level="warn")
         job = self._set_status(job.id, JobStatus.queued) or job
         self._event(job.id, "Job queued")
         self.dispatch(uid)

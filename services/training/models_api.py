@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtune import serving
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
 from runtune.estimate import RunShape, estimate
@@ -27,7 +28,10 @@ Jobs = Annotated[JobService, Depends(_jobs)]
 
 @router.get("/v1/models")
 def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
-    base = [{**spec.public(), "created": 0} for spec in registry.MODELS.values()]
+    # `served`: the inference engine serves this base's adapters (runtune/serving.json); jobs on the
+    # others train for download only.
+    served = set(serving.load().served(jobs.profile))
+    base = [{**spec.public(), "created": 0, "served": spec.id in served} for spec in registry.MODELS.values()]
     tuned = [
         {
             "id": job.fine_tuned_model,

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from runtune import serving
 from runtune.schemas import DatasetStatus
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 from tests.support import sign_up
@@ -171,6 +172,53 @@ def test_bad_requests_name_the_field(platform, user, client, change, param) -> N
     response = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": dataset_id} | change)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+def _runtune(**options) -> dict:
+    return {"method": {"type": "supervised", "supervised": {"runtune": options}}}
+
+
+def test_a_job_the_engine_could_not_serve_is_refused_before_it_launches(platform, user, client) -> None:
+    """The serving contract (runtune/serving.json: vLLM's --max-lora-rank 64, no tower LoRA) holds at
+    creation: nothing is stored or launched for a refused job."""
+    limit = serving.load().max_lora_rank
+    assert limit == 64, "the shipped contract serves ranks up to 64; this test asks for 128 and 64"
+    dataset_id = put_dataset(platform, user["uid"])
+    too_large = _create(client, dataset_id, "succeed", **_runtune(lora={"rank": 2 * limit}))
+    assert too_large.status_code == 400, too_large.text
+    error = too_large.json()["error"]
+    assert error["param"] == "method.supervised.runtune.lora.rank" and error["code"] == "lora_rank_not_servable"
+    assert "128" in error["message"] and "at most 64" in error["message"]
+    tower = _create(client, dataset_id, "succeed", **_runtune(lora={"vision_tower": True}))
+    assert tower.status_code == 400 and tower.json()["error"]["param"] == "method.supervised.runtune.lora.vision_tower"
+    assert client.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+    accepted = _create(client, dataset_id, "succeed", **_runtune(lora={"rank": limit}))
+    assert accepted.status_code == 200, accepted.text
+    job_id = accepted.json()["id"]
+    wait_for(lambda: job_status(client, job_id) == "succeeded")
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+    assert not [event for event in events if event["level"] == "warn"], "a served job runs as asked"
+
+
+def test_a_base_the_engine_does_not_serve_runs_for_download_only(platform, user, client) -> None:
+    """The local engine serves the tiny models (the contract's local bases): another base trains only
+    when it exports its merged model, and the job says so in its events."""
+    unserved = "google/gemma-3-4b-it"
+    assert unserved not in serving.load().local_base_models
+    catalogue = {model["id"]: model for model in client.get("/v1/models").json()["data"]}
+    assert catalogue[unserved]["served"] is False and catalogue[MODEL]["served"] is True
+    dataset_id = put_dataset(platform, user["uid"])
+    body = {"model": unserved, "training_file": dataset_id, "metadata": {"script": "succeed"}}
+    refused = client.post("/v1/fine_tuning/jobs", json=body | _runtune(export={"merged": False}))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "model" and refused.json()["error"]["code"] == "model_not_served"
+
+    created = client.post("/v1/fine_tuning/jobs", json=body)
+    assert created.status_code == 200, created.text
+    events = client.get(f"/v1/fine_tuning/jobs/{created.json()['id']}/events", params={"limit": 100}).json()["data"]
+    warnings = [event["message"] for event in events if event["level"] == "warn"]
+    assert len(warnings) == 1 and "trained for download" in warnings[0] and unserved in warnings[0]
 
 
 def test_dataset_problems_are_4xx(platform, user, client) -> None:

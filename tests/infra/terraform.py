@@ -23,6 +23,8 @@ INFRA = REPO_ROOT / "infra"
 
 _OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
 _REF = re.compile(r"^\$\{([^{}]+)\}$")
+# A local read from a JSON file next to the code (`jsondecode(file("${path.module}/...")`).
+_JSON_FILE = re.compile(r'^\$\{jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)\}$')
 
 
 def parse(path: Path) -> dict[str, Any]:
@@ -46,6 +48,8 @@ class Config:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
     providers: list[dict[str, Any]] = field(default_factory=list)
+    # Locals Terraform decodes from a JSON file: the file, while `locals` holds its content.
+    local_files: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path = INFRA) -> Config:
@@ -69,6 +73,10 @@ class Config:
                 config.outputs.update(block)
             config.terraform.extend(parsed.get("terraform", []))
             config.providers.extend(parsed.get("provider", []))
+        for key, value in list(config.locals.items()):
+            if isinstance(value, str) and (match := _JSON_FILE.match(value)):
+                config.local_files[key] = (folder / match.group(1)).resolve()
+                config.locals[key] = json.loads(config.local_files[key].read_text())
         return config
 
     def resource(self, rtype: str, name: str) -> dict[str, Any]:

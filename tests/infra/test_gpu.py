@@ -62,13 +62,8 @@ def test_engine_is_a_gpu_vllm_service_with_lora_and_a_startup_probe(tf: Config) 
     _gpu_checks(template, "engine_gpu_type")
     (container,) = template["containers"]
     args = container["args"]
-    assert args[0] == "${var.engine_base_model}"
-    for flag, value in (
-        ("--max-lora-rank", "${tostring(var.engine_max_lora_rank)}"),
-        ("--max-loras", "${tostring(var.engine_max_loras)}"),
-        ("--port", "8080"),
-    ):
-        assert args[args.index(flag) + 1] == value
+    # The base model and the LoRA flags come from the serving contract (tests/infra/test_serving.py).
+    assert args[args.index("--port") + 1] == "8080"
     assert "--enable-lora" in args
     (port,) = container["ports"]
     assert port["container_port"] == 8080

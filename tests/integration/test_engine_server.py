@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runtune import serving
 from runtune.internal_auth import token_sha256
 from runtune.models.registry import tiny_dir
 from runtune.models.tiny import ensure_tiny_model
@@ -31,8 +32,12 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def adapter(local_dir: Path) -> Path:
+# The language model's attention projections only: the serving contract (runtune/serving.json) has
+# no tower/connector LoRA, so an adapter of the vision tower is refused (see below).
+LANGUAGE_ATTENTION = r".*\.language_model\..*\.(q_proj|v_proj|o_proj)"
+
+
+def _save_adapter(local_dir: Path, name: str, *, rank: int = 4, targets: str | list[str] = LANGUAGE_ATTENTION) -> Path:
     """A LoRA adapter with random (non-zero) weights, saved as Runtune's trainer exports one."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -40,11 +45,16 @@ def adapter(local_dir: Path) -> Path:
 
     torch.manual_seed(3)
     base = Gemma3ForConditionalGeneration.from_pretrained(tiny_dir(local_dir, BASE))
-    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
-    folder = local_dir / "adapter"
+    config = LoraConfig(r=rank, lora_alpha=64, target_modules=targets, init_lora_weights=False)
+    folder = local_dir / name
     get_peft_model(base, config).save_pretrained(folder)
     (folder / "training_config.json").write_text(json.dumps({"model": BASE}))
     return folder
+
+
+@pytest.fixture(scope="module")
+def adapter(local_dir: Path) -> Path:
+    return _save_adapter(local_dir, "adapter")
 
 
 def _image(colour: tuple[int, int, int]) -> str:
@@ -153,6 +163,29 @@ def test_adapters_swap_without_reloading_the_base_and_batches_mix_them(engine: A
     assert result["gone"].status_code == 404 and result["gone"].json()["error"]["param"] == "model"
     for after, before in zip(result["base_after"], result["base_before"], strict=True):
         assert after == pytest.approx(before, abs=1e-5)  # the base weights were never touched
+
+
+@pytest.mark.parametrize(
+    ("name", "rank", "targets", "says"),
+    [
+        ("over-rank", serving.load().max_lora_rank * 2, LANGUAGE_ATTENTION, "greater than max_lora_rank"),
+        # peft matches listed names by suffix: these adapt the vision tower's projections too.
+        ("towers", 4, ["q_proj", "v_proj"], "vision (or audio) tower"),
+    ],
+)
+def test_adapters_the_cloud_engine_could_not_serve_are_refused(
+    engine: Any, local_dir: Path, name: str, rank: int, targets: str | list[str], says: str
+) -> None:
+    """The serving contract's limits hold locally as in vLLM: too high a rank, or tower LoRA while the
+    contract has none (vLLM would drop those layers and serve another model than the one trained)."""
+    _, client = engine
+    folder = _save_adapter(local_dir, name, rank=rank, targets=targets)
+    loaded = _run(engine, client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(folder)}))
+    assert loaded.status_code == 400, loaded.text
+    error = loaded.json()["error"]
+    assert error["param"] == "lora_path" and error["code"] == "adapter_not_servable" and says in error["message"]
+    models = [m["id"] for m in _run(engine, client.get("/v1/models")).json()["data"]]
+    assert name not in models
 
 
 def test_streaming_sends_chunks_that_add_up_to_the_answer(engine: Any) -> None:
