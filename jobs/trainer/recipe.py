@@ -124,7 +124,9 @@ def main(argv: list[str]) -> int:
     configure_logging("trainer", settings.log_level)
     from runtune.wiring import blob_store, metadata_store
 
-    env = Environment(metadata_store(settings), blob_store(settings), settings)
+    env = Environment(
+        metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
+    )
     env.signals.install()
     return run(argv[0], env)
 

@@ -18,6 +18,9 @@ from runtune.settings import ServiceSettings
 from services.training import jobs_api, models_api, secrets_api
 from services.training.jobs_service import JobService, SchedulingPolicy
 
+# Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
+DEPLOYABLE = "training"
+
 log = logging.getLogger("runtune.training")
 
 
@@ -38,7 +41,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = wiring.metadata_store(settings)
+        store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         launcher = wiring.job_launcher(settings)
         app.state.secrets = wiring.secret_store(settings)
         app.state.jobs = JobService(
@@ -63,7 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 await run_in_threadpool(shutdown)
 
     return create_service_app(
-        "training",
+        DEPLOYABLE,
         settings,
         routers=[jobs_api.router, models_api.router, secrets_api.router],
         lifespan=lifespan,
