@@ -43,11 +43,12 @@ def blob_store(settings: CommonSettings, *, deployable: str) -> BlobStore:
     return PermittedBlobStore(store, deployable) if settings.is_local else store
 
 
-def secret_store(settings: ServiceSettings) -> SecretStore:
+def secret_store(settings: ServiceSettings, *, deployable: str) -> SecretStore:
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
+        from runtune.adapters.permitted import PermittedSecretStore
 
-        return LocalFileSecretStore(settings.local_secrets_dir)
+        return PermittedSecretStore(LocalFileSecretStore(settings.local_secrets_dir), deployable)
     from runtune.adapters.secret_manager import SecretManagerStore
 
     return SecretManagerStore(settings.project_id)

@@ -505,8 +505,9 @@ def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
     the job document, never in the launch's environment."""
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
+        from runtune.adapters.permitted import PermittedSecretStore
 
-        store: Any = LocalFileSecretStore(settings.local_dir / "secrets")
+        store: Any = PermittedSecretStore(LocalFileSecretStore(settings.local_dir / "secrets"), "trainer")
     else:
         from runtune.adapters.secret_manager import SecretManagerStore
 

@@ -5,7 +5,8 @@ Locally every process reaches the emulators with the same anonymous credentials,
 a service from writing where its account only reads. Wrapped, the operation fails as the real client
 fails on a 403: `google.api_core.exceptions.Forbidden` from Cloud Storage, `PermissionDenied` from
 Firestore. Nothing catches those (they are not `RuntuneError`s), so a request answers the same 500 it
-would answer in the cloud, and the test that drove it fails on the laptop.
+would answer in the cloud, and the test that drove it fails on the laptop. Secrets fail as
+`SecretManagerStore` turns a 403 into: `UpstreamUnavailable` (503), the refusal itself in the log.
 
 The table is finer than IAM (prefixes and collections, where the cloud grants whole bucket and
 database): locally the code is held to what it says it does, so the table stays true.
@@ -13,6 +14,7 @@ database): locally the code is held to what it says it does, so the table stays 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -21,8 +23,12 @@ from typing import BinaryIO, Literal
 from google.api_core import exceptions as gexc
 
 from runtune import permissions
+from runtune.errors import UpstreamUnavailable
 from runtune.ports.blobs import BlobInfo, BlobStore
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
+from runtune.ports.secrets import SecretStore
+
+log = logging.getLogger(__name__)
 
 _VERBS = {"r": "read", "w": "write", "d": "delete"}
 
@@ -173,6 +179,41 @@ class PermittedMetadataStore:
         self._check(path, "r")
         self._check(path, "w")
         return self._inner.transact(path, mutate)
+
+
+class PermittedSecretStore:
+    """Users' secrets: `user_secrets = "read"` may get one; "manage" may do everything."""
+
+    def __init__(self, inner: SecretStore, deployable: str) -> None:
+        self._inner = inner
+        self._deployable = deployable
+        self._use = permissions.of(deployable).user_secrets
+
+    def _check(self, action: str) -> None:
+        allowed = self._use == "manage" or (self._use == "read" and action == "get")
+        if not allowed:
+            # As SecretManagerStore answers a PERMISSION_DENIED: logged with its cause, a 503 to the caller.
+            log.error(
+                "secret manager call refused",
+                extra={"action": action, "deployable": self._deployable, "user_secrets": self._use},
+            )
+            raise UpstreamUnavailable("The secret store is unavailable")
+
+    def put(self, uid: str, name: str, value: str) -> None:
+        self._check("put")
+        self._inner.put(uid, name, value)
+
+    def get(self, uid: str, name: str) -> str | None:
+        self._check("get")
+        return self._inner.get(uid, name)
+
+    def delete(self, uid: str, name: str) -> None:
+        self._check("delete")
+        self._inner.delete(uid, name)
+
+    def names(self, uid: str) -> list[str]:
+        self._check("list")
+        return self._inner.names(uid)
 
 
 def _describe(grants: Mapping[str, str]) -> str:

@@ -35,7 +35,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
         limits = DatasetLimits()
         datasets = dataset_collection(store)
-        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings), limits)
+        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings, deployable=DEPLOYABLE), limits)
         with ThreadPoolExecutor(PROCESSING_SLOTS, thread_name_prefix="dataset") as pool:
             app.state.datasets = DatasetService(
                 datasets, upload_collection(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)

@@ -43,7 +43,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         launcher = wiring.job_launcher(settings)
-        app.state.secrets = wiring.secret_store(settings)
+        app.state.secrets = wiring.secret_store(settings, deployable=DEPLOYABLE)
         app.state.jobs = JobService(
             store,
             launcher,
