@@ -304,7 +304,7 @@ resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_job.trainer.name
-  role     = "roles/run.jobsExecutorWithOverrides"
+  role     = google_project_iam_custom_role.job_runner.id
   member   = google_service_account.sa["training"].member
 }
 

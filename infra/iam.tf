@@ -1,4 +1,6 @@
-# One service account per deployable, each with only what its code calls. No project-level basic or
+# One service account per deployable, each with only what its code calls: runtune/permissions.py
+# states what each one's code does, and tests/infra/test_permissions.py checks that every grant here
+# is derived from it (nothing missing, nothing more). No project-level basic or
 # admin role anywhere: project-level grants are the ones that have no narrower resource (Firestore,
 # Firebase Auth user lookups, Secret Manager creation), and the Secret Manager ones carry conditions.
 
@@ -25,10 +27,10 @@ locals {
     "build-logs" = { account = "build", role = "roles/logging.logWriter" }
   }
 
-  # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings).
+  # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings). The
+  # training service has none: it reads job documents, never the objects the trainer writes.
   bucket_roles = {
     "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
-    "training"      = { account = "training", role = "roles/storage.objectViewer" }    # checkpoints, metrics (the trainer writes)
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
     "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
@@ -71,6 +73,24 @@ resource "google_service_account_iam_member" "sign_as_self" {
   service_account_id = google_service_account.sa[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = google_service_account.sa[each.key].member
+}
+
+# What the Cloud Run job launcher calls, on the one job it runs: run with overrides, get an
+# execution (status, reconciliation), cancel it. roles/run.jobsExecutorWithOverrides lacks
+# run.executions.get (every status read would 403); roles/run.developer could rewrite the job.
+resource "google_project_iam_custom_role" "job_runner" {
+  project     = var.project_id
+  role_id     = "runtuneJobRunner"
+  title       = "Runtune job runner"
+  description = "Run a Cloud Run job with overrides, read and cancel its executions (granted on the job)."
+  permissions = [
+    "run.executions.cancel",
+    "run.executions.get",
+    "run.jobs.run",
+    "run.jobs.runWithOverrides",
+  ]
+
+  depends_on = [google_project_service.apis]
 }
 
 # Starting an execution of the trainer job runs code as the trainer's account: the training service

@@ -4,6 +4,8 @@
 
 locals {
   user_secret_prefix = "projects/${local.project_number}/secrets/runtune-user-"
+  # Accounts that read one user's token (runtune/permissions.py: user_secrets = "read").
+  user_secret_readers = toset(["preprocessing", "trainer"])
 }
 
 # Exactly the calls SecretManagerStore makes: create and list (checked on the project), then add,
@@ -40,11 +42,14 @@ resource "google_project_iam_member" "training_user_secrets" {
   }
 }
 
-# The trainer reads the tokens of the job's owner; it cannot list, write or delete any secret.
-resource "google_project_iam_member" "trainer_user_secrets" {
+# Readers of one user's token: the trainer (the job owner's Hugging Face and W&B tokens) and
+# preprocessing (Hugging Face dataset imports). They cannot list, write or delete any secret.
+resource "google_project_iam_member" "user_secret_readers" {
+  for_each = local.user_secret_readers
+
   project = var.project_id
   role    = "roles/secretmanager.secretAccessor"
-  member  = google_service_account.sa["trainer"].member
+  member  = google_service_account.sa[each.key].member
 
   condition {
     title       = "runtune-user-secrets-only"

@@ -16,30 +16,39 @@ from runtune.ports.secrets import SecretStore
 from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, ServiceSettings
 
 
-def metadata_store(settings: CommonSettings) -> MetadataStore:
+def metadata_store(settings: CommonSettings, *, deployable: str) -> MetadataStore:
+    """`deployable`: the caller's name in `runtune.permissions.DEPLOYABLES`. Locally its store refuses
+    the collections its cloud account could not use (IAM does that in the cloud)."""
     from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.adapters.permitted import PermittedMetadataStore
     from runtune.indexes import COMPOSITE_INDEXES
 
     # The emulator serves any query; real Firestore refuses one without its composite index. Locally
     # the adapter refuses it too, so a missing index fails the local platform's tests, not production.
-    return FirestoreMetadataStore.for_project(
+    store = FirestoreMetadataStore.for_project(
         settings.project_id,
         enforce_indexes=COMPOSITE_INDEXES if settings.is_local else None,
         query_log=settings.firestore_query_log,
     )
+    return PermittedMetadataStore(store, deployable) if settings.is_local else store
 
 
-def blob_store(settings: CommonSettings) -> BlobStore:
+def blob_store(settings: CommonSettings, *, deployable: str) -> BlobStore:
+    """`deployable` as for `metadata_store`: locally the store refuses the object prefixes its cloud
+    account could not read, write or delete."""
     from runtune.adapters.gcs import GcsBlobStore
+    from runtune.adapters.permitted import PermittedBlobStore
 
-    return GcsBlobStore.for_bucket(settings.project_id, settings.bucket)
+    store = GcsBlobStore.for_bucket(settings.project_id, settings.bucket)
+    return PermittedBlobStore(store, deployable) if settings.is_local else store
 
 
-def secret_store(settings: ServiceSettings) -> SecretStore:
+def secret_store(settings: ServiceSettings, *, deployable: str) -> SecretStore:
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
+        from runtune.adapters.permitted import PermittedSecretStore
 
-        return LocalFileSecretStore(settings.local_secrets_dir)
+        return PermittedSecretStore(LocalFileSecretStore(settings.local_secrets_dir), deployable)
     from runtune.adapters.secret_manager import SecretManagerStore
 
     return SecretManagerStore(settings.project_id)

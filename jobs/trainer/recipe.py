@@ -124,7 +124,9 @@ def main(argv: list[str]) -> int:
     configure_logging("trainer", settings.log_level)
     from runtune.wiring import blob_store, metadata_store
 
-    env = Environment(metadata_store(settings), blob_store(settings), settings)
+    env = Environment(
+        metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
+    )
     env.signals.install()
     return run(argv[0], env)
 
@@ -503,8 +505,9 @@ def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
     the job document, never in the launch's environment."""
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
+        from runtune.adapters.permitted import PermittedSecretStore
 
-        store: Any = LocalFileSecretStore(settings.local_dir / "secrets")
+        store: Any = PermittedSecretStore(LocalFileSecretStore(settings.local_dir / "secrets"), "trainer")
     else:
         from runtune.adapters.secret_manager import SecretManagerStore
 

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uid", required=True)
     parser.add_argument("--dataset-id", required=True)
     args = parser.parse_args(argv)
-    demo = write_demo_dataset(blob_store(CommonSettings()), args.uid, args.dataset_id)
+    # Canonical shards are preprocessing's to write: the tool writes them with its rights.
+    demo = write_demo_dataset(blob_store(CommonSettings(), deployable="preprocessing"), args.uid, args.dataset_id)
     print(f"wrote {demo.counts} to users/{args.uid}/datasets/{args.dataset_id}/")
     return 0
 

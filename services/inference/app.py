@@ -25,6 +25,9 @@ from services.inference.adapters import AdapterStager
 from services.inference.evaluations import STALE_S, EvaluationRunner, fail_orphaned
 from services.inference.service import InferenceService
 
+# Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
+DEPLOYABLE = "inference"
+
 log = logging.getLogger("runtune.inference")
 
 
@@ -43,7 +46,8 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store, blobs = wiring.metadata_store(settings), wiring.blob_store(settings)
+        store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
+        blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
         engine = wiring.inference_engine(settings)
         stager = AdapterStager(
             AdapterPool(engine, settings.engine_max_adapters),
@@ -72,7 +76,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
                 await engine.aclose()
 
     return create_service_app(
-        "inference",
+        DEPLOYABLE,
         settings,
         routers=[chat_api.router, vibe_api.router, evaluations_api.router, exports_api.router],
         lifespan=lifespan,

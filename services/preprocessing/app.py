@@ -18,6 +18,9 @@ from services.preprocessing.processing import DatasetProcessor
 from services.preprocessing.repository import upload_collection
 from services.preprocessing.service import DatasetService
 
+# Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
+DEPLOYABLE = "preprocessing"
+
 # Datasets are processed one at a time per instance, each with `DatasetLimits.workers` image
 # threads: CPU-bound work gains nothing from more on a small instance, and memory stays bounded.
 PROCESSING_SLOTS = 1
@@ -28,10 +31,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store, blobs = wiring.metadata_store(settings), wiring.blob_store(settings)
+        store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
+        blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
         limits = DatasetLimits()
         datasets = dataset_collection(store)
-        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings), limits)
+        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings, deployable=DEPLOYABLE), limits)
         with ThreadPoolExecutor(PROCESSING_SLOTS, thread_name_prefix="dataset") as pool:
             app.state.datasets = DatasetService(
                 datasets, upload_collection(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)
@@ -40,4 +44,4 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             pool.shutdown(wait=False, cancel_futures=True)
 
     routers = [files_api.router, uploads_api.router, datasets_api.router]
-    return create_service_app("preprocessing", settings, routers=routers, lifespan=lifespan)
+    return create_service_app(DEPLOYABLE, settings, routers=routers, lifespan=lifespan)

@@ -18,6 +18,9 @@ from runtune.settings import ServiceSettings
 from services.training import jobs_api, models_api, secrets_api
 from services.training.jobs_service import JobService, SchedulingPolicy
 
+# Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
+DEPLOYABLE = "training"
+
 log = logging.getLogger("runtune.training")
 
 
@@ -38,9 +41,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = wiring.metadata_store(settings)
+        store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         launcher = wiring.job_launcher(settings)
-        app.state.secrets = wiring.secret_store(settings)
+        app.state.secrets = wiring.secret_store(settings, deployable=DEPLOYABLE)
         app.state.jobs = JobService(
             store,
             launcher,
@@ -64,7 +67,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 await run_in_threadpool(shutdown)
 
     return create_service_app(
-        "training",
+        DEPLOYABLE,
         settings,
         routers=[jobs_api.router, models_api.router, secrets_api.router],
         lifespan=lifespan,

@@ -25,7 +25,7 @@ from runtune.wiring import metadata_store
 
 
 def main(job_id: str) -> int:
-    store = metadata_store(CommonSettings())
+    store = metadata_store(CommonSettings(), deployable="trainer")
     events = JobEventLog(store)
     job = Job.model_validate(store.get(job_path(job_id)))
     script = (job.metadata or {}).get("script")

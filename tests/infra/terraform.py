@@ -127,7 +127,10 @@ def _substitute_each(node: Any, key: str, value: Any) -> Any:
     if expr and (match := re.fullmatch(r"each\.value\.(\w+)", expr)) and isinstance(value, dict):
         return value[match.group(1)]
     if isinstance(node, str):
-        return node.replace("${each.key}", key).replace("[each.key]", f'["{key}"]')
+        node = node.replace("${each.key}", key).replace("[each.key]", f'["{key}"]')
+        if isinstance(value, dict):  # `sa[each.value.account]` -> `sa["preprocessing"]`
+            node = re.sub(r"\[each\.value\.(\w+)\]", lambda m: f'["{value[m.group(1)]}"]', node)
+        return node
     return node
 
 

@@ -141,9 +141,9 @@ def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
     prefix = tf.locals["user_secret_prefix"]
     assert prefix == "projects/${local.project_number}/secrets/runtune-user-"
     training = tf.resource("google_project_iam_member", "training_user_secrets")
-    trainer = tf.resource("google_project_iam_member", "trainer_user_secrets")
-    assert trainer["role"] == "roles/secretmanager.secretAccessor"
-    for grant in (training, trainer):
+    readers = [body for address, body in tf.instances("google_project_iam_member") if "user_secret_readers" in address]
+    assert len(readers) == 2 and all(body["role"] == "roles/secretmanager.secretAccessor" for body in readers)
+    for grant in (training, *readers):
         (condition,) = grant["condition"]
         assert 'resource.name.startsWith("${local.user_secret_prefix}")' in condition["expression"]
     # The adapter's secret ids must match the prefix the condition grants.
@@ -170,7 +170,7 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
 def test_training_runs_only_the_trainer_job(tf: Config) -> None:
     grant = tf.resource("google_cloud_run_v2_job_iam_member", "training_runs_trainer")
     assert grant["name"] == "${google_cloud_run_v2_job.trainer.name}"
-    assert grant["role"] == "roles/run.jobsExecutorWithOverrides"
+    assert grant["role"] == "${google_project_iam_custom_role.job_runner.id}"
     assert grant["member"] == '${google_service_account.sa["training"].member}'
     acts_as = tf.resource("google_service_account_iam_member", "training_acts_as_trainer")
     assert acts_as["service_account_id"] == '${google_service_account.sa["trainer"].name}'

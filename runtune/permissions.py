@@ -1,0 +1,257 @@
+"""What each deployable may do in the cloud: the one source of truth for its service account.
+
+`DEPLOYABLES` states, per deployable, what its code does to the data bucket (object prefixes it reads,
+writes, deletes), to Firestore (collections it reads, writes), to Secret Manager, and which Cloud Run
+jobs and services it calls. From that table:
+
+- `required_grants` derives the minimal IAM grants (role on resource) of its service account;
+  `tests/infra/test_permissions.py` checks `infra/` grants exactly those, no fewer and no more;
+- `Permissions.allows_blob` / `allows_document` answer what the cloud would: the local profile wraps
+  each deployable's adapters in `runtune.adapters.permitted`, so an operation its account could not do
+  fails on a laptop the way it would fail in the cloud (403).
+
+Adding a deployable is one entry in `DEPLOYABLES` (and its account in `infra/iam.tf`).
+
+Pure data and functions: no Google client, no torch; importable everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+Access = Literal["r", "rw", "rd", "rwd"]
+SecretUse = Literal["none", "read", "manage"]
+
+# Resources a grant is made on, named the way the tests name Terraform's (`kind:name`).
+PROJECT = "project"
+# The project, with the condition that limits Secret Manager to the users' `runtune-user-*` secrets.
+USER_SECRETS = "project:user_secrets"
+DATA_BUCKET = "bucket:data"
+
+# Custom roles (`google_project_iam_custom_role`), named `custom:<resource name>`: where no predefined
+# role is both sufficient and narrow, the exact permissions the adapters' calls need.
+USER_SECRETS_MANAGER = "custom:user_secrets"
+JOB_RUNNER = "custom:job_runner"
+CUSTOM_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # SecretManagerStore: create and list (checked on the project); add, access, list and destroy
+    # versions, delete (checked on the secret).
+    USER_SECRETS_MANAGER: frozenset(
+        {
+            "secretmanager.secrets.create",
+            "secretmanager.secrets.delete",
+            "secretmanager.secrets.get",
+            "secretmanager.secrets.list",
+            "secretmanager.versions.access",
+            "secretmanager.versions.add",
+            "secretmanager.versions.destroy",
+            "secretmanager.versions.get",
+            "secretmanager.versions.list",
+        }
+    ),
+    # CloudRunJobLauncher: run_job with overrides (argv, env, task count, timeout), get_execution
+    # (status, reconciliation), cancel_execution. roles/run.jobsExecutorWithOverrides has no
+    # run.executions.get, so every status read would 403; roles/run.developer would also let the
+    # service rewrite or delete the job (its image, its account).
+    JOB_RUNNER: frozenset({"run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}),
+}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One IAM grant: `role` for the deployable's service account on `resource`."""
+
+    account: str
+    role: str
+    resource: str
+
+    def describe(self) -> str:
+        return f"{self.account}: {self.role} on {self.resource}"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What one deployable's code does; paths use `{name}` for one path segment (`users/{uid}/...`).
+
+    `bucket`: object prefix -> "r" (read, list, sign a download), "w" (create, overwrite, open an
+    upload session), "d" (delete). `firestore`: collection path without document ids (`jobs`,
+    `jobs/events`) -> "r" (get, query) or "rw" (also create, set, update, delete, transact).
+    `user_secrets`: the users' own tokens (`runtune-user-*`): read one, or manage them (create, rotate,
+    list, delete). `deployment_secrets`: Terraform's secrets (`google_secret_manager_secret.<name>`)
+    it reads. `signs_urls`: V4 signed URLs, signed as itself through IAM signBlob. `runs_jobs`: Cloud Run
+    jobs it starts (with overrides), follows and cancels; each runs as the deployable of that name.
+    `invokes`: Cloud Run services it calls. `verifies_users`: looks Firebase Auth users up.
+    """
+
+    purpose: str
+    bucket: Mapping[str, Access] = field(default_factory=dict)
+    firestore: Mapping[str, Literal["r", "rw"]] = field(default_factory=dict)
+    user_secrets: SecretUse = "none"
+    deployment_secrets: tuple[str, ...] = ()
+    signs_urls: bool = False
+    runs_jobs: tuple[str, ...] = ()
+    invokes: tuple[str, ...] = ()
+    verifies_users: bool = False
+
+    @cached_property
+    def _prefixes(self) -> list[tuple[re.Pattern[str], str]]:
+        return [(_prefix_pattern(prefix), access) for prefix, access in self.bucket.items()]
+
+    def allows_blob(self, path: str, access: Literal["r", "w", "d"]) -> bool:
+        """Whether an object path (or a listed/deleted prefix) lies in a prefix granting `access`.
+
+        Reading is allowed wherever writing is: the bucket roles that write read too."""
+        wanted = {"r": "rw", "w": "w", "d": "d"}[access]
+        return ".." not in path.split("/") and any(
+            pattern.match(path) and any(a in granted for a in wanted) for pattern, granted in self._prefixes
+        )
+
+    def allows_document(self, path: str, access: Literal["r", "w"]) -> bool:
+        """Whether a document or collection path (`jobs/abc/events/0001`, `jobs/abc/events`) may be
+        read or written."""
+        granted = self.firestore.get(collection_of(path))
+        return granted is not None and access in granted
+
+
+def collection_of(path: str) -> str:
+    """The collection a document or collection path is in, without ids: `jobs/j1/events/7` -> `jobs/events`."""
+    parts = [part for part in path.split("/") if part]
+    if len(parts) % 2 == 0:  # a document path: drop its own id
+        parts = parts[:-1]
+    return "/".join(parts[0::2])
+
+
+def _prefix_pattern(prefix: str) -> re.Pattern[str]:
+    pieces = re.split(r"(\{\w+\})", prefix)
+    return re.compile("".join("[^/]+" if re.fullmatch(r"\{\w+\}", p) else re.escape(p) for p in pieces))
+
+
+# The bucket's object layout, as the code builds it.
+UPLOADS = "uploads/{uid}/{upload}/"  # services/preprocessing/repository.py: upload_prefix (temporary)
+LEGACY_UPLOADS = "users/{uid}/uploads/{upload}/"  # uploads made before the temporary top-level prefix
+DATASETS = "users/{uid}/datasets/{dataset}/"  # runtune/datasets/canonical.py: shards, previews, source
+JOBS = "users/{uid}/jobs/{job}/"  # runtune/training/checkpoints.py: config, checkpoints, tensorboard
+JOB_EXPORTS = "users/{uid}/jobs/{job}/export/"  # runtune/training/export.py: adapter/, merged/
+EVALUATIONS = "users/{uid}/evaluations/{evaluation}/"  # services/inference/evaluations.py: predictions
+VIBE_CHECKS = "users/{uid}/vibe_checks/{check}/"  # services/inference/vibe_api.py: prompt images
+EXPORTS = "users/{uid}/exports/{export}/"  # services/inference/exports_api.py: adapter archives
+STAGED_MODELS = "models/"  # runtune/models/loading.py: base weights an operator staged
+
+DEPLOYABLES: dict[str, Permissions] = {
+    "gateway": Permissions(
+        "public entry: verifies users' tokens (looking the user up) and calls the private services",
+        verifies_users=True,
+        invokes=("preprocessing", "training", "inference"),
+    ),
+    "preprocessing": Permissions(
+        "uploads, files, datasets: ingestion into canonical shards, shard downloads by signed URL",
+        bucket={UPLOADS: "rwd", LEGACY_UPLOADS: "rd", DATASETS: "rwd"},
+        firestore={"datasets": "rw", "uploads": "rw"},
+        # Hugging Face imports read the user's token (IngestRequest.hub.token_secret).
+        user_secrets="read",
+        signs_urls=True,
+    ),
+    "training": Permissions(
+        # No bucket access: the trainer writes checkpoints and metrics; the service reads their
+        # documents only (Firestore), and deleting a job does not touch its objects.
+        "fine-tuning jobs: validation, scheduling, the trainer's executions, the users' secrets",
+        firestore={
+            "jobs": "rw",
+            "jobs/events": "rw",
+            "jobs/checkpoints": "rw",
+            "idempotency_keys": "rw",
+            "datasets": "r",
+        },
+        user_secrets="manage",
+        runs_jobs=("trainer",),
+    ),
+    "inference": Permissions(
+        "chat, vibe checks, evaluations and exports over the engine",
+        bucket={
+            JOB_EXPORTS: "r",
+            DATASETS: "r",
+            EVALUATIONS: "rw",
+            VIBE_CHECKS: "rw",
+            EXPORTS: "rw",
+        },
+        firestore={"evaluations": "rw", "vibe_checks": "rw", "exports": "rw", "jobs": "r", "datasets": "r"},
+        signs_urls=True,
+        invokes=("engine",),
+    ),
+    "trainer": Permissions(
+        "the GPU job: one fine-tuning job per execution",
+        bucket={STAGED_MODELS: "r", DATASETS: "r", JOBS: "rwd"},
+        firestore={"jobs": "rw", "jobs/events": "rw", "jobs/checkpoints": "rw", "datasets": "r"},
+        # The job owner's Hugging Face and W&B tokens.
+        user_secrets="read",
+    ),
+    "engine": Permissions(
+        "vLLM: serves the base model and loads adapters through the bucket's read-only volume",
+        bucket={JOB_EXPORTS: "r"},
+        deployment_secrets=("hf_token",),
+    ),
+}
+
+
+def of(deployable: str) -> Permissions:
+    try:
+        return DEPLOYABLES[deployable]
+    except KeyError:
+        known = ", ".join(sorted(DEPLOYABLES))
+        raise ValueError(f"unknown deployable {deployable!r}: runtune/permissions.py knows {known}") from None
+
+
+def required_grants(deployable: str, permissions: Permissions | None = None) -> set[Grant]:
+    """The minimal IAM grants of a deployable's service account for what its table entry says."""
+    p = permissions or of(deployable)
+    grants: set[Grant] = set()
+
+    def grant(role: str, resource: str) -> None:
+        grants.add(Grant(deployable, role, resource))
+
+    if p.bucket:
+        # objectUser: read, create, overwrite, delete objects (no IAM, no bucket settings). An
+        # overwrite is a delete in IAM's terms, so any write needs it, not objectCreator.
+        writes = any(set(access) & {"w", "d"} for access in p.bucket.values())
+        grant("roles/storage.objectUser" if writes else "roles/storage.objectViewer", DATA_BUCKET)
+    if p.firestore:
+        # Firestore has no IAM resource narrower than the database: collections cannot be granted.
+        writes = any("w" in access for access in p.firestore.values())
+        grant("roles/datastore.user" if writes else "roles/datastore.viewer", PROJECT)
+    if p.user_secrets == "read":
+        grant("roles/secretmanager.secretAccessor", USER_SECRETS)
+    elif p.user_secrets == "manage":
+        grant(USER_SECRETS_MANAGER, USER_SECRETS)
+    for secret in p.deployment_secrets:
+        grant("roles/secretmanager.secretAccessor", f"secret:{secret}")
+    if p.signs_urls:
+        # Cloud Run's metadata-server credentials hold no key: signing goes through signBlob as itself.
+        grant("roles/iam.serviceAccountTokenCreator", f"service_account:{deployable}")
+    for job in p.runs_jobs:
+        grant(JOB_RUNNER, f"job:{job}")
+        # An execution runs code as the job's account: the caller may act as that one account.
+        grant("roles/iam.serviceAccountUser", f"service_account:{job}")
+    for service in p.invokes:
+        grant("roles/run.invoker", f"service:{service}")
+    if p.verifies_users:
+        # firebase-admin's verify_id_token(check_revoked=True) looks the user up.
+        grant("roles/firebaseauth.viewer", PROJECT)
+    return grants
+
+
+def all_required_grants(table: Mapping[str, Permissions] | None = None) -> set[Grant]:
+    table = DEPLOYABLES if table is None else table
+    return {g for name, p in table.items() for g in required_grants(name, p)}
+
+
+def compare(required: Iterable[Grant], granted: Iterable[Grant]) -> list[str]:
+    """What differs between the table's grants and a deployment's, one sentence each (empty: equal)."""
+    required, granted = set(required), set(granted)
+    missing = sorted(required - granted, key=Grant.describe)
+    extra = sorted(granted - required, key=Grant.describe)
+    return [f"narrower than the code: {g.describe()} is missing" for g in missing] + [
+        f"wider than needed: {g.describe()} is granted but runtune/permissions.py does not use it" for g in extra
+    ]
