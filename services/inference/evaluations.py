@@ -152,6 +152,9 @@ def _why_it_ended(status: ExecutionStatus) -> tuple[str, str]:
             "evaluation_timeout",
             f"{reason} (the evaluation's task timeout; evaluate fewer samples with max_samples)",
         )
+    if status.exit_code == 137 and "SIGKILL" not in reason:
+        # Cloud Run reports a kill as exit code 137: out of memory, nearly always.
+        return "evaluation_exited", f"{reason} (killed: typically out of memory; try fewer samples, max_samples)"
     if status.exit_code is not None:
         return "evaluation_exited", reason
     return "evaluation_lost", reason
