@@ -31,10 +31,10 @@ from typing import Any
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.demo.shapes import CLASSES, examples
 from runtune.dev.processes import ManagedProcess, free_port
+from runtune.inference.evaluation import LABEL_ANSWER_TOKENS, as_openai
 from runtune.metrics.classification import classification_report, map_to_label
 from runtune.models.registry import get, tiny_dir
 from runtune.models.tiny import ensure_tiny_model
-from services.inference.evaluations import LABEL_ANSWER_TOKENS, as_openai
 
 BASE = "tiny-gemma-3-vision"
 RECIPE_NEW_TOKENS = 128  # the published recipes' max_new_tokens for a label answer

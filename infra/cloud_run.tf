@@ -51,6 +51,20 @@ locals {
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       # The service evicts adapters at the engine's own limit (vLLM --max-loras).
       RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(local.serving.max_loras)
+      # The task timeout of the evaluation executions it launches (the job's own timeout).
+      RUNTUNE_EVALUATION_TIMEOUT_S = tostring(var.evaluate_task_timeout_s)
+    }
+    # An evaluation execution (jobs/evaluate): the engine as the inference service reaches it.
+    evaluate = {
+      RUNTUNE_PROFILE                 = "gcp"
+      RUNTUNE_PROJECT_ID              = var.project_id
+      RUNTUNE_REGION                  = var.region
+      RUNTUNE_BUCKET                  = local.data_bucket
+      RUNTUNE_LOG_LEVEL               = var.log_level
+      RUNTUNE_ENGINE_URL              = local.urls.engine
+      RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
+      RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
+      RUNTUNE_ENGINE_MAX_ADAPTERS     = tostring(local.serving.max_loras)
     }
     trainer = {
       RUNTUNE_PROFILE    = "gcp"
@@ -440,4 +454,87 @@ resource "google_cloud_run_v2_service_iam_member" "inference_invokes_engine" {
   name     = google_cloud_run_v2_service.engine.name
   role     = "roles/run.invoker"
   member   = google_service_account.sa["inference"].member
+}
+
+# --- evaluations: a CPU Cloud Run job, one execution per evaluation -------------------------------
+
+locals {
+  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.evaluate) with the default prefix.
+  evaluate_job = "runtune-evaluate"
+}
+
+# The inference service answers POST /v1/evaluations with 202 and launches an execution of this job
+# (args: the evaluation id); the execution scores the split through the engine and writes the
+# progress, so nothing runs in a throttled (cpu_idle) service instance after its response.
+resource "google_cloud_run_v2_job" "evaluate" {
+  project             = var.project_id
+  name                = local.evaluate_job
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account       = google_service_account.sa["evaluate"].email
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+      timeout               = "${var.evaluate_task_timeout_s}s"
+      # A retry would start the evaluation over, and hide why the first attempt died (out of memory,
+      # timeout): the inference service fails the evaluation with that reason instead.
+      max_retries = 0
+
+      # The engine accepts internal traffic only: the job egresses through the VPC, as the
+      # inference service does.
+      vpc_access {
+        egress = "ALL_TRAFFIC"
+        network_interfaces {
+          network    = google_compute_network.runtune.id
+          subnetwork = google_compute_subnetwork.runtune.id
+        }
+      }
+
+      containers {
+        # The inference service's image: the same library code, another entry point.
+        image   = local.images.inference
+        command = ["python", "-m", "jobs.evaluate"]
+
+        resources {
+          limits = {
+            cpu    = var.evaluate_cpu
+            memory = var.evaluate_memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.evaluate
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
+}
+
+# The inference service starts executions with overrides, reads and cancels them: on this job only.
+resource "google_cloud_run_v2_job_iam_member" "inference_runs_evaluate" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.evaluate.name
+  role     = google_project_iam_custom_role.job_runner.id
+  member   = google_service_account.sa["inference"].member
+}
+
+# Evaluations call the engine with an ID token of their own account.
+resource "google_cloud_run_v2_service_iam_member" "evaluate_invokes_engine" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.engine.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.sa["evaluate"].member
 }

@@ -11,6 +11,7 @@ locals {
     training      = "Runtune training service (jobs; runs the trainer job)"
     inference     = "Runtune inference service (chat, evaluations, exports)"
     trainer       = "Runtune trainer (GPU Cloud Run job)"
+    evaluate      = "Runtune evaluations (CPU Cloud Run job; calls the engine)"
     engine        = "Runtune vLLM engine (GPU Cloud Run service)"
     build         = "Runtune image builds (Cloud Build)"
   }
@@ -21,6 +22,7 @@ locals {
     "training-datastore"      = { account = "training", role = "roles/datastore.user" }
     "inference-datastore"     = { account = "inference", role = "roles/datastore.user" }
     "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
+    "evaluate-datastore"      = { account = "evaluate", role = "roles/datastore.user" }
     # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
     "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
     # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).
@@ -34,6 +36,7 @@ locals {
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
     "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
+    "evaluate"      = { account = "evaluate", role = "roles/storage.objectUser" }      # dataset shards in; predictions out
   }
 
   # Accounts that sign URLs (V4, through IAM signBlob with their own identity: Cloud Run's
@@ -99,6 +102,13 @@ resource "google_service_account_iam_member" "training_acts_as_trainer" {
   service_account_id = google_service_account.sa["trainer"].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.sa["training"].member
+}
+
+# Likewise the inference service starts the evaluate job, which runs as the evaluate account.
+resource "google_service_account_iam_member" "inference_acts_as_evaluate" {
+  service_account_id = google_service_account.sa["evaluate"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.sa["inference"].member
 }
 
 # The build reads its uploaded source from the build bucket.

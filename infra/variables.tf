@@ -155,3 +155,26 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "evaluate_cpu" {
+  description = "vCPUs of an evaluation execution (the runtune-evaluate job). It mostly waits on the engine; 1 is enough, 2 decodes images faster."
+  type        = string
+  default     = "1"
+}
+
+variable "evaluate_memory" {
+  description = "Memory of an evaluation execution: the split's examples (images included) are held while they are scored."
+  type        = string
+  default     = "2Gi"
+}
+
+variable "evaluate_task_timeout_s" {
+  description = "Timeout of one evaluation execution, in seconds (Cloud Run CPU jobs: at most 24 hours). An evaluation still running then ends failed with the reason."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.evaluate_task_timeout_s >= 60 && var.evaluate_task_timeout_s <= 86400
+    error_message = "evaluate_task_timeout_s must be between 60 and 86400 (24 hours, the Cloud Run job maximum)."
+  }
+}

@@ -179,6 +179,14 @@ DEPLOYABLES: dict[str, Permissions] = {
         },
         firestore={"evaluations": "rw", "vibe_checks": "rw", "exports": "rw", "jobs": "r", "datasets": "r"},
         signs_urls=True,
+        runs_jobs=("evaluate",),
+        invokes=("engine",),
+    ),
+    "evaluate": Permissions(
+        "the evaluation CPU job: scores one evaluation's split through the engine, writes its predictions",
+        # Adapters are read by the engine through its volume; locally the execution downloads them.
+        bucket={DATASETS: "r", JOB_EXPORTS: "r", EVALUATIONS: "rw"},
+        firestore={"evaluations": "rw", "jobs": "r", "datasets": "r"},
         invokes=("engine",),
     ),
     "trainer": Permissions(

@@ -178,17 +178,24 @@ class ServiceSettings(CommonSettings):
         return self.secrets_dir or self.local_dir / "secrets"
 
 
-class InferenceSettings(ServiceSettings):
-    """The inference service: where the engine is, how it sees adapters, and how long export links live."""
+# The local engine's bearer token, written by `runtune dev up` (0600) under the local folder: the
+# inference service and its evaluation executions read it there, so it never travels in an
+# environment the launcher passes on.
+ENGINE_TOKEN_FILE = "engine-token"
 
-    port: int = 8083
+
+class EngineClientSettings(CommonSettings):
+    """Reaching the inference engine and making tuned models servable there: what the inference
+    service and its evaluation executions (`python -m jobs.evaluate`) share."""
+
     # The OpenAI-compatible engine: vLLM in the cloud, `python -m runtune.engine_server` locally.
     engine_url: str = "http://127.0.0.1:8084"
-    # Local profile: a bearer token the local engine checks (its SHA-256). The cloud engine is
-    # reached with a Google-signed ID token for `engine_url` instead (Cloud Run IAM).
+    # Local profile: a bearer token the local engine checks (its SHA-256); when unset, the token file
+    # `runtune dev up` writes under the local folder. The cloud engine is reached with a
+    # Google-signed ID token for `engine_url` instead (Cloud Run IAM).
     engine_api_key: SecretStr | None = None
     # Where the engine reads adapters from. Cloud: the data bucket's read-only volume on the engine
-    # (adapters are read by path, no copy). Local: a folder the service downloads adapters into.
+    # (adapters are read by path, no copy). Local: a folder adapters are downloaded into.
     engine_adapter_root: str | None = None
     engine_adapter_download: bool = True
     # Adapters kept loaded in the engine at once (vLLM's --max-loras, from the serving contract,
@@ -198,10 +205,12 @@ class InferenceSettings(ServiceSettings):
     # Examples scored concurrently by one evaluation: two engine batches' worth (a scoring batch holds 64
     # rows, a sample's labels being rows), so the next batch fills while one runs (bench/eval.py).
     evaluation_concurrency: int = Field(default=32, ge=1, le=256)
-    export_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # How often a running evaluation saves itself (its heartbeat); the service checks the execution of
+    # one whose beat is overdue.
+    evaluation_heartbeat_s: float = Field(default=20.0, gt=0, le=600)
 
     @model_validator(mode="after")
-    def _engine_is_reachable(self) -> InferenceSettings:
+    def _engine_is_reachable(self) -> EngineClientSettings:
         if not self.is_local:
             if "127.0.0.1" in self.engine_url or "localhost" in self.engine_url:
                 raise SettingsError("profile 'gcp' needs RUNTUNE_ENGINE_URL set to the engine's Cloud Run URL")
@@ -217,6 +226,29 @@ class InferenceSettings(ServiceSettings):
     @property
     def adapter_root(self) -> str:
         return self.engine_adapter_root or str(self.local_dir / "engine-adapters")
+
+    def local_engine_token(self) -> str | None:
+        """Local profile: the engine's bearer token (the setting, else the platform's token file)."""
+        if self.engine_api_key is not None:
+            return self.engine_api_key.get_secret_value()
+        try:
+            return (self.local_dir / ENGINE_TOKEN_FILE).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+
+class InferenceSettings(ServiceSettings, EngineClientSettings):
+    """The inference service: the engine (shared with its evaluation executions), export links, and
+    the evaluation executions it launches."""
+
+    port: int = 8083
+    export_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # The evaluation execution's task timeout (Cloud Run CPU jobs run up to 24 hours per task).
+    evaluation_timeout_s: int = Field(default=3600, ge=60, le=24 * 3600)
+
+
+class EvaluateSettings(EngineClientSettings):
+    """An evaluation execution (`python -m jobs.evaluate <evaluation_id>`)."""
 
 
 class EngineServerSettings(BaseSettings):

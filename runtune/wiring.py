@@ -13,7 +13,7 @@ from runtune.ports.engine import InferenceEngine
 from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, ServiceSettings
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, EngineClientSettings, ServiceSettings
 
 
 def metadata_store(settings: CommonSettings, *, deployable: str) -> MetadataStore:
@@ -93,14 +93,16 @@ def local_trainer_env() -> dict[str, str]:
     }
 
 
-def inference_engine(settings: InferenceSettings) -> InferenceEngine:
-    """The OpenAI-compatible engine: vLLM behind Cloud Run IAM (an ID token for its URL), or the local
-    engine server with its bearer token."""
+def inference_engine(settings: EngineClientSettings) -> InferenceEngine:
+    """The OpenAI-compatible engine: vLLM behind Cloud Run IAM (an ID token for its URL, minted for the
+    caller's own account: the inference service's or the evaluate job's), or the local engine server
+    with its bearer token."""
     from runtune.adapters.openai_engine import OpenAIEngine
 
     if settings.is_local:
-        key = settings.engine_api_key.get_secret_value() if settings.engine_api_key else None
-        return OpenAIEngine(settings.engine_url, api_key=key, timeout_s=settings.engine_timeout_s)
+        return OpenAIEngine(
+            settings.engine_url, api_key=settings.local_engine_token(), timeout_s=settings.engine_timeout_s
+        )
     from runtune.internal_auth import GoogleIdTokenMinter
 
     minter = GoogleIdTokenMinter()

@@ -33,7 +33,7 @@ from runtune.dev.processes import ManagedProcess, ProcessFailed, free_port, port
 from runtune.errors import InvalidRequest
 from runtune.firebase_rest import FirebaseAuthRest, Session
 from runtune.internal_auth import token_sha256
-from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
+from runtune.settings import DEFAULT_LOCAL_DIR, ENGINE_TOKEN_FILE, REPO_ROOT
 
 SERVICES = ("preprocessing", "training", "inference")
 DEMO_EMAIL = "demo@runtune.dev"
@@ -124,6 +124,7 @@ class LocalPlatform:
                 log_dir=config.log_dir,
             )
             self._ensure_bucket()
+            _write_private_text(config.local_dir / ENGINE_TOKEN_FILE, self.engine_token)
             # The models build while the services start: both take seconds, neither needs the other.
             models = _in_background(self._ensure_tiny_models) if config.demo_content else None
             services = [self._engine()] + [self._service(name, port) for name, port in self._service_ports().items()]
@@ -216,11 +217,10 @@ class LocalPlatform:
             port,
             {
                 "RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(self.internal_token),
+                # The engine's token is read from the local folder (ENGINE_TOKEN_FILE), by the service
+                # and by its evaluation executions alike.
                 **(
-                    {
-                        "RUNTUNE_ENGINE_URL": f"http://127.0.0.1:{self.config.ports.engine}",
-                        "RUNTUNE_ENGINE_API_KEY": self.engine_token,
-                    }
+                    {"RUNTUNE_ENGINE_URL": f"http://127.0.0.1:{self.config.ports.engine}"}
                     if name == "inference"
                     else {}
                 ),
@@ -328,6 +328,14 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _write_private_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
 
 
 def _write_private_json(path: Path, data: dict[str, Any]) -> None:

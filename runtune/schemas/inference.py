@@ -31,9 +31,20 @@ class Evaluation(OwnedResource):
     labels: list[str] = Field(default_factory=list)
     error: ApiError | None = None
     finished_at: int | None = None
-    # The service process running it beats this while it works: a `queued`/`running` evaluation
-    # whose beat went stale has no worker left (the process stopped) and is marked `failed`.
+    # The evaluation's execution (`jobs/evaluate`) beats this while it works; the inference service
+    # checks the execution of one whose beat is overdue, and fails it if the execution ended.
     heartbeat_at: int | None = None
+    # The launcher's name of the execution running it: internal, stored but never shown.
+    execution_name: str | None = Field(default=None, exclude=True)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (EvaluationStatus.succeeded, EvaluationStatus.failed)
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        document["execution_name"] = self.execution_name
+        return document
 
 
 class ExportFormat(StrEnum):

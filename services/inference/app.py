@@ -13,16 +13,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from runtune import wiring
-from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.api.service_app import create_service_app
-from runtune.inference.adapter_pool import AdapterPool
-from runtune.owned import OwnedCollection
-from runtune.ports.metadata import MetadataStore
-from runtune.schemas.inference import Evaluation
+from runtune.inference.serving import build_serving
+from runtune.ports.launcher import Workload
 from runtune.settings import InferenceSettings
 from services.inference import chat_api, evaluations_api, exports_api, vibe_api
-from services.inference.adapters import AdapterStager
-from services.inference.evaluations import STALE_S, EvaluationRunner, fail_orphaned
+from services.inference.evaluations import EvaluationExecutions
 from services.inference.service import InferenceService
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
@@ -31,14 +27,17 @@ DEPLOYABLE = "inference"
 log = logging.getLogger("runtune.inference")
 
 
-async def _sweep_orphans(store: MetadataStore, evaluations: OwnedCollection[Evaluation]) -> None:
-    """Also while running: a process that stopped just before this one started still had a fresh beat."""
+async def _sweep_forever(evaluations: EvaluationExecutions, every_s: float) -> None:
+    """Also while running: reads reconcile the evaluations they show, this catches the others."""
     while True:
-        await asyncio.sleep(STALE_S / 2)
+        await asyncio.sleep(every_s)
         try:
-            await run_in_threadpool(fail_orphaned, store, evaluations)
+            ended = await run_in_threadpool(evaluations.sweep)
         except Exception:  # a Firestore hiccup: the next sweep tries again
-            log.exception("sweeping orphaned evaluations failed")
+            log.exception("sweeping evaluations failed")
+            continue
+        if ended:
+            log.info("reconciled evaluations", extra={"ended": ended})
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
@@ -48,32 +47,27 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
-        engine = wiring.inference_engine(settings)
-        stager = AdapterStager(
-            AdapterPool(engine, settings.engine_max_adapters),
-            blobs,
-            root=settings.adapter_root,
-            download=settings.engine_adapter_download,
-        )
         app.state.store = store
-        app.state.inference = InferenceService(store, blobs, engine, stager)
-        app.state.evaluations = OwnedCollection(store, "evaluations", Evaluation, "evaluation")
-        app.state.evaluation_runner = EvaluationRunner(
-            app.state.inference, app.state.evaluations, settings.evaluation_concurrency
+        app.state.inference = build_serving(settings, store, blobs, InferenceService)
+        launcher = wiring.job_launcher(settings, Workload.evaluate)
+        app.state.evaluations = EvaluationExecutions(
+            store, launcher, heartbeat_s=settings.evaluation_heartbeat_s, timeout_s=settings.evaluation_timeout_s
         )
-        app.state.background = set()
-        # Evaluations run inside this service: those a stopped process left behind would stay
-        # `running` forever. (On several instances, a live one's recent heartbeat spares its own.)
-        await run_in_threadpool(fail_orphaned, store, app.state.evaluations)
-        sweeping = asyncio.create_task(_sweep_orphans(store, app.state.evaluations))
+        # Evaluations left unfinished by executions that ended while no instance was looking.
+        await run_in_threadpool(app.state.evaluations.sweep)
+        sweeping = asyncio.create_task(_sweep_forever(app.state.evaluations, settings.reconcile_every_s))
         try:
             yield
         finally:
-            for task in [*app.state.background, sweeping]:
-                task.cancel()
-            await asyncio.gather(*app.state.background, sweeping, return_exceptions=True)
-            if isinstance(engine, OpenAIEngine):
-                await engine.aclose()
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+            shutdown = getattr(launcher, "shutdown", None)
+            if shutdown is not None:
+                # The local launcher stops its evaluations with the service (as Cloud Run would not):
+                # fail them now with that reason rather than at the next start.
+                await run_in_threadpool(shutdown)
+                await run_in_threadpool(app.state.evaluations.sweep, force=True)
+            await app.state.inference.aclose()
 
     return create_service_app(
         DEPLOYABLE,

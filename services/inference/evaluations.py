@@ -1,171 +1,160 @@
-"""Running an evaluation in the background: every example of a split through the engine, for each
-model; classification by label scoring (default) or by free generation mapped to the labels, with the
-metric code the trainer uses (`runtune.metrics`). Per-sample predictions go to the bucket as JSONL."""
+"""Evaluations as executions of their own: the service stores the evaluation, launches its execution
+(`python -m jobs.evaluate <id>`: a CPU Cloud Run job, locally a child process of the launcher) and
+answers; the execution does the work and writes the progress. No work is left in this instance after
+its response (Cloud Run throttles its CPU then, and may remove it).
+
+Reconciling, like the training service's jobs: an unfinished evaluation whose heartbeat is overdue has
+its execution checked; an execution that ended without finishing it (killed, out of memory, timed
+out, exited) fails it with that reason. Checked on every read of an unfinished evaluation and by a
+periodic sweep.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import logging
-from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
-from runtune.datasets.canonical import Example, read_split
-from runtune.metrics.classification import classification_report, map_to_label
-from runtune.metrics.text import generation_report
+from runtune.errors import UpstreamUnavailable
+from runtune.inference.evaluation import evaluation_path
 from runtune.owned import OwnedCollection
-from runtune.ports.metadata import MetadataStore, Where
+from runtune.ports.launcher import ExecutionState, ExecutionStatus, JobLauncher, LaunchRequest, Workload
+from runtune.ports.metadata import Document, MetadataStore, Where
 from runtune.schemas.common import ApiError, now_ts
-from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
-from services.inference.models import Target
-from services.inference.service import InferenceService
 
 log = logging.getLogger("runtune.inference")
-# A running evaluation is saved at least this often (its heartbeat) ...
-HEARTBEAT_S = 20
-# ... so one whose last beat is older than this has no live worker (the service stopped under it).
-STALE_S = 120
-ORPHANED = "The inference service stopped while this evaluation ran; start it again"
-# A label answer is short: room for a long label and a little chatter, not a paragraph.
-LABEL_ANSWER_TOKENS = 16
-GENERATION_TOKENS = 256
+_ACTIVE = [EvaluationStatus.queued.value, EvaluationStatus.running.value]
+# A launch is recorded right after the evaluation is stored; one still without an execution this long
+# after its creation lost its launch (the instance stopped in between).
+LAUNCH_GRACE_S = 60
 
 
-def predictions_path(uid: str, evaluation_id: str) -> str:
-    return f"users/{uid}/evaluations/{evaluation_id}/predictions.jsonl"
+class EvaluationExecutions:
+    def __init__(self, store: MetadataStore, launcher: JobLauncher, *, heartbeat_s: float, timeout_s: int) -> None:
+        self._store, self._launcher = store, launcher
+        self.collection = OwnedCollection(store, "evaluations", Evaluation, "evaluation")
+        self._heartbeat_s, self._timeout_s = heartbeat_s, timeout_s
 
+    @property
+    def overdue_s(self) -> float:
+        """A beat older than this may have no execution behind it: worth asking the launcher."""
+        return 2 * self._heartbeat_s
 
-def _text(message: dict[str, Any]) -> str:
-    return "".join(part.get("text") or "" for part in message["content"] if part["type"] == "text")
+    @property
+    def unresponsive_s(self) -> float:
+        """A running execution silent this long is stuck (a hung engine connection): stopped and failed."""
+        return max(600.0, 30 * self._heartbeat_s)
 
+    # -- start ----------------------------------------------------------------------------------
 
-def as_openai(example: Example) -> tuple[list[dict[str, Any]], str]:
-    """The prompt (OpenAI messages, images as data URLs) and the reference answer of an example."""
-    last = max(i for i, m in enumerate(example.messages) if m["role"] == "assistant")
-    images = iter(example.images)
-    messages = []
-    for message in example.messages[:last]:
-        parts = []
-        for part in message["content"]:
-            if part["type"] == "image":
-                data = base64.b64encode(next(images)).decode()
-                parts.append({"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}})
-            else:
-                parts.append({"type": "text", "text": part.get("text") or ""})
-        messages.append({"role": message["role"], "content": parts})
-    return messages, _text(example.messages[last]).strip()
-
-
-def fail_orphaned(store: MetadataStore, evaluations: OwnedCollection[Evaluation], now: int | None = None) -> int:
-    """Mark `failed` every queued or running evaluation whose worker stopped beating; how many."""
-    now = now or now_ts()
-    failed = 0
-    active = [EvaluationStatus.queued.value, EvaluationStatus.running.value]
-    for _, document in store.query("evaluations", where=[Where("status", "in", active)]):
-        evaluation = Evaluation.model_validate(document)
-        if now - (evaluation.heartbeat_at or evaluation.created_at) <= STALE_S:
-            continue  # another instance is still working on it
-        evaluation.status, evaluation.finished_at = EvaluationStatus.failed, now
-        evaluation.error = ApiError(code="evaluation_interrupted", message=ORPHANED)
-        evaluations.save(evaluation)
-        failed += 1
-        log.warning("orphaned evaluation marked failed", extra={"evaluation": evaluation.id})
-    return failed
-
-
-class EvaluationRunner:
-    def __init__(self, inference: InferenceService, evaluations: OwnedCollection[Evaluation], concurrency: int) -> None:
-        self._inference, self._evaluations, self._concurrency = inference, evaluations, concurrency
-
-    async def run(self, evaluation: Evaluation, task: TaskKind, end_of_turn: dict[str, str]) -> None:
-        beating = asyncio.create_task(self._beat(evaluation))
+    def start(self, evaluation: Evaluation) -> Evaluation:
+        self.collection.create(evaluation)
         try:
-            await self._run(evaluation, task, end_of_turn)
-        except asyncio.CancelledError:  # the service is stopping: say so now rather than at the next sweep
-            evaluation.status, evaluation.finished_at = EvaluationStatus.failed, now_ts()
-            evaluation.error = ApiError(code="evaluation_interrupted", message=ORPHANED)
-            await asyncio.shield(run_in_threadpool(self._save, evaluation))
-            raise
-        except Exception as exc:  # the evaluation ends `failed` with a reason, never stays `running`
-            log.exception("evaluation failed", extra={"evaluation": evaluation.id})
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {str(exc)[:300]}"
-            evaluation.status, evaluation.finished_at = EvaluationStatus.failed, now_ts()
-            evaluation.error = ApiError(code="evaluation_failed", message=message)
-            await run_in_threadpool(self._save, evaluation)
-        finally:
-            beating.cancel()
+            execution = self._launcher.launch(
+                LaunchRequest(job_id=evaluation.id, workload=Workload.evaluate, timeout_seconds=self._timeout_s)
+            )
+        except Exception as exc:  # the launchers' errors carry no secrets
+            log.exception("evaluation launch failed", extra={"evaluation": evaluation.id})
+            return (
+                self._fail(evaluation.id, "launch_failed", f"The evaluation could not be started: {exc}") or evaluation
+            )
+        # Field updates only: the execution may already be writing its progress.
+        self.collection.update(evaluation.id, {"execution_name": execution, "heartbeat_at": now_ts()})
+        log.info("evaluation launched", extra={"evaluation": evaluation.id, "execution": execution})
+        return self.collection.get(evaluation.id) or evaluation
 
-    def _save(self, evaluation: Evaluation) -> None:
-        evaluation.heartbeat_at = now_ts()
-        self._evaluations.save(evaluation)
+    # -- reconcile ------------------------------------------------------------------------------
 
-    async def _beat(self, evaluation: Evaluation) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            await run_in_threadpool(self._save, evaluation)
+    def reconciled(self, evaluation: Evaluation, now: int | None = None, *, force: bool = False) -> Evaluation:
+        """The evaluation as it stands, failed first if its execution is gone (on every read). `force`
+        asks the launcher even while the heartbeat is fresh (the local launcher just stopped them all)."""
+        if evaluation.is_finished:
+            return evaluation
+        try:
+            return self._reconcile(evaluation, now_ts() if now is None else now, force) or evaluation
+        except UpstreamUnavailable:  # the Admin API hiccupped: answer with what is stored, check next time
+            log.warning("could not check an evaluation's execution", extra={"evaluation": evaluation.id})
+            return evaluation
 
-    async def _run(self, evaluation: Evaluation, task: TaskKind, end_of_turn: dict[str, str]) -> None:
-        uid = evaluation.owner
-        examples = await run_in_threadpool(
-            lambda: list(read_split(self._inference.blobs, uid, evaluation.dataset_id, evaluation.split))
+    def sweep(self, now: int | None = None, *, force: bool = False) -> list[str]:
+        """Reconcile every unfinished evaluation; the ids of those it failed."""
+        ended = []
+        for _, document in self._store.query("evaluations", where=[Where("status", "in", _ACTIVE)]):
+            evaluation = Evaluation.model_validate(document)
+            after = self.reconciled(evaluation, now, force=force)
+            if after.is_finished:
+                ended.append(evaluation.id)
+        return ended
+
+    def _reconcile(self, evaluation: Evaluation, now: int, force: bool) -> Evaluation | None:
+        quiet_for = now - (evaluation.heartbeat_at or evaluation.created_at)
+        if quiet_for <= self.overdue_s and not force:
+            return None
+        if not evaluation.execution_name:
+            if force or now - evaluation.created_at <= LAUNCH_GRACE_S:
+                return None
+            return self._fail(
+                evaluation.id,
+                "evaluation_interrupted",
+                "The evaluation was never started: the inference service stopped before launching it; start it again",
+            )
+        status = self._launcher.status(evaluation.execution_name)
+        if force and status.state is ExecutionState.unknown:
+            return None  # not one this launcher ran: its heartbeat decides, at a later sweep
+        if status.state is ExecutionState.pending:
+            return None  # waiting for a slot (local queue) or a cold start
+        if status.state is ExecutionState.running:
+            if quiet_for < self.unresponsive_s:
+                return None
+            self._launcher.cancel(evaluation.execution_name)
+            return self._fail(
+                evaluation.id,
+                "evaluation_unresponsive",
+                f"The evaluation's execution stopped reporting {int(quiet_for)}s ago and was stopped",
+            )
+        code, reason = _why_it_ended(status)
+        log.warning(
+            "evaluation's execution ended without finishing it",
+            extra={"evaluation": evaluation.id, "execution": status.name, "reason": reason},
         )
-        examples = examples[: evaluation.max_samples] if evaluation.max_samples else examples
-        evaluation.status, evaluation.samples_total = EvaluationStatus.running, len(examples) * len(evaluation.models)
-        await run_in_threadpool(self._save, evaluation)
-        rows: list[dict[str, Any]] = [{"index": i} for i in range(len(examples))]
-        prompts = [as_openai(example) for example in examples]
-        truth = [example.label or reference for example, (_, reference) in zip(examples, prompts, strict=True)]
-        for model in evaluation.models:
-            target, _ = await self._inference.target(uid, model)
-            predictions = await self._predict(evaluation, target, prompts, task, end_of_turn[model])
-            if task is TaskKind.classification:
-                metrics = classification_report(truth, predictions, evaluation.labels)
-            else:
-                metrics = generation_report(predictions, [reference for _, reference in prompts])
-            evaluation.metrics[model] = metrics
-            for row, predicted, expected in zip(rows, predictions, truth, strict=True):
-                row["expected"] = expected
-                row.setdefault("predictions", {})[model] = predicted
-        body = "".join(json.dumps(row) + "\n" for row in rows).encode()
-        await run_in_threadpool(
-            self._inference.blobs.upload_bytes,
-            predictions_path(uid, evaluation.id),
-            body,
-            content_type="application/x-ndjson",
+        return self._fail(evaluation.id, code, f"The evaluation's execution ended before finishing it: {reason}")
+
+    def _fail(self, evaluation_id: str, code: str, message: str) -> Evaluation | None:
+        """Fail it unless it finished meanwhile (the execution's last write wins over our verdict)."""
+        failed: dict[str, Evaluation] = {}
+
+        def apply(current: Document | None) -> Document | None:
+            if current is None:
+                return None
+            evaluation = Evaluation.model_validate(current)
+            if evaluation.is_finished:
+                failed["current"] = evaluation
+                return None
+            evaluation.status, evaluation.finished_at = EvaluationStatus.failed, now_ts()
+            evaluation.error = ApiError(code=code, message=message)
+            failed["current"] = evaluation
+            return evaluation.to_document()
+
+        self._store.transact(evaluation_path(evaluation_id), apply)
+        return failed.get("current")
+
+
+def _why_it_ended(status: ExecutionStatus) -> tuple[str, str]:
+    reason = status.reason or str(status.state)
+    if status.state is ExecutionState.cancelled:
+        return "evaluation_cancelled", f"it was stopped ({reason})"
+    if status.state is ExecutionState.unknown:
+        # Locally: the service restarted, and its launcher (and the child processes) with it.
+        return "evaluation_interrupted", f"the execution is gone ({reason}); start the evaluation again"
+    if status.state is ExecutionState.succeeded:
+        return "evaluation_lost", "it exited without recording a result"
+    if reason.startswith("timeout"):
+        return (
+            "evaluation_timeout",
+            f"{reason} (the evaluation's task timeout; evaluate fewer samples with max_samples)",
         )
-        evaluation.status, evaluation.finished_at = EvaluationStatus.succeeded, now_ts()
-        await run_in_threadpool(self._save, evaluation)
-
-    async def _predict(
-        self,
-        evaluation: Evaluation,
-        target: Target,
-        prompts: list[tuple[list[dict[str, Any]], str]],
-        task: TaskKind,
-        eot: str,
-    ) -> list[Any]:
-        gate = asyncio.Semaphore(self._concurrency)
-        labels = evaluation.labels
-        inference = self._inference
-
-        async def one(messages: list[dict[str, Any]]) -> Any:
-            async with gate:
-                if task is TaskKind.classification and evaluation.method == "label_scoring":
-                    # The label as the model would write it, end of turn included (as trained), so a
-                    # label that is the prefix of another cannot win by stopping early.
-                    scores = await inference.score(target, messages, [label + eot for label in labels])
-                    result: Any = labels[max(range(len(labels)), key=scores.__getitem__)]
-                elif task is TaskKind.classification:
-                    answer = await inference.answer(target, messages, LABEL_ANSWER_TOKENS, 0.0)
-                    result = map_to_label(answer, labels)
-                else:
-                    result = await inference.answer(target, messages, GENERATION_TOKENS, 0.0)
-            evaluation.samples_done += 1
-            if evaluation.samples_done % 25 == 0:
-                await run_in_threadpool(self._save, evaluation)
-            return result
-
-        return list(await asyncio.gather(*(one(messages) for messages, _ in prompts)))
+    if status.exit_code == 137 and "SIGKILL" not in reason:
+        # Cloud Run reports a kill as exit code 137: out of memory, nearly always.
+        return "evaluation_exited", f"{reason} (killed: typically out of memory; try fewer samples, max_samples)"
+    if status.exit_code is not None:
+        return "evaluation_exited", reason
+    return "evaluation_lost", reason

@@ -1,8 +1,7 @@
-"""`/v1/evaluations`: score a dataset split with one or two models, in the background."""
+"""`/v1/evaluations`: score a dataset split with one or two models, in an execution of its own."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -11,19 +10,24 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.errors import InvalidRequest, NotFound
+from runtune.inference.evaluation import predictions_path
 from runtune.owned import OwnedCollection, datasets
 from runtune.schemas import Dataset, DatasetStatus, ListPage
 from runtune.schemas.common import new_id
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import CreateEvaluationRequest, Evaluation
 from services.inference.deps import Inference
-from services.inference.evaluations import EvaluationRunner, predictions_path
+from services.inference.evaluations import EvaluationExecutions
 
 router = APIRouter(prefix="/v1/evaluations", tags=["inference"])
 
 
-def _evaluations(request: Request) -> OwnedCollection[Evaluation]:
+def _executions(request: Request) -> EvaluationExecutions:
     return request.app.state.evaluations
+
+
+def _evaluations(request: Request) -> OwnedCollection[Evaluation]:
+    return _executions(request).collection
 
 
 def _dataset(inference: Any, uid: str, dataset_id: str) -> Dataset:
@@ -47,12 +51,10 @@ async def create_evaluation(
         raise InvalidRequest("Label scoring needs a classification dataset; use method 'generation'", param="method")
     if len(set(body.models)) != len(body.models):
         raise InvalidRequest("The models must differ", param="models")
-    end_of_turn = {}
     for i, model in enumerate(body.models):
         target = inference.models.resolve(user.uid, model, f"models[{i}]")
         if dataset.modality == "vision" and target.spec.modality != "vision":
             raise InvalidRequest(f"Model '{model}' reads text only; the dataset has images", param=f"models[{i}]")
-        end_of_turn[model] = target.spec.family.end_of_turn
     evaluation = Evaluation(
         id=new_id("eval"),
         owner=user.uid,
@@ -63,24 +65,21 @@ async def create_evaluation(
         max_samples=body.max_samples,
         labels=list(dataset.labels),
     )
-    evaluations = _evaluations(request)
-    await run_in_threadpool(evaluations.create, evaluation)
-    runner: EvaluationRunner = request.app.state.evaluation_runner
-    task_handle = asyncio.create_task(runner.run(evaluation.model_copy(deep=True), task, end_of_turn))
-    request.app.state.background.add(task_handle)
-    task_handle.add_done_callback(request.app.state.background.discard)
-    return evaluation
+    # Stored, then launched: the execution (jobs/evaluate) does the work and writes the progress.
+    return await run_in_threadpool(_executions(request).start, evaluation)
 
 
 @router.get("", response_model=ListPage[Evaluation])
 def list_evaluations(request: Request, user: CurrentUser, page: Pagination) -> ListPage[Evaluation]:
-    found = _evaluations(request).list_owned(user.uid, limit=page.limit + 1, after=page.after)
-    return ListPage[Evaluation].from_overfetch(found, page.limit)
+    executions = _executions(request)
+    found = executions.collection.list_owned(user.uid, limit=page.limit + 1, after=page.after)
+    return ListPage[Evaluation].from_overfetch([executions.reconciled(e) for e in found], page.limit)
 
 
 @router.get("/{evaluation_id}", response_model=Evaluation)
 def get_evaluation(evaluation_id: str, request: Request, user: CurrentUser) -> Evaluation:
-    return _evaluations(request).get_owned(user.uid, evaluation_id)
+    executions = _executions(request)
+    return executions.reconciled(executions.collection.get_owned(user.uid, evaluation_id))
 
 
 @router.get("/{evaluation_id}/predictions")

@@ -14,13 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.errors import InvalidRequest
+from runtune.inference.models import Target
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
 from services.inference.deps import Inference
-from services.inference.models import Target
 
 router = APIRouter(prefix="/v1/exports", tags=["inference"])
 

@@ -7,11 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from runtune.errors import InvalidRequest
-from runtune.ports.blobs import BlobStore
-from runtune.ports.engine import InferenceEngine
-from runtune.ports.metadata import MetadataStore
-from services.inference.adapters import AdapterStager
-from services.inference.models import ModelResolver, Target
+from runtune.inference.serving import Serving
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
 # engine-only options (adapter paths, prompt scoring) through the public API.
@@ -32,21 +28,8 @@ def check_images(messages: list[dict[str, Any]]) -> None:
                     )
 
 
-class InferenceService:
-    def __init__(
-        self,
-        store: MetadataStore,
-        blobs: BlobStore,
-        engine: InferenceEngine,
-        stager: AdapterStager,
-    ) -> None:
-        self.store, self.blobs, self.engine = store, blobs, engine
-        self.models = ModelResolver(store)
-        self._stager = stager
-
-    async def target(self, uid: str, model: str, param: str = "model") -> tuple[Target, str]:
-        target = self.models.resolve(uid, model, param)
-        return target, await self._stager.ready(target)
+class InferenceService(Serving):
+    """Chat for the API's callers, on top of what evaluations share (`Serving`: resolve, stage, ask)."""
 
     def engine_body(self, body: dict[str, Any], engine_name: str) -> dict[str, Any]:
         check_images(body["messages"])
@@ -68,14 +51,6 @@ class InferenceService:
 
         first, upstream = await self._stager.run(target, opened)
         return _renamed(first, upstream, body["model"])
-
-    async def answer(self, target: Target, messages: list[dict[str, Any]], max_tokens: int, temperature: float) -> str:
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
-        reply = await self._stager.run(target, lambda name: self.engine.chat({"model": name, **body}))
-        return reply["choices"][0]["message"]["content"] or ""
-
-    async def score(self, target: Target, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
-        return await self._stager.run(target, lambda name: self.engine.score(name, messages, continuations))
 
 
 async def _renamed(first: bytes, rest: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

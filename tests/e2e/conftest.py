@@ -72,6 +72,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             "RUNTUNE_HEARTBEAT_STALE_S": "10",
             "RUNTUNE_START_TIMEOUT_S": "60",
             "RUNTUNE_RECONCILE_EVERY_S": "1",
+            # Evaluation executions beat every 2 s: one that died is noticed 4 s later.
+            "RUNTUNE_EVALUATION_HEARTBEAT_S": "2",
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
             # Every distinct Firestore query shape the services run (tests/e2e/test_index_coverage.py).
             "RUNTUNE_FIRESTORE_QUERY_LOG": str(local_dir / QUERY_LOG),

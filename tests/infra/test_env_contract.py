@@ -14,7 +14,15 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from runtune import settings as settings_module
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, InferenceSettings, ServiceSettings
+from runtune.settings import (
+    EMULATOR_VARIABLES,
+    CommonSettings,
+    EngineClientSettings,
+    EvaluateSettings,
+    GatewaySettings,
+    InferenceSettings,
+    ServiceSettings,
+)
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
 
 # The trainer reads CommonSettings until it gets a class of its own; the contract follows it then.
@@ -26,6 +34,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "training": ServiceSettings,
     "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
+    "evaluate": EvaluateSettings,
 }
 
 # Fields Terraform leaves unset, for every deployable that has them: the one list, with reasons.
@@ -52,6 +61,7 @@ UNSET: dict[str, str] = {
     "engine_api_key": "the local engine's bearer token; the gcp profile refuses it (ID tokens for the engine instead)",
     "engine_timeout_s": "the default (300 s) covers a long generation on a cold engine",
     "evaluation_concurrency": "the default (32) keeps the engine's next batch filling while one runs",
+    "evaluation_heartbeat_s": "the default (20 s) is the intended policy; the service and the executions must agree",
     "export_url_ttl_s": "the default (1 hour) is the intended lifetime of a download link",
 }
 
@@ -89,8 +99,8 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable == "trainer":
-        (container,) = blocks(tf.resource("google_cloud_run_v2_job", "trainer"), "template", "template", "containers")
+    if deployable in ("trainer", "evaluate"):
+        (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
     elif deployable == "gateway":
         (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
     else:
@@ -147,6 +157,12 @@ def test_rendered_environment_loads_under_the_gcp_profile(
         assert loaded.trainer_job_name == "runtune-trainer"
         if deployable == "training":
             assert loaded.trainer_task_timeout_s == tf.variables["trainer_task_timeout_s"]["default"]
+    if isinstance(loaded, EngineClientSettings):
+        # The inference service and its evaluation executions reach the engine alike.
+        assert loaded.engine_url == f"https://runtune-engine-{PROJECT_NUMBER}.us-central1.run.app"
+        assert loaded.adapter_root == "/mnt/runtune-data" and not loaded.engine_adapter_download
+    if isinstance(loaded, InferenceSettings):
+        assert loaded.evaluation_timeout_s == tf.variables["evaluate_task_timeout_s"]["default"]
 
 
 def test_image_level_settings_are_set_by_the_images() -> None:

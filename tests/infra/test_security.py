@@ -57,7 +57,7 @@ def test_private_services_are_internal_and_iam_checked(tf: Config) -> None:
         assert body.get("invoker_iam_disabled") in (None, False), f"{address} must keep the IAM invoker check"
 
 
-def test_only_the_gateway_invokes_the_services_and_only_inference_the_engine(tf: Config) -> None:
+def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluations_the_engine(tf: Config) -> None:
     invokers: dict[str, set[str]] = {}
     for rtype, _, body, members in iam_grants(tf):
         if rtype == "google_cloud_run_v2_service_iam_member":
@@ -67,7 +67,8 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_the_engine(tf:
     for service in ("preprocessing", "training", "inference"):
         assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa}
     assert invokers["${google_cloud_run_v2_service.engine.name}"] == {
-        '${google_service_account.sa["inference"].member}'
+        '${google_service_account.sa["inference"].member}',
+        '${google_service_account.sa["evaluate"].member}',
     }
 
 
@@ -78,6 +79,9 @@ def test_callers_of_internal_services_egress_through_the_vpc(tf: Config) -> None
     (vpc,) = blocks(gateway, "template", "vpc_access")
     assert vpc["egress"] == "ALL_TRAFFIC"
     assert tf.locals["private_services"]["inference"]["vpc_egress"] is True
+    # The evaluate job calls the internal-only engine too.
+    (job_vpc,) = blocks(tf.resource("google_cloud_run_v2_job", "evaluate"), "template", "template", "vpc_access")
+    assert job_vpc["egress"] == "ALL_TRAFFIC"
     (subnet,) = tf.of_type("google_compute_subnetwork").values()
     assert subnet["private_ip_google_access"] is True
 
@@ -154,7 +158,16 @@ def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
 
 def test_one_service_account_per_deployable(tf: Config) -> None:
     accounts = tf.locals["service_accounts"]
-    assert set(accounts) == {"gateway", "preprocessing", "training", "inference", "trainer", "engine", "build"}
+    assert set(accounts) == {
+        "gateway",
+        "preprocessing",
+        "training",
+        "inference",
+        "trainer",
+        "evaluate",
+        "engine",
+        "build",
+    }
     services = dict(tf.instances("google_cloud_run_v2_service"))
     for address, body in services.items():
         (template,) = body["template"]
@@ -163,8 +176,9 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
         key = re.search(r'"(\w+)"\]$', address)
         expected = key.group(1) if key else address.rsplit(".", 1)[1]
         assert account.group(1) == expected, f"{address} runs as {account.group(1)}"
-    (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", "trainer"), "template", "template")
-    assert job_template["service_account"] == '${google_service_account.sa["trainer"].email}'
+    for job in ("trainer", "evaluate"):
+        (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", job), "template", "template")
+        assert job_template["service_account"] == f'${{google_service_account.sa["{job}"].email}}'
 
 
 def test_training_runs_only_the_trainer_job(tf: Config) -> None:
@@ -174,6 +188,18 @@ def test_training_runs_only_the_trainer_job(tf: Config) -> None:
     assert grant["member"] == '${google_service_account.sa["training"].member}'
     acts_as = tf.resource("google_service_account_iam_member", "training_acts_as_trainer")
     assert acts_as["service_account_id"] == '${google_service_account.sa["trainer"].name}'
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+
+
+def test_inference_runs_only_the_evaluate_job(tf: Config) -> None:
+    job_grants = [body for _, body in tf.instances("google_cloud_run_v2_job_iam_member")]
+    theirs = [body for body in job_grants if body["member"] == '${google_service_account.sa["inference"].member}']
+    assert [(body["name"], body["role"]) for body in theirs] == [
+        ("${google_cloud_run_v2_job.evaluate.name}", "${google_project_iam_custom_role.job_runner.id}")
+    ]
+    acts_as = tf.resource("google_service_account_iam_member", "inference_acts_as_evaluate")
+    assert acts_as["service_account_id"] == '${google_service_account.sa["evaluate"].name}'
+    assert acts_as["member"] == '${google_service_account.sa["inference"].member}'
     assert acts_as["role"] == "roles/iam.serviceAccountUser"
 
 

@@ -14,10 +14,10 @@ import pytest
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.errors import InvalidRequest
 from runtune.inference.adapter_pool import AdapterPool
+from runtune.inference.models import Target, TunedAdapter
+from runtune.inference.staging import AdapterStager
 from runtune.models.registry import get
 from runtune.ports.engine import EngineModelNotFound
-from services.inference.adapters import AdapterStager
-from services.inference.models import Target, TunedAdapter
 from services.inference.service import InferenceService
 
 
@@ -61,6 +61,9 @@ class FakeVllm:
                     fake.adapters.add(body["lora_name"])
                     return self._json(200, {})
                 if self.path == "/v1/unload_lora_adapter":
+                    if body["lora_name"] not in fake.adapters:
+                        message = f"The lora adapter '{body['lora_name']}' cannot be found."
+                        return self._json(404, {"error": {"message": message, "type": "NotFoundError"}})
                     fake.adapters.discard(body["lora_name"])
                     return self._json(200, {})
                 if self.path == "/v1/chat/completions":
@@ -314,3 +317,41 @@ def test_an_adapter_the_engine_lost_in_a_restart_is_loaded_again(vllm: FakeVllm)
     with pytest.raises(EngineModelNotFound):
         asyncio.run(missing_base())
     assert [path for _, path, _ in vllm.requests] == ["/v1/chat/completions"]
+
+
+def test_pools_of_several_processes_share_one_engine(vllm: FakeVllm) -> None:
+    """The inference service and an evaluation execution each keep a pool on the same engine: the
+    second adopts what the first loaded (vLLM refuses a second load of one name), unloads only what it
+    loaded itself, and no pool evicts an adapter one of its own calls is using."""
+
+    async def run() -> None:
+        engine = OpenAIEngine(vllm.url)
+        service, execution = AdapterPool(engine, capacity=2), AdapterPool(engine, capacity=2)
+        try:
+            await service.ensure("ftjob-a", "/mnt/a")
+            await execution.ensure("ftjob-a", "/mnt/a")  # adopted: the engine has it already
+            await execution.ensure("ftjob-b", "/mnt/b")  # loaded by the execution
+            assert execution.loaded == ["ftjob-a", "ftjob-b"]
+            await execution.release()
+            assert vllm.adapters == {"ftjob-a"}, "only what the execution loaded itself is unloaded"
+            # Unloading what another user already unloaded is not an error.
+            await service.ensure("ftjob-b", "/mnt/b")
+            vllm.adapters.discard("ftjob-b")
+            await service.forget("ftjob-b")
+            # A call in flight keeps its adapter loaded: the least recently used idle one goes instead.
+            await service.ensure("ftjob-c", "/mnt/c")  # loaded: a, c (a least recently used)
+            async with service.using("ftjob-a"):
+                await service.ensure("ftjob-d", "/mnt/d")
+                assert "ftjob-a" in vllm.adapters and "ftjob-c" not in vllm.adapters
+                async with service.using("ftjob-d"):
+                    await service.ensure("ftjob-e", "/mnt/e")  # all busy: the engine holds one more
+            assert service.loaded == ["ftjob-a", "ftjob-d", "ftjob-e"]
+            assert vllm.adapters == {"ftjob-a", "ftjob-d", "ftjob-e"}
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
+    refused = [
+        body for _, path, body in vllm.requests if path == "/v1/load_lora_adapter" and body["lora_name"] == "ftjob-a"
+    ]
+    assert len(refused) == 2  # the second answered "already loaded", and was adopted

@@ -18,7 +18,7 @@ from runtune.datasets.shards import preview_path
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.jobs import checkpoint_path, event_path, job_path
-from services.inference.evaluations import predictions_path
+from runtune.inference.evaluation import predictions_path
 from services.preprocessing.repository import source_path, upload_prefix
 
 UID = "user-1"
@@ -44,7 +44,7 @@ def blob_allowed(deployable: str, path: str, access: str) -> bool:
         ("trainer", "models/google/gemma-3-4b-it/config.json", "r"),
         ("inference", f"users/{UID}/jobs/ftjob-1/export/adapter/adapter_config.json", "r"),
         ("inference", shard_path(UID, "ds-1", "test", 0), "r"),
-        ("inference", predictions_path(UID, "eval-1"), "w"),
+        ("evaluate", predictions_path(UID, "eval-1"), "w"),
         ("inference", f"users/{UID}/vibe_checks/vibe-1/prompt-0.png", "w"),
         ("inference", f"users/{UID}/exports/exp-1/adapter.tar.gz", "w"),
         ("engine", f"users/{UID}/jobs/ftjob-1/export/adapter/adapter_model.safetensors", "r"),

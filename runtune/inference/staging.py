@@ -1,6 +1,7 @@
 """Getting a tuned model's adapter into the engine: onto the engine's disk (locally a download from
 the bucket; in the cloud the engine reads the bucket's read-only volume), then loaded once and
-kept warm by the LRU pool."""
+kept warm by the LRU pool. Used by the inference service and by evaluation executions alike: the
+local download folder is shared, so staging is atomic across processes too."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from runtune.inference.adapter_pool import AdapterPool
+from runtune.inference.models import Target, TunedAdapter
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import EngineModelNotFound
-from services.inference.models import Target, TunedAdapter
 
 log = logging.getLogger("runtune.inference")
 T = TypeVar("T")
@@ -40,16 +41,22 @@ class AdapterStager:
         """`call(engine name)` with the target servable. An engine that restarted has lost its adapters
         while the pool still counts them loaded: on its "model not found" the adapter is loaded again
         and the call retried, once."""
-        name = await self.ready(target)
-        try:
-            return await call(name)
-        except EngineModelNotFound:
-            if target.adapter is None:
-                raise
-            log.warning("the engine lost an adapter; reloading it", extra={"adapter": target.adapter.job_id})
-            async with self._locks.setdefault(target.adapter.job_id, asyncio.Lock()):
-                await self._pool.refresh(target.adapter.job_id, await self._path(target.adapter))
-            return await call(name)
+        if target.adapter is None:
+            return await call(await self.ready(target))
+        adapter = target.adapter
+        async with self._pool.using(adapter.job_id):  # this pool evicts nothing a call is using
+            name = await self.ready(target)
+            try:
+                return await call(name)
+            except EngineModelNotFound:
+                log.warning("the engine lost an adapter; reloading it", extra={"adapter": adapter.job_id})
+                async with self._locks.setdefault(adapter.job_id, asyncio.Lock()):
+                    await self._pool.refresh(adapter.job_id, await self._path(adapter))
+                return await call(name)
+
+    async def release(self) -> None:
+        """Unload what this process loaded (see `AdapterPool.release`)."""
+        await self._pool.release()
 
     async def _path(self, adapter: TunedAdapter) -> str:
         return await run_in_threadpool(self._stage, adapter) if self._download else self._mounted(adapter)
@@ -69,7 +76,12 @@ class AdapterStager:
                 relative = blob.path[len(adapter.prefix) :]
                 if relative and ".." not in relative.split("/"):
                     self._blobs.download_file(blob.path, staging / relative)
-            staging.rename(folder)
+            try:
+                staging.rename(folder)
+            except OSError:
+                # Another process (the service, an evaluation execution) staged it meanwhile.
+                if not (folder / "adapter_config.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return str(folder)

@@ -1,0 +1,66 @@
+"""`python -m jobs.evaluate <evaluation_id>`: one evaluation, as its own execution (a CPU Cloud Run
+job task in the cloud, a child process of the inference service's local launcher on a laptop), so no
+evaluation runs in a request-serving instance after its 202.
+
+Exit status: 0 when the evaluation succeeded (or was already over); 1 when it ended `failed` (its
+document says why); 2 for a bad command line or configuration; 3 when it does not exist. A kill
+(timeout, out of memory, SIGKILL) leaves it `running`: the inference service sees the execution ended
+and fails it with the execution's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from runtune.inference.evaluation import EvaluationRunner, evaluation_path
+from runtune.inference.serving import build_serving
+from runtune.logging import configure_logging
+from runtune.schemas.inference import Evaluation
+from runtune.settings import EvaluateSettings, SettingsError
+
+DEPLOYABLE = "evaluate"
+
+log = logging.getLogger("runtune.evaluate")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m jobs.evaluate <evaluation_id>", flush=True)
+        return 2
+    try:
+        settings = EvaluateSettings()
+    except (SettingsError, ValueError) as exc:
+        print(f"evaluate: invalid configuration: {exc}", flush=True)
+        return 2
+    configure_logging("evaluate", settings.log_level)
+    return asyncio.run(evaluate(argv[0], settings))
+
+
+async def evaluate(evaluation_id: str, settings: EvaluateSettings) -> int:
+    from runtune.wiring import blob_store, metadata_store
+
+    store = metadata_store(settings, deployable=DEPLOYABLE)
+    document = store.get(evaluation_path(evaluation_id)) if "/" not in evaluation_id else None
+    if document is None:
+        log.error("evaluation not found", extra={"evaluation": evaluation_id})
+        return 3
+    evaluation = Evaluation.model_validate(document)
+    if evaluation.is_finished:
+        log.info("evaluation already over", extra={"evaluation": evaluation_id, "status": evaluation.status.value})
+        return 0
+    serving = build_serving(settings, store, blob_store(settings, deployable=DEPLOYABLE))
+    runner = EvaluationRunner(
+        serving, store, concurrency=settings.evaluation_concurrency, heartbeat_s=settings.evaluation_heartbeat_s
+    )
+    try:
+        succeeded = await runner.run(evaluation)
+    finally:
+        await serving.aclose()
+    log.info("evaluation finished", extra={"evaluation": evaluation_id, "succeeded": succeeded})
+    return 0 if succeeded else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
