@@ -50,6 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 start_timeout_s=settings.start_timeout_s,
                 task_timeout_s=settings.trainer_task_timeout_s,
             ),
+            offered_gpus=settings.offered_gpus,
         )
         reconciler = asyncio.create_task(_reconcile_forever(app.state.jobs, settings.reconcile_every_s))
         try:
