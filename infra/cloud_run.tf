@@ -34,8 +34,10 @@ locals {
       RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.training
-      RUNTUNE_TRAINER_JOB_NAME        = local.names.trainer
-      RUNTUNE_TRAINER_TASK_TIMEOUT_S  = tostring(var.trainer_task_timeout_s)
+      # The trainer jobs it launches (<prefix>-trainer-<gpu>) and the GPUs they exist for.
+      RUNTUNE_CLOUD_RUN_JOB_PREFIX   = local.job_prefix
+      RUNTUNE_OFFERED_GPUS           = jsonencode(local.trainer_gpus)
+      RUNTUNE_TRAINER_TASK_TIMEOUT_S = tostring(var.trainer_task_timeout_s)
     }
     inference = {
       RUNTUNE_PROFILE                 = "gcp"
@@ -246,11 +248,15 @@ resource "google_cloud_run_v2_service_iam_member" "gateway_invokes" {
   member   = google_service_account.sa["gateway"].member
 }
 
-# --- the trainer: a GPU Cloud Run job, one execution per fine-tuning job -------------------------
+# --- the trainer: a GPU Cloud Run job per GPU type offered, one execution per fine-tuning job ------
 
+# The training service launches the job of the GPU the estimate chose for the run
+# (runtune-trainer-l4, runtune-trainer-rtx-pro-6000), so a run never lands on a GPU it does not fit.
 resource "google_cloud_run_v2_job" "trainer" {
+  for_each = toset(local.trainer_gpus)
+
   project             = var.project_id
-  name                = local.names.trainer
+  name                = "${local.job_prefix}-trainer-${trimprefix(each.key, "nvidia-")}"
   location            = var.region
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -269,7 +275,7 @@ resource "google_cloud_run_v2_job" "trainer" {
       max_retries = var.trainer_max_retries
 
       node_selector {
-        accelerator = var.gpu_type
+        accelerator = each.key
       }
       # Best-effort zonal capacity: cheaper GPU seconds and its own (easier) quota; a lost zone
       # costs a retry, which resumes from a checkpoint.
@@ -288,8 +294,8 @@ resource "google_cloud_run_v2_job" "trainer" {
 
         resources {
           limits = {
-            cpu              = local.gpu_shapes[var.gpu_type].cpu
-            memory           = local.gpu_shapes[var.gpu_type].memory
+            cpu              = local.gpu_shapes[each.key].cpu
+            memory           = local.gpu_shapes[each.key].memory
             "nvidia.com/gpu" = "1"
           }
         }
@@ -313,11 +319,13 @@ resource "google_cloud_run_v2_job" "trainer" {
   depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
 }
 
-# The training service starts executions with overrides, reads and cancels them: on this job only.
+# The training service starts executions with overrides, reads and cancels them: on the trainer jobs only.
 resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
+  for_each = google_cloud_run_v2_job.trainer
+
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_job.trainer.name
+  name     = each.value.name
   role     = google_project_iam_custom_role.job_runner.id
   member   = google_service_account.sa["training"].member
 }

@@ -5,15 +5,18 @@ data "google_project" "this" {
 locals {
   project_number = data.google_project.this.number
 
-  # Cloud Run names: the trainer job's name is also ServiceSettings.trainer_job_name's default.
+  # Cloud Run names.
   names = {
     gateway       = "runtune-gateway"
     preprocessing = "runtune-preprocessing"
     training      = "runtune-training"
     inference     = "runtune-inference"
     engine        = "runtune-engine"
-    trainer       = "runtune-trainer"
   }
+
+  # Every Cloud Run job is named `<job_prefix>-<workload>[-<gpu>]` (runtune-trainer-l4, ...): the
+  # services find them by the same rule (runtune/adapters/launch_contract.py cloud_run_job_name).
+  job_prefix = "runtune"
 
   # Cloud Run's deterministic URLs (https://<service>-<project number>.<region>.run.app) are known
   # before the services exist, so a service can be told its own URL (the audience of the ID tokens
@@ -43,13 +46,19 @@ locals {
   # object lives under uploads/{uid}/{upload_id}/ and is deleted a day after the upload expires.
   temporary_prefixes = ["uploads/"]
 
-  # CPU and memory per GPU instance. Cloud Run's minimums: nvidia-l4 4 vCPU / 16 GiB,
-  # nvidia-rtx-pro-6000 20 vCPU / 80 GiB. L4 gets 8 / 32 GiB: data loading and 4-bit quantisation
-  # of the base model run on the CPU and in host memory.
+  # The GPU table the estimate uses (runtune/estimate.py GPU_TABLE): one file, so every GPU an
+  # estimate can pick has a trainer job, shaped (CPU, memory) as the estimate priced it.
+  gpu_table = jsondecode(file("${path.module}/../runtune/gpus.json"))
+  gpu_names = [for gpu in local.gpu_table.gpus : gpu.name]
+  # CPU and memory per GPU instance (at least Cloud Run's minimum for the GPU; the table says why).
   gpu_shapes = {
-    "nvidia-l4"           = { cpu = "8", memory = "32Gi" }
-    "nvidia-rtx-pro-6000" = { cpu = "20", memory = "80Gi" }
+    for gpu in local.gpu_table.gpus : gpu.name => {
+      cpu    = tostring(gpu.cloud_run_cpu)
+      memory = "${gpu.cloud_run_memory_gib}Gi"
+    }
   }
+  # The GPUs this deployment has a trainer job for; null offers every GPU of the table.
+  trainer_gpus = var.trainer_gpus == null ? local.gpu_names : distinct(var.trainer_gpus)
 
   # Firestore TTL policies, collection => its Timestamp field (runtune/indexes.py TTL_POLICIES).
   ttl_fields = {

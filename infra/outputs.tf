@@ -38,7 +38,7 @@ output "service_urls" {
   value       = { for key in ["preprocessing", "training", "inference", "engine"] : key => local.urls[key] }
 }
 
-output "trainer_job" {
-  description = "The trainer Cloud Run job."
-  value       = google_cloud_run_v2_job.trainer.id
+output "trainer_jobs" {
+  description = "The trainer Cloud Run jobs, by GPU type (the training service launches the one a run's estimate chose)."
+  value       = { for gpu, job in google_cloud_run_v2_job.trainer : gpu => job.name }
 }

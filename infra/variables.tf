@@ -9,7 +9,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of every regional resource. It must offer Cloud Run GPUs of gpu_type (us-central1, europe-west1, europe-west4, asia-southeast1, ...)."
+  description = "Region of every regional resource. It must offer Cloud Run GPUs of trainer_gpus and engine_gpu_type (us-central1, europe-west1, europe-west4, asia-southeast1, ...)."
   type        = string
   default     = "us-central1"
 }
@@ -20,25 +20,25 @@ variable "firestore_location" {
   default     = null
 }
 
-variable "gpu_type" {
-  description = "GPU of the trainer job: nvidia-l4 (24 GB, Gemma up to ~12B in 4-bit) or nvidia-rtx-pro-6000 (96 GB)."
-  type        = string
-  default     = "nvidia-l4"
+variable "trainer_gpus" {
+  description = "GPU types the deployment trains on, one trainer job each (runtune-trainer-l4, ...), from runtune/gpus.json: nvidia-l4 (24 GB, Gemma up to ~12B in 4-bit) and nvidia-rtx-pro-6000 (96 GB). null (the default) offers every GPU of the table; the estimate picks only among these."
+  type        = list(string)
+  default     = null
 
   validation {
-    condition     = contains(["nvidia-l4", "nvidia-rtx-pro-6000"], var.gpu_type)
-    error_message = "gpu_type must be nvidia-l4 or nvidia-rtx-pro-6000."
+    condition     = var.trainer_gpus == null || (length(coalesce(var.trainer_gpus, [])) > 0 && alltrue([for gpu in coalesce(var.trainer_gpus, []) : contains(local.gpu_names, gpu)]))
+    error_message = "trainer_gpus must be null or a non-empty list of GPUs of runtune/gpus.json (nvidia-l4, nvidia-rtx-pro-6000)."
   }
 }
 
 variable "engine_gpu_type" {
-  description = "GPU of the vLLM engine service (same choices as gpu_type)."
+  description = "GPU of the vLLM engine service: one of runtune/gpus.json (nvidia-l4 or nvidia-rtx-pro-6000)."
   type        = string
   default     = "nvidia-l4"
 
   validation {
-    condition     = contains(["nvidia-l4", "nvidia-rtx-pro-6000"], var.engine_gpu_type)
-    error_message = "engine_gpu_type must be nvidia-l4 or nvidia-rtx-pro-6000."
+    condition     = contains(local.gpu_names, var.engine_gpu_type)
+    error_message = "engine_gpu_type must be a GPU of runtune/gpus.json (nvidia-l4 or nvidia-rtx-pro-6000)."
   }
 }
 
@@ -151,7 +151,7 @@ variable "authorized_domains" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the Cloud Run services, the job and the Firestore database from `terraform destroy`."
+  description = "Protect the Cloud Run services, the jobs and the Firestore database from `terraform destroy`."
   type        = bool
   default     = true
 }

@@ -1,7 +1,8 @@
 # Terraform and provider versions. The lock file (.terraform.lock.hcl) that `terraform init` writes
 # pins the exact provider builds: commit it.
 terraform {
-  required_version = ">= 1.6.0, < 2.0.0"
+  # 1.9: variable validations check GPU names against the GPU table (local.gpu_names).
+  required_version = ">= 1.9.0, < 2.0.0"
 
   required_providers {
     google = {

@@ -1,8 +1,9 @@
 """Before a GPU starts: how many tokens and steps a run takes, how much GPU memory it needs, which
 Cloud Run GPU fits, and what it will cost and how long it will take.
 
-The figures are deliberately simple and conservative (documented below), and the price table
-carries its source and date and can be overridden with `RUNTUNE_GPU_PRICES` (JSON).
+The figures are deliberately simple and conservative (documented below). The GPU table is
+runtune/gpus.json (Terraform sizes the trainer jobs from it too); its prices carry their source and
+date and can be overridden with `RUNTUNE_GPU_PRICES` (JSON).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from importlib import resources
 from typing import Any, Literal
 
 Method = Literal["qlora", "lora", "full"]
@@ -25,29 +28,55 @@ class Gpu:
     # Dense bf16 throughput and the share of it a fine-tuning step reaches (MFU).
     bf16_tflops: float
     mfu: float
+    # Cloud Run's minimum CPU and memory for an instance with this GPU.
     min_cpu: int
     min_memory_gib: int
-    # Cloud Run jobs, per second, without zonal redundancy: GPU + its minimum CPU and memory.
+    # Cloud Run jobs, per second, without zonal redundancy: the GPU plus the CPU and memory the
+    # trainer job is given (cloud_run_cpu, cloud_run_memory_gib), all of which are billed.
     usd_per_second: float
+    # The CPU and memory of the trainer job for this GPU (Terraform sizes the job from the same table).
+    cloud_run_cpu: int
+    cloud_run_memory_gib: int
 
 
-# Source: cloud.google.com/run/pricing and /run/docs/configuring/jobs/gpu, read 2026-11-22
-# (us-central1, Tier 1, instance-based billing, no zonal redundancy). The CPU and memory of the
-# minimum configuration are included. The RTX PRO 6000 price is a provisional figure: override
-# it with RUNTUNE_GPU_PRICES='{"nvidia-rtx-pro-6000": <usd per second>}' once your bill shows it.
-GPU_TABLE: tuple[Gpu, ...] = (
-    Gpu("nvidia-l4", "NVIDIA L4 (24 GB)", 24, 121, 0.35, 4, 16, 0.0001867 + 4 * 0.000018 + 16 * 0.000002),
-    Gpu(
-        "nvidia-rtx-pro-6000",
-        "NVIDIA RTX PRO 6000 Blackwell (96 GB)",
-        96,
-        500,
-        0.30,
-        20,
-        80,
-        0.00075 + 20 * 0.000018 + 80 * 0.000002,
-    ),
-)
+# The table lives in runtune/gpus.json, with its prices' source and date, because Terraform reads it
+# too (infra/main.tf): one trainer job per GPU offered, shaped as priced here.
+GPU_TABLE_FILE = "gpus.json"
+
+
+def load_gpu_table(text: str | None = None) -> tuple[Gpu, ...]:
+    """The GPU table from runtune/gpus.json (or from `text`, the same JSON)."""
+    if text is None:
+        text = resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8")
+    data = json.loads(text)
+    per_vcpu, per_gib = data["prices"]["usd_per_vcpu_second"], data["prices"]["usd_per_gib_second"]
+    table = tuple(
+        Gpu(
+            name=row["name"],
+            label=row["label"],
+            memory_gib=row["memory_gib"],
+            bf16_tflops=row["bf16_tflops"],
+            mfu=row["mfu"],
+            min_cpu=row["min_cpu"],
+            min_memory_gib=row["min_memory_gib"],
+            usd_per_second=row["gpu_usd_per_second"]
+            + row["cloud_run_cpu"] * per_vcpu
+            + row["cloud_run_memory_gib"] * per_gib,
+            cloud_run_cpu=row["cloud_run_cpu"],
+            cloud_run_memory_gib=row["cloud_run_memory_gib"],
+        )
+        for row in data["gpus"]
+    )
+    for gpu in table:
+        if gpu.cloud_run_cpu < gpu.min_cpu or gpu.cloud_run_memory_gib < gpu.min_memory_gib:
+            raise ValueError(f"{GPU_TABLE_FILE}: {gpu.name}'s job shape is below Cloud Run's minimum for it")
+    if len({gpu.name for gpu in table}) != len(table):
+        raise ValueError(f"{GPU_TABLE_FILE}: GPU names must be unique")
+    return table
+
+
+GPU_TABLE: tuple[Gpu, ...] = load_gpu_table()
+GPU_NAMES: tuple[str, ...] = tuple(gpu.name for gpu in GPU_TABLE)
 # What the CUDA context, allocator fragmentation and kernels' workspaces take beyond the model.
 OVERHEAD_GIB = 1.5
 HEADROOM = 0.9  # plan to use at most 90% of a GPU's memory
@@ -119,13 +148,21 @@ def memory_gib(model: ModelFigures, shape: RunShape) -> float:
     return round((weights + trainable + activations + logits) / GIB + OVERHEAD_GIB, 2)
 
 
-def estimate(model: ModelFigures, shape: RunShape, *, gpu: str = "auto") -> Estimate:
+def estimate(
+    model: ModelFigures, shape: RunShape, *, gpu: str = "auto", offered: Collection[str] | None = None
+) -> Estimate:
+    """The run's figures on `gpu`, or with "auto" on the smallest GPU it fits among those `offered`
+    (a deployment's trainer jobs; None: every GPU of the table). Callers refuse a GPU that is not
+    offered before asking (with the field to blame); here it is a ValueError."""
+    allowed = [g for g in GPU_TABLE if offered is None or g.name in offered]
+    candidates = [g for g in allowed if gpu in ("auto", g.name)]
+    if not candidates:
+        raise ValueError(f"gpu {gpu!r} is not among the GPUs offered: {', '.join(g.name for g in allowed) or 'none'}")
     tokens_per_epoch = int(shape.examples * min(shape.mean_tokens, shape.max_length))
     tokens = tokens_per_epoch * shape.epochs
     per_step = shape.batch_size * shape.gradient_accumulation_steps
     steps = math.ceil(shape.examples / per_step) * shape.epochs
     need = memory_gib(model, shape)
-    candidates = [g for g in GPU_TABLE if gpu in ("auto", g.name)]
     fitting = [g for g in candidates if need <= g.memory_gib * HEADROOM]
     if not fitting:
         largest = max(candidates, key=lambda g: g.memory_gib)
@@ -138,7 +175,7 @@ def estimate(model: ModelFigures, shape: RunShape, *, gpu: str = "auto") -> Esti
             seconds=None,
             usd=None,
             reason=(
-                f"needs about {need:.0f} GiB of GPU memory; the largest GPU allowed ({largest.label}) has "
+                f"needs about {need:.0f} GiB of GPU memory; the largest GPU allowed here ({largest.label}) has "
                 f"{largest.memory_gib:.0f} GiB. Lower batch_size or max_length, use method 'qlora', or a smaller model"
             ),
         )

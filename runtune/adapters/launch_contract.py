@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from runtune.estimate import GPU_TABLE
+from runtune.estimate import GPU_NAMES
 from runtune.ports.launcher import LaunchRequest, Workload
 from runtune.training.deadline import DEADLINE_ENV
 
@@ -29,7 +29,6 @@ RESERVED_PREFIX = "CLOUD_RUN_"
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 # Every Cloud Run job of a deployment is named `<prefix>-<workload>[-<gpu>]`.
 DEFAULT_JOB_PREFIX = "runtune"
-GPU_NAMES = tuple(gpu.name for gpu in GPU_TABLE)
 _JOB_STEMS = {Workload.train: "trainer", Workload.ingest: "ingest", Workload.evaluate: "evaluate"}
 
 

@@ -7,7 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runtune.estimate import GPU_NAMES
 from runtune.schemas.common import ApiError, OwnedResource
+
+# "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
+GpuChoice = Literal[("auto", *GPU_NAMES)]  # type: ignore[valid-type]
 
 
 class JobStatus(StrEnum):
@@ -87,7 +91,9 @@ class RuntuneOptions(BaseModel):
     checkpoint_every_minutes: float = Field(default=10.0, gt=0, le=60)
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
     export: ExportOptions = Field(default_factory=ExportOptions)
-    gpu: Literal["auto", "nvidia-l4", "nvidia-rtx-pro-6000"] = "auto"
+    # A GPU of the table (runtune/gpus.json), or the smallest that fits; the service also refuses
+    # one its deployment offers no trainer job for.
+    gpu: GpuChoice = "auto"
 
 
 class Job(OwnedResource):

@@ -54,6 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task_timeout_s=settings.trainer_task_timeout_s,
             ),
             profile=settings.profile,
+            offered_gpus=settings.offered_gpus,
         )
         reconciler = asyncio.create_task(_reconcile_forever(app.state.jobs, settings.reconcile_every_s))
         try:

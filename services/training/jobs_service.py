@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from runtune import serving
-from runtune.errors import Conflict, InvalidRequest, NotFound, not_found
-from runtune.estimate import RunShape, estimate
+from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError, not_found
+from runtune.estimate import GPU_NAMES, RunShape, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
 from runtune.models import registry
@@ -54,6 +55,7 @@ class JobService:
         *,
         profile: str,
         launch_env: dict[str, str] | None = None,
+        offered_gpus: Sequence[str] | None = None,
     ) -> None:
         from services.training.repository import JobRepository
 
@@ -65,6 +67,8 @@ class JobService:
         self._launch_env = launch_env or {}
         # Whose engine serves the results (the serving contract's bases differ per profile).
         self.profile = profile
+        # The GPUs this deployment has a trainer job for (ServiceSettings.offered_gpus).
+        self.offered_gpus: tuple[str, ...] = tuple(offered_gpus) if offered_gpus is not None else GPU_NAMES
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -137,7 +141,8 @@ class JobService:
     def _check_fits(
         self, model: registry.ModelSpec, options: RuntuneOptions, resolved: Hyperparameters, examples: int
     ) -> str:
-        """The GPU the run gets: the one asked for, or the smallest the estimate fits it on."""
+        """The GPU the run gets: the one asked for, or the smallest offered GPU the estimate fits it on."""
+        self.check_offered(options.gpu, "method.supervised.runtune.gpu")
         assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
         shape = RunShape(
             method=options.method,
@@ -149,12 +154,35 @@ class JobService:
             max_length=options.max_length,
             lora_rank=options.lora.rank,
         )
-        result = estimate(model.figures(), shape, gpu=options.gpu)
+        result = estimate(model.figures(), shape, gpu=options.gpu, offered=self.offered_gpus)
         if result.gpu is None:
             raise InvalidRequest(
                 f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
             )
         return result.gpu
+
+    def check_offered(self, gpu: str, param: str) -> None:
+        """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
+        if gpu != "auto" and gpu not in self.offered_gpus:
+            raise InvalidRequest(
+                f"GPU '{gpu}' is not offered by this deployment; it offers {', '.join(self.offered_gpus)} "
+                "(or 'auto', the smallest that fits)",
+                param=param,
+                code="gpu_not_offered",
+            )
+
+    def _gpu_for(self, job: Job) -> str:
+        """The GPU a queued job launches on. Jobs stored before the GPU was recorded (`gpu` None) get
+        the estimate's choice now, from what they stored; a GPU the deployment stopped offering
+        since the job was queued is refused rather than launched on a job that no longer exists."""
+        if job.gpu is None:
+            model = self._check_model(job.model)
+            training = self.dataset_for(job.owner, job.training_file, "training_file")
+            examples = training.splits.get("train") or sum(training.splits.values()) or 1
+            resolved = hyperparameters.resolve(job.hyperparameters, examples)
+            return self._check_fits(model, job.options, resolved, examples)
+        self.check_offered(job.gpu, "gpu")
+        return job.gpu
 
     def dataset_for(self, uid: str, dataset_id: str, param: str) -> Dataset:
         dataset = datasets(self._store).find_owned(uid, dataset_id)
@@ -209,10 +237,13 @@ class JobService:
         if self.jobs.update(job.id, claim) is None:
             return
         try:
+            gpu = self._gpu_for(job)
+        except RuntuneError as exc:  # the run no longer fits what this deployment offers
+            self._fail(job.id, exc.code or "launch_failed", f"The trainer could not be started: {exc.message}")
+            return
+        try:
             execution = self._launcher.launch(
-                LaunchRequest(
-                    job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s, gpu=job.gpu
-                )
+                LaunchRequest(job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s, gpu=gpu)
             )
         except Exception as exc:  # the launcher's own errors carry no secrets
             log.exception("launch failed", extra={"job_id": job.id})
@@ -220,7 +251,9 @@ class JobService:
             return
         self.jobs.update(
             job.id,
-            lambda current: current.model_copy(update={"execution_name": execution, "heartbeat_at": time.time()}),
+            lambda current: current.model_copy(
+                update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu}
+            ),
         )
         self._event(job.id, f"Trainer launched ({execution.rsplit('/', 1)[-1]})")
 

@@ -66,6 +66,7 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         raise InvalidRequest(
             f"Full fine-tuning of '{body.model}' does not fit one GPU; use qlora", param="runtune.method"
         )
+    jobs.check_offered(body.runtune.gpu, "runtune.gpu")
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = dataset.splits.get("train") or sum(dataset.splits.values())
@@ -85,7 +86,7 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         max_length=body.runtune.max_length,
         lora_rank=body.runtune.lora.rank,
     )
-    result = estimate(spec.figures(), shape, gpu=body.runtune.gpu)
+    result = estimate(spec.figures(), shape, gpu=body.runtune.gpu, offered=jobs.offered_gpus)
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,

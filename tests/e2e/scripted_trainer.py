@@ -1,6 +1,7 @@
 """A stand-in for `python -m jobs.trainer` in the jobs API tests: it honours the trainer's contract
 (argv `[job_id]`, the `CLOUD_RUN_*` environment, status, heartbeat, events, checkpoints, the cancel
-flag) with a behaviour picked by the job's `metadata.script`, in seconds instead of minutes:
+flag; its first event names the Cloud Run job it runs as) with a behaviour picked by the job's
+`metadata.script`, in seconds instead of minutes:
 
 - `succeed`: run 6 steps, write metrics events and a checkpoint, end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
@@ -37,7 +38,11 @@ def main(job_id: str) -> int:
         return Job.model_validate(store.get(job_path(job_id)))
 
     report(status=JobStatus.running.value, phase=JobPhase.training.value, total_steps=6)
-    events.add(job_id, f"Trainer started (execution {os.environ.get('CLOUD_RUN_EXECUTION')})")
+    # The Cloud Run job it runs as (runtune-trainer-<gpu>): the GPU tests read it back from this event.
+    events.add(
+        job_id,
+        f"Trainer started (execution {os.environ.get('CLOUD_RUN_EXECUTION')}, job {os.environ.get('CLOUD_RUN_JOB')})",
+    )
     if script == "crash":
         return 3
     if script == "hang":

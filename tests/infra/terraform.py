@@ -2,8 +2,10 @@
 
 Nothing here runs Terraform (its providers cannot be downloaded on a machine without network): the
 tests read the configuration as data. `Config.instances` expands `for_each` over literal local maps
-and sets; `Renderer` evaluates the handful of expression shapes the environment maps use, for test
-values of the variables, so the settings classes can load what Cloud Run would pass them.
+and sets, over the GPU locals derived from the GPU table (`Config.local_value`) and over another
+resource's instances; `Renderer` evaluates the handful of expression shapes the environment maps and
+the trainer jobs use, for test values of the variables, so the settings classes can load what Cloud
+Run would pass them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ from hcl2 import SerializationOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
+
+# The locals infra/main.tf derives from the GPU table (runtune/gpus.json), exactly as written there;
+# `Config.local_value` computes them in Python, so a change to either side fails the tests loudly.
+GPU_LOCALS = {
+    "gpu_table": 'jsondecode(file("${path.module}/../runtune/gpus.json"))',
+    "gpu_names": "[for gpu in local.gpu_table.gpus : gpu.name]",
+    "gpu_shapes": (
+        "{for gpu in local.gpu_table.gpus : gpu.name => {cpu = tostring(gpu.cloud_run_cpu), memory = "
+        '"${gpu.cloud_run_memory_gib}Gi"}}'
+    ),
+    "trainer_gpus": "var.trainer_gpus == null ? local.gpu_names : distinct(var.trainer_gpus)",
+}
 
 _OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
 _REF = re.compile(r"^\$\{([^{}]+)\}$")
@@ -79,21 +93,55 @@ class Config:
                 config.locals[key] = json.loads(config.local_files[key].read_text())
         return config
 
+    def variable_values(self, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The variables' defaults, overridden by `variables`."""
+        defaults = {name: body.get("default") for name, body in self.variables.items() if "default" in body}
+        return defaults | (variables or {})
+
+    def local_value(self, name: str, variables: dict[str, Any] | None = None) -> Any:
+        """A local's value: literal ones as parsed, the GPU table's derived ones computed."""
+        value = self.locals[name]
+        if name not in GPU_LOCALS or name in self.local_files:
+            # Literal, or a `jsondecode(file(...))` local already decoded from its file at load.
+            return value
+        # Whole `${...}` values; these nest braces, which `expression` does not take.
+        written = value[2:-1] if isinstance(value, str) and value.startswith("${") and value.endswith("}") else value
+        assert re.sub(r"\s+", " ", str(written)) == GPU_LOCALS[name], f"local.{name} changed: {value!r}"
+        if name == "gpu_table":
+            return json.loads((INFRA / ".." / "runtune" / "gpus.json").read_text())
+        gpus = self.local_value("gpu_table")["gpus"]
+        if name == "gpu_names":
+            return [gpu["name"] for gpu in gpus]
+        if name == "gpu_shapes":
+            return {
+                gpu["name"]: {"cpu": str(gpu["cloud_run_cpu"]), "memory": f"{gpu['cloud_run_memory_gib']}Gi"}
+                for gpu in gpus
+            }
+        chosen = self.variable_values(variables)["trainer_gpus"]
+        return self.local_value("gpu_names") if chosen is None else list(dict.fromkeys(chosen))
+
     def resource(self, rtype: str, name: str) -> dict[str, Any]:
         return self.resources[rtype][name]
 
     def of_type(self, rtype: str) -> dict[str, dict[str, Any]]:
         return self.resources.get(rtype, {})
 
-    def for_each_items(self, body: dict[str, Any]) -> list[tuple[str, Any]] | None:
+    def for_each_items(
+        self, body: dict[str, Any], variables: dict[str, Any] | None = None
+    ) -> list[tuple[str, Any]] | None:
         """The (each.key, each.value) pairs of a resource's `for_each`, or None without one."""
         if "for_each" not in body:
             return None
         expr = expression(body["for_each"])
         assert expr, f"for_each must be an expression: {body['for_each']!r}"
+        if match := re.fullmatch(r"(google_\w+)\.(\w+)", expr):  # another resource's instances, by key
+            rtype, name = match.groups()
+            items = self.for_each_items(self.resource(rtype, name), variables)
+            assert items is not None, f"for_each over {expr!r}, which has no for_each"
+            return [(key, _substitute_each(self.resource(rtype, name), key, value)) for key, value in items]
         match = re.fullmatch(r"(toset\()?local\.(\w+)\)?", expr)
-        assert match, f"for_each over {expr!r}: only literal locals are expanded by these tests"
-        value = self.locals[match.group(2)]
+        assert match, f"for_each over {expr!r}: only locals and resources are expanded by these tests"
+        value = self.local_value(match.group(2), variables)
         if isinstance(value, dict):
             return list(value.items())
         if isinstance(value, list):
@@ -103,10 +151,10 @@ class Config:
         items = re.findall(r'"([^"]+)"', inner)
         return [(item, item) for item in items]
 
-    def instances(self, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def instances(self, rtype: str, variables: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every instance of every resource of a type as (address, body with each.* substituted)."""
         for name, body in self.of_type(rtype).items():
-            items = self.for_each_items(body)
+            items = self.for_each_items(body, variables)
             if items is None:
                 yield f"{rtype}.{name}", body
                 continue
@@ -130,7 +178,8 @@ def _substitute_each(node: Any, key: str, value: Any) -> Any:
         node = node.replace("${each.key}", key).replace("[each.key]", f'["{key}"]')
         if isinstance(value, dict):  # `sa[each.value.account]` -> `sa["preprocessing"]`
             node = re.sub(r"\[each\.value\.(\w+)\]", lambda m: f'["{value[m.group(1)]}"]', node)
-        return node
+        # Inside other expressions each.key becomes a string literal: trimprefix("nvidia-l4", "nvidia-").
+        return re.sub(r"\beach\.key\b", json.dumps(key), node)
     return node
 
 
@@ -157,9 +206,7 @@ class Renderer:
 
     def __init__(self, config: Config, variables: dict[str, Any], project_number: str) -> None:
         self.config = config
-        self.variables = {
-            name: body.get("default") for name, body in config.variables.items() if "default" in body
-        } | variables
+        self.variables = config.variable_values(variables)
         self.project_number = project_number
         names = config.locals["names"]
         self.urls = {
@@ -180,14 +227,20 @@ class Renderer:
         if expr == "local.ui_origin":
             return self.render(self.variables["ui_origin"]) or self.urls["gateway"]
         if match := re.fullmatch(r"local\.(\w+)\.(\w+)", expr):
-            return self.render(self.config.locals[match.group(1)][match.group(2)])
+            return self.render(self.local(match.group(1))[match.group(2)])
+        if match := re.fullmatch(r'local\.(\w+)\["([^"]+)"\]\.(\w+)', expr):
+            return self.render(self.local(match.group(1))[match.group(2)][match.group(3)])
         if match := re.fullmatch(r"local\.(\w+)", expr):
-            return self.render(self.config.locals[match.group(1)])
+            return self.render(self.local(match.group(1)))
+        if match := re.fullmatch(r'trimprefix\("([^"]*)", "([^"]*)"\)', expr):
+            return match.group(1).removeprefix(match.group(2))
         if match := re.fullmatch(r'google_service_account\.sa\["(\w+)"\]\.email', expr):
             return f"runtune-{match.group(1)}@{self.variables['project_id']}.iam.gserviceaccount.com"
         if match := re.fullmatch(r"jsonencode\(local\.(\w+)\)", expr):
-            mapping = self.config.locals[match.group(1)]
-            return json.dumps({key: self.render(value) for key, value in mapping.items()})
+            value = self.local(match.group(1))
+            if isinstance(value, list):
+                return json.dumps([self.render(item) for item in value])
+            return json.dumps({key: self.render(item) for key, item in value.items()})
         if match := re.fullmatch(r"data\.google_firebase_web_app_config\.ui\.(\w+)", expr):
             return f"test-{match.group(1)}"
         if expr == "google_firebase_web_app.ui.app_id":
@@ -197,3 +250,6 @@ class Renderer:
         if match := re.fullmatch(r"tostring\((.+)\)", expr):
             return self.evaluate(match.group(1).strip())
         raise AssertionError(f"no test rendering for the expression {expr!r}: add one to Renderer.evaluate")
+
+    def local(self, name: str) -> Any:
+        return self.config.local_value(name, self.variables)

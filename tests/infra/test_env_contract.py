@@ -14,6 +14,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from runtune import settings as settings_module
+from runtune.estimate import GPU_TABLE
 from runtune.settings import (
     EMULATOR_VARIABLES,
     CommonSettings,
@@ -48,7 +49,10 @@ UNSET: dict[str, str] = {
     "internal_token_sha256": "local profile only; in the cloud services verify Google-signed ID tokens",
     "secrets_dir": "the local file secret store only; the cloud uses Secret Manager",
     "trainer_command": "the local launcher's argv; Cloud Run runs the trainer image's ENTRYPOINT",
+    "ingest_command": "the local launcher's argv; Cloud Run runs the ingest job's image",
+    "evaluate_command": "the local launcher's argv; Cloud Run runs the evaluate job's image",
     "local_max_concurrent_jobs": "the local launcher's queue only",
+    "local_max_concurrent_cpu_jobs": "the local launcher's queue only",
     "run_api_endpoint": "points the Cloud Run client at the tests' fake server; the default endpoint in the cloud",
     "rate_limit_per_minute": "the default (600 per user per minute per gateway instance) is the intended policy",
     "rate_limit_burst": "the default burst (120) is the intended policy",
@@ -66,14 +70,18 @@ UNSET: dict[str, str] = {
 }
 
 # Fields of a shared class that mean nothing to one deployable.
+_TRAINER_ONLY = {
+    "offered_gpus": "only the training service launches the trainer jobs (one per GPU offered)",
+    "trainer_task_timeout_s": "only the training service launches the trainer",
+}
 NOT_THIS_DEPLOYABLE: dict[str, dict[str, str]] = {
     "preprocessing": {
-        "trainer_job_name": "only the training service launches the trainer",
-        "trainer_task_timeout_s": "only the training service launches the trainer",
+        **_TRAINER_ONLY,
+        "cloud_run_job_prefix": "launches no Cloud Run job",
     },
     "inference": {
-        "trainer_job_name": "only the training service launches the trainer",
-        "trainer_task_timeout_s": "only the training service launches the trainer",
+        **_TRAINER_ONLY,
+        "cloud_run_job_prefix": "launches no Cloud Run job",
     },
 }
 
@@ -154,9 +162,11 @@ def test_rendered_environment_loads_under_the_gcp_profile(
     if isinstance(loaded, ServiceSettings):
         assert loaded.service_audience == f"https://runtune-{deployable}-{PROJECT_NUMBER}.us-central1.run.app"
         assert loaded.gateway_service_account == f"runtune-gateway@{PROJECT_ID}.iam.gserviceaccount.com"
-        assert loaded.trainer_job_name == "runtune-trainer"
         if deployable == "training":
             assert loaded.trainer_task_timeout_s == tf.variables["trainer_task_timeout_s"]["default"]
+            # By default every GPU of the table is offered: one trainer job each (tests/infra/test_gpu.py).
+            assert loaded.offered_gpus == [gpu.name for gpu in GPU_TABLE]
+            assert loaded.cloud_run_job_prefix == tf.locals["job_prefix"]
     if isinstance(loaded, EngineClientSettings):
         # The inference service and its evaluation executions reach the engine alike.
         assert loaded.engine_url == f"https://runtune-engine-{PROJECT_NUMBER}.us-central1.run.app"

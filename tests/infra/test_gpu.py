@@ -1,10 +1,18 @@
-"""GPU settings of the trainer job and the vLLM engine."""
+"""GPU settings of the trainer jobs (one per GPU type offered) and the vLLM engine."""
 
 from __future__ import annotations
 
+import json
 import re
 
-from tests.infra.terraform import Config, blocks
+import pytest
+
+from runtune.adapters.launch_contract import cloud_run_job_name
+from runtune.estimate import GPU_TABLE
+from runtune.ports.launcher import Workload
+from tests.infra.terraform import Config, Renderer, blocks
+
+TRAINER = "google_cloud_run_v2_job.trainer"
 
 # Cloud Run's minimum CPU and memory for an instance with one GPU of each type.
 GPU_MINIMUMS = {"nvidia-l4": (4, 16), "nvidia-rtx-pro-6000": (20, 80)}
@@ -18,31 +26,83 @@ def gib(memory: str) -> float:
 
 
 def test_gpu_shapes_meet_cloud_runs_minimums(tf: Config) -> None:
-    shapes = tf.locals["gpu_shapes"]
+    shapes = tf.local_value("gpu_shapes")
     assert set(shapes) == set(GPU_MINIMUMS)
     for gpu, (cpu, memory) in GPU_MINIMUMS.items():
         assert int(shapes[gpu]["cpu"]) >= cpu, gpu
         assert gib(shapes[gpu]["memory"]) >= memory, gpu
 
 
-def _gpu_checks(template: dict, gpu_variable: str) -> None:
+def _gpu_checks(template: dict, gpu: str) -> None:
+    """`gpu`: the accelerator as the template names it (a variable's expression, or the GPU itself)."""
     (selector,) = template["node_selector"]
-    assert selector["accelerator"] == f"${{var.{gpu_variable}}}"
+    assert selector["accelerator"] == (gpu if gpu.startswith("nvidia-") else f"${{{gpu}}}")
     assert template["gpu_zonal_redundancy_disabled"] is True
     (container,) = template["containers"]
     (resources,) = container["resources"]
     limits = resources["limits"]
     assert limits["nvidia.com/gpu"] == "1"
-    assert limits["cpu"] == f"${{local.gpu_shapes[var.{gpu_variable}].cpu}}"
-    assert limits["memory"] == f"${{local.gpu_shapes[var.{gpu_variable}].memory}}"
+    key = f'"{gpu}"' if gpu.startswith("nvidia-") else gpu
+    assert limits["cpu"] == f"${{local.gpu_shapes[{key}].cpu}}"
+    assert limits["memory"] == f"${{local.gpu_shapes[{key}].memory}}"
 
 
-def test_trainer_job_has_a_gpu_retries_and_the_data_volume(tf: Config) -> None:
+def trainer_jobs(tf: Config, trainer_gpus: list[str] | None = None) -> dict[str, dict]:
+    """The trainer job instances for a value of var.trainer_gpus, by GPU, names and limits rendered."""
+    renderer = Renderer(tf, {"project_id": "runtune-test", "image_tag": "0" * 40, "trainer_gpus": trainer_gpus}, "1")
+    jobs = {}
+    for address, body in tf.instances("google_cloud_run_v2_job", {"trainer_gpus": trainer_gpus}):
+        if address.startswith(f"{TRAINER}["):
+            (template,) = blocks(body, "template", "template")
+            (container,) = template["containers"]
+            limits = container["resources"][0]["limits"]
+            jobs[json.loads(address.removeprefix(TRAINER))[0]] = {
+                "name": renderer.render(body["name"]),
+                "accelerator": template["node_selector"][0]["accelerator"],
+                "cpu": renderer.render(limits["cpu"]),
+                "memory": renderer.render(limits["memory"]),
+                "env": renderer.render(tf.locals["env"]["training"]["RUNTUNE_OFFERED_GPUS"]),
+            }
+    return jobs
+
+
+@pytest.mark.parametrize("trainer_gpus", [None, ["nvidia-l4"], ["nvidia-rtx-pro-6000"]])
+def test_one_trainer_job_per_offered_gpu_named_and_shaped_by_the_gpu_table(
+    tf: Config, trainer_gpus: list[str] | None
+) -> None:
+    jobs = trainer_jobs(tf, trainer_gpus)
+    offered = trainer_gpus or [gpu.name for gpu in GPU_TABLE]  # null: every GPU of the table
+    assert sorted(jobs) == sorted(offered)
+    for gpu in GPU_TABLE:
+        if gpu.name not in offered:
+            continue
+        job = jobs[gpu.name]
+        # The name the training service launches (runtune/adapters/launch_contract.py), the GPU it
+        # asks for, and the CPU and memory the estimate priced (runtune/gpus.json).
+        assert job["name"] == cloud_run_job_name(Workload.train, gpu.name)
+        assert job["accelerator"] == gpu.name
+        assert (job["cpu"], job["memory"]) == (str(gpu.cloud_run_cpu), f"{gpu.cloud_run_memory_gib}Gi")
+        # The training service is told exactly the GPUs that have a job.
+        assert sorted(json.loads(job["env"])) == sorted(offered)
+
+
+def test_terraform_reads_the_table_the_estimate_uses(tf: Config) -> None:
+    assert tf.local_value("gpu_names") == [gpu.name for gpu in GPU_TABLE]
+    assert tf.local_value("gpu_shapes") == {
+        gpu.name: {"cpu": str(gpu.cloud_run_cpu), "memory": f"{gpu.cloud_run_memory_gib}Gi"} for gpu in GPU_TABLE
+    }
+
+
+def test_trainer_jobs_have_a_gpu_retries_and_the_data_volume(tf: Config) -> None:
     job = tf.resource("google_cloud_run_v2_job", "trainer")
+    assert job["for_each"] == "${toset(local.trainer_gpus)}"
+    for gpu, instance in tf.instances("google_cloud_run_v2_job"):
+        if gpu.startswith(f"{TRAINER}["):
+            (template,) = blocks(instance, "template", "template")
+            _gpu_checks(template, json.loads(gpu.removeprefix(TRAINER))[0])
     (execution,) = job["template"]
     assert execution["task_count"] == 1
     (template,) = execution["template"]
-    _gpu_checks(template, "gpu_type")
     assert template["max_retries"] == "${var.trainer_max_retries}"
     assert tf.variables["trainer_max_retries"]["default"] == 3
     assert template["timeout"] == "${var.trainer_task_timeout_s}s"
@@ -59,7 +119,7 @@ def test_trainer_job_has_a_gpu_retries_and_the_data_volume(tf: Config) -> None:
 def test_engine_is_a_gpu_vllm_service_with_lora_and_a_startup_probe(tf: Config) -> None:
     engine = tf.resource("google_cloud_run_v2_service", "engine")
     (template,) = engine["template"]
-    _gpu_checks(template, "engine_gpu_type")
+    _gpu_checks(template, "var.engine_gpu_type")
     (container,) = template["containers"]
     args = container["args"]
     # The base model and the LoRA flags come from the serving contract (tests/infra/test_serving.py).

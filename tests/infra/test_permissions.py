@@ -37,8 +37,13 @@ _REFERENCES = {
         "name",
         r'\$\{google_cloud_run_v2_service\.(?:private\["(\w+)"\]|(\w+))\.name\}',
     ),
-    # One job per GPU type would still be the trainer: `trainer["l4"]` names the same deployable.
-    "google_cloud_run_v2_job_iam_member": ("job", "name", r"\$\{google_cloud_run_v2_job\.(\w+)(?:\[[^\]]+\])?\.name\}"),
+    # Every job of one GPU type is still the trainer: `trainer["l4"]`, or the per-GPU name the
+    # `for_each` over the trainer jobs renders (`${local.job_prefix}-trainer-${trimprefix(...)}`).
+    "google_cloud_run_v2_job_iam_member": (
+        "job",
+        "name",
+        r"\$\{google_cloud_run_v2_job\.(\w+)(?:\[[^\]]+\])?\.name\}|\$\{local\.job_prefix\}-(trainer)-\$\{trimprefix\([^)]*\)\}",
+    ),
     "google_secret_manager_secret_iam_member": (
         "secret",
         "secret_id",

@@ -181,11 +181,21 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
         assert job_template["service_account"] == f'${{google_service_account.sa["{job}"].email}}'
 
 
-def test_training_runs_only_the_trainer_job(tf: Config) -> None:
+def test_training_runs_only_the_trainer_jobs(tf: Config) -> None:
+    # One grant per trainer job (one job per GPU offered), each on its job only.
     grant = tf.resource("google_cloud_run_v2_job_iam_member", "training_runs_trainer")
-    assert grant["name"] == "${google_cloud_run_v2_job.trainer.name}"
+    assert grant["for_each"] == "${google_cloud_run_v2_job.trainer}"
+    assert grant["name"] == "${each.value.name}"
     assert grant["role"] == "${google_project_iam_custom_role.job_runner.id}"
     assert grant["member"] == '${google_service_account.sa["training"].member}'
+    trainers = {
+        address.removeprefix("google_cloud_run_v2_job.trainer"): body["name"]
+        for address, body in tf.instances("google_cloud_run_v2_job")
+        if address.startswith("google_cloud_run_v2_job.trainer[")
+    }
+    grants = dict(tf.instances("google_cloud_run_v2_job_iam_member"))
+    named = {key: grants[f"google_cloud_run_v2_job_iam_member.training_runs_trainer{key}"]["name"] for key in trainers}
+    assert trainers and named == trainers
     acts_as = tf.resource("google_service_account_iam_member", "training_acts_as_trainer")
     assert acts_as["service_account_id"] == '${google_service_account.sa["trainer"].name}'
     assert acts_as["role"] == "roles/iam.serviceAccountUser"

@@ -41,12 +41,17 @@ def test_terraform_and_providers_are_pinned(tf: Config) -> None:
     assert "gcs" in settings["backend"][0], "state belongs in a GCS bucket, never on a laptop"
 
 
-def test_gpu_type_choices(tf: Config) -> None:
-    for name in ("gpu_type", "engine_gpu_type"):
-        variable = tf.variables[name]
-        assert variable["default"] == "nvidia-l4"
-        condition = variable["validation"][0]["condition"]
-        assert '"nvidia-l4"' in condition and '"nvidia-rtx-pro-6000"' in condition
+def test_gpu_choices_come_from_the_gpu_table(tf: Config) -> None:
+    # Both GPU variables are checked against the table's names, not a list of their own.
+    assert tf.variables["engine_gpu_type"]["default"] == "nvidia-l4"
+    assert (
+        "contains(local.gpu_names, var.engine_gpu_type)"
+        in tf.variables["engine_gpu_type"]["validation"][0]["condition"]
+    )
+    trainer = tf.variables["trainer_gpus"]
+    assert trainer["default"] is None, "null offers every GPU of the table"
+    assert "contains(local.gpu_names, gpu)" in trainer["validation"][0]["condition"]
+    assert "gpu_type" not in tf.variables, "the trainer's GPUs are trainer_gpus (one job each)"
 
 
 def test_image_tag_is_required(tf: Config) -> None:
@@ -65,9 +70,11 @@ def test_every_image_comes_from_the_registry_at_the_one_tag(tf: Config) -> None:
                 match = re.fullmatch(r'\$\{local\.images(?:\.(\w+)|\["(\w+)"\])\}', container["image"])
                 assert match, f"{address}: image {container['image']!r} bypasses local.images"
                 images[address] = match.group(1) or match.group(2)
-    # The evaluate job runs the inference image (`python -m jobs.evaluate`).
-    expected = ["gateway", "preprocessing", "training", "inference", "engine", "trainer", "inference"]
-    assert sorted(images.values()) == sorted(expected)
+    # One image per deployable; the trainer's serves its job of every GPU type, and the evaluate job
+    # runs the inference image (`python -m jobs.evaluate`).
+    assert sorted(set(images.values())) == sorted(
+        ["gateway", "preprocessing", "training", "inference", "engine", "trainer"]
+    )
     evaluate = tf.resource("google_cloud_run_v2_job", "evaluate")
     (container,) = blocks(evaluate, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.evaluate"]
@@ -80,9 +87,10 @@ def test_deterministic_urls_are_computed_from_the_project_number(tf: Config) -> 
 
 
 def test_services_are_named_as_the_settings_expect(tf: Config) -> None:
+    from runtune.adapters.launch_contract import DEFAULT_JOB_PREFIX
     from runtune.settings import ServiceSettings
 
-    assert tf.locals["names"]["trainer"] == ServiceSettings.model_fields["trainer_job_name"].default
+    assert tf.locals["job_prefix"] == ServiceSettings.model_fields["cloud_run_job_prefix"].default == DEFAULT_JOB_PREFIX
     for key, name in tf.locals["names"].items():
         assert re.fullmatch(r"[a-z][a-z0-9-]{0,48}", name), key
 

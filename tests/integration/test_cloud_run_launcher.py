@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -376,3 +377,114 @@ def test_status_of_a_foreign_execution_is_unknown_without_a_request(fake, launch
     ):
         assert launcher.status(foreign).state is ExecutionState.unknown
     assert server.requests == []
+
+
+# -- the training service's launches, against the fake and the Firestore emulator ---------------------
+
+SMALL, LARGE = "tiny-gemma-3-vision", "google/gemma-3-27b-it"
+RTX = "nvidia-rtx-pro-6000"
+
+
+def _job_service(emulators, launcher: CloudRunJobLauncher, offered: list[str] | None = None):
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from services.training.jobs_service import JobService, SchedulingPolicy
+
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    policy = SchedulingPolicy(max_running_per_user=5, heartbeat_stale_s=120, start_timeout_s=900, task_timeout_s=3600)
+    return store, JobService(store, launcher, policy, profile="gcp", offered_gpus=offered)
+
+
+def _ready_dataset(store, uid: str) -> str:
+    from runtune.schemas import Dataset, DatasetStatus, TaskKind
+    from runtune.schemas.common import new_id
+
+    dataset = Dataset(
+        id=new_id("file"),
+        owner=uid,
+        name="pets",
+        status=DatasetStatus.ready,
+        task_kind=TaskKind.classification,
+        modality="vision",
+        splits={"train": 40, "validation": 10},
+        labels=["cat", "dog"],
+    )
+    store.set(f"datasets/{dataset.id}", dataset.to_document())
+    return dataset.id
+
+
+def _runs(server: FakeCloudRun) -> list[str]:
+    return [r.path.removeprefix(f"/v2/{JOBS}/") for r in server.requests if r.path.endswith(":run")]
+
+
+@pytest.mark.emulators
+@pytest.mark.parametrize(
+    ("model", "gpu", "job"), [(SMALL, L4, "runtune-trainer-l4"), (LARGE, RTX, "runtune-trainer-rtx-pro-6000")]
+)
+def test_the_job_service_runs_the_trainer_job_of_the_gpu_the_estimate_chose(
+    emulators, fake, launcher, model, gpu, job
+) -> None:
+    from runtune.schemas.jobs import CreateJobRequest
+
+    server, _ = fake
+    store, service = _job_service(emulators, launcher)
+    uid = f"user-{uuid.uuid4().hex[:8]}"
+    created = service.create(uid, CreateJobRequest(model=model, training_file=_ready_dataset(store, uid)), None)
+
+    assert created.gpu == gpu
+    # A 27B-class model never reaches the L4's job: the estimate put it on the RTX PRO 6000.
+    assert _runs(server) == [f"{job}:run"]
+    stored = service.jobs.get(created.id)
+    assert stored is not None and stored.execution_name == f"{JOBS}/{job}/executions/{job}-abc12"
+
+
+@pytest.mark.emulators
+def test_jobs_stored_without_a_gpu_are_estimated_again_at_launch(emulators, fake, launcher) -> None:
+    from runtune.schemas.jobs import Job, JobStatus
+
+    server, _ = fake
+    store, service = _job_service(emulators, launcher)
+    _, l4_only = _job_service(emulators, launcher, offered=[L4])
+    for owner_service, expected in ((service, ["runtune-trainer-rtx-pro-6000:run"]), (l4_only, [])):
+        uid = f"user-{uuid.uuid4().hex[:8]}"
+        # As a job document written before the GPU was recorded: no `gpu` field at all.
+        job = Job(id=f"ftjob-{uuid.uuid4().hex[:12]}", owner=uid, model=LARGE, training_file=_ready_dataset(store, uid))
+        document = job.model_copy(update={"status": JobStatus.queued}).to_document()
+        document.pop("gpu")
+        store.set(f"jobs/{job.id}", document)
+        server.requests.clear()
+
+        owner_service.dispatch(uid)
+
+        assert _runs(server) == expected
+        launched = owner_service.jobs.get(job.id)
+        assert launched is not None
+        if expected:
+            assert launched.gpu == RTX and launched.execution_name
+        else:  # the deployment has no GPU this run fits: failed with the estimate's reason, nothing launched
+            assert launched.status is JobStatus.failed and launched.error is not None
+            assert launched.error.code == "does_not_fit" and "NVIDIA L4" in launched.error.message
+
+
+@pytest.mark.emulators
+def test_a_job_queued_for_a_gpu_no_longer_offered_fails_without_a_launch(emulators, fake, launcher) -> None:
+    from runtune.schemas.jobs import Job, JobStatus
+
+    server, _ = fake
+    store, service = _job_service(emulators, launcher, offered=[L4])
+    uid = f"user-{uuid.uuid4().hex[:8]}"
+    job = Job(
+        id=f"ftjob-{uuid.uuid4().hex[:12]}",
+        owner=uid,
+        model=LARGE,
+        training_file=_ready_dataset(store, uid),
+        status=JobStatus.queued,
+        gpu=RTX,
+    )
+    store.set(f"jobs/{job.id}", job.to_document())
+
+    service.dispatch(uid)
+
+    assert _runs(server) == []
+    failed = service.jobs.get(job.id)
+    assert failed is not None and failed.status is JobStatus.failed and failed.error is not None
+    assert failed.error.code == "gpu_not_offered" and RTX in failed.error.message
