@@ -9,6 +9,7 @@ locals {
     training      = "Runtune training service (jobs; runs the trainer job)"
     inference     = "Runtune inference service (chat, evaluations, exports)"
     trainer       = "Runtune trainer (GPU Cloud Run job)"
+    ingest        = "Runtune dataset ingestion (CPU Cloud Run job)"
     engine        = "Runtune vLLM engine (GPU Cloud Run service)"
     build         = "Runtune image builds (Cloud Build)"
   }
@@ -19,6 +20,7 @@ locals {
     "training-datastore"      = { account = "training", role = "roles/datastore.user" }
     "inference-datastore"     = { account = "inference", role = "roles/datastore.user" }
     "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
+    "ingest-datastore"        = { account = "ingest", role = "roles/datastore.user" }
     # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
     "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
     # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).
@@ -30,6 +32,7 @@ locals {
     "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
     "training"      = { account = "training", role = "roles/storage.objectViewer" }    # checkpoints, metrics (the trainer writes)
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
+    "ingest"        = { account = "ingest", role = "roles/storage.objectUser" }        # uploads in; a dataset's source copy, shards, previews out
     "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
   }
@@ -79,6 +82,14 @@ resource "google_service_account_iam_member" "training_acts_as_trainer" {
   service_account_id = google_service_account.sa["trainer"].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.sa["training"].member
+}
+
+# Starting an execution of the ingest job runs code as the ingest account: the preprocessing
+# service may act as that one account, nothing else.
+resource "google_service_account_iam_member" "preprocessing_acts_as_ingest" {
+  service_account_id = google_service_account.sa["ingest"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.sa["preprocessing"].member
 }
 
 # The build reads its uploaded source from the build bucket.

@@ -13,6 +13,7 @@ locals {
     inference     = "runtune-inference"
     engine        = "runtune-engine"
     trainer       = "runtune-trainer"
+    ingest        = "runtune-ingest" # runtune.adapters.launch_contract.cloud_run_job_name(Workload.ingest)
   }
 
   # Cloud Run's deterministic URLs (https://<service>-<project number>.<region>.run.app) are known

@@ -53,6 +53,19 @@ resource "google_project_iam_member" "trainer_user_secrets" {
   }
 }
 
+# A Hub import reads its owner's Hugging Face token; like the trainer, nothing else.
+resource "google_project_iam_member" "ingest_user_secrets" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = google_service_account.sa["ingest"].member
+
+  condition {
+    title       = "runtune-user-secrets-only"
+    description = "Only versions of runtune-user-* secrets."
+    expression  = "resource.name.startsWith(\"${local.user_secret_prefix}\")"
+  }
+}
+
 # The engine's Hugging Face token (Gemma is gated). Terraform creates the secret; you add its value
 # once (README.md), so the token never passes through Terraform state.
 resource "google_secret_manager_secret" "hf_token" {

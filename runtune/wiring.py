@@ -13,7 +13,7 @@ from runtune.ports.engine import InferenceEngine
 from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, ServiceSettings
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, InferenceSettings, IngestSettings, ServiceSettings
 
 
 def metadata_store(settings: CommonSettings) -> MetadataStore:
@@ -35,7 +35,7 @@ def blob_store(settings: CommonSettings) -> BlobStore:
     return GcsBlobStore.for_bucket(settings.project_id, settings.bucket)
 
 
-def secret_store(settings: ServiceSettings) -> SecretStore:
+def secret_store(settings: ServiceSettings | IngestSettings) -> SecretStore:
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
 
