@@ -14,7 +14,14 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from runtune import settings as settings_module
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, InferenceSettings, ServiceSettings
+from runtune.settings import (
+    EMULATOR_VARIABLES,
+    CommonSettings,
+    GatewaySettings,
+    InferenceSettings,
+    IngestSettings,
+    ServiceSettings,
+)
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
 
 # The trainer reads CommonSettings until it gets a class of its own; the contract follows it then.
@@ -26,6 +33,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "training": ServiceSettings,
     "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
+    "ingest": IngestSettings,
 }
 
 # Fields Terraform leaves unset, for every deployable that has them: the one list, with reasons.
@@ -40,6 +48,8 @@ UNSET: dict[str, str] = {
     "secrets_dir": "the local file secret store only; the cloud uses Secret Manager",
     "trainer_command": "the local launcher's argv; Cloud Run runs the trainer image's ENTRYPOINT",
     "local_max_concurrent_jobs": "the local launcher's queue only",
+    "ingest_command": "the local launcher's argv; the runtune-ingest job sets its command in Terraform",
+    "local_max_concurrent_cpu_jobs": "the local launcher's queue only",
     "run_api_endpoint": "points the Cloud Run client at the tests' fake server; the default endpoint in the cloud",
     "rate_limit_per_minute": "the default (600 per user per minute per gateway instance) is the intended policy",
     "rate_limit_burst": "the default burst (120) is the intended policy",
@@ -64,6 +74,10 @@ NOT_THIS_DEPLOYABLE: dict[str, dict[str, str]] = {
     "inference": {
         "trainer_job_name": "only the training service launches the trainer",
         "trainer_task_timeout_s": "only the training service launches the trainer",
+        "ingest_task_timeout_s": "only the preprocessing service launches ingestions",
+    },
+    "training": {
+        "ingest_task_timeout_s": "only the preprocessing service launches ingestions",
     },
 }
 
@@ -89,8 +103,8 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable == "trainer":
-        (container,) = blocks(tf.resource("google_cloud_run_v2_job", "trainer"), "template", "template", "containers")
+    if deployable in ("trainer", "ingest"):
+        (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
     elif deployable == "gateway":
         (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
     else:
