@@ -25,6 +25,9 @@ locals {
       RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.preprocessing
+      # The task timeout the service passes when it starts an ingestion (the job's own, below).
+      RUNTUNE_INGEST_TASK_TIMEOUT_S = tostring(var.ingest_task_timeout_s)
+      RUNTUNE_CLOUD_RUN_JOB_PREFIX  = local.job_prefix
     }
     training = {
       RUNTUNE_PROFILE                 = "gcp"
@@ -55,6 +58,7 @@ locals {
       RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(local.serving.max_loras)
       # The task timeout of the evaluation executions it launches (the job's own timeout).
       RUNTUNE_EVALUATION_TIMEOUT_S = tostring(var.evaluate_task_timeout_s)
+      RUNTUNE_CLOUD_RUN_JOB_PREFIX = local.job_prefix
     }
     # An evaluation execution (jobs/evaluate): the engine as the inference service reaches it.
     evaluate = {
@@ -68,6 +72,13 @@ locals {
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       RUNTUNE_ENGINE_MAX_ADAPTERS     = tostring(local.serving.max_loras)
     }
+    ingest = {
+      RUNTUNE_PROFILE    = "gcp"
+      RUNTUNE_PROJECT_ID = var.project_id
+      RUNTUNE_REGION     = var.region
+      RUNTUNE_BUCKET     = local.data_bucket
+      RUNTUNE_LOG_LEVEL  = var.log_level
+    }
     trainer = {
       RUNTUNE_PROFILE    = "gcp"
       RUNTUNE_PROJECT_ID = var.project_id
@@ -78,7 +89,9 @@ locals {
   }
 
   # CPU-only services: size, and whether CPU stays allocated between requests. The training service
-  # keeps it (and min instances >= 1) because its job reconciler runs in the background.
+  # keeps it (and min instances >= 1) because its job reconciler runs in the background. The
+  # preprocessing service does no work after its answers (ingestion is the runtune-ingest job), so
+  # it may idle; reads reconcile the datasets they show.
   private_services = {
     preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, vpc_egress = false }
     training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, vpc_egress = false }
@@ -328,6 +341,63 @@ resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
   name     = each.value.name
   role     = google_project_iam_custom_role.job_runner.id
   member   = google_service_account.sa["training"].member
+}
+
+# --- dataset ingestion: a CPU Cloud Run job, one execution per dataset ------------------------------
+
+resource "google_cloud_run_v2_job" "ingest" {
+  project             = var.project_id
+  name                = local.names.ingest
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    # One task per execution; the preprocessing service overrides args (the dataset id) and the timeout.
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account       = google_service_account.sa["ingest"].email
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+      timeout               = "${var.ingest_task_timeout_s}s"
+      # No retries: a file that ran out of memory or time would do it again (deterministic), and a
+      # stopped ingestion's dataset is failed with the reason; the user creates it again.
+      max_retries = 0
+
+      containers {
+        # The preprocessing image: the same dataset libraries, and jobs/ingest (services/Dockerfile).
+        image   = local.images.preprocessing
+        command = ["python", "-m", "jobs.ingest"]
+
+        resources {
+          limits = {
+            cpu    = var.ingest_cpu
+            memory = var.ingest_memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.ingest
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
+}
+
+# The preprocessing service starts executions with overrides, reads and cancels them: on this job only.
+resource "google_cloud_run_v2_job_iam_member" "preprocessing_runs_ingest" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.ingest.name
+  role     = google_project_iam_custom_role.job_runner.id
+  member   = google_service_account.sa["preprocessing"].member
 }
 
 # --- the vLLM engine: a GPU Cloud Run service the inference service calls -------------------------

@@ -12,6 +12,7 @@ locals {
     inference     = "Runtune inference service (chat, evaluations, exports)"
     trainer       = "Runtune trainer (GPU Cloud Run job)"
     evaluate      = "Runtune evaluations (CPU Cloud Run job; calls the engine)"
+    ingest        = "Runtune dataset ingestion (CPU Cloud Run job)"
     engine        = "Runtune vLLM engine (GPU Cloud Run service)"
     build         = "Runtune image builds (Cloud Build)"
   }
@@ -23,6 +24,7 @@ locals {
     "inference-datastore"     = { account = "inference", role = "roles/datastore.user" }
     "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
     "evaluate-datastore"      = { account = "evaluate", role = "roles/datastore.user" }
+    "ingest-datastore"        = { account = "ingest", role = "roles/datastore.user" }
     # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
     "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
     # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).
@@ -34,6 +36,7 @@ locals {
   bucket_roles = {
     "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
+    "ingest"        = { account = "ingest", role = "roles/storage.objectUser" }        # uploads in; a dataset's source copy, shards, previews out
     "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
     "evaluate"      = { account = "evaluate", role = "roles/storage.objectUser" }      # dataset shards in; predictions out
@@ -109,6 +112,14 @@ resource "google_service_account_iam_member" "inference_acts_as_evaluate" {
   service_account_id = google_service_account.sa["evaluate"].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.sa["inference"].member
+}
+
+# Starting an execution of the ingest job runs code as the ingest account: the preprocessing
+# service may act as that one account, nothing else.
+resource "google_service_account_iam_member" "preprocessing_acts_as_ingest" {
+  service_account_id = google_service_account.sa["ingest"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.sa["preprocessing"].member
 }
 
 # The build reads its uploaded source from the build bucket.

@@ -5,7 +5,7 @@
 locals {
   user_secret_prefix = "projects/${local.project_number}/secrets/runtune-user-"
   # Accounts that read one user's token (runtune/permissions.py: user_secrets = "read").
-  user_secret_readers = toset(["preprocessing", "trainer"])
+  user_secret_readers = toset(["ingest", "trainer"])
 }
 
 # Exactly the calls SecretManagerStore makes: create and list (checked on the project), then add,
@@ -43,7 +43,7 @@ resource "google_project_iam_member" "training_user_secrets" {
 }
 
 # Readers of one user's token: the trainer (the job owner's Hugging Face and W&B tokens) and
-# preprocessing (Hugging Face dataset imports). They cannot list, write or delete any secret.
+# the ingest job (Hugging Face dataset imports). They cannot list, write or delete any secret.
 resource "google_project_iam_member" "user_secret_readers" {
   for_each = local.user_secret_readers
 

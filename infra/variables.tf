@@ -120,6 +120,29 @@ variable "trainer_task_timeout_s" {
   }
 }
 
+variable "ingest_task_timeout_s" {
+  description = "Timeout of one dataset ingestion, in seconds; the dataset fails with this reason after it."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.ingest_task_timeout_s >= 60 && var.ingest_task_timeout_s <= 86400
+    error_message = "ingest_task_timeout_s must be between 60 and 86400 (24 hours, the CPU job maximum)."
+  }
+}
+
+variable "ingest_cpu" {
+  description = "vCPUs of one dataset ingestion execution (images are normalised in parallel)."
+  type        = string
+  default     = "4"
+}
+
+variable "ingest_memory" {
+  description = "Memory of one dataset ingestion execution; a file needing more fails its dataset with 'out of memory'."
+  type        = string
+  default     = "16Gi"
+}
+
 variable "trainer_max_retries" {
   description = "Retries of a failed trainer task. Safe because the trainer resumes from its newest checkpoint."
   type        = number

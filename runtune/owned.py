@@ -6,6 +6,7 @@ look like paths never reach the store, so no id can address another document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from runtune.errors import not_found
@@ -39,6 +40,11 @@ class OwnedCollection(Generic[R]):
         document = self._store.get(self.path(resource_id)) if plausible_id(resource_id) else None
         return self._model.model_validate(document) if document else None
 
+    def where_equal(self, field: str, value: Any, *, limit: int | None = None) -> list[R]:
+        """Whoever owns them, for the services' own bookkeeping (a single-field query: no index)."""
+        rows = self._store.query(self._collection, where=[Where(field, "==", value)], limit=limit)
+        return [self._model.model_validate(document) for _, document in rows]
+
     def find_owned(self, uid: str, resource_id: str) -> R | None:
         resource = self.get(resource_id)
         return resource if resource is not None and resource.owner == uid else None
@@ -53,6 +59,17 @@ class OwnedCollection(Generic[R]):
     def update(self, resource_id: str, fields: dict[str, Any]) -> None:
         """Raises NotFound when the document was deleted meanwhile."""
         self._store.update(self.path(resource_id), fields)
+
+    def update_if(self, resource_id: str, mutate: Callable[[R], R | None]) -> R | None:
+        """Change a resource atomically (another process writes it too); `mutate` returning None
+        changes nothing. Returns the stored result, or None when nothing was written."""
+
+        def apply(document: dict[str, Any] | None) -> dict[str, Any] | None:
+            changed = mutate(self._model.model_validate(document)) if document is not None else None
+            return changed.to_document() if changed is not None else None
+
+        result = self._store.transact(self.path(resource_id), apply)
+        return self._model.model_validate(result) if result else None
 
     def delete(self, resource_id: str) -> None:
         self._store.delete(self.path(resource_id))

@@ -150,9 +150,16 @@ DEPLOYABLES: dict[str, Permissions] = {
         "uploads, files, datasets: ingestion into canonical shards, shard downloads by signed URL",
         bucket={UPLOADS: "rwd", LEGACY_UPLOADS: "rd", DATASETS: "rwd"},
         firestore={"datasets": "rw", "uploads": "rw"},
-        # Hugging Face imports read the user's token (IngestRequest.hub.token_secret).
-        user_secrets="read",
         signs_urls=True,
+        # Ingestion runs as its own execution (the ingest job); the service starts and follows it.
+        runs_jobs=("ingest",),
+    ),
+    "ingest": Permissions(
+        "the ingestion CPU job: one dataset's input into canonical shards, or its failure cleaned up",
+        bucket={UPLOADS: "r", LEGACY_UPLOADS: "r", DATASETS: "rwd"},
+        firestore={"datasets": "rw"},
+        # Hugging Face imports read the owner's token (IngestSpec.hub.token_secret).
+        user_secrets="read",
     ),
     "training": Permissions(
         # No bucket access: the trainer writes checkpoints and metrics; the service reads their

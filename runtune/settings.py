@@ -148,6 +148,9 @@ class ServiceSettings(CommonSettings):
     evaluate_command: list[str] = ["python", "-m", "jobs.evaluate"]
     local_max_concurrent_jobs: int = Field(default=1, ge=1)
     local_max_concurrent_cpu_jobs: int = Field(default=2, ge=1)
+    # Dataset ingestion: one execution per dataset (Cloud Run caps a CPU job's task at 24 hours);
+    # Terraform sets the same value on the `runtune-ingest` job.
+    ingest_task_timeout_s: int = Field(default=3600, ge=60, le=24 * 3600)
     run_api_endpoint: str | None = None
     # Jobs: how many may run per user at once (the rest wait `queued`, in order), and when a quiet
     # trainer is checked against its execution.
@@ -172,6 +175,17 @@ class ServiceSettings(CommonSettings):
         if not self.is_local and not (self.gateway_service_account and self.service_audience):
             raise SettingsError("profile 'gcp' needs RUNTUNE_GATEWAY_SERVICE_ACCOUNT and RUNTUNE_SERVICE_AUDIENCE")
         return self
+
+    @property
+    def local_secrets_dir(self) -> Path:
+        return self.secrets_dir or self.local_dir / "secrets"
+
+
+class IngestSettings(CommonSettings):
+    """The dataset ingestion job (`python -m jobs.ingest <dataset_id>`): the shared settings, and
+    where the local secret store keeps users' tokens (a Hub import reads the caller's)."""
+
+    secrets_dir: Path | None = None
 
     @property
     def local_secrets_dir(self) -> Path:

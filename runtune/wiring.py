@@ -13,7 +13,13 @@ from runtune.ports.engine import InferenceEngine
 from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
-from runtune.settings import EMULATOR_VARIABLES, CommonSettings, EngineClientSettings, ServiceSettings
+from runtune.settings import (
+    EMULATOR_VARIABLES,
+    CommonSettings,
+    EngineClientSettings,
+    IngestSettings,
+    ServiceSettings,
+)
 
 
 def metadata_store(settings: CommonSettings, *, deployable: str) -> MetadataStore:
@@ -43,7 +49,7 @@ def blob_store(settings: CommonSettings, *, deployable: str) -> BlobStore:
     return PermittedBlobStore(store, deployable) if settings.is_local else store
 
 
-def secret_store(settings: ServiceSettings, *, deployable: str) -> SecretStore:
+def secret_store(settings: ServiceSettings | IngestSettings, *, deployable: str) -> SecretStore:
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
         from runtune.adapters.permitted import PermittedSecretStore

@@ -90,6 +90,20 @@ def dataset_prefix(uid: str, dataset_id: str) -> str:
     return f"users/{uid}/datasets/{dataset_id}/"
 
 
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(filename: str) -> str:
+    """The last path component with only safe characters: names never address other objects."""
+    name = _UNSAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "upload"
+    return name[-150:]
+
+
+def source_path(uid: str, dataset_id: str, filename: str) -> str:
+    """Where a dataset keeps its own copy of its source file (inside its prefix, so delete removes it)."""
+    return f"{dataset_prefix(uid, dataset_id)}source/{safe_filename(filename)}"
+
+
 def shard_path(uid: str, dataset_id: str, split: str, index: int) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")

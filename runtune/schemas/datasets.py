@@ -53,6 +53,16 @@ class Dataset(OwnedResource):
     purpose: str = "fine-tune"
     # Everything `GET /v1/datasets/{id}/stats` answers (rows, lengths, image sizes, duplicates...).
     stats: dict[str, Any] | None = None
+    # Internal: what the ingestion reads, and the execution running it (the launcher's name).
+    ingest: IngestSpec | None = Field(default=None, exclude=True)
+    execution_name: str | None = Field(default=None, exclude=True)
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        # Internal fields are excluded from the API but must be stored.
+        document["ingest"] = self.ingest.model_dump(mode="json") if self.ingest else None
+        document["execution_name"] = self.execution_name
+        return document
 
     @field_validator("label_counts")
     @classmethod
@@ -139,6 +149,29 @@ class HubSource(BaseModel):
         default="hf_token", description="Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token"
     )
     max_rows: int | None = Field(default=None, ge=1)
+
+
+class IngestSpec(BaseModel):
+    """What one ingestion reads, stored on its dataset so the execution needs only the dataset's id:
+    the options of the create call and exactly one input (an object in the bucket, or a Hub dataset)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mapping: ColumnMapping | None = None
+    task_kind: TaskKind | None = None
+    split: SplitOptions = Field(default_factory=SplitOptions)
+    max_image_side: int | None = DEFAULT_IMAGE_SIDE
+    skip_bad_rows: bool = False
+    # The bucket object (an upload's, or the kept body of a /v1/files call), derived by the service.
+    object_path: str | None = None
+    filename: str | None = None
+    hub: HubSource | None = None
+
+    @model_validator(mode="after")
+    def _one_input(self) -> IngestSpec:
+        if (self.object_path is None) == (self.hub is None) or (self.object_path is not None and not self.filename):
+            raise ValueError("an ingestion reads exactly one input: object_path with filename, or hub")
+        return self
 
 
 class CreateDatasetRequest(BaseModel):

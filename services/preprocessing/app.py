@@ -1,29 +1,49 @@
-"""The preprocessing service (private: reached only through the gateway): uploads, files, datasets."""
+"""The preprocessing service (private: reached only through the gateway): uploads, files, datasets.
+
+Dataset ingestion runs as executions of its own (`python -m jobs.ingest`, launched through the
+launcher port), never in this process after its answer: a request-serving instance does no work
+once it has responded, and one user's file can only exhaust its own execution.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from runtune import wiring
 from runtune.api.service_app import create_service_app
 from runtune.datasets.limits import DatasetLimits
 from runtune.owned import datasets as dataset_collection
+from runtune.ports.launcher import Workload
 from runtune.settings import ServiceSettings
 from services.preprocessing import datasets_api, files_api, uploads_api
-from services.preprocessing.processing import DatasetProcessor
 from services.preprocessing.repository import upload_collection
-from services.preprocessing.service import DatasetService
+from services.preprocessing.service import DatasetService, IngestPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
 DEPLOYABLE = "preprocessing"
 
-# Datasets are processed one at a time per instance, each with `DatasetLimits.workers` image
-# threads: CPU-bound work gains nothing from more on a small instance, and memory stays bounded.
-PROCESSING_SLOTS = 1
+log = logging.getLogger("runtune.preprocessing")
+
+
+async def _reconcile_forever(datasets: DatasetService, every_s: float) -> None:
+    # Reads reconcile the datasets they show; this pass covers the ones nobody reads (locally, and
+    # in the cloud while the instance has CPU: Cloud Run throttles it between requests).
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            ended = await run_in_threadpool(datasets.reconcile)
+        except Exception:  # one bad pass must not stop the loop
+            log.exception("dataset reconcile pass failed")
+            continue
+        if ended:
+            log.info("reconciled datasets", extra={"ended": ended})
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -33,15 +53,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
-        limits = DatasetLimits()
-        datasets = dataset_collection(store)
-        processor = DatasetProcessor(datasets, blobs, wiring.secret_store(settings, deployable=DEPLOYABLE), limits)
-        with ThreadPoolExecutor(PROCESSING_SLOTS, thread_name_prefix="dataset") as pool:
-            app.state.datasets = DatasetService(
-                datasets, upload_collection(store), blobs, limits, submit=lambda job: pool.submit(processor.run, job)
-            )
+        launcher = wiring.job_launcher(settings, Workload.ingest)
+        app.state.datasets = DatasetService(
+            dataset_collection(store),
+            upload_collection(store),
+            blobs,
+            DatasetLimits(),
+            launcher,
+            IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s),
+        )
+        reconciler = asyncio.create_task(_reconcile_forever(app.state.datasets, settings.reconcile_every_s))
+        try:
             yield
-            pool.shutdown(wait=False, cancel_futures=True)
+        finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+            shutdown = getattr(launcher, "shutdown", None)
+            if shutdown is not None:  # the local launcher stops its ingestion processes with the service
+                await run_in_threadpool(shutdown)
 
     routers = [files_api.router, uploads_api.router, datasets_api.router]
     return create_service_app(DEPLOYABLE, settings, routers=routers, lifespan=lifespan)

@@ -7,29 +7,32 @@ be made from the caller's own upload: the object path is derived here, never tak
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, BinaryIO
 
 from runtune.datasets.canonical import SHARD_PATTERN, dataset_prefix
 from runtune.datasets.detect import check_supported
+from runtune.datasets.ingest_execution import describe_stop, launch_failed, never_started
 from runtune.datasets.limits import DatasetLimits
-from runtune.datasets.pipeline import IngestOptions
 from runtune.datasets.shards import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
 from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
+from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest, Workload
 from runtune.schemas.common import ApiError, ListPage, new_id, now_ts
 from runtune.schemas.datasets import (
     CreateDatasetRequest,
     CreateUploadRequest,
     Dataset,
     DatasetStatus,
+    IngestSpec,
     Upload,
     UploadStatus,
 )
-from services.preprocessing.processing import ProcessRequest
 from services.preprocessing.repository import (
     safe_filename,
     source_path,
@@ -37,11 +40,22 @@ from services.preprocessing.repository import (
     upload_prefix,
 )
 
+log = logging.getLogger("runtune.preprocessing")
+
 UPLOAD_TTL_S = 7 * 24 * 3600
 SIGNED_URL_TTL = timedelta(minutes=15)
-# A `processing` dataset whose worker has not reported for this long was cut off (a restart).
-STALE_PROCESSING_S = 15 * 60
-Submit = Callable[[ProcessRequest], None]
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    """How ingestion executions are run and followed."""
+
+    task_timeout_s: int
+    # A `processing` dataset whose execution has not reported progress for this long is checked
+    # against the execution (progress comes about once a second while rows flow).
+    check_after_s: float = 5.0
+    # A `processing` dataset with no execution for this long was cut off between its two writes.
+    never_started_after_s: float = 15 * 60
 
 
 class DatasetService:
@@ -51,10 +65,14 @@ class DatasetService:
         uploads: OwnedCollection[Upload],
         blobs: BlobStore,
         limits: DatasetLimits,
-        submit: Submit,
+        launcher: JobLauncher,
+        policy: IngestPolicy,
+        *,
+        launch_env: dict[str, str] | None = None,
     ) -> None:
         self.datasets, self.uploads = datasets, uploads
-        self._blobs, self._limits, self._submit = blobs, limits, submit
+        self._blobs, self._limits = blobs, limits
+        self._launcher, self._policy, self._launch_env = launcher, policy, launch_env or {}
 
     # -- uploads ----------------------------------------------------------------------------------
 
@@ -129,13 +147,13 @@ class DatasetService:
     # -- datasets ---------------------------------------------------------------------------------
 
     def create_dataset(self, uid: str, request: CreateDatasetRequest) -> Dataset:
-        options = IngestOptions(
-            mapping=request.mapping,
-            task_kind=request.task_kind,
-            split=request.split,
-            max_image_side=request.max_image_side,
-            skip_bad_rows=request.skip_bad_rows,
-        )
+        options = {
+            "mapping": request.mapping,
+            "task_kind": request.task_kind,
+            "split": request.split,
+            "max_image_side": request.max_image_side,
+            "skip_bad_rows": request.skip_bad_rows,
+        }
         dataset_id = new_id("file")
         if request.upload_id is not None:
             upload = self.uploads.get_owned(uid, request.upload_id)
@@ -148,6 +166,7 @@ class DatasetService:
                     f"upload '{upload.id}' is not complete: POST /v1/uploads/{upload.id}/complete first",
                     param="upload_id",
                 )
+            spec = IngestSpec(**options, object_path=upload.object_path, filename=upload.filename)
             dataset = self._new_dataset(
                 uid,
                 dataset_id,
@@ -155,16 +174,15 @@ class DatasetService:
                 upload.filename,
                 upload.bytes,
                 {"kind": "upload", "upload_id": upload.id},
+                spec,
             )
-            job = ProcessRequest(uid, dataset_id, options, object_path=upload.object_path, filename=upload.filename)
         else:
             assert request.hub is not None
             source = {"kind": "hub", "hub_id": request.hub.id}
             source |= {k: v for k, v in (("config", request.hub.config), ("split", request.hub.split)) if v}
-            dataset = self._new_dataset(uid, dataset_id, request.name or request.hub.id, None, 0, source)
-            job = ProcessRequest(uid, dataset_id, options, hub=request.hub)
-        self._submit(job)
-        return dataset
+            spec = IngestSpec(**options, hub=request.hub)
+            dataset = self._new_dataset(uid, dataset_id, request.name or request.hub.id, None, 0, source, spec)
+        return self._launch(dataset)
 
     def create_file(self, uid: str, filename: str, purpose: str, body: BinaryIO, size: int | None) -> Dataset:
         """`POST /v1/files`: the file is kept in the dataset's prefix and processed like an upload."""
@@ -179,12 +197,18 @@ class DatasetService:
         if stored == 0:
             self._blobs.delete(path)
             raise InvalidRequest(f"'{filename}' is empty (0 bytes)", param="file", code="empty_file")
-        dataset = self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"})
-        self._submit(ProcessRequest(uid, dataset_id, IngestOptions(), object_path=path, filename=filename))
-        return dataset
+        spec = IngestSpec(object_path=path, filename=filename)
+        return self._launch(self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"}, spec))
 
     def _new_dataset(
-        self, uid: str, dataset_id: str, name: str, filename: str | None, size: int, source: dict[str, str]
+        self,
+        uid: str,
+        dataset_id: str,
+        name: str,
+        filename: str | None,
+        size: int,
+        source: dict[str, str],
+        spec: IngestSpec,
     ) -> Dataset:
         dataset = Dataset(
             id=dataset_id,
@@ -195,34 +219,107 @@ class DatasetService:
             source=source,
             status=DatasetStatus.processing,
             progress={"phase": "queued", "updated_at": now_ts()},
+            ingest=spec,
         )
         self.datasets.create(dataset)
         return dataset
 
+    def _launch(self, dataset: Dataset) -> Dataset:
+        """Start the dataset's ingestion execution; the answer (202) shows what was stored."""
+        request = LaunchRequest(
+            job_id=dataset.id,
+            workload=Workload.ingest,
+            env=self._launch_env,
+            timeout_seconds=self._policy.task_timeout_s,
+        )
+        try:
+            execution = self._launcher.launch(request)
+        except Exception as exc:  # the launcher's own errors carry no secrets
+            log.exception("ingestion launch failed", extra={"dataset_id": dataset.id})
+            return self._fail(dataset, launch_failed(str(exc)))
+        try:
+            self.datasets.update(dataset.id, {"execution_name": execution})
+        except NotFound:
+            # Deleted before its execution was recorded: stop what was just started.
+            self._launcher.cancel(execution)
+            raise
+        log.info("ingestion launched", extra={"dataset_id": dataset.id, "execution": execution})
+        return dataset.model_copy(update={"execution_name": execution})
+
     def get(self, uid: str, dataset_id: str, kind: str = "dataset") -> Dataset:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
-        return self._unless_stale(dataset)
+        return self.reconciled(dataset)
 
     def list(self, uid: str, *, limit: int, after: str | None, kind: str = "dataset") -> ListPage[Dataset]:
         items = self.datasets.list_owned(uid, limit=limit + 1, after=after, kind=kind)
-        return ListPage.from_overfetch([self._unless_stale(d) for d in items], limit)
+        return ListPage.from_overfetch([self.reconciled(d) for d in items], limit)
 
-    def _unless_stale(self, dataset: Dataset) -> Dataset:
-        progress = dataset.progress
-        if dataset.status is not DatasetStatus.processing or progress is None or progress.updated_at is None:
+    # -- reconcile: no dataset stays `processing` once its execution is gone ---------------------
+
+    def reconcile(self) -> list[str]:
+        """Fail every `processing` dataset whose execution ended without finishing it (a kill, an
+        out-of-memory, a timeout): the periodic pass, for datasets nobody reads. Returns their ids."""
+        processing = self.datasets.where_equal("status", DatasetStatus.processing.value)
+        return [d.id for d in processing if self.reconciled(d).status is DatasetStatus.failed]
+
+    def reconciled(self, dataset: Dataset, now: float | None = None) -> Dataset:
+        """The dataset as it stands: failed, with the reason, if its execution stopped without
+        finishing it. Reads call this, so a reader never waits on a dead ingestion."""
+        if dataset.status is not DatasetStatus.processing:
             return dataset
-        if time.time() - progress.updated_at < STALE_PROCESSING_S:
+        now = time.time() if now is None else now
+        reported = dataset.progress.updated_at if dataset.progress and dataset.progress.updated_at else None
+        quiet_for = now - (reported or dataset.created_at)
+        if dataset.execution_name is None:
+            if quiet_for < self._policy.never_started_after_s:
+                return dataset  # being launched right now
+            return self._fail(dataset, never_started())
+        if quiet_for < self._policy.check_after_s:
             return dataset
-        error = ApiError(
-            code="interrupted", message="processing was interrupted (the service restarted); create the dataset again"
+        try:
+            status = self._launcher.status(dataset.execution_name)
+        except Exception:  # cannot tell now (the Run API is unreachable): the next read asks again
+            log.exception("ingestion status unavailable", extra={"dataset_id": dataset.id})
+            return dataset
+        if status.state in (ExecutionState.pending, ExecutionState.running):
+            return dataset
+        log.warning(
+            "ingestion stopped without finishing",
+            extra={
+                "dataset_id": dataset.id,
+                "execution": status.name,
+                "state": str(status.state),
+                "reason": status.reason,
+                "exit_code": status.exit_code,
+            },
         )
+        return self._fail(dataset, describe_stop(status))
+
+    def _fail(self, dataset: Dataset, error: ApiError) -> Dataset:
+        """Mark a dataset failed unless it finished meanwhile (its execution writes it too)."""
+
+        def apply(current: Dataset) -> Dataset | None:
+            if current.status is not DatasetStatus.processing:
+                return None
+            return current.model_copy(update={"status": DatasetStatus.failed, "error": error, "progress": None})
+
+        changed = self.datasets.update_if(dataset.id, apply)
+        if changed is None:
+            return self.datasets.get(dataset.id) or dataset
+        # Nothing half-written stays (the execution could not clean up after itself).
         self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))
-        self.datasets.update(dataset.id, {"status": "failed", "error": error.model_dump(), "progress": None})
-        return dataset.model_copy(update={"status": DatasetStatus.failed, "error": error, "progress": None})
+        return changed
 
     def delete(self, uid: str, dataset_id: str, kind: str = "dataset") -> None:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
-        # Document first: a worker still processing it notices at its next report and stops.
+        if dataset.status is DatasetStatus.processing and dataset.execution_name:
+            # Stop the ingestion first (it removes what it wrote when told to stop), so it is not
+            # still writing shards after the prefix is emptied below.
+            try:
+                self._launcher.cancel(dataset.execution_name)
+            except Exception:  # the delete goes on: the execution notices at its next report
+                log.exception("ingestion cancel failed", extra={"dataset_id": dataset.id})
+        # Document first: an execution still processing it notices at its next report and stops.
         self.datasets.delete(dataset.id)
         self._blobs.delete_prefix(dataset_prefix(uid, dataset.id))
         upload_id = dataset.source.get("upload_id")

@@ -69,6 +69,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
         service_env={
             # Jobs whose metadata names a script run the scripted trainer; the others the real one.
             "RUNTUNE_TRAINER_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_trainer"]),
+            # The real ingestion, which can also hold a dataset mid-way for a kill (scripted_ingest.py).
+            "RUNTUNE_INGEST_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_ingest"]),
             "RUNTUNE_HEARTBEAT_STALE_S": "10",
             "RUNTUNE_START_TIMEOUT_S": "60",
             "RUNTUNE_RECONCILE_EVERY_S": "1",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.terraform import REPO_ROOT
+from tests.infra.terraform import REPO_ROOT, blocks
 
 DOCKERFILES = sorted(
     path
@@ -79,3 +79,14 @@ def test_gateway_image_builds_and_ships_the_web_ui() -> None:
     assert "npm ci" in text and "npm run build" in text
     assert "COPY --from=ui /ui/dist/ frontend/dist/" in text
     assert "RUNTUNE_FRONTEND_DIR=/app/frontend/dist" in text
+
+
+def test_the_services_image_runs_the_ingest_job(tf) -> None:
+    # The runtune-ingest job runs the preprocessing image with `python -m jobs.ingest`: it must ship it.
+    text = (REPO_ROOT / "services" / "Dockerfile").read_text()
+    assert re.search(r"^COPY jobs/ingest/ jobs/ingest/$", text, re.MULTILINE)
+    assert re.search(r"^COPY jobs/__init__.py jobs/$", text, re.MULTILINE)
+    assert (REPO_ROOT / "jobs" / "ingest" / "__main__.py").is_file()
+    ((container,),) = [blocks(tf.resource("google_cloud_run_v2_job", "ingest"), "template", "template", "containers")]
+    assert container["image"] == "${local.images.preprocessing}"
+    assert container["command"] == ["python", "-m", "jobs.ingest"]

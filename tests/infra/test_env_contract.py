@@ -22,6 +22,7 @@ from runtune.settings import (
     EvaluateSettings,
     GatewaySettings,
     InferenceSettings,
+    IngestSettings,
     ServiceSettings,
 )
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
@@ -36,6 +37,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
     "evaluate": EvaluateSettings,
+    "ingest": IngestSettings,
 }
 
 # Fields Terraform leaves unset, for every deployable that has them: the one list, with reasons.
@@ -77,11 +79,13 @@ _TRAINER_ONLY = {
 NOT_THIS_DEPLOYABLE: dict[str, dict[str, str]] = {
     "preprocessing": {
         **_TRAINER_ONLY,
-        "cloud_run_job_prefix": "launches no Cloud Run job",
     },
     "inference": {
         **_TRAINER_ONLY,
-        "cloud_run_job_prefix": "launches no Cloud Run job",
+        "ingest_task_timeout_s": "only the preprocessing service launches ingestions",
+    },
+    "training": {
+        "ingest_task_timeout_s": "only the preprocessing service launches ingestions",
     },
 }
 
@@ -107,7 +111,7 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable in ("trainer", "evaluate"):
+    if deployable in ("trainer", "evaluate", "ingest"):
         (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
     elif deployable == "gateway":
         (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")

@@ -158,16 +158,8 @@ def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
 
 def test_one_service_account_per_deployable(tf: Config) -> None:
     accounts = tf.locals["service_accounts"]
-    assert set(accounts) == {
-        "gateway",
-        "preprocessing",
-        "training",
-        "inference",
-        "trainer",
-        "evaluate",
-        "engine",
-        "build",
-    }
+    deployables = {"gateway", "preprocessing", "training", "inference", "trainer", "evaluate", "ingest", "engine"}
+    assert set(accounts) == deployables | {"build"}
     services = dict(tf.instances("google_cloud_run_v2_service"))
     for address, body in services.items():
         (template,) = body["template"]
@@ -176,9 +168,22 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
         key = re.search(r'"(\w+)"\]$', address)
         expected = key.group(1) if key else address.rsplit(".", 1)[1]
         assert account.group(1) == expected, f"{address} runs as {account.group(1)}"
-    for job in ("trainer", "evaluate"):
+    for job in ("trainer", "evaluate", "ingest"):
         (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", job), "template", "template")
         assert job_template["service_account"] == f'${{google_service_account.sa["{job}"].email}}'
+
+
+def test_preprocessing_runs_only_the_ingest_job(tf: Config) -> None:
+    grant = tf.resource("google_cloud_run_v2_job_iam_member", "preprocessing_runs_ingest")
+    assert grant["name"] == "${google_cloud_run_v2_job.ingest.name}"
+    assert grant["role"] == "${google_project_iam_custom_role.job_runner.id}"
+    assert grant["member"] == '${google_service_account.sa["preprocessing"].member}'
+    acts_as = tf.resource("google_service_account_iam_member", "preprocessing_acts_as_ingest")
+    assert acts_as["service_account_id"] == '${google_service_account.sa["ingest"].name}'
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+    (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", "ingest"), "template", "template")
+    # A retry would repeat a deterministic failure (the same file out of memory or time).
+    assert job_template["max_retries"] == 0
 
 
 def test_training_runs_only_the_trainer_jobs(tf: Config) -> None:

@@ -70,14 +70,17 @@ def test_every_image_comes_from_the_registry_at_the_one_tag(tf: Config) -> None:
                 match = re.fullmatch(r'\$\{local\.images(?:\.(\w+)|\["(\w+)"\])\}', container["image"])
                 assert match, f"{address}: image {container['image']!r} bypasses local.images"
                 images[address] = match.group(1) or match.group(2)
-    # One image per deployable; the trainer's serves its job of every GPU type, and the evaluate job
-    # runs the inference image (`python -m jobs.evaluate`).
+    # One image per deployable; the trainer's serves its job of every GPU type, the ingest job runs the
+    # preprocessing image (`python -m jobs.ingest`) and the evaluate job the inference image.
     assert sorted(set(images.values())) == sorted(
         ["gateway", "preprocessing", "training", "inference", "engine", "trainer"]
     )
     evaluate = tf.resource("google_cloud_run_v2_job", "evaluate")
     (container,) = blocks(evaluate, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.evaluate"]
+    ingest = tf.resource("google_cloud_run_v2_job", "ingest")
+    (container,) = blocks(ingest, "template", "template", "containers")
+    assert container["command"] == ["python", "-m", "jobs.ingest"]
 
 
 def test_deterministic_urls_are_computed_from_the_project_number(tf: Config) -> None:

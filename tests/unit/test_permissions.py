@@ -253,7 +253,7 @@ def test_secret_wrapper_lets_readers_get_only_and_answers_a_refusal_as_secret_ma
     from runtune.ports.secrets import SecretStore
 
     inner = MagicMock(spec=SecretStore)
-    reader = PermittedSecretStore(inner, "preprocessing")
+    reader = PermittedSecretStore(inner, "ingest")
     reader.get(UID, "hf_token")
     inner.get.assert_called_once_with(UID, "hf_token")
     for call in (lambda s: s.put(UID, "hf_token", "v"), lambda s: s.delete(UID, "x"), lambda s: s.names(UID)):
