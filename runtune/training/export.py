@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
@@ -55,8 +56,9 @@ ADAPTER, MERGED = "adapter", "merged"
 CHAT_FORMAT_FILE = "chat_format.json"
 # The largest shard of a streamed model: what the memory filesystem holds at once (plus its bytes
 # while safetensors serialises it). 2 GB keeps that small next to the 32/80 GiB instances and still
-# makes objects large enough for the upload to run at full speed (~28 shards for a 27B model).
-MAX_SHARD_BYTES = 2 * 10**9
+# makes objects large enough for the upload to run at full speed (~28 shards for a 27B model). The
+# estimate counts the same figure.
+MAX_SHARD_BYTES = EXPORT_SHARD_BYTES
 
 
 def export_prefix(uid: str, job_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from runtune.estimate import GPU_TABLE
 from tests.infra.terraform import Config, blocks
 
 # Cloud Run's minimum CPU and memory for an instance with one GPU of each type.
@@ -23,6 +24,15 @@ def test_gpu_shapes_meet_cloud_runs_minimums(tf: Config) -> None:
     for gpu, (cpu, memory) in GPU_MINIMUMS.items():
         assert int(shapes[gpu]["cpu"]) >= cpu, gpu
         assert gib(shapes[gpu]["memory"]) >= memory, gpu
+
+
+def test_the_estimate_knows_the_instance_each_gpu_runs_on(tf: Config) -> None:
+    # runtune.estimate checks a run's host memory against these shapes.
+    shapes = tf.locals["gpu_shapes"]
+    assert {gpu.name for gpu in GPU_TABLE} == set(shapes)
+    for gpu in GPU_TABLE:
+        assert int(shapes[gpu.name]["cpu"]) == gpu.instance_cpu, gpu.name
+        assert gib(shapes[gpu.name]["memory"]) == gpu.instance_memory_gib, gpu.name
 
 
 def _gpu_checks(template: dict, gpu_variable: str) -> None:
