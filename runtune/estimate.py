@@ -1,5 +1,6 @@
 """Before a GPU starts: how many tokens and steps a run takes, how much GPU memory it needs, which
-Cloud Run GPU fits, and what it will cost and how long it will take.
+Cloud Run GPU fits, what it will cost and how long it will take, and how much host memory it needs
+on the instance it runs on (whose disk is memory too).
 
 The figures are deliberately simple and conservative (documented below). The GPU table is
 runtune/gpus.json (Terraform sizes the trainer jobs from it too); its prices carry their source and
@@ -12,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -81,6 +82,22 @@ GPU_NAMES: tuple[str, ...] = tuple(gpu.name for gpu in GPU_TABLE)
 OVERHEAD_GIB = 1.5
 HEADROOM = 0.9  # plan to use at most 90% of a GPU's memory
 
+# Host memory (see `host_memory_gib`).
+RUNTIME_HOST_GIB = 4.0  # Python, torch and CUDA's host side, transformers, the processor
+# One encoded token held by the trainer: its `input_ids` and `labels` list entries, the int object
+# and its token type id.
+TOKEN_HOST_BYTES = 64
+# An image's pixel values held in bfloat16 per token it becomes: Gemma 3's 896x896x3 image is 256
+# tokens; Gemma 4's patches are smaller per token, so this is the conservative one of the two.
+IMAGE_HOST_BYTES_PER_TOKEN = 896 * 896 * 3 * 2 // 256
+# Hugging Face checkpoints come in shards of about 5 GB; loading materialises about one at a time.
+CHECKPOINT_SHARD_BYTES = 5 * 10**9
+# The merged export's largest shard (runtune.training.export streams one at a time): on the memory
+# filesystem and, while safetensors serialises it, once more in host memory.
+EXPORT_SHARD_BYTES = 2 * 10**9
+# runtune.training.export.merge loads the bf16 base on the GPU only when it has this much room for it.
+MERGE_GPU_FACTOR = 1.3
+
 
 @dataclass(frozen=True)
 class ModelFigures:
@@ -105,6 +122,7 @@ class RunShape:
     gradient_accumulation_steps: int
     max_length: int
     lora_rank: int = 16
+    export_merged: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,12 @@ class Estimate:
     seconds: int | None
     usd: float | None
     reason: str | None = None
+    # Peak host memory of the run on the chosen GPU's instance, and that instance's shape.
+    host_memory_gib: float | None = None
+    instance_cpu: int | None = None
+    instance_memory_gib: int | None = None
+    # What may go wrong although a GPU fits (host memory beyond the instance's).
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,8 +172,79 @@ def memory_gib(model: ModelFigures, shape: RunShape) -> float:
     return round((weights + trainable + activations + logits) / GIB + OVERHEAD_GIB, 2)
 
 
+def host_memory_gib(model: ModelFigures, shape: RunShape, gpu: Gpu, *, weights_on_mount: bool = False) -> float:
+    """Peak host memory of the run on `gpu`'s instance: the larger of training and export."""
+    return max(host_memory_phases(model, shape, gpu, weights_on_mount=weights_on_mount))
+
+
+def host_memory_phases(
+    model: ModelFigures, shape: RunShape, gpu: Gpu, *, weights_on_mount: bool = False
+) -> tuple[float, float]:
+    """Host memory (GiB) while training and while exporting, on `gpu`'s instance.
+
+    The base checkpoint (bf16, 2 bytes/parameter as published): downloaded from the Hub (or from the
+    bucket) it sits on the memory filesystem for the whole run; read through the bucket's mount
+    (`weights_on_mount`, weights staged under `models/`) it costs only reclaimable page cache.
+    Training: the runtime, that copy, about one checkpoint shard while the model loads onto the GPU,
+    and the encoded dataset (tokens and bfloat16 pixel values, one image per example of a vision
+    model) held for the whole run. Export (the dataset released first): the runtime, that copy, the
+    bf16 base when it does not fit the GPU for the merge (runtune.training.export.merge), and one
+    export shard twice over (its file, and its bytes while it is serialised). Full fine-tuning
+    exports the trained model from the GPU, and `export_merged=False` skips the merge."""
+    checkpoint = model.parameters * 2
+    staged = 0 if weights_on_mount else checkpoint
+    tokens = min(shape.mean_tokens, shape.max_length)
+    dataset = shape.examples * (tokens * TOKEN_HOST_BYTES + model.tokens_per_image * IMAGE_HOST_BYTES_PER_TOKEN)
+    training = staged + min(checkpoint, CHECKPOINT_SHARD_BYTES) + dataset
+    exporting = 0.0
+    if shape.export_merged or shape.method == "full":
+        merges_on_host = shape.method != "full" and MERGE_GPU_FACTOR * checkpoint > gpu.memory_gib * GIB
+        exporting = staged + (checkpoint if merges_on_host else 0) + 2 * min(checkpoint, EXPORT_SHARD_BYTES)
+    return round(training / GIB + RUNTIME_HOST_GIB, 2), round(exporting / GIB + RUNTIME_HOST_GIB, 2)
+
+
+def _host_memory_warning(
+    model: ModelFigures, shape: RunShape, chosen: Gpu, need: float, *, weights_on_mount: bool
+) -> str | None:
+    """What to say when the run's host memory exceeds the instance's, with the knobs that help."""
+    training, exporting = host_memory_phases(model, shape, chosen, weights_on_mount=weights_on_mount)
+    limit = chosen.cloud_run_memory_gib
+    if max(training, exporting) <= limit:
+        return None
+    knobs = []
+    if training > limit and model.tokens_per_image:
+        knobs.append("train on fewer examples (their images are held in memory)")
+    if not weights_on_mount:
+        knobs.append(
+            "stage the base model's weights in the data bucket under models/ (read through the mount, not "
+            "downloaded into memory)"
+        )
+    if exporting > limit and shape.export_merged and shape.method != "full":
+        knobs.append("set export.merged=false")
+    roomier = [
+        g.name
+        for g in GPU_TABLE
+        if g.cloud_run_memory_gib > limit
+        and need <= g.memory_gib * HEADROOM
+        and host_memory_gib(model, shape, g, weights_on_mount=weights_on_mount) <= g.cloud_run_memory_gib
+    ]
+    if roomier:
+        knobs.append(f"use gpu '{roomier[0]}'")
+    advice = (", ".join(knobs[:-1]) + " or " + knobs[-1]) if len(knobs) > 1 else "".join(knobs)
+    return (
+        f"needs about {max(training, exporting):.0f} GiB of host memory; the {chosen.label} instance has "
+        f"{limit} GiB (its disk is memory too), so the trainer may run out of memory"
+        + (f": {advice}" if advice else "")
+    )
+
+
 def estimate(
-    model: ModelFigures, shape: RunShape, *, gpu: str = "auto", offered: Collection[str] | None = None
+    model: ModelFigures,
+    shape: RunShape,
+    *,
+    gpu: str = "auto",
+    offered: Collection[str] | None = None,
+    weights_on_mount: bool = False,
 ) -> Estimate:
     """The run's figures on `gpu`, or with "auto" on the smallest GPU it fits among those `offered`
     (a deployment's trainer jobs; None: every GPU of the table). Callers refuse a GPU that is not
@@ -185,4 +280,17 @@ def estimate(
     flops_per_token = {"qlora": 4 * 1.3, "lora": 4.0, "full": 6.0}[shape.method] * model.parameters
     seconds = int(tokens * flops_per_token / (chosen.bf16_tflops * 1e12 * chosen.mfu)) + 180  # + start and load
     usd = round(seconds * gpu_prices()[chosen.name], 2)
-    return Estimate(tokens, steps, need, chosen.name, chosen.label, seconds, usd)
+    warning = _host_memory_warning(model, shape, chosen, need, weights_on_mount=weights_on_mount)
+    return Estimate(
+        tokens,
+        steps,
+        need,
+        chosen.name,
+        chosen.label,
+        seconds,
+        usd,
+        host_memory_gib=host_memory_gib(model, shape, chosen, weights_on_mount=weights_on_mount),
+        instance_cpu=chosen.cloud_run_cpu,
+        instance_memory_gib=chosen.cloud_run_memory_gib,
+        warnings=[warning] if warning else [],
+    )

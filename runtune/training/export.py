@@ -14,6 +14,10 @@ Layout (what the inference service and users load; stable):
     export/merged/                      a merged 16-bit (bfloat16) model: `from_pretrained(folder)`
         model.safetensors (or sharded model-0000x-of-0000y.safetensors + index), config.json,
         generation_config.json, the same processor files, chat_format.json, README.md
+                                        The files `save_pretrained` would write (same tensor names,
+                                        shards and index), but streamed: one shard at a time is
+                                        written, uploaded and deleted, since the trainer's disk on
+                                        Cloud Run is its memory (see `save_streamed`).
                                         QLoRA: merged into the *unquantized* base, never into the
                                         4-bit weights. Full fine-tuning: the tuned model itself
                                         (and no adapter folder). Absent with export.merged=false.
@@ -33,11 +37,13 @@ import gc
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
@@ -48,6 +54,11 @@ log = logging.getLogger("runtune.trainer")
 
 ADAPTER, MERGED = "adapter", "merged"
 CHAT_FORMAT_FILE = "chat_format.json"
+# The largest shard of a streamed model: what the memory filesystem holds at once (plus its bytes
+# while safetensors serialises it). 2 GB keeps that small next to the 32/80 GiB instances and still
+# makes objects large enough for the upload to run at full speed (~28 shards for a 27B model). The
+# estimate counts the same figure.
+MAX_SHARD_BYTES = EXPORT_SHARD_BYTES
 
 
 def export_prefix(uid: str, job_id: str) -> str:
@@ -118,7 +129,7 @@ def export_adapter(
     with tempfile.TemporaryDirectory() as tmp:
         if config.method == "full":
             folder = Path(tmp) / MERGED
-            model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
+            _stream_to(blobs, model.to(torch.bfloat16), folder, prefix + f"{MERGED}/")
             _describe(folder, config, spec, processor, card)
             upload_dir(blobs, folder, prefix + f"{MERGED}/")
             return {MERGED: prefix + f"{MERGED}/"}
@@ -138,24 +149,28 @@ def export_merged(
     processor: Any,
     metrics: dict[str, Any],
     token: str | None = None,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> dict[str, str]:
-    """Merge the exported adapter into the unquantized base, in bfloat16, and upload it. Call it after
-    the training model is released: the base is loaded whole once more."""
+    """Merge the exported adapter into the unquantized base, in bfloat16, and upload it shard by
+    shard. Call it after the training model is released: the base is loaded whole once more."""
     prefix = export_prefix(config.owner, config.job_id)
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(tmp) / ADAPTER
         for info in blobs.list(prefix + f"{ADAPTER}/"):
             blobs.download_file(info.path, adapter / info.path.removeprefix(prefix + f"{ADAPTER}/"))
-        merged = Path(tmp) / MERGED
-        merge(spec, weights_path, adapter, merged, token=token)
-        _describe(merged, config, spec, processor, model_card(config, metrics))
-        upload_dir(blobs, merged, prefix + f"{MERGED}/")
+        folder = Path(tmp) / MERGED
+        merged = merge(spec, weights_path, adapter, token=token)
+        _stream_to(blobs, merged, folder, prefix + f"{MERGED}/", max_shard_bytes=max_shard_bytes)
+        del merged
+        release_memory()
+        _describe(folder, config, spec, processor, model_card(config, metrics))
+        upload_dir(blobs, folder, prefix + f"{MERGED}/")
     return {MERGED: prefix + f"{MERGED}/"}
 
 
-def merge(spec: ModelSpec, weights_path: str, adapter: Path, out: Path, *, token: str | None = None) -> None:
-    """Load the base unquantized in bfloat16 (on the GPU when it fits, else in host memory), apply
-    the adapter, fold it in, save 16-bit safetensors."""
+def merge(spec: ModelSpec, weights_path: str, adapter: Path, *, token: str | None = None) -> Any:
+    """The base loaded unquantized in bfloat16 (on the GPU when it fits, else in host memory) with
+    the adapter folded in."""
     from peft import PeftModel
 
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "token": token}
@@ -164,10 +179,72 @@ def merge(spec: ModelSpec, weights_path: str, adapter: Path, out: Path, *, token
         if free > 1.3 * spec.parameters * 2:
             kwargs["device_map"] = {"": 0}
     base = model_class(spec).from_pretrained(weights_path, **kwargs)
-    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    del base, merged
-    release_memory()
+    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
+
+
+def _stream_to(
+    blobs: BlobStore, model: Any, folder: Path, prefix: str, *, max_shard_bytes: int = MAX_SHARD_BYTES
+) -> None:
+    # A retried task may have left shards of another split behind; they must not sit next to (and
+    # be listed with) this export's.
+    blobs.delete_prefix(prefix)
+    save_streamed(
+        model, folder, lambda shard: blobs.upload_file(prefix + shard.name, shard), max_shard_bytes=max_shard_bytes
+    )
+
+
+def save_streamed(
+    model: Any, folder: Path, upload: Callable[[Path], None], *, max_shard_bytes: int = MAX_SHARD_BYTES
+) -> list[str]:
+    """What `model.save_pretrained(folder, max_shard_size=max_shard_bytes)` writes, with each weight
+    shard handed to `upload` as soon as it is written and deleted after it, so `folder` never holds
+    more than one shard (and host memory one shard's tensors, when the model is on the GPU).
+    Returns the shards' names in order. The index, `config.json` and `generation_config.json` stay
+    in `folder` for the caller to upload with the other small files, after the shards: a folder
+    with a config is then a complete one.
+
+    The state dict goes through the steps `save_pretrained` takes (keys ignored on save, tied
+    weights dropped, transformers' weight conversions reverted: Gemma 3's vision model saves the
+    legacy `language_model.model.*` names), so the files load with `from_pretrained` exactly like
+    its own; tests compare the two outputs tensor by tensor."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+    from transformers.core_model_loading import revert_weight_conversion
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    for key in getattr(model, "_keys_to_ignore_on_save", None) or ():
+        state.pop(key, None)
+    state = revert_weight_conversion(model, remove_tied_weights_from_state_dict(state, model))
+    split = split_torch_state_dict_into_shards(
+        state,
+        filename_pattern=SAFE_WEIGHTS_NAME.replace(".safetensors", "{suffix}.safetensors"),
+        max_shard_size=max_shard_bytes,
+    )
+    for name, tensor_names in split.filename_to_tensors.items():
+        # Popped, so that tensors the conversion made (rather than the model's own) go with their
+        # shard; on the GPU, `.to("cpu")` makes this shard's host copy, freed after the upload.
+        shard = {key: state.pop(key).detach().to("cpu").contiguous() for key in tensor_names}
+        path = folder / name
+        save_file(shard, path, metadata={"format": "pt"})
+        del shard
+        upload(path)
+        path.unlink()
+    if split.is_sharded:
+        index = {
+            "metadata": {"total_parameters": model.num_parameters(), **split.metadata},
+            "weight_map": split.tensor_to_filename,
+        }
+        (folder / SAFE_WEIGHTS_INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    # As `save_pretrained` records them: the dtype saved and the class that saved it.
+    model.config.dtype = str(model.dtype).split(".")[1]
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(folder)
+    if model.can_generate():
+        model.generation_config.save_pretrained(folder)
+    return list(split.filename_to_tensors)
 
 
 def release_memory() -> None:

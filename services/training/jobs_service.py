@@ -153,6 +153,7 @@ class JobService:
             gradient_accumulation_steps=options.gradient_accumulation_steps or 1,
             max_length=options.max_length,
             lora_rank=options.lora.rank,
+            export_merged=options.export.merged,
         )
         result = estimate(model.figures(), shape, gpu=options.gpu, offered=self.offered_gpus)
         if result.gpu is None:

@@ -85,6 +85,7 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         gradient_accumulation_steps=body.runtune.gradient_accumulation_steps or 1,
         max_length=body.runtune.max_length,
         lora_rank=body.runtune.lora.rank,
+        export_merged=body.runtune.export.merged,
     )
     result = estimate(spec.figures(), shape, gpu=body.runtune.gpu, offered=jobs.offered_gpus)
     return {

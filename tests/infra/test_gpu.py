@@ -33,6 +33,15 @@ def test_gpu_shapes_meet_cloud_runs_minimums(tf: Config) -> None:
         assert gib(shapes[gpu]["memory"]) >= memory, gpu
 
 
+def test_the_estimate_knows_the_instance_each_gpu_runs_on(tf: Config) -> None:
+    # runtune.estimate checks a run's host memory against these shapes.
+    shapes = tf.local_value("gpu_shapes")
+    assert {gpu.name for gpu in GPU_TABLE} == set(shapes)
+    for gpu in GPU_TABLE:
+        assert int(shapes[gpu.name]["cpu"]) == gpu.cloud_run_cpu, gpu.name
+        assert gib(shapes[gpu.name]["memory"]) == gpu.cloud_run_memory_gib, gpu.name
+
+
 def _gpu_checks(template: dict, gpu: str) -> None:
     """`gpu`: the accelerator as the template names it (a variable's expression, or the GPU itself)."""
     (selector,) = template["node_selector"]

@@ -1,6 +1,15 @@
 import pytest
 
-from runtune.estimate import ModelFigures, RunShape, estimate, gpu_prices, memory_gib
+from runtune.estimate import (
+    GPU_TABLE,
+    ModelFigures,
+    RunShape,
+    estimate,
+    gpu_prices,
+    host_memory_gib,
+    host_memory_phases,
+    memory_gib,
+)
 
 GEMMA3_4B = ModelFigures(4_300_000_000, 2560, 34, 262_208, tokens_per_image=256, intermediate_size=10_240)
 GEMMA3_27B = ModelFigures(27_400_000_000, 5376, 62, 262_208, tokens_per_image=256, intermediate_size=21_504)
@@ -43,3 +52,83 @@ def test_prices_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTUNE_GPU_PRICES", '{"nvidia-l4": 0.01}')
     assert gpu_prices()["nvidia-l4"] == 0.01
     assert estimate(GEMMA3_4B, PETS).usd > before
+
+
+GEMMA3_12B = ModelFigures(12_200_000_000, 3840, 48, 262_208, tokens_per_image=256, intermediate_size=15_360)
+GEMMA4_31B = ModelFigures(30_700_000_000, 5376, 60, 262_144, tokens_per_image=280, intermediate_size=21_504)
+L4, RTX = (next(g for g in GPU_TABLE if g.name == name) for name in ("nvidia-l4", "nvidia-rtx-pro-6000"))
+
+
+def _shape(examples: int, **changes: object) -> RunShape:
+    return RunShape(**{**PETS.__dict__, "examples": examples, "mean_tokens": 300 + 256, **changes})
+
+
+def test_the_estimate_names_the_instance_and_its_host_memory() -> None:
+    result = estimate(GEMMA3_4B, _shape(500))
+    assert result.gpu == "nvidia-l4" and (result.instance_cpu, result.instance_memory_gib) == (8, 32)
+    # The bf16 checkpoint on the memory filesystem (8 GiB) + the runtime + the loading shard + 500 images.
+    assert 16 < result.host_memory_gib < result.instance_memory_gib and result.warnings == []
+    assert set(result.as_dict()) >= {"host_memory_gib", "instance_cpu", "instance_memory_gib", "warnings", "gpu"}
+
+
+def test_host_memory_grows_with_the_images_held_and_the_weights_downloaded() -> None:
+    few, many = (host_memory_gib(GEMMA3_4B, _shape(n), L4) for n in (500, 3680))
+    # Each example holds a 896x896 bfloat16 image (4.6 MiB) for the whole run.
+    assert many - few == pytest.approx(3180 * (896 * 896 * 3 * 2 + 556 * 64) / 1024**3, abs=0.02)
+    mounted = host_memory_gib(GEMMA3_4B, _shape(3680), L4, weights_on_mount=True)
+    assert many - mounted == pytest.approx(4_300_000_000 * 2 / 1024**3, abs=0.02)
+    text = host_memory_gib(
+        ModelFigures(4_300_000_000, 2560, 34, 262_208, intermediate_size=10_240), _shape(3680, mean_tokens=300), L4
+    )
+    assert text < few
+
+
+def test_a_merge_that_does_not_fit_the_gpu_is_counted_on_the_host() -> None:
+    # 12B in bf16 (24 GB, x1.3) does not fit the L4 for the merge: the base is loaded in host memory.
+    training, exporting = host_memory_phases(GEMMA3_12B, _shape(100), L4)
+    assert exporting - training > 12_200_000_000 * 2 / 1024**3 * 0.8
+    _, on_the_rtx = host_memory_phases(GEMMA3_12B, _shape(100), RTX)
+    assert on_the_rtx < training
+    assert max(host_memory_phases(GEMMA3_12B, _shape(100, export_merged=False), L4)) == training
+    # Full fine-tuning writes the trained model from the GPU: no second copy of it.
+    _, full = host_memory_phases(GEMMA3_4B, _shape(100, method="full", export_merged=False), L4)
+    assert full < host_memory_phases(GEMMA3_4B, _shape(100), L4)[0]
+
+
+def test_host_memory_beyond_the_instance_is_a_warning_with_the_knobs_to_turn() -> None:
+    result = estimate(GEMMA3_12B, _shape(500), gpu="auto")
+    assert result.gpu == "nvidia-l4" and result.usd is not None  # the GPU fits; the host may not
+    (warning,) = result.warnings
+    assert warning.startswith(f"needs about {result.host_memory_gib:.0f} GiB of host memory")
+    assert "32 GiB" in warning and "export.merged=false" in warning and "use gpu 'nvidia-rtx-pro-6000'" in warning
+    assert "models/" in warning
+    big = estimate(GEMMA4_31B, _shape(3680, mean_tokens=300 + 280), gpu="nvidia-rtx-pro-6000")
+    assert big.gpu == "nvidia-rtx-pro-6000" and big.host_memory_gib > 80
+    (warning,) = big.warnings
+    assert "fewer examples" in warning and "use gpu" not in warning and "export.merged" not in warning
+    mounted = estimate(
+        GEMMA4_31B, _shape(3680, mean_tokens=300 + 280), gpu="nvidia-rtx-pro-6000", weights_on_mount=True
+    )
+    assert mounted.warnings == [] and mounted.host_memory_gib < 80
+
+
+def test_a_run_no_gpu_holds_has_no_instance() -> None:
+    result = estimate(GEMMA3_27B, RunShape("full", 1000, 500, 1, 8, 1, 4096))
+    assert result.host_memory_gib is None and result.instance_memory_gib is None and result.warnings == []
+
+
+def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked() -> None:
+    from services.training.jobs_service import JobService, SchedulingPolicy
+    from services.training.models_api import EstimateRequest, estimate_run
+
+    # With `examples`, neither the store nor the launcher is used.
+    jobs = JobService(None, None, SchedulingPolicy(2, 120, 900, 3600), profile="gcp")  # type: ignore[arg-type]
+
+    def ask(**runtune: object) -> dict:
+        request = EstimateRequest(model="google/gemma-3-12b-it", examples=500, runtune=runtune)
+        return estimate_run(request, None, jobs)  # type: ignore[arg-type]
+
+    merged, adapter_only = ask(), ask(export={"merged": False})
+    assert merged["instance_memory_gib"] == adapter_only["instance_memory_gib"] == 32
+    assert adapter_only["host_memory_gib"] < merged["host_memory_gib"]
+    assert "export.merged=false" in merged["warnings"][0] and "export.merged" not in adapter_only["warnings"][0]
