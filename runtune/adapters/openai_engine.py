@@ -15,6 +15,8 @@ from runtune.ports.engine import EngineModelNotFound
 # Runtune's scoring extension (the local engine has it, vLLM does not): all continuations in one request.
 SCORE_PATH = "/v1/runtune/score"
 LANES = 16
+# A user text whose rendering shows where the template's own text around it starts and ends.
+PROBE_TEXT = "Runtune probe"
 CONNECTIONS_PER_LANE = 16  # 256 in all: long-lived streams never wait for a connection
 
 
@@ -59,6 +61,8 @@ class OpenAIEngine:
         self._next_lane = itertools.cycle(self._lanes)
         # Whether the engine offers Runtune's scoring extension; None until the first score call tells.
         self._batched_scoring: bool | None = None
+        # Per model: the chat template's text from the end of a user's text to the model's answer.
+        self._openings: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await asyncio.gather(*(lane.aclose() for lane in self._lanes))
@@ -99,7 +103,7 @@ class OpenAIEngine:
         An engine that offers Runtune's scoring extension (`POST /v1/runtune/score`: the local engine)
         gets one request per conversation and runs all continuations as one batch. vLLM has no scoring
         endpoint: there each continuation is a chat completion whose `prompt_logprobs` cover the
-        conversation ending in the assistant turn being scored (`continue_final_message`), all sent
+        conversation rendered up to the continuation's end (`continue_final_message`), all sent
         together on one connection pool so the engine batches them. (vLLM does not read its prefix
         cache for `prompt_logprobs` requests: each computes the shared prompt again.) Which one applies
         is learnt from the first call: a missing route answers 404 without the error envelope."""
@@ -114,13 +118,30 @@ class OpenAIEngine:
                 _raise_for(response)
                 self._batched_scoring = True
                 return [float(score) for score in response.json()["scores"]]
+        opening = await self._turn_opening(model, lane)
+        *history, last = messages
+        if last.get("role") != "user":
+            raise InvalidRequest("label scoring needs a conversation that ends with a user message", param="messages")
+        content = last["content"]
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
         replies = await asyncio.gather(
             *(
                 self._post(
                     "/v1/chat/completions",
                     {
                         "model": model,
-                        "messages": [*messages, {"role": "assistant", "content": continuation}],
+                        # The label goes at the end of the user's turn, after the template's own
+                        # opening of the model's turn: an assistant message cannot carry it, since
+                        # Gemma 4's template renders a model turn in history without the empty
+                        # thinking block its generation prompt (and so training) puts before the
+                        # answer, and strips that block from an assistant message's text (the
+                        # render then fails). `/v1/completions` with a rendered prompt cannot carry
+                        # the sample's image. vLLM renders with `tokenize=False` and encodes the
+                        # special tokens in the text, so these are the trained tokens exactly.
+                        "messages": [
+                            *history,
+                            {**last, "content": [*parts, {"type": "text", "text": opening + continuation}]},
+                        ],
                         "add_generation_prompt": False,
                         "continue_final_message": True,
                         "max_tokens": 1,
@@ -137,6 +158,26 @@ class OpenAIEngine:
             raise failed
         answered = [reply for reply in replies if isinstance(reply, httpx.Response)]
         return tail_scores([prompt_token_logprobs(reply.json()) for reply in answered])
+
+    async def _turn_opening(self, model: str, lane: httpx.AsyncClient) -> str:
+        """What the engine's chat template writes between the user's last text and the model's answer:
+        the end of the user's turn and the generation prompt (Gemma 4: `<turn|>\n<|turn>model\n` and
+        the empty thinking block; Gemma 4 E2B/E4B's template has no block). Learnt from the engine
+        (vLLM's `/tokenize` and `/detokenize`), once per model, so the service needs no tokenizer and
+        the scored prefix is the template's own generation prompt, the one the trainer trained after."""
+        if (known := self._openings.get(model)) is not None:
+            return known
+        probe = {"role": "user", "content": [{"type": "text", "text": PROBE_TEXT}]}
+        tokenized = await self._post(
+            "/tokenize", {"model": model, "messages": [probe], "add_generation_prompt": True}, lane
+        )
+        detokenized = await self._post("/detokenize", {"model": model, "tokens": tokenized.json()["tokens"]}, lane)
+        text = str(detokenized.json().get("prompt") or "")
+        if PROBE_TEXT not in text:
+            raise UpstreamUnavailable("The inference engine's chat template did not render the probe conversation")
+        opening = text[text.rindex(PROBE_TEXT) + len(PROBE_TEXT) :]
+        self._openings[model] = opening
+        return opening
 
     async def _post(self, path: str, body: dict[str, Any], lane: httpx.AsyncClient | None = None) -> httpx.Response:
         return await self._request("POST", path, json=body, lane=lane)
@@ -160,7 +201,9 @@ def _raise_for(response: httpx.Response) -> None:
         message = error.get("message") if isinstance(error, dict) else str(error)
     except ValueError:
         message = response.text[:300]
-    if response.status_code == 404 and response.url.path.endswith(("/chat/completions", SCORE_PATH)):
+    if response.status_code == 404 and response.url.path.endswith(
+        ("/chat/completions", SCORE_PATH, "/tokenize", "/detokenize")
+    ):
         # vLLM (and the local engine) answer 404 for a model they do not serve.
         raise EngineModelNotFound(f"The inference engine refused the request: {message}", code="engine_rejected")
     if 400 <= response.status_code < 500:

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from runtune.adapters.openai_engine import OpenAIEngine
+from runtune.adapters.openai_engine import PROBE_TEXT, OpenAIEngine
 from runtune.errors import InvalidRequest
 from runtune.inference.adapter_pool import AdapterPool
 from runtune.inference.models import Target, TunedAdapter
@@ -19,6 +19,9 @@ from runtune.inference.staging import AdapterStager
 from runtune.models.registry import get
 from runtune.ports.engine import EngineModelNotFound
 from services.inference.service import InferenceService
+
+# What Gemma 3's template writes from the end of a user's text to the model's answer.
+OPENING = "<end_of_turn>\n<start_of_turn>model\n"
 
 
 class FakeVllm:
@@ -66,13 +69,17 @@ class FakeVllm:
                         return self._json(404, {"error": {"message": message, "type": "NotFoundError"}})
                     fake.adapters.discard(body["lora_name"])
                     return self._json(200, {})
+                if self.path == "/tokenize":  # the probe: a user turn and the generation prompt
+                    return self._json(200, {"count": 3, "max_model_len": 8192, "tokens": [2, 105, 106]})
+                if self.path == "/detokenize":
+                    return self._json(200, {"prompt": f"<bos><start_of_turn>user\n{PROBE_TEXT}{OPENING}"})
                 if self.path == "/v1/chat/completions":
                     if body["model"] not in {"google/gemma-3-4b-it", *fake.adapters}:
                         return self._json(404, {"error": {"message": f"model {body['model']} not found"}})
                     if body.get("prompt_logprobs") is not None:
                         # Prompt tokens: a shared prefix, then one token per character of the
                         # continuation; "dog" is the likely one.
-                        text = body["messages"][-1]["content"]
+                        text = body["messages"][-1]["content"][-1]["text"].removeprefix(OPENING)
                         logprob = -0.1 if text.startswith("dog") else -2.0
                         entries = [None, {"7": {"logprob": -0.5, "rank": 1}}, {"8": {"logprob": -0.5, "rank": 1}}]
                         entries += [{str(ord(c)): {"logprob": logprob, "rank": 1}} for c in text]
@@ -230,18 +237,28 @@ def test_label_scoring_asks_for_prompt_logprobs_of_each_continuation(vllm: FakeV
     # vLLM lacks Runtune's scoring extension: asked on the first call only (the requests of the second
     # are all that is recorded), then per-label chat completions.
     assert "/v1/runtune/score" not in [path for _, path, _ in vllm.requests]
+    assert "/tokenize" not in [path for _, path, _ in vllm.requests]
     # Only what follows the shared prefix counts: the three letters of each label and the end of turn.
     assert dog == pytest.approx(-0.1 * 16) and cat == pytest.approx(-2.0 * 16)
     # Sent together: they may arrive in either order.
     sent = sorted(
         (body for _, path, body in vllm.requests if path == "/v1/chat/completions"),
-        key=lambda body: body["messages"][-1]["content"],
+        key=lambda body: body["messages"][-1]["content"][-1]["text"],
     )
     assert len(sent) == 2
+    # The label ends the user's turn after the template's own opening of the model's turn (learnt
+    # from the engine once: the second call asked nothing more), so the scored prefix is the
+    # template's generation prompt, the one training put before the answer.
+    question = CHAT["messages"][0]
     for body, label in zip(sent, ["cat", "dog"], strict=True):
         assert body == {
             "model": "google/gemma-3-4b-it",
-            "messages": [*CHAT["messages"], {"role": "assistant", "content": f"{label}<end_of_turn>"}],
+            "messages": [
+                {
+                    **question,
+                    "content": [*question["content"], {"type": "text", "text": f"{OPENING}{label}<end_of_turn>"}],
+                }
+            ],
             "add_generation_prompt": False,
             "continue_final_message": True,
             "max_tokens": 1,
