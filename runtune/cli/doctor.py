@@ -33,7 +33,10 @@ def doctor(
         None, help="Reach the engine here (from inside its VPC); otherwise its models are listed only if reachable"
     ),
     engine_base: list[str] | None = typer.Option(
-        None, "--engine-base", help="A base model the engine must serve (repeatable; default: what it is deployed with)"
+        None,
+        "--engine-base",
+        help="A base model the engine must serve (repeatable; default: the local engine's models, "
+        "or what the cloud engine is deployed with)",
     ),
     identity_token: str | None = typer.Option(
         None,
