@@ -126,3 +126,14 @@ def test_workload_commands_follow_the_services_variables(monkeypatch) -> None:
     by_name = {c.name: c for c in workload_checks(WorkloadCommands())}
     assert not by_name["workload evaluate: command"].ok
     assert by_name["workload train: command"].ok
+
+
+def test_cloud_doctor_without_credentials_names_the_login(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from runtune.cli.main import app
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    result = CliRunner().invoke(app, ["doctor", "--project", "demo-proj"])
+    assert result.exit_code == 1
+    assert "credentials: gcloud auth application-default login" in result.output
