@@ -9,6 +9,7 @@ from rich.console import Console
 from runtune.cli import datasets, dev, inference, jobs
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
+from runtune.cli.doctor import doctor
 from runtune.dev.platform import read_state
 from runtune.errors import RuntuneError
 from runtune.firebase_rest import FirebaseAuthRest
@@ -21,6 +22,7 @@ app.command("chat")(inference.chat)
 app.command("eval")(inference.evaluate)
 app.command("vibe")(inference.vibe)
 app.command("export")(inference.export)
+app.command("doctor")(doctor)
 console = Console()
 # The Auth emulator accepts any key; Google's endpoints need the project's real Web API key.
 EMULATOR_API_KEY = "fake-api-key"

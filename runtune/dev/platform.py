@@ -2,8 +2,9 @@
 
 `LocalPlatform.start()` brings everything up in dependency order and waits for each piece to be
 healthy; `stop()` takes it down in reverse, letting the emulators export their data. The endpoints
-go to `.runtune/dev.json` for scripts and tests (mode 0600: it holds the demo password; the
-gateway's internal token is never written anywhere).
+go to `.runtune/dev.json` for scripts, tests and `runtune doctor` (mode 0600: it holds the demo
+password and the local engine's key, which any process of this user could read from the inference
+service's environment anyway; the gateway's internal token is never written anywhere).
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ class LocalPlatform:
             "gateway_url": f"http://127.0.0.1:{self.config.ports.gateway}",
             "services": self.service_urls(),
             "engine_url": f"http://127.0.0.1:{self.config.ports.engine}",
+            # `runtune doctor` lists the engine's models with it.
+            "engine_api_key": self.engine_token,
             "firestore_emulator_host": endpoints.firestore_host,
             "storage_emulator_host": endpoints.storage_host,
             "auth_emulator_host": endpoints.auth_host,
