@@ -20,10 +20,10 @@ import pytest
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.datasets.canonical import Example
 from runtune.demo.shapes import CLASSES, example
+from runtune.inference.evaluation import as_openai
 from runtune.models import registry
 from runtune.models.loading import load_processor
 from runtune.training.chat import ChatFormat
-from services.inference.evaluations import as_openai
 
 
 def _conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
