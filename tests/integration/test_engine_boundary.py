@@ -372,3 +372,24 @@ def test_pools_of_several_processes_share_one_engine(vllm: FakeVllm) -> None:
         body for _, path, body in vllm.requests if path == "/v1/load_lora_adapter" and body["lora_name"] == "ftjob-a"
     ]
     assert len(refused) == 2  # the second answered "already loaded", and was adopted
+
+
+def test_a_deleted_models_adapter_leaves_the_engine_whoever_loaded_it(vllm: FakeVllm) -> None:
+    """The engine is shared: the instance that handles `DELETE /v1/models/{id}` frees the slot even
+    when another instance (or an evaluation execution) loaded the adapter; the loader's stale entry
+    is then evicted without error."""
+
+    async def run() -> None:
+        engine = OpenAIEngine(vllm.url)
+        loader, deleter = AdapterPool(engine, capacity=1), AdapterPool(engine, capacity=1)
+        try:
+            await loader.ensure("ftjob-a", "/mnt/a")
+            await deleter.forget("ftjob-a")
+            assert "ftjob-a" not in vllm.adapters
+            await deleter.forget("ftjob-a")  # again: nothing left to unload, not an error
+            await loader.ensure("ftjob-b", "/mnt/b")  # evicts its stale ftjob-a: already gone
+            assert vllm.adapters == {"ftjob-b"} and loader.loaded == ["ftjob-b"]
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
