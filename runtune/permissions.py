@@ -177,14 +177,16 @@ DEPLOYABLES: dict[str, Permissions] = {
     ),
     "inference": Permissions(
         "chat, vibe checks, evaluations and exports over the engine",
+        # Deleting a tuned model (DELETE /v1/models/{id}) removes its job's export folder and the
+        # exports made from it, and marks the job (`model_deleted_at`).
         bucket={
-            JOB_EXPORTS: "r",
+            JOB_EXPORTS: "rd",
             DATASETS: "r",
             EVALUATIONS: "rw",
             VIBE_CHECKS: "rw",
-            EXPORTS: "rw",
+            EXPORTS: "rwd",
         },
-        firestore={"evaluations": "rw", "vibe_checks": "rw", "exports": "rw", "jobs": "r", "datasets": "r"},
+        firestore={"evaluations": "rw", "vibe_checks": "rw", "exports": "rw", "jobs": "rw", "datasets": "r"},
         signs_urls=True,
         runs_jobs=("evaluate",),
         invokes=("engine",),

@@ -80,11 +80,15 @@ class AdapterPool:
             log.warning("adapter reloaded after the engine lost it", extra={"adapter": name})
 
     async def forget(self, name: str) -> None:
-        """Unload an adapter whose job was deleted."""
+        """Unload an adapter whose model was deleted, whoever loaded it: the engine is shared, so its
+        slot is freed for every pool; the others' stale bookkeeping is harmless (their eviction of an
+        adapter already gone is not an error, and the resolver no longer sends requests for it)."""
         async with self._lock:
-            if self._loaded.pop(name, None) is not None:
-                self._own.discard(name)
+            self._loaded.pop(name, None)
+            self._own.discard(name)
+            if name in await self._engine.models():
                 await self._unload(name)
+                log.info("adapter unloaded: its model was deleted", extra={"adapter": name})
 
     async def release(self) -> None:
         """Unload the adapters this pool loaded itself (an evaluation execution, at its end, leaves the

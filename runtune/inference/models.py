@@ -1,11 +1,14 @@
 """Which model a request names: a base model of the registry, or the `ft:` id of one of the caller's
-own succeeded jobs. Anything else (another user's job, a raw `gs://` or file path, an adapter
-outside the caller's own folder) is a 404 that says nothing about whether it exists."""
+own succeeded jobs whose model was not deleted (`DELETE /v1/models/{id}`). Anything else (another
+user's job, a raw `gs://` or file path, an adapter outside the caller's own folder) is a 404 that
+says nothing about whether it exists."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from runtune import serving
 from runtune.errors import NotFound
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
@@ -43,10 +46,9 @@ class ModelResolver:
     def __init__(self, store: MetadataStore) -> None:
         self._store = store
 
-    def resolve(self, uid: str, model: str, param: str = "model") -> Target:
-        spec = registry.lookup(model)
-        if spec is not None:
-            return Target(model, spec)
+    def tuned_job(self, uid: str, model: str, param: str = "model", *, deleted_too: bool = False) -> Job:
+        """The caller's own succeeded job whose `fine_tuned_model` is `model`, else 404; one whose
+        model was deleted only with `deleted_too` (a repeated delete finishes an interrupted cleanup)."""
         parts = model.split(":")
         if len(parts) != 3 or parts[0] != "ft" or not plausible_id(parts[2]):
             raise model_not_found(model, param)
@@ -54,12 +56,41 @@ class ModelResolver:
         if document is None or document.get("owner") != uid:
             raise model_not_found(model, param)
         job = Job.model_validate(document)
+        if job.status is not JobStatus.succeeded or job.fine_tuned_model != model:
+            raise model_not_found(model, param)
+        if job.model_deleted_at and not deleted_too:
+            raise model_not_found(model, param)
+        return job
+
+    def resolve(self, uid: str, model: str, param: str = "model") -> Target:
+        spec = registry.lookup(model)
+        if spec is not None:
+            return Target(model, spec)
+        job = self.tuned_job(uid, model, param)
         base = registry.lookup(job.model)
         prefix = ((job.runtune or {}).get("export") or {}).get("adapter")
-        if job.status is not JobStatus.succeeded or job.fine_tuned_model != model or base is None or not prefix:
+        if base is None or not prefix:
             raise model_not_found(model, param)
         # The job document is written by the trainer; trust its adapter path only inside the owner's
         # own job folder.
         if not isinstance(prefix, str) or not prefix.startswith(f"users/{uid}/jobs/{job.id}/") or ".." in prefix:
             raise model_not_found(model, param)
         return Target(model, base, TunedAdapter(job.id, prefix), job)
+
+
+def base_model_object(spec: ModelSpec, profile: str) -> dict[str, Any]:
+    """A base model as `GET /v1/models` and `GET /v1/models/{id}` show it. `served`: the inference
+    engine serves this base's adapters (runtune/serving.json); jobs on the others train for download only."""
+    return {**spec.public(), "created": 0, "served": spec.id in serving.load().served(profile)}
+
+
+def tuned_model_object(job: Job) -> dict[str, Any]:
+    """A fine-tuned model as OpenAI's Model object shows it, with where it came from."""
+    return {
+        "id": job.fine_tuned_model,
+        "object": "model",
+        "created": job.finished_at or job.created_at,
+        "owned_by": job.owner,
+        "parent": job.model,
+        "fine_tuning_job": job.id,
+    }

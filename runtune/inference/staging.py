@@ -54,6 +54,14 @@ class AdapterStager:
                     await self._pool.refresh(adapter.job_id, await self._path(adapter))
                 return await call(name)
 
+    async def discard(self, job_id: str) -> None:
+        """The model of `job_id` was deleted: out of the engine, and its local download gone."""
+        async with self._locks.setdefault(job_id, asyncio.Lock()):
+            await self._pool.forget(job_id)
+            if self._download:
+                await run_in_threadpool(shutil.rmtree, Path(self._root) / job_id, True)
+        self._locks.pop(job_id, None)
+
     async def release(self) -> None:
         """Unload what this process loaded (see `AdapterPool.release`)."""
         await self._pool.release()

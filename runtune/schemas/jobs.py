@@ -105,6 +105,9 @@ class Job(OwnedResource):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     method: dict[str, Any] = Field(default_factory=dict)
     fine_tuned_model: str | None = None
+    # When its owner deleted the tuned model (`DELETE /v1/models/{id}`): the job stays in the history
+    # with its `fine_tuned_model`, as OpenAI keeps it, but that id resolves nowhere any more.
+    model_deleted_at: int | None = None
     finished_at: int | None = None
     estimated_finish: int | None = None
     organization_id: str = "org-runtune"

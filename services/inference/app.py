@@ -1,6 +1,6 @@
 """The inference service (private: reached only through the gateway): chat completions, vibe checks,
-evaluations and exports, over an OpenAI-compatible engine (vLLM in the cloud, the local engine server
-on the laptop)."""
+evaluations, exports, and one model's retrieval and deletion, over an OpenAI-compatible engine (vLLM in
+the cloud, the local engine server on the laptop)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from runtune.api.service_app import create_service_app
 from runtune.inference.serving import build_serving
 from runtune.ports.launcher import Workload
 from runtune.settings import InferenceSettings
-from services.inference import chat_api, evaluations_api, exports_api, vibe_api
+from services.inference import chat_api, evaluations_api, exports_api, models_api, vibe_api
 from services.inference.evaluations import EvaluationExecutions
 from services.inference.service import InferenceService
 
@@ -72,6 +72,6 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     return create_service_app(
         DEPLOYABLE,
         settings,
-        routers=[chat_api.router, vibe_api.router, evaluations_api.router, exports_api.router],
+        routers=[chat_api.router, vibe_api.router, evaluations_api.router, exports_api.router, models_api.router],
         lifespan=lifespan,
     )

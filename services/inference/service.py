@@ -6,8 +6,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from runtune.errors import InvalidRequest
+from starlette.concurrency import run_in_threadpool
+
+from runtune.errors import InvalidRequest, PermissionDenied
+from runtune.inference.models import model_not_found
 from runtune.inference.serving import Serving
+from runtune.models import registry
+from runtune.ports.metadata import Where
+from runtune.schemas.common import now_ts
+from runtune.schemas.jobs import Job, job_path
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
 # engine-only options (adapter paths, prompt scoring) through the public API.
@@ -51,6 +58,39 @@ class InferenceService(Serving):
 
         first, upstream = await self._stager.run(target, opened)
         return _renamed(first, upstream, body["model"])
+
+    async def delete_model(self, uid: str, model: str) -> dict[str, Any]:
+        """`DELETE /v1/models/{id}`: a tuned model out of the platform. In this order, so that nothing
+        picks the model up while its files go: the job is marked (`model_deleted_at`: every resolver,
+        in every instance and evaluation execution, answers 404 from then on), the engine unloads it
+        (its slots are shared by all instances), then its blobs go: the job's `export/` folder (adapter
+        and merged model) and the caller's exports made from it (documents and archives). The job
+        stays in the history. A delete interrupted after the mark is finished by deleting again (404)."""
+        if registry.lookup(model) is not None:
+            # The model exists and the caller may see it (GET answers it), so 404 would be untrue, and
+            # the request is well formed: it is just not the caller's to delete (OpenAI's 403 likewise).
+            raise PermissionDenied(
+                f"'{model}' is a base model; only your fine-tuned (`ft:`) models can be deleted",
+                param="model",
+                code="model_not_deletable",
+            )
+        job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
+        already = job.model_deleted_at is not None
+        if not already:
+            await run_in_threadpool(self.store.update, job_path(job.id), {"model_deleted_at": now_ts()})
+        await self._stager.discard(job.id)
+        await run_in_threadpool(self._remove_model_files, job)
+        if already:
+            raise model_not_found(model)
+        return {"id": model, "object": "model", "deleted": True}
+
+    def _remove_model_files(self, job: Job) -> None:
+        exports = self.store.query("exports", where=[Where("owner", "==", job.owner), Where("job_id", "==", job.id)])
+        for export_id, _ in exports:
+            # Adapter archives live under the export; a merged export points into the job's folder.
+            self.blobs.delete_prefix(f"users/{job.owner}/exports/{export_id}/")
+            self.store.delete(f"exports/{export_id}")
+        self.blobs.delete_prefix(f"users/{job.owner}/jobs/{job.id}/export/")
 
 
 async def _renamed(first: bytes, rest: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

@@ -1,4 +1,5 @@
-"""`GET /v1/models` and `POST /v1/fine_tuning/estimate`: what can be trained, and what it will take."""
+"""`GET /v1/models` and `POST /v1/fine_tuning/estimate`: what can be trained, and what it will take.
+One model (`GET` / `DELETE /v1/models/{id}`) is the inference service's: it serves and unloads them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtune import serving
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
 from runtune.estimate import RunShape, estimate
+from runtune.inference.models import base_model_object, tuned_model_object
 from runtune.jobs import hyperparameters
 from runtune.models import registry
 from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
@@ -28,21 +29,12 @@ Jobs = Annotated[JobService, Depends(_jobs)]
 
 @router.get("/v1/models")
 def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
-    # `served`: the inference engine serves this base's adapters (runtune/serving.json); jobs on the
-    # others train for download only.
-    served = set(serving.load().served(jobs.profile))
-    base = [{**spec.public(), "created": 0, "served": spec.id in served} for spec in registry.MODELS.values()]
+    # `GET /v1/models/{id}` and `DELETE` are the inference service's (it serves and unloads them).
+    base = [base_model_object(spec, jobs.profile) for spec in registry.MODELS.values()]
     tuned = [
-        {
-            "id": job.fine_tuned_model,
-            "object": "model",
-            "created": job.finished_at or job.created_at,
-            "owned_by": user.uid,
-            "parent": job.model,
-            "fine_tuning_job": job.id,
-        }
+        tuned_model_object(job)
         for job in jobs.jobs.with_status([JobStatus.succeeded], owner=user.uid)
-        if job.fine_tuned_model
+        if job.fine_tuned_model and not job.model_deleted_at
     ]
     return {"object": "list", "data": base + tuned}
 

@@ -11,13 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from runtune.adapters.firestore import FirestoreMetadataStore
+from runtune.adapters.gcs import GcsBlobStore
 from runtune.adapters.openai_engine import PROBE_TEXT, OpenAIEngine
-from runtune.errors import InvalidRequest
+from runtune.errors import InvalidRequest, NotFound, PermissionDenied
 from runtune.inference.adapter_pool import AdapterPool
-from runtune.inference.models import Target, TunedAdapter
+from runtune.inference.models import ModelResolver, Target, TunedAdapter
 from runtune.inference.staging import AdapterStager
 from runtune.models.registry import get
 from runtune.ports.engine import EngineModelNotFound
+from runtune.schemas.common import new_id
+from runtune.schemas.jobs import Job, JobStatus, job_path
 from services.inference.service import InferenceService
 
 # What Gemma 3's template writes from the end of a user's text to the model's answer.
@@ -372,3 +376,70 @@ def test_pools_of_several_processes_share_one_engine(vllm: FakeVllm) -> None:
         body for _, path, body in vllm.requests if path == "/v1/load_lora_adapter" and body["lora_name"] == "ftjob-a"
     ]
     assert len(refused) == 2  # the second answered "already loaded", and was adopted
+
+
+def test_a_deleted_models_adapter_leaves_the_engine_whoever_loaded_it(vllm: FakeVllm) -> None:
+    """The engine is shared: the instance that handles `DELETE /v1/models/{id}` frees the slot even
+    when another instance (or an evaluation execution) loaded the adapter; the loader's stale entry
+    is then evicted without error."""
+
+    async def run() -> None:
+        engine = OpenAIEngine(vllm.url)
+        loader, deleter = AdapterPool(engine, capacity=1), AdapterPool(engine, capacity=1)
+        try:
+            await loader.ensure("ftjob-a", "/mnt/a")
+            await deleter.forget("ftjob-a")
+            assert "ftjob-a" not in vllm.adapters
+            await deleter.forget("ftjob-a")  # again: nothing left to unload, not an error
+            await loader.ensure("ftjob-b", "/mnt/b")  # evicts its stale ftjob-a: already gone
+            assert vllm.adapters == {"ftjob-b"} and loader.loaded == ["ftjob-b"]
+        finally:
+            await engine.aclose()
+
+    asyncio.run(run())
+
+
+def test_deleting_a_tuned_model_frees_its_slot_and_its_files(vllm: FakeVllm, emulators, tmp_path) -> None:
+    """`InferenceService.delete_model` on the real Firestore and bucket emulators: the adapter the
+    service staged (downloaded) and loaded leaves the engine and the disk, its export folder and the
+    exports made from it leave the bucket, the job stays with `model_deleted_at`, and the id is a 404."""
+
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    blobs = GcsBlobStore.for_bucket(emulators.project_id, emulators.bucket)
+    uid, job_id, base = "u-del", new_id("ftjob"), "google/gemma-3-4b-it"
+    model, folder = f"ft:{base}:{job_id}", f"users/u-del/jobs/{job_id}/export/"
+    blobs.upload_bytes(f"{folder}adapter/adapter_config.json", b"{}")
+    blobs.upload_bytes(f"{folder}merged/model.safetensors", b"weights")
+    blobs.upload_bytes(f"users/{uid}/exports/export-1/adapter.tar.gz", b"archive")
+    blobs.upload_bytes(f"users/{uid}/jobs/{job_id}/config.json", b"{}")  # not the model's: stays
+    store.set("exports/export-1", {"id": "export-1", "owner": uid, "job_id": job_id, "model": model})
+    store.set("exports/export-2", {"id": "export-2", "owner": uid, "job_id": "ftjob-other", "model": "x"})
+    job = Job(id=job_id, owner=uid, model=base, training_file="file-1", status=JobStatus.succeeded)
+    job.fine_tuned_model, job.runtune = model, {"export": {"adapter": f"{folder}adapter/"}}
+    store.set(job_path(job_id), job.to_document())
+
+    async def run() -> dict[str, object]:
+        engine = OpenAIEngine(vllm.url)
+        stager = AdapterStager(AdapterPool(engine, capacity=2), blobs, root=str(tmp_path), download=True)
+        service = InferenceService(store, blobs, engine, stager)
+        try:
+            assert await service.answer(service.models.resolve(uid, model), CHAT["messages"], 8, 0.0)
+            assert job_id in vllm.adapters and (tmp_path / job_id / "adapter_config.json").is_file()
+            with pytest.raises(NotFound):
+                await service.delete_model("someone-else", model)
+            with pytest.raises(PermissionDenied):
+                await service.delete_model(uid, base)
+            assert job_id in vllm.adapters, "refused deletes touch nothing"
+            return await service.delete_model(uid, model)
+        finally:
+            await engine.aclose()
+
+    assert asyncio.run(run()) == {"id": model, "object": "model", "deleted": True}
+    assert job_id not in vllm.adapters and not (tmp_path / job_id).exists()
+    assert blobs.list(folder) == [] and blobs.list(f"users/{uid}/exports/export-1/") == []
+    assert [b.path for b in blobs.list(f"users/{uid}/jobs/{job_id}/")] == [f"users/{uid}/jobs/{job_id}/config.json"]
+    assert store.get("exports/export-1") is None and store.get("exports/export-2") is not None
+    kept = Job.model_validate(store.get(job_path(job_id)))
+    assert kept.status is JobStatus.succeeded and kept.fine_tuned_model == model and kept.model_deleted_at
+    with pytest.raises(NotFound):
+        ModelResolver(store).resolve(uid, model)

@@ -8,11 +8,16 @@ def test_route_table_picks_the_owning_service() -> None:
     assert upstream_for("/v1/fine_tuning/jobs/ftjob-1/events") == "training"
     assert upstream_for("/v1/chat/completions") == "inference"
     assert upstream_for("/v1/me") == "training"
+    # The list is the training service's; one model (retrieve, delete) the inference service's.
+    assert upstream_for("/v1/models") == "training"
+    assert upstream_for("/v1/models/ft:tiny-gemma-3-vision:ftjob-1") == "inference"
+    assert upstream_for("/v1/models/google/gemma-3-4b-it") == "inference"
 
 
 def test_route_table_does_not_match_partial_segments() -> None:
     assert upstream_for("/v1/filesystem") is None
     assert upstream_for("/v1") is None
+    assert upstream_for("/v1/modelsx") is None
     assert upstream_for("/admin") is None
 
 

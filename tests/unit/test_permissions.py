@@ -47,6 +47,9 @@ def blob_allowed(deployable: str, path: str, access: str) -> bool:
         ("evaluate", predictions_path(UID, "eval-1"), "w"),
         ("inference", f"users/{UID}/vibe_checks/vibe-1/prompt-0.png", "w"),
         ("inference", f"users/{UID}/exports/exp-1/adapter.tar.gz", "w"),
+        # Deleting a tuned model: its job's export folder and the exports made from it.
+        ("inference", f"users/{UID}/jobs/ftjob-1/export/", "d"),
+        ("inference", f"users/{UID}/exports/exp-1/", "d"),
         ("engine", f"users/{UID}/jobs/ftjob-1/export/adapter/adapter_model.safetensors", "r"),
     ],
 )
@@ -86,7 +89,7 @@ def test_document_access_follows_collections_without_ids() -> None:
     assert trainer.allows_document("datasets/ds-1", "r")
     assert not trainer.allows_document("datasets/ds-1", "w")
     assert not trainer.allows_document("uploads/up-1", "r")
-    assert not permissions.of("inference").allows_document(job_path("ftjob-1"), "w")
+    assert not permissions.of("evaluate").allows_document(job_path("ftjob-1"), "w")
 
 
 def test_an_unknown_deployable_is_named() -> None:
@@ -148,10 +151,10 @@ def _blob_calls(path: str, tmp_path: Path) -> dict[str, Any]:
 def test_blob_wrapper_refuses_writes_to_a_read_only_prefix_as_a_403(
     method: str, inner_blobs: MagicMock, tmp_path: Path
 ) -> None:
-    blobs = PermittedBlobStore(inner_blobs, "inference")
+    blobs = PermittedBlobStore(inner_blobs, "evaluate")
     path = f"users/{UID}/jobs/ftjob-1/export/adapter/adapter_model.safetensors"
     with pytest.raises(
-        gexc.Forbidden, match=rf"inference may not (write|delete) 'users/{UID}/jobs/ftjob-1/export/adapter/"
+        gexc.Forbidden, match=rf"evaluate may not (write|delete) 'users/{UID}/jobs/ftjob-1/export/adapter/"
     ):
         _blob_calls(path, tmp_path)[method](blobs)
     assert not getattr(inner_blobs, method).called

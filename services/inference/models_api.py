@@ -1,0 +1,32 @@
+"""`GET /v1/models/{id}` and `DELETE /v1/models/{id}`: one base model or one of the caller's tuned
+models, as OpenAI's Model object. Here rather than next to the list (the training service's) because
+deleting a tuned model unloads it from the engine this service talks to. Ids contain `/` (the base
+`google/gemma-3-4b-it`) and `:` (`ft:...`): the route takes the rest of the path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from runtune.api.deps import CurrentUser
+from runtune.inference.models import base_model_object, tuned_model_object
+from runtune.models import registry
+from services.inference.deps import Inference
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request, user: CurrentUser, inference: Inference) -> dict[str, Any]:
+    spec = registry.lookup(model_id)
+    if spec is not None:
+        return base_model_object(spec, request.app.state.settings.profile)
+    job = await run_in_threadpool(inference.models.tuned_job, user.uid, model_id)
+    return tuned_model_object(job)
+
+
+@router.delete("/{model_id:path}")
+async def delete_model(model_id: str, user: CurrentUser, inference: Inference) -> dict[str, Any]:
+    return await inference.delete_model(user.uid, model_id)
