@@ -172,3 +172,50 @@ def test_a_failed_validation_file_fails_the_job_naming_it(service) -> None:
     assert failed.status is JobStatus.failed and failed.error is not None
     assert failed.error.code == "invalid_validation_file" and failed.error.param == "validation_file"
     assert validation in failed.error.message and "line 2: not JSON" in failed.error.message
+
+
+class RaceAfterKeyStore:
+    """The metadata store, with a competing request run right after the first write that stores an
+    Idempotency-Key: the worst moment for a retry racing the request that made the key."""
+
+    def __init__(self, inner, competitor) -> None:
+        self._inner, self._competitor, self._raced = inner, competitor, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def _after(self, paths: list[str]) -> None:
+        if not self._raced and any(path.startswith("idempotency_keys/") for path in paths):
+            self._raced = True
+            self._competitor()
+
+    def create(self, path: str, data: dict) -> None:
+        self._inner.create(path, data)
+        self._after([path])
+
+    def create_many(self, items) -> None:
+        self._inner.create_many(items)
+        self._after([path for path, _ in items])
+
+
+def test_a_retry_racing_the_first_request_of_a_key_gets_its_job(emulators) -> None:
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from services.training.jobs_service import JobService, SchedulingPolicy
+
+    inner = FirestoreMetadataStore.for_project(emulators.project_id)
+    uid = _uid()
+    request = CreateJobRequest(model=MODEL, training_file=_dataset(inner, uid, DatasetStatus.ready))
+    policy = SchedulingPolicy(max_running_per_user=5, heartbeat_stale_s=120, start_timeout_s=900, task_timeout_s=3600)
+    answers: list[Job] = []
+    store = RaceAfterKeyStore(inner, lambda: answers.append(racing.create(uid, request, "key-1")))
+    racing = JobService(store, ScriptedLauncher(), policy, profile="local")
+    first = JobService(store, ScriptedLauncher(), policy, profile="local").create(uid, request, "key-1")
+
+    assert [answer.id for answer in answers] == [first.id]
+    assert [job.id for job in _jobs_of(inner, uid)] == [first.id]
+
+
+def _jobs_of(store, uid: str) -> list[Job]:
+    from services.training.repository import JobRepository
+
+    return JobRepository(store).list_owned(uid, limit=10)
