@@ -1,9 +1,11 @@
 """What happens to a fine-tuning job between the API and the trainer: validate, queue, launch,
 cancel, and reconcile jobs whose trainer went quiet.
 
-Status flow: `validating_files` -> `queued` -> (launched; the trainer sets) `running` ->
-`succeeded` | `failed` | `cancelled`. No job stays `running` forever: the reconciler fails jobs
-whose heartbeat is stale with the execution's own reason.
+Status flow: `validating_files` (until every file is ready) -> `queued` -> (launched; the trainer
+sets) `running` -> `succeeded` | `failed` | `cancelled`. No job stays anywhere forever: the reconciler
+moves on jobs whose files became ready (or failed), ends cancelled ones whose execution is gone,
+releases launch claims never stored, and fails jobs whose heartbeat is stale with the execution's
+own reason.
 """
 
 from __future__ import annotations
