@@ -92,7 +92,17 @@ class JobReporter:
 
     def running(self, execution: str | None, attempt: int) -> None:
         # The launcher recorded the execution's name already; a local run without one keeps it.
-        self.update(status=JobStatus.running.value, **({"execution_name": execution} if execution else {}))
+        changes = {"status": JobStatus.running.value, "heartbeat_at": time.time()}
+        if execution:
+            changes["execution_name"] = execution
+
+        def apply(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            # A job cancelled (or failed) while its trainer started stays ended: never back to running.
+            if current is None or JobStatus(current["status"]).is_terminal:
+                return None
+            return {**current, **changes}
+
+        self._store.transact(job_path(self._job_id), apply)
         self.start_heartbeat()
         self.message(f"Trainer started (attempt {attempt + 1})")
 

@@ -54,7 +54,7 @@ def list_jobs(request: Request, user: CurrentUser, jobs: Jobs, page: Pagination)
 
 @router.get("/{job_id}", response_model=Job)
 def get_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
-    return jobs.jobs.get_owned(user.uid, job_id)
+    return jobs.get(user.uid, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=Job)

@@ -1,9 +1,11 @@
 """What happens to a fine-tuning job between the API and the trainer: validate, queue, launch,
 cancel, and reconcile jobs whose trainer went quiet.
 
-Status flow: `validating_files` -> `queued` -> (launched; the trainer sets) `running` ->
-`succeeded` | `failed` | `cancelled`. No job stays `running` forever: the reconciler fails jobs
-whose heartbeat is stale with the execution's own reason.
+Status flow: `validating_files` (until every file is ready) -> `queued` -> (launched; the trainer
+sets) `running` -> `succeeded` | `failed` | `cancelled`. No job stays anywhere forever: the reconciler
+moves on jobs whose files became ready (or failed), ends cancelled ones whose execution is gone,
+releases launch claims never stored, and fails jobs whose heartbeat is stale with the execution's
+own reason.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
-from runtune.schemas.jobs import CreateJobRequest, Hyperparameters, Job, JobPhase, JobStatus, RuntuneOptions
+from runtune.schemas.jobs import (
+    CreateJobRequest,
+    Hyperparameters,
+    Job,
+    JobPhase,
+    JobStatus,
+    RuntuneOptions,
+    job_path,
+)
 
 log = logging.getLogger("runtune.training")
 
@@ -34,6 +44,10 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # Text around the answer in a typical example (system, question, chat template markers).
 TYPICAL_TEXT_TOKENS = 96
 _ACTIVE = (JobStatus.queued, JobStatus.running)
+# The execution name a launch claim holds until the launcher answers with the real one.
+LAUNCHING = "launching"
+# A launch claimed but never completed is retried this many times in all, then the job fails.
+MAX_LAUNCH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -78,14 +92,14 @@ class JobService:
             if existing is not None:
                 return existing
         model = self._check_model(request.model)
-        training = self.dataset_for(uid, request.training_file, "training_file")
-        if request.validation_file:
-            self.dataset_for(uid, request.validation_file, "validation_file")
-        if model.modality == "text" and training.modality == "vision":
-            raise InvalidRequest(
-                f"Model '{request.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
-                param="model",
-            )
+        # A file still processing is accepted (OpenAI's quickstart uploads and creates at once): the
+        # job waits in `validating_files` and the checks that need the dataset run when it is ready.
+        training = self.dataset_for(uid, request.training_file, "training_file", allow_processing=True)
+        validation = (
+            self.dataset_for(uid, request.validation_file, "validation_file", allow_processing=True)
+            if request.validation_file
+            else None
+        )
         options = request.method.supervised.runtune
         if options.method == "full" and not model.full_finetune:
             raise InvalidRequest(
@@ -97,16 +111,14 @@ class JobService:
         verdict = serving.assess(request, profile=self.profile)
         if verdict.problems:
             raise verdict.problems[0].error()
-        examples = training.splits.get("train") or sum(training.splits.values()) or 1
-        resolved = hyperparameters.resolve(request.resolved_hyperparameters(), examples)
-        gpu = self._check_fits(model, options, resolved, examples)
+        self.check_offered(options.gpu, "method.supervised.runtune.gpu")
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
             model=request.model,
             training_file=request.training_file,
             validation_file=request.validation_file,
-            hyperparameters=resolved,
+            hyperparameters=request.resolved_hyperparameters(),
             method=request.method.model_dump(mode="json", exclude={"supervised": {"runtune"}}),
             options=options,
             suffix=request.suffix,
@@ -114,21 +126,90 @@ class JobService:
             metadata=request.metadata,
             integrations=request.integrations or [],
             status=JobStatus.validating_files,
-            gpu=gpu,
         )
-        if idempotency_key and not self._claim_idempotency(uid, idempotency_key, job.id):
-            # A concurrent retry won the race: answer with its job.
-            existing = self._idempotent_job(uid, idempotency_key)
-            if existing is not None:
-                return existing
-        self.jobs.create(job)
+        ready = training.status is DatasetStatus.ready and (
+            validation is None or validation.status is DatasetStatus.ready
+        )
+        if ready:
+            # Every file is ready: the checks that need it answer this request with a 400.
+            job = self._checked(job, model, training)
+        stored = self._store_new(uid, job, idempotency_key)
+        if stored is not job:
+            return stored  # a concurrent request with the same Idempotency-Key made the job
         self._event(job.id, "Validating training file")
         if verdict.export_only:
             self._event(job.id, verdict.export_only, level="warn")
-        job = self._set_status(job.id, JobStatus.queued) or job
-        self._event(job.id, "Job queued")
-        self.dispatch(uid)
+        if ready:
+            self._queue(job)
         return self.jobs.get(job.id) or job
+
+    def _checked(self, job: Job, model: registry.ModelSpec, training: Dataset) -> Job:
+        """The job with what needs its ready training set checked and resolved: the modality, `auto`
+        hyperparameters from the number of examples, and the GPU the run fits (RuntuneError if not)."""
+        if model.modality == "text" and training.modality == "vision":
+            raise InvalidRequest(
+                f"Model '{job.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
+                param="model",
+            )
+        examples = training.splits.get("train") or sum(training.splits.values()) or 1
+        resolved = hyperparameters.resolve(job.hyperparameters, examples)
+        gpu = self._check_fits(model, job.options, resolved, examples)
+        return job.model_copy(update={"hyperparameters": resolved, "gpu": gpu})
+
+    def _queue(self, job: Job) -> None:
+        """`validating_files` -> `queued` (unless cancelled meanwhile), then launch what the owner may."""
+        if self._set_status(job.id, JobStatus.queued, expected=JobStatus.validating_files) is not None:
+            self._event(job.id, "Job queued")
+        self.dispatch(job.owner)
+
+    # -- validating files -----------------------------------------------------------------------
+
+    def get(self, uid: str, job_id: str) -> Job:
+        """The caller's job, moved on first if it was waiting for its files."""
+        job = self.jobs.get_owned(uid, job_id)
+        if job.status is JobStatus.validating_files:
+            self.advance_validating(job)
+            job = self.jobs.get_owned(uid, job_id)
+        return job
+
+    def advance_validating(self, job: Job) -> None:
+        """A job waiting for its files: queued once they are ready (after the checks that need
+        them), failed when one failed or was deleted, left waiting while they process."""
+        files = [("training_file", job.training_file)]
+        if job.validation_file:
+            files.append(("validation_file", job.validation_file))
+        # A failed or deleted file fails the job at once, even while the other one still processes.
+        found: dict[str, Dataset] = {}
+        for param, file_id in files:
+            dataset = datasets(self._store).find_owned(job.owner, file_id)
+            kind = "Training" if param == "training_file" else "Validation"
+            code = f"invalid_{param}"
+            if dataset is None:
+                self._fail(job.id, code, f"{kind} file '{file_id}' was deleted before it could be validated", param)
+                return
+            if dataset.status is DatasetStatus.failed:
+                problem = dataset.error.message if dataset.error else "it could not be processed"
+                self._fail(job.id, code, f"{kind} file '{file_id}' is invalid: {problem}", param)
+                return
+            found[param] = dataset
+        if any(dataset.status is not DatasetStatus.ready for dataset in found.values()):
+            return  # still processing: the next pass (or GET) looks again
+        try:
+            checked = self._checked(job, self._check_model(job.model), found["training_file"])
+        except RuntuneError as exc:
+            where = f" ({exc.param})" if exc.param else ""
+            self._fail(job.id, exc.code or "invalid_request", f"{exc.message}{where}", exc.param)
+            return
+        updated = self.jobs.update(
+            job.id,
+            lambda current: (
+                current.model_copy(update={"hyperparameters": checked.hyperparameters, "gpu": checked.gpu})
+                if current.status is JobStatus.validating_files
+                else None
+            ),
+        )
+        if updated is not None:
+            self._queue(updated)
 
     def _check_model(self, model_id: str) -> registry.ModelSpec:
         model = registry.lookup(model_id)
@@ -185,18 +266,22 @@ class JobService:
         self.check_offered(job.gpu, "gpu")
         return job.gpu
 
-    def dataset_for(self, uid: str, dataset_id: str, param: str) -> Dataset:
+    def dataset_for(self, uid: str, dataset_id: str, param: str, *, allow_processing: bool = False) -> Dataset:
+        """The caller's dataset, ready to train on (or, with `allow_processing`, on its way there);
+        a missing one is a 404 and a failed one a 400 naming the file and its problem."""
         dataset = datasets(self._store).find_owned(uid, dataset_id)
         if dataset is None:
             raise NotFound(f"No file or dataset with id '{dataset_id}'", param=param)
-        if dataset.status is not DatasetStatus.ready:
-            detail = f": {dataset.error.message}" if dataset.error else ""
-            raise InvalidRequest(
-                f"Dataset '{dataset_id}' is {dataset.status.value}{detail}; it must be ready to train on",
-                param=param,
-                code="file_not_ready",
-            )
-        return dataset
+        if dataset.status is DatasetStatus.ready:
+            return dataset
+        if allow_processing and dataset.status is not DatasetStatus.failed:
+            return dataset
+        detail = f": {dataset.error.message}" if dataset.error else ""
+        raise InvalidRequest(
+            f"Dataset '{dataset_id}' is {dataset.status.value}{detail}; it must be ready to train on",
+            param=param,
+            code=f"invalid_{param}" if dataset.status is DatasetStatus.failed else "file_not_ready",
+        )
 
     def _idempotency_path(self, uid: str, key: str) -> str:
         return f"idempotency_keys/{hashlib.sha256(f'{uid}:{key}'.encode()).hexdigest()}"
@@ -207,16 +292,34 @@ class JobService:
             return None
         return self.jobs.get(document["job_id"])
 
-    def _claim_idempotency(self, uid: str, key: str, job_id: str) -> bool:
-        try:
-            self._store.create(
-                self._idempotency_path(uid, key),
-                # A Timestamp: Firestore's TTL policy deletes the document after it.
-                {"owner": uid, "job_id": job_id, "expires_at": datetime.now(UTC) + IDEMPOTENCY_TTL},
-            )
-        except Conflict:
-            return False
-        return True
+    def _store_new(self, uid: str, job: Job, key: str | None) -> Job:
+        """Store a new job; with an `Idempotency-Key`, the key and the job are created in one atomic
+        batch, so concurrent requests with one key make one job and every loser finds it stored.
+        Returns the stored job: `job`, or the one a concurrent request made."""
+        if not key:
+            self.jobs.create(job)
+            return job
+        path = self._idempotency_path(uid, key)
+        # A Timestamp: Firestore's TTL policy deletes the document after it.
+        claim = {"owner": uid, "job_id": job.id, "expires_at": datetime.now(UTC) + IDEMPOTENCY_TTL}
+        for _ in range(2):
+            try:
+                self._store.create_many([(path, claim), (job_path(job.id), job.to_document())])
+                return job
+            except Conflict:
+                document = self._store.get(path)
+                if document is not None and document["expires_at"] >= datetime.now(UTC):
+                    # Created in the same batch as its job: the job is there (unless it was deleted).
+                    existing = self.jobs.get(document["job_id"])
+                    if existing is None:
+                        break
+                    return existing
+                if document is not None:
+                    # The key expired (Firestore's TTL deletes it up to a day later): it may be reused.
+                    self._store.delete(path)
+        raise Conflict(
+            "This Idempotency-Key was used for a job that no longer exists; use a new key", param="Idempotency-Key"
+        )
 
     # -- launch ---------------------------------------------------------------------------------
 
@@ -233,7 +336,11 @@ class JobService:
         def claim(current: Job) -> Job | None:
             if current.status is not JobStatus.queued or current.execution_name or current.cancel_requested:
                 return None
-            return current.model_copy(update={"execution_name": "launching", "phase": JobPhase.launching})
+            # `heartbeat_at` dates the claim: one never completed (the service stopped between the
+            # claim and storing the execution) is released by the reconciler.
+            return current.model_copy(
+                update={"execution_name": LAUNCHING, "phase": JobPhase.launching, "heartbeat_at": time.time()}
+            )
 
         if self.jobs.update(job.id, claim) is None:
             return
@@ -250,13 +357,16 @@ class JobService:
             log.exception("launch failed", extra={"job_id": job.id})
             self._fail(job.id, "launch_failed", f"The trainer could not be started: {exc}")
             return
-        self.jobs.update(
+        stored = self.jobs.update(
             job.id,
             lambda current: current.model_copy(
                 update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu}
             ),
         )
         self._event(job.id, f"Trainer launched ({execution.rsplit('/', 1)[-1]})")
+        if stored is not None and (stored.cancel_requested or stored.status.is_terminal):
+            # Cancelled while it was launching: stop what was just started.
+            self._launcher.cancel(execution)
 
     # -- cancel ---------------------------------------------------------------------------------
 
@@ -267,13 +377,13 @@ class JobService:
 
         def request_cancel(current: Job) -> Job:
             update: dict[str, object] = {"cancel_requested": True}
-            if not current.execution_name or current.execution_name == "launching":
+            if not current.execution_name or current.execution_name == LAUNCHING:
                 # Never started: nothing to stop, so it is cancelled right away.
                 update |= {"status": JobStatus.cancelled, "finished_at": now_ts(), "seconds_remaining": None}
             return current.model_copy(update=update)
 
         job = self.jobs.update(job_id, request_cancel) or job
-        if job.execution_name and job.execution_name != "launching" and not job.status.is_terminal:
+        if job.execution_name and job.execution_name != LAUNCHING and not job.status.is_terminal:
             # The trainer notices the flag at its next safe point and ends the job `cancelled`;
             # stopping the execution covers a trainer that is stuck.
             self._launcher.cancel(job.execution_name)
@@ -284,23 +394,82 @@ class JobService:
     # -- reconcile ------------------------------------------------------------------------------
 
     def reconcile(self, now: float | None = None) -> list[str]:
-        """Fail jobs whose trainer is gone; launch what waits. Returns the ids of jobs it ended."""
+        """Move on jobs waiting for their files, release launch claims never completed, fail jobs
+        whose trainer is gone, end cancelled ones; launch what waits. Returns the ids of jobs it ended.
+        One job's failure (a status call that raises) is logged and does not stop the others."""
         now = time.time() if now is None else now
         ended = []
         owners = set()
-        for job in self.jobs.with_status(list(_ACTIVE)):
+        for job in self.jobs.with_status([JobStatus.validating_files, *_ACTIVE]):
             owners.add(job.owner)
-            if not job.execution_name or job.execution_name == "launching":
-                continue
-            quiet_for = now - (job.heartbeat_at or 0)
-            limit = self._policy.heartbeat_stale_s if job.status is JobStatus.running else self._policy.start_timeout_s
-            if quiet_for < limit:
-                continue
-            if self._end_if_gone(job, quiet_for):
-                ended.append(job.id)
+            try:
+                if self._reconcile_one(job, now):
+                    ended.append(job.id)
+            except Exception:
+                log.exception("reconciling a job failed", extra={"job_id": job.id})
         for owner in owners:
-            self.dispatch(owner)
+            try:
+                self.dispatch(owner)
+            except Exception:
+                log.exception("dispatching failed", extra={"owner": owner})
         return ended
+
+    def _reconcile_one(self, job: Job, now: float) -> bool:
+        if job.status is JobStatus.validating_files:
+            self.advance_validating(job)
+            current = self.jobs.get(job.id)
+            return current is not None and current.status.is_terminal
+        quiet_for = now - (job.heartbeat_at or 0)
+        if not job.execution_name:
+            if job.cancel_requested:  # cancelled before its launch claim: nothing runs
+                self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
+                return True
+            return False
+        if job.execution_name == LAUNCHING:
+            if quiet_for < self._policy.start_timeout_s:
+                return False  # the launch may still be under way
+            if job.cancel_requested:
+                self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
+                return True
+            return self._release_claim(job)
+        if job.cancel_requested:
+            status = self._launcher.status(job.execution_name)
+            if status.state not in (ExecutionState.running, ExecutionState.pending):
+                # Stopped before (or without) writing its end: the user asked for this ending.
+                self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
+                return True
+        limit = self._policy.heartbeat_stale_s if job.status is JobStatus.running else self._policy.start_timeout_s
+        if quiet_for < limit:
+            return False
+        return self._end_if_gone(job, quiet_for)
+
+    def _release_claim(self, job: Job) -> bool:
+        """A launch claimed but never stored (the service stopped in between): the claim is released
+        so the job launches again, up to MAX_LAUNCH_ATTEMPTS times; then it fails. Returns whether
+        it ended the job."""
+        attempts = int(job.runtune.get("launch_attempts", 1))
+        if attempts >= MAX_LAUNCH_ATTEMPTS:
+            self._fail(
+                job.id,
+                "launch_failed",
+                f"The trainer could not be started: {attempts} launches were claimed and never completed",
+            )
+            return True
+
+        def release(current: Job) -> Job | None:
+            if current.execution_name != LAUNCHING or current.status is not JobStatus.queued:
+                return None
+            return current.model_copy(
+                update={
+                    "execution_name": None,
+                    "phase": None,
+                    "runtune": {**current.runtune, "launch_attempts": attempts + 1},
+                }
+            )
+
+        if self.jobs.update(job.id, release) is not None:
+            self._event(job.id, "The launch was interrupted; launching again", level="warn")
+        return False
 
     def _end_if_gone(self, job: Job, quiet_for: float) -> bool:
         assert job.execution_name
@@ -310,7 +479,9 @@ class JobService:
             and quiet_for < 4 * self._policy.heartbeat_stale_s
         ):
             return False  # alive but slow (a long evaluation, a large download): give it time
-        if job.cancel_requested and status.state is not ExecutionState.failed:
+        if job.cancel_requested:
+            # Asked to stop, alive, and silent for too long: stopped again, and the job ends as asked.
+            self._launcher.cancel(job.execution_name)
             self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
             return True
         if status.state in (ExecutionState.running, ExecutionState.pending):
@@ -329,16 +500,16 @@ class JobService:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _set_status(self, job_id: str, status: JobStatus) -> Job | None:
+    def _set_status(self, job_id: str, status: JobStatus, *, expected: JobStatus | None = None) -> Job | None:
         def apply(current: Job) -> Job | None:
-            if current.status.is_terminal:
+            if current.status.is_terminal or (expected is not None and current.status is not expected):
                 return None
             return current.model_copy(update={"status": status})
 
         return self.jobs.update(job_id, apply)
 
-    def _fail(self, job_id: str, code: str, message: str) -> None:
-        self._finish(job_id, JobStatus.failed, ApiError(code=code, message=message), message)
+    def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
+        self._finish(job_id, JobStatus.failed, ApiError(code=code, message=message, param=param), message)
 
     def _finish(self, job_id: str, status: JobStatus, error: ApiError | None, message: str) -> None:
         def apply(current: Job) -> Job | None:

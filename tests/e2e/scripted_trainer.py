@@ -67,8 +67,10 @@ def main(job_id: str) -> int:
                 metrics={"step": 3, "train_loss": 0.66},
             )
             store.set(f"{job_path(job_id)}/checkpoints/{3:08d}", checkpoint.model_dump(mode="json"))
-    report(status=JobStatus.succeeded.value, finished_at=int(time.time()), fine_tuned_model=f"ft:{job.model}:{job_id}")
+    # The last event before the status, as the real trainer's `finish` does: a reader that sees the
+    # job ended (the SSE stream) has its last event to read.
     events.add(job_id, "The job has successfully completed")
+    report(status=JobStatus.succeeded.value, finished_at=int(time.time()), fine_tuned_model=f"ft:{job.model}:{job_id}")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -133,6 +135,82 @@ def test_idempotency_key_returns_the_same_job(platform, user, client) -> None:
     assert [job["id"] for job in listed].count(first["id"]) == 1
 
 
+def test_concurrent_creates_with_one_idempotency_key_make_one_job(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    body = {"model": MODEL, "training_file": dataset_id, "metadata": {"script": "succeed"}}
+    headers = {"authorization": client.headers["authorization"], "idempotency-key": "together-1"}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=platform.gateway_url, headers=headers, timeout=60) as own:
+            return own.post("/v1/fine_tuning/jobs", json=body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert [answer.status_code for answer in answers] == [200] * 8, [answer.text for answer in answers]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    listed = client.get("/v1/fine_tuning/jobs", params={"limit": 100}).json()["data"]
+    assert len(listed) == 1
+
+
+def test_a_job_cancelled_right_after_it_was_created_ends_cancelled(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    for script in ("slow", "succeed"):
+        job_id = _create(client, dataset_id, script).json()["id"]
+        assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").status_code == 200
+        wait_for(lambda job_id=job_id: job_status(client, job_id) == "cancelled")
+    # Nothing holds the user's slot: the next job runs.
+    last = _create(client, dataset_id, "succeed").json()["id"]
+    wait_for(lambda: job_status(client, last) == "succeeded")
+
+
+def _claimed_never_stored(platform, uid: str, dataset_id: str, attempts: int) -> str:
+    """A job as a training service leaves it when it is killed between the launch claim and storing
+    the execution: queued, `execution_name` "launching", the claim an hour old."""
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.schemas.common import new_id
+    from runtune.schemas.jobs import CreateJobRequest, Job, JobPhase, JobStatus
+    from services.training.repository import JobRepository
+
+    request = CreateJobRequest(model=MODEL, training_file=dataset_id, metadata={"script": "succeed"})
+    job = Job(
+        id=new_id("ftjob"),
+        owner=uid,
+        model=MODEL,
+        training_file=dataset_id,
+        hyperparameters={"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
+        options=request.method.supervised.runtune,
+        metadata={"script": "succeed"},
+        status=JobStatus.queued,
+        phase=JobPhase.launching,
+        gpu="nvidia-l4",
+        execution_name="launching",
+        heartbeat_at=time.time() - 3600,
+        runtune={"launch_attempts": attempts},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in platform.emulator_env.items():
+            patch.setenv(name, value)
+        JobRepository(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
+    return job.id
+
+
+def test_a_launch_claimed_but_never_stored_is_launched_again(platform, user, client) -> None:
+    dataset_id = put_dataset(platform, user["uid"])
+    job_id = _claimed_never_stored(platform, user["uid"], dataset_id, attempts=1)
+    wait_for(lambda: job_status(client, job_id) == "succeeded")
+    events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
+    assert "The launch was interrupted; launching again" in [event["message"] for event in events]
+
+    other = sign_up(platform.auth_host)
+    given_up = _claimed_never_stored(platform, other["uid"], put_dataset(platform, other["uid"]), attempts=3)
+    with httpx.Client(
+        base_url=platform.gateway_url, headers={"authorization": f"Bearer {other['id_token']}"}, timeout=30
+    ) as theirs:
+        wait_for(lambda: job_status(theirs, given_up) == "failed")
+        error = theirs.get(f"/v1/fine_tuning/jobs/{given_up}").json()["error"]
+    assert error["code"] == "launch_failed" and "3 launches" in error["message"]
+
+
 def test_list_paginates_and_filters_by_metadata(platform, user, client) -> None:
     dataset_id = put_dataset(platform, user["uid"])
     ids = [
@@ -224,13 +302,15 @@ def test_a_base_the_engine_does_not_serve_runs_for_download_only(platform, user,
 def test_dataset_problems_are_4xx(platform, user, client) -> None:
     other = sign_up(platform.auth_host)
     foreign = put_dataset(platform, other["uid"])
-    processing = put_dataset(platform, user["uid"], status=DatasetStatus.processing)
+    failed = put_dataset(platform, user["uid"], status=DatasetStatus.failed)
     missing = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": "file-nope"})
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "training_file"
     theirs = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": foreign})
     assert theirs.status_code == 404
-    busy = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": processing})
-    assert busy.status_code == 400 and busy.json()["error"]["code"] == "file_not_ready"
+    # A file still processing is accepted (the job waits in `validating_files`); one known bad is not.
+    bad = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": failed})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error"]["code"] == "invalid_training_file" and bad.json()["error"]["param"] == "training_file"
     text_model = client.post(
         "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-text", "training_file": put_dataset(platform, user["uid"])}
     )

@@ -6,6 +6,8 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.datasets.builders import chat_line
+from tests.datasets.client import api, create, upload
 from tests.e2e.jobs_support import put_dataset, wait_for
 from tests.support import sign_up
 
@@ -72,3 +74,69 @@ def test_cancel_and_errors_through_the_sdk(platform, user, sdk: OpenAI) -> None:
         sdk.fine_tuning.jobs.retrieve("ftjob-does-not-exist")
     with pytest.raises(openai.AuthenticationError):
         OpenAI(base_url=f"{platform.gateway_url}/v1", api_key="forged", max_retries=0).fine_tuning.jobs.list()
+
+
+def _chat_jsonl(rows: int) -> bytes:
+    return ("\n".join(chat_line(f"Which colour is number {i}?", "red") for i in range(rows)) + "\n").encode()
+
+
+def test_files_create_then_jobs_create_at_once_as_openai_quickstart(sdk: OpenAI) -> None:
+    """OpenAI's quickstart: upload, then create the job without waiting; the job waits for the file."""
+    file = sdk.files.create(file=("train.jsonl", _chat_jsonl(12), "application/x-ndjson"), purpose="fine-tune")
+    job = sdk.fine_tuning.jobs.create(
+        model="tiny-gemma-3-vision", training_file=file.id, metadata={"script": "succeed"}
+    )
+    assert job.status in ("validating_files", "queued", "running")
+    wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status in ("succeeded", "failed", "cancelled"))
+    done = sdk.fine_tuning.jobs.retrieve(job.id)
+    assert done.status == "succeeded", done.error
+    # `auto` was resolved once the file was ready, from its examples.
+    assert isinstance(done.hyperparameters.n_epochs, int)
+    messages = [event.message for event in sdk.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert "Validating training file" in messages and "Job queued" in messages
+
+
+def test_a_bad_file_fails_the_job_naming_the_file_and_its_problem(sdk: OpenAI) -> None:
+    bad = b'{"messages": "not a list"}\n'
+    file = sdk.files.create(file=("bad.jsonl", bad, "application/x-ndjson"), purpose="fine-tune")
+    try:
+        job = sdk.fine_tuning.jobs.create(
+            model="tiny-gemma-3-vision", training_file=file.id, metadata={"script": "succeed"}
+        )
+    except openai.BadRequestError as refused:
+        # Ingestion finished first: a file known bad is refused at once, with the same code.
+        assert refused.body["code"] == "invalid_training_file" and file.id in refused.body["message"]
+        return
+    wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status == "failed")
+    failed = sdk.fine_tuning.jobs.retrieve(job.id)
+    assert failed.error is not None and failed.error.code == "invalid_training_file"
+    assert file.id in failed.error.message and failed.error.param == "training_file"
+    problem = sdk.files.retrieve(file.id).status_details
+    assert problem and problem in failed.error.message
+    with pytest.raises(openai.BadRequestError) as known_bad:
+        sdk.fine_tuning.jobs.create(model="tiny-gemma-3-vision", training_file=file.id)
+    assert known_bad.value.body["code"] == "invalid_training_file"
+
+
+def test_a_job_waits_for_its_file_and_fails_when_the_file_is_deleted(platform, user, sdk: OpenAI) -> None:
+    with api(platform.gateway_url, user["id_token"]) as client:
+        made = upload(client, "big.jsonl", _chat_jsonl(200))
+        # `hold-`: the scripted ingestion stops mid-way (tests/e2e/scripted_ingest.py), so the file
+        # stays processing for as long as this test needs.
+        dataset = create(client, made["id"], name="hold-quickstart")
+        job = sdk.fine_tuning.jobs.create(
+            model="tiny-gemma-3-vision", training_file=dataset["id"], metadata={"script": "succeed"}
+        )
+        assert job.status == "validating_files"
+        assert sdk.fine_tuning.jobs.retrieve(job.id).status == "validating_files"
+        waiting = sdk.fine_tuning.jobs.create(
+            model="tiny-gemma-3-vision", training_file=dataset["id"], metadata={"script": "succeed"}
+        )
+        # Cancelled while it waits for its file: it never launches.
+        assert sdk.fine_tuning.jobs.cancel(waiting.id).status == "cancelled"
+        assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 200
+    wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status == "failed")
+    failed = sdk.fine_tuning.jobs.retrieve(job.id)
+    assert failed.error is not None and failed.error.code == "invalid_training_file"
+    assert dataset["id"] in failed.error.message and "deleted" in failed.error.message
+    assert sdk.fine_tuning.jobs.retrieve(waiting.id).status == "cancelled"
