@@ -4,7 +4,6 @@ the cloud, the local engine server on the laptop)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from runtune import wiring
+from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.inference.serving import build_serving
 from runtune.ports.launcher import Workload
@@ -25,19 +25,6 @@ from services.inference.service import InferenceService
 DEPLOYABLE = "inference"
 
 log = logging.getLogger("runtune.inference")
-
-
-async def _sweep_forever(evaluations: EvaluationExecutions, every_s: float) -> None:
-    """Also while running: reads reconcile the evaluations they show, this catches the others."""
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            ended = await run_in_threadpool(evaluations.sweep)
-        except Exception:  # a Firestore hiccup: the next sweep tries again
-            log.exception("sweeping evaluations failed")
-            continue
-        if ended:
-            log.info("reconciled evaluations", extra={"ended": ended})
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
@@ -55,18 +42,19 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         )
         # Evaluations left unfinished by executions that ended while no instance was looking.
         await run_in_threadpool(app.state.evaluations.sweep)
-        sweeping = asyncio.create_task(_sweep_forever(app.state.evaluations, settings.reconcile_every_s))
+        # The local launcher stops its evaluations with the service (as Cloud Run would not): they are
+        # failed at once with that reason (`sweep(force=True)`) rather than at the next start.
+        evaluations = app.state.evaluations
         try:
-            yield
+            async with reconciling(
+                "evaluations",
+                evaluations.sweep,
+                settings.reconcile_every_s,
+                launcher,
+                after_shutdown=lambda: evaluations.sweep(force=True),
+            ):
+                yield
         finally:
-            sweeping.cancel()
-            await asyncio.gather(sweeping, return_exceptions=True)
-            shutdown = getattr(launcher, "shutdown", None)
-            if shutdown is not None:
-                # The local launcher stops its evaluations with the service (as Cloud Run would not):
-                # fail them now with that reason rather than at the next start.
-                await run_in_threadpool(shutdown)
-                await run_in_threadpool(app.state.evaluations.sweep, force=True)
             await app.state.inference.aclose()
 
     return create_service_app(

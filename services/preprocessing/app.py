@@ -7,16 +7,14 @@ once it has responded, and one user's file can only exhaust its own execution.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from runtune import wiring
+from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.datasets.limits import DatasetLimits
 from runtune.owned import datasets as dataset_collection
@@ -30,20 +28,6 @@ from services.preprocessing.service import DatasetService, IngestPolicy
 DEPLOYABLE = "preprocessing"
 
 log = logging.getLogger("runtune.preprocessing")
-
-
-async def _reconcile_forever(datasets: DatasetService, every_s: float) -> None:
-    # Reads reconcile the datasets they show; this pass covers the ones nobody reads (locally, and
-    # in the cloud while the instance has CPU: Cloud Run throttles it between requests).
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            ended = await run_in_threadpool(datasets.reconcile)
-        except Exception:  # one bad pass must not stop the loop
-            log.exception("dataset reconcile pass failed")
-            continue
-        if ended:
-            log.info("reconciled datasets", extra={"ended": ended})
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -62,16 +46,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             launcher,
             IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s),
         )
-        reconciler = asyncio.create_task(_reconcile_forever(app.state.datasets, settings.reconcile_every_s))
-        try:
+        async with reconciling("datasets", app.state.datasets.reconcile, settings.reconcile_every_s, launcher):
             yield
-        finally:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
-            shutdown = getattr(launcher, "shutdown", None)
-            if shutdown is not None:  # the local launcher stops its ingestion processes with the service
-                await run_in_threadpool(shutdown)
 
     routers = [files_api.router, uploads_api.router, datasets_api.router]
     return create_service_app(DEPLOYABLE, settings, routers=routers, lifespan=lifespan)

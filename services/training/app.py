@@ -3,16 +3,14 @@ catalog, and the users' own tokens the trainer needs."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from runtune import wiring
+from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.settings import ServiceSettings
 from services.training import jobs_api, models_api, secrets_api
@@ -22,18 +20,6 @@ from services.training.jobs_service import JobService, SchedulingPolicy
 DEPLOYABLE = "training"
 
 log = logging.getLogger("runtune.training")
-
-
-async def _reconcile_forever(jobs: JobService, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            ended = await run_in_threadpool(jobs.reconcile)
-        except Exception:  # one bad pass must not stop the loop that keeps jobs honest
-            log.exception("reconcile pass failed")
-            continue
-        if ended:
-            log.info("reconciled jobs", extra={"ended": ended})
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -56,16 +42,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
         )
-        reconciler = asyncio.create_task(_reconcile_forever(app.state.jobs, settings.reconcile_every_s))
-        try:
+        async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):
             yield
-        finally:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
-            shutdown = getattr(launcher, "shutdown", None)
-            if shutdown is not None:  # the local launcher stops its trainer processes with the service
-                await run_in_threadpool(shutdown)
 
     return create_service_app(
         DEPLOYABLE,
