@@ -338,7 +338,8 @@ def engine_checks(
     """The bases the engine is deployed with, and (when it can be reached from here) its model list.
 
     `authorization(url)` gives the `Authorization` header for the engine's URL (a Google ID token
-    for that audience); `expected_bases` defaults to what the deployed engine was started with."""
+    for that audience); `expected_bases` defaults to the serving contract's (runtune/serving.json), which
+    the jobs API checks every job against: an engine deployed with another base fails here."""
     name = PRIVATE_SERVICES["engine"]
     try:
         service = clients.services.get_service(
@@ -349,7 +350,11 @@ def engine_checks(
     containers = service.template.containers
     # vLLM's first argument is the model it serves (`vllm serve <model>`; infra/cloud_run.tf).
     deployed_base = containers[0].args[0] if containers and containers[0].args else ""
-    bases = sorted(set(expected_bases)) if expected_bases is not None else ([deployed_base] if deployed_base else [])
+    if expected_bases is None:
+        from runtune import serving
+
+        expected_bases = serving.load().served("gcp")
+    bases = sorted(set(expected_bases))
     checks = []
     if not deployed_base or deployed_base not in bases:
         checks.append(

@@ -209,6 +209,12 @@ def test_the_engine_is_checked_against_its_configured_bases(fake) -> None:
     doctor.expected_bases = ["google/gemma-3-27b-it"]
     failed = _by_name([c for c in doctor.run() if not c.ok])
     assert set(failed) == {"engine: bases", "engine: serves the bases"}
+    # By default the bases are the serving contract's: an engine deployed with another fails.
+    doctor.expected_bases = None
+    fake.resources[f"v2/{LOCATION}/services/runtune-engine"]["template"]["containers"][0]["args"][0] = "other/base"
+    failed = _by_name([c for c in doctor.run() if not c.ok])
+    assert "expected google/gemma-3-4b-it" in failed["engine: bases"].detail
+    fake.resources[f"v2/{LOCATION}/services/runtune-engine"]["template"]["containers"][0]["args"][0] = BASE
 
     def no_token(url: str) -> str:
         raise RuntimeError("user credentials cannot mint ID tokens")
