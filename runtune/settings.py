@@ -45,6 +45,9 @@ class CommonSettings(BaseSettings):
     bucket: str = "runtune-local"
     log_level: str = "INFO"
     local_dir: Path = DEFAULT_LOCAL_DIR
+    # Local profile: the file secret store's folder (users' tokens), shared by every deployable that
+    # reads them: the training service, the ingest job and the trainer.
+    secrets_dir: Path | None = None
     # A JSONL file the metadata adapter appends each distinct Firestore query shape to (tests' index coverage).
     firestore_query_log: Path | None = None
 
@@ -86,6 +89,10 @@ class CommonSettings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.profile is Profile.local
+
+    @property
+    def local_secrets_dir(self) -> Path:
+        return self.secrets_dir or self.local_dir / "secrets"
 
 
 class GatewaySettings(CommonSettings):
@@ -136,7 +143,6 @@ class ServiceSettings(CommonSettings):
     # Cloud profile: the gateway's service account and the audience its ID tokens carry (this service's URL).
     gateway_service_account: str | None = None
     service_audience: str | None = None
-    secrets_dir: Path | None = None
     # Cloud Run jobs are named `<prefix>-trainer-<gpu>`, `<prefix>-ingest`, `<prefix>-evaluate`
     # (runtune.adapters.launch_contract.cloud_run_job_name; Terraform names them the same way).
     cloud_run_job_prefix: str = "runtune"
@@ -175,21 +181,6 @@ class ServiceSettings(CommonSettings):
         if not self.is_local and not (self.gateway_service_account and self.service_audience):
             raise SettingsError("profile 'gcp' needs RUNTUNE_GATEWAY_SERVICE_ACCOUNT and RUNTUNE_SERVICE_AUDIENCE")
         return self
-
-    @property
-    def local_secrets_dir(self) -> Path:
-        return self.secrets_dir or self.local_dir / "secrets"
-
-
-class IngestSettings(CommonSettings):
-    """The dataset ingestion job (`python -m jobs.ingest <dataset_id>`): the shared settings, and
-    where the local secret store keeps users' tokens (a Hub import reads the caller's)."""
-
-    secrets_dir: Path | None = None
-
-    @property
-    def local_secrets_dir(self) -> Path:
-        return self.secrets_dir or self.local_dir / "secrets"
 
 
 # The local engine's bearer token, written by `runtune dev up` (0600) under the local folder: the

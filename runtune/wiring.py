@@ -17,7 +17,6 @@ from runtune.settings import (
     EMULATOR_VARIABLES,
     CommonSettings,
     EngineClientSettings,
-    IngestSettings,
     ServiceSettings,
 )
 
@@ -49,7 +48,7 @@ def blob_store(settings: CommonSettings, *, deployable: str) -> BlobStore:
     return PermittedBlobStore(store, deployable) if settings.is_local else store
 
 
-def secret_store(settings: ServiceSettings | IngestSettings, *, deployable: str) -> SecretStore:
+def secret_store(settings: CommonSettings, *, deployable: str) -> SecretStore:
     if settings.is_local:
         from runtune.adapters.file_secrets import LocalFileSecretStore
         from runtune.adapters.permitted import PermittedSecretStore

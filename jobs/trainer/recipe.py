@@ -503,15 +503,9 @@ def hugging_face_token(settings: CommonSettings, owner: str) -> str | None:
 def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
     """One of the user's secrets (`hf_token`, `wandb`) from the secrets port: never logged, never in
     the job document, never in the launch's environment."""
-    if settings.is_local:
-        from runtune.adapters.file_secrets import LocalFileSecretStore
-        from runtune.adapters.permitted import PermittedSecretStore
+    from runtune.wiring import secret_store
 
-        store: Any = PermittedSecretStore(LocalFileSecretStore(settings.local_dir / "secrets"), "trainer")
-    else:
-        from runtune.adapters.secret_manager import SecretManagerStore
-
-        store = SecretManagerStore(settings.project_id)
+    store = secret_store(settings, deployable="trainer")
     return store.get(owner, name)
 
 

@@ -287,10 +287,10 @@ def main(argv: list[str], *, observe: ProgressObserver | None = None) -> int:
     if len(argv) != 1 or argv[0].startswith("-"):
         print("usage: python -m jobs.ingest <dataset_id>", flush=True)
         return 2
-    from runtune.settings import IngestSettings, SettingsError
+    from runtune.settings import CommonSettings, SettingsError
 
     try:
-        settings = IngestSettings()
+        settings = CommonSettings()
     except (SettingsError, ValueError) as exc:
         print(f"ingest: invalid configuration: {exc}", flush=True)
         return 2

@@ -22,7 +22,6 @@ from runtune.settings import (
     EvaluateSettings,
     GatewaySettings,
     InferenceSettings,
-    IngestSettings,
     ServiceSettings,
 )
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
@@ -37,7 +36,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
     "evaluate": EvaluateSettings,
-    "ingest": IngestSettings,
+    "ingest": CommonSettings,
 }
 
 # Fields Terraform leaves unset, for every deployable that has them: the one list, with reasons.
