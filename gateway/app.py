@@ -1,6 +1,6 @@
 """The gateway: the only public entry of Runtune.
 
-For every `/v1/...` request: verify the Firebase ID token, drop any identity header the client
+For every `/v1/...` request: verify the Firebase ID token (or the API key), drop any identity header the client
 sent, set `X-User-ID` from the token, rate-limit per user, and stream the request to the private
 service that owns the path (with the gateway's internal credential) and its answer back.
 """
@@ -28,7 +28,8 @@ from gateway.proxy import forward, upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import upstream_for
 from runtune.api.errors import install_error_handlers
-from runtune.errors import NotFound, RateLimited, RuntuneError, Unauthenticated
+from runtune.api_keys import READ_METHODS, ApiKeyVerifier, looks_like_key
+from runtune.errors import NotFound, PermissionDenied, RateLimited, RuntuneError, Unauthenticated
 from runtune.internal_auth import (
     REQUEST_ID_HEADER,
     GoogleIdTokenMinter,
@@ -42,6 +43,8 @@ from runtune.settings import GatewaySettings
 log = logging.getLogger("runtune.gateway")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# A key revoked through this instance stops working here at once, not after the lookup cache's bound.
+_REVOKE_KEY = re.compile(r"^/v1/api_keys/([A-Za-z0-9_-]+)$")
 
 
 class Gateway:
@@ -51,9 +54,11 @@ class Gateway:
         verifier: IdentityVerifier,
         minter: InternalCredentialMinter,
         session: aiohttp.ClientSession,
+        keys: IdentityVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.verifier = verifier
+        self.keys = keys
         self.minter = minter
         self.session = session
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
@@ -63,15 +68,35 @@ class Gateway:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated(
-                "Missing bearer token: send 'Authorization: Bearer <Firebase ID token>'", code="missing_token"
+                "Missing bearer token: send 'Authorization: Bearer <Firebase ID token or API key>'",
+                code="missing_token",
             )
+        if self.keys is not None and looks_like_key(token):
+            return await self._verified(self.keys, token)
         if len(token) > 8192 or token.count(".") != 2:
-            raise Unauthenticated("The bearer token is not a Firebase ID token", code="invalid_token")
-        identity = self.verifier.cached(token)
+            raise Unauthenticated("The bearer token is not a Firebase ID token or API key", code="invalid_token")
+        return await self._verified(self.verifier, token)
+
+    @staticmethod
+    async def _verified(verifier: IdentityVerifier, token: str) -> Identity:
+        identity = verifier.cached(token)
         if identity is None:
-            # A first sight costs a signature check and a user lookup: keep it off the event loop.
-            identity = await anyio.to_thread.run_sync(self.verifier.verify, token)
+            # A first sight costs a signature check or a lookup: keep it off the event loop.
+            identity = await anyio.to_thread.run_sync(verifier.verify, token)
         return identity
+
+    def _after(self, request: Request, response: Response) -> None:
+        revoked = _REVOKE_KEY.match(request.url.path) if request.method == "DELETE" else None
+        if revoked and response.status_code == 200 and isinstance(self.keys, ApiKeyVerifier):
+            self.keys.forget(revoked.group(1))
+
+    @staticmethod
+    def authorize(request: Request, identity: Identity) -> None:
+        if identity.read_only and request.method not in READ_METHODS:
+            raise PermissionDenied(
+                f"This API key is read-only: {request.method} needs a key with the 'full' scope",
+                code="insufficient_scope",
+            )
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -84,6 +109,7 @@ class Gateway:
                 raise NotFound(f"Unknown path '{request.url.path}'", code="unknown_path")
             identity = await self.identify(request)
             uid = identity.uid
+            self.authorize(request, identity)
             wait = self.limiter.acquire(uid)
             if wait > 0:
                 raise RateLimited(
@@ -94,6 +120,7 @@ class Gateway:
             authorization = await self.minter.authorization_async(base_url)
             headers = upstream_headers(request, identity, authorization, request_id)
             response: Response = await forward(self.session, request, base_url, headers, request_id)
+            self._after(request, response)
         except RuntuneError as exc:
             response = JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
             response.headers[REQUEST_ID_HEADER] = request_id
@@ -117,6 +144,16 @@ def _default_verifier(settings: GatewaySettings) -> IdentityVerifier:
     return FirebaseIdentityVerifier(settings.project_id, check_revoked=settings.token_check_revoked)
 
 
+def _default_key_verifier(settings: GatewaySettings) -> ApiKeyVerifier:
+    from runtune.wiring import metadata_store
+
+    return ApiKeyVerifier(
+        lambda: metadata_store(settings, deployable="gateway"),
+        cache_s=settings.api_key_cache_s,
+        touch_every_s=settings.api_key_touch_every_s,
+    )
+
+
 def _default_minter(settings: GatewaySettings) -> InternalCredentialMinter:
     if settings.internal_token is not None:
         return LocalTokenMinter(settings.internal_token.get_secret_value())
@@ -128,11 +165,13 @@ def create_app(
     *,
     verifier: IdentityVerifier | None = None,
     minter: InternalCredentialMinter | None = None,
+    keys: IdentityVerifier | None = None,
 ) -> Starlette:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level)
     verifier = verifier or _default_verifier(settings)
     minter = minter or _default_minter(settings)
+    keys = keys or _default_key_verifier(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -144,7 +183,7 @@ def create_app(
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         async with session:
-            app.state.gateway = Gateway(settings, verifier, minter, session)
+            app.state.gateway = Gateway(settings, verifier, minter, session, keys)
             yield
 
     async def proxy(request: Request) -> Response:

@@ -15,7 +15,13 @@ from starlette.responses import Response, StreamingResponse
 from yarl import URL
 
 from runtune.errors import UpstreamUnavailable
-from runtune.internal_auth import IDENTITY_HEADERS, REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
+from runtune.internal_auth import (
+    AUTH_METHOD_HEADER,
+    IDENTITY_HEADERS,
+    REQUEST_ID_HEADER,
+    USER_EMAIL_HEADER,
+    USER_ID_HEADER,
+)
 from runtune.ports.identity import Identity
 
 SMALL_BODY = 64 * 1024
@@ -51,6 +57,7 @@ def upstream_headers(
     headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
     headers.append(("authorization", authorization))
     headers.append((USER_ID_HEADER, identity.uid))
+    headers.append((AUTH_METHOD_HEADER, identity.method))
     if identity.email:
         headers.append((USER_EMAIL_HEADER, identity.email))
     headers.append((REQUEST_ID_HEADER, request_id))

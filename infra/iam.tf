@@ -25,6 +25,8 @@ locals {
     "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
     "evaluate-datastore"      = { account = "evaluate", role = "roles/datastore.user" }
     "ingest-datastore"        = { account = "ingest", role = "roles/datastore.user" }
+    # API keys: the gateway looks a key up by its hash and stamps its last use.
+    "gateway-datastore" = { account = "gateway", role = "roles/datastore.user" }
     # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
     "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
     # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).

@@ -142,7 +142,9 @@ STAGED_MODELS = "models/"  # runtune/models/loading.py: base weights an operator
 
 DEPLOYABLES: dict[str, Permissions] = {
     "gateway": Permissions(
-        "public entry: verifies users' tokens (looking the user up) and calls the private services",
+        "public entry: verifies users' tokens (looking the user up) and API keys, calls the private services",
+        # API keys: looked up by hash; `last_used_at` stamped (at most every few minutes per key).
+        firestore={"api_keys": "rw"},
         verifies_users=True,
         invokes=("preprocessing", "training", "inference"),
     ),
@@ -171,6 +173,7 @@ DEPLOYABLES: dict[str, Permissions] = {
             "jobs/checkpoints": "rw",
             "idempotency_keys": "rw",
             "datasets": "r",
+            "api_keys": "rw",
         },
         user_secrets="manage",
         runs_jobs=("trainer",),

@@ -110,6 +110,10 @@ class GatewaySettings(CommonSettings):
     # Looks the user up on every first sight of a token: catches disabled users, revoked sessions,
     # and (in the emulator, which signs nothing) tokens naming users that do not exist.
     token_check_revoked: bool = True
+    # API keys: how long a key's lookup is trusted (so a revoked key stops working within this bound on
+    # every instance), and how often its `last_used_at` is written (at most once per this, per instance).
+    api_key_cache_s: float = Field(default=10.0, ge=0, le=300)
+    api_key_touch_every_s: float = Field(default=300.0, ge=0)
     upstream_timeout_s: float = 300.0
     # The web UI's Firebase configuration (apiKey, authDomain, projectId, appId), served at
     # `/config.json` in the gcp profile. Public values: they identify the project and grant nothing,

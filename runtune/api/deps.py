@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from runtune.errors import Unauthenticated
-from runtune.internal_auth import REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
+from runtune.errors import PermissionDenied, Unauthenticated
+from runtune.internal_auth import AUTH_METHOD_HEADER, REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class UserContext:
     uid: str
     email: str | None
     request_id: str | None
+    # `id_token` (a signed-in session) or `api_key`, as the gateway verified it.
+    auth_method: str = "id_token"
 
 
 def current_user(request: Request) -> UserContext:
@@ -28,10 +30,25 @@ def current_user(request: Request) -> UserContext:
         uid=uid,
         email=request.headers.get(USER_EMAIL_HEADER) or None,
         request_id=request.headers.get(REQUEST_ID_HEADER),
+        auth_method=request.headers.get(AUTH_METHOD_HEADER) or "id_token",
     )
 
 
 CurrentUser = Annotated[UserContext, Depends(current_user)]
+
+
+def signed_in_user(user: CurrentUser) -> UserContext:
+    """The caller, if it came with a signed-in session: what creates or revokes credentials must not
+    be doable with a credential alone (a leaked key could otherwise mint itself successors)."""
+    if user.auth_method != "id_token":
+        raise PermissionDenied(
+            "This needs a signed-in session (a Firebase ID token, e.g. `runtune token`), not an API key",
+            code="session_required",
+        )
+    return user
+
+
+SignedInUser = Annotated[UserContext, Depends(signed_in_user)]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -11,6 +11,10 @@ class Identity:
     uid: str
     email: str | None
     expires_at: float
+    # How the caller proved it: a Firebase ID token (a signed-in session) or an API key (`rt-...`).
+    method: Literal["id_token", "api_key"] = "id_token"
+    # A read-only API key: the gateway lets only reads through.
+    read_only: bool = False
 
 
 class IdentityVerifier(Protocol):

@@ -1,5 +1,5 @@
 """The training service (private: reached only through the gateway): fine-tuning jobs, the model
-catalog, and the users' own tokens the trainer needs."""
+catalog, the users' own tokens the trainer needs, and their API keys."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from runtune import wiring
 from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
+from runtune.api_keys import api_keys
 from runtune.settings import ServiceSettings
-from services.training import jobs_api, models_api, secrets_api
+from services.training import api_keys_api, jobs_api, models_api, secrets_api
 from services.training.jobs_service import JobService, SchedulingPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
@@ -30,6 +31,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
         launcher = wiring.job_launcher(settings)
         app.state.secrets = wiring.secret_store(settings, deployable=DEPLOYABLE)
+        app.state.api_keys = api_keys(store)
         app.state.jobs = JobService(
             store,
             launcher,
@@ -48,6 +50,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return create_service_app(
         DEPLOYABLE,
         settings,
-        routers=[jobs_api.router, models_api.router, secrets_api.router],
+        routers=[jobs_api.router, models_api.router, secrets_api.router, api_keys_api.router],
         lifespan=lifespan,
     )
