@@ -74,3 +74,31 @@ def test_whoami_without_login_says_what_to_do(tmp_path, monkeypatch) -> None:
     result = CliRunner().invoke(app, ["whoami"])
     assert result.exit_code == 1
     assert "runtune login" in result.output
+
+
+def test_keys_create_list_revoke(platform, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    login = ["login", "--email", account["email"], "--password", "correct-horse"]
+    login += ["--gateway", platform.gateway_url, "--auth-emulator", platform.auth_host]
+    assert runner.invoke(app, login).exit_code == 0
+
+    made = runner.invoke(app, ["keys", "create", "nightly eval", "--read-only"])
+    assert made.exit_code == 0, made.output
+    key = next(line for line in made.output.splitlines() if line.startswith("rt-"))
+    me = httpx.get(f"{platform.gateway_url}/v1/me", headers={"authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["id"] == account["uid"]
+
+    listed = runner.invoke(app, ["keys", "list"])
+    [stored] = httpx.get(f"{platform.gateway_url}/v1/api_keys", headers={"authorization": f"Bearer {key}"}).json()[
+        "data"
+    ]
+    key_id = stored["id"]
+    assert listed.exit_code == 0 and key_id in listed.output and "nigh" in listed.output
+    assert key not in listed.output
+    revoked = runner.invoke(app, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0, revoked.output
+    after = httpx.get(f"{platform.gateway_url}/v1/me", headers={"authorization": f"Bearer {key}"})
+    assert after.status_code == 401
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 1
