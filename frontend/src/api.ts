@@ -271,3 +271,18 @@ export interface VibeCheck {
   base_model: string;
   results: VibeAnswer[];
 }
+
+export interface ApiKey {
+  id: string;
+  object: "api_key";
+  name: string;
+  prefix: string;
+  scopes: ("full" | "read_only")[];
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+}
+
+export interface CreatedApiKey extends ApiKey {
+  key: string;
+}

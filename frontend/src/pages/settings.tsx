@@ -1,6 +1,6 @@
 import type { User } from "firebase/auth";
 import { useState } from "preact/hooks";
-import { ApiError, type Page, del, get, put } from "../api";
+import { type ApiKey, ApiError, type CreatedApiKey, type Page, del, get, post, put } from "../api";
 import { ErrorBox, Field, Loading, asApiError, errorFor, useResource } from "../ui";
 
 // Tokens go to the server's secret store (Secret Manager in the cloud) and never come back: the page
@@ -62,6 +62,108 @@ function SecretRow({ name, label, about, stored, onChange }: { name: string; lab
   );
 }
 
+const when = (ts: number | null) => (ts ? new Date(ts * 1000).toLocaleString() : "—");
+
+// Long-lived keys for scripts and services. The secret comes back once, in the create answer: the
+// server keeps only its hash, so the page shows it until the user leaves and never stores it.
+function ApiKeys({ origin }: { origin: string }) {
+  const keys = useResource(() => get<Page<ApiKey>>("/v1/api_keys"), []);
+  const [name, setName] = useState("");
+  const [readOnly, setReadOnly] = useState(false);
+  const [created, setCreated] = useState<CreatedApiKey | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [copied, setCopied] = useState(false);
+  const create = async (event: Event) => {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      setCreated(await post<CreatedApiKey>("/v1/api_keys", { name, scopes: [readOnly ? "read_only" : "full"] }));
+      setName("");
+      setCopied(false);
+      void keys.reload();
+    } catch (caught) {
+      setError(asApiError(caught));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const revoke = async (id: string) => {
+    setError(null);
+    try {
+      await del(`/v1/api_keys/${id}`);
+      if (created?.id === id) setCreated(null);
+      void keys.reload();
+    } catch (caught) {
+      setError(asApiError(caught));
+    }
+  };
+  return (
+    <div class="card" data-testid="api-keys">
+      <h3>API keys</h3>
+      <p class="muted">For scripts, CI pipelines and backends: a key does not expire after an hour like a session, and you can revoke it here.</p>
+      <form class="inline-form" onSubmit={create}>
+        <Field label="Name" error={errorFor(error, "name") ?? (error && !error.param ? error.message : null)}>
+          <input name="key-name" value={name} placeholder="ci-pipeline" maxLength={100} onInput={(e) => setName(e.currentTarget.value)} />
+        </Field>
+        <label class="check">
+          <input type="checkbox" name="key-read-only" checked={readOnly} onChange={(e) => setReadOnly(e.currentTarget.checked)} /> Read-only (GET requests only)
+        </label>
+        <button class="primary" type="submit" disabled={busy || !name.trim()}>
+          Create key
+        </button>
+      </form>
+      {created && (
+        <div class="created-key" data-testid="created-key">
+          <p>
+            <strong>Copy it now:</strong> this key is not shown again.
+          </p>
+          <pre data-testid="created-key-secret">{created.key}</pre>
+          <button class="secondary" type="button" onClick={() => void navigator.clipboard?.writeText(created.key).then(() => setCopied(true))}>
+            {copied ? "Copied" : "Copy"}
+          </button>
+          <pre>{`curl -H "Authorization: Bearer ${created.key}" ${origin}/v1/fine_tuning/jobs\n\nfrom openai import OpenAI\nclient = OpenAI(base_url="${origin}/v1", api_key="${created.key}")`}</pre>
+        </div>
+      )}
+      {keys.loading && <Loading />}
+      <ErrorBox error={keys.error} />
+      {keys.data && keys.data.data.length > 0 && (
+        <table data-testid="api-key-table">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Key</th>
+              <th>Scopes</th>
+              <th>Created</th>
+              <th>Last used</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {keys.data.data.map((key) => (
+              <tr key={key.id} data-testid={`api-key-${key.id}`}>
+                <td>{key.name}</td>
+                <td>
+                  <code>{key.prefix}…</code>
+                </td>
+                <td>{key.scopes.join(", ")}</td>
+                <td>{when(key.created_at)}</td>
+                <td>{when(key.last_used_at)}</td>
+                <td>
+                  <button class="danger" type="button" onClick={() => void revoke(key.id)}>
+                    Revoke
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
 export function Settings({ user, profile }: { user: User; profile: string }) {
   const secrets = useResource(() => get<Page<{ name: string }>>("/v1/secrets"), []);
   const [token, setToken] = useState<string | null>(null);
@@ -85,6 +187,7 @@ export function Settings({ user, profile }: { user: User; profile: string }) {
         <ErrorBox error={secrets.error} />
         {secrets.data && SECRETS.map((s) => <SecretRow key={s.name} {...s} stored={names.has(s.name)} onChange={() => void secrets.reload()} />)}
       </div>
+      <ApiKeys origin={origin} />
       <div class="card">
         <h3>Command line and REST</h3>
         <p>Sign the CLI in once; it refreshes its session by itself:</p>
@@ -94,8 +197,8 @@ export function Settings({ user, profile }: { user: User; profile: string }) {
             : `pip install runtune\nruntune login --gateway ${origin} --api-key <Firebase web API key> --email ${user.email ?? "you@example.com"}\nruntune jobs list`}
         </pre>
         <p>
-          Any HTTP client (and the <code>openai</code> SDK with <code>base_url="{origin}/v1"</code>) works with your ID token as the bearer token. It
-          expires after an hour.
+          Any HTTP client (and the <code>openai</code> SDK with <code>base_url="{origin}/v1"</code>) works with an API key (above) or your ID token as
+          the bearer token; the ID token expires after an hour.
         </p>
         <button class="secondary" onClick={() => void user.getIdToken().then(setToken)}>
           Show my ID token
