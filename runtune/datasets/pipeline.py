@@ -120,7 +120,7 @@ class Ingestor:
 
     def ingest_hub(self, source: HubSource, token: str | None, options: IngestOptions) -> IngestResult:
         self._progress("connecting", 0, None)
-        table = open_hub_dataset(source, token)
+        table = open_hub_dataset(source, token, self._limits)
         mapping = options.mapping
         if mapping is not None and mapping.split is None and not source.split:
             mapping = mapping.model_copy(update={"split": SPLIT_COLUMN})
