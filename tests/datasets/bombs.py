@@ -9,6 +9,7 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,8 +29,20 @@ def tar_header_bomb(path: Path, payload_bytes: int, kind: bytes = tarfile.GNUTYP
     """A `.tar.gz` whose first member is a metadata header (a GNU long name `././@LongLink` by
     default) with `payload_bytes` of zeros, then one ordinary file: `tarfile` reads that payload
     whole. The zeros are written in chunks, so building a 256 MiB bomb costs no memory here."""
+    with path.open("wb") as raw:
+        _write_tar_header_bomb(raw, payload_bytes, kind)
+    return path
+
+
+def tar_header_bomb_bytes(payload_bytes: int, kind: bytes = tarfile.GNUTYPE_LONGNAME) -> bytes:
+    out = io.BytesIO()
+    _write_tar_header_bomb(out, payload_bytes, kind)
+    return out.getvalue()
+
+
+def _write_tar_header_bomb(raw: BinaryIO, payload_bytes: int, kind: bytes) -> None:
     chunk = b"\0" * (1 << 20)
-    with gzip.open(path, "wb", compresslevel=1) as out:
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
         out.write(_header("././@LongLink", kind, payload_bytes))
         left = payload_bytes + (-payload_bytes % _BLOCK)
         while left:
@@ -37,7 +50,6 @@ def tar_header_bomb(path: Path, payload_bytes: int, kind: bytes = tarfile.GNUTYP
             left -= min(left, len(chunk))
         out.write(_header("cat/1.txt", tarfile.REGTYPE, 1) + b"x" + b"\0" * (_BLOCK - 1))
         out.write(b"\0" * 2 * _BLOCK)
-    return path
 
 
 def zip_with_directory(files: dict[str, bytes], *, entries: int | None = None, size: int | None = None) -> bytes:
@@ -88,9 +100,15 @@ def csv_with_field(field_chars: int) -> bytes:
     return ("question,answer\nhi,there\nbig," + "x" * field_chars + "\n").encode()
 
 
-def parquet_bomb(path: Path, rows: int = 16, value_bytes: int = 1 << 20) -> Path:
+def parquet_bomb(path: Path | BinaryIO, rows: int = 16, value_bytes: int = 1 << 20) -> Path | BinaryIO:
     """A Parquet file of `rows` strings of `value_bytes` repeated letters, zstd-compressed without a
     dictionary: a few KiB on disk, `rows * value_bytes` decompressed."""
     table = pa.table({"question": ["a" * value_bytes] * rows, "answer": ["b"] * rows})
     pq.write_table(table, path, compression="zstd", use_dictionary=False, row_group_size=rows)
     return path
+
+
+def parquet_bomb_bytes() -> bytes:
+    out = io.BytesIO()
+    parquet_bomb(out)
+    return out.getvalue()
