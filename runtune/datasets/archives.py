@@ -106,12 +106,12 @@ def check_zip_directory(archive: Path, limits: DatasetLimits, where: Location) -
     with archive.open("rb") as handle:
         try:
             # The very parse `ZipFile` starts with, so the bound applies to exactly what it will read.
-            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+            end = zipfile._EndRecData(handle)
         except OSError:
             end = None
         if not end:
             raise DataError("not a readable zip archive (no end-of-directory record)", where, code="invalid_archive")
-        declared, size, offset = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+        declared, size, offset = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]
         if declared > limits.max_archive_entries:
             raise DataError(
                 f"the archive has more than {limits.max_archive_entries:,} entries "
@@ -125,9 +125,9 @@ def check_zip_directory(archive: Path, limits: DatasetLimits, where: Location) -
                 where,
                 code="archive_too_large",
             )
-        concat = end[zipfile._ECD_LOCATION] - size - offset  # type: ignore[attr-defined]
-        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
-            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+        concat = end[zipfile._ECD_LOCATION] - size - offset
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
         start = offset + concat
         if start < 0 or start + size > archive.stat().st_size:
             raise DataError(
@@ -200,7 +200,7 @@ def _bounded_tarinfo(max_header_bytes: int) -> type[tarfile.TarInfo]:
         """Refuses a metadata member whose payload is over the limit, from its header block alone,
         before `tarfile` reads that payload; and sparse files (their maps are unbounded lists)."""
 
-        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
             if self.type in _METADATA_TYPES and self.size > max_header_bytes:
                 kind = "long name" if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK) else "pax"
                 raise DataError(
@@ -210,7 +210,7 @@ def _bounded_tarinfo(max_header_bytes: int) -> type[tarfile.TarInfo]:
                 )
             if self.type == tarfile.GNUTYPE_SPARSE:
                 raise _SparseMember(self.name)
-            return super()._proc_member(tar)  # type: ignore[misc]
+            return super()._proc_member(tar)
 
         def _proc_gnusparse_00(self, *args: object) -> None:
             raise _SparseMember(self.name)

@@ -3,7 +3,8 @@
 Everything streams. The reader yields one raw example at a time; a small thread pool decodes and
 re-encodes images (Pillow releases the GIL there) with a bounded window in flight, in input
 order; each split's shards are written a row group at a time. Memory is bounded by the window,
-one row group per split and one preview page per split, not by the size of the dataset.
+one row group per split, one preview page per split and the de-duplication keys (`BoundedSeen`,
+capped), not by the size of the dataset.
 Failures raise `DataError` naming the file, row and field; the caller removes what was written.
 """
 

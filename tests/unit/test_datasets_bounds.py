@@ -185,6 +185,17 @@ def test_csv_record_is_bounded_in_bytes(tmp_path) -> None:
     assert (error.code, str(error)) == ("row_too_long", "wide.csv, row 2: the row is longer than 1,024 bytes")
 
 
+def test_an_image_struct_whose_bytes_are_a_number_is_not_allocated(tmp_path) -> None:
+    lines = [
+        json.dumps({"image": {"bytes": 10**12}, "label": "cat"}),
+        json.dumps({"image": {"bytes": "x"}, "label": "dog"}),
+    ]
+    error = _refused(tmp_path, "t.jsonl", "\n".join(lines).encode(), mapping={"image": "image", "label": "label"})
+    assert str(error) == "t.jsonl, line 1, field 'image': the image struct's 'bytes' is not binary data"
+    error = _refused(tmp_path, "u.jsonl", "\n".join(lines[1:]).encode(), mapping={"image": "image", "label": "label"})
+    assert error.code == "invalid_image" and error.where.row == 1
+
+
 # -- Parquet ---------------------------------------------------------------------------------------
 
 
