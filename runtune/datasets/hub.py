@@ -101,27 +101,35 @@ def hub_snapshot(source: HubSource, token: str | None) -> HubSnapshot:
 
 
 def _read_card(api: Any, repo_id: str, sha: str, sizes: dict[str, int]) -> dict[str, Any]:
-    """The card's YAML as `datasets` merges it (README.md's header, updated by `.huggingface.yaml`)."""
+    """The card's YAML as `datasets` merges it (README.md's header, updated by `.huggingface.yaml`).
+    Both are asked for whatever the file list says: a card that escaped this check would still be
+    read by `datasets`."""
     import yaml
     from huggingface_hub import DatasetCard
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
+    where = Location(f"hf://datasets/{repo_id}")
     card: dict[str, Any] = {}
     for name in CARD_FILES:
-        if name not in sizes:
-            continue
-        if sizes[name] > _MAX_CARD_BYTES:
+        if sizes.get(name, 0) > _MAX_CARD_BYTES:
             raise DataError(
                 f"{name} is {sizes[name]:,} bytes, over the limit of {_MAX_CARD_BYTES:,}",
-                Location(f"hf://datasets/{repo_id}"),
+                where,
                 code="hub_invalid_card",
             )
-        path = api.hf_hub_download(repo_id, name, repo_type="dataset", revision=sha)
-        if name == "README.md":
-            card = DatasetCard.load(path).data.to_dict()
-        else:
-            with open(path, encoding="utf-8") as handle:
-                extra = yaml.safe_load(handle.read())
-            card.update(extra if isinstance(extra, dict) else {})
+        try:
+            path = api.hf_hub_download(repo_id, name, repo_type="dataset", revision=sha)
+        except RemoteEntryNotFoundError:  # absent from the repository (never a failed download)
+            continue
+        try:
+            if name == "README.md":
+                card = DatasetCard.load(path).data.to_dict()
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    extra = yaml.safe_load(handle.read())
+                card.update(extra if isinstance(extra, dict) else {})
+        except (yaml.YAMLError, ValueError) as exc:
+            raise DataError(f"{name} is not a readable dataset card ({exc})", where, code="hub_invalid_card") from exc
     return card
 
 

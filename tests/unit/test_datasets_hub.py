@@ -79,3 +79,13 @@ def test_data_files_over_the_byte_limit_are_not_read(tmp_path) -> None:
     assert outcome["code"] == "hub_too_large", outcome
     assert f"the data files are {len(DATA)} bytes, over the limit of 10" in outcome["message"]
     assert not [r for r in hub.requests if r.endswith("/data/train.csv")], hub.requests
+
+
+def test_a_pattern_in_the_standalone_yaml_is_checked_too(tmp_path) -> None:
+    # `datasets` merges `.huggingface.yaml` into the card, so a pattern there is the card's too.
+    standalone = b"configs:\n- config_name: default\n  data_files: /etc/passwd\n"
+    files = {"README.md": b"# no YAML header\n", ".huggingface.yaml": standalone, "data/train.csv": DATA}
+    with FakeHub(files) as hub:
+        outcome = _import(hub, tmp_path)
+    assert outcome["code"] == "hub_outside_repository", outcome
+    assert "the card names '/etc/passwd'" in outcome["message"]
