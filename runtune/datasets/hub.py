@@ -224,7 +224,7 @@ def _stream(source: HubSource, snapshot: HubSnapshot, token: str | None, limits:
     return Table(
         f"hf://datasets/{source.id}",
         columns,
-        _rows(parts, source, deadline, limits.max_hub_seconds),
+        hub_rows(parts, source, deadline, limits.max_hub_seconds),
         row_word="row",
         label_names=label_names or None,
     )
@@ -254,7 +254,7 @@ def check_resolved_files(data_files: Any, repo_id: str, snapshot: HubSnapshot, m
         )
 
 
-def _rows(
+def hub_rows(
     parts: dict[str | None, Any], source: HubSource, deadline: float, max_seconds: float
 ) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     number = 0

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from runtune.datasets.archives import extract_archive
-from runtune.datasets.hub import HubSnapshot, check_card, check_pattern, check_resolved_files, open_hub_dataset
+from runtune.datasets.hub import (
+    HubSnapshot,
+    check_card,
+    check_pattern,
+    check_resolved_files,
+    hub_rows,
+    open_hub_dataset,
+)
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import BoundedSeen, IngestOptions, Ingestor
 from runtune.datasets.problems import DataError
@@ -302,3 +309,10 @@ def test_resolved_files_must_be_of_this_commit_and_bounded_in_bytes() -> None:
     ):
         with pytest.raises(DataError, match="not a file of this commit"):
             check_resolved_files({"train": [url]}, "me/set", snapshot, max_bytes=10**9)
+
+
+def test_hub_reading_stops_at_its_deadline() -> None:
+    rows = hub_rows({"train": iter([{"q": "a"}])}, HubSource(id="me/set", split="train"), deadline=0.0, max_seconds=5)
+    with pytest.raises(DataError, match="took more than 5s") as caught:
+        next(rows)
+    assert caught.value.code == "hub_timeout" and str(caught.value).startswith("hf://datasets/me/set, row 1:")
