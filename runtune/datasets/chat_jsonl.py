@@ -1,6 +1,7 @@
 """OpenAI chat JSONL: one `{"messages": [...]}` object per line, images as `image_url` parts.
 
-Each line becomes one example as it is read (the file is never held whole). Content may be a
+Each line becomes one example as it is read (the file is never held whole; a line is read up to
+`max_line_bytes`, and a longer one is a bad row, skipped in bounded chunks). Content may be a
 string or a list of parts (`text`, `image_url`); `image_url.url` is a base64 data URL, or a path
 inside the uploaded archive when the JSONL came in one.
 """
@@ -10,20 +11,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import IMAGE_PART, RawExample, RawImage, Rows, text_part
 from runtune.datasets.resolve import ImageResolver
 
 ROLES = frozenset({"system", "user", "assistant"})
+_SKIP_CHUNK = 1 << 20
 
 
-def numbered_lines(path: Path, display: str) -> Iterator[tuple[int, str | DataError]]:
-    """(line number, text) of every non-blank line; a line that is not UTF-8 comes as a DataError."""
+def numbered_lines(path: Path, display: str, max_line_bytes: int) -> Iterator[tuple[int, str | DataError]]:
+    """(line number, text) of every non-blank line; a line that is not UTF-8, or longer than
+    `max_line_bytes`, comes as a DataError."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            number += 1
             where = Location(display, number, row_word="line")
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                _skip_rest_of_line(handle)
+                yield (
+                    number,
+                    DataError(f"the line is longer than {max_line_bytes:,} bytes", where, code="line_too_long"),
+                )
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -38,16 +50,27 @@ def numbered_lines(path: Path, display: str) -> Iterator[tuple[int, str | DataEr
                 yield number, text
 
 
+def _skip_rest_of_line(handle: IO[bytes]) -> None:
+    while chunk := handle.readline(_SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            return
+
+
 def parse_json_line(text: str, where: Location) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", where, code="invalid_json") from exc
+    except RecursionError as exc:
+        # `json` recurses once per level of nesting; a line of `[[[[...` exhausts the stack.
+        raise DataError("the JSON is nested too deeply", where, code="invalid_json") from exc
 
 
-def read_chat_jsonl(path: Path, display: str, resolver: ImageResolver, *, labels_from_answer: bool) -> Rows:
+def read_chat_jsonl(
+    path: Path, display: str, resolver: ImageResolver, *, labels_from_answer: bool, max_line_bytes: int
+) -> Rows:
     seen_any = False
-    for number, text in numbered_lines(path, display):
+    for number, text in numbered_lines(path, display, max_line_bytes):
         seen_any = True
         if isinstance(text, DataError):
             yield text

@@ -7,6 +7,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from runtune.datasets.archives import ARCHIVE_SUFFIXES, is_archive_name
+from runtune.datasets.chat_jsonl import numbered_lines
+from runtune.datasets.limits import dataset_limits
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.tables import TABLE_SUFFIXES
 from runtune.schemas.datasets import ColumnMapping
@@ -37,16 +39,17 @@ def check_supported(filename: str) -> None:
         )
 
 
-def is_chat_jsonl(path: Path) -> bool:
+def is_chat_jsonl(path: Path, max_line_bytes: int | None = None) -> bool:
     """A JSONL whose first record has a `messages` list is the OpenAI chat format."""
-    with path.open("rb") as handle:
-        for raw in handle:
-            if raw.strip():
-                try:
-                    first = json.loads(raw.decode("utf-8", errors="replace").removeprefix("\ufeff"))
-                except json.JSONDecodeError:
-                    return True  # let the chat reader report the malformed line
-                return isinstance(first, dict) and isinstance(first.get("messages"), list)
+    limit = max_line_bytes or dataset_limits().max_line_bytes
+    for _, text in numbered_lines(path, path.name, limit):
+        if isinstance(text, DataError):
+            return True  # let the chat reader report the line (too long, not UTF-8)
+        try:
+            first = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return True  # let the chat reader report the malformed line
+        return isinstance(first, dict) and isinstance(first.get("messages"), list)
     return True
 
 

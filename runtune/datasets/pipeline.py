@@ -3,7 +3,8 @@
 Everything streams. The reader yields one raw example at a time; a small thread pool decodes and
 re-encodes images (Pillow releases the GIL there) with a bounded window in flight, in input
 order; each split's shards are written a row group at a time. Memory is bounded by the window,
-one row group per split and one preview page per split, not by the size of the dataset.
+one row group per split, one preview page per split and the de-duplication keys (`BoundedSeen`,
+capped), not by the size of the dataset.
 Failures raise `DataError` naming the file, row and field; the caller removes what was written.
 """
 
@@ -115,12 +116,12 @@ class Ingestor:
         resolver = ImageResolver(None, max_bytes=self._limits.max_image_file_bytes)
         if kind is InputKind.chat_jsonl:
             return self._run(kind, self._chat_rows(path, display, resolver, options), options, None)
-        table = open_table(path, display, self._limits.max_json_array_bytes)
+        table = open_table(path, display, self._limits)
         return self._table(table, resolver, options)
 
     def ingest_hub(self, source: HubSource, token: str | None, options: IngestOptions) -> IngestResult:
         self._progress("connecting", 0, None)
-        table = open_hub_dataset(source, token)
+        table = open_hub_dataset(source, token, self._limits)
         mapping = options.mapping
         if mapping is not None and mapping.split is None and not source.split:
             mapping = mapping.model_copy(update={"split": SPLIT_COLUMN})
@@ -144,11 +145,15 @@ class Ingestor:
             inner_name = f"{display}!{inner.relative_to(root).as_posix()}"
             base = PurePosixPath(inner.parent.relative_to(root).as_posix())
             resolver = ImageResolver(root, max_bytes=self._limits.max_image_file_bytes, base=base)
-            if inner.suffix.lower() in (".jsonl", ".ndjson") and options.mapping is None and is_chat_jsonl(inner):
+            if (
+                inner.suffix.lower() in (".jsonl", ".ndjson")
+                and options.mapping is None
+                and is_chat_jsonl(inner, self._limits.max_line_bytes)
+            ):
                 return self._run(
                     InputKind.chat_jsonl, self._chat_rows(inner, inner_name, resolver, options), options, None
                 )
-            return self._table(open_table(inner, inner_name, self._limits.max_json_array_bytes), resolver, options)
+            return self._table(open_table(inner, inner_name, self._limits), resolver, options)
         folder = find_image_folder(root, display)
         total = folder.count()
         rows = read_image_folder(folder, options.mapping, self._limits.max_image_file_bytes)
@@ -158,7 +163,9 @@ class Ingestor:
 
     def _chat_rows(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> Rows:
         classification = options.task_kind is TaskKind.classification
-        return read_chat_jsonl(path, display, resolver, labels_from_answer=classification)
+        return read_chat_jsonl(
+            path, display, resolver, labels_from_answer=classification, max_line_bytes=self._limits.max_line_bytes
+        )
 
     def _table(
         self,
@@ -199,7 +206,7 @@ class Ingestor:
         shard_dir.mkdir(parents=True, exist_ok=True)
         writers = {s: StreamingShardWriter(self._blobs, self._uid, self._dataset_id, s, shard_dir) for s in SPLITS}
         previews = {s: PreviewWriter(self._blobs, self._uid, self._dataset_id, s) for s in SPLITS}
-        seen: set[bytes] = set()
+        seen = BoundedSeen(self._limits.max_dedup_rows)
         labels: set[str] = set()
         last_report = 0.0
 
@@ -215,11 +222,9 @@ class Ingestor:
                         raise item
                     stats.skip(item)
                     continue
-                key = _row_key(item)
-                if key in seen:
+                if not seen.add(_row_key(item)):
                     stats.duplicates += 1
                     continue
-                seen.add(key)
                 label = item.example.label if classification else None
                 if classification:
                     labels.add(item.example.label or "")
@@ -254,7 +259,7 @@ class Ingestor:
             labels=sorted(labels) if classification else [],
             label_counts=stats.label_counts() if classification else {},
             stats=stats.summary(),
-            warnings=stats.warnings(classification),
+            warnings=stats.warnings(classification) + seen.warnings(),
             shards=[path for writer in writers.values() for path in writer.paths],
         )
 
@@ -293,12 +298,42 @@ class Ingestor:
         return _Converted(example, images, resized, row.split, row.where)
 
 
-def _row_key(item: _Converted) -> bytes:
-    digest = hashlib.sha256(json.dumps(item.example.messages, sort_keys=True).encode())
+class BoundedSeen:
+    """The rows seen so far, for de-duplication in bounded memory: an 8-byte hash per row (a
+    Python int in a set, about 66 bytes each: 66 MiB at the default cap) for the first `cap`
+    distinct rows; later rows are kept without a check, and a warning says so. With 64-bit keys,
+    two different rows of a million collide with a probability of about 3e-8."""
+
+    def __init__(self, cap: int) -> None:
+        self._keys: set[int] = set()
+        self._cap = cap
+        self.unchecked = 0
+
+    def add(self, key: int) -> bool:
+        """True when `key` is new (the row is kept), False for a duplicate."""
+        if key in self._keys:
+            return False
+        if len(self._keys) < self._cap:
+            self._keys.add(key)
+        else:
+            self.unchecked += 1
+        return True
+
+    def warnings(self) -> list[str]:
+        if not self.unchecked:
+            return []
+        return [
+            f"duplicates were looked for among the first {self._cap:,} distinct rows only; "
+            f"{self.unchecked:,} later rows were kept unchecked"
+        ]
+
+
+def _row_key(item: _Converted) -> int:
+    digest = hashlib.blake2b(json.dumps(item.example.messages, sort_keys=True).encode(), digest_size=8)
     for image in item.images:
         digest.update(image.digest)
     digest.update((item.example.label or "").encode())
-    return digest.digest()
+    return int.from_bytes(digest.digest(), "big")
 
 
 def _without_label(example: Example) -> Example:

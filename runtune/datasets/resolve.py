@@ -34,10 +34,14 @@ class ImageResolver:
         if isinstance(value, bytes | bytearray | memoryview):
             return RawImage(bytes(value), None, where)
         if isinstance(value, dict):
-            if value.get("bytes"):
-                return RawImage(bytes(value["bytes"]), value.get("path"), where)
-            if value.get("path"):
-                return self._from_path(str(value["path"]), where)
+            data, path = value.get("bytes"), value.get("path")
+            if data:
+                if not isinstance(data, bytes | bytearray | memoryview):
+                    # From JSON, `bytes(10**12)` would allocate a terabyte and `bytes("x")` raise.
+                    raise DataError("the image struct's 'bytes' is not binary data", where, code="invalid_image")
+                return RawImage(bytes(data), path if isinstance(path, str) else None, where)
+            if path:
+                return self._from_path(str(path), where)
             raise DataError("the image struct has neither bytes nor a path", where, code="invalid_image")
         if isinstance(value, str) and value.strip():
             text = value.strip()

@@ -1,7 +1,10 @@
 """Tables (CSV, JSON, JSONL, Parquet) turned into chats through a column mapping.
 
 Rows are streamed: CSV and JSONL line by line, Parquet in record batches. A JSON array is parsed
-whole, so it is capped (`max_json_array_bytes`); larger sets belong in JSONL. Every mapped column
+whole, so it is capped (`max_json_array_bytes`); larger sets belong in JSONL. Every read is
+bounded: JSONL lines (`max_line_bytes`), CSV records (`max_csv_row_bytes`) and fields (128 KiB),
+JSON nesting (Python's recursion limit, as a data error), and each Parquet row group's declared
+decompressed size and ratio, checked from the footer before any page is read. Every mapped column
 is checked against the header (or the first row) before any row is converted, so a typo fails in
 the first second with the columns that do exist.
 """
@@ -14,11 +17,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow.parquet as pq
 
 from runtune.datasets.chat_jsonl import numbered_lines, parse_json_line
+from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import IMAGE_PART, RawExample, Rows, canonical_split, text_part
 from runtune.datasets.resolve import ImageResolver
@@ -27,6 +31,13 @@ from runtune.schemas.datasets import ColumnMapping
 TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _PARQUET_BATCH = 64  # rows per batch: a batch of embedded images stays a few MiB
+# Parquet footers: pyarrow's own defaults, stated so that a change there cannot lift them.
+_PARQUET_THRIFT_BYTES = 100 * 1024**2
+_PARQUET_THRIFT_ITEMS = 1_000_000
+# Below this many decompressed bytes a column chunk's ratio is not checked (as for archives).
+_RATIO_FLOOR_BYTES = 1 << 20
+# `csv`'s own default field limit (process-wide, so never changed here); a longer field is an error.
+CSV_FIELD_CHARS = 128 * 1024
 
 
 @dataclass
@@ -40,57 +51,134 @@ class Table:
     label_names: dict[str, list[str]] | None = None
 
 
-def open_table(path: Path, display: str, max_json_bytes: int) -> Table:
+def open_table(path: Path, display: str, limits: DatasetLimits) -> Table:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return _parquet(path, display)
+        return _parquet(path, display, limits)
     if suffix in (".csv", ".tsv"):
-        return _csv(path, display, "\t" if suffix == ".tsv" else ",")
+        return _csv(path, display, "\t" if suffix == ".tsv" else ",", limits.max_csv_row_bytes)
     if suffix in (".jsonl", ".ndjson"):
-        return _jsonl(path, display)
+        return _jsonl(path, display, limits.max_line_bytes)
     if suffix == ".json":
-        return _json_array(path, display, max_json_bytes)
+        return _json_array(path, display, limits.max_json_array_bytes)
     raise DataError(f"unsupported table type '{suffix}'", Location(display), code="unsupported_type")
 
 
-def _csv(path: Path, display: str, delimiter: str) -> Table:
-    lines = _utf8_lines(path, display)
+class _CsvLines:
+    """A CSV file's lines for `csv.reader`, each record (all its lines) bounded in bytes, and the
+    current record's text kept to say which column a `csv.Error` is about."""
+
+    def __init__(self, handle: IO[bytes], display: str, max_record_bytes: int) -> None:
+        self._handle, self._display, self._max = handle, display, max_record_bytes
+        self.line = 0
+        self.row = 0  # data rows started: the header is row 0
+        self.record: list[str] = []
+        self._used = 0  # bytes of the current record
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def next_record(self) -> None:
+        self.record, self._used = [], 0
+
+    def __next__(self) -> str:
+        raw = self._handle.readline(self._max - self._used + 1)
+        if not raw:
+            raise StopIteration
+        self.line += 1
+        if not self.record:
+            self.row += 1
+        self._used += len(raw)
+        if self._used > self._max:
+            raise DataError(
+                f"the row is longer than {self._max:,} bytes",
+                Location(self._display, self.row - 1),
+                code="row_too_long",
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # The csv module cannot resume mid-record, so bad bytes fail the file, naming the line.
+            raise DataError(
+                f"not valid UTF-8 text (byte {exc.start} of the line)",
+                Location(self._display, self.line, row_word="line"),
+                code="invalid_encoding",
+            ) from exc
+        self.record.append(text)
+        return text
+
+
+def _csv(path: Path, display: str, delimiter: str, max_row_bytes: int) -> Table:
+    handle = path.open("rb")
+    lines = _CsvLines(handle, display, max_row_bytes)
     reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataError("the file is empty", Location(display), code="empty_file") from None
+    header = _next_record(reader, lines, display, delimiter, [])
+    if header is None:
+        handle.close()
+        raise DataError("the file is empty", Location(display), code="empty_file")
     header[0] = header[0].removeprefix("\ufeff")
 
     def rows() -> Iterator[tuple[int, dict[str, Any] | DataError]]:
-        for number, values in enumerate(reader, start=1):
-            if not values:
-                continue
-            if len(values) != len(header):
-                where = Location(display, number)
-                yield number, DataError(f"has {len(values)} fields, the header has {len(header)}", where)
-                continue
-            yield number, dict(zip(header, values, strict=True))
+        with handle:
+            while (values := _next_record(reader, lines, display, delimiter, header)) is not None:
+                number = lines.row - 1
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    where = Location(display, number)
+                    yield number, DataError(f"has {len(values)} fields, the header has {len(header)}", where)
+                    continue
+                yield number, dict(zip(header, values, strict=True))
 
     return Table(display, header, rows())
 
 
-def _utf8_lines(path: Path, display: str) -> Iterator[str]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                # The csv module cannot resume mid-record, so bad bytes fail the file, naming the line.
-                raise DataError(
-                    f"not valid UTF-8 text (byte {exc.start} of the line)",
-                    Location(display, number, row_word="line"),
-                    code="invalid_encoding",
-                ) from exc
+def _next_record(reader: Any, lines: _CsvLines, display: str, delimiter: str, header: list[str]) -> list[str] | None:
+    """The next record, or None at the end; a field over `CSV_FIELD_CHARS` fails naming row and column."""
+    lines.next_record()
+    try:
+        values: list[str] = next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        # `csv` stops at its field limit (128 KiB) or a malformed quote without saying which column.
+        index = _long_field_index("".join(lines.record), delimiter)
+        where = Location(display, lines.row - 1, field=_column_name(header, index))
+        if index is not None:
+            raise DataError(
+                f"the field is longer than {CSV_FIELD_CHARS:,} characters", where, code="field_too_long"
+            ) from exc
+        raise DataError(f"malformed CSV ({exc})", where, code="invalid_csv") from exc
+    for index, value in enumerate(values):
+        if len(value) > CSV_FIELD_CHARS:  # another module may have raised the process-wide limit
+            where = Location(display, lines.row - 1, field=_column_name(header, index))
+            raise DataError(f"the field is longer than {CSV_FIELD_CHARS:,} characters", where, code="field_too_long")
+    return values
 
 
-def _jsonl(path: Path, display: str) -> Table:
-    lines = numbered_lines(path, display)
+def _long_field_index(record: str, delimiter: str) -> int | None:
+    """Which field of a raw record is over the limit (quotes honoured), for the error message."""
+    index, length, quoted = 0, 0, False
+    for char in record:
+        if char == '"':
+            quoted = not quoted
+        elif char == delimiter and not quoted:
+            index, length = index + 1, 0
+            continue
+        length += 1
+        if length > CSV_FIELD_CHARS:
+            return index
+    return None
+
+
+def _column_name(header: list[str], index: int | None) -> str | None:
+    if index is None:
+        return None
+    return header[index] if index < len(header) else f"column {index + 1}"
+
+
+def _jsonl(path: Path, display: str, max_line_bytes: int) -> Table:
+    lines = numbered_lines(path, display, max_line_bytes)
     first = next(lines, None)
     if first is None:
         raise DataError("the file is empty", Location(display), code="empty_file")
@@ -132,6 +220,8 @@ def _json_array(path: Path, display: str, max_bytes: int) -> Table:
     except json.JSONDecodeError as exc:
         where = Location(display, exc.lineno, row_word="line")
         raise DataError(f"malformed JSON ({exc.msg} at column {exc.colno})", where, code="invalid_json") from exc
+    except RecursionError as exc:
+        raise DataError("the JSON is nested too deeply", Location(display), code="invalid_json") from exc
     if isinstance(records, dict) and isinstance(records.get("data"), list):
         records = records["data"]
     if not isinstance(records, list) or not records:
@@ -146,20 +236,59 @@ def _json_array(path: Path, display: str, max_bytes: int) -> Table:
     return Table(display, columns, rows(), row_word="item")
 
 
-def _parquet(path: Path, display: str) -> Table:
+def _parquet(path: Path, display: str, limits: DatasetLimits) -> Table:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(
+            path, thrift_string_size_limit=_PARQUET_THRIFT_BYTES, thrift_container_size_limit=_PARQUET_THRIFT_ITEMS
+        )
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise DataError(f"not a readable Parquet file ({exc})", Location(display), code="invalid_parquet") from exc
+    for index in range(parquet.metadata.num_row_groups):
+        check_row_group(parquet.metadata.row_group(index), index, display, limits)
 
     def rows() -> Iterator[tuple[int, dict[str, Any] | DataError]]:
         number = 0
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH):
-            for record in batch.to_pylist():
-                number += 1
-                yield number, record
+        for index in range(parquet.metadata.num_row_groups):
+            # One row group at a time: what was checked above is all that is decompressed at once.
+            batches = parquet.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[index])
+            while True:
+                try:
+                    batch = next(batches, None)
+                except Exception as exc:  # as above: a corrupt page, a bad encoding, a failed decompression
+                    where = Location(display, number + 1)
+                    raise DataError(
+                        f"row group {index} is not readable ({exc})", where, code="invalid_parquet"
+                    ) from exc
+                if batch is None:
+                    break
+                for record in batch.to_pylist():
+                    number += 1
+                    yield number, record
 
     return Table(display, parquet.schema_arrow.names, rows(), label_names=hf_label_names(parquet.schema_arrow.metadata))
+
+
+def check_row_group(group: pq.RowGroupMetaData, index: int, display: str, limits: DatasetLimits) -> None:
+    """Refuse a row group that decompresses beyond the size limit, or a column chunk beyond the
+    expansion ratio (a Parquet bomb), from the sizes its metadata declares."""
+    where = Location(display, field=f"row group {index}")
+    if group.total_byte_size > limits.max_parquet_row_group_bytes:
+        raise DataError(
+            f"the row group decompresses to {group.total_byte_size:,} bytes, over the limit of "
+            f"{limits.max_parquet_row_group_bytes:,}",
+            where,
+            code="file_too_large",
+        )
+    for column in range(group.num_columns):
+        chunk = group.column(column)
+        expanded, compressed = chunk.total_uncompressed_size, max(chunk.total_compressed_size, 1)
+        if expanded > _RATIO_FLOOR_BYTES and expanded > limits.max_expansion_ratio * compressed:
+            raise DataError(
+                f"column '{chunk.path_in_schema}' expands more than {limits.max_expansion_ratio:g}x "
+                f"({compressed:,} bytes to {expanded:,}): refused as a possible decompression bomb",
+                where,
+                code="file_too_large",
+            )
 
 
 def hf_label_names(metadata: dict[bytes, bytes] | None) -> dict[str, list[str]] | None:
@@ -168,7 +297,7 @@ def hf_label_names(metadata: dict[bytes, bytes] | None) -> dict[str, list[str]] 
         return None
     try:
         features = json.loads(metadata[b"huggingface"])["info"]["features"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     return {
         column: list(feature["names"])

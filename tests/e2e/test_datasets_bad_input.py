@@ -10,6 +10,16 @@ import zipfile
 import pytest
 from PIL import Image
 
+from tests.datasets.bombs import (
+    chat_jsonl_with_line,
+    corrupt_deflate_zip,
+    csv_with_field,
+    deep_json_line,
+    encrypted_zip,
+    parquet_bomb_bytes,
+    tar_header_bomb_bytes,
+    zip_with_directory,
+)
 from tests.datasets.builders import chat_line, image_folder_files, jpeg
 from tests.datasets.client import api, bucket, ingest
 from tests.support import sign_up
@@ -121,6 +131,63 @@ CASES = {
         {},
         "image_outside_upload",
         "paths.zip!data.csv, row 1, field 'image': image path '/etc/passwd' points outside the upload",
+    ),
+    # Issue 13: bombs, each refused before it costs more than a bounded amount of memory.
+    "tar-long-name-header": (
+        "bomb.tar.gz",
+        tar_header_bomb_bytes(64 << 20),
+        {},
+        "archive_too_large",
+        "bomb.tar.gz: the archive has a long name header of 67,108,864 bytes, over the limit of 65,536",
+    ),
+    "zip-huge-directory": (
+        "huge-dir.zip",
+        zip_with_directory(GOOD, size=0xFFFF_FFF0),
+        {},
+        "archive_too_large",
+        "huge-dir.zip: the archive's directory is 4,294,967,280 bytes, over the limit",
+    ),
+    "encrypted-zip": (
+        "locked.zip",
+        encrypted_zip(GOOD),
+        {},
+        "invalid_archive",
+        "is encrypted: password-protected zips are not supported",
+    ),
+    "corrupt-deflate": (
+        "broken.zip",
+        corrupt_deflate_zip("cat/notes.txt", b"hello " * 50_000),
+        {},
+        "invalid_archive",
+        "broken.zip, field 'cat/notes.txt': archive entry 'cat/notes.txt' is corrupt",
+    ),
+    "deep-json": (
+        "deep.jsonl",
+        chat_jsonl_with_line(deep_json_line(200_000)),
+        {},
+        "invalid_json",
+        "deep.jsonl, line 2: the JSON is nested too deeply",
+    ),
+    "long-csv-row": (
+        "long.csv",
+        b"question,answer\nhi,there\n" + b"y," * (5 << 19) + b"z\n",
+        {"mapping": {"user": "{question}", "answer": "answer"}},
+        "row_too_long",
+        "long.csv, row 2: the row is longer than 4,194,304 bytes",
+    ),
+    "csv-200-kib-field": (
+        "wide.csv",
+        csv_with_field(200 * 1024),
+        {"mapping": {"user": "{question}", "answer": "answer"}},
+        "field_too_long",
+        "wide.csv, row 2, field 'answer': the field is longer than 131,072 characters",
+    ),
+    "parquet-ratio": (
+        "bomb.parquet",
+        parquet_bomb_bytes(),
+        {"mapping": {"user": "{question}", "answer": "answer"}},
+        "file_too_large",
+        "bomb.parquet, field 'row group 0': column 'question' expands more than 100x",
     ),
 }
 

@@ -121,7 +121,16 @@ def test_pixel_limit_is_checked_before_decoding() -> None:
 
 
 def _rows(path: Path, **kw):
-    return list(read_chat_jsonl(path, path.name, ImageResolver(None, max_bytes=10**7), labels_from_answer=False, **kw))
+    return list(
+        read_chat_jsonl(
+            path,
+            path.name,
+            ImageResolver(None, max_bytes=10**7),
+            labels_from_answer=False,
+            max_line_bytes=LIMITS.max_line_bytes,
+            **kw,
+        )
+    )
 
 
 def test_chat_jsonl_problems_carry_line_and_field(tmp_path) -> None:
@@ -156,7 +165,7 @@ def test_empty_jsonl_fails(tmp_path) -> None:
 
 def test_mapping_names_missing_columns(tmp_path) -> None:
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
-    table = open_table(tmp_path / "t.csv", "t.csv", 10**6)
+    table = open_table(tmp_path / "t.csv", "t.csv", LIMITS)
     with pytest.raises(DataError, match=r"column 'c' \(mapping.user\) does not exist; the columns are: a, b"):
         check_mapping(ColumnMapping(user="{c}", answer="a"), table.columns, "t.csv")
 
