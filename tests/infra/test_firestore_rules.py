@@ -17,7 +17,8 @@ def test_the_rules_file_is_released_to_the_default_database(tf: Config) -> None:
 
     (release,) = tf.of_type("google_firebaserules_release").values()
     assert release["name"] == "cloud.firestore"
-    assert release["ruleset_name"] == "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
+    ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
+    assert release["ruleset_name"] == ruleset_name
 
 
 def test_the_rules_api_is_enabled(tf: Config) -> None:
