@@ -11,6 +11,9 @@ class Identity:
     uid: str
     email: str | None
     expires_at: float
+    # Whether the identity provider confirmed the caller owns `email` (sign-up policies need it:
+    # anyone can create an unverified account under any address).
+    email_verified: bool = False
 
 
 class IdentityVerifier(Protocol):
