@@ -27,6 +27,7 @@ from gateway.frontend import SinglePageApp, config_endpoint
 from gateway.proxy import forward, upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import upstream_for
+from gateway.signup import SignupRule
 from runtune.api.errors import install_error_handlers
 from runtune.api_keys import READ_METHODS, ApiKeyVerifier, looks_like_key
 from runtune.errors import NotFound, PermissionDenied, RateLimited, RuntuneError, Unauthenticated
@@ -62,6 +63,7 @@ class Gateway:
         self.minter = minter
         self.session = session
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.signup = SignupRule.from_settings(settings)
 
     async def identify(self, request: Request) -> Identity:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -109,6 +111,7 @@ class Gateway:
                 raise NotFound(f"Unknown path '{request.url.path}'", code="unknown_path")
             identity = await self.identify(request)
             uid = identity.uid
+            self.signup.check(identity)
             self.authorize(request, identity)
             wait = self.limiter.acquire(uid)
             if wait > 0:

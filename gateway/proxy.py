@@ -20,6 +20,7 @@ from runtune.internal_auth import (
     IDENTITY_HEADERS,
     REQUEST_ID_HEADER,
     USER_EMAIL_HEADER,
+    USER_EMAIL_VERIFIED_HEADER,
     USER_ID_HEADER,
 )
 from runtune.ports.identity import Identity
@@ -60,6 +61,7 @@ def upstream_headers(
     headers.append((AUTH_METHOD_HEADER, identity.method))
     if identity.email:
         headers.append((USER_EMAIL_HEADER, identity.email))
+        headers.append((USER_EMAIL_VERIFIED_HEADER, "true" if identity.email_verified else "false"))
     headers.append((REQUEST_ID_HEADER, request_id))
     return headers
 

@@ -6,6 +6,7 @@ locals {
     "cloudresourcemanager.googleapis.com", # project IAM
     "compute.googleapis.com",              # the VPC of Direct VPC egress
     "firebase.googleapis.com",             # Firebase project and web app
+    "firebaserules.googleapis.com",        # Firestore security rules (deny every client)
     "firestore.googleapis.com",            # metadata
     "iam.googleapis.com",                  # service accounts, custom role
     "iamcredentials.googleapis.com",       # signBlob (signed URLs) and ID tokens

@@ -16,6 +16,10 @@ locals {
       RUNTUNE_CORS_ORIGINS      = jsonencode([local.ui_origin])
       # Served to the web UI at /config.json: public identifiers of the project, no secret.
       RUNTUNE_FIREBASE_WEB_CONFIG = jsonencode(local.firebase_web_config)
+      # Who may use the platform (gateway/signup.py).
+      RUNTUNE_SIGNUP_POLICY          = var.signup_policy
+      RUNTUNE_SIGNUP_INVITED_EMAILS  = jsonencode(var.signup_invited_emails)
+      RUNTUNE_SIGNUP_ALLOWED_DOMAINS = jsonencode(var.signup_allowed_domains)
     }
     preprocessing = {
       RUNTUNE_PROFILE                 = "gcp"

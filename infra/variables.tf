@@ -201,3 +201,38 @@ variable "evaluate_task_timeout_s" {
     error_message = "evaluate_task_timeout_s must be between 60 and 86400 (24 hours, the Cloud Run job maximum)."
   }
 }
+
+# Who may use the platform (RUNTUNE_SIGNUP_* of the gateway; gateway/signup.py). Anyone holding the
+# public web API key can create a Firebase account, so the default admits only invited addresses.
+variable "signup_policy" {
+  description = "Who may use the platform once signed in: \"invite\" (the verified addresses of signup_invited_emails), \"domains\" (verified addresses at signup_allowed_domains) or \"open\" (any account)."
+  type        = string
+  default     = "invite"
+
+  validation {
+    condition     = contains(["invite", "domains", "open"], var.signup_policy)
+    error_message = "signup_policy must be \"invite\", \"domains\" or \"open\"."
+  }
+}
+
+variable "signup_invited_emails" {
+  description = "With signup_policy \"invite\": the email addresses that may use the platform (once verified)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = var.signup_policy != "invite" || length(var.signup_invited_emails) > 0
+    error_message = "signup_policy \"invite\" admits nobody without signup_invited_emails: list at least one address."
+  }
+}
+
+variable "signup_allowed_domains" {
+  description = "With signup_policy \"domains\": the email domains (e.g. \"example.com\") whose verified addresses may use the platform."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = var.signup_policy != "domains" || length(var.signup_allowed_domains) > 0
+    error_message = "signup_policy \"domains\" admits nobody without signup_allowed_domains: list at least one domain."
+  }
+}

@@ -132,7 +132,12 @@ class ApiKeyVerifier:
         # The identity lives no longer than the cache bound: the gateway asks again after it.
         expires = now + self._cache_s if key.expires_at is None else min(key.expires_at, now + self._cache_s)
         return Identity(
-            uid=key.owner, email=None, expires_at=expires, method="api_key", read_only=read_only(key.scopes)
+            uid=key.owner,
+            email=key.owner_email,
+            expires_at=expires,
+            email_verified=key.owner_email_verified,
+            method="api_key",
+            read_only=read_only(key.scopes),
         )
 
     def _touch(self, key: ApiKey, now: float) -> None:

@@ -29,12 +29,21 @@ from runtune.errors import Unauthenticated, UpstreamUnavailable
 
 USER_ID_HEADER = "x-user-id"
 USER_EMAIL_HEADER = "x-user-email"
+# "true" when the identity provider verified that email (API keys remember it for the sign-up policy).
+USER_EMAIL_VERIFIED_HEADER = "x-user-email-verified"
 REQUEST_ID_HEADER = "x-request-id"
 # How the gateway verified the caller: `id_token` (a signed-in session) or `api_key`.
 AUTH_METHOD_HEADER = "x-runtune-auth"
 # Headers a client may never set itself: the gateway deletes them before setting its own.
 IDENTITY_HEADERS = frozenset(
-    {USER_ID_HEADER, USER_EMAIL_HEADER, AUTH_METHOD_HEADER, "x-forwarded-user", "x-goog-authenticated-user-id"}
+    {
+        USER_ID_HEADER,
+        USER_EMAIL_HEADER,
+        USER_EMAIL_VERIFIED_HEADER,
+        AUTH_METHOD_HEADER,
+        "x-forwarded-user",
+        "x-goog-authenticated-user-id",
+    }
 )
 
 

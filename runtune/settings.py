@@ -32,6 +32,14 @@ class Profile(StrEnum):
     gcp = "gcp"
 
 
+class SignupPolicy(StrEnum):
+    """Who may use the platform once signed in to Firebase Auth (the gateway checks every request)."""
+
+    open = "open"  # any account
+    domains = "domains"  # verified email addresses at RUNTUNE_SIGNUP_ALLOWED_DOMAINS
+    invite = "invite"  # verified email addresses listed in RUNTUNE_SIGNUP_INVITED_EMAILS
+
+
 class SettingsError(RuntimeError):
     """A configuration that must not start (raised at startup, never at request time)."""
 
@@ -119,6 +127,12 @@ class GatewaySettings(CommonSettings):
     # `/config.json` in the gcp profile. Public values: they identify the project and grant nothing,
     # so one gateway image serves the UI in any project. Local: derived from the Auth emulator.
     firebase_web_config: dict[str, str] | None = None
+    # Who may use the platform (gateway/signup.py). Firebase lets anyone with the public web API key
+    # create an account, so in the cloud the default is invitations only; unset, the local platform is
+    # open (its demo account and tests sign up freely). Both lists compare case-insensitively.
+    signup_policy: SignupPolicy | None = None
+    signup_allowed_domains: list[str] = []
+    signup_invited_emails: list[str] = []
 
     @model_validator(mode="after")
     def _gateway_credential(self) -> GatewaySettings:
@@ -127,6 +141,26 @@ class GatewaySettings(CommonSettings):
         if not self.is_local and self.internal_token is not None:
             raise SettingsError("profile 'gcp' uses Google-signed ID tokens; unset RUNTUNE_INTERNAL_TOKEN")
         return self
+
+    @model_validator(mode="after")
+    def _signup_admits_someone(self) -> GatewaySettings:
+        # A policy whose list is empty admits nobody: a configuration mistake, refused at start.
+        if self.signup is SignupPolicy.domains and not self.signup_allowed_domains:
+            raise SettingsError("RUNTUNE_SIGNUP_POLICY 'domains' needs RUNTUNE_SIGNUP_ALLOWED_DOMAINS (a JSON list)")
+        if self.signup is SignupPolicy.invite and not self.signup_invited_emails:
+            raise SettingsError("RUNTUNE_SIGNUP_POLICY 'invite' needs RUNTUNE_SIGNUP_INVITED_EMAILS (a JSON list)")
+        if bad := [email for email in self.signup_invited_emails if email.count("@") != 1]:
+            raise SettingsError(f"RUNTUNE_SIGNUP_INVITED_EMAILS holds entries that are not emails: {', '.join(bad)}")
+        if bad := [domain for domain in self.signup_allowed_domains if "@" in domain or "." not in domain]:
+            raise SettingsError(f"RUNTUNE_SIGNUP_ALLOWED_DOMAINS holds entries that are not domains: {', '.join(bad)}")
+        return self
+
+    @property
+    def signup(self) -> SignupPolicy:
+        """The policy in force: the setting, else open locally and invitations only in the cloud."""
+        if self.signup_policy is not None:
+            return self.signup_policy
+        return SignupPolicy.open if self.is_local else SignupPolicy.invite
 
     @property
     def upstreams(self) -> dict[str, str]:

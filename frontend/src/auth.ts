@@ -8,6 +8,7 @@ import {
   createUserWithEmailAndPassword,
   getAuth,
   onIdTokenChanged,
+  sendEmailVerification,
   signInWithEmailAndPassword,
   signOut as firebaseSignOut,
 } from "firebase/auth";
@@ -43,7 +44,11 @@ export async function signIn(email: string, password: string): Promise<void> {
 }
 
 export async function signUp(email: string, password: string): Promise<void> {
-  await createUserWithEmailAndPassword(current(), email, password);
+  const { user } = await createUserWithEmailAndPassword(current(), email, password);
+  // A deployment that admits only invited addresses or domains trusts verified addresses only
+  // (gateway/signup.py): send the link at once. Best effort: an open deployment needs no
+  // verification, and a closed one answers with what to do when the address is still unverified.
+  await sendEmailVerification(user).catch(() => undefined);
 }
 
 export async function signOut(): Promise<void> {

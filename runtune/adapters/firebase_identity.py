@@ -90,7 +90,12 @@ class FirebaseIdentityVerifier:
         except (auth.InvalidIdTokenError, ValueError) as exc:
             raise Unauthenticated("The ID token is invalid", code="invalid_token") from exc
         _check_times(claims, now)
-        return Identity(uid=claims["uid"], email=claims.get("email"), expires_at=float(claims["exp"]))
+        return Identity(
+            uid=claims["uid"],
+            email=claims.get("email"),
+            expires_at=float(claims["exp"]),
+            email_verified=claims.get("email_verified") is True,
+        )
 
 
 def _unverified_claims(id_token: str) -> dict[str, Any]:

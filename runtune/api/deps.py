@@ -8,7 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from runtune.errors import PermissionDenied, Unauthenticated
-from runtune.internal_auth import AUTH_METHOD_HEADER, REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
+from runtune.internal_auth import (
+    AUTH_METHOD_HEADER,
+    REQUEST_ID_HEADER,
+    USER_EMAIL_HEADER,
+    USER_EMAIL_VERIFIED_HEADER,
+    USER_ID_HEADER,
+)
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,7 @@ class UserContext:
     request_id: str | None
     # `id_token` (a signed-in session) or `api_key`, as the gateway verified it.
     auth_method: str = "id_token"
+    email_verified: bool = False
 
 
 def current_user(request: Request) -> UserContext:
@@ -31,6 +38,7 @@ def current_user(request: Request) -> UserContext:
         email=request.headers.get(USER_EMAIL_HEADER) or None,
         request_id=request.headers.get(REQUEST_ID_HEADER),
         auth_method=request.headers.get(AUTH_METHOD_HEADER) or "id_token",
+        email_verified=request.headers.get(USER_EMAIL_VERIFIED_HEADER) == "true",
     )
 
 

@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 FIREBASE_BIN = REPO_ROOT / "node_modules" / ".bin" / "firebase"
+# The security rules Terraform deploys (deny every client): the emulator enforces the same file, so
+# a server-side path that only worked because rules were absent would fail here too. The Cloud client
+# libraries the platform uses reach the emulator as its admin ("Bearer owner") and bypass rules, as
+# service accounts do in the cloud.
+FIRESTORE_RULES = REPO_ROOT / "infra" / "firestore.rules"
 MIN_JAVA = 17
 # Two Firestore exports are kept: if the newest was cut short by a crash, the one before it is whole.
 _KEEP_SNAPSHOTS = 2
@@ -312,6 +317,7 @@ def _firestore(data: Path, port: int, log_dir: Path) -> ManagedProcess:
         "start",
         f"--host-port=127.0.0.1:{port}",
         f"--export-on-exit={data}",
+        f"--rules={FIRESTORE_RULES}",
     ]
     newest = _newest_snapshot(data)
     if newest is not None:

@@ -11,6 +11,9 @@ class Identity:
     uid: str
     email: str | None
     expires_at: float
+    # Whether the identity provider confirmed the caller owns `email` (sign-up policies need it:
+    # anyone can create an unverified account under any address).
+    email_verified: bool = False
     # How the caller proved it: a Firebase ID token (a signed-in session) or an API key (`rt-...`).
     method: Literal["id_token", "api_key"] = "id_token"
     # A read-only API key: the gateway lets only reads through.

@@ -19,10 +19,16 @@ class ApiKey(OwnedResource):
     expires_at: int | None = None
     last_used_at: int | None = None
     key_hash: str = Field(exclude=True)
+    # The creating session's email and whether it was verified: a call with the key is held to the
+    # sign-up policy as that session would be, also after the policy narrows.
+    owner_email: str | None = Field(default=None, exclude=True)
+    owner_email_verified: bool = Field(default=False, exclude=True)
 
     def to_document(self) -> dict[str, object]:
         document = super().to_document()
         document["key_hash"] = self.key_hash
+        document["owner_email"] = self.owner_email
+        document["owner_email_verified"] = self.owner_email_verified
         return document
 
     def expired(self, now: float) -> bool:

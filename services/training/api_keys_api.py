@@ -50,6 +50,8 @@ def create_api_key(body: CreateApiKeyRequest, user: SignedInUser, keys: Keys) ->
         created_at=created,
         expires_at=created + body.expires_in_days * 86400 if body.expires_in_days else None,
         key_hash=key_hash(secret),
+        owner_email=user.email,
+        owner_email_verified=user.email_verified,
     )
     keys.create(key)
     return CreatedApiKey(**key.model_dump(), owner=user.uid, key_hash=key.key_hash, key=secret)

@@ -241,6 +241,8 @@ class Renderer:
             if isinstance(value, list):
                 return json.dumps([self.render(item) for item in value])
             return json.dumps({key: self.render(item) for key, item in value.items()})
+        if match := re.fullmatch(r"jsonencode\(var\.(\w+)\)", expr):
+            return json.dumps(self.variables[match.group(1)])
         if match := re.fullmatch(r"data\.google_firebase_web_app_config\.ui\.(\w+)", expr):
             return f"test-{match.group(1)}"
         if expr == "google_firebase_web_app.ui.app_id":

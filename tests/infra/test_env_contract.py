@@ -23,6 +23,7 @@ from runtune.settings import (
     GatewaySettings,
     InferenceSettings,
     ServiceSettings,
+    SignupPolicy,
 )
 from tests.infra.terraform import REPO_ROOT, Config, Renderer, blocks, dynamic_blocks
 
@@ -145,7 +146,10 @@ def test_terraform_sets_exactly_the_settings_the_code_reads(tf: Config, deployab
 def test_rendered_environment_loads_under_the_gcp_profile(
     tf: Config, deployable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renderer = Renderer(tf, {"project_id": PROJECT_ID, "image_tag": "0" * 40}, PROJECT_NUMBER)
+    # Terraform's default sign-up policy (invitations only) needs its list: a variable validation says so.
+    invited = ["ops@example.com"]
+    variables = {"project_id": PROJECT_ID, "image_tag": "0" * 40, "signup_invited_emails": invited}
+    renderer = Renderer(tf, variables, PROJECT_NUMBER)
     env = {name: renderer.render(value) for name, value in tf.locals["env"][deployable].items()}
     for name in [*EMULATOR_VARIABLES, *(n for n in os.environ if n.startswith("RUNTUNE_"))]:
         monkeypatch.delenv(name, raising=False)
@@ -159,6 +163,7 @@ def test_rendered_environment_loads_under_the_gcp_profile(
     if isinstance(loaded, GatewaySettings):
         assert loaded.internal_token is None
         assert loaded.cors_origins == [gateway_url]
+        assert (loaded.signup, loaded.signup_invited_emails) == (SignupPolicy.invite, invited)
         for service, url in loaded.upstreams.items():
             # The gateway mints ID tokens for the URL it calls; the service expects exactly that audience.
             assert url == f"https://runtune-{service}-{PROJECT_NUMBER}.us-central1.run.app"

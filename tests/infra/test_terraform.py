@@ -113,3 +113,18 @@ def test_identity_platform_email_password(tf: Config) -> None:
     (sign_in,) = config["sign_in"]
     (email,) = sign_in["email"]
     assert email == {"enabled": True, "password_required": True}
+
+
+def test_signup_is_not_open_by_default(tf: Config) -> None:
+    from runtune.settings import SignupPolicy
+
+    policy = tf.variables["signup_policy"]
+    assert policy["default"] == SignupPolicy.invite.value
+    for name in SignupPolicy:
+        assert f'"{name.value}"' in policy["validation"][0]["condition"]
+    # A policy whose list is empty admits nobody: `terraform plan` refuses it, as the gateway would.
+    for variable, value in (("signup_invited_emails", "invite"), ("signup_allowed_domains", "domains")):
+        (validation,) = tf.variables[variable]["validation"]
+        assert validation["condition"] == f'${{var.signup_policy != "{value}" || length(var.{variable}) > 0}}'
+    gateway_env = tf.locals["env"]["gateway"]
+    assert gateway_env["RUNTUNE_SIGNUP_POLICY"] == "${var.signup_policy}"

@@ -83,9 +83,13 @@ def test_local_profile_config_names_the_auth_emulator(env: pytest.MonkeyPatch, d
     }
 
 
+# The gcp profile is invitation only by default, and refuses to start with nobody invited.
+INVITED = ["ops@example.com"]
+
+
 def test_gcp_profile_serves_no_config_and_no_emulator(env: pytest.MonkeyPatch, dist: Path) -> None:
     env.setenv("RUNTUNE_PROFILE", "gcp")
-    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist)
+    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist, signup_invited_emails=INVITED)
     with _client(settings) as client:
         config = client.get("/config.json")
         page = client.get("/runs/ftjob-abc")
@@ -99,7 +103,7 @@ def test_gcp_profile_serves_the_projects_firebase_config(env: pytest.MonkeyPatch
     env.setenv("RUNTUNE_PROFILE", "gcp")
     firebase = {"apiKey": "AIza-public", "authDomain": "runtune-prod.firebaseapp.com", "projectId": "runtune-prod"}
     env.setenv("RUNTUNE_FIREBASE_WEB_CONFIG", json.dumps(firebase))
-    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist)
+    settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist, signup_invited_emails=INVITED)
     with _client(settings) as client:
         config = client.get("/config.json")
     assert config.status_code == 200
