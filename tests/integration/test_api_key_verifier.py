@@ -38,6 +38,8 @@ def _issue(store: FirestoreMetadataStore, *, scopes: list[str], expires_at: int 
         created_at=1_800_000_000,
         expires_at=expires_at,
         key_hash=key_hash(secret),
+        owner_email="ada@example.com",
+        owner_email_verified=True,
     )
     api_keys(store).create(key)
     return secret, key
@@ -50,6 +52,8 @@ def test_a_revoked_key_stops_working_within_the_cache_bound(store: FirestoreMeta
 
     identity = verifier.verify(secret)
     assert (identity.uid, identity.method, identity.read_only) == (key.owner, "api_key", False)
+    # The sign-up policy judges a key call by its creator's verified email, like the creating session.
+    assert (identity.email, identity.email_verified) == ("ada@example.com", True)
     assert verifier.cached(secret) == identity
 
     api_keys(store).delete(key.id)  # revoked through another gateway instance
