@@ -1,0 +1,1 @@
+"""Signed webhooks: events Runtune sends to its users' endpoints (Standard Webhooks format)."""
