@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -323,13 +322,3 @@ class EngineServerSettings(BaseSettings):
                 "(runtune/serving.json, local_base_models) does not list"
             )
         return self
-
-
-@lru_cache
-def gateway_settings() -> GatewaySettings:
-    return GatewaySettings()
-
-
-@lru_cache
-def service_settings() -> ServiceSettings:
-    return ServiceSettings()

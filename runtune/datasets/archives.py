@@ -14,14 +14,11 @@ declared size, and the entries it actually holds, counted by walking their fixed
 
 from __future__ import annotations
 
-import shutil
 import stat
 import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -293,13 +290,3 @@ def _copy(source: IO[bytes], target: Path, budget: _Budget) -> None:
         while chunk := source.read(_COPY_CHUNK):
             budget.add(len(chunk))
             out.write(chunk)
-
-
-@contextmanager
-def scratch_dir(base: Path) -> Iterator[Path]:
-    """A folder removed afterwards whatever happens (failed ingestions leave nothing on disk)."""
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)

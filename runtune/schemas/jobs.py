@@ -71,7 +71,6 @@ class ExportOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     merged: bool = Field(default=True, description="Also export a merged 16-bit model")
-    gguf: bool = False
     push_to_hub: str | None = Field(default=None, description="A Hugging Face repo id to push to")
 
 

@@ -151,11 +151,6 @@ def score_examples(
     return scores
 
 
-def score_labels(model: Any, fmt: ChatFormat, example: Example, labels: Sequence[str]) -> list[float]:
-    """One example's label scores (`score_examples` for a single example)."""
-    return score_examples(model, fmt, [example], labels)[0]
-
-
 @torch.no_grad()
 def generate(
     model: Any, fmt: ChatFormat, examples: Sequence[Example], max_new_tokens: int = MAX_NEW_TOKENS

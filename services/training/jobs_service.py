@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from runtune import serving
-from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError, not_found
+from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
 from runtune.estimate import GPU_NAMES, RunShape, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
@@ -524,10 +524,3 @@ class JobService:
 
     def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:
         self.events.add(job_id, message, level=level)
-
-
-def job_for(service: JobService, uid: str, job_id: str) -> Job:
-    try:
-        return service.jobs.get_owned(uid, job_id)
-    except NotFound:
-        raise not_found("fine-tuning job", job_id) from None
