@@ -96,3 +96,11 @@ def shots(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+def sign_in(page, url: str, email: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").last.click()
+    page.get_by_test_id("account-email").wait_for()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import LAPTOP
+from tests.browser.conftest import LAPTOP, sign_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -17,11 +17,7 @@ def test_create_use_and_revoke_an_api_key(ui_platform, browser, shots) -> None:
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(ui_platform.url)
-        page.get_by_label("Email").fill(user["email"])
-        page.get_by_label("Password").fill("right-password")
-        page.get_by_role("button", name="Sign in").last.click()
-        page.get_by_test_id("account-email").wait_for()
+        sign_in(page, ui_platform.url, user["email"], "right-password")
         page.goto(f"{ui_platform.url}/settings")
 
         keys = page.get_by_test_id("api-keys")

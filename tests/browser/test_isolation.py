@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import LAPTOP, PHONE
+from tests.browser.conftest import LAPTOP, PHONE, sign_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -28,14 +28,6 @@ def _owned_dataset_and_run(ui_platform) -> tuple[dict[str, str], str, str]:
     return owner, dataset_id, job_id
 
 
-def _sign_in(page, url: str, email: str, password: str) -> None:
-    page.goto(url)
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").last.click()
-    page.get_by_test_id("account-email").wait_for()
-
-
 def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots) -> None:
     owner, dataset_id, job_id = _owned_dataset_and_run(ui_platform)
     stranger = sign_up(ui_platform.auth_host, password="stranger-password")
@@ -44,7 +36,7 @@ def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        _sign_in(page, ui_platform.url, stranger["email"], "stranger-password")
+        sign_in(page, ui_platform.url, stranger["email"], "stranger-password")
         page.goto(f"{ui_platform.url}/datasets/{dataset_id}")
         page.get_by_test_id("not-found").wait_for()
         assert "Dataset not found" in page.get_by_test_id("not-found").inner_text()
@@ -67,7 +59,7 @@ def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        _sign_in(page, ui_platform.url, owner["email"], "owner-password")
+        sign_in(page, ui_platform.url, owner["email"], "owner-password")
         page.goto(f"{ui_platform.url}/datasets/{dataset_id}")
         page.get_by_role("heading", name="demo shapes").wait_for()
         page.goto(f"{ui_platform.url}/runs/{job_id}")
