@@ -110,6 +110,9 @@ class GatewaySettings(CommonSettings):
     # Looks the user up on every first sight of a token: catches disabled users, revoked sessions,
     # and (in the emulator, which signs nothing) tokens naming users that do not exist.
     token_check_revoked: bool = True
+    # How long a verified ID token is trusted before the user is looked up again: the most time a
+    # disabled account or revoked session keeps access (ID tokens themselves live an hour). 0: no cache.
+    token_cache_s: float = Field(default=60.0, ge=0, le=3600)
     upstream_timeout_s: float = 300.0
     # The web UI's Firebase configuration (apiKey, authDomain, projectId, appId), served at
     # `/config.json` in the gcp profile. Public values: they identify the project and grant nothing,
