@@ -144,7 +144,9 @@ class Gateway:
 def _default_verifier(settings: GatewaySettings) -> IdentityVerifier:
     from runtune.adapters.firebase_identity import FirebaseIdentityVerifier
 
-    return FirebaseIdentityVerifier(settings.project_id, check_revoked=settings.token_check_revoked)
+    return FirebaseIdentityVerifier(
+        settings.project_id, check_revoked=settings.token_check_revoked, cache_ttl_s=settings.token_cache_s
+    )
 
 
 def _default_key_verifier(settings: GatewaySettings) -> ApiKeyVerifier:

@@ -46,6 +46,36 @@ _DROP_REQUEST = (
     )
     | IDENTITY_HEADERS
 )
+# Headers a proxy or Google's front end sets to say who called and from where (`Forwarded`,
+# `X-Forwarded-For`...), and the credentials Cloud Run reads instead of `Authorization`
+# (`X-Serverless-Authorization`) or IAP sets (`X-Goog-Authenticated-User-*`). A client could send
+# any of them; a service behind the gateway must never see one the gateway did not set, so they are
+# dropped whole, by name or prefix, and the gateway sets none.
+_DROP_REQUEST_NAMES = frozenset(
+    {
+        "forwarded",
+        "via",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-forwarded-for",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-serverless-authorization",
+    }
+)
+_DROP_REQUEST_PREFIXES = ("x-forwarded-", "x-user-", "x-goog-", "x-envoy-", "x-apigateway-", "x-endpoint-api-")
+
+
+def _dropped(name: str) -> bool:
+    return name in _DROP_REQUEST or name in _DROP_REQUEST_NAMES or name.startswith(_DROP_REQUEST_PREFIXES)
+
+
 # The gateway's own server adds `date` and `server`; the upstream's would repeat them.
 _DROP_RESPONSE = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"date", b"server"}
@@ -55,7 +85,7 @@ _DROP_RESPONSE = frozenset(
 def upstream_headers(
     request: Request, identity: Identity, authorization: str, request_id: str
 ) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP_REQUEST]
+    headers = [(k, v) for k, v in request.headers.items() if not _dropped(k)]
     headers.append(("authorization", authorization))
     headers.append((USER_ID_HEADER, identity.uid))
     headers.append((AUTH_METHOD_HEADER, identity.method))

@@ -462,6 +462,11 @@ resource "google_cloud_run_v2_service" "engine" {
         local.serving.tower_connector_lora ? "--enable-tower-connector-lora" : "--no-enable-tower-connector-lora",
         "--max-model-len", tostring(local.serving.max_model_len),
         "--gpu-memory-utilization", tostring(local.serving.gpu_memory_utilization),
+        # No remote media: vLLM fetches http(s) image/audio/video URLs from any host when this list
+        # is empty, so it names only `invalid`, a name that never resolves (RFC 6761). The services
+        # send images inline as data URLs; `--allowed-local-media-path` stays unset, so no `file:`
+        # URL is read either (the data bucket is mounted here).
+        "--allowed-media-domains", "invalid",
       ]
 
       ports {
@@ -482,6 +487,11 @@ resource "google_cloud_run_v2_service" "engine" {
       env {
         name  = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
         value = "True"
+      }
+
+      env {
+        name  = "VLLM_MEDIA_URL_ALLOW_REDIRECTS"
+        value = "0"
       }
 
       env {

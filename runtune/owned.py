@@ -1,7 +1,8 @@
 """Resources that belong to one user, in the metadata store: every read goes through the owner.
 
-A foreign resource is as missing as a nonexistent one (the same 404), so ids cannot be probed; ids that
-look like paths never reach the store, so no id can address another document.
+A foreign resource is as missing as a nonexistent one (the same 404), so ids cannot be probed; a
+string that is no id of the platform's (`is_resource_id`: paths, `..`, Firestore's reserved `__x__`)
+never reaches the store, and is the same 404.
 """
 
 from __future__ import annotations
@@ -11,15 +12,10 @@ from typing import Any, Generic, TypeVar
 
 from runtune.errors import not_found
 from runtune.ports.metadata import MetadataStore, OrderBy, Where
-from runtune.schemas.common import OwnedResource
+from runtune.schemas.common import OwnedResource, is_resource_id
 from runtune.schemas.datasets import Dataset
 
 R = TypeVar("R", bound=OwnedResource)
-
-
-def plausible_id(value: str) -> bool:
-    # Firestore ids cannot contain '/', and a path-like id must not address another document.
-    return bool(value) and "/" not in value and len(value) <= 128
 
 
 class OwnedCollection(Generic[R]):
@@ -37,7 +33,7 @@ class OwnedCollection(Generic[R]):
 
     def get(self, resource_id: str) -> R | None:
         """Whoever owns it: for the services' own bookkeeping, never for answering a caller."""
-        document = self._store.get(self.path(resource_id)) if plausible_id(resource_id) else None
+        document = self._store.get(self.path(resource_id)) if is_resource_id(resource_id) else None
         return self._model.model_validate(document) if document else None
 
     def where_equal(self, field: str, value: Any, *, limit: int | None = None) -> list[R]:

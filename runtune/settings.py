@@ -121,6 +121,9 @@ class GatewaySettings(CommonSettings):
     # every instance), and how often its `last_used_at` is written (at most once per this, per instance).
     api_key_cache_s: float = Field(default=10.0, ge=0, le=300)
     api_key_touch_every_s: float = Field(default=300.0, ge=0)
+    # How long a verified ID token is trusted before the user is looked up again: the most time a
+    # disabled account or revoked session keeps access (ID tokens themselves live an hour). 0: no cache.
+    token_cache_s: float = Field(default=60.0, ge=0, le=3600)
     upstream_timeout_s: float = 300.0
     # The web UI's Firebase configuration (apiKey, authDomain, projectId, appId), served at
     # `/config.json` in the gcp profile. Public values: they identify the project and grant nothing,

@@ -1,7 +1,9 @@
 """Firebase Auth adapter of the identity port (`firebase-admin` `verify_id_token`).
 
-Verified tokens are cached until they expire, so the signature check and the user lookup happen
-once per token, not once per request (a UI polling every second would otherwise pay both each time).
+Verified tokens are cached for `cache_ttl_s` (never past their expiry), so the signature check and
+the user lookup happen once per token and bound, not once per request (a UI polling every second
+would otherwise pay both each time). The bound is how long a disabled account or a revoked session
+keeps working: each re-verification looks the user up again (`check_revoked`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class FirebaseIdentityVerifier:
         project_id: str,
         *,
         check_revoked: bool = True,
+        cache_ttl_s: float = 60.0,
         cache_size: int = 10_000,
         app_name: str = "runtune",
         credential: firebase_credentials.Base | None = None,
@@ -40,17 +43,20 @@ class FirebaseIdentityVerifier:
             # No credential: Application Default Credentials (the service account on Cloud Run).
             self._app = firebase_admin.initialize_app(credential, options={"projectId": project_id}, name=app_name)
         self._check_revoked = check_revoked
-        self._cache: OrderedDict[str, Identity] = OrderedDict()
+        self._cache_ttl_s = cache_ttl_s
+        # token digest -> (identity, until when it is trusted without a new look-up)
+        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
     def cached(self, id_token: str) -> Identity | None:
         key = hashlib.sha256(id_token.encode()).hexdigest()
         with self._lock:
-            identity = self._cache.get(key)
-            if identity is None:
+            entry = self._cache.get(key)
+            if entry is None:
                 return None
-            if identity.expires_at > time.time():
+            identity, fresh_until = entry
+            if fresh_until > time.time():
                 self._cache.move_to_end(key)
                 return identity
             del self._cache[key]
@@ -63,9 +69,12 @@ class FirebaseIdentityVerifier:
         if cached is not None:
             return cached
         key = hashlib.sha256(id_token.encode()).hexdigest()
-        identity = self._verify_uncached(id_token, time.time())
+        now = time.time()
+        identity = self._verify_uncached(id_token, now)
+        if self._cache_ttl_s <= 0:
+            return identity
         with self._lock:
-            self._cache[key] = identity
+            self._cache[key] = (identity, min(identity.expires_at, now + self._cache_ttl_s))
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return identity

@@ -10,13 +10,25 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from runtune.errors import Conflict, NotFound
+from runtune.errors import Conflict, InvalidRequest, NotFound
 from runtune.indexes import CompositeIndex, QueryShape, shape_of, uncovered
 from runtune.ports.metadata import Document, OrderBy, Where
 
 # Firestore accepts at most 500 writes in one batch.
 _BATCH_LIMIT = 500
 _TRANSACTION_ATTEMPTS = 20
+_MAX_ID_BYTES = 1500
+
+
+def reserved_segment(path: str) -> str | None:
+    """The first segment of `path` that Firestore reserves or refuses as an id ('.', '..', `__x__`,
+    empty, over 1500 bytes), else None. The services refuse such ids at their edge already
+    (`is_resource_id`); this holds for every other path too, so none is ever read or written."""
+    for segment in path.split("/"):
+        reserved = segment in ("", ".", "..") or (len(segment) >= 4 and segment[:2] == segment[-2:] == "__")
+        if reserved or len(segment.encode()) > _MAX_ID_BYTES:
+            return segment
+    return None
 
 
 class FirestoreMetadataStore:
@@ -61,36 +73,43 @@ class FirestoreMetadataStore:
         if self._indexes is not None and (reason := uncovered(shape, self._indexes)):
             raise gexc.FailedPrecondition(f"The query requires an index: {reason} (declare it in runtune/indexes.py)")
 
+    def _document(self, path: str) -> firestore.DocumentReference:
+        if (segment := reserved_segment(path)) is not None:
+            raise InvalidRequest(f"'{segment[:200]}' is not a valid id", code="invalid_id")
+        return self._db.document(path)
+
     def get(self, path: str) -> Document | None:
+        if reserved_segment(path) is not None:
+            return None  # no such document can exist
         snapshot = self._db.document(path).get()
         return snapshot.to_dict() if snapshot.exists else None
 
     def create(self, path: str, data: Document) -> None:
         try:
-            self._db.document(path).create(data)
+            self._document(path).create(data)
         except gexc.AlreadyExists as exc:
             raise Conflict(f"'{path}' already exists") from exc
 
     def set(self, path: str, data: Document, *, merge: bool = False) -> None:
-        self._db.document(path).set(data, merge=merge)
+        self._document(path).set(data, merge=merge)
 
     def update(self, path: str, fields: Document) -> None:
         try:
-            self._db.document(path).update(fields)
+            self._document(path).update(fields)
         except gexc.NotFound as exc:
             raise NotFound(f"'{path}' does not exist") from exc
 
     def delete(self, path: str) -> None:
-        self._db.document(path).delete()
+        self._document(path).delete()
 
     def delete_tree(self, path: str) -> None:
-        self._db.recursive_delete(self._db.document(path))
+        self._db.recursive_delete(self._document(path))
 
     def set_many(self, items: Sequence[tuple[str, Document]]) -> None:
         for start in range(0, len(items), _BATCH_LIMIT):
             batch = self._db.batch()
             for path, data in items[start : start + _BATCH_LIMIT]:
-                batch.set(self._db.document(path), data)
+                batch.set(self._document(path), data)
             batch.commit()
 
     def create_many(self, items: Sequence[tuple[str, Document]]) -> None:
@@ -98,7 +117,7 @@ class FirestoreMetadataStore:
             raise ValueError(f"at most {_BATCH_LIMIT} documents can be created atomically")
         batch = self._db.batch()
         for path, data in items:
-            batch.create(self._db.document(path), data)
+            batch.create(self._document(path), data)
         try:
             batch.commit()
         except gexc.AlreadyExists as exc:
@@ -122,6 +141,8 @@ class FirestoreMetadataStore:
             direction = firestore.Query.DESCENDING if order.descending else firestore.Query.ASCENDING
             query = query.order_by(order.field, direction=direction)
         if start_after is not None:
+            if reserved_segment(start_after) is not None:
+                return []  # as for any cursor that names no document
             cursor = ref.document(start_after).get()
             if not cursor.exists:
                 return []
@@ -131,7 +152,7 @@ class FirestoreMetadataStore:
         return [(snap.id, snap.to_dict() or {}) for snap in query.stream()]
 
     def transact(self, path: str, mutate: Callable[[Document | None], Document | None]) -> Document | None:
-        ref = self._db.document(path)
+        ref = self._document(path)
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Document | None:

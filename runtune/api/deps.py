@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from runtune.errors import PermissionDenied, Unauthenticated
+from runtune.errors import InvalidRequest, PermissionDenied, Unauthenticated
 from runtune.internal_auth import (
     AUTH_METHOD_HEADER,
     REQUEST_ID_HEADER,
@@ -15,6 +15,7 @@ from runtune.internal_auth import (
     USER_EMAIL_VERIFIED_HEADER,
     USER_ID_HEADER,
 )
+from runtune.schemas.common import is_resource_id
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ def page_params(
     after: Annotated[str | None, Query(description="Id of the last item of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 20,
 ) -> PageParams:
+    # Every list of every service takes its cursor here: one that no page could have returned is
+    # refused before any lookup or parsing (a 400 naming it, never a 500 from the store or `int`).
+    if after is not None and not is_resource_id(after):
+        raise InvalidRequest(
+            f"'after' is not an id this list returned: '{after[:200]}'", param="after", code="invalid_cursor"
+        )
     return PageParams(after=after, limit=limit)
 
 

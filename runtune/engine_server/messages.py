@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtune.errors import InvalidRequest
+from runtune.schemas.chat import check_messages, image_url_of
 
-ROLES = ("system", "user", "assistant")
 MAX_IMAGE_PIXELS = 50_000_000
 
 
@@ -82,33 +82,17 @@ def _decode(url: str, param: str) -> Any:
 
 
 def parse_messages(raw: Any) -> Conversation:
-    if not isinstance(raw, list) or not raw:
-        raise InvalidRequest("messages must be a non-empty list", param="messages")
+    check_messages(raw)  # text and inline images only: the engine never fetches or reads a URL
     messages: list[dict[str, Any]] = []
     images: list[Any] = []
     for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", param=f"{where}.role")
-        content = message.get("content")
-        if isinstance(content, str):
-            parts = [{"type": "text", "text": content}]
-        elif isinstance(content, list):
-            parts = []
-            for j, part in enumerate(content):
-                param = f"{where}.content[{j}]"
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind == "text" and isinstance(part.get("text"), str):
-                    parts.append({"type": "text", "text": part["text"]})
-                elif kind == "image_url":
-                    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
-                    if not isinstance(url, str):
-                        raise InvalidRequest("image_url.url is required", param=f"{param}.image_url.url")
-                    images.append(decode_data_url(url, f"{param}.image_url.url"))
-                    parts.append({"type": "image"})
-                else:
-                    raise InvalidRequest("content parts must be text or image_url", param=f"{param}.type")
-        else:
-            raise InvalidRequest("content must be a string or a list of parts", param=f"{where}.content")
+        content = message["content"]
+        parts: list[dict[str, Any]] = []
+        for j, part in enumerate([{"type": "text", "text": content}] if isinstance(content, str) else content):
+            if part["type"] == "text":
+                parts.append({"type": "text", "text": part["text"]})
+            else:
+                images.append(decode_data_url(image_url_of(part) or "", f"messages[{i}].content[{j}].image_url.url"))
+                parts.append({"type": "image"})
         messages.append({"role": message["role"], "content": parts})
     return Conversation(messages, images)

@@ -12,8 +12,8 @@ from runtune import serving
 from runtune.errors import NotFound
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
-from runtune.owned import plausible_id
 from runtune.ports.metadata import MetadataStore
+from runtune.schemas.common import is_resource_id
 from runtune.schemas.jobs import Job, JobStatus, job_path
 
 
@@ -50,7 +50,7 @@ class ModelResolver:
         """The caller's own succeeded job whose `fine_tuned_model` is `model`, else 404; one whose
         model was deleted only with `deleted_too` (a repeated delete finishes an interrupted cleanup)."""
         parts = model.split(":")
-        if len(parts) != 3 or parts[0] != "ft" or not plausible_id(parts[2]):
+        if len(parts) != 3 or parts[0] != "ft" or not is_resource_id(parts[2]):
             raise model_not_found(model, param)
         document = self._store.get(job_path(parts[2]))
         if document is None or document.get("owner") != uid:

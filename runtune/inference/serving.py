@@ -11,6 +11,7 @@ from runtune.inference.staging import AdapterStager
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import InferenceEngine
 from runtune.ports.metadata import MetadataStore
+from runtune.schemas.chat import check_messages
 from runtune.settings import EngineClientSettings
 
 
@@ -25,11 +26,13 @@ class Serving:
         return target, await self._stager.ready(target)
 
     async def answer(self, target: Target, messages: list[dict[str, Any]], max_tokens: int, temperature: float) -> str:
+        check_messages(messages)  # vibe checks and evaluations: text and inline images only, as chat
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         reply = await self._stager.run(target, lambda name: self.engine.chat({"model": name, **body}))
         return reply["choices"][0]["message"]["content"] or ""
 
     async def score(self, target: Target, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
+        check_messages(messages)
         return await self._stager.run(target, lambda name: self.engine.score(name, messages, continuations))
 
     async def release(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any, Generic, Literal, TypeVar
@@ -19,6 +20,23 @@ def now_ts() -> int:
 def new_id(prefix: str) -> str:
     # 24 url-safe characters: unguessable, so ids leak nothing and cannot be enumerated.
     return f"{prefix}-{secrets.token_hex(12)}"
+
+
+# Every id and cursor the platform issues (new_id, event, checkpoint and sample ids) is ASCII
+# letters, digits, '-' and '_', starting with a letter or digit. Anything else names nothing of ours,
+# and this alphabet excludes what Firestore reserves or refuses ('.', '..', '/', `__x__`, over 1500
+# bytes), so such an id never reaches the store.
+_RESOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def is_resource_id(value: str) -> bool:
+    """Whether `value` could be an id (or cursor) the platform issued: checked wherever one enters."""
+    return _RESOURCE_ID.fullmatch(value) is not None
+
+
+def ascii_number(text: str) -> int | None:
+    """The number a cursor's digits spell, or None: `str.isdigit` alone accepts '²', which `int` refuses."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class ApiError(BaseModel):

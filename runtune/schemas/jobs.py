@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.estimate import GPU_NAMES
-from runtune.schemas.common import ApiError, OwnedResource
+from runtune.schemas.common import ApiError, OwnedResource, ascii_number
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
 GpuChoice = Literal[("auto", *GPU_NAMES)]  # type: ignore[valid-type]
@@ -162,8 +162,7 @@ def event_id(job_id: str, seq: int) -> str:
 
 def seq_of_event_id(value: str) -> int | None:
     """The sequence number inside an event id (or a bare number, as SSE's Last-Event-ID may send)."""
-    tail = value.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    return ascii_number(value.rsplit("-", 1)[-1])
 
 
 class JobEvent(BaseModel):

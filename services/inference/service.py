@@ -8,11 +8,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from runtune.errors import InvalidRequest, PermissionDenied
+from runtune.errors import PermissionDenied
 from runtune.inference.models import model_not_found
 from runtune.inference.serving import Serving
 from runtune.models import registry
 from runtune.ports.metadata import Where
+from runtune.schemas.chat import check_messages
 from runtune.schemas.common import now_ts
 from runtune.schemas.jobs import Job, job_path
 
@@ -21,34 +22,21 @@ from runtune.schemas.jobs import Job, job_path
 FORWARDED = ("messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "n")
 
 
-def check_images(messages: list[dict[str, Any]]) -> None:
-    """Images must be inline data URLs: the platform never fetches a URL on a caller's behalf."""
-    for i, message in enumerate(messages):
-        content = message.get("content")
-        for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") == "image_url":
-                url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
-                if not isinstance(url, str) or not url.startswith("data:image/"):
-                    raise InvalidRequest(
-                        "Images must be base64 data URLs (data:image/...;base64,...)",
-                        param=f"messages[{i}].content[{j}].image_url.url",
-                    )
-
-
 class InferenceService(Serving):
     """Chat for the API's callers, on top of what evaluations share (`Serving`: resolve, stage, ask)."""
 
     def engine_body(self, body: dict[str, Any], engine_name: str) -> dict[str, Any]:
-        check_images(body["messages"])
         return {"model": engine_name, **{key: body[key] for key in FORWARDED if body.get(key) is not None}}
 
     async def chat(self, uid: str, body: dict[str, Any]) -> dict[str, Any]:
+        check_messages(body["messages"])  # before anything is resolved or loaded
         target = self.models.resolve(uid, body["model"])
         answer = await self._stager.run(target, lambda name: self.engine.chat(self.engine_body(body, name)))
         return {**answer, "model": body["model"]}
 
     async def chat_stream(self, uid: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Resolves and validates before the first byte (errors are still proper 4xx answers), then relays."""
+        check_messages(body["messages"])
         target = self.models.resolve(uid, body["model"])
 
         async def opened(name: str) -> tuple[bytes, AsyncIterator[bytes]]:

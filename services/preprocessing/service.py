@@ -23,7 +23,7 @@ from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest, Workload
-from runtune.schemas.common import ApiError, ListPage, new_id, now_ts
+from runtune.schemas.common import ApiError, ListPage, ascii_number, new_id, now_ts
 from runtune.schemas.datasets import (
     CreateDatasetRequest,
     CreateUploadRequest,
@@ -343,10 +343,10 @@ class DatasetService:
         rows = dataset.splits.get(split, 0)
         start = 0
         if after is not None:
-            prefix = f"{split}-"
-            if not after.startswith(prefix) or not after[len(prefix) :].isdigit():
+            index = ascii_number(after.removeprefix(f"{split}-")) if after.startswith(f"{split}-") else None
+            if index is None:
                 raise InvalidRequest(f"'after' must be a sample id of split '{split}'", param="after")
-            start = int(after[len(prefix) :]) + 1
+            start = index + 1
         end = min(rows, start + limit)
         items: list[dict[str, Any]] = []
         for page in range(start // PREVIEW_PAGE_ROWS, (end - 1) // PREVIEW_PAGE_ROWS + 1 if end > start else 0):

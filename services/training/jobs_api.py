@@ -109,8 +109,10 @@ async def list_events(
     await run_in_threadpool(jobs.jobs.get_owned, user.uid, job_id)
     wants_stream = stream or "text/event-stream" in request.headers.get("accept", "")
     if wants_stream:
-        cursor = last_event_id or page.after
+        cursor, param = (last_event_id, "Last-Event-ID") if last_event_id else (page.after, "after")
         start = seq_of_event_id(cursor) if cursor else None
+        if cursor and start is None:
+            raise InvalidRequest(f"Unknown event id '{cursor[:200]}'", param=param)
         return StreamingResponse(
             _event_stream(jobs, job_id, start, request),
             media_type="text/event-stream",

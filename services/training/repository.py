@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from runtune.errors import not_found
-from runtune.owned import plausible_id
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
+from runtune.schemas.common import is_resource_id
 from runtune.schemas.jobs import Checkpoint, Job, JobStatus, checkpoint_path, job_path
 
 JOBS = "jobs"
@@ -22,7 +22,7 @@ class JobRepository:
 
     def get_owned(self, uid: str, job_id: str) -> Job:
         """The job if the caller owns it; a foreign job is as missing as a nonexistent one."""
-        document = self._store.get(job_path(job_id)) if plausible_id(job_id) else None
+        document = self._store.get(job_path(job_id)) if is_resource_id(job_id) else None
         if document is None or document.get("owner") != uid:
             raise not_found("fine-tuning job", job_id)
         return Job.model_validate(document)

@@ -1,6 +1,6 @@
 """The whole local platform for end-to-end tests, started once per session on free ports.
 
-Next to it runs a second gateway (same code, a low rate limit) whose preprocessing route points at
+Next to it runs a second gateway (same code, a low rate limit, a 1 s token cache) whose preprocessing route points at
 a stand-in service, for the gateway behaviours that need endpoints no real service has yet.
 """
 
@@ -110,6 +110,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
                 "RUNTUNE_INFERENCE_URL": state["services"]["inference"],
                 "RUNTUNE_RATE_LIMIT_PER_MINUTE": "60",
                 "RUNTUNE_RATE_LIMIT_BURST": "20",
+                # A disabled or revoked user is refused within a second (test_gateway.py).
+                "RUNTUNE_TOKEN_CACHE_S": "1",
             },
             config.log_dir,
         ),

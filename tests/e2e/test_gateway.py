@@ -85,6 +85,54 @@ def test_stand_in_service_sees_only_gateway_identity(platform, account) -> None:
     assert account["id_token"] not in headers["authorization"]
 
 
+def test_forwarding_and_serverless_headers_never_reach_a_service(platform, account) -> None:
+    spoofed = {
+        "forwarded": "for=10.0.0.1;host=runtune-training.internal",
+        "x-forwarded-for": "10.0.0.1",
+        "x-forwarded-host": "runtune-training.internal",
+        "x-forwarded-proto": "http",
+        "x-real-ip": "127.0.0.1",
+        "x-serverless-authorization": "Bearer stolen",
+        "x-user-role": "admin",
+        "x-goog-authenticated-user-email": "accounts.google.com:evil@example.com",
+    }
+    response = httpx.get(
+        f"{platform.test_gateway_url}/v1/datasets/echo-headers", headers=_auth(account["id_token"]) | spoofed
+    )
+    assert response.status_code == 200, response.text
+    seen = response.json()["headers"]
+    assert not set(spoofed) & set(seen), seen
+    assert not [name for name in seen if name.startswith(("x-forwarded-", "x-goog-"))], seen
+
+
+@pytest.mark.parametrize(("change", "code"), [("disable", "user_disabled"), ("revoke", "token_revoked")])
+def test_a_disabled_or_revoked_user_is_refused_after_the_token_cache_bound(
+    platform, monkeypatch, change: str, code: str
+) -> None:
+    import firebase_admin
+    from firebase_admin import auth
+
+    for name, value in platform.emulator_env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        admin = firebase_admin.get_app("e2e-admin")
+    except ValueError:
+        admin = firebase_admin.initialize_app(options={"projectId": platform.project_id}, name="e2e-admin")
+    user = sign_up(platform.auth_host)
+    url = f"{platform.test_gateway_url}/v1/datasets/echo-headers"  # the stand-in gateway caches for 1 s
+    assert httpx.get(url, headers=_auth(user["id_token"])).status_code == 200
+    # Past the bound; and revocation is compared in whole seconds with the token's `iat`.
+    time.sleep(1.2)
+    if change == "disable":
+        auth.update_user(user["uid"], disabled=True, app=admin)
+    else:
+        auth.revoke_refresh_tokens(user["uid"], app=admin)
+    response = httpx.get(url, headers=_auth(user["id_token"]))
+    assert response.status_code == 401
+    error = _envelope(response)
+    assert (error["type"], error["code"]) == ("authentication_error", code)
+
+
 @pytest.mark.parametrize("service", ["preprocessing", "training", "inference"])
 def test_services_refuse_calls_that_bypass_the_gateway(platform, account, service) -> None:
     url = platform.services[service]

@@ -59,6 +59,7 @@ UNSET: dict[str, str] = {
     "rate_limit_per_minute": "the default (600 per user per minute per gateway instance) is the intended policy",
     "rate_limit_burst": "the default burst (120) is the intended policy",
     "token_check_revoked": "the default (True) is the safe choice: disabled users and revoked sessions are refused",
+    "token_cache_s": "the default (60 s) bounds how long a disabled user or revoked session keeps access",
     "upstream_timeout_s": "the default (300 s of silence between chunks) suits uploads and Server-Sent Events",
     "max_running_jobs_per_user": "the default (2) is the intended policy; GPU quota bounds the total anyway",
     "heartbeat_stale_s": "the default (120 s) matches the trainer's heartbeat",

@@ -87,3 +87,18 @@ def test_the_inference_service_evicts_at_the_engines_max_loras(tf: Config) -> No
     assert InferenceSettings.model_fields["engine_max_adapters"].get_default(call_default_factory=True) == (
         serving.load().max_loras
     )
+
+
+def test_the_engine_fetches_no_remote_or_local_media(tf: Config) -> None:
+    # vLLM fetches media URLs from any host when --allowed-media-domains is empty or absent, and
+    # reads `file:` URLs under --allowed-local-media-path (the data bucket is mounted on the engine).
+    args = [render(arg, tf.locals["serving"]) for arg in engine_args(tf)]
+    assert args.count("--allowed-media-domains") == 1
+    domains = args[args.index("--allowed-media-domains") + 1 :]
+    domains = domains[: next((i for i, arg in enumerate(domains) if arg.startswith("--")), len(domains))]
+    assert domains == ["invalid"], "only a name that never resolves (RFC 6761)"
+    assert not [arg for arg in args if arg.startswith("--allowed-local-media-path")]
+    engine = tf.resource("google_cloud_run_v2_service", "engine")
+    (container,) = engine["template"][0]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["VLLM_MEDIA_URL_ALLOW_REDIRECTS"] == "0"

@@ -59,6 +59,39 @@ def test_disabled_user_is_refused(emulators, verifier: FirebaseIdentityVerifier)
     assert info.value.code == "user_disabled"
 
 
+@pytest.mark.parametrize(("change", "code"), [("disable", "user_disabled"), ("revoke", "token_revoked")])
+def test_a_disabled_or_revoked_user_is_refused_once_the_cache_bound_passed(emulators, change: str, code: str) -> None:
+    from firebase_admin import auth
+
+    bounded = FirebaseIdentityVerifier(emulators.project_id, app_name="test-emulator", cache_ttl_s=1.0)
+    account = sign_up(emulators.auth_host)
+    assert bounded.verify(account["id_token"]).uid == account["uid"]
+    # Revocation is compared in whole seconds with the token's `iat`; sleeping also passes the bound.
+    time.sleep(1.2)
+    if change == "disable":
+        auth.update_user(account["uid"], disabled=True, app=bounded._app)
+    else:
+        auth.revoke_refresh_tokens(account["uid"], app=bounded._app)
+    assert bounded.cached(account["id_token"]) is None
+    with pytest.raises(Unauthenticated) as info:
+        bounded.verify(account["id_token"])
+    assert info.value.code == code
+
+
+def test_without_a_bound_short_of_expiry_a_disabled_user_would_keep_access(emulators) -> None:
+    """What the bound is for: a cached identity is served without any look-up until it leaves the cache."""
+    from firebase_admin import auth
+
+    hour = FirebaseIdentityVerifier(emulators.project_id, app_name="test-emulator", cache_ttl_s=3600)
+    account = sign_up(emulators.auth_host)
+    hour.verify(account["id_token"])
+    auth.update_user(account["uid"], disabled=True, app=hour._app)
+    assert hour.cached(account["id_token"]) is not None
+    uncached = FirebaseIdentityVerifier(emulators.project_id, app_name="test-emulator", cache_ttl_s=0)
+    with pytest.raises(Unauthenticated):
+        uncached.verify(account["id_token"])
+
+
 # --- Signed tokens, as in the cloud (no emulator variable: signatures are checked) -----------
 
 

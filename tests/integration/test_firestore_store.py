@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from runtune.adapters.firestore import FirestoreMetadataStore
-from runtune.errors import Conflict, NotFound
+from runtune.errors import Conflict, InvalidRequest, NotFound
 from runtune.ports.metadata import OrderBy, Where
 
 pytestmark = pytest.mark.emulators
@@ -34,6 +34,28 @@ def test_create_get_update_delete(store: FirestoreMetadataStore, collection: str
     assert store.get(path) is None
     with pytest.raises(NotFound):
         store.update(path, {"n": 3})
+
+
+@pytest.mark.parametrize("reserved", [".", "..", "__x__", "__name__", "a" * 1501])
+def test_ids_firestore_reserves_are_never_read_or_written(
+    store: FirestoreMetadataStore, collection: str, reserved: str
+) -> None:
+    # Unchecked, the emulator answers these with INVALID_ARGUMENT (a 500 to the caller).
+    path = f"{collection}/{reserved}"
+    assert store.get(path) is None
+    assert store.query(collection, start_after=reserved) == []
+    for write in (
+        lambda: store.create(path, {"n": 1}),
+        lambda: store.set(path, {"n": 1}),
+        lambda: store.update(path, {"n": 1}),
+        lambda: store.delete(path),
+        lambda: store.set_many([(path, {"n": 1})]),
+        lambda: store.create_many([(path, {"n": 1})]),
+        lambda: store.transact(path, lambda _: {"n": 1}),
+        lambda: store.set(f"{reserved}/doc", {"n": 1}),
+    ):
+        with pytest.raises(InvalidRequest):
+            write()
 
 
 def test_query_filters_orders_and_pages(store: FirestoreMetadataStore, collection: str) -> None:

@@ -1,5 +1,30 @@
+from starlette.requests import Request
+
+from gateway.proxy import upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import ROUTE_TABLE, upstream_for
+from runtune.ports.identity import Identity
+
+# What a client (or a proxy in front of the gateway) may send that says who called or from where.
+SPOOFED = {
+    "forwarded": "for=10.0.0.1;host=internal;proto=https",
+    "x-forwarded-for": "10.0.0.1",
+    "x-forwarded-host": "runtune-training.internal",
+    "x-forwarded-proto": "http",
+    "x-forwarded-prefix": "/admin",
+    "x-real-ip": "127.0.0.1",
+    "x-serverless-authorization": "Bearer stolen",
+    "x-user-id": "someone-else",
+    "x-user-email": "evil@example.com",
+    "x-user-role": "admin",
+    "x-goog-authenticated-user-email": "accounts.google.com:evil@example.com",
+    "x-goog-iap-jwt-assertion": "forged",
+    "x-http-method-override": "DELETE",
+    "x-original-url": "/v1/secrets",
+    "authorization": "Bearer the-users-firebase-token",
+    "cookie": "session=1",
+    "x-request-id": "chosen-by-client",
+}
 
 
 def test_route_table_picks_the_owning_service() -> None:
@@ -40,3 +65,23 @@ def test_rate_limiter_keeps_users_apart() -> None:
     assert limiter.acquire("a", now=0.0) == 0.0
     assert limiter.acquire("a", now=0.0) > 0
     assert limiter.acquire("b", now=0.0) == 0.0
+
+
+def test_forwarding_identity_and_serverless_headers_never_go_upstream() -> None:
+    kept = {"content-type": "application/json", "idempotency-key": "k-1", "last-event-id": "7", "accept": "*/*"}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/me",
+        "headers": [(k.encode(), v.encode()) for k, v in (SPOOFED | kept).items()],
+    }
+    headers = upstream_headers(Request(scope), Identity("u-1", "u@example.com", 0.0), "Bearer internal", "rid-12345")
+    assert sorted(headers) == sorted(
+        [
+            *kept.items(),
+            ("authorization", "Bearer internal"),
+            ("x-user-id", "u-1"),
+            ("x-user-email", "u@example.com"),
+            ("x-request-id", "rid-12345"),
+        ]
+    )
