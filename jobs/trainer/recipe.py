@@ -137,7 +137,7 @@ def run(job_id: str, env: Environment) -> int:
     if document is None:
         log.error("job not found", extra={"job_id": job_id})
         return 3
-    reporter = JobReporter(env.store, job_id)
+    reporter = JobReporter(env.store, job_id, cancel_every_s=env.settings.stop_poll_s)
     env.signals.on_timeout = lambda stopped: _stopped(reporter, stopped)
     job: Job | None = None
     try:
