@@ -376,8 +376,7 @@ class JobService:
 
     def cancel(self, uid: str, job_id: str) -> Job:
         job = self.jobs.get_owned(uid, job_id)
-        if job.status.is_terminal:
-            raise InvalidRequest(f"Job '{job_id}' has already {job.status.value}", param="id", code="job_finished")
+        _refuse_ended(job)
 
         def request_cancel(current: Job) -> Job:
             update: dict[str, object] = {"cancel_requested": True}
@@ -447,10 +446,7 @@ class JobService:
         resumed = self.jobs.update(job_id, unpause)
         if resumed is None:
             current = self.jobs.get_owned(uid, job_id)
-            if current.status.is_terminal:
-                raise InvalidRequest(
-                    f"Job '{job_id}' has already {current.status.value}", param="id", code="job_finished"
-                )
+            _refuse_ended(current)
             pausing = " (a pause is under way: resume it once it is paused)" if current.pause_requested else ""
             raise InvalidRequest(
                 f"Job '{job_id}' is {current.status.value}, not paused{pausing}", param="id", code="job_not_paused"
@@ -461,8 +457,7 @@ class JobService:
 
     def _check_pausable(self, job: Job) -> Job:
         """`job` if it may be paused; a 400 naming why not (ended, or being cancelled)."""
-        if job.status.is_terminal:
-            raise InvalidRequest(f"Job '{job.id}' has already {job.status.value}", param="id", code="job_finished")
+        _refuse_ended(job)
         if job.cancel_requested:
             raise InvalidRequest(
                 f"Job '{job.id}' is being cancelled; it cannot be paused", param="id", code="job_cancelling"
@@ -620,6 +615,12 @@ class JobService:
 
     def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:
         self.events.add(job_id, message, level=level)
+
+
+def _refuse_ended(job: Job) -> None:
+    """Terminal states are never left: a 400 for any request that would move an ended job."""
+    if job.status.is_terminal:
+        raise InvalidRequest(f"Job '{job.id}' has already {job.status.value}", param="id", code="job_finished")
 
 
 def _runs_nothing(job: Job) -> bool:
