@@ -57,6 +57,8 @@ class CommonSettings(BaseSettings):
     secrets_dir: Path | None = None
     # A JSONL file the metadata adapter appends each distinct Firestore query shape to (tests' index coverage).
     firestore_query_log: Path | None = None
+    # How often the trainer reads its job's stop flags (cancel, pause), in seconds: one document read.
+    stop_poll_s: float = Field(default=5.0, gt=0, le=60)
 
     # Read from the variables the Google client libraries themselves read, so what the settings
     # validate is exactly what the clients will use.

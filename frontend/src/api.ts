@@ -147,7 +147,7 @@ export interface Upload {
   upload_url: string | null;
 }
 
-export type JobStatus = "validating_files" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
+export type JobStatus = "validating_files" | "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
 
 export interface Job {
   id: string;
@@ -173,6 +173,8 @@ export interface Job {
 }
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
+// A job in one of these may be paused (POST .../pause); a paused one resumed (POST .../resume).
+export const PAUSABLE: JobStatus[] = ["validating_files", "queued", "running"];
 
 export interface JobEvent {
   id: string;

@@ -149,8 +149,11 @@ export function ProgressBar({ value, label }: { value: number; label?: string })
   );
 }
 
+// Statuses whose API value does not read well with its underscores replaced.
+const STATUS_LABELS: Record<string, string> = { validating_files: "Validating files" };
+
 export function Status({ value }: { value: string }) {
-  return <span class={`status status-${value}`}>{value.replace(/_/g, " ")}</span>;
+  return <span class={`status status-${value}`}>{STATUS_LABELS[value] ?? value.replace(/_/g, " ")}</span>;
 }
 
 export function formatBytes(bytes: number): string {

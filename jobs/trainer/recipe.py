@@ -4,11 +4,12 @@ secrets port; progress goes back through the metadata port.
 
 Environment: the `RUNTUNE_*` settings and emulator variables (runtune.settings.CommonSettings), and
 Cloud Run's `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_ATTEMPT`. Exit status: 0 when the job ended
-`succeeded` or `cancelled` (or was already over); 1 on any failure (the job is then `failed` with a
-code and a message a user can act on); 2 for a bad command line or configuration; 3 when the job
-does not exist; 128 + the signal's number when the platform stopped the task (SIGTERM: a timeout,
-maintenance) and the job was not cancelled: the job stays `running`, and the retried task (or, with
-no retries left, the jobs API's reconciler) takes it from there.
+`succeeded` or `cancelled`, was `paused` on request (after its resume checkpoint), or was already
+over; 1 on any failure (the job is then `failed` with a code and a message a user can act on); 2 for
+a bad command line or configuration; 3 when the job does not exist; 128 + the signal's number when
+the platform stopped the task (SIGTERM: a timeout, maintenance) and the job was not cancelled: the
+job stays `running`, and the retried task (or, with no retries left, the jobs API's reconciler)
+takes it from there.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def run(job_id: str, env: Environment) -> int:
     if document is None:
         log.error("job not found", extra={"job_id": job_id})
         return 3
-    reporter = JobReporter(env.store, job_id)
+    reporter = JobReporter(env.store, job_id, cancel_every_s=env.settings.stop_poll_s)
     env.signals.on_timeout = lambda stopped: _stopped(reporter, stopped)
     job: Job | None = None
     try:
@@ -161,8 +162,12 @@ def run(job_id: str, env: Environment) -> int:
 
 def _stopped(reporter: JobReporter, stopped: Stopped) -> int:
     reporter.stop_heartbeat()
-    if reporter.cancel_requested(force=True):
+    request = reporter.stop_requested(force=True)
+    if request == "cancel":
         reporter.finish(JobStatus.cancelled, "Cancelled")
+        return 0
+    # Asked to pause, then stopped before the checkpoint: resume takes the newest one there is.
+    if request == "pause" and reporter.paused("Paused; resume continues from the newest checkpoint"):
         return 0
     # Not cancelled: a task timeout or maintenance. The job stays `running` for the retried task,
     # which resumes from the newest checkpoint; without retries the reconciler fails it with the reason.
@@ -197,7 +202,9 @@ def describe_failure(exc: BaseException, job: Job | None) -> ApiError:
 
 def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     started = time.monotonic()
-    reporter.running(env.execution, env.attempt)
+    if not reporter.running(env.execution, env.attempt):
+        log.info("job ended or paused before its trainer started; nothing to do", extra={"job_id": job.id})
+        return 0
 
     # -- config: resolved and validated all at once, before any model loads --------------------
     dataset_doc = env.store.get(f"datasets/{job.training_file}")
@@ -281,6 +288,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         reporter.message(f"Baseline: {headline(metrics['baseline'])}")
 
     # -- train -----------------------------------------------------------------------------------
+    # Paused while loading: the position is the resumed checkpoint's (or 0), so nothing to save.
+    if reporter.stop_requested(force=True) == "pause" and reporter.paused(f"Paused at step {position.step}"):
+        return 0
     reporter.phase(JobPhase.training, f"Training {total_steps} steps")
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
@@ -337,13 +347,15 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         reporter.progress(position.step, total_steps, eta)
 
         # Checkpoint every N steps or M minutes (the last step is exported instead).
-        # ... or when the task's deadline is near (a retried task resumes from it, not from far back).
+        # ... or when the task's deadline is near (a retried task resumes from it, not from far back),
+        # ... or when a pause was asked for (resume continues from it, even after the last step).
+        stop = reporter.stop_requested()
         due = (
             position.step % config.checkpoint_every_steps == 0
             or time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
             or deadline.checkpoint_due(max(recent))
         )
-        if due and position.step < total_steps:
+        if (due and position.step < total_steps) or stop == "pause":
             reporter.checkpointed(position.step, total_steps, eta)
             saving = time.monotonic()
             checkpoints.save(
@@ -367,8 +379,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             trackers.sync()
         # A safe point: the step is complete and (maybe) checkpointed.
         env.signals.check()
-        if reporter.cancel_requested():
+        if stop == "cancel":
             reporter.finish(JobStatus.cancelled, f"Cancelled at step {position.step}")
+            return 0
+        if stop == "pause" and reporter.paused(f"Paused at step {position.step}"):
             return 0
     reporter.progress(position.step, total_steps, 0, force=True)
     reporter.flush()

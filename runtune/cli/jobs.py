@@ -1,4 +1,4 @@
-"""`runtune jobs ...`: create, watch, list, show, follow and cancel fine-tuning jobs."""
+"""`runtune jobs ...`: create, watch, list, show, follow, pause, resume and cancel fine-tuning jobs."""
 
 from __future__ import annotations
 
@@ -105,6 +105,27 @@ def cancel(job_id: str) -> None:
     except ApiError as exc:
         raise _fail(exc) from exc
     console.print(f"{job['id']}: {job['status']} (cancellation requested)")
+
+
+@app.command()
+def pause(job_id: str) -> None:
+    """Pause a job: it checkpoints and stops, holding no GPU, until resumed."""
+    try:
+        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/pause")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    note = "" if job["status"] == "paused" else " (pausing after its next checkpoint)"
+    console.print(f"{job['id']}: {job['status']}{note}")
+
+
+@app.command()
+def resume(job_id: str) -> None:
+    """Resume a paused job from its checkpoint."""
+    try:
+        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/resume")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{job['id']}: {job['status']} (resumed)")
 
 
 @app.command()

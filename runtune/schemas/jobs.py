@@ -18,6 +18,9 @@ class JobStatus(StrEnum):
     validating_files = "validating_files"
     queued = "queued"
     running = "running"
+    # Stopped on the user's request after a checkpoint (or before it started): no execution runs,
+    # and resume continues from that checkpoint. Not terminal: left only by resume or cancel.
+    paused = "paused"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -25,6 +28,10 @@ class JobStatus(StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+# What a running job's trainer may be asked to stop for (the flags the jobs API sets on the job).
+StopRequest = Literal["cancel", "pause"]
 
 
 class JobPhase(StrEnum):
@@ -130,6 +137,9 @@ class Job(OwnedResource):
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
     cancel_requested: bool = Field(default=False, exclude=True)
+    # Set by `POST .../pause` on a running job: the trainer checkpoints at its next safe point and
+    # marks the job `paused`.
+    pause_requested: bool = Field(default=False, exclude=True)
     runtune: dict[str, Any] = Field(default_factory=dict)
 
     def to_document(self) -> dict[str, Any]:
@@ -139,8 +149,16 @@ class Job(OwnedResource):
             execution_name=self.execution_name,
             heartbeat_at=self.heartbeat_at,
             cancel_requested=self.cancel_requested,
+            pause_requested=self.pause_requested,
         )
         return document
+
+    @property
+    def stop_requested(self) -> StopRequest | None:
+        """What the trainer was asked to stop for, if anything; a cancel outranks a pause."""
+        if self.cancel_requested:
+            return "cancel"
+        return "pause" if self.pause_requested else None
 
 
 def job_path(job_id: str) -> str:

@@ -1,9 +1,10 @@
 """Reporting through the metadata port: the job document (status, phase, progress, heartbeat) and
-its event log (messages and batched metrics events), plus the cancel flag the jobs API sets.
+its event log (messages and batched metrics events), plus the stop flags (cancel, pause) the jobs
+API sets.
 
 Writes stay well inside Firestore's limits: progress is written at most every `progress_every_s`,
 metrics events are buffered and flushed as one batch at most every `flush_every_s` (and whenever a
-checkpoint is saved, so the events of every checkpointed step are durable), the cancel flag is read
+checkpoint is saved, so the events of every checkpointed step are durable), the stop flags are read
 at most every `cancel_every_s`, and a background thread writes the heartbeat every `heartbeat_every_s`
 whatever the trainer is busy with (a model download, a long evaluation, a merge), so the jobs API's
 reconciler never mistakes a slow phase for a dead trainer.
@@ -23,7 +24,7 @@ from typing import Any
 from runtune.jobs.events import JobEventLog, Level, NewEvent
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.common import ApiError
-from runtune.schemas.jobs import JobPhase, JobStatus, job_path
+from runtune.schemas.jobs import Job, JobPhase, JobStatus, StopRequest, job_path
 
 log = logging.getLogger("runtune.trainer")
 
@@ -49,7 +50,7 @@ class JobReporter:
         )
         self._heartbeat_every_s = heartbeat_every_s
         self._last_progress = self._last_flush = self._last_cancel_check = 0.0
-        self._cancelled = False
+        self._stop: StopRequest | None = None
         self._reported_through = 0  # metrics events of steps up to this one are already in the log
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -90,21 +91,56 @@ class JobReporter:
             except Exception:
                 log.warning("closing a reporter hook failed", exc_info=True, extra={"job_id": self._job_id})
 
-    def running(self, execution: str | None, attempt: int) -> None:
+    def running(self, execution: str | None, attempt: int) -> bool:
+        """Mark the job `running`; False (and nothing written) when it ended or was paused while its
+        trainer started: there is nothing for this trainer to do."""
         # The launcher recorded the execution's name already; a local run without one keeps it.
         changes = {"status": JobStatus.running.value, "heartbeat_at": time.time()}
         if execution:
             changes["execution_name"] = execution
 
         def apply(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            # A job cancelled (or failed) while its trainer started stays ended: never back to running.
-            if current is None or JobStatus(current["status"]).is_terminal:
+            # A job cancelled (or failed, or paused) while its trainer started stays so: never back to running.
+            if current is None or not _may_run(JobStatus(current["status"])):
                 return None
             return {**current, **changes}
 
-        self._store.transact(job_path(self._job_id), apply)
+        if self._store.transact(job_path(self._job_id), apply) is None:
+            return False
         self.start_heartbeat()
         self.message(f"Trainer started (attempt {attempt + 1})")
+        return True
+
+    def paused(self, text: str) -> bool:
+        """Mark the job `paused` (its resume checkpoint saved), if it is still running with a pause
+        requested and no cancel. Returns whether the job is paused now; if not, `stop_requested`
+        answers what the job asks instead."""
+        self.flush()  # every metrics event up to the checkpoint, before the job shows `paused`
+        seen: dict[str, Any] = {}
+
+        def apply(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            seen.update(current or {})
+            if current is None or current["status"] != JobStatus.running.value:
+                return None
+            if current.get("cancel_requested") or not current.get("pause_requested"):
+                return None
+            return {
+                **current,
+                "status": JobStatus.paused.value,
+                "pause_requested": False,
+                "seconds_remaining": None,
+                "heartbeat_at": time.time(),
+            }
+
+        if self._store.transact(job_path(self._job_id), apply) is not None:
+            self.stop_heartbeat()
+            self.message(text)
+            return True
+        if seen.get("status") == JobStatus.paused.value:
+            self.stop_heartbeat()  # paused already: the reconciler marked it while this trainer stopped
+            return True
+        self._stop = Job.model_validate(seen).stop_requested if seen else None
+        return False
 
     def phase(self, phase: JobPhase, text: str) -> None:
         self.update(phase=phase.value)
@@ -133,7 +169,7 @@ class JobReporter:
         }
 
         def apply(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is None or JobStatus(current["status"]).is_terminal:
+            if current is None or not _may_run(JobStatus(current["status"])):
                 return None
             return {**current, **changes}
 
@@ -182,12 +218,23 @@ class JobReporter:
                 return 0
             after = page[-1].seq
 
-    # -- the cancel flag -------------------------------------------------------------------------
+    # -- the stop flags --------------------------------------------------------------------------
+
+    def stop_requested(self, *, force: bool = False) -> StopRequest | None:
+        """Whether the job asks its trainer to stop, and why (`cancel` or `pause`); the job document is
+        read at most every `cancel_every_s` unless forced. A cancel, once seen, stays seen."""
+        now = time.monotonic()
+        if self._stop != "cancel" and (force or now - self._last_cancel_check >= self._cancel_every_s):
+            self._last_cancel_check = now
+            document = self._store.get(job_path(self._job_id))
+            self._stop = Job.model_validate(document).stop_requested if document else None
+        return self._stop
 
     def cancel_requested(self, *, force: bool = False) -> bool:
-        now = time.monotonic()
-        if not self._cancelled and (force or now - self._last_cancel_check >= self._cancel_every_s):
-            self._last_cancel_check = now
-            document = self._store.get(job_path(self._job_id)) or {}
-            self._cancelled = bool(document.get("cancel_requested"))
-        return self._cancelled
+        return self.stop_requested(force=force) == "cancel"
+
+
+def _may_run(status: JobStatus) -> bool:
+    """A job its trainer may still write: not ended, and not paused (a paused job is left only by
+    the jobs API's resume or cancel)."""
+    return not status.is_terminal and status is not JobStatus.paused

@@ -62,6 +62,16 @@ def cancel_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
     return jobs.cancel(user.uid, job_id)
 
 
+@router.post("/{job_id}/pause", response_model=Job)
+def pause_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
+    return jobs.pause(user.uid, job_id)
+
+
+@router.post("/{job_id}/resume", response_model=Job)
+def resume_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
+    return jobs.resume(user.uid, job_id)
+
+
 @router.get("/{job_id}/checkpoints", response_model=ListPage[Checkpoint])
 def list_checkpoints(job_id: str, user: CurrentUser, jobs: Jobs, page: Pagination) -> ListPage[Checkpoint]:
     jobs.jobs.get_owned(user.uid, job_id)

@@ -2,10 +2,12 @@
 cancel, and reconcile jobs whose trainer went quiet.
 
 Status flow: `validating_files` (until every file is ready) -> `queued` -> (launched; the trainer
-sets) `running` -> `succeeded` | `failed` | `cancelled`. No job stays anywhere forever: the reconciler
-moves on jobs whose files became ready (or failed), ends cancelled ones whose execution is gone,
-releases launch claims never stored, and fails jobs whose heartbeat is stale with the execution's
-own reason.
+sets) `running` -> `succeeded` | `failed` | `cancelled`. `paused` branches off any of the first
+three (a running job's trainer checkpoints first and marks it) and goes back through
+`validating_files` on resume; it is left only by resume or cancel. No job stays anywhere forever:
+the reconciler moves on jobs whose files became ready (or failed), ends cancelled ones whose
+execution is gone (and pauses paused ones likewise), releases launch claims never stored, and fails
+jobs whose heartbeat is stale with the execution's own reason.
 """
 
 from __future__ import annotations
@@ -364,21 +366,22 @@ class JobService:
             ),
         )
         self._event(job.id, f"Trainer launched ({execution.rsplit('/', 1)[-1]})")
-        if stored is not None and (stored.cancel_requested or stored.status.is_terminal):
-            # Cancelled while it was launching: stop what was just started.
+        if stored is not None and (
+            stored.cancel_requested or stored.status.is_terminal or stored.status is JobStatus.paused
+        ):
+            # Cancelled (or paused) while it was launching: stop what was just started.
             self._launcher.cancel(execution)
 
     # -- cancel ---------------------------------------------------------------------------------
 
     def cancel(self, uid: str, job_id: str) -> Job:
         job = self.jobs.get_owned(uid, job_id)
-        if job.status.is_terminal:
-            raise InvalidRequest(f"Job '{job_id}' has already {job.status.value}", param="id", code="job_finished")
+        _refuse_ended(job)
 
         def request_cancel(current: Job) -> Job:
             update: dict[str, object] = {"cancel_requested": True}
-            if not current.execution_name or current.execution_name == LAUNCHING:
-                # Never started: nothing to stop, so it is cancelled right away.
+            if _runs_nothing(current):
+                # Never started (or paused): nothing to stop, so it is cancelled right away.
                 update |= {"status": JobStatus.cancelled, "finished_at": now_ts(), "seconds_remaining": None}
             return current.model_copy(update=update)
 
@@ -390,6 +393,76 @@ class JobService:
         self._event(job_id, "Cancellation requested")
         self.dispatch(uid)
         return self.jobs.get(job_id) or job
+
+    # -- pause and resume -----------------------------------------------------------------------
+
+    def pause(self, uid: str, job_id: str) -> Job:
+        """A job that runs nothing yet is paused at once (a launched one's execution is stopped); a
+        running one is asked to pause: its trainer checkpoints at its next safe point, marks the job
+        `paused` and exits. Pausing a paused job changes nothing."""
+        job = self.jobs.get_owned(uid, job_id)
+        self._check_pausable(job)
+
+        def request_pause(current: Job) -> Job | None:
+            if current.status is JobStatus.paused or current.status.is_terminal or current.cancel_requested:
+                return None
+            if current.status is JobStatus.running:
+                return None if current.pause_requested else current.model_copy(update={"pause_requested": True})
+            # Nothing trains yet (waiting for its files, queued, claimed or launched but not started).
+            return current.model_copy(update={"status": JobStatus.paused, "seconds_remaining": None})
+
+        changed = self.jobs.update(job_id, request_pause)
+        if changed is None:
+            return self._check_pausable(self.jobs.get_owned(uid, job_id))
+        if changed.status is JobStatus.paused:
+            if changed.execution_name and changed.execution_name != LAUNCHING:
+                self._launcher.cancel(changed.execution_name)  # launched, its trainer not started
+            self._event(job_id, "Job paused")
+            self.dispatch(uid)
+        else:
+            self._event(job_id, "Pause requested; the trainer pauses after its next checkpoint")
+        return changed
+
+    def resume(self, uid: str, job_id: str) -> Job:
+        """A paused job goes back through `validating_files` (its files are checked again, at once when
+        they are ready) to `queued`, and launches when its owner has a free slot; its trainer
+        continues from the newest checkpoint."""
+        self.jobs.get_owned(uid, job_id)  # another user's job is a 404, before anything is written
+
+        def unpause(current: Job) -> Job | None:
+            if current.status is not JobStatus.paused:
+                return None
+            runtune = {key: value for key, value in current.runtune.items() if key != "launch_attempts"}
+            return current.model_copy(
+                update={
+                    "status": JobStatus.validating_files,
+                    "execution_name": None,
+                    "heartbeat_at": None,
+                    "phase": None,
+                    "runtune": runtune,
+                }
+            )
+
+        resumed = self.jobs.update(job_id, unpause)
+        if resumed is None:
+            current = self.jobs.get_owned(uid, job_id)
+            _refuse_ended(current)
+            pausing = " (a pause is under way: resume it once it is paused)" if current.pause_requested else ""
+            raise InvalidRequest(
+                f"Job '{job_id}' is {current.status.value}, not paused{pausing}", param="id", code="job_not_paused"
+            )
+        self._event(job_id, "Job resumed")
+        self.advance_validating(resumed)
+        return self.jobs.get(job_id) or resumed
+
+    def _check_pausable(self, job: Job) -> Job:
+        """`job` if it may be paused; a 400 naming why not (ended, or being cancelled)."""
+        _refuse_ended(job)
+        if job.cancel_requested:
+            raise InvalidRequest(
+                f"Job '{job.id}' is being cancelled; it cannot be paused", param="id", code="job_cancelling"
+            )
+        return job
 
     # -- reconcile ------------------------------------------------------------------------------
 
@@ -432,12 +505,11 @@ class JobService:
                 self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
                 return True
             return self._release_claim(job)
-        if job.cancel_requested:
+        if job.stop_requested:
             status = self._launcher.status(job.execution_name)
             if status.state not in (ExecutionState.running, ExecutionState.pending):
                 # Stopped before (or without) writing its end: the user asked for this ending.
-                self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
-                return True
+                return self._stopped_as_asked(job)
         limit = self._policy.heartbeat_stale_s if job.status is JobStatus.running else self._policy.start_timeout_s
         if quiet_for < limit:
             return False
@@ -479,11 +551,10 @@ class JobService:
             and quiet_for < 4 * self._policy.heartbeat_stale_s
         ):
             return False  # alive but slow (a long evaluation, a large download): give it time
-        if job.cancel_requested:
+        if job.stop_requested:
             # Asked to stop, alive, and silent for too long: stopped again, and the job ends as asked.
             self._launcher.cancel(job.execution_name)
-            self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
-            return True
+            return self._stopped_as_asked(job)
         if status.state in (ExecutionState.running, ExecutionState.pending):
             # Alive but silent far too long (a hung collective, a deadlock): stop it, so it neither
             # bills GPU time nor holds a slot that queued jobs wait for.
@@ -497,6 +568,24 @@ class JobService:
                 code = "trainer_exited"
         self._fail(job.id, code, f"The trainer stopped without finishing the job: {reason}")
         return True
+
+    def _stopped_as_asked(self, job: Job) -> bool:
+        """A job whose trainer was asked to stop and no longer runs: `cancelled`, or `paused` (resume
+        continues from the newest checkpoint there is). Returns whether it ended the job."""
+        if job.cancel_requested:
+            self._finish(job.id, JobStatus.cancelled, None, "Job cancelled")
+            return True
+
+        def mark(current: Job) -> Job | None:
+            if current.status is not job.status or not current.pause_requested or current.cancel_requested:
+                return None
+            return current.model_copy(
+                update={"status": JobStatus.paused, "pause_requested": False, "seconds_remaining": None}
+            )
+
+        if self.jobs.update(job.id, mark) is not None:
+            self._event(job.id, "Job paused (the trainer stopped before it recorded the pause)")
+        return False
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -513,7 +602,9 @@ class JobService:
 
     def _finish(self, job_id: str, status: JobStatus, error: ApiError | None, message: str) -> None:
         def apply(current: Job) -> Job | None:
-            if current.status.is_terminal:
+            # Terminal states are never left; a paused job is left only by resume or cancel (so a
+            # decision taken on the job as it was before the pause does not end it).
+            if current.status.is_terminal or (current.status is JobStatus.paused and status is not JobStatus.cancelled):
                 return None
             return current.model_copy(
                 update={"status": status, "error": error, "finished_at": now_ts(), "seconds_remaining": None}
@@ -524,3 +615,14 @@ class JobService:
 
     def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:
         self.events.add(job_id, message, level=level)
+
+
+def _refuse_ended(job: Job) -> None:
+    """Terminal states are never left: a 400 for any request that would move an ended job."""
+    if job.status.is_terminal:
+        raise InvalidRequest(f"Job '{job.id}' has already {job.status.value}", param="id", code="job_finished")
+
+
+def _runs_nothing(job: Job) -> bool:
+    """No trainer runs for this job: never launched, mid-claim, or paused."""
+    return not job.execution_name or job.execution_name == LAUNCHING or job.status is JobStatus.paused

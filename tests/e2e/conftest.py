@@ -77,6 +77,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             # Evaluation executions beat every 2 s: one that died is noticed 4 s later.
             "RUNTUNE_EVALUATION_HEARTBEAT_S": "2",
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
+            # Trainers read cancel/pause after every step: a pause lands a few steps after it is asked.
+            "RUNTUNE_STOP_POLL_S": "0.05",
             # Every distinct Firestore query shape the services run (tests/e2e/test_index_coverage.py).
             "RUNTUNE_FIRESTORE_QUERY_LOG": str(local_dir / QUERY_LOG),
         },

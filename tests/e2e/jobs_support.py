@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,13 @@ def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float 
 
 def job_status(client: httpx.Client, job_id: str) -> str:
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
+
+
+def trainer_pid(job_id: str) -> int | None:
+    """The pid of the local trainer process of this job (the local launcher's execution), if any."""
+    found = subprocess.run(["pgrep", "-f", f"jobs.trainer {job_id}"], capture_output=True, text=True, check=False)
+    pids = [int(pid) for pid in found.stdout.split()]
+    return pids[0] if pids else None
 
 
 def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -> str:

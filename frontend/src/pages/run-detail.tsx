@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Job, type JobEvent, type Page, TERMINAL, get, post } from "../api";
+import { type Checkpoint, type Job, type JobEvent, PAUSABLE, type Page, TERMINAL, get, post } from "../api";
 import { LineChart } from "../charts";
 import { Comparison, mainReport } from "../results";
 import { Link } from "../router";
@@ -60,20 +60,22 @@ function Checkpoints({ job }: { job: Job }) {
 
 function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
   const { events, points, error, done } = useEvents(job.id);
-  const [cancelError, setCancelError] = useState<ReturnType<typeof asApiError> | null>(null);
-  const [cancelling, setCancelling] = useState(false);
+  const [actionError, setActionError] = useState<ReturnType<typeof asApiError> | null>(null);
+  // The action under way (cancel, pause, resume): its button says so and every button waits.
+  const [acting, setActing] = useState<"cancel" | "pause" | "resume" | null>(null);
   const live = !TERMINAL.includes(job.status);
   const empty = done ? "No metrics were reported" : live ? "Waiting for the first points…" : "Loading…";
   const fraction = job.status === "succeeded" ? 1 : job.total_steps ? job.steps_completed / job.total_steps : 0;
-  const cancel = async () => {
-    setCancelling(true);
+  const act = async (action: "cancel" | "pause" | "resume") => {
+    setActing(action);
+    setActionError(null);
     try {
-      await post(`/v1/fine_tuning/jobs/${job.id}/cancel`);
+      await post(`/v1/fine_tuning/jobs/${job.id}/${action}`);
       await reload();
     } catch (caught) {
-      setCancelError(asApiError(caught));
+      setActionError(asApiError(caught));
     } finally {
-      setCancelling(false);
+      setActing(null);
     }
   };
   const metrics = (job.runtune?.metrics ?? {}) as Record<string, Record<string, unknown>>;
@@ -89,9 +91,19 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
           </p>
         </div>
         <div class="actions">
+          {PAUSABLE.includes(job.status) && (
+            <button class="secondary" onClick={() => void act("pause")} disabled={acting !== null}>
+              {acting === "pause" ? "Pausing…" : "Pause"}
+            </button>
+          )}
+          {job.status === "paused" && (
+            <button class="primary" onClick={() => void act("resume")} disabled={acting !== null}>
+              {acting === "resume" ? "Resuming…" : "Resume"}
+            </button>
+          )}
           {live && (
-            <button class="danger" onClick={() => void cancel()} disabled={cancelling}>
-              {cancelling ? "Cancelling…" : "Cancel run"}
+            <button class="danger" onClick={() => void act("cancel")} disabled={acting !== null}>
+              {acting === "cancel" ? "Cancelling…" : "Cancel run"}
             </button>
           )}
           {job.fine_tuned_model && (
@@ -109,7 +121,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
           )}
         </div>
       </div>
-      <ErrorBox error={cancelError} />
+      <ErrorBox error={actionError} />
       <div class="card run-status">
         <div class="facts-row">
           <span>
