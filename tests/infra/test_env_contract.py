@@ -61,6 +61,8 @@ UNSET: dict[str, str] = {
     "rate_limit_burst": "the default burst (120) is the intended policy",
     "token_check_revoked": "the default (True) is the safe choice: disabled users and revoked sessions are refused",
     "token_cache_s": "the default (60 s) bounds how long a disabled user or revoked session keeps access",
+    "api_key_cache_s": "the default (10 s) bounds how long a key revoked elsewhere keeps working on an instance",
+    "api_key_touch_every_s": "the default (5 min) keeps last_used_at useful without a write per request",
     "upstream_timeout_s": "the default (300 s of silence between chunks) suits uploads and Server-Sent Events",
     "max_running_jobs_per_user": "the default (2) is the intended policy; GPU quota bounds the total anyway",
     "heartbeat_stale_s": "the default (120 s) matches the trainer's heartbeat",

@@ -17,6 +17,8 @@ SPOOFED = {
     "x-user-id": "someone-else",
     "x-user-email": "evil@example.com",
     "x-user-role": "admin",
+    "x-user-email-verified": "true",
+    "x-runtune-auth": "id_token",
     "x-goog-authenticated-user-email": "accounts.google.com:evil@example.com",
     "x-goog-iap-jwt-assertion": "forged",
     "x-http-method-override": "DELETE",
@@ -82,6 +84,8 @@ def test_forwarding_identity_and_serverless_headers_never_go_upstream() -> None:
             ("authorization", "Bearer internal"),
             ("x-user-id", "u-1"),
             ("x-user-email", "u@example.com"),
+            ("x-user-email-verified", "false"),
+            ("x-runtune-auth", "id_token"),
             ("x-request-id", "rid-12345"),
         ]
     )
