@@ -5,15 +5,11 @@ names the held-out colours."""
 
 from __future__ import annotations
 
-import io
-import json
-import random
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from jobs.trainer.recipe import Environment, run
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
@@ -25,42 +21,17 @@ from runtune.models.registry import get
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, job_path
 from runtune.settings import CommonSettings
-from tests.datasets.builders import data_url
+from tests.datasets.builders import colour_chat_jsonl
 
 pytestmark = pytest.mark.emulators
 UID = "user-auto-hyperparameters"
 MODEL = "tiny-gemma-3-vision"
-COLOURS = {"red": (220, 30, 30), "green": (30, 190, 40), "blue": (30, 50, 220)}
-PROMPTS = ("What colour is this image? Answer with one word.", "Name the colour of this picture in one word.")
-
-
-def _square(rgb: tuple[int, int, int], rng: random.Random) -> bytes:
-    """A solid colour, its shade jittered so no two examples are the same image."""
-    shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)
-    out = io.BytesIO()
-    Image.new("RGB", (32, 32), shade).save(out, format="PNG")  # type: ignore[arg-type]
-    return out.getvalue()
-
-
-def colour_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
-    rng = random.Random(seed)
-    lines = []
-    for i in range(per_colour):
-        for name, rgb in COLOURS.items():
-            content = [
-                {"type": "image_url", "image_url": {"url": data_url(_square(rgb, rng), "image/png")}},
-                {"type": "text", "text": PROMPTS[i % len(PROMPTS)]},
-            ]
-            lines.append(
-                json.dumps({"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": name}]})
-            )
-    return ("\n".join(lines) + "\n").encode()
 
 
 def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
     """The set through the real ingestion (task kind not given: detected), stored as the service does."""
     source = tmp_path / "colours.jsonl"
-    source.write_bytes(colour_jsonl())
+    source.write_bytes(colour_chat_jsonl())
     dataset_id = f"file-{uuid.uuid4().hex[:12]}"
     ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / "work")
     result = ingestor.ingest_file(source, "colours.jsonl", IngestOptions())

@@ -109,3 +109,15 @@ def test_sequence_lengths_come_from_the_dataset_stats() -> None:
     # Stats from before lengths were recorded: the typical example, memory sized for max_length.
     old = SequenceLengths.of_stats({"rows": 10}, GEMMA3_4B)
     assert old.longest_tokens is None and hp.sequence_tokens(OPTIONS, old) == OPTIONS.max_length
+
+
+def test_the_cli_line_marks_what_auto_chose() -> None:
+    from runtune.cli.jobs import hyperparameters_line
+
+    job = {
+        "hyperparameters": {"n_epochs": 4, "batch_size": 8, "learning_rate_multiplier": 1.0},
+        "auto_hyperparameters": {"n_epochs": "why", "learning_rate_multiplier": "why"},
+    }
+    assert hyperparameters_line(job) == "n_epochs auto → 4, batch_size 8, learning_rate_multiplier auto → 1.0"
+    waiting = {"hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}}
+    assert hyperparameters_line(waiting) == "n_epochs auto, batch_size auto, learning_rate_multiplier auto"
