@@ -51,6 +51,8 @@ def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
     return dataset
 
 
+# 120 steps at batch 1: about two minutes of CPU, bounded by the steps, not a hang to catch early.
+@pytest.mark.timeout(900)
 def test_auto_learns_three_colours_from_36_chat_examples(store: Any, blobs: Any, local_dir: Path, tmp_path) -> None:
     dataset = _ingest(store, blobs, tmp_path)
     assert dataset.task_kind is TaskKind.classification
