@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtune.estimate import GPU_TABLE, HEADROOM, RunShape, memory_gib
+from runtune.estimate import GPU_TABLE, HEADROOM, Gpu, RunShape, memory_gib
 from runtune.models.registry import ModelSpec
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions
 
@@ -160,15 +160,17 @@ def _auto_batch(
     model: ModelSpec, options: RuntuneOptions, lengths: SequenceLengths, examples: int, offered: Sequence[str] | None
 ) -> tuple[int, str]:
     by_data = max(1, min(MAX_AUTO_BATCH, examples // MIN_STEPS_PER_EPOCH))
-    batch = 1 << (by_data.bit_length() - 1)  # the power of two at or below
+    by_data = 1 << (by_data.bit_length() - 1)  # the power of two at or below
     gpu = _gpu_for_batches(model, options, lengths, examples, offered)
     if gpu is None:
         return 1, "the run fits no GPU even one example at a time"
+    batch = by_data
     while batch > 1 and not _fits(model, options, lengths, examples, batch, gpu.memory_gib):
         batch //= 2
     why = (
-        f"the largest that keeps {examples} examples at {MIN_STEPS_PER_EPOCH}+ steps an epoch (at most "
-        f"{MAX_AUTO_BATCH}) and fits the {gpu.label} with sequences of {sequence_tokens(options, lengths)} tokens"
+        f"{examples} examples allow batch {by_data} at {MIN_STEPS_PER_EPOCH}+ steps an epoch (at most "
+        f"{MAX_AUTO_BATCH}); the {gpu.label} holds batch {batch} at {sequence_tokens(options, lengths)} tokens "
+        "a sequence"
     )
     return batch, why
 
@@ -182,7 +184,7 @@ def _fits(
 
 def _gpu_for_batches(
     model: ModelSpec, options: RuntuneOptions, lengths: SequenceLengths, examples: int, offered: Sequence[str] | None
-) -> Any:
+) -> Gpu | None:
     """The GPU the batch is sized for: the one asked for, else the smallest offered that fits one
     example at a time (so `auto` never moves a run to a larger, dearer GPU)."""
     candidates = [

@@ -39,8 +39,11 @@ def test_a_closed_answer_set_is_classification_and_auto_is_resolved_on_the_job(p
     _processed(sdk, file.id)
     with api(platform.gateway_url, user["id_token"]) as client:
         stats = client.get(f"/v1/datasets/{file.id}/stats").json()
+        dataset = client.get(f"/v1/datasets/{file.id}").json()
     assert stats["task_kind"] == "classification" and stats["labels"] == ["blue", "green", "red"]
-    assert stats["label_counts"] == {"blue": 12, "green": 12, "red": 12}
+    assert dataset["label_counts"] == {"blue": 12, "green": 12, "red": 12}
+    # Stratified by label: each colour in every split (the stats count them per split).
+    assert stats["label_counts"]["test"] == {"blue": 1, "green": 1, "red": 1}
     assert "one of 3 short answers" in stats["task_kind_reason"]
 
     wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status not in ("validating_files", "queued"))
