@@ -161,6 +161,8 @@ export interface Job {
   finished_at: number | null;
   estimated_finish: number | null;
   hyperparameters: Record<string, number | string>;
+  /** The hyperparameters asked for as `auto`, each with why it became its number. */
+  auto_hyperparameters?: Record<string, string>;
   suffix: string | null;
   metadata: Record<string, string> | null;
   error: ApiErrorBody | null;

@@ -70,8 +70,20 @@ def create(
     except ApiError as exc:
         raise _fail(exc) from exc
     console.print(f"Created [bold]{job['id']}[/] ({job['status']})")
+    console.print(f"hyperparameters: {hyperparameters_line(job)}")
     if watch:
         _watch(client, job["id"])
+
+
+def hyperparameters_line(job: dict[str, Any]) -> str:
+    """`n_epochs auto → 4, batch_size 8, ...`: what the job trains with, and which came from `auto`
+    (still `auto` while its training file is validated)."""
+    auto = job.get("auto_hyperparameters") or {}
+    values = job.get("hyperparameters") or {}
+    return ", ".join(
+        f"{name} {'auto → ' if name in auto else ''}{values.get(name, 'auto')}"
+        for name in ("n_epochs", "batch_size", "learning_rate_multiplier")
+    )
 
 
 @app.command("list")
@@ -179,6 +191,7 @@ def _watch(client: ApiClient, job_id: str) -> None:
                 progress.console.print(f"  {event['message']}")
     job = client.get(f"/v1/fine_tuning/jobs/{job_id}")
     console.print(f"{job['id']}: [bold]{job['status']}[/] {job.get('fine_tuned_model') or ''}")
+    console.print(f"hyperparameters: {hyperparameters_line(job)}")
     if job["status"] == "failed":
         console.print(f"[red]{(job.get('error') or {}).get('message', '')}[/]")
         raise typer.Exit(1)

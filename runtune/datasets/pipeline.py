@@ -35,6 +35,7 @@ from runtune.datasets.shards import PreviewWriter, StreamingShardWriter
 from runtune.datasets.splits import StratifiedSplitter
 from runtune.datasets.stats import StatsCollector
 from runtune.datasets.tables import TABLE_SUFFIXES, Table, open_table, table_rows
+from runtune.datasets.task_kind import detect_chat_task
 from runtune.ports.blobs import BlobStore
 from runtune.schemas.datasets import DEFAULT_IMAGE_SIDE, ColumnMapping, HubSource, SplitOptions, TaskKind
 
@@ -42,6 +43,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 ProgressFn = Callable[[str, int, int | None], None]
 _PROGRESS_EVERY_S = 1.0
+# Why a dataset has its task kind (its stats' `task_kind_reason`) when the request named it.
+_GIVEN = "given in the request"
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ class Ingestor:
             return self._ingest_extracted(root, display, options)
         resolver = ImageResolver(None, max_bytes=self._limits.max_image_file_bytes)
         if kind is InputKind.chat_jsonl:
-            return self._run(kind, self._chat_rows(path, display, resolver, options), options, None)
+            return self._chat(path, display, resolver, options)
         table = open_table(path, display, self._limits)
         return self._table(table, resolver, options)
 
@@ -150,22 +153,28 @@ class Ingestor:
                 and options.mapping is None
                 and is_chat_jsonl(inner, self._limits.max_line_bytes)
             ):
-                return self._run(
-                    InputKind.chat_jsonl, self._chat_rows(inner, inner_name, resolver, options), options, None
-                )
+                return self._chat(inner, inner_name, resolver, options)
             return self._table(open_table(inner, inner_name, self._limits), resolver, options)
         folder = find_image_folder(root, display)
         total = folder.count()
         rows = read_image_folder(folder, options.mapping, self._limits.max_image_file_bytes)
+        reason = _GIVEN if options.task_kind else "an image folder: one folder per label"
         options = _with_task(options, TaskKind.classification)
-        result = self._run(InputKind.image_folder, rows, options, total, ignored=lambda: folder.ignored_files)
-        return result
+        return self._run(
+            InputKind.image_folder, rows, options, total, ignored=lambda: folder.ignored_files, task_reason=reason
+        )
 
-    def _chat_rows(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> Rows:
+    def _chat(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> IngestResult:
+        """A chat JSONL: its task kind detected first (runtune/datasets/task_kind.py) unless given."""
+        reason = _GIVEN
+        if options.task_kind is None:
+            detection = detect_chat_task(path, display, self._limits.max_line_bytes)
+            options, reason = _with_task(options, detection.kind), detection.reason
         classification = options.task_kind is TaskKind.classification
-        return read_chat_jsonl(
+        rows = read_chat_jsonl(
             path, display, resolver, labels_from_answer=classification, max_line_bytes=self._limits.max_line_bytes
         )
+        return self._run(InputKind.chat_jsonl, rows, options, None, task_reason=reason)
 
     def _table(
         self,
@@ -186,8 +195,9 @@ class Ingestor:
         if mapping.user is None and mapping.label is not None and mapping.image is not None:
             mapping = mapping.model_copy(update={"user": "What is shown in this image? Answer with one label."})
         task = options.task_kind or (TaskKind.classification if mapping.label else TaskKind.generation)
+        reason = _GIVEN if options.task_kind else ("a label column" if mapping.label else "no label column")
         options = _with_task(_with_mapping(options, mapping), task)
-        return self._run(kind, table_rows(table, mapping, resolver), options, None)
+        return self._run(kind, table_rows(table, mapping, resolver), options, None, task_reason=reason)
 
     # -- the conversion loop -------------------------------------------------------------------
 
@@ -198,6 +208,7 @@ class Ingestor:
         options: IngestOptions,
         total: int | None,
         ignored: Callable[[], int] = lambda: 0,
+        task_reason: str = _GIVEN,
     ) -> IngestResult:
         classification = options.task_kind is TaskKind.classification
         stats = StatsCollector(seed=options.split.seed)
@@ -258,7 +269,7 @@ class Ingestor:
             splits={split: count for split, count in stats.rows.items() if count},
             labels=sorted(labels) if classification else [],
             label_counts=stats.label_counts() if classification else {},
-            stats=stats.summary(),
+            stats={**stats.summary(), "task_kind_reason": task_reason},
             warnings=stats.warnings(classification) + seen.warnings(),
             shards=[path for writer in writers.values() for path in writer.paths],
         )

@@ -60,11 +60,12 @@ class Reservoir:
         }
 
 
-def _text(example: Example, role: str) -> str:
+def _text(example: Example, role: str | None) -> str:
+    """The text of `role`'s messages (of every message with None)."""
     return " ".join(
         part["text"] or ""
         for m in example.messages
-        if m["role"] == role
+        if role is None or m["role"] == role
         for part in m["content"]
         if part["type"] == "text"
     )
@@ -79,6 +80,10 @@ class StatsCollector:
         self.answer_words = Reservoir(seed + 2)
         self.widths = Reservoir(seed + 3)
         self.heights = Reservoir(seed + 4)
+        # Every message's text of an example: with the images, what sizes a training batch
+        # (runtune/jobs/hyperparameters.py reads its mean and max as token lengths).
+        self.example_chars = Reservoir(seed + 5)
+        self.max_images = 0
         self.images = 0
         self.resized = 0
         self.duplicates = 0
@@ -95,6 +100,8 @@ class StatsCollector:
         self.prompt_chars.add(len(prompt))
         self.answer_chars.add(len(answer))
         self.answer_words.add(len(answer.split()))
+        self.example_chars.add(len(_text(example, None)))
+        self.max_images = max(self.max_images, len(images))
         if not answer or (not images and len(prompt.strip()) < 3):
             self.near_empty += 1
         for image in images:
@@ -126,6 +133,8 @@ class StatsCollector:
             "prompt_chars": self.prompt_chars.summary(),
             "answer_chars": self.answer_chars.summary(),
             "answer_words": self.answer_words.summary(),
+            "example_chars": self.example_chars.summary(),
+            "max_images_per_example": self.max_images,
             "images": self.images,
             "images_resized": self.resized,
             "image_width": self.widths.summary(),

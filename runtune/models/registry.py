@@ -40,6 +40,9 @@ class Family:
     vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector", "embed_vision")
     # Towers of modalities Runtune does not train on (Gemma 4's audio): never quantized nor adapted.
     unused_modules: tuple[str, ...] = ()
+    # `auto`'s learning-rate multiplier (of the method's base rate, runtune/training/config.py) per
+    # modality: a starting point for LoRA/QLoRA adapters, not a measured optimum.
+    learning_rate_multiplier: dict[str, float] = field(default_factory=lambda: {"text": 1.0, "vision": 1.0})
 
 
 GEMMA3 = Family(
@@ -47,6 +50,8 @@ GEMMA3 = Family(
     model_class={"text": "Gemma3ForCausalLM", "vision": "Gemma3ForConditionalGeneration"},
     end_of_turn="<end_of_turn>",
     image_placeholder="<start_of_image>",
+    # Google's Gemma 3 QLoRA guides (text, and vision) train adapters at 2e-4: the base rate itself.
+    learning_rate_multiplier={"text": 1.0, "vision": 1.0},
 )
 GEMMA4 = Family(
     name="gemma4",
@@ -55,6 +60,9 @@ GEMMA4 = Family(
     image_placeholder="<|image|>",
     template_kwargs={"enable_thinking": False},
     unused_modules=("audio_tower", "embed_audio"),
+    # Half the base rate: Gemma 4's instruction-tuned checkpoints carry more post-training (thinking,
+    # tools) for a small set's adapter to wash out; raise it when a run under-fits.
+    learning_rate_multiplier={"text": 0.5, "vision": 0.5},
 )
 FAMILIES = {family.name: family for family in (GEMMA3, GEMMA4)}
 

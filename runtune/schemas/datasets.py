@@ -184,13 +184,20 @@ class CreateDatasetRequest(BaseModel):
     hub: HubSource | None = None
     mapping: ColumnMapping | None = None
     task_kind: TaskKind | None = Field(
-        default=None, description="Default: detected (a label column or folders mean classification)"
+        default=None,
+        description="classification, generation, or auto/null: detected (a label column, an image folder, or "
+        "a chat JSONL whose final answers are a small closed set mean classification)",
     )
     split: SplitOptions = Field(default_factory=SplitOptions)
     max_image_side: int | None = Field(
         default=DEFAULT_IMAGE_SIDE, ge=64, le=8192, description="Longest image side after resizing; null keeps the size"
     )
     skip_bad_rows: bool = Field(default=False, description="Skip (and count) bad rows instead of failing")
+
+    @field_validator("task_kind", mode="before")
+    @classmethod
+    def _auto_is_detected(cls, value: Any) -> Any:
+        return None if value == "auto" else value
 
     @model_validator(mode="after")
     def _one_source(self) -> CreateDatasetRequest:

@@ -109,6 +109,9 @@ class Job(OwnedResource):
     training_file: str
     validation_file: str | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    # The hyperparameters asked for as `auto`, each with why it became its number (once resolved,
+    # `hyperparameters` shows the numbers, as OpenAI's job does); runtune/jobs/hyperparameters.py.
+    auto_hyperparameters: dict[str, str] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=dict)
     fine_tuned_model: str | None = None
     # When its owner deleted the tuned model (`DELETE /v1/models/{id}`): the job stays in the history

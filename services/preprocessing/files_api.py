@@ -5,14 +5,14 @@ A file is a dataset: the same id works here and under `/v1/datasets`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.schemas.common import ListPage
-from runtune.schemas.datasets import FileObject
+from runtune.schemas.datasets import FileObject, TaskKind
 from services.preprocessing.deps import Datasets
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -20,9 +20,15 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 
 @router.post("")
 def create_file(
-    user: CurrentUser, datasets: Datasets, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+    user: CurrentUser,
+    datasets: Datasets,
+    file: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form()],
+    # Runtune's extension (the SDK sends it with `extra_body`): detected when absent or `auto`.
+    task_kind: Annotated[TaskKind | Literal["auto"] | None, Form()] = None,
 ) -> FileObject:
-    dataset = datasets.create_file(user.uid, file.filename or "upload.jsonl", purpose, file.file, file.size)
+    task = None if task_kind == "auto" else task_kind
+    dataset = datasets.create_file(user.uid, file.filename or "upload.jsonl", purpose, file.file, file.size, task)
     return dataset.as_file()
 
 

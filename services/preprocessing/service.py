@@ -30,6 +30,7 @@ from runtune.schemas.datasets import (
     Dataset,
     DatasetStatus,
     IngestSpec,
+    TaskKind,
     Upload,
     UploadStatus,
 )
@@ -184,8 +185,11 @@ class DatasetService:
             dataset = self._new_dataset(uid, dataset_id, request.name or request.hub.id, None, 0, source, spec)
         return self._launch(dataset)
 
-    def create_file(self, uid: str, filename: str, purpose: str, body: BinaryIO, size: int | None) -> Dataset:
-        """`POST /v1/files`: the file is kept in the dataset's prefix and processed like an upload."""
+    def create_file(
+        self, uid: str, filename: str, purpose: str, body: BinaryIO, size: int | None, task_kind: TaskKind | None = None
+    ) -> Dataset:
+        """`POST /v1/files`: the file is kept in the dataset's prefix and processed like an upload
+        (its task kind detected unless given)."""
         if purpose != "fine-tune":
             raise InvalidRequest(f"purpose '{purpose}' is not supported; use 'fine-tune'", param="purpose")
         self._check_file(filename, size if size is not None else 1, self._limits.max_direct_upload_bytes)
@@ -197,7 +201,7 @@ class DatasetService:
         if stored == 0:
             self._blobs.delete(path)
             raise InvalidRequest(f"'{filename}' is empty (0 bytes)", param="file", code="empty_file")
-        spec = IngestSpec(object_path=path, filename=filename)
+        spec = IngestSpec(object_path=path, filename=filename, task_kind=task_kind)
         return self._launch(self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"}, spec))
 
     def _new_dataset(

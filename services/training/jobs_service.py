@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 
 from runtune import serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
-from runtune.estimate import GPU_NAMES, RunShape, estimate
+from runtune.estimate import GPU_NAMES, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
+from runtune.jobs.hyperparameters import Resolved, SequenceLengths
 from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
@@ -32,7 +33,6 @@ from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
 from runtune.schemas.jobs import (
     CreateJobRequest,
-    Hyperparameters,
     Job,
     JobPhase,
     JobStatus,
@@ -43,8 +43,6 @@ from runtune.schemas.jobs import (
 log = logging.getLogger("runtune.training")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-# Text around the answer in a typical example (system, question, chat template markers).
-TYPICAL_TEXT_TOKENS = 96
 _ACTIVE = (JobStatus.queued, JobStatus.running)
 # The execution name a launch claim holds until the launcher answers with the real one.
 LAUNCHING = "launching"
@@ -153,10 +151,31 @@ class JobService:
                 f"Model '{job.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
                 param="model",
             )
+        resolved, gpu = self._resolve(job, model, training)
+        # OpenAI's job shows the resolved numbers in `method.supervised.hyperparameters` too.
+        method = {**job.method, "supervised": {**job.method.get("supervised", {}), **resolved.method_part()}}
+        return job.model_copy(
+            update={
+                "hyperparameters": resolved.hyperparameters,
+                "auto_hyperparameters": resolved.auto,
+                "method": method,
+                "gpu": gpu,
+            }
+        )
+
+    def _resolve(self, job: Job, model: registry.ModelSpec, training: Dataset) -> tuple[Resolved, str]:
+        """The job's `auto` hyperparameters resolved for its training set, and the GPU the run gets."""
         examples = training.splits.get("train") or sum(training.splits.values()) or 1
-        resolved = hyperparameters.resolve(job.hyperparameters, examples)
-        gpu = self._check_fits(model, job.options, resolved, examples)
-        return job.model_copy(update={"hyperparameters": resolved, "gpu": gpu})
+        lengths = SequenceLengths.of_stats(training.stats, model)
+        resolved = hyperparameters.resolve(
+            job.hyperparameters,
+            model=model,
+            examples=examples,
+            options=job.options,
+            lengths=lengths,
+            offered=self.offered_gpus,
+        )
+        return resolved, self._check_fits(model, job.options, resolved, examples, lengths)
 
     def _queue(self, job: Job) -> None:
         """`validating_files` -> `queued` (unless cancelled meanwhile), then launch what the owner may."""
@@ -205,7 +224,14 @@ class JobService:
         updated = self.jobs.update(
             job.id,
             lambda current: (
-                current.model_copy(update={"hyperparameters": checked.hyperparameters, "gpu": checked.gpu})
+                current.model_copy(
+                    update={
+                        "hyperparameters": checked.hyperparameters,
+                        "auto_hyperparameters": checked.auto_hyperparameters,
+                        "method": checked.method,
+                        "gpu": checked.gpu,
+                    }
+                )
                 if current.status is JobStatus.validating_files
                 else None
             ),
@@ -222,21 +248,17 @@ class JobService:
         return model
 
     def _check_fits(
-        self, model: registry.ModelSpec, options: RuntuneOptions, resolved: Hyperparameters, examples: int
+        self,
+        model: registry.ModelSpec,
+        options: RuntuneOptions,
+        resolved: Resolved,
+        examples: int,
+        lengths: SequenceLengths,
     ) -> str:
         """The GPU the run gets: the one asked for, or the smallest offered GPU the estimate fits it on."""
         self.check_offered(options.gpu, "method.supervised.runtune.gpu")
-        assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
-        shape = RunShape(
-            method=options.method,
-            examples=examples,
-            mean_tokens=TYPICAL_TEXT_TOKENS + model.tokens_per_image,
-            epochs=resolved.n_epochs,
-            batch_size=resolved.batch_size,
-            gradient_accumulation_steps=options.gradient_accumulation_steps or 1,
-            max_length=options.max_length,
-            lora_rank=options.lora.rank,
-            export_merged=options.export.merged,
+        shape = hyperparameters.run_shape(
+            options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
         )
         result = estimate(model.figures(), shape, gpu=options.gpu, offered=self.offered_gpus)
         if result.gpu is None:
@@ -262,9 +284,7 @@ class JobService:
         if job.gpu is None:
             model = self._check_model(job.model)
             training = self.dataset_for(job.owner, job.training_file, "training_file")
-            examples = training.splits.get("train") or sum(training.splits.values()) or 1
-            resolved = hyperparameters.resolve(job.hyperparameters, examples)
-            return self._check_fits(model, job.options, resolved, examples)
+            return self._resolve(job, model, training)[1]
         self.check_offered(job.gpu, "gpu")
         return job.gpu
 

@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
-from runtune.estimate import RunShape, estimate
+from runtune.estimate import estimate
 from runtune.inference.models import base_model_object, tuned_model_object
 from runtune.jobs import hyperparameters
+from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
 from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
-from services.training.jobs_service import TYPICAL_TEXT_TOKENS, JobService
+from services.training.jobs_service import JobService
 
 router = APIRouter(tags=["models"])
 
@@ -62,27 +63,27 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = dataset.splits.get("train") or sum(dataset.splits.values())
+        lengths = SequenceLengths.of_stats(dataset.stats, spec)
     elif body.examples is not None:
-        examples = body.examples
+        examples, lengths = body.examples, SequenceLengths.typical(spec)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
-    resolved = hyperparameters.resolve(body.hyperparameters, examples)
-    assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
-    shape = RunShape(
-        method=body.runtune.method,
+    resolved = hyperparameters.resolve(
+        body.hyperparameters,
+        model=spec,
         examples=examples,
-        mean_tokens=TYPICAL_TEXT_TOKENS + spec.tokens_per_image,
-        epochs=resolved.n_epochs,
-        batch_size=resolved.batch_size,
-        gradient_accumulation_steps=body.runtune.gradient_accumulation_steps or 1,
-        max_length=body.runtune.max_length,
-        lora_rank=body.runtune.lora.rank,
-        export_merged=body.runtune.export.merged,
+        options=body.runtune,
+        lengths=lengths,
+        offered=jobs.offered_gpus,
+    )
+    shape = hyperparameters.run_shape(
+        body.runtune, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
     )
     result = estimate(spec.figures(), shape, gpu=body.runtune.gpu, offered=jobs.offered_gpus)
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,
-        "hyperparameters": resolved.model_dump(),
+        "hyperparameters": resolved.hyperparameters.model_dump(),
+        "auto_hyperparameters": resolved.auto,
         **result.as_dict(),
     }

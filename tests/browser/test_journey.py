@@ -135,6 +135,9 @@ def _watch_run(page, shots: Path) -> str:
     assert last > first, f"the loss chart did not update live ({first} -> {last} points)"
     expect(page.get_by_test_id("lr-chart")).to_have_attribute("data-points", "12", timeout=15_000)
     expect(page.get_by_test_id("run-steps")).to_have_text("Step 12 of 12", timeout=15_000)
+    # The numbers it trained with: those given as such, `auto` ones with what they became.
+    expect(page.get_by_test_id("hp-batch_size")).to_have_text("4")
+    expect(page.get_by_test_id("hp-learning_rate_multiplier")).to_have_text("auto → 1")
     page.get_by_test_id("checkpoints").wait_for()
     model = page.get_by_test_id("fine-tuned-model").inner_text()
     assert model.startswith("ft:tiny-gemma-3-vision:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import tarfile
 import zipfile
 from collections.abc import Iterable
@@ -142,3 +143,26 @@ def noisy_jpeg(seed: int, size: tuple[int, int] = (300, 200)) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()
+
+
+SOLID_COLOURS = {"red": (220, 30, 30), "green": (30, 190, 40), "blue": (30, 50, 220)}
+COLOUR_PROMPTS = ("What colour is this image? Answer with one word.", "Name the colour of this picture in one word.")
+
+
+def colour_chat_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
+    """An OpenAI chat JSONL of solid red, green and blue squares answered in one word (a closed set
+    of three answers), each shade jittered (seeded) so that no two examples are the same image."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(per_colour):
+        for name, rgb in SOLID_COLOURS.items():
+            shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)
+            out = io.BytesIO()
+            Image.new("RGB", (32, 32), shade).save(out, format="PNG")  # type: ignore[arg-type]
+            content = [
+                {"type": "image_url", "image_url": {"url": data_url(out.getvalue(), "image/png")}},
+                {"type": "text", "text": COLOUR_PROMPTS[i % len(COLOUR_PROMPTS)]},
+            ]
+            messages = [{"role": "user", "content": content}, {"role": "assistant", "content": name}]
+            lines.append(json.dumps({"messages": messages}))
+    return ("\n".join(lines) + "\n").encode()

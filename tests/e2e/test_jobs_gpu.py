@@ -21,8 +21,10 @@ from tests.support import sign_up
 pytestmark = pytest.mark.platform
 
 SMALL = "tiny-gemma-3-vision"
-# A 27B-class model: about 29 GiB in QLoRA, more than an L4's 24 GB. The scripted trainer never loads it.
+# A 27B-class model: about 29 GiB in QLoRA at batch 4 (1024 tokens), more than an L4's 24 GB (at
+# batch 1 it fits one, which is what `auto` would choose). The scripted trainer never loads it.
 LARGE = "google/gemma-3-27b-it"
+BATCH_4 = {"batch_size": 4}
 L4, RTX = "nvidia-l4", "nvidia-rtx-pro-6000"
 
 
@@ -51,12 +53,11 @@ def _started_as(client: httpx.Client, job_id: str) -> str:
 )
 def test_the_job_runs_on_the_trainer_job_of_the_gpu_the_estimate_chose(platform, user, client, model, gpu, job) -> None:
     dataset_id = put_dataset(platform, user["uid"])
-    estimate = client.post("/v1/fine_tuning/estimate", json={"model": model, "training_file": dataset_id}).json()
+    body = {"model": model, "training_file": dataset_id, "hyperparameters": BATCH_4}
+    estimate = client.post("/v1/fine_tuning/estimate", json=body).json()
     assert estimate["gpu"] == gpu
 
-    created = client.post(
-        "/v1/fine_tuning/jobs", json={"model": model, "training_file": dataset_id, "metadata": {"script": "succeed"}}
-    )
+    created = client.post("/v1/fine_tuning/jobs", json={**body, "metadata": {"script": "succeed"}})
     assert created.status_code == 200, created.text
     assert created.json()["gpu"] == gpu
     job_id = created.json()["id"]
@@ -95,7 +96,7 @@ def l4_only(platform, user, tmp_path: Path) -> Iterator[TestClient]:
 
 def test_a_27b_job_is_refused_where_only_l4s_are_offered(platform, user, l4_only) -> None:
     dataset_id = put_dataset(platform, user["uid"])
-    body = {"model": LARGE, "training_file": dataset_id, "metadata": {"script": "succeed"}}
+    body = {"model": LARGE, "training_file": dataset_id, "hyperparameters": BATCH_4, "metadata": {"script": "succeed"}}
 
     refused = l4_only.post("/v1/fine_tuning/jobs", json=body)
     assert refused.status_code == 400, refused.text
@@ -103,7 +104,9 @@ def test_a_27b_job_is_refused_where_only_l4s_are_offered(platform, user, l4_only
     assert (error["code"], error["param"]) == ("does_not_fit", "method.supervised.runtune")
     assert "NVIDIA L4" in error["message"]
 
-    estimate = l4_only.post("/v1/fine_tuning/estimate", json={"model": LARGE, "training_file": dataset_id})
+    estimate = l4_only.post(
+        "/v1/fine_tuning/estimate", json={"model": LARGE, "training_file": dataset_id, "hyperparameters": BATCH_4}
+    )
     assert estimate.status_code == 200 and estimate.json()["gpu"] is None
     small = l4_only.post("/v1/fine_tuning/estimate", json={"model": SMALL, "training_file": dataset_id})
     assert small.json()["gpu"] == L4

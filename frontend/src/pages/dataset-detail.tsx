@@ -108,6 +108,11 @@ function Stats({ dataset }: { dataset: Dataset }) {
   const dist = (key: string) => s[key] as Distribution | null | undefined;
   return (
     <div class="stats" data-testid="dataset-stats">
+      {typeof s.task_kind_reason === "string" && (
+        <p class="muted" data-testid="task-kind-reason">
+          {String(s.task_kind ?? "")}: {s.task_kind_reason}
+        </p>
+      )}
       {s.warnings.length > 0 && (
         <div class="warnings" data-testid="dataset-warnings">
           <h3>Warnings</h3>

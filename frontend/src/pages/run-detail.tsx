@@ -1,6 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { type Checkpoint, type Job, type JobEvent, PAUSABLE, type Page, TERMINAL, get, post } from "../api";
 import { LineChart } from "../charts";
+import { Hyperparameters } from "../hyperparameters";
 import { Comparison, mainReport } from "../results";
 import { Link } from "../router";
 import { followEvents } from "../sse";
@@ -140,6 +141,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
           )}
         </div>
         <ProgressBar value={fraction} label="Training progress" />
+        <Hyperparameters job={job} />
         {job.error && (
           <div class="error-box" role="alert">
             {job.error.message}

@@ -1,0 +1,97 @@
+"""`auto` hyperparameters on a small OpenAI chat JSONL, from the upload to the held-out answer: 36
+examples of three solid colours (one-word answers) are detected as classification, the jobs API's
+`auto` rules turn the set's size and lengths into enough steps, and the tiny Gemma 3 vision model
+names the held-out colours."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.trainer.recipe import Environment, run
+from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.pipeline import IngestOptions, Ingestor
+from runtune.jobs import hyperparameters
+from runtune.jobs.hyperparameters import SequenceLengths
+from runtune.models.registry import get
+from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
+from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, job_path
+from runtune.settings import CommonSettings
+from tests.datasets.builders import colour_chat_jsonl
+
+pytestmark = pytest.mark.emulators
+UID = "user-auto-hyperparameters"
+MODEL = "tiny-gemma-3-vision"
+
+
+def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
+    """The set through the real ingestion (task kind not given: detected), stored as the service does."""
+    source = tmp_path / "colours.jsonl"
+    source.write_bytes(colour_chat_jsonl())
+    dataset_id = f"file-{uuid.uuid4().hex[:12]}"
+    ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / "work")
+    result = ingestor.ingest_file(source, "colours.jsonl", IngestOptions())
+    dataset = Dataset(
+        id=dataset_id,
+        owner=UID,
+        name="colours",
+        status=DatasetStatus.ready,
+        task_kind=result.task_kind,
+        modality=result.modality,  # type: ignore[arg-type]
+        splits=result.splits,
+        labels=result.labels,
+        label_counts=result.label_counts,
+        stats=result.stats,
+    )
+    store.set(f"datasets/{dataset_id}", dataset.to_document())
+    return dataset
+
+
+# 120 steps at batch 1: about two minutes of CPU, bounded by the steps, not a hang to catch early.
+@pytest.mark.timeout(900)
+def test_auto_learns_three_colours_from_36_chat_examples(store: Any, blobs: Any, local_dir: Path, tmp_path) -> None:
+    dataset = _ingest(store, blobs, tmp_path)
+    assert dataset.task_kind is TaskKind.classification
+    assert dataset.labels == ["blue", "green", "red"] and dataset.label_counts == {"blue": 12, "green": 12, "red": 12}
+    assert dataset.splits["test"] == 3
+
+    # What the jobs API does once the file is ready (services/training/jobs_service.py `_resolve`).
+    spec, options = get(MODEL), RuntuneOptions(method="lora", checkpoint_every_steps=1000, export={"merged": False})
+    resolved = hyperparameters.resolve(
+        Hyperparameters(),
+        model=spec,
+        examples=dataset.splits["train"],
+        options=options,
+        lengths=SequenceLengths.of_stats(dataset.stats, spec),
+    )
+    steps = -(-dataset.splits["train"] // resolved.batch_size) * resolved.epochs
+    assert steps >= hyperparameters.MIN_STEPS and set(resolved.auto) == {
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+    }
+    job = Job(
+        id=f"ftjob-{uuid.uuid4().hex[:12]}",
+        owner=UID,
+        model=MODEL,
+        training_file=dataset.id,
+        status=JobStatus.queued,
+        hyperparameters=resolved.hyperparameters,
+        auto_hyperparameters=resolved.auto,
+        options=options,
+        seed=42,
+    )
+    store.set(job_path(job.id), job.to_document())
+
+    env = Environment(PermittedMetadataStore(store, "trainer"), PermittedBlobStore(blobs, "trainer"), CommonSettings())
+    assert run(job.id, env) == 0
+    done = store.get(job_path(job.id))
+    assert done["status"] == "succeeded", done.get("error")
+    assert done["total_steps"] == steps
+    final = done["runtune"]["metrics"]["final"]["label_scoring"]
+    assert final["samples"] == 3
+    assert final["accuracy"] >= 2 / 3, final
