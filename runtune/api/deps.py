@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 
 from runtune.errors import Unauthenticated
 from runtune.internal_auth import REQUEST_ID_HEADER, USER_EMAIL_HEADER, USER_ID_HEADER
+from runtune.quotas import StreamSlots
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,11 @@ def page_params(
 
 
 Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+def stream_slots(request: Request) -> StreamSlots:
+    """The instance's open SSE streams per user (the lifespan sets `app.state.streams`)."""
+    return request.app.state.streams
+
+
+Streams = Annotated[StreamSlots, Depends(stream_slots)]

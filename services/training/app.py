@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from runtune import wiring
 from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
+from runtune.quotas import StreamSlots
 from runtune.settings import ServiceSettings
 from services.training import jobs_api, models_api, secrets_api
 from services.training.jobs_service import JobService, SchedulingPolicy
@@ -41,7 +42,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ),
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
+            quotas=settings.quotas,
         )
+        app.state.streams = StreamSlots(settings.quota_open_streams)
         async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):
             yield
 

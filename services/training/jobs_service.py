@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runtune import serving
+from runtune import quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError, not_found
-from runtune.estimate import GPU_NAMES, RunShape, estimate
+from runtune.estimate import GPU_NAMES, Estimate, RunShape, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
 from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
+from runtune.quotas import Quotas
 from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
 from runtune.schemas.jobs import (
@@ -70,6 +71,7 @@ class JobService:
         profile: str,
         launch_env: dict[str, str] | None = None,
         offered_gpus: Sequence[str] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         from services.training.repository import JobRepository
 
@@ -83,6 +85,8 @@ class JobService:
         self.profile = profile
         # The GPUs this deployment has a trainer job for (ServiceSettings.offered_gpus).
         self.offered_gpus: tuple[str, ...] = tuple(offered_gpus) if offered_gpus is not None else GPU_NAMES
+        # Per-user limits (runtune/quotas.py): the monthly GPU budget; running jobs are `_policy`'s slots.
+        self._quotas = quotas or Quotas()
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -153,8 +157,12 @@ class JobService:
             )
         examples = training.splits.get("train") or sum(training.splits.values()) or 1
         resolved = hyperparameters.resolve(job.hyperparameters, examples)
-        gpu = self._check_fits(model, job.options, resolved, examples)
-        return job.model_copy(update={"hyperparameters": resolved, "gpu": gpu})
+        fit = self._check_fits(model, job.options, resolved, examples)
+        # The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both).
+        quotas.check_gpu_budget(self._store, job.owner, self._quotas, fit.seconds or 0, job_id=job.id)
+        return job.model_copy(
+            update={"hyperparameters": resolved, "gpu": fit.gpu, "estimated_gpu_seconds": fit.seconds}
+        )
 
     def _queue(self, job: Job) -> None:
         """`validating_files` -> `queued` (unless cancelled meanwhile), then launch what the owner may."""
@@ -203,7 +211,13 @@ class JobService:
         updated = self.jobs.update(
             job.id,
             lambda current: (
-                current.model_copy(update={"hyperparameters": checked.hyperparameters, "gpu": checked.gpu})
+                current.model_copy(
+                    update={
+                        "hyperparameters": checked.hyperparameters,
+                        "gpu": checked.gpu,
+                        "estimated_gpu_seconds": checked.estimated_gpu_seconds,
+                    }
+                )
                 if current.status is JobStatus.validating_files
                 else None
             ),
@@ -221,8 +235,8 @@ class JobService:
 
     def _check_fits(
         self, model: registry.ModelSpec, options: RuntuneOptions, resolved: Hyperparameters, examples: int
-    ) -> str:
-        """The GPU the run gets: the one asked for, or the smallest offered GPU the estimate fits it on."""
+    ) -> Estimate:
+        """The run's estimate on the GPU it gets: the one asked for, or the smallest offered GPU it fits."""
         self.check_offered(options.gpu, "method.supervised.runtune.gpu")
         assert isinstance(resolved.n_epochs, int) and isinstance(resolved.batch_size, int)
         shape = RunShape(
@@ -241,7 +255,7 @@ class JobService:
             raise InvalidRequest(
                 f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
             )
-        return result.gpu
+        return result
 
     def check_offered(self, gpu: str, param: str) -> None:
         """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
@@ -262,7 +276,9 @@ class JobService:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
             examples = training.splits.get("train") or sum(training.splits.values()) or 1
             resolved = hyperparameters.resolve(job.hyperparameters, examples)
-            return self._check_fits(model, job.options, resolved, examples)
+            gpu = self._check_fits(model, job.options, resolved, examples).gpu
+            assert gpu is not None  # _check_fits refuses a run that fits no GPU
+            return gpu
         self.check_offered(job.gpu, "gpu")
         return job.gpu
 
