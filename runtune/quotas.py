@@ -54,6 +54,10 @@ def exceeded(limit: str, message: str, *, code: str = "quota_exceeded", alone: b
     return error(message, param=setting(limit), code=code)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _owned(store: MetadataStore, collection: str, uid: str, *where: Where, limit: int) -> list[dict]:
     rows = store.query(collection, where=[Where("owner", "==", uid), *where], limit=limit)
     return [document for _, document in rows]
@@ -69,7 +73,7 @@ def check_processing_datasets(store: MetadataStore, uid: str, quotas: Quotas) ->
     if len(busy) >= limit:
         raise exceeded(
             "processing_datasets",
-            f"You have {len(busy)} datasets processing, the most one user may have at once "
+            f"You have {_count(len(busy), 'dataset')} processing, the most one user may have at once "
             f"(quota_processing_datasets = {limit}); wait for one to finish or delete one",
         )
 
@@ -88,7 +92,7 @@ def check_storage(store: MetadataStore, uid: str, quotas: Quotas, adding: int, *
     if new_dataset and len(datasets) >= quotas.stored_datasets:
         raise exceeded(
             "stored_datasets",
-            f"You have {len(datasets)} datasets, the most one user may keep "
+            f"You have {_count(len(datasets), 'dataset')}, the most one user may keep "
             f"(quota_stored_datasets = {quotas.stored_datasets}); delete some first",
         )
     now = datetime.now(UTC).timestamp()
@@ -117,7 +121,7 @@ def check_running_evaluations(store: MetadataStore, uid: str, quotas: Quotas) ->
     if len(busy) >= limit:
         raise exceeded(
             "running_evaluations",
-            f"You have {len(busy)} evaluations unfinished, the most one user may run at once "
+            f"You have {_count(len(busy), 'unfinished evaluation')}, the most one user may run at once "
             f"(quota_running_evaluations = {limit}); wait for one to finish",
         )
 
@@ -196,7 +200,7 @@ class StreamSlots:
     def _refusal(self, count: int) -> RuntuneError:
         return exceeded(
             "open_streams",
-            f"You have {count} streams open, the most one user may have at once "
+            f"You have {_count(count, 'stream')} open, the most one user may have at once "
             f"(quota_open_streams = {self._limit}); close one first",
         )
 
