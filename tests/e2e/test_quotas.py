@@ -168,7 +168,9 @@ def test_open_event_streams_are_bounded_per_user(platform) -> None:
         events = f"/v1/fine_tuning/jobs/{my_job}/events?stream=true"
         with mine.stream("GET", events) as first:
             assert first.status_code == 200
-            next(first.iter_bytes())  # the stream is open and sending
+            # Kept: an iterator dropped half-way closes its connection, and with it the stream.
+            chunks = first.iter_bytes()
+            next(chunks)  # the stream is open and sending
             error = refused(mine.get(events), 429, "quota_open_streams")
             assert "quota_open_streams = 1" in error["message"]
             with theirs.stream("GET", f"/v1/fine_tuning/jobs/{their_job}/events?stream=true") as other:
