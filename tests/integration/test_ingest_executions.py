@@ -81,9 +81,9 @@ class ScriptedLauncher:
 
 
 def dataset_service(
-    emulators, launcher: ScriptedLauncher, project: str | None = None, **policy
+    emulators, launcher: ScriptedLauncher, project: str, **policy
 ) -> tuple[DatasetService, GcsBlobStore]:
-    store = FirestoreMetadataStore.for_project(project or emulators.project_id)
+    store = FirestoreMetadataStore.for_project(project)
     blobs = GcsBlobStore.for_bucket(emulators.project_id, emulators.bucket)
     blobs.ensure_bucket()
     service = DatasetService(
@@ -98,9 +98,15 @@ def dataset_service(
 
 
 @pytest.fixture
-def parts(emulators):
+def project() -> str:
+    # A project of its own: scheduling reads every user's processing datasets (other tests' included).
+    return f"demo-ingest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def parts(emulators, project):
     launcher = ScriptedLauncher()
-    service, blobs = dataset_service(emulators, launcher)
+    service, blobs = dataset_service(emulators, launcher, project)
     return service, launcher, blobs
 
 
@@ -190,7 +196,6 @@ def test_a_launch_claimed_and_never_recorded_fails_after_a_while(parts) -> None:
 
 def test_ingestion_starts_round_robin_across_users_and_waiting_never_fails(emulators) -> None:
     launcher = ScriptedLauncher()
-    # A project of its own: scheduling counts every user's processing datasets, no other test's here.
     service, _ = dataset_service(emulators, launcher, f"demo-fair-{uuid.uuid4().hex[:8]}", max_concurrent=2)
     greedy, modest = f"u-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
     first = [new_file(service, greedy) for _ in range(4)]
@@ -215,7 +220,7 @@ def test_ingestion_starts_round_robin_across_users_and_waiting_never_fails(emula
 
 def test_a_dataset_failed_while_its_execution_runs_never_flips_back_to_ready(emulators) -> None:
     launcher = ScriptedLauncher()
-    service, blobs = dataset_service(emulators, launcher)
+    service, blobs = dataset_service(emulators, launcher, f"demo-flip-{uuid.uuid4().hex[:8]}")
     uid = f"u-{uuid.uuid4().hex[:8]}"
     body = "\n".join(
         json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
@@ -256,12 +261,13 @@ def test_deleting_a_processing_dataset_cancels_its_execution(parts) -> None:
     assert service.datasets.get(dataset.id) is None
 
 
-def run_job(emulators, local_dir, dataset_id: str) -> tuple[int, str, float]:
+def run_job(emulators, local_dir, dataset_id: str, project: str) -> tuple[int, str, float]:
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(REPO_ROOT),
         "RUNTUNE_LOCAL_DIR": str(local_dir),
         **emulators.env(),
+        "RUNTUNE_PROJECT_ID": project,
     }
     started = time.monotonic()
     done = subprocess.run(
@@ -275,27 +281,27 @@ def run_job(emulators, local_dir, dataset_id: str) -> tuple[int, str, float]:
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
 
-def test_the_ingest_job_ingests_one_dataset_by_its_id(parts, emulators, tmp_path) -> None:
+def test_the_ingest_job_ingests_one_dataset_by_its_id(parts, project, emulators, tmp_path) -> None:
     service, _, blobs = parts
     uid = f"u-{uuid.uuid4().hex[:8]}"
     body = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
     dataset = service.create_file(uid, "chat.jsonl", "fine-tune", io.BytesIO(body * 3), None)
 
-    code, output, _ = run_job(emulators, tmp_path, dataset.id)
+    code, output, _ = run_job(emulators, tmp_path, dataset.id, project)
     assert code == 0, output
     ready = service.datasets.get(dataset.id)
     assert ready.status is DatasetStatus.ready, ready.error
     assert any("train-" in b.path for b in blobs.list(f"users/{uid}/datasets/{dataset.id}/"))
     # Ran again (a retried task), or for a dataset deleted meanwhile: nothing to do, still a success.
-    assert run_job(emulators, tmp_path, dataset.id)[0] == 0
-    assert run_job(emulators, tmp_path, "file-gone")[0] == 0
+    assert run_job(emulators, tmp_path, dataset.id, project)[0] == 0
+    assert run_job(emulators, tmp_path, "file-gone", project)[0] == 0
 
 
-def test_the_ingest_job_fails_bad_data_and_still_exits_zero(parts, emulators, tmp_path) -> None:
+def test_the_ingest_job_fails_bad_data_and_still_exits_zero(parts, project, emulators, tmp_path) -> None:
     service, _, _ = parts
     uid = f"u-{uuid.uuid4().hex[:8]}"
     dataset = service.create_file(uid, "bad.jsonl", "fine-tune", io.BytesIO(b"{not json\n"), None)
-    code, output, _ = run_job(emulators, tmp_path, dataset.id)
+    code, output, _ = run_job(emulators, tmp_path, dataset.id, project)
     assert code == 0, output
     failed = service.datasets.get(dataset.id)
     assert failed.status is DatasetStatus.failed and failed.error.code != "server_error"
