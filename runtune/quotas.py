@@ -81,7 +81,8 @@ def check_processing_datasets(store: MetadataStore, uid: str, quotas: Quotas) ->
 def check_storage(store: MetadataStore, uid: str, quotas: Quotas, adding: int, *, new_dataset: bool) -> None:
     """Before `adding` bytes are stored for the user (an upload, a file, a dataset): their datasets
     (what each keeps: source copy, shards, previews; the source size until it is ready) and their
-    unexpired uploads. Reads at most `stored_datasets + 1` documents of each kind."""
+    unexpired uploads no dataset was made from (a dataset keeps its own copy; the upload object is
+    temporary). Reads at most `stored_datasets + 1` documents of each kind."""
     if adding > quotas.stored_bytes:
         raise exceeded(
             "stored_bytes",
@@ -97,8 +98,11 @@ def check_storage(store: MetadataStore, uid: str, quotas: Quotas, adding: int, *
         )
     now = datetime.now(UTC).timestamp()
     uploads = _owned(store, "uploads", uid, limit=quotas.stored_datasets + 1)
+    consumed = {(document.get("source") or {}).get("upload_id") for document in datasets}
     used = sum(_stored(document) for document in datasets) + sum(
-        int(document.get("bytes") or 0) for document in uploads if document.get("expires_at", 0) > now
+        int(document.get("bytes") or 0)
+        for document in uploads
+        if document.get("expires_at", 0) > now and document.get("id") not in consumed
     )
     if used + adding > quotas.stored_bytes:
         raise exceeded(

@@ -167,7 +167,6 @@ class DatasetService:
         dataset_id = new_id("file")
         if request.upload_id is not None:
             upload = self.uploads.get_owned(uid, request.upload_id)
-            self._check_quotas(uid, upload.bytes)
             if upload.expires_at <= now_ts():
                 raise InvalidRequest(
                     f"upload '{upload.id}' has expired: upload the file again", param="upload_id", code="upload_expired"
@@ -177,6 +176,7 @@ class DatasetService:
                     f"upload '{upload.id}' is not complete: POST /v1/uploads/{upload.id}/complete first",
                     param="upload_id",
                 )
+            self._check_quotas(uid, upload.bytes)
             spec = IngestSpec(**options, object_path=upload.object_path, filename=upload.filename)
             dataset = self._new_dataset(
                 uid,
