@@ -22,6 +22,11 @@ class OwnedCollection(Generic[R]):
     def __init__(self, store: MetadataStore, collection: str, model: type[R], kind: str) -> None:
         self._store, self._collection, self._model, self._kind = store, collection, model, kind
 
+    @property
+    def store(self) -> MetadataStore:
+        """The store underneath, for queries across a user's collections (runtune/quotas.py)."""
+        return self._store
+
     def path(self, resource_id: str) -> str:
         return f"{self._collection}/{resource_id}"
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtune import serving
 from runtune.estimate import GPU_TABLE
+from runtune.quotas import Quotas
 
 # With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
 # other two silently point the Google clients at unauthenticated local servers.
@@ -208,6 +209,35 @@ class ServiceSettings(CommonSettings):
     reconcile_every_s: float = Field(default=30.0, gt=0)
     # Cloud Run GPU job tasks run at most 1 hour (12 in preview); the trainer resumes across tasks.
     trainer_task_timeout_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Dataset ingestions running at once, all users together (more wait `processing`, phase `queued`,
+    # and start round-robin across users). Locally the CPU launcher's slots bound it instead.
+    ingest_max_concurrent: int = Field(default=20, ge=1)
+    # Per-user quotas (runtune/quotas.py; docs/architecture.md "Quotas"). Running jobs are bounded by
+    # max_running_jobs_per_user above: the rest wait queued.
+    quota_processing_datasets: int = Field(default=Quotas.processing_datasets, ge=1)
+    quota_stored_datasets: int = Field(default=Quotas.stored_datasets, ge=1, le=10_000)
+    quota_stored_bytes: int = Field(default=Quotas.stored_bytes, ge=1)
+    quota_open_streams: int = Field(default=Quotas.open_streams, ge=1)
+    quota_running_evaluations: int = Field(default=Quotas.running_evaluations, ge=1)
+    quota_monthly_gpu_hours: float = Field(default=Quotas.monthly_gpu_hours, gt=0)
+
+    @property
+    def quotas(self) -> Quotas:
+        return Quotas(
+            processing_datasets=self.quota_processing_datasets,
+            stored_datasets=self.quota_stored_datasets,
+            stored_bytes=self.quota_stored_bytes,
+            open_streams=self.quota_open_streams,
+            running_evaluations=self.quota_running_evaluations,
+            monthly_gpu_hours=self.quota_monthly_gpu_hours,
+        )
+
+    @property
+    def ingest_concurrency(self) -> int:
+        """Ingestions launched at once: locally no more than the launcher runs, so none waits in its FIFO."""
+        if self.is_local:
+            return min(self.ingest_max_concurrent, self.local_max_concurrent_cpu_jobs)
+        return self.ingest_max_concurrent
 
     @model_validator(mode="after")
     def _known_gpus(self) -> ServiceSettings:

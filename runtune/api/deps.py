@@ -15,6 +15,7 @@ from runtune.internal_auth import (
     USER_EMAIL_VERIFIED_HEADER,
     USER_ID_HEADER,
 )
+from runtune.quotas import StreamSlots
 from runtune.schemas.common import is_resource_id
 
 
@@ -80,3 +81,11 @@ def page_params(
 
 
 Pagination = Annotated[PageParams, Depends(page_params)]
+
+
+def stream_slots(request: Request) -> StreamSlots:
+    """The instance's open SSE streams per user (the lifespan sets `app.state.streams`)."""
+    return request.app.state.streams
+
+
+Streams = Annotated[StreamSlots, Depends(stream_slots)]

@@ -101,7 +101,11 @@ class DatasetIngestion:
             if dataset.ingest is None:
                 raise RuntimeError("the dataset stores no ingestion inputs")
             result = self._ingest(dataset, dataset.ingest, workdir)
-            self._finish(dataset, result)
+            if not self._finish(dataset, result):
+                # Failed meanwhile (the service saw this execution as gone): that verdict stands.
+                self._clean(dataset)
+                log.warning("dataset ended while processing; result dropped", extra={"dataset_id": dataset.id})
+                return Outcome.skipped
             log.info(
                 "dataset ready",
                 extra={
@@ -175,7 +179,11 @@ class DatasetIngestion:
         if self._observe is not None:
             self._observe(dataset, phase, done, total)
 
-    def _finish(self, dataset: Dataset, result: IngestResult) -> None:
+    def _finish(self, dataset: Dataset, result: IngestResult) -> bool:
+        """Mark the dataset ready, only if it is still `processing`: a terminal state is never
+        changed (a dataset the service failed does not flip back). Returns whether it was marked."""
+        # What the dataset keeps in storage (source copy, shards, previews): its owner's storage quota.
+        stored = sum(info.size for info in self._blobs.list(dataset_prefix(dataset.owner, dataset.id)))
         fields = {
             "status": DatasetStatus.ready.value,
             "task_kind": result.task_kind.value,
@@ -188,11 +196,19 @@ class DatasetIngestion:
             "progress": Progress(
                 phase="done", done=result.stats["rows"], total=result.stats["rows"], updated_at=now_ts()
             ).model_dump(mode="json"),
+            "stored_bytes": stored,
         }
-        try:
-            self._datasets.update(dataset.id, fields)
-        except NotFound as exc:
-            raise _Deleted from exc
+
+        def apply(current: Dataset) -> Dataset | None:
+            if current.status is not DatasetStatus.processing:
+                return None
+            return Dataset.model_validate({**current.to_document(), **fields})
+
+        if self._datasets.update_if(dataset.id, apply) is not None:
+            return True
+        if self._datasets.get(dataset.id) is None:
+            raise _Deleted
+        return False
 
     def _fail(self, dataset: Dataset, code: str, message: str, param: str | None) -> None:
         log.info("dataset failed", extra={"dataset_id": dataset.id, "uid": dataset.owner, "code": code})

@@ -51,17 +51,24 @@ class Dataset(OwnedResource):
     progress: Progress | None = None
     error: ApiError | None = None
     purpose: str = "fine-tune"
+    # What the dataset keeps in storage once ready (its source copy, shards and previews): counted
+    # against its owner's storage quota (runtune/quotas.py); `bytes` stands in until then.
+    stored_bytes: int | None = None
     # Everything `GET /v1/datasets/{id}/stats` answers (rows, lengths, image sizes, duplicates...).
     stats: dict[str, Any] | None = None
     # Internal: what the ingestion reads, and the execution running it (the launcher's name).
     ingest: IngestSpec | None = Field(default=None, exclude=True)
     execution_name: str | None = Field(default=None, exclude=True)
+    # When it began waiting for an ingestion slot (fractional seconds: one user's datasets made within
+    # a second start in the order they were made).
+    queued_at: float | None = Field(default=None, exclude=True)
 
     def to_document(self) -> dict[str, Any]:
         document = super().to_document()
         # Internal fields are excluded from the API but must be stored.
         document["ingest"] = self.ingest.model_dump(mode="json") if self.ingest else None
         document["execution_name"] = self.execution_name
+        document["queued_at"] = self.queued_at
         return document
 
     @field_validator("label_counts")

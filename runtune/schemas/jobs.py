@@ -137,6 +137,9 @@ class Job(OwnedResource):
     # The Cloud Run GPU the trainer runs on (the one asked for, or the estimate's choice); the
     # launcher runs that GPU's trainer job. None only on jobs stored before it was recorded.
     gpu: str | None = None
+    # The estimate's GPU seconds for the run on that GPU: what counts against its owner's monthly
+    # GPU budget (runtune/quotas.py).
+    estimated_gpu_seconds: int | None = None
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
     cancel_requested: bool = Field(default=False, exclude=True)

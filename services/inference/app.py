@@ -16,6 +16,7 @@ from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.inference.serving import build_serving
 from runtune.ports.launcher import Workload
+from runtune.quotas import StreamSlots
 from runtune.settings import InferenceSettings
 from services.inference import chat_api, evaluations_api, exports_api, models_api, vibe_api
 from services.inference.evaluations import EvaluationExecutions
@@ -36,9 +37,14 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
         app.state.store = store
         app.state.inference = build_serving(settings, store, blobs, InferenceService)
+        app.state.streams = StreamSlots(settings.quota_open_streams)
         launcher = wiring.job_launcher(settings, Workload.evaluate)
         app.state.evaluations = EvaluationExecutions(
-            store, launcher, heartbeat_s=settings.evaluation_heartbeat_s, timeout_s=settings.evaluation_timeout_s
+            store,
+            launcher,
+            heartbeat_s=settings.evaluation_heartbeat_s,
+            timeout_s=settings.evaluation_timeout_s,
+            quotas=settings.quotas,
         )
         # Evaluations left unfinished by executions that ended while no instance was looking.
         await run_in_threadpool(app.state.evaluations.sweep)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtune.api.deps import CurrentUser
+from runtune.api.deps import CurrentUser, Streams
 from services.inference.deps import Inference
 
 router = APIRouter(tags=["inference"])
@@ -33,9 +33,10 @@ class ChatRequest(BaseModel):
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, user: CurrentUser, inference: Inference) -> Any:
+async def chat_completions(body: ChatRequest, user: CurrentUser, inference: Inference, streams: Streams) -> Any:
     request = body.model_dump(exclude_none=True)
     if body.stream:
-        events = await inference.chat_stream(user.uid, request)
+        streams.check(user.uid)  # before the engine is asked for anything
+        events = streams.hold(user.uid, await inference.chat_stream(user.uid, request))
         return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
     return await inference.chat(user.uid, request)

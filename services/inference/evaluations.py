@@ -18,6 +18,7 @@ from runtune.inference.evaluation import evaluation_path
 from runtune.owned import OwnedCollection
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, JobLauncher, LaunchRequest, Workload
 from runtune.ports.metadata import Document, MetadataStore, Where
+from runtune.quotas import Quotas, check_running_evaluations
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus
 
@@ -29,8 +30,17 @@ LAUNCH_GRACE_S = 60
 
 
 class EvaluationExecutions:
-    def __init__(self, store: MetadataStore, launcher: JobLauncher, *, heartbeat_s: float, timeout_s: int) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        launcher: JobLauncher,
+        *,
+        heartbeat_s: float,
+        timeout_s: int,
+        quotas: Quotas | None = None,
+    ) -> None:
         self._store, self._launcher = store, launcher
+        self._quotas = quotas or Quotas()
         self.collection = OwnedCollection(store, "evaluations", Evaluation, "evaluation")
         self._heartbeat_s, self._timeout_s = heartbeat_s, timeout_s
 
@@ -47,6 +57,7 @@ class EvaluationExecutions:
     # -- start ----------------------------------------------------------------------------------
 
     def start(self, evaluation: Evaluation) -> Evaluation:
+        check_running_evaluations(self._store, evaluation.owner, self._quotas)
         self.collection.create(evaluation)
         try:
             execution = self._launcher.launch(

@@ -44,7 +44,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             blobs,
             DatasetLimits(),
             launcher,
-            IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s),
+            IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s, max_concurrent=settings.ingest_concurrency),
+            quotas=settings.quotas,
         )
         async with reconciling("datasets", app.state.datasets.reconcile, settings.reconcile_every_s, launcher):
             yield

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, BinaryIO
 
+from runtune import quotas
 from runtune.datasets.canonical import SHARD_PATTERN, dataset_prefix
 from runtune.datasets.detect import check_supported
 from runtune.datasets.ingest_execution import describe_stop, launch_failed, never_started
@@ -23,6 +24,7 @@ from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest, Workload
+from runtune.quotas import Quotas
 from runtune.schemas.common import ApiError, ListPage, ascii_number, new_id, now_ts
 from runtune.schemas.datasets import (
     CreateDatasetRequest,
@@ -30,6 +32,7 @@ from runtune.schemas.datasets import (
     Dataset,
     DatasetStatus,
     IngestSpec,
+    Progress,
     TaskKind,
     Upload,
     UploadStatus,
@@ -45,6 +48,8 @@ log = logging.getLogger("runtune.preprocessing")
 
 UPLOAD_TTL_S = 7 * 24 * 3600
 SIGNED_URL_TTL = timedelta(minutes=15)
+# The execution name a launch claim holds until the launcher answers with the real one.
+LAUNCHING = "launching"
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,10 @@ class IngestPolicy:
     # A `processing` dataset whose execution has not reported progress for this long is checked
     # against the execution (progress comes about once a second while rows flow).
     check_after_s: float = 5.0
-    # A `processing` dataset with no execution for this long was cut off between its two writes.
+    # A launch claimed this long ago and never recorded was cut off between its two writes.
     never_started_after_s: float = 15 * 60
+    # Ingestions launched at once, all users together; the others wait their turn (`fair_turns`).
+    max_concurrent: int = 20
 
 
 class DatasetService:
@@ -70,15 +77,18 @@ class DatasetService:
         policy: IngestPolicy,
         *,
         launch_env: dict[str, str] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.datasets, self.uploads = datasets, uploads
         self._blobs, self._limits = blobs, limits
         self._launcher, self._policy, self._launch_env = launcher, policy, launch_env or {}
+        self._quotas = quotas or Quotas()
 
     # -- uploads ----------------------------------------------------------------------------------
 
     def create_upload(self, uid: str, request: CreateUploadRequest, origin: str | None) -> Upload:
         self._check_file(request.filename, request.bytes, self._limits.max_upload_bytes)
+        quotas.check_storage(self.datasets.store, uid, self._quotas, request.bytes, new_dataset=False)
         upload_id = new_id("upload")
         upload = Upload(
             id=upload_id,
@@ -167,6 +177,7 @@ class DatasetService:
                     f"upload '{upload.id}' is not complete: POST /v1/uploads/{upload.id}/complete first",
                     param="upload_id",
                 )
+            self._check_quotas(uid, upload.bytes)
             spec = IngestSpec(**options, object_path=upload.object_path, filename=upload.filename)
             dataset = self._new_dataset(
                 uid,
@@ -179,11 +190,12 @@ class DatasetService:
             )
         else:
             assert request.hub is not None
+            self._check_quotas(uid, 0)
             source = {"kind": "hub", "hub_id": request.hub.id}
             source |= {k: v for k, v in (("config", request.hub.config), ("split", request.hub.split)) if v}
             spec = IngestSpec(**options, hub=request.hub)
             dataset = self._new_dataset(uid, dataset_id, request.name or request.hub.id, None, 0, source, spec)
-        return self._launch(dataset)
+        return self._queued(dataset)
 
     def create_file(
         self, uid: str, filename: str, purpose: str, body: BinaryIO, size: int | None, task_kind: TaskKind | None = None
@@ -193,6 +205,7 @@ class DatasetService:
         if purpose != "fine-tune":
             raise InvalidRequest(f"purpose '{purpose}' is not supported; use 'fine-tune'", param="purpose")
         self._check_file(filename, size if size is not None else 1, self._limits.max_direct_upload_bytes)
+        self._check_quotas(uid, size or 0)
         dataset_id = new_id("file")
         path = source_path(uid, dataset_id, filename)
         self._blobs.upload_stream(path, body)
@@ -202,7 +215,12 @@ class DatasetService:
             self._blobs.delete(path)
             raise InvalidRequest(f"'{filename}' is empty (0 bytes)", param="file", code="empty_file")
         spec = IngestSpec(object_path=path, filename=filename, task_kind=task_kind)
-        return self._launch(self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"}, spec))
+        return self._queued(self._new_dataset(uid, dataset_id, filename, filename, stored, {"kind": "file"}, spec))
+
+    def _check_quotas(self, uid: str, adding: int) -> None:
+        """Before a dataset is stored: its owner's datasets processing, datasets kept and bytes stored."""
+        quotas.check_processing_datasets(self.datasets.store, uid, self._quotas)
+        quotas.check_storage(self.datasets.store, uid, self._quotas, adding, new_dataset=True)
 
     def _new_dataset(
         self,
@@ -224,12 +242,46 @@ class DatasetService:
             status=DatasetStatus.processing,
             progress={"phase": "queued", "updated_at": now_ts()},
             ingest=spec,
+            queued_at=time.time(),
         )
         self.datasets.create(dataset)
         return dataset
 
-    def _launch(self, dataset: Dataset) -> Dataset:
-        """Start the dataset's ingestion execution; the answer (202) shows what was stored."""
+    def _queued(self, dataset: Dataset) -> Dataset:
+        """A new dataset waits its turn (it may start at once); the answer (202) shows what was stored."""
+        self.dispatch()
+        return self.datasets.get(dataset.id) or dataset
+
+    # -- fair scheduling: ingestions start round-robin across users --------------------------------
+
+    def dispatch(self) -> None:
+        """Launch waiting datasets while fewer than `max_concurrent` ingestions run, the next turn
+        always to the user with the fewest running (`fair_turns`): one user's queue cannot hold
+        another's dataset back. Several instances may dispatch at once: each launch is claimed in a
+        transaction (never twice), and the bound may be passed by at most one launch per instance."""
+        processing = self.datasets.where_equal("status", DatasetStatus.processing.value)
+        launched = [dataset for dataset in processing if dataset.execution_name]
+        waiting = [dataset for dataset in processing if not dataset.execution_name]
+        free = self._policy.max_concurrent - len(launched)
+        for dataset in quotas.fair_turns(waiting, launched, free, lambda d: d.queued_at or d.created_at):
+            try:
+                self._launch(dataset)
+            except NotFound:  # deleted meanwhile
+                continue
+
+    def _launch(self, dataset: Dataset) -> None:
+        """Claim the dataset's launch (a transaction: two instances never launch it twice), start
+        its ingestion execution, record the execution."""
+
+        def claim(current: Dataset) -> Dataset | None:
+            if current.status is not DatasetStatus.processing or current.execution_name:
+                return None
+            return current.model_copy(
+                update={"execution_name": LAUNCHING, "progress": Progress(phase="launching", updated_at=now_ts())}
+            )
+
+        if self.datasets.update_if(dataset.id, claim) is None:
+            return
         request = LaunchRequest(
             job_id=dataset.id,
             workload=Workload.ingest,
@@ -240,7 +292,8 @@ class DatasetService:
             execution = self._launcher.launch(request)
         except Exception as exc:  # the launcher's own errors carry no secrets
             log.exception("ingestion launch failed", extra={"dataset_id": dataset.id})
-            return self._fail(dataset, launch_failed(str(exc)))
+            self._fail(dataset, launch_failed(str(exc)))
+            return
         try:
             self.datasets.update(dataset.id, {"execution_name": execution})
         except NotFound:
@@ -248,10 +301,13 @@ class DatasetService:
             self._launcher.cancel(execution)
             raise
         log.info("ingestion launched", extra={"dataset_id": dataset.id, "execution": execution})
-        return dataset.model_copy(update={"execution_name": execution})
 
     def get(self, uid: str, dataset_id: str, kind: str = "dataset") -> Dataset:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
+        if dataset.status is DatasetStatus.processing and dataset.execution_name is None:
+            # Waiting its turn: a slot may have freed since the last pass.
+            self.dispatch()
+            dataset = self.datasets.get_owned(uid, dataset_id, kind)
         return self.reconciled(dataset)
 
     def list(self, uid: str, *, limit: int, after: str | None, kind: str = "dataset") -> ListPage[Dataset]:
@@ -262,9 +318,12 @@ class DatasetService:
 
     def reconcile(self) -> list[str]:
         """Fail every `processing` dataset whose execution ended without finishing it (a kill, an
-        out-of-memory, a timeout): the periodic pass, for datasets nobody reads. Returns their ids."""
+        out-of-memory, a timeout), then start what waits in the freed slots: the periodic pass, for
+        datasets nobody reads. Returns the ids of those it failed."""
         processing = self.datasets.where_equal("status", DatasetStatus.processing.value)
-        return [d.id for d in processing if self.reconciled(d).status is DatasetStatus.failed]
+        failed = [d.id for d in processing if self.reconciled(d).status is DatasetStatus.failed]
+        self.dispatch()
+        return failed
 
     def reconciled(self, dataset: Dataset, now: float | None = None) -> Dataset:
         """The dataset as it stands: failed, with the reason, if its execution stopped without
@@ -275,6 +334,8 @@ class DatasetService:
         reported = dataset.progress.updated_at if dataset.progress and dataset.progress.updated_at else None
         quiet_for = now - (reported or dataset.created_at)
         if dataset.execution_name is None:
+            return dataset  # waiting its turn: never failed for waiting
+        if dataset.execution_name == LAUNCHING:
             if quiet_for < self._policy.never_started_after_s:
                 return dataset  # being launched right now
             return self._fail(dataset, never_started())
@@ -316,7 +377,7 @@ class DatasetService:
 
     def delete(self, uid: str, dataset_id: str, kind: str = "dataset") -> None:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
-        if dataset.status is DatasetStatus.processing and dataset.execution_name:
+        if dataset.status is DatasetStatus.processing and dataset.execution_name not in (None, LAUNCHING):
             # Stop the ingestion first (it removes what it wrote when told to stop), so it is not
             # still writing shards after the prefix is emptied below.
             try:
@@ -332,6 +393,8 @@ class DatasetService:
             # The upload was consumed by this dataset: it goes with it (unless its TTL took it already).
             self._blobs.delete_prefix(upload_folder(upload))
             self.uploads.delete(upload.id)
+        if dataset.status is DatasetStatus.processing:
+            self.dispatch()  # its slot (or its place in the queue) is free
 
     # -- what a ready dataset shows -------------------------------------------------------------
 

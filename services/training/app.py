@@ -13,6 +13,7 @@ from runtune import wiring
 from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.api_keys import api_keys
+from runtune.quotas import StreamSlots
 from runtune.settings import ServiceSettings
 from services.training import api_keys_api, jobs_api, models_api, secrets_api
 from services.training.jobs_service import JobService, SchedulingPolicy
@@ -43,7 +44,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             ),
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
+            quotas=settings.quotas,
         )
+        app.state.streams = StreamSlots(settings.quota_open_streams)
         async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):
             yield
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from runtune.api.deps import CurrentUser, Pagination
+from runtune.api.deps import CurrentUser, Pagination, Streams
 from runtune.errors import InvalidRequest
 from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
 from runtune.schemas.jobs import CreateJobRequest, seq_of_event_id
@@ -113,6 +113,7 @@ async def list_events(
     user: CurrentUser,
     jobs: Jobs,
     page: Pagination,
+    streams: Streams,
     stream: bool = False,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -124,7 +125,7 @@ async def list_events(
         if cursor and start is None:
             raise InvalidRequest(f"Unknown event id '{cursor[:200]}'", param=param)
         return StreamingResponse(
-            _event_stream(jobs, job_id, start, request),
+            streams.hold(user.uid, _event_stream(jobs, job_id, start, request)),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runtune import serving
+from runtune import quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
-from runtune.estimate import GPU_NAMES, estimate
+from runtune.estimate import GPU_NAMES, Estimate, estimate
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
 from runtune.jobs.hyperparameters import Resolved, SequenceLengths
@@ -29,6 +29,7 @@ from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
+from runtune.quotas import Quotas
 from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
 from runtune.schemas.jobs import (
@@ -70,6 +71,7 @@ class JobService:
         profile: str,
         launch_env: dict[str, str] | None = None,
         offered_gpus: Sequence[str] | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         from services.training.repository import JobRepository
 
@@ -83,6 +85,8 @@ class JobService:
         self.profile = profile
         # The GPUs this deployment has a trainer job for (ServiceSettings.offered_gpus).
         self.offered_gpus: tuple[str, ...] = tuple(offered_gpus) if offered_gpus is not None else GPU_NAMES
+        # Per-user limits (runtune/quotas.py): the monthly GPU budget; running jobs are `_policy`'s slots.
+        self._quotas = quotas or Quotas()
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -151,7 +155,9 @@ class JobService:
                 f"Model '{job.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
                 param="model",
             )
-        resolved, gpu = self._resolve(job, model, training)
+        resolved, fit = self._resolve(job, model, training)
+        # The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both).
+        quotas.check_gpu_budget(self._store, job.owner, self._quotas, fit.seconds or 0, job_id=job.id)
         # OpenAI's job shows the resolved numbers in `method.supervised.hyperparameters` too.
         method = {**job.method, "supervised": {**job.method.get("supervised", {}), **resolved.method_part()}}
         return job.model_copy(
@@ -159,12 +165,14 @@ class JobService:
                 "hyperparameters": resolved.hyperparameters,
                 "auto_hyperparameters": resolved.auto,
                 "method": method,
-                "gpu": gpu,
+                "gpu": fit.gpu,
+                "estimated_gpu_seconds": fit.seconds,
             }
         )
 
-    def _resolve(self, job: Job, model: registry.ModelSpec, training: Dataset) -> tuple[Resolved, str]:
-        """The job's `auto` hyperparameters resolved for its training set, and the GPU the run gets."""
+    def _resolve(self, job: Job, model: registry.ModelSpec, training: Dataset) -> tuple[Resolved, Estimate]:
+        """The job's `auto` hyperparameters resolved for its training set, and the run's estimate on the
+        GPU it gets."""
         examples = training.splits.get("train") or sum(training.splits.values()) or 1
         lengths = SequenceLengths.of_stats(training.stats, model)
         resolved = hyperparameters.resolve(
@@ -230,6 +238,7 @@ class JobService:
                         "auto_hyperparameters": checked.auto_hyperparameters,
                         "method": checked.method,
                         "gpu": checked.gpu,
+                        "estimated_gpu_seconds": checked.estimated_gpu_seconds,
                     }
                 )
                 if current.status is JobStatus.validating_files
@@ -254,8 +263,8 @@ class JobService:
         resolved: Resolved,
         examples: int,
         lengths: SequenceLengths,
-    ) -> str:
-        """The GPU the run gets: the one asked for, or the smallest offered GPU the estimate fits it on."""
+    ) -> Estimate:
+        """The run's estimate on the GPU it gets: the one asked for, or the smallest offered GPU it fits."""
         self.check_offered(options.gpu, "method.supervised.runtune.gpu")
         shape = hyperparameters.run_shape(
             options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
@@ -265,7 +274,7 @@ class JobService:
             raise InvalidRequest(
                 f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
             )
-        return result.gpu
+        return result
 
     def check_offered(self, gpu: str, param: str) -> None:
         """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
@@ -284,7 +293,9 @@ class JobService:
         if job.gpu is None:
             model = self._check_model(job.model)
             training = self.dataset_for(job.owner, job.training_file, "training_file")
-            return self._resolve(job, model, training)[1]
+            gpu = self._resolve(job, model, training)[1].gpu
+            assert gpu is not None  # _check_fits refuses a run that fits no GPU
+            return gpu
         self.check_offered(job.gpu, "gpu")
         return job.gpu
 

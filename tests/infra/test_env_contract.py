@@ -65,6 +65,18 @@ UNSET: dict[str, str] = {
     "api_key_touch_every_s": "the default (5 min) keeps last_used_at useful without a write per request",
     "upstream_timeout_s": "the default (300 s of silence between chunks) suits uploads and Server-Sent Events",
     "max_running_jobs_per_user": "the default (2) is the intended policy; GPU quota bounds the total anyway",
+    "ingest_max_concurrent": "the default (20 ingestions at once, all users) fits the ingest job's default quota",
+    **{
+        f"quota_{limit}": "the per-user quotas' defaults (docs/architecture.md, Quotas) are the intended policy"
+        for limit in (
+            "processing_datasets",
+            "stored_datasets",
+            "stored_bytes",
+            "open_streams",
+            "running_evaluations",
+            "monthly_gpu_hours",
+        )
+    },
     "heartbeat_stale_s": "the default (120 s) matches the trainer's heartbeat",
     "start_timeout_s": "the default (15 min) covers a GPU cold start and the model download",
     "reconcile_every_s": "the default (30 s) is the intended policy",

@@ -45,7 +45,11 @@ elif mode == "sleep":
 
 def _evaluation(mode: str) -> Evaluation:
     return Evaluation(
-        id=f"eval-{uuid.uuid4().hex[:12]}", owner="user-1", dataset_id=mode, models=["tiny-gemma-3-vision"]
+        # An owner each: these tests start more evaluations at once than one user may (runtune/quotas.py).
+        id=f"eval-{uuid.uuid4().hex[:12]}",
+        owner=f"user-{uuid.uuid4().hex[:8]}",
+        dataset_id=mode,
+        models=["tiny-gemma-3-vision"],
     )
 
 

@@ -5,6 +5,7 @@ that stop without finishing (against the real emulators, with a scripted launche
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from runtune.adapters.firestore import FirestoreMetadataStore
 from runtune.adapters.gcs import GcsBlobStore
-from runtune.datasets.ingest_execution import describe_stop
+from runtune.datasets.ingest_execution import DatasetIngestion, Outcome, describe_stop
 from runtune.datasets.limits import DatasetLimits
 from runtune.errors import UpstreamUnavailable
 from runtune.owned import datasets as dataset_collection
@@ -24,7 +25,7 @@ from runtune.schemas.common import now_ts
 from runtune.schemas.datasets import Dataset, DatasetStatus, IngestSpec, Progress
 from runtune.settings import REPO_ROOT
 from services.preprocessing.repository import upload_collection
-from services.preprocessing.service import DatasetService, IngestPolicy
+from services.preprocessing.service import LAUNCHING, DatasetService, IngestPolicy
 
 pytestmark = pytest.mark.emulators
 
@@ -79,20 +80,33 @@ class ScriptedLauncher:
         return self.states.get(execution_name, ExecutionStatus(execution_name, ExecutionState.unknown, "gone"))
 
 
-@pytest.fixture
-def parts(emulators):
-    store = FirestoreMetadataStore.for_project(emulators.project_id)
+def dataset_service(
+    emulators, launcher: ScriptedLauncher, project: str, **policy
+) -> tuple[DatasetService, GcsBlobStore]:
+    store = FirestoreMetadataStore.for_project(project)
     blobs = GcsBlobStore.for_bucket(emulators.project_id, emulators.bucket)
     blobs.ensure_bucket()
-    launcher = ScriptedLauncher()
     service = DatasetService(
         dataset_collection(store),
         upload_collection(store),
         blobs,
         DatasetLimits(),
         launcher,
-        IngestPolicy(task_timeout_s=1800, check_after_s=5),
+        IngestPolicy(task_timeout_s=1800, check_after_s=5, **policy),
     )
+    return service, blobs
+
+
+@pytest.fixture
+def project() -> str:
+    # A project of its own: scheduling reads every user's processing datasets (other tests' included).
+    return f"demo-ingest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def parts(emulators, project):
+    launcher = ScriptedLauncher()
+    service, blobs = dataset_service(emulators, launcher, project)
     return service, launcher, blobs
 
 
@@ -169,14 +183,61 @@ def test_the_periodic_pass_fails_unread_datasets(parts) -> None:
     assert error is not None and "timed out after 1800s" in error.message
 
 
-def test_a_dataset_left_without_an_execution_fails_after_a_while(parts) -> None:
+def test_a_launch_claimed_and_never_recorded_fails_after_a_while(parts) -> None:
     service, _, _ = parts
     uid = f"u-{uuid.uuid4().hex[:8]}"
     dataset = new_file(service, uid)
-    service.datasets.update(dataset.id, {"execution_name": None})
+    # The service stopped between claiming the launch and recording the execution.
+    service.datasets.update(dataset.id, {"execution_name": LAUNCHING})
     assert service.reconciled(service.datasets.get(dataset.id)).status is DatasetStatus.processing
     later = service.reconciled(service.datasets.get(dataset.id), now=time.time() + 16 * 60)
     assert later.status is DatasetStatus.failed and "never started" in later.error.message
+
+
+def test_ingestion_starts_round_robin_across_users_and_waiting_never_fails(emulators) -> None:
+    launcher = ScriptedLauncher()
+    service, _ = dataset_service(emulators, launcher, f"demo-fair-{uuid.uuid4().hex[:8]}", max_concurrent=2)
+    greedy, modest = f"u-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
+    first = [new_file(service, greedy) for _ in range(4)]
+    theirs = new_file(service, modest)
+    started = [request.job_id for request in launcher.launched]
+    assert started == [first[0].id, first[1].id]  # both slots taken; three datasets wait
+    waiting = service.datasets.get(theirs.id)
+    assert waiting.status is DatasetStatus.processing and waiting.execution_name is None
+    assert waiting.progress is not None and waiting.progress.phase == "queued"
+    # Waiting is not being lost: a day later, unlaunched, it is still just waiting.
+    assert service.reconciled(waiting, now=time.time() + 24 * 3600).status is DatasetStatus.processing
+
+    # A slot frees: the next turn is the user with none running, not the greedy user's next in line.
+    service.datasets.update(first[0].id, {"status": DatasetStatus.ready.value})
+    service.reconcile()
+    assert [request.job_id for request in launcher.launched][2:] == [theirs.id]
+    service.datasets.update(first[1].id, {"status": DatasetStatus.ready.value})
+    assert service.get(greedy, first[2].id).execution_name == f"executions/{first[2].id}"
+    assert [request.job_id for request in launcher.launched][3:] == [first[2].id]
+    assert service.datasets.get(first[3].id).execution_name is None
+
+
+def test_a_dataset_failed_while_its_execution_runs_never_flips_back_to_ready(emulators) -> None:
+    launcher = ScriptedLauncher()
+    service, blobs = dataset_service(emulators, launcher, f"demo-flip-{uuid.uuid4().hex[:8]}")
+    uid = f"u-{uuid.uuid4().hex[:8]}"
+    body = "\n".join(
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+        for i in range(3)
+    )
+    dataset = service.create_file(uid, "t.jsonl", "fine-tune", io.BytesIO(body.encode() + b"\n"), None)
+
+    def failed_by_the_service(current: Dataset, phase: str, done: int, total: int | None) -> None:
+        if phase == "converting" and done > 0:
+            service.datasets.update(current.id, {"status": DatasetStatus.failed.value})
+
+    ingestion = DatasetIngestion(
+        service.datasets, blobs, lambda owner, name: None, DatasetLimits(), failed_by_the_service
+    )
+    assert ingestion.run(service.datasets.get(dataset.id)) is Outcome.skipped
+    assert service.datasets.get(dataset.id).status is DatasetStatus.failed
+    assert not blobs.list(f"users/{uid}/datasets/{dataset.id}/")
 
 
 def test_launch_failure_answers_a_failed_dataset(parts) -> None:
@@ -200,12 +261,13 @@ def test_deleting_a_processing_dataset_cancels_its_execution(parts) -> None:
     assert service.datasets.get(dataset.id) is None
 
 
-def run_job(emulators, local_dir, dataset_id: str) -> tuple[int, str, float]:
+def run_job(emulators, local_dir, dataset_id: str, project: str) -> tuple[int, str, float]:
     env = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(REPO_ROOT),
         "RUNTUNE_LOCAL_DIR": str(local_dir),
         **emulators.env(),
+        "RUNTUNE_PROJECT_ID": project,
     }
     started = time.monotonic()
     done = subprocess.run(
@@ -219,27 +281,27 @@ def run_job(emulators, local_dir, dataset_id: str) -> tuple[int, str, float]:
     return done.returncode, done.stdout + done.stderr, time.monotonic() - started
 
 
-def test_the_ingest_job_ingests_one_dataset_by_its_id(parts, emulators, tmp_path) -> None:
+def test_the_ingest_job_ingests_one_dataset_by_its_id(parts, project, emulators, tmp_path) -> None:
     service, _, blobs = parts
     uid = f"u-{uuid.uuid4().hex[:8]}"
     body = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
     dataset = service.create_file(uid, "chat.jsonl", "fine-tune", io.BytesIO(body * 3), None)
 
-    code, output, _ = run_job(emulators, tmp_path, dataset.id)
+    code, output, _ = run_job(emulators, tmp_path, dataset.id, project)
     assert code == 0, output
     ready = service.datasets.get(dataset.id)
     assert ready.status is DatasetStatus.ready, ready.error
     assert any("train-" in b.path for b in blobs.list(f"users/{uid}/datasets/{dataset.id}/"))
     # Ran again (a retried task), or for a dataset deleted meanwhile: nothing to do, still a success.
-    assert run_job(emulators, tmp_path, dataset.id)[0] == 0
-    assert run_job(emulators, tmp_path, "file-gone")[0] == 0
+    assert run_job(emulators, tmp_path, dataset.id, project)[0] == 0
+    assert run_job(emulators, tmp_path, "file-gone", project)[0] == 0
 
 
-def test_the_ingest_job_fails_bad_data_and_still_exits_zero(parts, emulators, tmp_path) -> None:
+def test_the_ingest_job_fails_bad_data_and_still_exits_zero(parts, project, emulators, tmp_path) -> None:
     service, _, _ = parts
     uid = f"u-{uuid.uuid4().hex[:8]}"
     dataset = service.create_file(uid, "bad.jsonl", "fine-tune", io.BytesIO(b"{not json\n"), None)
-    code, output, _ = run_job(emulators, tmp_path, dataset.id)
+    code, output, _ = run_job(emulators, tmp_path, dataset.id, project)
     assert code == 0, output
     failed = service.datasets.get(dataset.id)
     assert failed.status is DatasetStatus.failed and failed.error.code != "server_error"
