@@ -3,7 +3,7 @@
 flag; its first event names the Cloud Run job it runs as) with a behaviour picked by the job's
 `metadata.script`, in seconds instead of minutes:
 
-- `succeed`: run 6 steps, write metrics events and a checkpoint, end `succeeded`;
+- `succeed`: run 6 steps, write metrics events and a model checkpoint, end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
 - `crash`: report `running`, then exit 3 without finishing the job;
 - `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it.
@@ -20,7 +20,7 @@ import sys
 import time
 
 from runtune.jobs.events import JobEventLog, NewEvent
-from runtune.schemas.jobs import Checkpoint, Job, JobPhase, JobStatus, job_path
+from runtune.schemas.jobs import Checkpoint, Job, JobPhase, JobStatus, job_path, model_checkpoint_path
 from runtune.settings import CommonSettings
 from runtune.wiring import metadata_store
 
@@ -66,7 +66,7 @@ def main(job_id: str) -> int:
                 step_number=3,
                 metrics={"step": 3, "train_loss": 0.66},
             )
-            store.set(f"{job_path(job_id)}/checkpoints/{3:08d}", checkpoint.model_dump(mode="json"))
+            store.set(model_checkpoint_path(job_id, 3), checkpoint.model_dump(mode="json"))
     # The last event before the status, as the real trainer's `finish` does: a reader that sees the
     # job ended (the SSE stream) has its last event to read.
     events.add(job_id, "The job has successfully completed")
