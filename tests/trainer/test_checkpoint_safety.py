@@ -97,12 +97,12 @@ def test_a_pickle_where_the_optimizer_state_goes_is_refused_and_never_runs(
     document = _save(store, blobs, layer, optimizer, scheduler)
     marker = tmp_path / "pwned"
     blobs.upload_bytes(document["prefix"] + checkpoints.OPTIMIZER, pickle.dumps({"state": Payload(marker)}))
-    with pytest.raises(CheckpointError, match="SafetensorError|header"):
+    with pytest.raises(CheckpointError, match=r"SafetensorError|header"):
         checkpoints.load_into(blobs, document, *_trained(seed=1))
     # The same pickle as the skeleton, and under the old format's name next to a format-1 state.
     document = _save(store, blobs, layer, optimizer, scheduler)
     blobs.upload_bytes(document["prefix"] + checkpoints.OPTIMIZER_LAYOUT, pickle.dumps(Payload(marker)))
-    with pytest.raises(CheckpointError, match="JSONDecodeError|UnicodeDecodeError"):
+    with pytest.raises(CheckpointError, match=r"JSONDecodeError|UnicodeDecodeError"):
         checkpoints.load_into(blobs, document, *_trained(seed=1))
     document = _save(store, blobs, layer, optimizer, scheduler)
     blobs.upload_bytes(document["prefix"] + "optimizer.pt", pickle.dumps(Payload(marker)))
