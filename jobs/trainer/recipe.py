@@ -413,10 +413,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     env.blobs.upload_bytes(prefix + "history.json", _json(history), content_type="application/json")
     # Cloud Run's disk is memory: the merge below stages weights in the instance's RAM, so
     # everything training held is dropped first (the encoded dataset, the batches, the held-out
-    # examples, the optimizer state and the training model; the merge loads the unquantized base
+    # and validation examples, the optimizer state and the training model; the merge loads the unquantized base
     # once more). gc + empty_cache return it to the host and the GPU before the base loads.
     del model, base, optimizer, scheduler
-    del train_split, lengths, batches, eval_examples
+    del train_split, lengths, batches, eval_examples, valid
     export.release_memory()
     if config.export_merged and config.method != "full":
         locations |= export.export_merged(

@@ -214,6 +214,8 @@ def test_exported_adapter_and_merged_model_reload_and_answer_alike(
     assert sum(answer == e.label for answer, e in zip(from_adapter, held_out, strict=True)) >= 0.8 * len(held_out)
 
 
+# Three trainer runs (reference, killed, resumed): about 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_steps_and_data(
     store: Any, blobs: Any, local_dir: Path
 ) -> None:
