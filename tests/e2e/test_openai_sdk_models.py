@@ -134,6 +134,9 @@ def test_another_users_tuned_model_is_not_found(platform: Any, emulated: Emulate
         assert retrieved.value.body["param"] == "model"
         with pytest.raises(openai.NotFoundError):
             stranger.models.delete(model)
+        for call in (stranger.models.retrieve, stranger.models.delete):
+            with pytest.raises(openai.NotFoundError):
+                call(f"{model}:ckpt-step-3")  # the owner's checkpoint: as unknown as a missing one
     assert sdk.models.retrieve(model).id == model, "the owner's model is untouched"
 
 
