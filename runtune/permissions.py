@@ -134,7 +134,7 @@ UPLOADS = "uploads/{uid}/{upload}/"  # services/preprocessing/repository.py: upl
 LEGACY_UPLOADS = "users/{uid}/uploads/{upload}/"  # uploads made before the temporary top-level prefix
 DATASETS = "users/{uid}/datasets/{dataset}/"  # runtune/datasets/canonical.py: shards, previews, source
 JOBS = "users/{uid}/jobs/{job}/"  # runtune/training/checkpoints.py: config, checkpoints, tensorboard
-JOB_EXPORTS = "users/{uid}/jobs/{job}/export/"  # runtune/training/export.py: adapter/, merged/
+JOB_EXPORTS = "users/{uid}/jobs/{job}/export/"  # runtune/training/export.py: adapter/, merged/, checkpoints/
 EVALUATIONS = "users/{uid}/evaluations/{evaluation}/"  # services/inference/evaluations.py: predictions
 VIBE_CHECKS = "users/{uid}/vibe_checks/{check}/"  # services/inference/vibe_api.py: prompt images
 EXPORTS = "users/{uid}/exports/{export}/"  # services/inference/exports_api.py: adapter archives
@@ -171,6 +171,7 @@ DEPLOYABLES: dict[str, Permissions] = {
             "jobs": "rw",
             "jobs/events": "rw",
             "jobs/checkpoints": "rw",
+            "jobs/model_checkpoints": "r",
             "idempotency_keys": "rw",
             "datasets": "r",
             "api_keys": "rw",
@@ -189,7 +190,15 @@ DEPLOYABLES: dict[str, Permissions] = {
             VIBE_CHECKS: "rw",
             EXPORTS: "rwd",
         },
-        firestore={"evaluations": "rw", "vibe_checks": "rw", "exports": "rw", "jobs": "rw", "datasets": "r"},
+        firestore={
+            "evaluations": "rw",
+            "vibe_checks": "rw",
+            "exports": "rw",
+            "jobs": "rw",
+            # Resolving `ft:...:ckpt-step-N` ids; deleting a model deletes its checkpoints' documents.
+            "jobs/model_checkpoints": "rw",
+            "datasets": "r",
+        },
         signs_urls=True,
         runs_jobs=("evaluate",),
         invokes=("engine",),
@@ -198,13 +207,19 @@ DEPLOYABLES: dict[str, Permissions] = {
         "the evaluation CPU job: scores one evaluation's split through the engine, writes its predictions",
         # Adapters are read by the engine through its volume; locally the execution downloads them.
         bucket={DATASETS: "r", JOB_EXPORTS: "r", EVALUATIONS: "rw"},
-        firestore={"evaluations": "rw", "jobs": "r", "datasets": "r"},
+        firestore={"evaluations": "rw", "jobs": "r", "jobs/model_checkpoints": "r", "datasets": "r"},
         invokes=("engine",),
     ),
     "trainer": Permissions(
         "the GPU job: one fine-tuning job per execution",
         bucket={STAGED_MODELS: "r", DATASETS: "r", JOBS: "rwd"},
-        firestore={"jobs": "rw", "jobs/events": "rw", "jobs/checkpoints": "rw", "datasets": "r"},
+        firestore={
+            "jobs": "rw",
+            "jobs/events": "rw",
+            "jobs/checkpoints": "rw",
+            "jobs/model_checkpoints": "rw",
+            "datasets": "r",
+        },
         # The job owner's Hugging Face and W&B tokens.
         user_secrets="read",
     ),

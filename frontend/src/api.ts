@@ -193,6 +193,7 @@ export interface Checkpoint {
   fine_tuned_model_checkpoint: string;
   step_number: number;
   metrics: Record<string, number>;
+  best?: boolean;
 }
 
 export interface Model {

@@ -33,9 +33,9 @@ from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas import Dataset, Job, JobPhase, JobStatus, TaskKind
 from runtune.schemas.common import ApiError
-from runtune.schemas.jobs import job_path
+from runtune.schemas.jobs import job_path, tuned_model_id
 from runtune.settings import CommonSettings, SettingsError
-from runtune.training import checkpoints, data, evaluation, export, loop
+from runtune.training import checkpoints, data, evaluation, export, loop, model_checkpoints, validation
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
 from runtune.training.checkpoints import Position
@@ -262,16 +262,20 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     total_steps = per_epoch * config.epochs
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
+    # Validation during training: a capped sample of the validation data, at intervals.
+    valid = validation.prepare(env.blobs, fmt, config, total_steps)
 
     # -- resume: the newest checkpoint of an earlier attempt ----------------------------------
     position, history = Position(), []
     newest = checkpoints.latest(env.store, job.id)
     if newest is not None:
-        restored = checkpoints.restore(env.blobs, newest)
-        setup.load_trainable_state(model, restored.weights)
-        optimizer.load_state_dict(restored.optimizer)
-        scheduler.load_state_dict(restored.scheduler)
-        checkpoints.set_rng_state(restored.rng)
+        try:  # data only (safetensors, JSON), and refused unless it is this job's own layout
+            restored = checkpoints.load_into(env.blobs, newest, model, optimizer, scheduler)
+        except checkpoints.CheckpointError as exc:
+            raise TrainerError(
+                "invalid_checkpoint",
+                f"The checkpoint at step {newest.get('step_number')} ({newest.get('prefix')}) was not loaded: {exc}",
+            ) from exc
         position, history = restored.position, restored.history
         reporter.resume_reporting()
         reporter.message(f"Resumed from the checkpoint at step {position.step}")
@@ -325,9 +329,20 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         step_seconds.append(stats.seconds)
         recent = step_seconds[-20:]
         eta = int(sum(recent) / len(recent) * (total_steps - position.step))
+        # The end of an epoch (the position rolled over); the last epochs' ends are model checkpoints.
+        model_checkpoint = position.batch == 0 and model_checkpoints.wanted(config, position.epoch)
+        measured = (
+            validation.measure(
+                model, valid.examples, pad_id=fmt.tokenizer.pad_token_id, pad_to_multiple_of=config.pad_to_multiple_of
+            )
+            if valid.due(position.step) or (model_checkpoint and valid.examples)
+            else {}
+        )
         record = finite(
             {
                 "loss": stats.loss,
+                "token_accuracy": stats.token_accuracy,
+                **measured,
                 "lr": stats.lr,
                 "grad_norm": stats.grad_norm,
                 "tokens": stats.tokens,
@@ -345,6 +360,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         reporter.metrics(position.step, record)
         trackers.log(position.step, record)
         reporter.progress(position.step, total_steps, eta)
+        if model_checkpoint:
+            save_model_checkpoint(env, reporter, config, model, processor, position.step, record)
 
         # Checkpoint every N steps or M minutes (the last step is exported instead).
         # ... or when the task's deadline is near (a retried task resumes from it, not from far back),
@@ -410,10 +427,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     env.blobs.upload_bytes(prefix + "history.json", _json(history), content_type="application/json")
     # Cloud Run's disk is memory: the merge below stages weights in the instance's RAM, so
     # everything training held is dropped first (the encoded dataset, the batches, the held-out
-    # examples, the optimizer state and the training model; the merge loads the unquantized base
+    # and validation examples, the optimizer state and the training model; the merge loads the unquantized base
     # once more). gc + empty_cache return it to the host and the GPU before the base loads.
     del model, base, optimizer, scheduler
-    del train_split, lengths, batches, eval_examples
+    del train_split, lengths, batches, eval_examples, valid
     export.release_memory()
     if config.export_merged and config.method != "full":
         locations |= export.export_merged(
@@ -434,7 +451,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         phase=JobPhase.done.value,
         steps_completed=position.step,
         total_steps=total_steps,
-        fine_tuned_model=f"ft:{config.model}:{config.job_id}",
+        fine_tuned_model=tuned_model_id(config.model, config.job_id),
         trained_tokens=int(sum(record.get("tokens", 0) for record in history)),
         runtune={
             "metrics": finite(metrics),
@@ -444,6 +461,42 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         },
     )
     return 0
+
+
+def save_model_checkpoint(
+    env: Environment,
+    reporter: JobReporter,
+    config: TrainConfig,
+    model: Any,
+    processor: Any,
+    step: int,
+    record: dict[str, Any],
+) -> None:
+    """The adapter at this epoch's end as a model checkpoint with OpenAI's metrics, and the job's best
+    checkpoint (lowest validation loss among the job's model checkpoints) updated."""
+    names = {
+        "train_loss": "loss",
+        "train_mean_token_accuracy": "token_accuracy",
+        "valid_loss": "valid_loss",
+        "valid_mean_token_accuracy": "valid_token_accuracy",
+    }
+    metrics = {"step": float(step)} | {
+        name: float(record[key]) for name, key in names.items() if isinstance(record.get(key), int | float)
+    }
+    saved = model_checkpoints.save(
+        env.blobs,
+        env.store,
+        config=config,
+        spec=config.spec,
+        model=model,
+        processor=processor,
+        step=step,
+        metrics=metrics,
+    )
+    best = model_checkpoints.best(model_checkpoints.listed(env.store, config.job_id))
+    if best is not None:
+        reporter.update(best_checkpoint=best["fine_tuned_model_checkpoint"])
+    reporter.message(f"Model checkpoint {saved.fine_tuned_model_checkpoint} saved")
 
 
 def load_model(spec: Any, config: TrainConfig, env: Environment, token: str | None) -> tuple[str, Any, Any]:

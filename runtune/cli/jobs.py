@@ -1,4 +1,5 @@
-"""`runtune jobs ...`: create, watch, list, show, follow, pause, resume and cancel fine-tuning jobs."""
+"""`runtune jobs ...`: create, watch, list, show, follow, pause, resume and cancel fine-tuning jobs; list
+their checkpoints."""
 
 from __future__ import annotations
 
@@ -138,6 +139,31 @@ def resume(job_id: str) -> None:
     except ApiError as exc:
         raise _fail(exc) from exc
     console.print(f"{job['id']}: {job['status']} (resumed)")
+
+
+@app.command()
+def checkpoints(job_id: str) -> None:
+    """A job's model checkpoints, newest first: each id works wherever a model id does (chat, eval, vibe, export)."""
+    try:
+        page = _client().get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", params={"limit": 100})
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    table = Table("step", "train loss", "valid loss", "valid accuracy", "best", "model id")
+    for checkpoint in page["data"]:
+        metrics = checkpoint.get("metrics") or {}
+        table.add_row(
+            str(checkpoint["step_number"]),
+            _metric(metrics.get("train_loss")),
+            _metric(metrics.get("valid_loss")),
+            _metric(metrics.get("valid_mean_token_accuracy")),
+            "*" if checkpoint.get("best") else "",
+            checkpoint["fine_tuned_model_checkpoint"],
+        )
+    console.print(table)
+
+
+def _metric(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 @app.command()

@@ -14,13 +14,23 @@ from runtune.models import registry
 from runtune.models.registry import ModelSpec
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.common import is_resource_id
-from runtune.schemas.jobs import Job, JobStatus, job_path
+from runtune.schemas.jobs import Checkpoint, Job, JobStatus, job_path, model_checkpoint_path, parse_tuned_model_id
 
 
 @dataclass(frozen=True)
 class TunedAdapter:
     job_id: str
     prefix: str  # the adapter's folder in the bucket, under the owner's own prefix
+    step: int | None = None  # a model checkpoint's adapter; None for the job's final model
+
+    @property
+    def name(self) -> str:
+        """The engine's name for it (and its local folder's): the job id, or `<job>-step-N`."""
+        return self.job_id if self.step is None else checkpoint_adapter_name(self.job_id, self.step)
+
+
+def checkpoint_adapter_name(job_id: str, step: int) -> str:
+    return f"{job_id}-step-{step}"
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class Target:
     @property
     def engine_name(self) -> str:
         """The name the engine serves it under: the base model id, or the adapter's name (the job id)."""
-        return self.adapter.job_id if self.adapter else self.spec.id
+        return self.adapter.name if self.adapter else self.spec.id
 
 
 def model_not_found(model: str, param: str = "model") -> NotFound:
@@ -49,33 +59,60 @@ class ModelResolver:
     def tuned_job(self, uid: str, model: str, param: str = "model", *, deleted_too: bool = False) -> Job:
         """The caller's own succeeded job whose `fine_tuned_model` is `model`, else 404; one whose
         model was deleted only with `deleted_too` (a repeated delete finishes an interrupted cleanup)."""
-        parts = model.split(":")
-        if len(parts) != 3 or parts[0] != "ft" or not is_resource_id(parts[2]):
+        parsed = parse_tuned_model_id(model)
+        if parsed is None or parsed[2] is not None:
             raise model_not_found(model, param)
-        document = self._store.get(job_path(parts[2]))
-        if document is None or document.get("owner") != uid:
-            raise model_not_found(model, param)
-        job = Job.model_validate(document)
+        job = self._owned_job(uid, parsed[1], model, param)
         if job.status is not JobStatus.succeeded or job.fine_tuned_model != model:
             raise model_not_found(model, param)
         if job.model_deleted_at and not deleted_too:
             raise model_not_found(model, param)
         return job
 
+    def checkpoint(self, uid: str, model: str, param: str = "model") -> tuple[Job, Checkpoint, str]:
+        """The caller's model checkpoint named `model` (`ft:<base>:<job>:ckpt-step-N`): its job, the
+        checkpoint and its adapter folder; else 404."""
+        parsed = parse_tuned_model_id(model)
+        if parsed is None or parsed[2] is None:
+            raise model_not_found(model, param)
+        job = self._owned_job(uid, parsed[1], model, param)
+        document = self._store.get(model_checkpoint_path(job.id, parsed[2]))
+        if job.model_deleted_at or document is None:
+            raise model_not_found(model, param)
+        checkpoint = Checkpoint.model_validate({k: v for k, v in document.items() if k != "adapter"})
+        if checkpoint.fine_tuned_model_checkpoint != model:
+            raise model_not_found(model, param)
+        return job, checkpoint, self._inside_job(uid, job, document.get("adapter"), model, param)
+
     def resolve(self, uid: str, model: str, param: str = "model") -> Target:
         spec = registry.lookup(model)
         if spec is not None:
             return Target(model, spec)
-        job = self.tuned_job(uid, model, param)
+        parsed = parse_tuned_model_id(model)
+        if parsed is not None and parsed[2] is not None:
+            job, checkpoint, prefix = self.checkpoint(uid, model, param)
+            adapter = TunedAdapter(job.id, prefix, checkpoint.step_number)
+        else:
+            job = self.tuned_job(uid, model, param)
+            prefix = ((job.runtune or {}).get("export") or {}).get("adapter")
+            adapter = TunedAdapter(job.id, self._inside_job(uid, job, prefix, model, param))
         base = registry.lookup(job.model)
-        prefix = ((job.runtune or {}).get("export") or {}).get("adapter")
-        if base is None or not prefix:
+        if base is None:
             raise model_not_found(model, param)
-        # The job document is written by the trainer; trust its adapter path only inside the owner's
-        # own job folder.
+        return Target(model, base, adapter, job)
+
+    def _owned_job(self, uid: str, job_id: str, model: str, param: str) -> Job:
+        document = self._store.get(job_path(job_id)) if is_resource_id(job_id) else None
+        if document is None or document.get("owner") != uid:
+            raise model_not_found(model, param)
+        return Job.model_validate(document)
+
+    @staticmethod
+    def _inside_job(uid: str, job: Job, prefix: Any, model: str, param: str) -> str:
+        """An adapter path the trainer wrote, trusted only inside the owner's own job folder."""
         if not isinstance(prefix, str) or not prefix.startswith(f"users/{uid}/jobs/{job.id}/") or ".." in prefix:
             raise model_not_found(model, param)
-        return Target(model, base, TunedAdapter(job.id, prefix), job)
+        return prefix
 
 
 def base_model_object(spec: ModelSpec, profile: str) -> dict[str, Any]:
@@ -84,9 +121,10 @@ def base_model_object(spec: ModelSpec, profile: str) -> dict[str, Any]:
     return {**spec.public(), "created": 0, "served": spec.id in serving.load().served(profile)}
 
 
-def tuned_model_object(job: Job) -> dict[str, Any]:
-    """A fine-tuned model as OpenAI's Model object shows it, with where it came from."""
-    return {
+def tuned_model_object(job: Job, checkpoint: Checkpoint | None = None) -> dict[str, Any]:
+    """A fine-tuned model (or one of its job's model checkpoints) as OpenAI's Model object shows it,
+    with where it came from."""
+    found = {
         "id": job.fine_tuned_model,
         "object": "model",
         "created": job.finished_at or job.created_at,
@@ -94,3 +132,10 @@ def tuned_model_object(job: Job) -> dict[str, Any]:
         "parent": job.model,
         "fine_tuning_job": job.id,
     }
+    if checkpoint is not None:
+        found |= {
+            "id": checkpoint.fine_tuned_model_checkpoint,
+            "created": checkpoint.created_at,
+            "step_number": checkpoint.step_number,
+        }
+    return found

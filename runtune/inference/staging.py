@@ -33,8 +33,8 @@ class AdapterStager:
         """The engine's name for the target, its adapter loaded if it has one."""
         if target.adapter is not None:
             adapter = target.adapter
-            async with self._locks.setdefault(adapter.job_id, asyncio.Lock()):
-                await self._pool.ensure(adapter.job_id, await self._path(adapter))
+            async with self._locks.setdefault(adapter.name, asyncio.Lock()):
+                await self._pool.ensure(adapter.name, await self._path(adapter))
         return target.engine_name
 
     async def run(self, target: Target, call: Callable[[str], Awaitable[T]]) -> T:
@@ -44,23 +44,24 @@ class AdapterStager:
         if target.adapter is None:
             return await call(await self.ready(target))
         adapter = target.adapter
-        async with self._pool.using(adapter.job_id):  # this pool evicts nothing a call is using
+        async with self._pool.using(adapter.name):  # this pool evicts nothing a call is using
             name = await self.ready(target)
             try:
                 return await call(name)
             except EngineModelNotFound:
-                log.warning("the engine lost an adapter; reloading it", extra={"adapter": adapter.job_id})
-                async with self._locks.setdefault(adapter.job_id, asyncio.Lock()):
-                    await self._pool.refresh(adapter.job_id, await self._path(adapter))
+                log.warning("the engine lost an adapter; reloading it", extra={"adapter": adapter.name})
+                async with self._locks.setdefault(adapter.name, asyncio.Lock()):
+                    await self._pool.refresh(adapter.name, await self._path(adapter))
                 return await call(name)
 
-    async def discard(self, job_id: str) -> None:
-        """The model of `job_id` was deleted: out of the engine, and its local download gone."""
-        async with self._locks.setdefault(job_id, asyncio.Lock()):
-            await self._pool.forget(job_id)
+    async def discard(self, name: str) -> None:
+        """The model of adapter `name` (a job id, or a checkpoint's `<job>-step-N`) was deleted: out of
+        the engine, and its local download gone."""
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            await self._pool.forget(name)
             if self._download:
-                await run_in_threadpool(shutil.rmtree, Path(self._root) / job_id, True)
-        self._locks.pop(job_id, None)
+                await run_in_threadpool(shutil.rmtree, Path(self._root) / name, True)
+        self._locks.pop(name, None)
 
     async def release(self) -> None:
         """Unload what this process loaded (see `AdapterPool.release`)."""
@@ -74,11 +75,11 @@ class AdapterStager:
 
     def _stage(self, adapter: TunedAdapter) -> str:
         """Download the adapter once (an exported adapter never changes); atomic by rename."""
-        folder = Path(self._root) / adapter.job_id
+        folder = Path(self._root) / adapter.name
         if (folder / "adapter_config.json").is_file():
             return str(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{adapter.job_id}-", dir=folder.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{adapter.name}-", dir=folder.parent))
         try:
             for blob in self._blobs.list(adapter.prefix):
                 relative = blob.path[len(adapter.prefix) :]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -114,6 +115,8 @@ class Job(OwnedResource):
     auto_hyperparameters: dict[str, str] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=dict)
     fine_tuned_model: str | None = None
+    # The `fine_tuned_model_checkpoint` with the lowest validation loss so far (jobs with validation data).
+    best_checkpoint: str | None = None
     # When its owner deleted the tuned model (`DELETE /v1/models/{id}`): the job stays in the history
     # with its `fine_tuned_model`, as OpenAI keeps it, but that id resolves nowhere any more.
     model_deleted_at: int | None = None
@@ -177,7 +180,40 @@ def event_path(job_id: str, seq: int) -> str:
 
 
 def checkpoint_path(job_id: str, step: int) -> str:
+    """A resume state's document (runtune/training/checkpoints.py; pruned to the newest few)."""
     return f"jobs/{job_id}/checkpoints/{step:08d}"
+
+
+def model_checkpoint_path(job_id: str, step: int) -> str:
+    """A model checkpoint's document (what `GET .../checkpoints` lists; never pruned)."""
+    return f"jobs/{job_id}/model_checkpoints/{step:08d}"
+
+
+def tuned_model_id(base: str, job_id: str) -> str:
+    """A job's `fine_tuned_model`."""
+    return f"ft:{base}:{job_id}"
+
+
+def checkpoint_model_id(base: str, job_id: str, step: int) -> str:
+    """A checkpoint's `fine_tuned_model_checkpoint`: the job's model id and the step, as OpenAI names them."""
+    return f"{tuned_model_id(base, job_id)}:ckpt-step-{step}"
+
+
+def checkpoint_id(job_id: str, step: int) -> str:
+    return f"ftckpt-{job_id.removeprefix('ftjob-')}-{step:06d}"
+
+
+_CKPT_STEP = re.compile(r"ckpt-step-([1-9][0-9]{0,8})")
+
+
+def parse_tuned_model_id(model: str) -> tuple[str, str, int | None] | None:
+    """(base, job id, checkpoint step or None) of `ft:<base>:<job>[:ckpt-step-N]`, else None."""
+    parts = model.split(":")
+    if len(parts) == 3 and parts[0] == "ft":
+        return parts[1], parts[2], None
+    if len(parts) == 4 and parts[0] == "ft" and (step := _CKPT_STEP.fullmatch(parts[3])):
+        return parts[1], parts[2], int(step.group(1))
+    return None
 
 
 def event_id(job_id: str, seq: int) -> str:
@@ -210,6 +246,8 @@ class Checkpoint(BaseModel):
     fine_tuning_job_id: str
     step_number: int
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Runtune's extra: the job's best checkpoint (lowest validation loss), set when listed.
+    best: bool = False
 
 
 class SupervisedMethod(BaseModel):

@@ -23,7 +23,10 @@ Layout (what the inference service and users load; stable):
                                         (and no adapter folder). Absent with export.merged=false.
     config.json                         the resolved TrainConfig, written when the job starts
     history.json                        one record per optimizer step (loss, lr, grad norm, ...)
-    checkpoints/step-XXXXXX/            see runtune.training.checkpoints
+    export/checkpoints/step-XXXXXX/     LoRA and QLoRA jobs: the adapter at the end of each of the
+                                        last epochs, laid out as export/adapter/ (a model checkpoint,
+                                        `ft:...:ckpt-step-N`; runtune.training.model_checkpoints)
+    checkpoints/step-XXXXXX/            resume states, see runtune.training.checkpoints
 
 The job document's `runtune.export` maps `adapter` / `merged` to those folders' blob paths
 (`users/{uid}/jobs/{job_id}/export/adapter/`); `fine_tuned_model` is `ft:{base model}:{job_id}`.
@@ -133,11 +136,20 @@ def export_adapter(
             _describe(folder, config, spec, processor, card)
             upload_dir(blobs, folder, prefix + f"{MERGED}/")
             return {MERGED: prefix + f"{MERGED}/"}
+    save_adapter(blobs, prefix + f"{ADAPTER}/", config=config, spec=spec, model=model, processor=processor, card=card)
+    return {ADAPTER: prefix + f"{ADAPTER}/"}
+
+
+def save_adapter(
+    blobs: BlobStore, prefix: str, *, config: TrainConfig, spec: ModelSpec, model: Any, processor: Any, card: str
+) -> None:
+    """The LoRA adapter as it stands, with what serving needs beside it, into `prefix`: the final
+    export's `adapter/` and each model checkpoint's folder (runtune.training.model_checkpoints)."""
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / ADAPTER
         model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json
         _describe(folder, config, spec, processor, card)
-        upload_dir(blobs, folder, prefix + f"{ADAPTER}/")
-    return {ADAPTER: prefix + f"{ADAPTER}/"}
+        upload_dir(blobs, folder, prefix)
 
 
 def export_merged(

@@ -24,6 +24,7 @@ from runtune.training.data import collate
 @dataclass
 class StepStats:
     loss: float  # mean over the group's answer tokens
+    token_accuracy: float  # the share of answer tokens the model predicted right (argmax), before the update
     grad_norm: float
     lr: float
     tokens: int  # non-padding tokens seen
@@ -33,17 +34,23 @@ class StepStats:
 
 def answer_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     """Summed cross-entropy of the next-token predictions at the positions whose target is labelled."""
+    return answer_scores(model, batch)[0]
+
+
+def answer_scores(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """`answer_loss` and how many labelled next tokens the model's argmax gets right (OpenAI's token
+    accuracy), from the same logits."""
     labels = batch.pop("labels")
     targets = labels[:, 1:]
     # Positions (shared by the batch's rows) whose next token carries loss for at least one row.
     keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
     logits = model(**batch, logits_to_keep=keep).logits
-    return torch.nn.functional.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        targets[:, keep].reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
+    kept = targets[:, keep]
+    loss = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), kept.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )
+    correct = int(((logits.detach().argmax(dim=-1) == kept) & (kept != IGNORE_INDEX)).sum())
+    return loss, correct
 
 
 def train_step(
@@ -61,13 +68,14 @@ def train_step(
     model.train()
     device = next(model.parameters()).device
     answer_tokens = sum(sum(label != IGNORE_INDEX for label in e.labels) for batch in group for e in batch)
-    loss_sum, tokens = 0.0, 0
+    loss_sum, tokens, correct = 0.0, 0, 0
     for items in group:
         batch = {k: v.to(device) for k, v in collate(items, pad_id, pad_to_multiple_of).items()}
         tokens += int(batch["attention_mask"].sum())
-        loss = answer_loss(model, batch)
+        loss, hits = answer_scores(model, batch)
         (loss / max(answer_tokens, 1)).backward()
         loss_sum += float(loss.detach())
+        correct += hits
     grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm))
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
@@ -75,6 +83,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     return StepStats(
         loss=loss_sum / max(answer_tokens, 1),
+        token_accuracy=correct / max(answer_tokens, 1),
         grad_norm=grad_norm,
         lr=lr,
         tokens=tokens,

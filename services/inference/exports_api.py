@@ -36,7 +36,8 @@ def _folder(target: Target, kind: str) -> str:
 
 
 def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str) -> list[ExportFile]:
-    folder = _folder(target, "adapter")
+    assert target.adapter is not None
+    folder = target.adapter.prefix.rstrip("/") + "/"  # the final adapter, or a model checkpoint's
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for blob in blobs.list(folder):
@@ -50,6 +51,11 @@ def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str)
 
 
 def _merged_files(blobs: BlobStore, target: Target) -> list[ExportFile]:
+    if target.adapter is not None and target.adapter.step is not None:
+        raise InvalidRequest(
+            "A checkpoint is exported as its adapter only (format 'adapter'); the merged model is the job's final one",
+            param="format",
+        )
     files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_folder(target, "merged"))]
     if not files:
         raise InvalidRequest(

@@ -1,6 +1,7 @@
-"""`GET /v1/models/{id}` and `DELETE /v1/models/{id}`: one base model or one of the caller's tuned
-models, as OpenAI's Model object. Here rather than next to the list (the training service's) because
-deleting a tuned model unloads it from the engine this service talks to. Ids contain `/` (the base
+"""`GET /v1/models/{id}` and `DELETE /v1/models/{id}`: one base model, one of the caller's tuned
+models or one of their model checkpoints, as OpenAI's Model object. Here rather than next to the
+list (the training service's) because deleting a tuned model unloads it from the engine this service
+talks to. Ids contain `/` (the base
 `google/gemma-3-4b-it`) and `:` (`ft:...`): the route takes the rest of the path."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from runtune.api.deps import CurrentUser
 from runtune.inference.models import base_model_object, tuned_model_object
 from runtune.models import registry
+from runtune.schemas.jobs import parse_tuned_model_id
 from services.inference.deps import Inference
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -23,6 +25,10 @@ async def retrieve_model(model_id: str, request: Request, user: CurrentUser, inf
     spec = registry.lookup(model_id)
     if spec is not None:
         return base_model_object(spec, request.app.state.settings.profile)
+    parsed = parse_tuned_model_id(model_id)
+    if parsed is not None and parsed[2] is not None:  # a model checkpoint (`ft:...:ckpt-step-N`)
+        job, checkpoint, _ = await run_in_threadpool(inference.models.checkpoint, user.uid, model_id)
+        return tuned_model_object(job, checkpoint)
     job = await run_in_threadpool(inference.models.tuned_job, user.uid, model_id)
     return tuned_model_object(job)
 

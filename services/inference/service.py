@@ -9,13 +9,13 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from runtune.errors import PermissionDenied
-from runtune.inference.models import model_not_found
+from runtune.inference.models import checkpoint_adapter_name, model_not_found
 from runtune.inference.serving import Serving
 from runtune.models import registry
 from runtune.ports.metadata import Where
 from runtune.schemas.chat import check_messages
 from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Job, job_path
+from runtune.schemas.jobs import Job, job_path, parse_tuned_model_id, tuned_model_id
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
 # engine-only options (adapter paths, prompt scoring) through the public API.
@@ -48,12 +48,14 @@ class InferenceService(Serving):
         return _renamed(first, upstream, body["model"])
 
     async def delete_model(self, uid: str, model: str) -> dict[str, Any]:
-        """`DELETE /v1/models/{id}`: a tuned model out of the platform. In this order, so that nothing
-        picks the model up while its files go: the job is marked (`model_deleted_at`: every resolver,
-        in every instance and evaluation execution, answers 404 from then on), the engine unloads it
-        (its slots are shared by all instances), then its blobs go: the job's `export/` folder (adapter
-        and merged model) and the caller's exports made from it (documents and archives). The job
-        stays in the history. A delete interrupted after the mark is finished by deleting again (404)."""
+        """`DELETE /v1/models/{id}`: a tuned model out of the platform, its model checkpoints with it.
+        In this order, so that nothing picks the model up while its files go: the job is marked
+        (`model_deleted_at`: every resolver, in every instance and evaluation execution, answers 404
+        for the model and its checkpoints from then on), the engine unloads them (its slots are shared
+        by all instances), then their blobs go: the job's `export/` folder (adapter, merged model,
+        checkpoints' adapters) and the caller's exports made from it (documents and archives), then the
+        checkpoints' documents. The job stays in the history. A delete interrupted after the mark is
+        finished by deleting again (404). A checkpoint alone cannot be deleted (403)."""
         if registry.lookup(model) is not None:
             # The model exists and the caller may see it (GET answers it), so 404 would be untrue, and
             # the request is well formed: it is just not the caller's to delete (OpenAI's 403 likewise).
@@ -62,12 +64,26 @@ class InferenceService(Serving):
                 param="model",
                 code="model_not_deletable",
             )
+        parsed = parse_tuned_model_id(model)
+        if parsed is not None and parsed[2] is not None:
+            await run_in_threadpool(self.models.checkpoint, uid, model)  # the caller's own (else 404)...
+            raise PermissionDenied(
+                # ... but not deletable alone.
+                f"'{model}' is a checkpoint of the model '{tuned_model_id(parsed[0], parsed[1])}'; delete that "
+                "model and its checkpoints go with it",
+                param="model",
+                code="model_not_deletable",
+            )
         job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
         already = job.model_deleted_at is not None
         if not already:
             await run_in_threadpool(self.store.update, job_path(job.id), {"model_deleted_at": now_ts()})
-        await self._stager.discard(job.id)
+        checkpoints = await run_in_threadpool(self.store.query, f"{job_path(job.id)}/model_checkpoints")
+        for name in [job.id] + [checkpoint_adapter_name(job.id, doc["step_number"]) for _, doc in checkpoints]:
+            await self._stager.discard(name)
         await run_in_threadpool(self._remove_model_files, job)
+        for checkpoint_id, _ in checkpoints:
+            await run_in_threadpool(self.store.delete, f"{job_path(job.id)}/model_checkpoints/{checkpoint_id}")
         if already:
             raise model_not_found(model)
         return {"id": model, "object": "model", "deleted": True}

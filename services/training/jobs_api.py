@@ -74,9 +74,12 @@ def resume_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
 
 @router.get("/{job_id}/checkpoints", response_model=ListPage[Checkpoint])
 def list_checkpoints(job_id: str, user: CurrentUser, jobs: Jobs, page: Pagination) -> ListPage[Checkpoint]:
-    jobs.jobs.get_owned(user.uid, job_id)
-    # Newest first, as OpenAI lists them.
-    found = list(reversed(jobs.jobs.checkpoints(job_id)))
+    job = jobs.jobs.get_owned(user.uid, job_id)
+    # Newest first, as OpenAI lists them; the best one (lowest validation loss) marked.
+    found = [
+        checkpoint.model_copy(update={"best": checkpoint.fine_tuned_model_checkpoint == job.best_checkpoint})
+        for checkpoint in reversed(jobs.jobs.checkpoints(job_id))
+    ]
     if page.after is not None:
         ids = [checkpoint.id for checkpoint in found]
         if page.after not in ids:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from runtune.errors import not_found
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
 from runtune.schemas.common import is_resource_id
-from runtune.schemas.jobs import Checkpoint, Job, JobStatus, checkpoint_path, job_path
+from runtune.schemas.jobs import Checkpoint, Job, JobStatus, job_path
 
 JOBS = "jobs"
 _SCAN_PAGE = 100
@@ -76,8 +76,7 @@ class JobRepository:
         return [Job.model_validate(document) for _, document in rows]
 
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
-        rows = self._store.query(f"{job_path(job_id)}/checkpoints", order_by=[OrderBy("step_number")])
-        return [Checkpoint.model_validate(document) for _, document in rows]
-
-    def add_checkpoint(self, job_id: str, checkpoint: Checkpoint) -> None:
-        self._store.set(checkpoint_path(job_id, checkpoint.step_number), checkpoint.model_dump(mode="json"))
+        """The job's model checkpoints (runtune/training/model_checkpoints.py), oldest first; the
+        resume states (`jobs/{id}/checkpoints`) are the trainer's own and never listed."""
+        rows = self._store.query(f"{job_path(job_id)}/model_checkpoints", order_by=[OrderBy("step_number")])
+        return [Checkpoint.model_validate({k: v for k, v in doc.items() if k != "adapter"}) for _, doc in rows]

@@ -142,6 +142,11 @@ def _watch_run(page, shots: Path) -> str:
     model = page.get_by_test_id("fine-tuned-model").inner_text()
     assert model.startswith("ft:tiny-gemma-3-vision:")
     page.screenshot(path=shots / "07-run-succeeded.png", full_page=True)
+    # The final step's model checkpoint: "use this model" opens the playground with it chosen.
+    page.get_by_test_id("use-checkpoint").first.click()
+    expect(page.locator("select[name=model]")).to_have_value(f"{model}:ckpt-step-12")
+    page.go_back()
+    page.get_by_test_id("checkpoints").wait_for()
     return model
 
 

@@ -3,7 +3,7 @@
 flag; its first event names the Cloud Run job it runs as) with a behaviour picked by the job's
 `metadata.script`, in seconds instead of minutes:
 
-- `succeed`: run 6 steps, write metrics events and a checkpoint, end `succeeded`;
+- `succeed`: run 6 steps, write metrics events and a model checkpoint, end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
 - `crash`: report `running`, then exit 3 without finishing the job;
 - `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it.
@@ -20,7 +20,16 @@ import sys
 import time
 
 from runtune.jobs.events import JobEventLog, NewEvent
-from runtune.schemas.jobs import Checkpoint, Job, JobPhase, JobStatus, job_path
+from runtune.schemas.jobs import (
+    Checkpoint,
+    Job,
+    JobPhase,
+    JobStatus,
+    checkpoint_id,
+    checkpoint_model_id,
+    job_path,
+    model_checkpoint_path,
+)
 from runtune.settings import CommonSettings
 from runtune.wiring import metadata_store
 
@@ -59,14 +68,16 @@ def main(job_id: str) -> int:
         events.append(job_id, [NewEvent(f"step {step}", type="metrics", data={"step": step, "train_loss": 2.0 / step})])
         if step == 3:
             checkpoint = Checkpoint(
-                id=f"ftckpt-{job_id}-3",
+                id=checkpoint_id(job_id, 3),
                 created_at=int(time.time()),
-                fine_tuned_model_checkpoint=f"ft:{job.model}:{job_id}:ckpt-step-3",
+                fine_tuned_model_checkpoint=checkpoint_model_id(job.model, job_id, 3),
                 fine_tuning_job_id=job_id,
                 step_number=3,
                 metrics={"step": 3, "train_loss": 0.66},
             )
-            store.set(f"{job_path(job_id)}/checkpoints/{3:08d}", checkpoint.model_dump(mode="json"))
+            # As runtune.training.model_checkpoints writes it (the adapter's files are the test's to put).
+            adapter = f"users/{job.owner}/jobs/{job_id}/export/checkpoints/step-000003/"
+            store.set(model_checkpoint_path(job_id, 3), checkpoint.model_dump(mode="json") | {"adapter": adapter})
     # The last event before the status, as the real trainer's `finish` does: a reader that sees the
     # job ended (the SSE stream) has its last event to read.
     events.add(job_id, "The job has successfully completed")

@@ -60,7 +60,7 @@ def flows(platform) -> dict[str, str]:
 def test_every_recorded_query_shape_has_its_index(platform, flows) -> None:
     recorded = _recorded(platform)
     collections = {shape.collection for shape in recorded}
-    wanted = {"datasets", "uploads", "jobs", "events", "checkpoints", "evaluations", "exports", "vibe_checks"}
+    wanted = {"datasets", "uploads", "jobs", "events", "model_checkpoints", "evaluations", "exports", "vibe_checks"}
     assert wanted <= collections, wanted - collections
     problems = [reason for shape in recorded if (reason := uncovered(shape))]
     assert problems == []

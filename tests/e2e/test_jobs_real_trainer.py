@@ -10,6 +10,7 @@ import signal
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pid, wait_for
 from tests.support import sign_up
@@ -33,6 +34,7 @@ def client(platform):
         base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30
     ) as client:
         client.uid = user["uid"]  # type: ignore[attr-defined]
+        client.token = user["id_token"]  # type: ignore[attr-defined]
         yield client
 
 
@@ -59,10 +61,32 @@ def test_real_job_streams_to_success(platform, client) -> None:
                 kinds.append(kind or "message")
     assert final == "succeeded", client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert "metrics" in kinds
-    checkpoints = client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
-    assert checkpoints and checkpoints[0]["fine_tuning_job_id"] == job_id
     done = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
-    assert done["fine_tuned_model"] and done["steps_completed"] == done["total_steps"]
+    assert done["fine_tuned_model"] and done["steps_completed"] == done["total_steps"] == 12
+
+    # One epoch: one model checkpoint, the final step's (the resume states at steps 4 and 8 are not
+    # models), with the validation split's loss and accuracy, marked best; the `openai` SDK parses it
+    # and a chat completion on its id answers.
+    sdk = OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=client.token, max_retries=0)
+    checkpoints = sdk.fine_tuning.jobs.checkpoints.list(job_id).data
+    assert [c.step_number for c in checkpoints] == [12]
+    checkpoint = checkpoints[0]
+    assert checkpoint.fine_tuned_model_checkpoint == f"{done['fine_tuned_model']}:ckpt-step-12"
+    assert checkpoint.metrics.train_loss > 0 and 0 <= checkpoint.metrics.train_mean_token_accuracy <= 1
+    assert checkpoint.metrics.valid_loss > 0 and 0 <= checkpoint.metrics.valid_mean_token_accuracy <= 1
+    assert checkpoint.model_extra["best"] is True and done["best_checkpoint"] == checkpoint.fine_tuned_model_checkpoint
+    answer = sdk.chat.completions.create(
+        model=checkpoint.fine_tuned_model_checkpoint,
+        messages=[{"role": "user", "content": "What shape is this?"}],
+        max_tokens=4,
+        temperature=0,
+    )
+    assert answer.model == checkpoint.fine_tuned_model_checkpoint and answer.choices[0].message.content is not None
+    assert sdk.models.retrieve(checkpoint.fine_tuned_model_checkpoint).id == checkpoint.fine_tuned_model_checkpoint
+    # Validation points in the metrics events at intervals (every 2 of the 12 steps).
+    points = client.get(f"/v1/fine_tuning/jobs/{job_id}/metrics").json()["data"]
+    assert [p["step"] for p in points if "valid_loss" in p] == [2, 4, 6, 8, 10, 12]
+    assert all(0 <= p["token_accuracy"] <= 1 for p in points)
 
 
 def test_real_job_cancelled_mid_run(platform, client) -> None:

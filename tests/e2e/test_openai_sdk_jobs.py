@@ -53,6 +53,7 @@ def test_fine_tuning_jobs_through_the_sdk(platform, user, sdk: OpenAI) -> None:
     checkpoints = sdk.fine_tuning.jobs.checkpoints.list(job.id)
     assert [c.step_number for c in checkpoints.data] == [3]
     assert checkpoints.data[0].metrics.train_loss == pytest.approx(0.66)
+    assert checkpoints.data[0].fine_tuned_model_checkpoint == f"{done.fine_tuned_model}:ckpt-step-3"
 
     models = [model.id for model in sdk.models.list().data]
     assert "tiny-gemma-3-vision" in models and done.fine_tuned_model in models
@@ -140,3 +141,25 @@ def test_a_job_waits_for_its_file_and_fails_when_the_file_is_deleted(platform, u
     assert failed.error is not None and failed.error.code == "invalid_training_file"
     assert dataset["id"] in failed.error.message and "deleted" in failed.error.message
     assert sdk.fine_tuning.jobs.retrieve(waiting.id).status == "cancelled"
+
+
+def test_the_cli_lists_a_jobs_checkpoints(platform, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from runtune.cli.main import app
+
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    login = ["login", "--email", account["email"], "--password", "correct-horse", "--gateway", platform.gateway_url]
+    assert runner.invoke(app, [*login, "--auth-emulator", platform.auth_host]).exit_code == 0
+    mine = OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=account["id_token"], max_retries=0)
+    job = mine.fine_tuning.jobs.create(
+        model="tiny-gemma-3-vision", training_file=put_dataset(platform, account["uid"]), metadata={"script": "succeed"}
+    )
+    wait_for(lambda: mine.fine_tuning.jobs.retrieve(job.id).status == "succeeded")
+    result = runner.invoke(app, ["jobs", "checkpoints", job.id], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert f"ft:tiny-gemma-3-vision:{job.id}:ckpt-step-3" in result.output and "0.6600" in result.output
+    result = runner.invoke(app, ["jobs", "checkpoints", "ftjob-nope"])
+    assert result.exit_code == 1

@@ -84,8 +84,27 @@ def test_a_tuned_model_is_retrieved_then_deleted_with_its_files(platform: Any, e
     archive = f"users/{user['uid']}/exports/{exports[0].json()['id']}/"
     assert emulated.blobs.list(archive)
 
+    # Its model checkpoint (the scripted trainer's, at step 3) is a model too, deleted with it.
+    checkpoint = sdk.fine_tuning.jobs.checkpoints.list(job_id).data[0].fine_tuned_model_checkpoint
+    assert checkpoint == f"{model}:ckpt-step-3"
+    found = sdk.models.retrieve(checkpoint)
+    assert (found.id, found.owned_by, found.model_extra["fine_tuning_job"]) == (checkpoint, user["uid"], job_id)
+    folder = f"users/{user['uid']}/jobs/{job_id}/export/checkpoints/step-000003/"
+    emulated.blobs.upload_bytes(folder + "adapter_config.json", b'{"r": 8}', content_type="application/json")
+    emulated.blobs.upload_bytes(folder + "adapter_model.safetensors", b"checkpoint weights")
+    as_adapter = http.post("/v1/exports", json={"model": checkpoint, "format": "adapter"})
+    assert as_adapter.status_code == 200, as_adapter.text
+    merged = http.post("/v1/exports", json={"model": checkpoint, "format": "merged"})
+    assert merged.status_code == 400 and merged.json()["error"]["param"] == "format"
+    with pytest.raises(openai.PermissionDeniedError) as alone:
+        sdk.models.delete(checkpoint)
+    assert alone.value.body["code"] == "model_not_deletable" and model in alone.value.body["message"]
+
     deleted = sdk.models.delete(model)
     assert (deleted.id, deleted.object, deleted.deleted) == (model, "model", True)
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve(checkpoint)
+    assert sdk.fine_tuning.jobs.checkpoints.list(job_id).data == []
 
     with pytest.raises(openai.NotFoundError) as missing:
         sdk.models.retrieve(model)
@@ -115,6 +134,9 @@ def test_another_users_tuned_model_is_not_found(platform: Any, emulated: Emulate
         assert retrieved.value.body["param"] == "model"
         with pytest.raises(openai.NotFoundError):
             stranger.models.delete(model)
+        for call in (stranger.models.retrieve, stranger.models.delete):
+            with pytest.raises(openai.NotFoundError):
+                call(f"{model}:ckpt-step-3")  # the owner's checkpoint: as unknown as a missing one
     assert sdk.models.retrieve(model).id == model, "the owner's model is untouched"
 
 

@@ -110,8 +110,17 @@ def test_each_family_trains_through_qlora_with_events_checkpoints_evaluation_exp
     checkpoints = store.query(f"{job_path(job_id)}/checkpoints")
     assert [doc["step_number"] for _, doc in checkpoints] == [3]
     folder = f"users/{UID}/jobs/{job_id}/"
-    for name in ("optimizer.pt", "trainable.safetensors", "state.json", "chat_template.jinja"):
+    names = ("optimizer.safetensors", "optimizer.json", "trainable.safetensors", "state.json", "chat_template.jinja")
+    for name in names:
         assert blobs.info(f"{folder}checkpoints/step-000003/{name}") is not None, name
+    # One epoch: the final step is the one model checkpoint, an adapter folder as the export's.
+    models = [doc for _, doc in store.query(f"{job_path(job_id)}/model_checkpoints")]
+    assert [doc["fine_tuned_model_checkpoint"] for doc in models] == [f"ft:{model_id}:{job_id}:ckpt-step-6"]
+    assert models[0]["adapter"] == f"{folder}export/checkpoints/step-000006/"
+    assert {"adapter_model.safetensors", "adapter_config.json", "training_config.json"} <= {
+        info.path.rsplit("/", 1)[-1] for info in blobs.list(models[0]["adapter"])
+    }
+    assert set(models[0]["metrics"]) == {"step", "train_loss", "train_mean_token_accuracy"}  # no validation split
     final = job["runtune"]["metrics"]["final"]
     assert final["label_scoring"]["samples"] == 8 and 0.0 <= final["label_scoring"]["accuracy"] <= 1.0
     assert final["generation"]["samples"] == 8 and 0.0 <= final["generation"]["unmapped_rate"] <= 1.0
@@ -205,10 +214,13 @@ def test_exported_adapter_and_merged_model_reload_and_answer_alike(
     assert sum(answer == e.label for answer, e in zip(from_adapter, held_out, strict=True)) >= 0.8 * len(held_out)
 
 
+# Three trainer runs (reference, killed, resumed): about 300 s on a loaded 2-core machine.
+@pytest.mark.timeout(600)
 def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_steps_and_data(
     store: Any, blobs: Any, local_dir: Path
 ) -> None:
-    dataset_id = _demo(store, blobs, "vision", {"train": 48, "test": 8})
+    # With a validation split: validation during training must not move the resumed run off its course.
+    dataset_id = _demo(store, blobs, "vision", {"train": 48, "validation": 8, "test": 8})
     options = {
         "epochs": 2,
         "batch_size": 4,
@@ -242,13 +254,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_steps_and_data(
 
     # Same batches in the same order, same RNG: the resumed loss curve is the uninterrupted one, with
     # one point per step (steps recomputed after the checkpoint are not reported twice).
-    def curve(jid: str) -> list[tuple[int, float]]:
-        return [(e["data"]["step"], e["data"]["loss"]) for e in _events(store, jid) if e["type"] == "metrics"]
+    def curve(jid: str) -> list[tuple[int, float, float]]:
+        return [
+            (e["data"]["step"], e["data"]["loss"], e["data"].get("valid_loss", -1.0))
+            for e in _events(store, jid)
+            if e["type"] == "metrics"
+        ]
 
     resumed, uninterrupted = curve(job_id), curve(reference_id)
-    assert [step for step, _ in resumed] == list(range(1, 25)) and steps_before_kill >= 4
-    for (step, loss), (_, expected) in zip(resumed, uninterrupted, strict=True):
+    assert [step for step, _, _ in resumed] == list(range(1, 25)) and steps_before_kill >= 4
+    assert [step for step, _, valid in uninterrupted if valid >= 0] == [3, 6, 9, 12, 15, 18, 21, 24]
+    for (step, loss, valid), (_, expected, expected_valid) in zip(resumed, uninterrupted, strict=True):
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5), step
+        assert valid == pytest.approx(expected_valid, rel=1e-4, abs=1e-5), step
+    # The model checkpoints of both epochs, whichever attempt took them.
+    steps = [doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/model_checkpoints")]
+    assert steps == [12, 24]
 
 
 def test_cancel_at_a_safe_point_ends_the_job_cancelled(store: Any, blobs: Any, local_dir: Path) -> None:

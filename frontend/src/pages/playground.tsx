@@ -17,8 +17,10 @@ function readDataUrl(file: File): Promise<string> {
 export function Playground() {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const history = useResource(() => get<Page<VibeCheck>>("/v1/vibe_checks?limit=10"), []);
-  const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
   const [model, setModel] = useState(new URLSearchParams(location.search).get("model") ?? "");
+  const listed = models.data?.data.filter((m) => m.id.startsWith("ft:")).map((m) => m.id) ?? [];
+  // A checkpoint (`ft:...:ckpt-step-N`, from a run's page) is not in the models list: offer it too.
+  const tuned = model.startsWith("ft:") && !listed.includes(model) ? [model, ...listed] : listed;
   const [prompt, setPrompt] = useState("What shape is in this picture?");
   const [image, setImage] = useState<string | null>(null);
   const [imageName, setImageName] = useState("");
@@ -26,7 +28,7 @@ export function Playground() {
   const [result, setResult] = useState<VibeCheck | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
-  const chosen = model || tuned[0]?.id || "";
+  const chosen = model || tuned[0] || "";
 
   const pick = async (file: File | undefined) => {
     setError(null);
@@ -73,9 +75,9 @@ export function Playground() {
           <form class="card" onSubmit={run} noValidate>
             <Field label="Tuned model" error={errorFor(error, "model", "base_model")}>
               <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
-                {tuned.map((m) => (
-                  <option key={m.id} value={m.id}>
-                    {m.id}
+                {tuned.map((id) => (
+                  <option key={id} value={id}>
+                    {id}
                   </option>
                 ))}
               </select>

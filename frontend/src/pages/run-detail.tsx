@@ -51,8 +51,13 @@ function Checkpoints({ job }: { job: Job }) {
   return (
     <ul class="checkpoints" data-testid="checkpoints">
       {list.data.data.map((c) => (
-        <li key={c.id}>
-          step {c.step_number} · loss {formatNumber(c.metrics.train_loss)} · <code>{c.fine_tuned_model_checkpoint}</code>
+        <li key={c.id} data-testid="checkpoint">
+          step {c.step_number} · loss {formatNumber(c.metrics.train_loss)}
+          {c.metrics.valid_loss !== undefined && <> · valid loss {formatNumber(c.metrics.valid_loss)}</>}
+          {c.best && <span class="badge" title="Lowest validation loss"> best</span>} · <code>{c.fine_tuned_model_checkpoint}</code>{" "}
+          <Link href={`/playground?model=${encodeURIComponent(c.fine_tuned_model_checkpoint)}`} data-testid="use-checkpoint">
+            Use this model
+          </Link>
         </li>
       ))}
     </ul>
