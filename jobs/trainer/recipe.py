@@ -18,8 +18,11 @@ import math
 import os
 import resource
 import signal
+import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +59,8 @@ class TrainerError(Exception):
 
 class Stopped(BaseException):
     """SIGTERM (or SIGINT) arrived: Cloud Run stops a task this way at its timeout, at maintenance, and
-    when the jobs API cancels the execution. A BaseException, so no `except Exception` swallows it."""
+    when the jobs API cancels the execution. Raised at the trainer's safe points (`StopSignals.check`),
+    never asynchronously. A BaseException, so no `except Exception` swallows it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -64,42 +68,89 @@ class Stopped(BaseException):
 
 
 class StopSignals:
-    """Turns SIGTERM/SIGINT into `Stopped`, raised where the main thread is. Should library code
-    swallow it, the flag makes the next safe point raise it again, and a watchdog ends the job's
-    attempt itself if the trainer is still alive `grace_s` later (Cloud Run kills it 10 s after
-    SIGTERM): the job never keeps running on a trainer that was told to stop."""
+    """SIGTERM/SIGINT, received by a thread of their own, so the stop never waits for the main thread.
 
-    def __init__(self, grace_s: float = 6.0) -> None:
+    Python runs a signal's handler in the main thread only, between two bytecodes: while the main
+    thread is inside a long C call (a torch op, a model load, a blocking Firestore read) the handler
+    itself waits, and anything it would start waits with it. So no handler does the work here: the
+    interpreter's C-level handler writes the signal's number to a pipe (`signal.set_wakeup_fd`) in
+    whichever thread the kernel interrupts, and the `stop-listener` thread, blocked reading that
+    pipe, wakes at once. It sets `signum`, which the main thread turns into `Stopped` at its next safe
+    point (`check`, after each step and between phases), and it arms a watchdog: if the attempt has
+    not ended `grace_s` after the signal, the watchdog records the stop itself (`record`, at most
+    `record_s`) and ends the process with `os._exit` (Cloud Run kills it 10 s after SIGTERM).
+
+    `Stopped` is never raised asynchronously (as a handler raising it would): an exception landing
+    inside gRPC's channel code or between a lock's acquire and its `try` leaves the client or the
+    lock broken, and the stop's own writes (the cancel, the message) would then hang on them."""
+
+    def __init__(self, grace_s: float = 6.0, record_s: float = 3.0) -> None:
         self.signum: int | None = None
-        self.grace_s = grace_s
-        self.on_timeout: Any = None  # set by `run`: ends the attempt from the watchdog thread
+        self.grace_s, self.record_s = grace_s, record_s
+        self.recorder: Callable[[Stopped], int] | None = None  # set by `run`: records the stop, says the exit
+        self._recording = threading.Lock()  # the main thread and the watchdog never both record
+        self._exit_code: int | None = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        """From the main thread, before anything long starts."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)  # the C handler must never block on a full pipe
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # A Python-level handler is what makes the interpreter catch the signal (and write it to
+            # the pipe); it does nothing itself, the listener does.
+            signal.signal(signum, _ignore_signal)
+        threading.Thread(target=self._listen, args=(read_fd,), name="stop-listener", daemon=True).start()
 
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None:
-            return
-        self.signum = signum
-        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
-        raise Stopped(signum)
+    def _listen(self, read_fd: int) -> None:
+        while True:
+            received = os.read(read_fd, 64)
+            stop = next((n for n in received if n in (signal.SIGTERM, signal.SIGINT)), None)
+            if stop is not None:
+                self.signum = stop
+                log.warning("stop signal received", extra={"signal": signal.Signals(stop).name})
+                self._watchdog(stop)
+                return
 
-    def _watchdog(self) -> None:
+    def _watchdog(self, signum: int) -> None:
         time.sleep(self.grace_s)
-        code = 128 + (self.signum or signal.SIGTERM)
-        if self.on_timeout is not None:
-            try:
-                code = self.on_timeout(Stopped(self.signum or signal.SIGTERM))
-            except Exception:
-                log.exception("could not record the stop")
-        logging.shutdown()
-        os._exit(code)
+        main = sys._current_frames().get(threading.main_thread().ident or 0)
+        where = "".join(traceback.format_stack(main, limit=4)) if main else "?"
+        log.warning(
+            f"still running {self.grace_s:g}s after {signal.Signals(signum).name}; the watchdog ends the attempt",
+            extra={"main_thread_at": where},
+        )
+        code = [128 + signum]
+
+        def record() -> None:
+            code[0] = self.record(Stopped(signum))
+
+        recording = threading.Thread(target=record, name="stop-record", daemon=True)
+        recording.start()
+        recording.join(self.record_s)  # a write that hangs must not outlive the grace
+        os._exit(code[0])
+
+    def record(self, stopped: Stopped) -> int:
+        """Record the stop once (the main thread at a safe point, or the watchdog) and return the exit
+        status: what `recorder` says, 128 + the signal's number without one or when it fails."""
+        with self._recording:
+            if self._exit_code is None:
+                self._exit_code = 128 + stopped.signum
+                if self.recorder is not None:
+                    try:
+                        self._exit_code = self.recorder(stopped)
+                    except Exception:
+                        log.exception("could not record the stop")
+            return self._exit_code
 
     def check(self) -> None:
-        """A safe point: raise `Stopped` if a signal came (and was swallowed on the way)."""
+        """A safe point: raise `Stopped` if a stop signal came."""
         if self.signum is not None:
             raise Stopped(self.signum)
+
+
+def _ignore_signal(_signum: int, _frame: Any) -> None:
+    """See `StopSignals.install`."""
 
 
 @dataclass
@@ -128,7 +179,13 @@ def main(argv: list[str]) -> int:
         metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
     )
     env.signals.install()
-    return run(argv[0], env)
+    code = run(argv[0], env)
+    if env.signals.signum is not None:
+        # Stopped: end now, not after the interpreter's shutdown (which waits for library threads
+        # and atexit hooks, and during which the watchdog, a daemon thread, no longer runs).
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def run(job_id: str, env: Environment) -> int:
@@ -137,7 +194,7 @@ def run(job_id: str, env: Environment) -> int:
         log.error("job not found", extra={"job_id": job_id})
         return 3
     reporter = JobReporter(env.store, job_id)
-    env.signals.on_timeout = lambda stopped: _stopped(reporter, stopped)
+    env.signals.recorder = lambda stopped: _stopped(reporter, stopped)
     job: Job | None = None
     try:
         job = Job.model_validate(document)
@@ -146,7 +203,7 @@ def run(job_id: str, env: Environment) -> int:
             return 0
         return train(job, env, reporter)
     except Stopped as stopped:
-        return _stopped(reporter, stopped)
+        return env.signals.record(stopped)
     except Exception as exc:  # every failure ends the job `failed`, never a silent exit
         error = describe_failure(exc, job)
         log.exception("training failed", extra={"job_id": job_id, "code": error.code})
