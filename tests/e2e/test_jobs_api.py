@@ -58,6 +58,11 @@ def test_job_runs_to_success_with_events_metrics_and_a_checkpoint(platform, user
     assert [c["step_number"] for c in checkpoints["data"]] == [3]
     metrics = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"from_step": 2, "to_step": 4}).json()
     assert [point["step"] for point in metrics["data"]] == [2, 3, 4]
+    # A page at a time: the next page starts after the last point's step.
+    first = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"limit": 4}).json()
+    assert [point["step"] for point in first["data"]] == [1, 2, 3, 4] and first["has_more"] is True
+    rest = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"limit": 4, "after_step": 4}).json()
+    assert [point["step"] for point in rest["data"]] == [5, 6] and rest["has_more"] is False
 
 
 def test_events_stream_over_sse_and_resume_with_last_event_id(platform, user, client) -> None:
