@@ -1,4 +1,4 @@
-"""The trainer's stop path (jobs.trainer.recipe.StopSignals) in a child process of its own: SIGTERM
+"""The trainer's stop path (jobs.trainer.stop) in a child process of its own: SIGTERM
 ends the process whatever its main thread is doing, the stop is recorded exactly once, and a record
 that hangs does not keep the process alive. Each child exits only through the path under test (its
 main thread never returns by itself), so a pass does not depend on how fast the machine is."""
@@ -17,7 +17,7 @@ import pytest
 CHILD = """
 import os, sys, threading, time
 from pathlib import Path
-from jobs.trainer.recipe import Stopped, StopSignals
+from jobs.trainer.stop import Stopped, StopSignals
 
 marks = Path(sys.argv[1])
 signals = StopSignals(grace_s={grace_s}, record_s=0.5)
