@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 
 import httpx
 import pytest
 
-from tests.e2e.jobs_support import job_status, put_demo_dataset, wait_for
+from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pids, wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -66,12 +65,6 @@ def test_real_job_streams_to_success(platform, client) -> None:
     assert done["fine_tuned_model"] and done["steps_completed"] == done["total_steps"]
 
 
-def _trainer_pid(job_id: str) -> int | None:
-    found = subprocess.run(["pgrep", "-f", f"jobs.trainer {job_id}"], capture_output=True, text=True, check=False)
-    pids = [int(pid) for pid in found.stdout.split()]
-    return pids[0] if pids else None
-
-
 def test_real_job_cancelled_mid_run(platform, client) -> None:
     dataset_id = put_demo_dataset(platform, client.uid, {"train": 400, "validation": 8, "test": 8})
     method = {**FAST, "supervised": {**FAST["supervised"], "hyperparameters": {"n_epochs": 5, "batch_size": 2}}}
@@ -81,7 +74,7 @@ def test_real_job_cancelled_mid_run(platform, client) -> None:
     wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}").json().get("steps_completed", 0) > 0, timeout_s=180)
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").status_code == 200
     wait_for(lambda: job_status(client, job_id) == "cancelled", timeout_s=120)
-    wait_for(lambda: _trainer_pid(job_id) is None, timeout_s=60)
+    wait_for(lambda: not trainer_pids(job_id), timeout_s=60)
 
 
 def test_killed_trainer_is_failed_by_the_reconciler(platform, client) -> None:
@@ -91,7 +84,7 @@ def test_killed_trainer_is_failed_by_the_reconciler(platform, client) -> None:
         "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-vision", "training_file": dataset_id, "method": method}
     ).json()["id"]
     wait_for(lambda: job_status(client, job_id) == "running", timeout_s=180)
-    pid = wait_for(lambda: _trainer_pid(job_id), timeout_s=30)
+    pid = wait_for(lambda: trainer_pids(job_id), timeout_s=30)[0]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: job_status(client, job_id) == "failed", timeout_s=60)
     error = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["error"]
