@@ -68,39 +68,41 @@ class StopSignals:
             stop = next((n for n in received if n in (signal.SIGTERM, signal.SIGINT)), None)
             if stop is not None:
                 self.signum = stop
+                # Its own thread, and every log line after it: a write to a stalled stdout must not
+                # hold back the exit.
+                threading.Thread(target=self._watchdog, args=(stop,), name="stop-watchdog", daemon=True).start()
                 log.warning("stop signal received", extra={"signal": signal.Signals(stop).name})
-                self._watchdog(stop)
                 return
 
     def _watchdog(self, signum: int) -> None:
         time.sleep(self.grace_s)
-        main = sys._current_frames().get(threading.main_thread().ident or 0)
-        where = "".join(traceback.format_stack(main, limit=4)) if main else "?"
-        log.warning(
-            f"still running {self.grace_s:g}s after {signal.Signals(signum).name}; the watchdog ends the attempt",
-            extra={"main_thread_at": where},
-        )
-        code = [128 + signum]
 
         def record() -> None:
-            code[0] = self.record(Stopped(signum))
+            main = sys._current_frames().get(threading.main_thread().ident or 0)
+            log.warning(
+                f"still running {self.grace_s:g}s after {signal.Signals(signum).name}; the watchdog ends the attempt",
+                extra={"main_thread_at": "".join(traceback.format_stack(main, limit=4)) if main else "?"},
+            )
+            self.record(Stopped(signum))
 
         recording = threading.Thread(target=record, name="stop-record", daemon=True)
         recording.start()
         recording.join(self.record_s)  # a write that hangs must not outlive the grace
-        os._exit(code[0])
+        # What the record said (the watchdog's or the main thread's), if one finished in time.
+        os._exit(self._exit_code if self._exit_code is not None else 128 + signum)
 
     def record(self, stopped: Stopped) -> int:
         """Record the stop once (the main thread at a safe point, or the watchdog) and return the exit
         status: what `recorder` says, 128 + the signal's number without one or when it fails."""
         with self._recording:
             if self._exit_code is None:
-                self._exit_code = 128 + stopped.signum
+                code = 128 + stopped.signum
                 if self.recorder is not None:
                     try:
-                        self._exit_code = self.recorder(stopped)
+                        code = self.recorder(stopped)
                     except Exception:
                         log.exception("could not record the stop")
+                self._exit_code = code
             return self._exit_code
 
     def check(self) -> None:
