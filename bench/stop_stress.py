@@ -117,21 +117,27 @@ def main() -> None:
     parser.add_argument("--tests", type=int, default=0, help="runs of the stop path's tests, before the trainer runs")
     parser.add_argument("--burners", type=int, default=2 * (os.cpu_count() or 1), help="busy processes alongside")
     args = parser.parse_args()
+    # Stopped itself (a `timeout`): end through the `finally` below, which stops the burners and emulators.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     with tempfile.TemporaryDirectory(prefix="runtune-stop-stress-") as tmp:
         os.environ["RUNTUNE_LOCAL_DIR"] = tmp
-        ensure_tiny_model(MODEL, tiny_dir(Path(tmp), MODEL))
-        print("starting the emulators...", flush=True)
-        emulators = start_emulators(project_id="demo-runtune-stop-stress", bucket="runtune-stop-stress")
+        emulators, project, bucket = None, "demo-runtune-stop-stress", "runtune-stop-stress"
+        if args.runs:
+            ensure_tiny_model(MODEL, tiny_dir(Path(tmp), MODEL))
+            print("starting the emulators...", flush=True)
+            emulators = start_emulators(project_id=project, bucket=bucket)
         burners = [multiprocessing.Process(target=_burn, daemon=True) for _ in range(args.burners)]
         try:
-            os.environ.update(emulators.endpoints.env())
+            if emulators is not None:
+                os.environ.update(emulators.endpoints.env())
             from runtune.adapters.firestore import FirestoreMetadataStore
             from runtune.adapters.gcs import GcsBlobStore
 
-            store = FirestoreMetadataStore.for_project(emulators.endpoints.project_id)
-            blobs = GcsBlobStore.for_bucket(emulators.endpoints.project_id, emulators.endpoints.bucket)
-            blobs.ensure_bucket()
+            store = FirestoreMetadataStore.for_project(project) if emulators else None
+            blobs = GcsBlobStore.for_bucket(project, bucket) if emulators else None
+            if blobs is not None:
+                blobs.ensure_bucket()
             for burner in burners:
                 burner.start()
             print(f"{args.burners} busy processes on {os.cpu_count()} CPUs; {args.runs} runs", flush=True)
@@ -147,7 +153,8 @@ def main() -> None:
         finally:
             for burner in burners:
                 burner.terminate()
-            emulators.stop()
+            if emulators is not None:
+                emulators.stop()
     passed = sum(outcome.passed for outcome in outcomes)
     latencies = sorted(outcome.latency_s for outcome in outcomes) or [0.0]
     print(

@@ -44,7 +44,7 @@ class StopSignals:
     inside gRPC's channel code or between a lock's acquire and its `try` leaves the client or the
     lock broken, and the stop's own writes (the cancel, the message) would then hang on them."""
 
-    def __init__(self, grace_s: float = 6.0, record_s: float = 3.0) -> None:
+    def __init__(self, grace_s: float = 5.0, record_s: float = 3.0) -> None:
         self.signum: int | None = None
         self.grace_s, self.record_s = grace_s, record_s
         self.recorder: Callable[[Stopped], int] | None = None  # set by `run`: records the stop, says the exit
