@@ -119,7 +119,7 @@ def processes_running(*words: str) -> dict[int, list[str]]:
         if not entry.name.isdigit():
             continue
         try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
             zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
         except OSError:  # it ended meanwhile
             continue

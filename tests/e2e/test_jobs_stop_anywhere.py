@@ -109,11 +109,14 @@ class TrainingService:
         cwd = os.readlink(f"/proc/{pid}/cwd")
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: pid not in processes_running("services.training.app:create_app", port), timeout_s=30)
-        with (self.log_dir / "training-restarted.log").open("ab") as log:
+        self.log = self.log_dir / "training-restarted.log"
+        with self.log.open("ab") as log:
             self.replacement = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, timeout_s=120)
 
     def _healthy(self) -> bool:
+        assert self.replacement is not None
+        assert self.replacement.poll() is None, f"the restarted service exited: {self.log.read_text()[-3000:]}"
         try:
             return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
         except httpx.HTTPError:
