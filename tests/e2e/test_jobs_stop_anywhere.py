@@ -158,4 +158,4 @@ def test_a_killed_training_service_and_trainer_leave_no_job_stuck(platform, clie
     assert "stopped" in _job(client, running)["error"]["message"]
     # The slot it held is free again: the waiting job is launched by the new service and succeeds.
     wait_for(lambda: job_status(client, waiting) == "succeeded", timeout_s=120)
-    assert not trainer_pids(running) and not trainer_pids(waiting)
+    wait_for(lambda: not trainer_pids(running) and not trainer_pids(waiting), timeout_s=60)  # exited, not lingering
