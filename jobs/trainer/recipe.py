@@ -18,14 +18,13 @@ import logging
 import math
 import os
 import resource
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from jobs.trainer.stop import Stopped, StopSignals
 from runtune.datasets.canonical import Example, read_split
 from runtune.logging import configure_logging
 from runtune.models.loading import load_processor, locate_weights
@@ -55,54 +54,6 @@ class TrainerError(Exception):
         self.code = code
 
 
-class Stopped(BaseException):
-    """SIGTERM (or SIGINT) arrived: Cloud Run stops a task this way at its timeout, at maintenance, and
-    when the jobs API cancels the execution. A BaseException, so no `except Exception` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StopSignals:
-    """Turns SIGTERM/SIGINT into `Stopped`, raised where the main thread is. Should library code
-    swallow it, the flag makes the next safe point raise it again, and a watchdog ends the job's
-    attempt itself if the trainer is still alive `grace_s` later (Cloud Run kills it 10 s after
-    SIGTERM): the job never keeps running on a trainer that was told to stop."""
-
-    def __init__(self, grace_s: float = 6.0) -> None:
-        self.signum: int | None = None
-        self.grace_s = grace_s
-        self.on_timeout: Any = None  # set by `run`: ends the attempt from the watchdog thread
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None:
-            return
-        self.signum = signum
-        threading.Thread(target=self._watchdog, name="stop-watchdog", daemon=True).start()
-        raise Stopped(signum)
-
-    def _watchdog(self) -> None:
-        time.sleep(self.grace_s)
-        code = 128 + (self.signum or signal.SIGTERM)
-        if self.on_timeout is not None:
-            try:
-                code = self.on_timeout(Stopped(self.signum or signal.SIGTERM))
-            except Exception:
-                log.exception("could not record the stop")
-        logging.shutdown()
-        os._exit(code)
-
-    def check(self) -> None:
-        """A safe point: raise `Stopped` if a signal came (and was swallowed on the way)."""
-        if self.signum is not None:
-            raise Stopped(self.signum)
-
-
 @dataclass
 class Environment:
     store: MetadataStore
@@ -129,7 +80,13 @@ def main(argv: list[str]) -> int:
         metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
     )
     env.signals.install()
-    return run(argv[0], env)
+    code = run(argv[0], env)
+    if env.signals.signum is not None:
+        # Stopped: end now, not after the interpreter's shutdown (which waits for library threads
+        # and atexit hooks, and during which the watchdog, a daemon thread, no longer runs).
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def run(job_id: str, env: Environment) -> int:
@@ -138,7 +95,7 @@ def run(job_id: str, env: Environment) -> int:
         log.error("job not found", extra={"job_id": job_id})
         return 3
     reporter = JobReporter(env.store, job_id, cancel_every_s=env.settings.stop_poll_s)
-    env.signals.on_timeout = lambda stopped: _stopped(reporter, stopped)
+    env.signals.recorder = lambda stopped: _stopped(reporter, stopped)
     job: Job | None = None
     try:
         job = Job.model_validate(document)
@@ -147,7 +104,7 @@ def run(job_id: str, env: Environment) -> int:
             return 0
         return train(job, env, reporter)
     except Stopped as stopped:
-        return _stopped(reporter, stopped)
+        return env.signals.record(stopped)
     except Exception as exc:  # every failure ends the job `failed`, never a silent exit
         error = describe_failure(exc, job)
         log.exception("training failed", extra={"job_id": job_id, "code": error.code})

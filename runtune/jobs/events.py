@@ -64,6 +64,23 @@ class JobEventLog:
         )
         return [JobEvent.model_validate(document) for _, document in rows]
 
+    def metrics(
+        self, job_id: str, *, after_step: int | None = None, to_step: int | None = None, limit: int
+    ) -> list[JobEvent]:
+        """Metrics events in step order, steps in (`after_step`, `to_step`], at most `limit`: one range
+        read on `data.step` (only metrics events have it; a single-field index serves it), however
+        long the log is."""
+        where = []
+        if after_step is not None:
+            where.append(Where("data.step", ">", after_step))
+        if to_step is not None:
+            where.append(Where("data.step", "<=", to_step))
+        rows = self._store.query(
+            f"{job_path(job_id)}/events", where=where, order_by=[OrderBy("data.step")], limit=limit
+        )
+        events = [JobEvent.model_validate(document) for _, document in rows]
+        return [event for event in events if event.type == "metrics"]
+
     def _append_batch(self, job_id: str, events: Sequence[NewEvent]) -> list[JobEvent]:
         if not events:
             return []

@@ -88,25 +88,28 @@ def list_checkpoints(job_id: str, user: CurrentUser, jobs: Jobs, page: Paginatio
     return ListPage[Checkpoint].from_overfetch(found[: page.limit + 1], page.limit)
 
 
+METRICS_PAGE = 1000
+METRICS_PAGE_MAX = 10_000
+
+
 @router.get("/{job_id}/metrics")
 def job_metrics(
     job_id: str,
     user: CurrentUser,
     jobs: Jobs,
-    from_step: Annotated[int, Query(ge=0)] = 0,
-    to_step: Annotated[int | None, Query(ge=0)] = None,
+    from_step: Annotated[int, Query(ge=0, description="First step (inclusive)")] = 0,
+    to_step: Annotated[int | None, Query(ge=0, description="Last step (inclusive)")] = None,
+    after_step: Annotated[int | None, Query(ge=0, description="Steps after this one (the next page)")] = None,
+    limit: Annotated[int, Query(ge=1, le=METRICS_PAGE_MAX, description="Points per page")] = METRICS_PAGE,
 ) -> dict[str, Any]:
-    """The training curve: one point per metrics event whose step is in [from_step, to_step]."""
+    """The training curve, one point per step in step order, a page at a time: `has_more` says a
+    later page exists, read it with `after_step` = the last point's step. Each call reads at most
+    `limit` + 1 events, however long the job ran."""
     jobs.jobs.get_owned(user.uid, job_id)
-    points = [
-        event.data
-        for event in jobs.events.read(job_id)
-        if event.type == "metrics"
-        and event.data is not None
-        and from_step <= int(event.data.get("step", 0))
-        and (to_step is None or int(event.data.get("step", 0)) <= to_step)
-    ]
-    return {"object": "list", "data": points, "has_more": False}
+    after = max(from_step - 1, after_step if after_step is not None else -1)
+    found = jobs.events.metrics(job_id, after_step=after if after >= 0 else None, to_step=to_step, limit=limit + 1)
+    points = [event.data for event in found if event.data is not None]
+    return {"object": "list", "data": points[:limit], "has_more": len(points) > limit}
 
 
 @router.get("/{job_id}/events")

@@ -1,10 +1,10 @@
-"""Helpers for the jobs tests: ready datasets and polling."""
+"""Helpers for the jobs tests: ready datasets, jobs left mid-launch, trainer processes and polling."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -49,13 +49,6 @@ def job_status(client: httpx.Client, job_id: str) -> str:
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
 
 
-def trainer_pid(job_id: str) -> int | None:
-    """The pid of the local trainer process of this job (the local launcher's execution), if any."""
-    found = subprocess.run(["pgrep", "-f", f"jobs.trainer {job_id}"], capture_output=True, text=True, check=False)
-    pids = [int(pid) for pid in found.stdout.split()]
-    return pids[0] if pids else None
-
-
 def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -> str:
     """The generated demo classification set, written as the preprocessing service would leave it."""
     from runtune.adapters.firestore import FirestoreMetadataStore
@@ -80,3 +73,61 @@ def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -
         )
         FirestoreMetadataStore.for_project(platform.project_id).set(f"datasets/{dataset_id}", dataset.to_document())
     return dataset_id
+
+
+def claimed_launch(
+    platform, uid: str, dataset_id: str, *, attempts: int, claimed_s_ago: float = 3600, script: str = "succeed"
+) -> str:
+    """A job as a training service leaves it between the launch claim and storing the execution
+    (killed there, when the claim is old; still launching, when it is fresh): queued,
+    `execution_name` "launching", the claim `claimed_s_ago` old."""
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.schemas.jobs import CreateJobRequest, Job, JobPhase, JobStatus
+    from services.training.repository import JobRepository
+
+    model = "tiny-gemma-3-vision"
+    request = CreateJobRequest(model=model, training_file=dataset_id, metadata={"script": script})
+    job = Job(
+        id=new_id("ftjob"),
+        owner=uid,
+        model=model,
+        training_file=dataset_id,
+        hyperparameters={"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
+        options=request.method.supervised.runtune,
+        metadata={"script": script},
+        status=JobStatus.queued,
+        phase=JobPhase.launching,
+        gpu="nvidia-l4",
+        execution_name="launching",
+        heartbeat_at=time.time() - claimed_s_ago,
+        runtune={"launch_attempts": attempts},
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in platform.emulator_env.items():
+            patch.setenv(name, value)
+        JobRepository(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
+    return job.id
+
+
+TRAINER_MODULES = ("jobs.trainer", "tests.e2e.scripted_trainer")
+
+
+def processes_running(*words: str) -> dict[int, list[str]]:
+    """Live processes (pid -> argv) whose command line holds every one of `words` (Linux: /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:  # it ended meanwhile
+            continue
+        if not zombie and all(word in argv for word in words):
+            found[int(entry.name)] = argv
+    return found
+
+
+def trainer_pids(job_id: str) -> list[int]:
+    """The live trainer processes (real or scripted) of a job, whoever launched them."""
+    return sorted(pid for module in TRAINER_MODULES for pid in processes_running(module, job_id))

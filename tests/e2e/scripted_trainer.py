@@ -6,7 +6,10 @@ flag; its first event names the Cloud Run job it runs as) with a behaviour picke
 - `succeed`: run 6 steps, write metrics events and a model checkpoint, end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
 - `crash`: report `running`, then exit 3 without finishing the job;
-- `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it.
+- `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it;
+- `hold:<phase>` (`loading_model`, `preparing_data`, `training`, `evaluating`, `exporting`): show that
+  phase and stay in it, heartbeating, the cancel flag unread, until stopped: a trainer busy where it
+  has no safe point, which only the jobs API's stop of the execution (SIGTERM) ends.
 
 A job without `metadata.script` is handed to the real trainer (`python -m jobs.trainer`).
 
@@ -54,6 +57,12 @@ def main(job_id: str) -> int:
     )
     if script == "crash":
         return 3
+    if script.startswith("hold:"):
+        report(phase=JobPhase(script.removeprefix("hold:")).value)
+        events.add(job_id, f"Holding in {script.removeprefix('hold:')}")
+        while True:
+            time.sleep(1)
+            report()
     if script == "hang":
         time.sleep(600)
         return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from runtune import serving
 from runtune.schemas import DatasetStatus
-from tests.e2e.jobs_support import job_status, put_dataset, wait_for
+from tests.e2e.jobs_support import claimed_launch, job_status, put_dataset, wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -58,6 +57,11 @@ def test_job_runs_to_success_with_events_metrics_and_a_checkpoint(platform, user
     assert [c["step_number"] for c in checkpoints["data"]] == [3]
     metrics = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"from_step": 2, "to_step": 4}).json()
     assert [point["step"] for point in metrics["data"]] == [2, 3, 4]
+    # A page at a time: the next page starts after the last point's step.
+    first = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"limit": 4}).json()
+    assert [point["step"] for point in first["data"]] == [1, 2, 3, 4] and first["has_more"] is True
+    rest = client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"limit": 4, "after_step": 4}).json()
+    assert [point["step"] for point in rest["data"]] == [5, 6] and rest["has_more"] is False
 
 
 def test_events_stream_over_sse_and_resume_with_last_event_id(platform, user, client) -> None:
@@ -163,46 +167,15 @@ def test_a_job_cancelled_right_after_it_was_created_ends_cancelled(platform, use
     wait_for(lambda: job_status(client, last) == "succeeded")
 
 
-def _claimed_never_stored(platform, uid: str, dataset_id: str, attempts: int) -> str:
-    """A job as a training service leaves it when it is killed between the launch claim and storing
-    the execution: queued, `execution_name` "launching", the claim an hour old."""
-    from runtune.adapters.firestore import FirestoreMetadataStore
-    from runtune.schemas.common import new_id
-    from runtune.schemas.jobs import CreateJobRequest, Job, JobPhase, JobStatus
-    from services.training.repository import JobRepository
-
-    request = CreateJobRequest(model=MODEL, training_file=dataset_id, metadata={"script": "succeed"})
-    job = Job(
-        id=new_id("ftjob"),
-        owner=uid,
-        model=MODEL,
-        training_file=dataset_id,
-        hyperparameters={"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
-        options=request.method.supervised.runtune,
-        metadata={"script": "succeed"},
-        status=JobStatus.queued,
-        phase=JobPhase.launching,
-        gpu="nvidia-l4",
-        execution_name="launching",
-        heartbeat_at=time.time() - 3600,
-        runtune={"launch_attempts": attempts},
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in platform.emulator_env.items():
-            patch.setenv(name, value)
-        JobRepository(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
-    return job.id
-
-
 def test_a_launch_claimed_but_never_stored_is_launched_again(platform, user, client) -> None:
     dataset_id = put_dataset(platform, user["uid"])
-    job_id = _claimed_never_stored(platform, user["uid"], dataset_id, attempts=1)
+    job_id = claimed_launch(platform, user["uid"], dataset_id, attempts=1)
     wait_for(lambda: job_status(client, job_id) == "succeeded")
     events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
     assert "The launch was interrupted; launching again" in [event["message"] for event in events]
 
     other = sign_up(platform.auth_host)
-    given_up = _claimed_never_stored(platform, other["uid"], put_dataset(platform, other["uid"]), attempts=3)
+    given_up = claimed_launch(platform, other["uid"], put_dataset(platform, other["uid"]), attempts=3)
     with httpx.Client(
         base_url=platform.gateway_url, headers={"authorization": f"Bearer {other['id_token']}"}, timeout=30
     ) as theirs:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from runtune.cli.main import app
 from runtune.schemas import DatasetStatus
-from tests.e2e.jobs_support import put_dataset, put_demo_dataset, trainer_pid, wait_for
+from tests.e2e.jobs_support import put_dataset, put_demo_dataset, trainer_pids, wait_for
 from tests.support import sign_up
 
 # The real trainer runs twice (before and after the pause) on a machine that may be busy.
@@ -61,7 +61,7 @@ def test_pause_mid_training_then_resume_to_success_with_step_continuity(platform
     assert asked.id == job.id and asked.status == "running"  # until the trainer has checkpointed
     wait_for(lambda: _status(sdk, job.id) == "paused", timeout_s=120)
     assert sdk.fine_tuning.jobs.pause(job.id).status == "paused"  # idempotent
-    wait_for(lambda: trainer_pid(job.id) is None, timeout_s=60)  # no execution runs
+    wait_for(lambda: not trainer_pids(job.id), timeout_s=60)  # no execution runs
     step, total = _extra(sdk, job.id)["steps_completed"], _extra(sdk, job.id)["total_steps"]
     assert 0 < step < total == 24
     # The user's one slot (RUNTUNE_MAX_RUNNING_JOBS_PER_USER=1) is free: another job runs meanwhile.

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pid, wait_for
+from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pids, wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -98,7 +98,7 @@ def test_real_job_cancelled_mid_run(platform, client) -> None:
     wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}").json().get("steps_completed", 0) > 0, timeout_s=180)
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").status_code == 200
     wait_for(lambda: job_status(client, job_id) == "cancelled", timeout_s=120)
-    wait_for(lambda: trainer_pid(job_id) is None, timeout_s=60)
+    wait_for(lambda: not trainer_pids(job_id), timeout_s=60)
 
 
 def test_killed_trainer_is_failed_by_the_reconciler(platform, client) -> None:
@@ -108,7 +108,7 @@ def test_killed_trainer_is_failed_by_the_reconciler(platform, client) -> None:
         "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-vision", "training_file": dataset_id, "method": method}
     ).json()["id"]
     wait_for(lambda: job_status(client, job_id) == "running", timeout_s=180)
-    pid = wait_for(lambda: trainer_pid(job_id), timeout_s=30)
+    pid = wait_for(lambda: trainer_pids(job_id), timeout_s=30)[0]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: job_status(client, job_id) == "failed", timeout_s=60)
     error = client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["error"]

@@ -47,3 +47,24 @@ def test_reading_pages_both_ways(emulators) -> None:
     assert [e.message for e in log.read(job_id, after_seq=2)] == ["e3", "e4"]
     assert [e.message for e in log.read(job_id, after_seq=2, newest_first=True)] == ["e1", "e0"]
     assert [e.message for e in log.read(job_id, limit=2, newest_first=True)] == ["e4", "e3"]
+
+
+def test_metrics_are_read_a_page_at_a_time_in_step_order_with_no_composite_index(emulators) -> None:
+    from runtune.indexes import uncovered
+
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    job_id = f"ftjob-{uuid.uuid4().hex[:12]}"
+    log = JobEventLog(store)
+    for step in range(1, 26):  # messages between the metrics, as the trainer writes them
+        log.append(job_id, [NewEvent(f"Step {step}", type="metrics", data={"step": step}), NewEvent("tick")])
+    pages, after = [], None
+    while True:
+        page = log.metrics(job_id, after_step=after, limit=10)
+        if not page:
+            break
+        pages.append([event.data["step"] for event in page])
+        after = page[-1].data["step"]
+    assert pages == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26))]
+    assert [e.data["step"] for e in log.metrics(job_id, after_step=4, to_step=7, limit=100)] == [5, 6, 7]
+    shapes = [shape for shape in store.query_shapes if shape.collection == "events"]
+    assert shapes and [uncovered(shape) for shape in shapes] == [None] * len(shapes)
