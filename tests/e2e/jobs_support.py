@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from runtune.schemas import Dataset, DatasetStatus, TaskKind
-from runtune.schemas.common import new_id
+from runtune.schemas.common import new_id, now_ts
+from runtune.schemas.datasets import Progress
 
 
 def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.ready, modality: str = "vision") -> str:
@@ -28,6 +29,13 @@ def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.rea
         splits={"train": 40, "validation": 10, "test": 10},
         labels=["cat", "dog"],
     )
+    if status is DatasetStatus.processing:
+        # Held mid-launch (a claim the preprocessing service leaves alone for 15 minutes): without it the
+        # service would launch an ingestion for this document, which has no input, and fail it, at a
+        # moment that depends on the machine's speed.
+        dataset = dataset.model_copy(
+            update={"execution_name": "launching", "progress": Progress(phase="launching", updated_at=now_ts())}
+        )
     with pytest.MonkeyPatch.context() as patch:
         for name, value in platform.emulator_env.items():
             patch.setenv(name, value)

@@ -428,10 +428,14 @@ def test_the_job_service_runs_the_trainer_job_of_the_gpu_the_estimate_chose(
     server, _ = fake
     store, service = _job_service(emulators, launcher)
     uid = f"user-{uuid.uuid4().hex[:8]}"
-    created = service.create(uid, CreateJobRequest(model=model, training_file=_ready_dataset(store, uid)), None)
+    # Batch 4: a 27B-class run that does not fit an L4 (at `auto`'s batch 1 it would).
+    request = CreateJobRequest.model_validate(
+        {"model": model, "training_file": _ready_dataset(store, uid), "hyperparameters": {"batch_size": 4}}
+    )
+    created = service.create(uid, request, None)
 
     assert created.gpu == gpu
-    # A 27B-class model never reaches the L4's job: the estimate put it on the RTX PRO 6000.
+    # A 27B-class model at batch 4 never reaches the L4's job: the estimate put it on the RTX PRO 6000.
     assert _runs(server) == [f"{job}:run"]
     stored = service.jobs.get(created.id)
     assert stored is not None and stored.execution_name == f"{JOBS}/{job}/executions/{job}-abc12"
@@ -447,7 +451,13 @@ def test_jobs_stored_without_a_gpu_are_estimated_again_at_launch(emulators, fake
     for owner_service, expected in ((service, ["runtune-trainer-rtx-pro-6000:run"]), (l4_only, [])):
         uid = f"user-{uuid.uuid4().hex[:8]}"
         # As a job document written before the GPU was recorded: no `gpu` field at all.
-        job = Job(id=f"ftjob-{uuid.uuid4().hex[:12]}", owner=uid, model=LARGE, training_file=_ready_dataset(store, uid))
+        job = Job(
+            id=f"ftjob-{uuid.uuid4().hex[:12]}",
+            owner=uid,
+            model=LARGE,
+            training_file=_ready_dataset(store, uid),
+            hyperparameters={"batch_size": 4},  # does not fit an L4 (see above)
+        )
         document = job.model_copy(update={"status": JobStatus.queued}).to_document()
         document.pop("gpu")
         store.set(f"jobs/{job.id}", document)
