@@ -184,9 +184,9 @@ def _copy_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, bu
     try:
         with zf.open(info) as source:
             _copy(source, target, budget)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         # A corrupt deflate stream (zlib.error), a bad CRC, an unknown compression method: the
-        # entry's fault, so the message names it.
+        # entry's fault, so the message names it. (Encrypted entries are refused before this.)
         raise DataError(
             f"archive entry '{info.filename}' is corrupt or unsupported ({exc})", where, code="invalid_archive"
         ) from exc

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from runtune.schemas import DatasetStatus
-from tests.browser.conftest import LAPTOP
+from tests.browser.conftest import LAPTOP, sign_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -29,11 +29,7 @@ def test_pause_resume_and_cancel_buttons_follow_the_status(ui_platform, browser,
     page = context.new_page()
     page.set_default_timeout(20_000)
     try:
-        page.goto(ui_platform.url)
-        page.get_by_label("Email").fill(user["email"])
-        page.get_by_label("Password").fill("pause-password")
-        page.get_by_role("button", name="Sign in").last.click()
-        page.get_by_test_id("account-email").wait_for()
+        sign_in(page, ui_platform.url, user["email"], "pause-password")
         page.goto(f"{ui_platform.url}/runs/{job_id}")
         status = page.locator(".run-status .status")
         page.locator(".run-status .status-validating_files").wait_for()

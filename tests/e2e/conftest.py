@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from openai import OpenAI
 
 from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.dev.processes import ManagedProcess, free_port
 from runtune.internal_auth import token_sha256
 from runtune.settings import REPO_ROOT
+from tests.support import sign_up
 
 QUERY_LOG = "firestore-query-shapes.jsonl"
 
@@ -137,3 +139,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
         for process in reversed(extras):
             process.stop()
         running.stop()
+
+
+# A fresh account per test (no state shared between tests), and the unmodified `openai` SDK signed in as it.
+@pytest.fixture
+def user(platform) -> dict[str, str]:
+    return sign_up(platform.auth_host)
+
+
+@pytest.fixture
+def sdk(platform, user) -> OpenAI:
+    return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)

@@ -10,19 +10,8 @@ from openai import OpenAI
 from tests.datasets.builders import colour_chat_jsonl
 from tests.datasets.client import api
 from tests.e2e.jobs_support import wait_for
-from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
-
-
-@pytest.fixture
-def user(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
-def sdk(platform, user) -> OpenAI:
-    return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)
 
 
 def _processed(sdk: OpenAI, file_id: str) -> None:

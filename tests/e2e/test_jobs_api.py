@@ -19,11 +19,6 @@ MODEL = "tiny-gemma-3-vision"
 
 
 @pytest.fixture
-def user(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
 def client(platform, user) -> httpx.Client:
     with httpx.Client(
         base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from runtune.internal_auth import USER_ID_HEADER, token_sha256
 from runtune.settings import ServiceSettings
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
-from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
@@ -26,11 +25,6 @@ SMALL = "tiny-gemma-3-vision"
 LARGE = "google/gemma-3-27b-it"
 BATCH_4 = {"batch_size": 4}
 L4, RTX = "nvidia-l4", "nvidia-rtx-pro-6000"
-
-
-@pytest.fixture
-def user(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
 
 
 @pytest.fixture

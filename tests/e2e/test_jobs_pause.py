@@ -33,16 +33,6 @@ METHOD = {
 }
 
 
-@pytest.fixture
-def user(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
-def sdk(platform, user) -> OpenAI:
-    return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)
-
-
 def _status(sdk: OpenAI, job_id: str) -> str:
     return sdk.fine_tuning.jobs.retrieve(job_id).status
 

@@ -14,16 +14,6 @@ from tests.support import sign_up
 pytestmark = pytest.mark.platform
 
 
-@pytest.fixture
-def user(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
-def sdk(platform, user) -> OpenAI:
-    return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)
-
-
 def test_fine_tuning_jobs_through_the_sdk(platform, user, sdk: OpenAI) -> None:
     dataset_id = put_dataset(platform, user["uid"])
     job = sdk.fine_tuning.jobs.create(
