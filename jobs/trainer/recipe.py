@@ -25,12 +25,15 @@ from typing import Any
 import torch
 
 from jobs.trainer.stop import Stopped, StopSignals
+from runtune import owned
+from runtune.blob_layout import job_prefix
 from runtune.datasets.canonical import Example, read_split
 from runtune.logging import configure_logging
 from runtune.models.loading import load_processor, locate_weights
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
-from runtune.schemas import Dataset, Job, JobPhase, JobStatus, TaskKind
+from runtune.ports.secrets import SecretStore
+from runtune.schemas import Job, JobPhase, JobStatus, TaskKind
 from runtune.schemas.common import ApiError
 from runtune.schemas.jobs import job_path, tuned_model_id
 from runtune.settings import CommonSettings, SettingsError
@@ -59,6 +62,8 @@ class Environment:
     store: MetadataStore
     blobs: BlobStore
     settings: CommonSettings
+    # The users' tokens (Hugging Face, W&B): Secret Manager in the cloud, the local file store locally.
+    secrets: SecretStore
     execution: str | None = field(default_factory=lambda: os.environ.get("CLOUD_RUN_EXECUTION"))
     attempt: int = field(default_factory=lambda: int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0))
     signals: StopSignals = field(default_factory=StopSignals)
@@ -74,10 +79,13 @@ def main(argv: list[str]) -> int:
         print(f"trainer: invalid configuration: {exc}", flush=True)
         return 2
     configure_logging("trainer", settings.log_level)
-    from runtune.wiring import blob_store, metadata_store
+    from runtune.wiring import blob_store, metadata_store, secret_store
 
     env = Environment(
-        metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
+        metadata_store(settings, deployable="trainer"),
+        blob_store(settings, deployable="trainer"),
+        settings,
+        secret_store(settings, deployable="trainer"),
     )
     env.signals.install()
     code = run(argv[0], env)
@@ -90,6 +98,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(job_id: str, env: Environment) -> int:
+    # The document itself, validated below: one that is no valid job is recorded failed (invalid_job).
     document = env.store.get(job_path(job_id))
     if document is None:
         log.error("job not found", extra={"job_id": job_id})
@@ -164,15 +173,14 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         return 0
 
     # -- config: resolved and validated all at once, before any model loads --------------------
-    dataset_doc = env.store.get(f"datasets/{job.training_file}")
-    if dataset_doc is None:
+    dataset = owned.datasets(env.store).find_owned(job.owner, job.training_file)
+    if dataset is None:
         raise TrainerError(
             "invalid_dataset", f"Dataset '{job.training_file}' does not exist (deleted?); upload it again"
         )
-    dataset = Dataset.model_validate(dataset_doc)
     config = resolve(job, dataset)
     spec = config.spec
-    prefix = checkpoints.job_prefix(config.owner, config.job_id)
+    prefix = job_prefix(config.owner, config.job_id)
     env.blobs.upload_bytes(
         prefix + "config.json", config.model_dump_json(indent=2).encode(), content_type="application/json"
     )
@@ -183,14 +191,14 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         config=config.model_dump(mode="json"),
         blobs=env.blobs,
         prefix=prefix,
-        secret=lambda name: user_secret(env.settings, config.owner, name),
+        secret=lambda name: env.secrets.get(config.owner, name),
         warn=lambda text: reporter.message(text, level="warn"),
     )
     reporter.on_close(trackers.close)
 
     # -- setup: processor, base model, adapters --------------------------------------------------
     reporter.phase(JobPhase.loading_model, f"Loading {spec.id} for {config.method}")
-    token = hugging_face_token(env.settings, config.owner) if not spec.is_tiny else None
+    token = hugging_face_token(env.secrets, config.owner) if not spec.is_tiny else None
     weights_path, processor, base = load_model(spec, config, env, token)
     fmt = ChatFormat(spec, processor)
     model = setup.prepare(base, config)
@@ -400,7 +408,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             token=token,
         )
     if config.push_to_hub:
-        hub_token = hugging_face_token(env.settings, config.owner)
+        hub_token = hugging_face_token(env.secrets, config.owner)
         locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
     reporter.finish(
         JobStatus.succeeded,
@@ -450,9 +458,9 @@ def save_model_checkpoint(
         step=step,
         metrics=metrics,
     )
-    best = model_checkpoints.best(model_checkpoints.listed(env.store, config.job_id))
+    best = model_checkpoints.best([stored.checkpoint for stored in owned.JobCheckpoints(env.store).list(config.job_id)])
     if best is not None:
-        reporter.update(best_checkpoint=best["fine_tuned_model_checkpoint"])
+        reporter.update(best_checkpoint=best.fine_tuned_model_checkpoint)
     reporter.message(f"Model checkpoint {saved.fine_tuned_model_checkpoint} saved")
 
 
@@ -519,18 +527,11 @@ def peak_memory_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)  # KiB -> GiB
 
 
-def hugging_face_token(settings: CommonSettings, owner: str) -> str | None:
-    """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it)."""
-    return user_secret(settings, owner, "hf_token") or user_secret(settings, owner, "huggingface")
-
-
-def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
-    """One of the user's secrets (`hf_token`, `wandb`) from the secrets port: never logged, never in
-    the job document, never in the launch's environment."""
-    from runtune.wiring import secret_store
-
-    store = secret_store(settings, deployable="trainer")
-    return store.get(owner, name)
+def hugging_face_token(secrets: SecretStore, owner: str) -> str | None:
+    """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it). Users'
+    secrets come from the secrets port only: never logged, never in the job document, never in the
+    launch's environment."""
+    return secrets.get(owner, "hf_token") or secrets.get(owner, "huggingface")
 
 
 def finite(value: Any) -> Any:

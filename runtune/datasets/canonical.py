@@ -1,7 +1,7 @@
 """The canonical dataset format (DESIGN.md section 4), shared by the preprocessing service that
 writes it and the trainer and evaluators that read it.
 
-Parquet shards per split at `users/{uid}/datasets/{dataset_id}/{split}-NNNNN.parquet`, one row per
+Parquet shards per split at `{dataset_prefix}{split}-NNNNN.parquet` (runtune.blob_layout), one row per
 example in the TRL vision layout:
 
 - `messages`: the chat, each message `{"role", "content": [{"type": "text", "text"} | {"type": "image"}]}`;
@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runtune.blob_layout import dataset_prefix
 from runtune.ports.blobs import BlobStore
 
 SPLITS = ("train", "validation", "test")
@@ -84,24 +85,6 @@ class Example:
             image_paths=paths if any(path is not None for path in paths) else [],
             label=row.get("label"),
         )
-
-
-def dataset_prefix(uid: str, dataset_id: str) -> str:
-    return f"users/{uid}/datasets/{dataset_id}/"
-
-
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_filename(filename: str) -> str:
-    """The last path component with only safe characters: names never address other objects."""
-    name = _UNSAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "upload"
-    return name[-150:]
-
-
-def source_path(uid: str, dataset_id: str, filename: str) -> str:
-    """Where a dataset keeps its own copy of its source file (inside its prefix, so delete removes it)."""
-    return f"{dataset_prefix(uid, dataset_id)}source/{safe_filename(filename)}"
 
 
 def shard_path(uid: str, dataset_id: str, split: str, index: int) -> str:

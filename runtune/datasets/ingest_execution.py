@@ -30,7 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
-from runtune.datasets.canonical import dataset_prefix, source_path
+from runtune.blob_layout import dataset_prefix, source_path
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor, IngestResult, ProgressFn
 from runtune.datasets.problems import DataError

@@ -13,12 +13,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from runtune.blob_layout import dataset_prefix
 from runtune.datasets.canonical import (
     SCHEMA,
     SHARD_MAX_BYTES,
     SHARD_MAX_ROWS,
     Example,
-    dataset_prefix,
     shard_path,
     table_of,
 )

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from runtune import quotas
-from runtune.datasets.canonical import SHARD_PATTERN, dataset_prefix
+from runtune.blob_layout import dataset_prefix, safe_filename, source_path, upload_folder, upload_prefix
+from runtune.datasets.canonical import SHARD_PATTERN
 from runtune.datasets.detect import check_supported
 from runtune.datasets.ingest_execution import describe_stop, launch_failed, never_started
 from runtune.datasets.limits import DatasetLimits
@@ -36,12 +37,6 @@ from runtune.schemas.datasets import (
     TaskKind,
     Upload,
     UploadStatus,
-)
-from services.preprocessing.repository import (
-    safe_filename,
-    source_path,
-    upload_folder,
-    upload_prefix,
 )
 
 log = logging.getLogger("runtune.preprocessing")
@@ -138,7 +133,7 @@ class DatasetService:
 
     def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
         upload = self.uploads.get_owned(uid, upload_id)
-        self._blobs.delete_prefix(upload_folder(upload))
+        self._blobs.delete_prefix(upload_folder(upload.object_path))
         self.uploads.delete(upload_id)
         return {"id": upload_id, "object": "upload.deleted", "deleted": True}
 
@@ -391,7 +386,7 @@ class DatasetService:
         upload = self.uploads.find_owned(uid, upload_id) if upload_id else None
         if upload is not None:
             # The upload was consumed by this dataset: it goes with it (unless its TTL took it already).
-            self._blobs.delete_prefix(upload_folder(upload))
+            self._blobs.delete_prefix(upload_folder(upload.object_path))
             self.uploads.delete(upload.id)
         if dataset.status is DatasetStatus.processing:
             self.dispatch()  # its slot (or its place in the queue) is free

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runtune import quotas, serving
+from runtune import owned, quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
 from runtune.estimate import GPU_NAMES, Estimate, estimate
 from runtune.jobs import hyperparameters
@@ -73,10 +73,8 @@ class JobService:
         offered_gpus: Sequence[str] | None = None,
         quotas: Quotas | None = None,
     ) -> None:
-        from services.training.repository import JobRepository
-
         self._store = store
-        self.jobs = JobRepository(store)
+        self.jobs = owned.jobs(store)
         self.events = JobEventLog(store)
         self._launcher = launcher
         self._policy = policy
@@ -229,7 +227,7 @@ class JobService:
             where = f" ({exc.param})" if exc.param else ""
             self._fail(job.id, exc.code or "invalid_request", f"{exc.message}{where}", exc.param)
             return
-        updated = self.jobs.update(
+        updated = self.jobs.update_if(
             job.id,
             lambda current: (
                 current.model_copy(
@@ -358,7 +356,7 @@ class JobService:
 
     def dispatch(self, uid: str) -> None:
         """Launch the user's oldest queued jobs while they have free slots; the rest wait in order."""
-        active = self.jobs.with_status(list(_ACTIVE), owner=uid)
+        active = self.jobs.where_in("status", [status.value for status in _ACTIVE], owner=uid)
         launched = [job for job in active if job.status is JobStatus.running or job.execution_name]
         waiting = [job for job in active if job.status is JobStatus.queued and not job.execution_name]
         for job in waiting[: max(0, self._policy.max_running_per_user - len(launched))]:
@@ -375,7 +373,7 @@ class JobService:
                 update={"execution_name": LAUNCHING, "phase": JobPhase.launching, "heartbeat_at": time.time()}
             )
 
-        if self.jobs.update(job.id, claim) is None:
+        if self.jobs.update_if(job.id, claim) is None:
             return
         try:
             gpu = self._gpu_for(job)
@@ -390,7 +388,7 @@ class JobService:
             log.exception("launch failed", extra={"job_id": job.id})
             self._fail(job.id, "launch_failed", f"The trainer could not be started: {exc}")
             return
-        stored = self.jobs.update(
+        stored = self.jobs.update_if(
             job.id,
             lambda current: current.model_copy(
                 update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu}
@@ -416,7 +414,7 @@ class JobService:
                 update |= {"status": JobStatus.cancelled, "finished_at": now_ts(), "seconds_remaining": None}
             return current.model_copy(update=update)
 
-        job = self.jobs.update(job_id, request_cancel) or job
+        job = self.jobs.update_if(job_id, request_cancel) or job
         if job.execution_name and job.execution_name != LAUNCHING and not job.status.is_terminal:
             # The trainer notices the flag at its next safe point and ends the job `cancelled`;
             # stopping the execution covers a trainer that is stuck.
@@ -442,7 +440,7 @@ class JobService:
             # Nothing trains yet (waiting for its files, queued, claimed or launched but not started).
             return current.model_copy(update={"status": JobStatus.paused, "seconds_remaining": None})
 
-        changed = self.jobs.update(job_id, request_pause)
+        changed = self.jobs.update_if(job_id, request_pause)
         if changed is None:
             return self._check_pausable(self.jobs.get_owned(uid, job_id))
         if changed.status is JobStatus.paused:
@@ -474,7 +472,7 @@ class JobService:
                 }
             )
 
-        resumed = self.jobs.update(job_id, unpause)
+        resumed = self.jobs.update_if(job_id, unpause)
         if resumed is None:
             current = self.jobs.get_owned(uid, job_id)
             _refuse_ended(current)
@@ -504,7 +502,7 @@ class JobService:
         now = time.time() if now is None else now
         ended = []
         owners = set()
-        for job in self.jobs.with_status([JobStatus.validating_files, *_ACTIVE]):
+        for job in self.jobs.where_in("status", [status.value for status in (JobStatus.validating_files, *_ACTIVE)]):
             owners.add(job.owner)
             try:
                 if self._reconcile_one(job, now):
@@ -570,7 +568,7 @@ class JobService:
                 }
             )
 
-        if self.jobs.update(job.id, release) is not None:
+        if self.jobs.update_if(job.id, release) is not None:
             self._event(job.id, "The launch was interrupted; launching again", level="warn")
         return False
 
@@ -614,7 +612,7 @@ class JobService:
                 update={"status": JobStatus.paused, "pause_requested": False, "seconds_remaining": None}
             )
 
-        if self.jobs.update(job.id, mark) is not None:
+        if self.jobs.update_if(job.id, mark) is not None:
             self._event(job.id, "Job paused (the trainer stopped before it recorded the pause)")
         return False
 
@@ -626,7 +624,7 @@ class JobService:
                 return None
             return current.model_copy(update={"status": status})
 
-        return self.jobs.update(job_id, apply)
+        return self.jobs.update_if(job_id, apply)
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         self._finish(job_id, JobStatus.failed, ApiError(code=code, message=message, param=param), message)
@@ -641,7 +639,7 @@ class JobService:
                 update={"status": status, "error": error, "finished_at": now_ts(), "seconds_remaining": None}
             )
 
-        if self.jobs.update(job_id, apply) is not None:
+        if self.jobs.update_if(job_id, apply) is not None:
             self._event(job_id, message, level="error" if status is JobStatus.failed else "info")
 
     def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:

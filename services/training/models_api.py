@@ -34,7 +34,7 @@ def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     base = [base_model_object(spec, jobs.profile) for spec in registry.MODELS.values()]
     tuned = [
         tuned_model_object(job)
-        for job in jobs.jobs.with_status([JobStatus.succeeded], owner=user.uid)
+        for job in jobs.jobs.where_in("status", [JobStatus.succeeded.value], owner=user.uid)
         if job.fine_tuned_model and not job.model_deleted_at
     ]
     return {"object": "list", "data": base + tuned}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import Environment, run
+from runtune import wiring
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor
@@ -87,7 +88,13 @@ def test_auto_learns_three_colours_from_36_chat_examples(store: Any, blobs: Any,
     )
     store.set(job_path(job.id), job.to_document())
 
-    env = Environment(PermittedMetadataStore(store, "trainer"), PermittedBlobStore(blobs, "trainer"), CommonSettings())
+    settings = CommonSettings()
+    env = Environment(
+        PermittedMetadataStore(store, "trainer"),
+        PermittedBlobStore(blobs, "trainer"),
+        settings,
+        wiring.secret_store(settings, deployable="trainer"),
+    )
     assert run(job.id, env) == 0
     done = store.get(job_path(job.id))
     assert done["status"] == "succeeded", done.get("error")

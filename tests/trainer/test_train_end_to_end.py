@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import Environment, run
+from runtune import wiring
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
@@ -37,7 +38,13 @@ def _demo(store: Any, blobs: Any, modality: str, counts: dict[str, int]) -> str:
 def _run(store: Any, blobs: Any, job_id: str) -> tuple[int, dict[str, Any]]:
     # With the trainer's cloud rights only, as `python -m jobs.trainer` has them locally (the
     # fixtures write the job and its dataset with none of those limits).
-    env = Environment(PermittedMetadataStore(store, "trainer"), PermittedBlobStore(blobs, "trainer"), CommonSettings())
+    settings = CommonSettings()
+    env = Environment(
+        PermittedMetadataStore(store, "trainer"),
+        PermittedBlobStore(blobs, "trainer"),
+        settings,
+        wiring.secret_store(settings, deployable="trainer"),
+    )
     code = run(job_id, env)
     return code, store.get(job_path(job_id))
 
