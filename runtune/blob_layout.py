@@ -78,6 +78,8 @@ def source_path(uid: str, dataset_id: str, filename: str) -> str:
 
 
 def job_prefix(uid: str, job_id: str) -> str:
+    """Everything of one job: its resolved config, TensorBoard files, resume states and model. An
+    adapter path read from a document is trusted only inside it (runtune.inference.models)."""
     return f"{user_prefix(uid)}jobs/{job_id}/"
 
 
@@ -109,6 +111,7 @@ def evaluation_prefix(uid: str, evaluation_id: str) -> str:
 
 
 def predictions_path(uid: str, evaluation_id: str) -> str:
+    """One JSON line per sample: its expected answer and each model's prediction (`GET .../predictions`)."""
     return f"{evaluation_prefix(uid, evaluation_id)}predictions.jsonl"
 
 
@@ -117,6 +120,7 @@ def vibe_check_prefix(uid: str, check_id: str) -> str:
 
 
 def vibe_image_path(uid: str, check_id: str, index: int, extension: str) -> str:
+    """A prompt's image: its document keeps the path, every read shows a signed URL of it."""
     return f"{vibe_check_prefix(uid, check_id)}prompt-{index}.{extension}"
 
 

@@ -9,8 +9,9 @@ local adapters.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from runtune.logging import configure_logging
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import InferenceEngine
 from runtune.ports.identity import IdentityVerifier
@@ -23,6 +24,7 @@ from runtune.settings import (
     EngineClientSettings,
     GatewaySettings,
     ServiceSettings,
+    SettingsError,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +35,24 @@ if TYPE_CHECKING:
 # the local file secret store's folder. A local execution reads users' tokens from the same folder
 # as the services that wrote them; in the cloud it is unset and executions use Secret Manager.
 NOT_SECRETS = frozenset({"RUNTUNE_SECRETS_DIR"})
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def execution_settings(name: str, argv: list[str], settings_class: type[S], *, argument: str) -> S | None:
+    """The start every execution shares (`python -m jobs.<name> <argument>`): one id on the command
+    line, the settings read, the logs configured. None when either is wrong (said on stdout, the
+    execution's log): the caller exits 2."""
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(f"usage: python -m jobs.{name} <{argument}>", flush=True)
+        return None
+    try:
+        settings = settings_class()
+    except (SettingsError, ValueError) as exc:
+        print(f"{name}: invalid configuration: {exc}", flush=True)
+        return None
+    configure_logging(name, settings.log_level)
+    return settings
 
 
 def metadata_store(settings: CommonSettings, *, deployable: str) -> MetadataStore:

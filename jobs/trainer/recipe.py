@@ -28,7 +28,6 @@ from jobs.trainer.stop import Stopped, StopSignals
 from runtune import owned
 from runtune.blob_layout import job_prefix
 from runtune.datasets.canonical import Example, read_split
-from runtune.logging import configure_logging
 from runtune.models.loading import load_processor, locate_weights
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
@@ -36,7 +35,7 @@ from runtune.ports.secrets import SecretStore
 from runtune.schemas import Job, JobPhase, JobStatus, TaskKind
 from runtune.schemas.common import ApiError
 from runtune.schemas.jobs import job_path, tuned_model_id
-from runtune.settings import CommonSettings, SettingsError
+from runtune.settings import CommonSettings
 from runtune.training import checkpoints, data, evaluation, export, loop, model_checkpoints, validation
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
@@ -70,17 +69,11 @@ class Environment:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m jobs.trainer <job_id>", flush=True)
-        return 2
-    try:
-        settings = CommonSettings()
-    except (SettingsError, ValueError) as exc:
-        print(f"trainer: invalid configuration: {exc}", flush=True)
-        return 2
-    configure_logging("trainer", settings.log_level)
-    from runtune.wiring import blob_store, metadata_store, secret_store
+    from runtune.wiring import blob_store, execution_settings, metadata_store, secret_store
 
+    settings = execution_settings("trainer", argv, CommonSettings, argument="job_id")
+    if settings is None:
+        return 2
     env = Environment(
         metadata_store(settings, deployable="trainer"),
         blob_store(settings, deployable="trainer"),

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
+from jobs.trainer.recipe import Environment
+from runtune import wiring
 from runtune.adapters.firestore import FirestoreMetadataStore
 from runtune.adapters.gcs import GcsBlobStore
+from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
 from runtune.models.registry import tiny_dir
 from runtune.models.tiny import TINY_IDS, ensure_tiny_model
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import RuntuneOptions, job_path
+from runtune.settings import CommonSettings
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +82,15 @@ def new_job(
     )
     store.set(job_path(job.id), job.to_document())
     return job.id
+
+
+def trainer_environment(store: FirestoreMetadataStore, blobs: GcsBlobStore) -> Environment:
+    """What `python -m jobs.trainer` composes, with the trainer's cloud rights only (the fixtures write
+    the job and its dataset with none of those limits)."""
+    settings = CommonSettings()
+    return Environment(
+        PermittedMetadataStore(store, "trainer"),
+        PermittedBlobStore(blobs, "trainer"),
+        settings,
+        wiring.secret_store(settings, deployable="trainer"),
+    )

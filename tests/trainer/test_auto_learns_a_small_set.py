@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobs.trainer.recipe import Environment, run
-from runtune import wiring
-from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from jobs.trainer.recipe import run
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor
 from runtune.jobs import hyperparameters
@@ -21,8 +19,8 @@ from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models.registry import get
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, job_path
-from runtune.settings import CommonSettings
 from tests.datasets.builders import colour_chat_jsonl
+from tests.trainer.conftest import trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-auto-hyperparameters"
@@ -88,13 +86,7 @@ def test_auto_learns_three_colours_from_36_chat_examples(store: Any, blobs: Any,
     )
     store.set(job_path(job.id), job.to_document())
 
-    settings = CommonSettings()
-    env = Environment(
-        PermittedMetadataStore(store, "trainer"),
-        PermittedBlobStore(blobs, "trainer"),
-        settings,
-        wiring.secret_store(settings, deployable="trainer"),
-    )
+    env = trainer_environment(store, blobs)
     assert run(job.id, env) == 0
     done = store.get(job_path(job.id))
     assert done["status"] == "succeeded", done.get("error")

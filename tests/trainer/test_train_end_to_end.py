@@ -16,14 +16,11 @@ from typing import Any
 
 import pytest
 
-from jobs.trainer.recipe import Environment, run
-from runtune import wiring
-from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from jobs.trainer.recipe import run
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
-from runtune.settings import CommonSettings
-from tests.trainer.conftest import new_dataset, new_job
+from tests.trainer.conftest import new_dataset, new_job, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-trainer-tests"
@@ -36,15 +33,7 @@ def _demo(store: Any, blobs: Any, modality: str, counts: dict[str, int]) -> str:
 
 
 def _run(store: Any, blobs: Any, job_id: str) -> tuple[int, dict[str, Any]]:
-    # With the trainer's cloud rights only, as `python -m jobs.trainer` has them locally (the
-    # fixtures write the job and its dataset with none of those limits).
-    settings = CommonSettings()
-    env = Environment(
-        PermittedMetadataStore(store, "trainer"),
-        PermittedBlobStore(blobs, "trainer"),
-        settings,
-        wiring.secret_store(settings, deployable="trainer"),
-    )
+    env = trainer_environment(store, blobs)
     code = run(job_id, env)
     return code, store.get(job_path(job_id))
 

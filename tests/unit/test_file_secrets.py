@@ -146,9 +146,7 @@ def test_values_never_reach_the_logs(store: LocalFileSecretStore, caplog: pytest
         assert VALUE not in str(vars(record))
 
 
-def test_a_local_execution_reads_the_folder_the_services_write(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_local_execution_reads_the_folder_the_services_write(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`RUNTUNE_SECRETS_DIR` names a folder, not a secret: the local launcher passes it on (the
     trainer then reads the users' tokens the training service stored); real secrets stay behind."""
     from runtune import wiring
