@@ -1,17 +1,22 @@
-"""`DELETE /v1/fine_tuning/jobs/{id}` through the gateway: an ended job goes with its model, model
+"""`DELETE /v1/fine_tuning/jobs/{id}` through the gateway (and, on the way, a merged export as one
+archive, `GET /v1/exports/{id}/archive`): an ended job goes with its model, model
 checkpoints, exports, objects and documents; a job that has not ended is a 409 that says so; another
 user's job is a 404 and stays."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from typing import Any
+from urllib.parse import unquote
 
+import httpx
 import openai
 import pytest
 
 from runtune.schemas import DatasetStatus
 from tests.e2e.jobs_support import put_dataset
-from tests.e2e.test_openai_sdk_models import Emulated, _tuned_model, _user
+from tests.e2e.test_openai_sdk_models import BASE, Emulated, _tuned_model, _user
 
 pytestmark = pytest.mark.platform
 
@@ -27,7 +32,22 @@ def test_an_ended_job_is_deleted_with_everything_it_produced(platform: Any) -> N
     ]
     assert emulated.blobs.list(f"users/{uid}/exports/{exports[0]}/")
 
+    # The merged export as one archive (streamed, an attachment), and its loose files as attachments.
+    merged = exports[1]
+    with http.stream("GET", f"/v1/exports/{merged}/archive") as archive:
+        assert archive.status_code == 200
+        assert archive.headers["content-disposition"] == f'attachment; filename="ft-{BASE}-{job_id}-merged.tar"'
+        body = b"".join(archive.iter_bytes())
+    assert int(archive.headers["content-length"]) == len(body)
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert tar.getnames() == ["merged/model.safetensors"]
+        assert tar.extractfile("merged/model.safetensors").read() == b"merged weights"  # type: ignore[union-attr]
+    link = http.get(f"/v1/exports/{merged}").json()["links"][0]
+    assert 'attachment; filename="model.safetensors"' in unquote(link["url"])
+    assert httpx.get(link["url"]).headers["content-disposition"] == 'attachment; filename="model.safetensors"'
+
     stranger = _user(platform)[2]
+    assert stranger.get(f"/v1/exports/{merged}/archive").status_code == 404
     assert stranger.delete(f"/v1/fine_tuning/jobs/{job_id}").status_code == 404
     assert http.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 200
 
@@ -51,6 +71,7 @@ def test_an_ended_job_is_deleted_with_everything_it_produced(platform: Any) -> N
     assert model not in [m.id for m in sdk.models.list().data]
     for export_id in exports:
         assert http.get(f"/v1/exports/{export_id}").status_code == 404
+        assert http.get(f"/v1/exports/{export_id}/archive").status_code == 404
         assert emulated.blobs.list(f"users/{uid}/exports/{export_id}/") == []
     assert emulated.blobs.list(f"users/{uid}/jobs/{job_id}/") == []
     assert emulated.store.get(f"jobs/{job_id}") is None
@@ -64,7 +85,7 @@ def test_a_job_that_has_not_ended_is_refused_until_it_has(platform: Any) -> None
     user, _, http = _user(platform)
     # Its training file still processing: the job waits in `validating_files`, no trainer runs.
     dataset_id = put_dataset(platform, user["uid"], status=DatasetStatus.processing)
-    job = http.post("/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-vision", "training_file": dataset_id})
+    job = http.post("/v1/fine_tuning/jobs", json={"model": BASE, "training_file": dataset_id})
     assert job.status_code == 200, job.text
     job_id = job.json()["id"]
     refused = http.delete(f"/v1/fine_tuning/jobs/{job_id}")
