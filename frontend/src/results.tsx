@@ -93,7 +93,9 @@ const PER_CLASS: ["precision" | "recall" | "f1", string][] = [
 
 /** One row per label: precision, recall and F1 for each model side by side, then the support. */
 function PerClass({ columns }: { columns: { name: string; report: Report | null }[] }) {
-  const labels = Object.keys(columns[0].report?.per_class ?? {});
+  // In the label set's order (an array); a stored map's keys come back in any order.
+  const first = columns[0].report;
+  const labels = first?.confusion_matrix?.labels ?? Object.keys(first?.per_class ?? {}).sort();
   return (
     <div class="table-scroll">
       <h4>Per class</h4>

@@ -169,7 +169,8 @@ export function NewRun() {
   const baseModels = (models.data?.data ?? []).filter((m) => !m.id.startsWith("ft:") && (!selectedDataset?.modality || m.modality === selectedDataset.modality || m.modality === "vision"));
 
   useEffect(() => {
-    if (!form.dataset && ready.length) setForm((f) => ({ ...f, dataset: ready[0].id }));
+    // Checked on the current form: a clone's settings may have filled it since this render.
+    if (ready.length) setForm((f) => (f.dataset ? f : { ...f, dataset: ready[0].id }));
   }, [ready.length]);
 
   const set = <K extends keyof Form>(key: K, value: Form[K]) => setForm((f) => ({ ...f, [key]: value }));
