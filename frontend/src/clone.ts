@@ -60,6 +60,7 @@ export function formFromJob(job: Job, defaults: Form): Form {
     metadata: Object.entries(job.metadata ?? {})
       .map(([k, v]) => `${k}=${v}`)
       .join("\n"),
+    pushToHub: String(((o.export ?? {}) as Options).push_to_hub ?? ""),
     carried: o,
   };
 }

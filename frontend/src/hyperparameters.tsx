@@ -50,6 +50,7 @@ export function TrainingOptions({ job }: { job: Job }) {
     ["Checkpoint every", o.checkpoint_every_steps && `${o.checkpoint_every_steps} steps`],
     ["Evaluation", evaluation.method && `${String(evaluation.method).replace(/_/g, " ")} on ${evaluation.split}${evaluation.baseline ? ", base too" : ""}`],
     ["GPU", job.gpu ?? o.gpu],
+    ["Pushed to the Hub", ((o.export ?? {}) as Options).push_to_hub],
     ["Seed", job.seed],
   ];
   return (

@@ -23,6 +23,8 @@ export interface Form {
   gpu: "auto" | "nvidia-l4" | "nvidia-rtx-pro-6000";
   suffix: string;
   metadata: string;
+  /** A Hugging Face repo id the trainer pushes the adapter to, with the stored `hf_token`. */
+  pushToHub: string;
   /** A cloned run's options that the form has no field for (src/clone.ts), sent unchanged. */
   carried?: Record<string, unknown>;
 }
@@ -52,6 +54,7 @@ const DEFAULTS: Form = {
   gpu: "auto",
   suffix: "",
   metadata: "",
+  pushToHub: "",
 };
 
 function formatCount(n: number): string {
@@ -90,6 +93,7 @@ function body(form: Form) {
       warmup_ratio: form.warmup,
       checkpoint_every_steps: form.checkpointEvery,
       evaluation: { ...(form.carried?.evaluation as object), baseline: form.baseline, method: form.evalMethod },
+      export: { ...(form.carried?.export as object), push_to_hub: form.pushToHub.trim() || null },
       gpu: form.gpu,
     },
   };
@@ -325,6 +329,9 @@ export function NewRun() {
                 </label>
                 <Field label="Name suffix" error={errorFor(error, "suffix")}>
                   <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="letters, digits, - and _" />
+                </Field>
+                <Field label="Push to the Hugging Face Hub" error={errorFor(error, "push_to_hub")} hint="A repo id (you/model); uses the token in Settings">
+                  <input name="push_to_hub" value={form.pushToHub} onInput={input("pushToHub")} placeholder="not pushed" />
                 </Field>
               </div>
               <Field label="Metadata" error={errorFor(error, "metadata")} hint="key=value, one per line (up to 16)">
