@@ -1,7 +1,7 @@
 // Two or more runs side by side: loss curves overlaid (training solid, validation as its own series),
 // then their settings, progress and final metrics in one table, a column per run.
 import type { ComponentChildren } from "preact";
-import { type Job, get } from "../api";
+import { type Dataset, type Job, type Page, get } from "../api";
 import { LineChart, type Series } from "../charts";
 import { askedHyperparameters } from "../clone";
 import { mainReport } from "../results";
@@ -52,6 +52,8 @@ export function CompareRuns() {
     () => Promise.all(ids.map(async (id) => ({ job: await get<Job>(`/v1/fine_tuning/jobs/${id}`), points: await curve(id) }))),
     [ids.join(",")],
   );
+  const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
+  const names = new Map((datasets.data?.data ?? []).map((d) => [d.id, d.name]));
   if (ids.length < 2) {
     return (
       <section>
@@ -118,7 +120,7 @@ export function CompareRuns() {
           <tbody>
             <Row label="Status">{cells(({ job }) => <Status value={job.status} />)}</Row>
             <Row label="Model">{cells(({ job }) => job.model)}</Row>
-            <Row label="Dataset">{cells(({ job }) => job.training_file)}</Row>
+            <Row label="Dataset">{cells(({ job }) => <span title={job.training_file}>{names.get(job.training_file) ?? job.training_file}</span>)}</Row>
             <Row label="Steps">{cells(({ job }) => `${job.steps_completed}${job.total_steps ? ` of ${job.total_steps}` : ""}`)}</Row>
             <Row label="Duration">{cells(({ job }) => (job.finished_at ? formatDuration(job.finished_at - job.created_at) : "—"))}</Row>
             <Row label="Epochs">{hp("n_epochs")}</Row>
