@@ -13,12 +13,17 @@ from urllib.parse import unquote
 import httpx
 import openai
 import pytest
+from typer.testing import CliRunner
 
+from runtune.cli.main import app
 from runtune.schemas import DatasetStatus
 from tests.e2e.jobs_support import put_dataset
 from tests.e2e.test_openai_sdk_models import BASE, Emulated, _tuned_model, _user
+from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
+
+PASSWORD = "delete-jobs-password"
 
 
 def test_an_ended_job_is_deleted_with_everything_it_produced(platform: Any) -> None:
@@ -81,8 +86,9 @@ def test_an_ended_job_is_deleted_with_everything_it_produced(platform: Any) -> N
     http.close()
 
 
-def test_a_job_that_has_not_ended_is_refused_until_it_has(platform: Any) -> None:
-    user, _, http = _user(platform)
+def test_a_job_that_has_not_ended_is_refused_until_it_has(platform: Any, tmp_path, monkeypatch) -> None:
+    user = sign_up(platform.auth_host, password=PASSWORD)
+    http = httpx.Client(base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"})
     # Its training file still processing: the job waits in `validating_files`, no trainer runs.
     dataset_id = put_dataset(platform, user["uid"], status=DatasetStatus.processing)
     job = http.post("/v1/fine_tuning/jobs", json={"model": BASE, "training_file": dataset_id})
@@ -94,8 +100,15 @@ def test_a_job_that_has_not_ended_is_refused_until_it_has(platform: Any) -> None
     assert (error["code"], error["param"]) == ("job_not_finished", "id") and "cancel" in error["message"]
     assert http.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "validating_files"
 
+    # Through the CLI: `runtune jobs rm` says why it refuses, then deletes once the job has ended.
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    cli = CliRunner()
+    login = ["login", "--email", user["email"], "--password", PASSWORD, "--gateway", platform.gateway_url]
+    assert cli.invoke(app, [*login, "--auth-emulator", platform.auth_host]).exit_code == 0
+    refused_cli = cli.invoke(app, ["jobs", "rm", job_id])
+    assert refused_cli.exit_code == 1 and "cancel" in refused_cli.output
     assert http.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").json()["status"] == "cancelled"
-    deleted = http.delete(f"/v1/fine_tuning/jobs/{job_id}")
-    assert deleted.status_code == 200 and deleted.json()["fine_tuned_model"] is None
+    deleted = cli.invoke(app, ["jobs", "rm", job_id])
+    assert deleted.exit_code == 0 and f"Deleted {job_id} with its 0 checkpoint(s), 0 export(s)" in deleted.output
     assert http.get(f"/v1/fine_tuning/jobs/{job_id}").status_code == 404
     http.close()
