@@ -105,6 +105,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
   const valid = points.filter((p) => p.valid !== null).map((p) => ({ x: p.step, y: p.valid! }));
   const [retrying, setRetrying] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [confirmCancel, setConfirmCancel] = useState(false);
   const retry = async () => {
     setRetrying(true);
     setActionError(null);
@@ -138,7 +139,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
             </button>
           )}
           {live && (
-            <button class="danger" onClick={() => void act("cancel")} disabled={acting !== null}>
+            <button class="danger" onClick={() => setConfirmCancel(true)} disabled={acting !== null || confirmCancel}>
               {acting === "cancel" ? "Cancelling…" : "Cancel run"}
             </button>
           )}
@@ -172,6 +173,23 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
       </div>
       <ErrorBox error={actionError} />
       {confirmDelete && <DeleteRun job={job} onClose={() => setConfirmDelete(false)} />}
+      {confirmCancel && live && (
+        <div class="card confirm" role="alertdialog" aria-label="Cancel this run?" data-testid="cancel-run">
+          <h3>Cancel this run?</h3>
+          <p>
+            It stops for good{job.status === "running" ? "; the steps since its last checkpoint are lost" : ""}. To stop it for now and go on later, pause
+            it instead.
+          </p>
+          <div class="actions">
+            <button class="danger" onClick={() => void act("cancel").then(() => setConfirmCancel(false))} disabled={acting !== null}>
+              {acting === "cancel" ? "Cancelling…" : "Yes, cancel the run"}
+            </button>
+            <button class="secondary" onClick={() => setConfirmCancel(false)} disabled={acting !== null}>
+              Keep it
+            </button>
+          </div>
+        </div>
+      )}
       <div class="card run-status">
         <div class="facts-row">
           <span>
