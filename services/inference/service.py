@@ -8,17 +8,13 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from runtune import owned
-from runtune.blob_layout import export_archive_prefix, export_prefix
 from runtune.errors import PermissionDenied
 from runtune.inference.models import checkpoint_adapter_name, model_not_found
 from runtune.inference.serving import Serving
+from runtune.jobs import removal
 from runtune.models import registry
-from runtune.owned import JobCheckpoints
-from runtune.ports.metadata import Where
 from runtune.schemas.chat import check_messages
-from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Job, parse_tuned_model_id, tuned_model_id
+from runtune.schemas.jobs import parse_tuned_model_id, tuned_model_id
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
 # engine-only options (adapter paths, prompt scoring) through the public API.
@@ -78,27 +74,15 @@ class InferenceService(Serving):
                 code="model_not_deletable",
             )
         job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
-        already = job.model_deleted_at is not None
-        if not already:
-            await run_in_threadpool(owned.jobs(self.store).update, job.id, {"model_deleted_at": now_ts()})
-        stored = await run_in_threadpool(JobCheckpoints(self.store).list, job.id)
-        steps = [checkpoint.checkpoint.step_number for checkpoint in stored]
-        for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in steps]:
+        first = await run_in_threadpool(removal.mark_model_deleted, self.store, job)
+        checkpoints = await run_in_threadpool(removal.model_checkpoint_steps, self.store, job.id)
+        for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in checkpoints]:
             await self._stager.discard(name)
-        await run_in_threadpool(self._remove_model_files, job)
-        for step in steps:
-            await run_in_threadpool(JobCheckpoints(self.store).delete, job.id, step)
-        if already:
+        await run_in_threadpool(removal.remove_model_files, self.store, self.blobs, job)
+        await run_in_threadpool(removal.remove_model_checkpoints, self.store, job.id, checkpoints)
+        if not first:
             raise model_not_found(model)
         return {"id": model, "object": "model", "deleted": True}
-
-    def _remove_model_files(self, job: Job) -> None:
-        exports = self.store.query("exports", where=[Where("owner", "==", job.owner), Where("job_id", "==", job.id)])
-        for export_id, _ in exports:
-            # Adapter archives live under the export; a merged export points into the job's folder.
-            self.blobs.delete_prefix(export_archive_prefix(job.owner, export_id))
-            self.store.delete(f"exports/{export_id}")
-        self.blobs.delete_prefix(export_prefix(job.owner, job.id))
 
 
 async def _renamed(first: bytes, rest: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:
