@@ -50,8 +50,8 @@ from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
+from runtune.schemas.jobs import TrainConfig
 from runtune.training.checkpoints import job_prefix
-from runtune.training.config import TrainConfig
 
 log = logging.getLogger("runtune.trainer")
 

@@ -19,9 +19,15 @@ from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore, OrderBy
 from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Checkpoint, checkpoint_id, checkpoint_model_id, job_path, model_checkpoint_path
+from runtune.schemas.jobs import (
+    Checkpoint,
+    TrainConfig,
+    checkpoint_id,
+    checkpoint_model_id,
+    job_path,
+    model_checkpoint_path,
+)
 from runtune.training import export
-from runtune.training.config import TrainConfig
 
 KEEP_EPOCHS = 3  # as OpenAI: the last three epochs' models
 
