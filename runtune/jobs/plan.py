@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from runtune.errors import InvalidRequest
 from runtune.estimate import Estimate, estimate
 from runtune.jobs import hyperparameters
-from runtune.jobs.hyperparameters import SequenceLengths
+from runtune.jobs.hyperparameters import Resolved, SequenceLengths
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
 from runtune.schemas import Dataset, TaskKind
-from runtune.schemas.jobs import Job, RuntuneOptions, TrainConfig
+from runtune.schemas.jobs import Hyperparameters, Job, RuntuneOptions, TrainConfig
 
 # The method's base learning rate, which `learning_rate_multiplier` multiplies.
 BASE_LEARNING_RATE = {"qlora": 2e-4, "lora": 2e-4, "full": 2e-5}
@@ -59,19 +59,21 @@ def check_offered(gpu: str, offered: Sequence[str], param: str) -> None:
         )
 
 
-def check_options(model: ModelSpec, options: RuntuneOptions, offered: Sequence[str]) -> None:
-    """The checks that need no dataset (answered at create, even while the file processes)."""
+def check_options(
+    model: ModelSpec, options: RuntuneOptions, offered: Sequence[str], *, param: str = OPTIONS_PARAM
+) -> None:
+    """The checks that need no dataset (answered at create, even while the file processes, and by
+    the estimate, whose request has the options at `param`)."""
     if options.method == "full" and not model.full_finetune:
         raise InvalidRequest(
-            f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'",
-            param=f"{OPTIONS_PARAM}.method",
+            f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'", param=f"{param}.method"
         )
     if options.lora.vision_tower and model.modality != "vision":
         raise InvalidRequest(
             f"lora.vision_tower adapts a vision encoder, and '{model.id}' reads text only; pick a vision model",
-            param=f"{OPTIONS_PARAM}.lora.vision_tower",
+            param=f"{param}.lora.vision_tower",
         )
-    check_offered(options.gpu, offered, f"{OPTIONS_PARAM}.gpu")
+    check_offered(options.gpu, offered, f"{param}.gpu")
 
 
 def check_dataset(model: ModelSpec, training: Dataset) -> None:
@@ -96,6 +98,30 @@ def learning_rate(model: ModelSpec, method: str, multiplier: float) -> float:
     return BASE_LEARNING_RATE[method] * model.learning_rate_scale * multiplier
 
 
+def training_examples(training: Dataset) -> int:
+    """The examples a run trains on: the `train` split's (the trainer reads no other)."""
+    return training.splits.get("train") or 1
+
+
+def size_run(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+) -> tuple[Resolved, Estimate]:
+    """`given` with its `auto` values resolved for `examples`, and the run's estimate on the GPU it
+    gets (no GPU when none offered holds it). The estimate endpoint's answer, and the plan's numbers."""
+    resolved = hyperparameters.resolve(
+        given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
+    )
+    shape = hyperparameters.run_shape(
+        options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
+    )
+    return resolved, estimate(model.figures(), shape, gpu=options.gpu, offered=offered)
+
+
 def plan_job(job: Job, training: Dataset, *, offered: Sequence[str]) -> Planned:
     """The plan of `job` on its ready training set, among the `offered` GPUs; an `InvalidRequest`
     naming the field when the job cannot run (the same code, message and param at create and later)."""
@@ -103,15 +129,8 @@ def plan_job(job: Job, training: Dataset, *, offered: Sequence[str]) -> Planned:
     options = job.options
     check_options(model, options, offered)
     check_dataset(model, training)
-    examples = training.splits.get("train") or 1
-    lengths = SequenceLengths.of_stats(training.stats, model)
-    resolved = hyperparameters.resolve(
-        job.hyperparameters, model=model, examples=examples, options=options, lengths=lengths, offered=offered
-    )
-    shape = hyperparameters.run_shape(
-        options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
-    )
-    fit = estimate(model.figures(), shape, gpu=options.gpu, offered=offered)
+    examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
+    resolved, fit = size_run(model, job.hyperparameters, options, examples, lengths, offered)
     if fit.gpu is None:
         raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
     multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
