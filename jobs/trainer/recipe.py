@@ -204,7 +204,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     total_steps = batches.per_epoch * config.epochs
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
-    training = Training(env, reporter, trackers, config, fmt, model, processor, optimizer, scheduler, total_steps)
+    training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps)
     # Validation during training: a capped sample of the validation data, at intervals.
     valid = validation.prepare(env.blobs, fmt, config, total_steps)
 
@@ -337,7 +337,6 @@ class Training:
     config: TrainConfig
     fmt: ChatFormat
     model: Any
-    processor: Any
     optimizer: Any
     scheduler: Any
     total_steps: int
