@@ -51,7 +51,7 @@ from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
-from runtune.training.config import TrainConfig
+from runtune.schemas.jobs import TrainConfig
 
 log = logging.getLogger("runtune.trainer")
 

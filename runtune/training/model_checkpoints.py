@@ -21,9 +21,8 @@ from runtune.owned import JobCheckpoints, StoredCheckpoint
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Checkpoint, checkpoint_id, checkpoint_model_id
+from runtune.schemas.jobs import Checkpoint, TrainConfig, checkpoint_id, checkpoint_model_id
 from runtune.training import export
-from runtune.training.config import TrainConfig
 
 KEEP_EPOCHS = 3  # as OpenAI: the last three epochs' models
 

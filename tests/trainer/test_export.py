@@ -19,10 +19,10 @@ from runtune.demo.shapes import examples
 from runtune.models import registry
 from runtune.models.loading import load_processor, model_class
 from runtune.models.tiny import TINY_IDS
+from runtune.schemas.jobs import TrainConfig
 from runtune.training import export
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat, decode_images
-from runtune.training.config import TrainConfig
 from runtune.training.evaluation import prompt_and_answer
 
 # The tiny models are ~0.6 MB in bf16: 100 kB shards give each several, and their largest tensor

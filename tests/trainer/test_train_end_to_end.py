@@ -283,8 +283,8 @@ def _stop_when(store: Any, job_id: str, trainer: subprocess.Popen[bytes], when: 
 @pytest.mark.parametrize("when", ["loading", "training"])
 def test_a_cancel_ends_the_job_cancelled(store: Any, blobs: Any, local_dir: Path, when: str) -> None:
     dataset_id = _demo(store, blobs, "vision", {"train": 64, "test": 4})
-    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     store.update(f"datasets/{dataset_id}", {"modality": "text"})
+    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     trainer = _trainer(job_id)
     try:
         _stop_when(store, job_id, trainer, when)
