@@ -2,7 +2,8 @@ import io
 
 import pyarrow.parquet as pq
 
-from runtune.datasets.canonical import SCHEMA, Example, decode_shard, encode_shard, shard_path
+from runtune.datasets.canonical import SCHEMA, Example, ShardWriter, decode_shard, shard_path
+from tests.datasets.builders import MemoryBlobStore
 
 EXAMPLE = Example(
     messages=[
@@ -14,6 +15,17 @@ EXAMPLE = Example(
     label="abyssinian",
 )
 TEXT_ONLY = Example(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+
+
+def encode_shard(examples: list[Example]) -> bytes:
+    """One shard written by the format's one writer, read back from the store."""
+    blobs = MemoryBlobStore()
+    writer = ShardWriter(blobs, "u", "d", "train")
+    for example in examples:
+        writer.add(example)
+    writer.close()
+    assert writer.paths == ["users/u/datasets/d/train-00000.parquet"]
+    return blobs.download_bytes(writer.paths[0])
 
 
 def test_shards_round_trip_examples_exactly() -> None:

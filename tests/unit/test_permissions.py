@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 from runtune import permissions
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
 from runtune.datasets.canonical import dataset_prefix, shard_path
-from runtune.datasets.shards import preview_path
+from runtune.datasets.previews import preview_path
 from runtune.inference.evaluation import predictions_path
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore

@@ -1,78 +1,19 @@
-"""Writing a split as canonical shards (and preview pages) with memory bounded by one row group.
+"""Preview pages: what `GET /v1/datasets/{id}/samples` reads, written beside the shards at ingest time.
 
-`canonical.ShardWriter` holds a whole shard (up to 128 MiB) in memory before encoding it; here
-rows go to a local Parquet file one row group at a time and the finished file is uploaded in
-chunks, so memory stays flat however large the split. Same schema, same paths, same roll-over.
+The blob port has no ranged reads, so samples are never read out of shards: each split gets pages
+of `PREVIEW_PAGE_ROWS` rows (text, label, small thumbnails as data URLs), one small object each.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from runtune.datasets.canonical import (
-    SCHEMA,
-    SHARD_MAX_BYTES,
-    SHARD_MAX_ROWS,
-    Example,
-    dataset_prefix,
-    shard_path,
-    table_of,
-)
+from runtune.datasets.canonical import Example, dataset_prefix
 from runtune.datasets.images import NormalizedImage
 from runtune.ports.blobs import BlobStore
 
-ROW_GROUP_ROWS = 256  # what canonical.encode_shard uses: readers stream a shard a row group at a time
 PREVIEW_PAGE_ROWS = 100
-
-
-class StreamingShardWriter:
-    def __init__(self, blobs: BlobStore, uid: str, dataset_id: str, split: str, workdir: Path) -> None:
-        self._blobs, self._uid, self._dataset_id, self._split = blobs, uid, dataset_id, split
-        self._workdir = workdir
-        self._group: list[Example] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._file: Path | None = None
-        self._shard_rows = 0
-        self._shard_bytes = 0
-        self.rows = 0
-        self.paths: list[str] = []
-
-    def add(self, example: Example) -> None:
-        self._group.append(example)
-        self._shard_rows += 1
-        self._shard_bytes += sum(len(image) for image in example.images)
-        self.rows += 1
-        if len(self._group) >= ROW_GROUP_ROWS:
-            self._write_group()
-        if self._shard_rows >= SHARD_MAX_ROWS or self._shard_bytes >= SHARD_MAX_BYTES:
-            self._finish_shard()
-
-    def close(self) -> None:
-        self._finish_shard()
-
-    def _write_group(self) -> None:
-        if not self._group:
-            return
-        if self._writer is None:
-            self._file = self._workdir / f"{self._split}-{len(self.paths):05d}.parquet"
-            self._writer = pq.ParquetWriter(self._file, SCHEMA, compression="zstd")
-        self._writer.write_table(table_of(self._group), row_group_size=ROW_GROUP_ROWS)
-        self._group = []
-
-    def _finish_shard(self) -> None:
-        self._write_group()
-        if self._writer is None or self._file is None:
-            return
-        self._writer.close()
-        path = shard_path(self._uid, self._dataset_id, self._split, len(self.paths))
-        self._blobs.upload_file(path, self._file, content_type="application/vnd.apache.parquet")
-        self._file.unlink(missing_ok=True)
-        self.paths.append(path)
-        self._writer, self._file, self._shard_rows, self._shard_bytes = None, None, 0, 0
 
 
 def preview_path(uid: str, dataset_id: str, split: str, page: int) -> str:
