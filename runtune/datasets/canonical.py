@@ -22,7 +22,9 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,8 @@ SHARD_MAX_ROWS = 5_000
 SHARD_MAX_BYTES = 128 * 1024 * 1024
 # Rows per Parquet row group: readers stream a shard a row group at a time.
 ROW_GROUP_ROWS = 256
+# Row groups a writer may hand on before it waits for the encoder (memory: this many + 1 groups).
+_QUEUED_GROUPS = 2
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 PART_TYPE = pa.struct([("type", pa.string()), ("text", pa.string())])
@@ -185,7 +189,7 @@ class ShardWriter:
             path = shard_path(self._uid, self._dataset_id, self._split, len(self.paths))
             self._shard = _ShardUpload(self._blobs, path)
             self.paths.append(path)
-        self._shard.write(table_of(self._group))
+        self._shard.write(self._group)
         self._group = []
 
     def _finish_shard(self) -> None:
@@ -201,11 +205,14 @@ class ShardWriter:
 
 
 class _ShardUpload:
-    """One shard: a Parquet writer whose bytes go through a bounded pipe to an upload thread."""
+    """One shard: row groups encoded on a thread of their own (at most `_QUEUED_GROUPS` waiting),
+    into a Parquet writer whose bytes go through a bounded pipe to an upload thread."""
 
     def __init__(self, blobs: BlobStore, path: str) -> None:
         self._pipe = _Pipe()
         self._writer = pq.ParquetWriter(self._pipe, SCHEMA, compression="zstd")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-encode")
+        self._groups: deque[Future[None]] = deque()
         self.seconds = 0.0
         self._thread = threading.Thread(target=self._upload, args=(blobs, path), name="shard-upload", daemon=True)
         self._thread.start()
@@ -218,18 +225,31 @@ class _ShardUpload:
             self._pipe.abort(exc)
         self.seconds = time.perf_counter() - started
 
-    def write(self, table: pa.Table) -> None:
+    def write(self, examples: list[Example]) -> None:
+        self._groups.append(self._encoder.submit(self._encode, examples))
+        while len(self._groups) > _QUEUED_GROUPS:
+            self._groups.popleft().result()
+
+    def _encode(self, examples: list[Example]) -> None:
         # Small row groups: a reader can stream a shard without decoding all its images at once.
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._writer.write_table(table_of(examples), row_group_size=ROW_GROUP_ROWS)
 
     def finish(self) -> None:
-        self._writer.close()  # the footer; the pipe is ours to close
-        self._pipe.close()
+        try:
+            while self._groups:
+                self._groups.popleft().result()
+            self._writer.close()  # the footer; the pipe is ours to close
+            self._pipe.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._encoder.shutdown()
         self._thread.join()
         self._pipe.raise_if_failed()
 
     def abort(self) -> None:
         self._pipe.abort(None)
+        self._encoder.shutdown(cancel_futures=True)
         self._thread.join()
 
 

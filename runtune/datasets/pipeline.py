@@ -311,10 +311,11 @@ class Ingestor:
             with clock.measure("finish uploads"):
                 for split in SPLITS:
                     writers[split].close()
-                    previews[split].flush()
+                    previews[split].close()
         except BaseException:
-            for writer in writers.values():
-                writer.abort()  # no upload thread outlives a failed ingestion
+            for split in SPLITS:  # no upload thread outlives a failed ingestion
+                writers[split].abort()
+                previews[split].abort()
             raise
         clock.add("upload (background)", sum(writer.upload_seconds for writer in writers.values()))
         clock.add("total", time.perf_counter() - started)

@@ -7,6 +7,7 @@ of `PREVIEW_PAGE_ROWS` rows (text, label, small thumbnails as data URLs), one sm
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from runtune.datasets.canonical import Example, dataset_prefix
@@ -52,11 +53,15 @@ def preview_row(split: str, index: int, example: Example, images: list[Normalize
 
 
 class PreviewWriter:
-    """Pages of `PREVIEW_PAGE_ROWS` preview rows per split, so a page of samples is one small read."""
+    """Pages of `PREVIEW_PAGE_ROWS` preview rows per split, so a page of samples is one small read.
+    A full page is uploaded on a background thread while the next fills (at most one in flight);
+    `close()` writes the last page and waits."""
 
     def __init__(self, blobs: BlobStore, uid: str, dataset_id: str, split: str) -> None:
         self._blobs, self._uid, self._dataset_id, self._split = blobs, uid, dataset_id, split
         self._lines: list[str] = []
+        self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-upload")
+        self._upload: Future[None] | None = None
         self.rows = 0
 
     def add(self, example: Example, images: list[NormalizedImage]) -> None:
@@ -70,11 +75,30 @@ class PreviewWriter:
             return
         page = (self.rows - 1) // PREVIEW_PAGE_ROWS
         body = ("\n".join(self._lines) + "\n").encode()
-        # x-ndjson, not application/json: the storage emulator parses any application/json* body.
-        self._blobs.upload_bytes(
-            preview_path(self._uid, self._dataset_id, self._split, page), body, content_type="application/x-ndjson"
-        )
         self._lines = []
+        self._wait()
+        # x-ndjson, not application/json: the storage emulator parses any application/json* body.
+        self._upload = self._uploader.submit(
+            self._blobs.upload_bytes,
+            preview_path(self._uid, self._dataset_id, self._split, page),
+            body,
+            content_type="application/x-ndjson",
+        )
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            self._uploader.shutdown()
+
+    def abort(self) -> None:
+        self._uploader.shutdown(cancel_futures=True)
+
+    def _wait(self) -> None:
+        if self._upload is not None:
+            upload, self._upload = self._upload, None
+            upload.result()
 
 
 def read_preview_page(blobs: BlobStore, uid: str, dataset_id: str, split: str, page: int) -> list[dict[str, Any]]:
