@@ -294,7 +294,7 @@ class _Pipe:
     def _put(self, item: bytes | None) -> None:
         while not self._aborted:
             try:
-                self._queue.put(item, timeout=0.5)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -328,7 +328,7 @@ class _Pipe:
     def _get(self) -> bytes | None:
         while not self._aborted:
             try:
-                return self._queue.get(timeout=0.5)
+                return self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
         raise OSError("the shard's writer stopped")
