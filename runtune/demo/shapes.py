@@ -90,7 +90,7 @@ def write_demo_dataset(
         writer = ShardWriter(blobs, uid, dataset_id, split)
         for item in examples(split, count, seed):
             writer.add(item)
-        writer.flush()
+        writer.close()
     return DemoSet(counts=dict(counts))
 
 

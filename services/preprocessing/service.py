@@ -20,7 +20,7 @@ from runtune.datasets.canonical import SHARD_PATTERN
 from runtune.datasets.detect import check_supported
 from runtune.datasets.ingest_execution import describe_stop, launch_failed, never_started
 from runtune.datasets.limits import DatasetLimits
-from runtune.datasets.shards import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
+from runtune.datasets.previews import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
 from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
