@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type Job, type Model, type Page, get, post } from "../api";
 import { navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
@@ -146,6 +146,11 @@ export function NewRun() {
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const idempotencyKey = useMemo(() => crypto.randomUUID(), []);
+  // A problem in a folded field unfolds "Advanced", so every problem is in sight at once.
+  const advanced = useRef<HTMLDetailsElement>(null);
+  useEffect(() => {
+    if (advanced.current && error?.problems.some((p) => p.param && !/\.hyperparameters\.|^(model|training_file)$/.test(p.param))) advanced.current.open = true;
+  }, [error]);
   const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
@@ -188,7 +193,7 @@ export function NewRun() {
 
   if (datasets.loading || models.loading) return <Loading />;
   if (datasets.error || models.error) return <ErrorBox error={datasets.error ?? models.error} />;
-  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata"];
+  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata"];
   return (
     <section>
       <div class="page-head">
@@ -213,6 +218,9 @@ export function NewRun() {
                   </option>
                 ))}
               </select>
+            </Field>
+            <Field label="Run name" error={errorFor(error, "suffix")} hint="How pickers and lists name this run (its suffix): letters, digits, - and _">
+              <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="e.g. shapes-rank16" maxLength={64} />
             </Field>
             <fieldset class="models">
               <legend>Model</legend>
@@ -251,7 +259,7 @@ export function NewRun() {
                 <input name="lr_multiplier" value={form.lrMultiplier} onInput={input("lrMultiplier")} />
               </Field>
             </div>
-            <details class="advanced">
+            <details class="advanced" ref={advanced}>
               <summary>Advanced</summary>
               <div class="grid-3">
                 <Field label="Method" error={errorFor(error, "runtune.method")}>
@@ -301,9 +309,6 @@ export function NewRun() {
                 <label class="check">
                   <input type="checkbox" checked={form.baseline} onChange={input("baseline")} /> Evaluate the base model too
                 </label>
-                <Field label="Name suffix" error={errorFor(error, "suffix")}>
-                  <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="letters, digits, - and _" />
-                </Field>
               </div>
               <Field label="Metadata" error={errorFor(error, "metadata")} hint="key=value, one per line (up to 16)">
                 <textarea name="metadata" rows={2} value={form.metadata} onInput={input("metadata")} />
