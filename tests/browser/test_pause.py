@@ -46,6 +46,13 @@ def test_pause_resume_and_cancel_buttons_follow_the_status(ui_platform, browser,
         page.get_by_role("button", name="Pause").wait_for()
         assert page.get_by_role("button", name="Resume").count() == 0
 
+        # Cancel asks first: dismissed, the run goes on; accepted, it is cancelled.
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+        page.get_by_role("button", name="Cancel run").click()
+        assert asked and "cannot be resumed" in asked[0], asked
+        assert page.locator(".run-status .status-validating_files").count() == 1
+        page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Cancel run").click()
         page.locator(".run-status .status-cancelled").wait_for()
         for name in ("Pause", "Resume", "Cancel run"):

@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Export, type Model, type Page, get, post } from "../api";
+import { modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, Status, asApiError, errorFor, formError, formatBytes, formatDate, useResource } from "../ui";
 
@@ -41,6 +42,7 @@ export function Exports() {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const list = useResource(() => get<Page<Export>>("/v1/exports?limit=50"), []);
   const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
+  const datasets = useDatasets();
   const [model, setModel] = useState("");
   const [format, setFormat] = useState<"adapter" | "merged">("adapter");
   const [error, setError] = useState<ApiError | null>(null);
@@ -79,8 +81,8 @@ export function Exports() {
             <Field label="Tuned model" error={errorFor(error, "model")}>
               <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
                 {tuned.map((m) => (
-                  <option key={m.id} value={m.id}>
-                    {m.id}
+                  <option key={m.id} value={m.id} title={m.id}>
+                    {modelLabel(m, datasets)}
                   </option>
                 ))}
               </select>

@@ -2,6 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { type Checkpoint, type Job, type JobEvent, PAUSABLE, type Page, TERMINAL, get, post } from "../api";
 import { LineChart } from "../charts";
 import { Hyperparameters } from "../hyperparameters";
+import { DatasetRef, IdChip } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link } from "../router";
 import { followEvents } from "../sse";
@@ -73,6 +74,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
   const empty = done ? "No metrics were reported" : live ? "Waiting for the first points…" : "Loading…";
   const fraction = job.status === "succeeded" ? 1 : job.total_steps ? job.steps_completed / job.total_steps : 0;
   const act = async (action: "cancel" | "pause" | "resume") => {
+    if (action === "cancel" && !confirm(`Cancel the run "${job.suffix || job.id}"? It stops now and cannot be resumed.`)) return;
     setActing(action);
     setActionError(null);
     try {
@@ -91,9 +93,9 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
     <section>
       <div class="page-head">
         <div>
-          <h1>{job.suffix || job.id}</h1>
+          <h1>{job.suffix || "Unnamed run"}</h1>
           <p class="muted">
-            {job.model} · dataset <Link href={`/datasets/${job.training_file}`}>{job.training_file}</Link> · {formatDate(job.created_at)}
+            {job.model} · dataset <DatasetRef id={job.training_file} /> · {formatDate(job.created_at)} · <IdChip id={job.id} />
           </p>
         </div>
         <div class="actions">
