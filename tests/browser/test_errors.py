@@ -22,7 +22,7 @@ def test_errors_appear_next_to_their_field(ui_platform, browser, shots) -> None:
     page.set_default_timeout(20_000)
     try:
         page.goto(ui_platform.url)
-        page.get_by_label("Email").fill(user["email"])
+        page.locator("input[name=email]").fill(user["email"])  # the error text is part of a label now
         page.get_by_label("Password").fill("wrong-password")
         page.get_by_role("button", name="Sign in").last.click()
         password = page.locator(".field", has=page.get_by_label("Password"))
@@ -37,7 +37,7 @@ def test_errors_appear_next_to_their_field(ui_platform, browser, shots) -> None:
         page.get_by_role("button", name="Sign in").last.click()
         expect(password.locator(".field-error")).to_have_text(wrong_password)
         assert page.locator(".field-error").count() == 1
-        page.get_by_label("Email").fill(user["email"])
+        page.locator("input[name=email]").fill(user["email"])  # the error text is part of a label now
         page.get_by_label("Password").fill("right-password")
         page.get_by_role("button", name="Sign in").last.click()
         page.get_by_test_id("account-email").wait_for()
