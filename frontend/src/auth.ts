@@ -5,6 +5,7 @@ import {
   type Auth,
   type User,
   browserLocalPersistence,
+  browserSessionPersistence,
   connectAuthEmulator,
   createUserWithEmailAndPassword,
   indexedDBLocalPersistence,
@@ -24,7 +25,7 @@ export function initAuth(config: RuntimeConfig): Auth {
   // `https://apis.google.com/js/api.js` on every page to finish a possible redirect sign-in. Runtune
   // signs in with email and password only, so the resolver is left out and no page asks any host
   // but the deployment's own (the local platform works offline).
-  auth = initializeAuth(app, { persistence: [indexedDBLocalPersistence, browserLocalPersistence] });
+  auth = initializeAuth(app, { persistence: [indexedDBLocalPersistence, browserLocalPersistence, browserSessionPersistence] });
   if (config.authEmulatorUrl) {
     connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
   }
