@@ -46,6 +46,9 @@ def numbered_lines(path: Path, display: str, max_line_bytes: int) -> Iterator[tu
                 continue
             if number == 1:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not data
+            # Without its line break: JSON that ends early would otherwise be reported at the next
+            # line's column 1 ("line 2 column 1") instead of where this line stops.
+            text = text.removesuffix("\n").removesuffix("\r")
             if text.strip():
                 yield number, text
 

@@ -131,6 +131,9 @@ def tuned_model_object(job: Job, checkpoint: Checkpoint | None = None) -> dict[s
         "owned_by": job.owner,
         "parent": job.model,
         "fine_tuning_job": job.id,
+        # Additive (OpenAI's Model has neither): what a picker shows instead of the bare id.
+        "name": job.suffix,
+        "training_file": job.training_file,
     }
     if checkpoint is not None:
         found |= {

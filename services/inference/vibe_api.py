@@ -87,8 +87,8 @@ async def create_vibe_check(
     async def both(prompt: VibePrompt) -> VibeAnswer:
         messages = _messages(prompt)
         base, answer = await asyncio.gather(
-            inference.answer(base_target, messages, body.max_tokens, body.temperature),
-            inference.answer(tuned, messages, body.max_tokens, body.temperature),
+            inference.answer(base_target, messages, body.max_tokens, body.temperature, body.top_p),
+            inference.answer(tuned, messages, body.max_tokens, body.temperature, body.top_p),
         )
         return VibeAnswer(prompt=prompt.prompt, image=prompt.image is not None, base=base, tuned=answer)
 

@@ -370,6 +370,45 @@ class DatasetService:
         self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))
         return changed
 
+    def retry(self, uid: str, dataset_id: str) -> Dataset:
+        """`POST /v1/datasets/{id}/retry`: a failed dataset is processed again from the same source,
+        with the same options, under the same id (runs that name it keep working). It waits its turn
+        like a new one (`dispatch`)."""
+        dataset = self.datasets.get_owned(uid, dataset_id, "dataset")
+        if dataset.status is not DatasetStatus.failed:
+            raise Conflict(
+                f"dataset '{dataset_id}' is {dataset.status.value}: only a failed dataset can be retried",
+                param="id",
+                code="not_failed",
+            )
+        spec = dataset.ingest
+        if spec is None or (spec.hub is None and (not spec.object_path or self._blobs.info(spec.object_path) is None)):
+            # A file sent to `POST /v1/files` lived in the dataset's prefix, emptied when it failed;
+            # an upload's object is removed a day after the upload expires.
+            raise Conflict(
+                f"the source file of dataset '{dataset_id}' is gone: upload it again",
+                param="id",
+                code="source_missing",
+            )
+        quotas.check_processing_datasets(self.datasets.store, uid, self._quotas)
+
+        def requeue(current: Dataset) -> Dataset | None:
+            if current.status is not DatasetStatus.failed:
+                return None  # retried twice at once: the other one requeued it
+            return current.model_copy(
+                update={
+                    "status": DatasetStatus.processing,
+                    "error": None,
+                    "progress": Progress(phase="queued", updated_at=now_ts()),
+                    "execution_name": None,
+                    "queued_at": time.time(),
+                }
+            )
+
+        requeued = self.datasets.update_if(dataset.id, requeue)
+        log.info("dataset retried", extra={"dataset_id": dataset.id, "requeued": requeued is not None})
+        return self._queued(requeued or dataset)
+
     def delete(self, uid: str, dataset_id: str, kind: str = "dataset") -> None:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
         if dataset.status is DatasetStatus.processing and dataset.execution_name not in (None, LAUNCHING):
