@@ -8,6 +8,7 @@ from runtune.errors import not_found
 from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
 from runtune.schemas.common import is_resource_id
 from runtune.schemas.jobs import Checkpoint, Job, JobStatus, job_path
+from runtune.webhooks.events import on_transition
 
 JOBS = "jobs"
 _SCAN_PAGE = 100
@@ -32,7 +33,8 @@ class JobRepository:
         return Job.model_validate(document) if document else None
 
     def update(self, job_id: str, mutate: Callable[[Job], Job | None]) -> Job | None:
-        """Change a job atomically (its trainer writes it concurrently)."""
+        """Change a job atomically (its trainer writes it concurrently); a change into a terminal
+        status writes its webhook event in the same transaction."""
 
         def apply(document: Document | None) -> Document | None:
             if document is None:
@@ -40,7 +42,7 @@ class JobRepository:
             changed = mutate(Job.model_validate(document))
             return changed.to_document() if changed is not None else None
 
-        result = self._store.transact(job_path(job_id), apply)
+        result = self._store.transact(job_path(job_id), apply, also=on_transition("job"))
         return Job.model_validate(result) if result else None
 
     def list_owned(
