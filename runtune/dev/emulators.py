@@ -424,7 +424,8 @@ def _auth(data_dir: Path, port: int, hub_port: int, project_id: str, log_dir: Pa
 def _tasks(port: int, queue: str, log_dir: Path) -> ManagedProcess:
     return ManagedProcess(
         "tasks-emulator",
-        [str(TASKS_EMULATOR_PYTHON), str(Path(__file__).with_name("tasks_emulator.py")), str(port), queue],
+        # -I: the script's folder (runtune/dev, whose platform.py would shadow the stdlib's) stays off sys.path.
+        [str(TASKS_EMULATOR_PYTHON), "-I", str(Path(__file__).with_name("tasks_emulator.py")), str(port), queue],
         log_dir / "tasks.log",
         health_port=port,  # gRPC only: ready once it listens
     )
