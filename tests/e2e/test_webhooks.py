@@ -15,6 +15,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from runtune.schemas import DatasetStatus
 from runtune.schemas.jobs import JobStatus
 from runtune.webhooks.events import event_id, outbox_path
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
@@ -45,7 +46,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["content-length"]))
             status = state.answer()
             state.received.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
@@ -183,8 +184,6 @@ def test_an_event_committed_while_the_training_service_is_dead_is_delivered(
 
     endpoint = _register(client, receiver.url, events=["fine_tuning.job.cancelled"])
     # A job waiting for its dataset: no trainer runs, so only this test moves it.
-    from runtune.schemas import DatasetStatus
-
     job_id = _job(client, put_dataset(platform, user["uid"], status=DatasetStatus.processing), "succeed")
     how = training_service.kill()
     try:
