@@ -19,6 +19,7 @@ from runtune.dev.processes import ManagedProcess, free_port
 from runtune.internal_auth import token_sha256
 from runtune.settings import REPO_ROOT
 from tests.e2e.jobs_support import TrainingService
+from tests.e2e.webhook_receiver import Receiver, running_receiver
 from tests.support import sign_up
 
 QUERY_LOG = "firestore-query-shapes.jsonl"
@@ -159,3 +160,10 @@ def training_service(platform) -> Iterator[TrainingService]:
     service = TrainingService(platform)
     yield service
     service.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback: answers each POST with the next of `statuses` (200 after)."""
+    with running_receiver() as running:
+        yield running
