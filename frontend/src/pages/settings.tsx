@@ -262,7 +262,7 @@ function Webhooks() {
     <div class="card" data-testid="webhooks">
       <h3>Webhooks</h3>
       <p class="muted">
-        Runtune POSTs signed events (a job succeeded, failed or was cancelled; a dataset is ready; an evaluation or export finished) to these URLs. Verify them with the
+        Runtune POSTs signed events (a job succeeded, failed or was cancelled; a dataset is ready; an evaluation or export finished) to these URLs. Verify them with the{" "}
         <code>openai</code> SDK's <code>client.webhooks.unwrap(body, headers, secret=...)</code>.
       </p>
       <form class="inline-form" onSubmit={create}>
