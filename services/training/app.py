@@ -20,6 +20,7 @@ from runtune.webhooks.dispatcher import Dispatcher, RetryPolicy
 from runtune.webhooks.endpoints import endpoints
 from runtune.webhooks.publisher import OutboxPublisher
 from services.training import api_keys_api, jobs_api, models_api, secrets_api, webhooks_api
+from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService, SchedulingPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
@@ -50,6 +51,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             offered_gpus=settings.offered_gpus,
             quotas=settings.quotas,
         )
+        app.state.job_deletion = JobDeletion(store, wiring.blob_store(settings, deployable=DEPLOYABLE))
         app.state.streams = StreamSlots(settings.quota_open_streams)
         app.state.webhook_endpoints = endpoints(store)
         app.state.webhook_policy = wiring.webhook_policy(settings)
