@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from runtune.errors import not_found
-from runtune.ports.metadata import MetadataStore, OrderBy, Where
+from runtune.ports.metadata import AlsoWrite, MetadataStore, OrderBy, Where
 from runtune.schemas.common import OwnedResource, is_resource_id
 from runtune.schemas.datasets import Dataset, Upload
 from runtune.schemas.jobs import Checkpoint, Job, job_path, model_checkpoint_path
+from runtune.webhooks.events import on_transition
 
 R = TypeVar("R", bound=OwnedResource)
 # Rows read per query while `list_owned` filters (`keep`): filters on users' own keys (a job's
@@ -28,8 +29,12 @@ _SCAN_PAGE = 100
 
 
 class OwnedCollection(Generic[R]):
-    def __init__(self, store: MetadataStore, collection: str, model: type[R], kind: str) -> None:
+    def __init__(
+        self, store: MetadataStore, collection: str, model: type[R], kind: str, *, also: AlsoWrite | None = None
+    ) -> None:
+        """`also`: what `update_if` writes with each change (the webhook events of its transitions)."""
         self._store, self._collection, self._model, self._kind = store, collection, model, kind
+        self._also = also
 
     @property
     def store(self) -> MetadataStore:
@@ -86,7 +91,7 @@ class OwnedCollection(Generic[R]):
             changed = mutate(self._model.model_validate(document)) if document is not None else None
             return changed.to_document() if changed is not None else None
 
-        result = self._store.transact(self.path(resource_id), apply)
+        result = self._store.transact(self.path(resource_id), apply, also=self._also)
         return self._model.model_validate(result) if result else None
 
     def delete(self, resource_id: str) -> None:
@@ -126,7 +131,7 @@ class OwnedCollection(Generic[R]):
 
 def datasets(store: MetadataStore) -> OwnedCollection[Dataset]:
     """The datasets (and files: the same documents): written by preprocessing, read by the other services."""
-    return OwnedCollection(store, "datasets", Dataset, "dataset")
+    return OwnedCollection(store, "datasets", Dataset, "dataset", also=on_transition("dataset"))
 
 
 def uploads(store: MetadataStore) -> OwnedCollection[Upload]:
@@ -136,7 +141,7 @@ def uploads(store: MetadataStore) -> OwnedCollection[Upload]:
 
 def jobs(store: MetadataStore) -> OwnedCollection[Job]:
     """Fine-tuning jobs: written by the training service and by their trainer (atomically: `update_if`)."""
-    return OwnedCollection(store, "jobs", Job, "fine-tuning job")
+    return OwnedCollection(store, "jobs", Job, "fine-tuning job", also=on_transition("job"))
 
 
 @dataclass(frozen=True)

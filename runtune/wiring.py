@@ -18,6 +18,7 @@ from runtune.ports.identity import IdentityVerifier
 from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
+from runtune.ports.tasks import TaskQueue
 from runtune.settings import (
     EMULATOR_VARIABLES,
     CommonSettings,
@@ -26,6 +27,10 @@ from runtune.settings import (
     ServiceSettings,
     SettingsError,
 )
+from runtune.webhooks.destinations import DestinationPolicy
+
+if TYPE_CHECKING:
+    from runtune.internal_auth import InternalCredentialVerifier
 
 if TYPE_CHECKING:
     from runtune.api_keys import ApiKeyVerifier
@@ -190,3 +195,60 @@ def internal_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
         return LocalTokenVerifier(settings.internal_token_sha256)
     assert settings.service_audience and settings.gateway_service_account
     return GoogleIdTokenVerifier(settings.service_audience, settings.gateway_service_account)
+
+
+def webhook_dispatch_token(settings: ServiceSettings) -> str:
+    """Local profile: the bearer token the queue calls the dispatcher with (`runtune dev up` sets one
+    for the platform; a service started alone makes its own, good for its own lifetime)."""
+    global _process_dispatch_token
+    if settings.webhook_dispatch_token is not None:
+        return settings.webhook_dispatch_token.get_secret_value()
+    if _process_dispatch_token is None:
+        import secrets
+
+        _process_dispatch_token = secrets.token_urlsafe(32)
+    return _process_dispatch_token
+
+
+_process_dispatch_token: str | None = None
+
+
+def webhook_queue(settings: ServiceSettings) -> TaskQueue:
+    """The webhooks' delivery queue: Cloud Tasks, or its emulator locally; its target is this
+    service's dispatcher (`services/training/webhooks_api.py`)."""
+    from runtune.adapters.cloud_tasks import CloudTasksQueue
+
+    path = "/internal/webhooks/deliver"
+    if settings.is_local:
+        if not settings.tasks_emulator_host:
+            raise SettingsError("profile 'local' needs CLOUD_TASKS_EMULATOR_HOST (set by `runtune dev up`)")
+        url = settings.webhook_dispatch_url or f"http://127.0.0.1:{settings.port}{path}"
+        return CloudTasksQueue.for_emulator(
+            settings.tasks_emulator_host, settings.webhook_queue_path, url, webhook_dispatch_token(settings)
+        )
+    from google.cloud import tasks_v2
+
+    if not (settings.webhook_dispatch_service_account and settings.service_audience):
+        raise SettingsError("profile 'gcp' needs RUNTUNE_WEBHOOK_DISPATCH_SERVICE_ACCOUNT for webhooks")
+    return CloudTasksQueue(
+        tasks_v2.CloudTasksClient(),
+        settings.webhook_queue_path,
+        settings.webhook_dispatch_url or settings.service_audience.rstrip("/") + path,
+        oidc_service_account=settings.webhook_dispatch_service_account,
+        oidc_audience=settings.service_audience,
+    )
+
+
+def webhook_dispatch_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
+    """Who may call the dispatcher: the queue's OIDC identity (cloud) or the local dispatch token."""
+    from runtune.internal_auth import GoogleIdTokenVerifier, LocalTokenVerifier, token_sha256
+
+    if settings.is_local:
+        return LocalTokenVerifier(token_sha256(webhook_dispatch_token(settings)))
+    assert settings.service_audience and settings.webhook_dispatch_service_account
+    return GoogleIdTokenVerifier(settings.service_audience, settings.webhook_dispatch_service_account)
+
+
+def webhook_policy(settings: ServiceSettings) -> DestinationPolicy:
+    """Where webhooks may go: https and public addresses in the cloud; loopback too locally, by setting."""
+    return DestinationPolicy(require_https=not settings.is_local, allow_loopback=settings.webhook_allow_loopback)

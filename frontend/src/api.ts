@@ -341,3 +341,31 @@ export interface ApiKey {
 export interface CreatedApiKey extends ApiKey {
   key: string;
 }
+
+export interface WebhookEndpoint {
+  id: string;
+  object: "webhook_endpoint";
+  url: string;
+  events: string[];
+  description: string | null;
+  status: "enabled" | "disabled";
+  created_at: number;
+  disabled_reason: string | null;
+}
+
+export interface CreatedWebhookEndpoint extends WebhookEndpoint {
+  secret: string;
+}
+
+export interface WebhookDelivery {
+  id: string;
+  event_id: string;
+  event_type: string;
+  attempt: number;
+  attempted_at: number;
+  status_code: number | null;
+  latency_ms: number | null;
+  error: string | null;
+  succeeded: boolean;
+  next_retry_at: number | null;
+}

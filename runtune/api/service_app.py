@@ -34,9 +34,17 @@ class GatewayOnlyMiddleware:
     Plain ASGI rather than `BaseHTTPMiddleware`: it sits on every request, streaming ones included.
     """
 
-    def __init__(self, app: ASGIApp, verifier: InternalCredentialVerifier) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: InternalCredentialVerifier,
+        path_verifiers: dict[str, InternalCredentialVerifier] | None = None,
+    ) -> None:
+        """`path_verifiers`: paths that take another caller's credential instead of the gateway's (the
+        webhooks dispatcher: the queue's)."""
         self._app = app
         self._verifier = verifier
+        self._path_verifiers = path_verifiers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
@@ -44,7 +52,8 @@ class GatewayOnlyMiddleware:
             return
         headers = Headers(scope=scope)
         try:
-            await self._verifier.verify_async(headers.get("authorization"))
+            verifier = self._path_verifiers.get(scope["path"], self._verifier)
+            await verifier.verify_async(headers.get("authorization"))
         except RuntuneError as exc:
             await JSONResponse(exc.envelope(), status_code=exc.status_code)(scope, receive, send)
             return
@@ -88,6 +97,7 @@ def create_service_app(
     *,
     routers: list[APIRouter],
     lifespan: Lifespan | None = None,
+    path_verifiers: dict[str, InternalCredentialVerifier] | None = None,
 ) -> FastAPI:
     configure_logging(name, settings.log_level)
 
@@ -102,7 +112,9 @@ def create_service_app(
 
     app = FastAPI(title=f"runtune-{name}", lifespan=run, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(GatewayOnlyMiddleware, verifier=wiring.internal_verifier(settings))
+    app.add_middleware(
+        GatewayOnlyMiddleware, verifier=wiring.internal_verifier(settings), path_verifiers=path_verifiers
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -214,11 +214,13 @@ class DatasetIngestion:
         log.info("dataset failed", extra={"dataset_id": dataset.id, "uid": dataset.owner, "code": code})
         self._clean(dataset)
         error = ApiError(code=code, message=message, param=param)
-        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to mark
-            self._datasets.update(
-                dataset.id,
-                {"status": DatasetStatus.failed.value, "error": error.model_dump(mode="json"), "progress": None},
-            )
+        # Atomically, with its `dataset.failed` webhook event; a dataset deleted meanwhile stays deleted.
+        self._datasets.update_if(
+            dataset.id,
+            lambda current: current.model_copy(
+                update={"status": DatasetStatus.failed, "error": error, "progress": None}
+            ),
+        )
 
     def _clean(self, dataset: Dataset) -> None:
         self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))

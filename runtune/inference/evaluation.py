@@ -30,6 +30,7 @@ from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
+from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.evaluate")
 # A label answer is short: room for a long label and a little chatter, not a paragraph.
@@ -106,7 +107,7 @@ class EvaluationRunner:
                 return None
             return {**current, **progress}
 
-        if self._store.transact(evaluation_path(evaluation.id), merge) is None:
+        if self._store.transact(evaluation_path(evaluation.id), merge, also=on_transition("evaluation")) is None:
             raise EvaluationOver(evaluation.id)
 
     async def _beat(self, evaluation: Evaluation) -> None:

@@ -24,6 +24,7 @@ from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
+from runtune.webhooks.events import event_for
 from services.inference.deps import Inference
 
 router = APIRouter(prefix="/v1/exports", tags=["inference"])
@@ -99,6 +100,14 @@ def _common_prefix(paths: list[str]) -> str:
     return "/".join(shared) + "/"
 
 
+def _create_with_event(exports: OwnedCollection[Export], export: Export) -> None:
+    """The export and its `export.succeeded` webhook event, in one atomic batch."""
+    writes = [(exports.path(export.id), export.to_document())]
+    if (event := event_for("export", export.status.value, export.id, export.owner)) is not None:
+        writes.append(event)
+    exports.store.create_many(writes)
+
+
 @router.post("", response_model=Export)
 async def create_export(body: CreateExportRequest, request: Request, user: CurrentUser, inference: Inference) -> Export:
     if body.format is ExportFormat.gguf:
@@ -119,7 +128,7 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
     else:
         export.files = await run_in_threadpool(_merged_files, inference.blobs, target)
     export.status, export.finished_at = ExportStatus.succeeded, now_ts()
-    await run_in_threadpool(_exports(request).create, export)
+    await run_in_threadpool(_create_with_event, _exports(request), export)
     return await run_in_threadpool(_with_links, export, inference.blobs, request.app.state.settings.export_url_ttl_s)
 
 

@@ -225,7 +225,7 @@ class JobService:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
             offered = (job.gpu,) if job.gpu else self.offered_gpus
             planned = plan.plan_job(job, training, offered=offered)
-            self.jobs.update(job.id, lambda current: plan.with_plan(current, planned))
+            self.jobs.update_if(job.id, lambda current: plan.with_plan(current, planned))
             config = planned.plan
         assert config.gpu is not None  # plan_job refuses a run that fits no GPU
         self.check_offered(config.gpu, "gpu")

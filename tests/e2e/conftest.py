@@ -18,6 +18,8 @@ from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.dev.processes import ManagedProcess, free_port
 from runtune.internal_auth import token_sha256
 from runtune.settings import REPO_ROOT
+from tests.e2e.jobs_support import TrainingService
+from tests.e2e.webhook_receiver import Receiver, running_receiver
 from tests.support import sign_up
 
 QUERY_LOG = "firestore-query-shapes.jsonl"
@@ -150,3 +152,18 @@ def user(platform) -> dict[str, str]:
 @pytest.fixture
 def sdk(platform, user) -> OpenAI:
     return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def training_service(platform) -> Iterator[TrainingService]:
+    # Session-scoped: the replacement serves the later tests and stops before the platform does.
+    service = TrainingService(platform)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback: answers each POST with the next of `statuses` (200 after)."""
+    with running_receiver() as running:
+        yield running
