@@ -402,7 +402,7 @@ def run_trl(
             gradient_checkpointing_kwargs={"use_reentrant": False},
             learning_rate=2e-4,
             lr_scheduler_type="constant",
-            warmup_ratio=0.03,
+            warmup_steps=0.03,  # a ratio (transformers 5: `warmup_steps` below 1)
             max_grad_norm=1.0 if as_runtune else 0.3,
             optim="adamw_torch_fused" if gpu else "adamw_torch",
             bf16=gpu,

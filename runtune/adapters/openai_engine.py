@@ -21,6 +21,8 @@ PROBE_TEXT = "Runtune probe"
 CONNECTIONS_PER_LANE = 16  # 256 in all: long-lived streams never wait for a connection
 # vLLM's default `--max-logprobs`: the most alternatives one position's log-probabilities may list.
 TOP_LOGPROBS = 20
+# Learning a label set's tokens: at most this many `/tokenize` and `/detokenize` requests at once.
+PLAN_REQUESTS = 8
 
 
 class _HeaderAuth(httpx.Auth):
@@ -73,7 +75,7 @@ class OpenAIEngine:
         # Per model: the chat template's text from the end of a user's text to the model's answer.
         self._openings: dict[str, str] = {}
         # Per (model, continuations): their tokens and the prefixes a prefix search may send.
-        self._plans: dict[tuple[str, tuple[str, ...]], _LabelPlan] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], asyncio.Future[_LabelPlan]] = {}
 
     async def aclose(self) -> None:
         await asyncio.gather(*(lane.aclose() for lane in self._lanes))
@@ -286,10 +288,20 @@ class OpenAIEngine:
         prefix search sends text: a request cannot carry token ids with an image). Learnt from the
         engine's `/tokenize` and `/detokenize` on the probe conversation, once per label set."""
         key = (model, tuple(continuations))
-        if (known := self._plans.get(key)) is not None:
-            return known
+        if (known := self._plans.get(key)) is None:
+            # Learnt once: the samples scored meanwhile wait for the same plan.
+            known = self._plans[key] = asyncio.ensure_future(self._learn_plan(model, continuations, lane))
+        try:
+            return await asyncio.shield(known)
+        except Exception:
+            if self._plans.get(key) is known:
+                del self._plans[key]  # a failure is not remembered: the next sample tries again
+            raise
+
+    async def _learn_plan(self, model: str, continuations: list[str], lane: httpx.AsyncClient) -> _LabelPlan:
         opening = await self._turn_opening(model, lane)
         probe = {"role": "user", "content": [{"type": "text", "text": PROBE_TEXT}]}
+        gate = asyncio.Semaphore(PLAN_REQUESTS)
 
         async def tokens(text: str | None) -> list[int]:
             if text is None:
@@ -301,7 +313,9 @@ class OpenAIEngine:
                     "add_generation_prompt": False,
                     "continue_final_message": True,
                 }
-            return [int(token) for token in (await self._post("/tokenize", body, lane)).json()["tokens"]]
+            async with gate:
+                reply = await self._post("/tokenize", body, lane)
+            return [int(token) for token in reply.json()["tokens"]]
 
         head = await tokens(None)
         fulls = await asyncio.gather(*(tokens(text) for text in continuations))
@@ -314,15 +328,14 @@ class OpenAIEngine:
         head_text = await self._detokenize(model, head, lane)
 
         async def text_of(prefix: tuple[int, ...]) -> str | None:
-            text = (await self._detokenize(model, [*head, *prefix], lane))[len(head_text) :]
+            async with gate:
+                text = (await self._detokenize(model, [*head, *prefix], lane))[len(head_text) :]
             return text if text and await tokens(text) == [*head, *prefix] else None
 
         texts = await asyncio.gather(*(text_of(prefix) for prefix in prefixes))
-        plan = _LabelPlan(
+        return _LabelPlan(
             opening, label_tokens, {prefix: text for prefix, text in zip(prefixes, texts, strict=True) if text}
         )
-        self._plans[key] = plan
-        return plan
 
     async def _detokenize(self, model: str, tokens: list[int], lane: httpx.AsyncClient) -> str:
         reply = await self._post("/detokenize", {"model": model, "tokens": tokens}, lane)
