@@ -367,10 +367,18 @@ class OpenAIEngine:
     async def _request(
         self, method: str, path: str, *, lane: httpx.AsyncClient | None = None, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            response = await (lane or next(self._next_lane)).request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable("The inference engine is unavailable; try again shortly") from exc
+        for attempt in range(2):
+            try:
+                response = await (lane or next(self._next_lane)).request(method, path, **kwargs)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                # A kept-alive connection the server closed (uvicorn, vLLM's included, after 5 s idle)
+                # just as the request went out: once more, on a fresh connection. Not for adapter loads,
+                # which are not safe to repeat.
+                if attempt or path.endswith("_lora_adapter"):
+                    raise UpstreamUnavailable("The inference engine is unavailable; try again shortly") from exc
+            except httpx.TransportError as exc:
+                raise UpstreamUnavailable("The inference engine is unavailable; try again shortly") from exc
         _raise_for(response)
         return response
 
