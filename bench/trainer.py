@@ -201,9 +201,9 @@ def _setup(model_id: str, weights: str, *, for_runtune: bool) -> tuple[Any, Any,
 
     from runtune.models import registry
     from runtune.models.loading import load_processor
+    from runtune.schemas.jobs import TrainConfig
     from runtune.training import model as setup
     from runtune.training.chat import ChatFormat
-    from runtune.training.config import TrainConfig
 
     spec = registry.get(model_id)
     config = TrainConfig(

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from runtune import blob_layout
+
 Access = Literal["r", "rw", "rd", "rwd"]
 SecretUse = Literal["none", "read", "manage"]
 
@@ -129,15 +131,15 @@ def _prefix_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile("".join("[^/]+" if re.fullmatch(r"\{\w+\}", p) else re.escape(p) for p in pieces))
 
 
-# The bucket's object layout, as the code builds it.
-UPLOADS = "uploads/{uid}/{upload}/"  # services/preprocessing/repository.py: upload_prefix (temporary)
-LEGACY_UPLOADS = "users/{uid}/uploads/{upload}/"  # uploads made before the temporary top-level prefix
-DATASETS = "users/{uid}/datasets/{dataset}/"  # runtune/datasets/canonical.py: shards, previews, source
-JOBS = "users/{uid}/jobs/{job}/"  # runtune/training/checkpoints.py: config, checkpoints, tensorboard
-JOB_EXPORTS = "users/{uid}/jobs/{job}/export/"  # runtune/training/export.py: adapter/, merged/, checkpoints/
-EVALUATIONS = "users/{uid}/evaluations/{evaluation}/"  # services/inference/evaluations.py: predictions
-VIBE_CHECKS = "users/{uid}/vibe_checks/{check}/"  # services/inference/vibe_api.py: prompt images
-EXPORTS = "users/{uid}/exports/{export}/"  # services/inference/exports_api.py: adapter archives
+# The bucket's object layout, as the code builds it (runtune.blob_layout, with `{name}` placeholders).
+UPLOADS = blob_layout.upload_prefix("{uid}", "{upload}")  # temporary: the lifecycle rule deletes them
+LEGACY_UPLOADS = blob_layout.legacy_upload_prefix("{uid}", "{upload}")
+DATASETS = blob_layout.dataset_prefix("{uid}", "{dataset}")  # shards, previews, source
+JOBS = blob_layout.job_prefix("{uid}", "{job}")  # config, resume checkpoints, tensorboard
+JOB_EXPORTS = blob_layout.export_prefix("{uid}", "{job}")  # adapter/, merged/, checkpoints/
+EVALUATIONS = blob_layout.evaluation_prefix("{uid}", "{evaluation}")  # predictions
+VIBE_CHECKS = blob_layout.vibe_check_prefix("{uid}", "{check}")  # prompt images
+EXPORTS = blob_layout.export_archive_prefix("{uid}", "{export}")  # adapter archives
 STAGED_MODELS = "models/"  # runtune/models/loading.py: base weights an operator staged
 
 DEPLOYABLES: dict[str, Permissions] = {

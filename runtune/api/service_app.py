@@ -13,16 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtune import wiring
 from runtune.api.deps import CurrentUser
 from runtune.api.errors import install_error_handlers
 from runtune.errors import RuntuneError
-from runtune.internal_auth import (
-    REQUEST_ID_HEADER,
-    USER_ID_HEADER,
-    GoogleIdTokenVerifier,
-    InternalCredentialVerifier,
-    LocalTokenVerifier,
-)
+from runtune.internal_auth import REQUEST_ID_HEADER, USER_ID_HEADER, InternalCredentialVerifier
 from runtune.logging import configure_logging
 from runtune.settings import ServiceSettings
 
@@ -31,14 +26,6 @@ log = logging.getLogger("runtune.service")
 _OPEN_PATHS = frozenset({"/healthz"})
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-
-def internal_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
-    if settings.is_local:
-        assert settings.internal_token_sha256  # checked by the settings validator
-        return LocalTokenVerifier(settings.internal_token_sha256)
-    assert settings.service_audience and settings.gateway_service_account
-    return GoogleIdTokenVerifier(settings.service_audience, settings.gateway_service_account)
 
 
 class GatewayOnlyMiddleware:
@@ -115,7 +102,7 @@ def create_service_app(
 
     app = FastAPI(title=f"runtune-{name}", lifespan=run, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(GatewayOnlyMiddleware, verifier=internal_verifier(settings))
+    app.add_middleware(GatewayOnlyMiddleware, verifier=wiring.internal_verifier(settings))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

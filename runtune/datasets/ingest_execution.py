@@ -30,7 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
-from runtune.datasets.canonical import dataset_prefix, source_path
+from runtune.blob_layout import dataset_prefix, source_path
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor, IngestResult, ProgressFn
 from runtune.datasets.problems import DataError
@@ -300,21 +300,13 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str], *, observe: ProgressObserver | None = None) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m jobs.ingest <dataset_id>", flush=True)
-        return 2
-    from runtune.settings import CommonSettings, SettingsError
-
-    try:
-        settings = CommonSettings()
-    except (SettingsError, ValueError) as exc:
-        print(f"ingest: invalid configuration: {exc}", flush=True)
-        return 2
     from runtune import wiring
-    from runtune.logging import configure_logging
     from runtune.owned import datasets as dataset_collection
+    from runtune.settings import CommonSettings
 
-    configure_logging("ingest", settings.log_level)
+    settings = wiring.execution_settings("ingest", argv, CommonSettings, argument="dataset_id")
+    if settings is None:
+        return 2
     dataset_id = argv[0]
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from runtune.blob_layout import predictions_path
 from runtune.datasets.canonical import Example, read_split
 from runtune.inference.models import Target
 from runtune.inference.serving import Serving
@@ -55,10 +56,6 @@ PROGRESS_FIELDS = (
 
 def evaluation_path(evaluation_id: str) -> str:
     return f"evaluations/{evaluation_id}"
-
-
-def predictions_path(uid: str, evaluation_id: str) -> str:
-    return f"users/{uid}/evaluations/{evaluation_id}/predictions.jsonl"
 
 
 def _text(message: dict[str, Any]) -> str:

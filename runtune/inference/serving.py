@@ -25,9 +25,18 @@ class Serving:
         target = self.models.resolve(uid, model, param)
         return target, await self._stager.ready(target)
 
-    async def answer(self, target: Target, messages: list[dict[str, Any]], max_tokens: int, temperature: float) -> str:
+    async def answer(
+        self,
+        target: Target,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        top_p: float | None = None,
+    ) -> str:
         check_messages(messages)  # vibe checks and evaluations: text and inline images only, as chat
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        if top_p is not None:
+            body["top_p"] = top_p
         reply = await self._stager.run(target, lambda name: self.engine.chat({"model": name, **body}))
         return reply["choices"][0]["message"]["content"] or ""
 

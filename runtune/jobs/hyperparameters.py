@@ -1,4 +1,4 @@
-"""OpenAI's `auto` hyperparameters, resolved once when a job's training file is ready, so the job
+"""OpenAI's `auto` hyperparameters, resolved once, in the job's plan (runtune/jobs/plan.py), so the job
 shows (and the trainer uses) the numbers it actually trains with, and says why each became so.
 
 The rules (docs/architecture.md, "Auto hyperparameters"):
@@ -83,10 +83,6 @@ class Resolved:
     def batch_size(self) -> int:
         assert isinstance(self.hyperparameters.batch_size, int)
         return self.hyperparameters.batch_size
-
-    def method_part(self) -> dict[str, Any]:
-        """`method.supervised.hyperparameters` as the job shows it."""
-        return {"hyperparameters": self.hyperparameters.model_dump(mode="json")}
 
 
 def run_shape(

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune import tar_stream
 from runtune.api.deps import CurrentUser, Pagination
+from runtune.blob_layout import MERGED, adapter_archive_path, export_folder
 from runtune.errors import Conflict, InvalidRequest
 from runtune.inference.models import Target
 from runtune.owned import OwnedCollection
@@ -32,10 +33,9 @@ def _exports(request: Request) -> OwnedCollection[Export]:
     return OwnedCollection(request.app.state.store, "exports", Export, "export")
 
 
-def _folder(target: Target, kind: str) -> str:
-    assert target.adapter is not None
-    # The merged model sits next to the adapter (`.../export/adapter/` -> `.../export/merged/`).
-    return target.adapter.prefix.rstrip("/").rsplit("/", 1)[0] + f"/{kind}/"
+def _merged_folder(target: Target) -> str:
+    assert target.adapter is not None and target.job is not None
+    return export_folder(target.job.owner, target.adapter.job_id, MERGED)
 
 
 def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str) -> list[ExportFile]:
@@ -48,7 +48,7 @@ def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str)
             info = tarfile.TarInfo(f"adapter/{blob.path[len(folder) :]}")
             info.size, info.mtime = len(data), int(time.time())
             archive.addfile(info, io.BytesIO(data))
-    path = f"users/{uid}/exports/{export_id}/adapter.tar.gz"
+    path = adapter_archive_path(uid, export_id)
     blobs.upload_bytes(path, buffer.getvalue(), content_type="application/gzip")
     return [ExportFile(path=path, bytes=len(buffer.getvalue()))]
 
@@ -59,7 +59,7 @@ def _merged_files(blobs: BlobStore, target: Target) -> list[ExportFile]:
             "A checkpoint is exported as its adapter only (format 'adapter'); the merged model is the job's final one",
             param="format",
         )
-    files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_folder(target, "merged"))]
+    files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_merged_folder(target))]
     if not files:
         raise InvalidRequest(
             "This job exported no merged model (it was trained with export.merged=false); export the adapter",

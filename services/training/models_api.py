@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
-from runtune.estimate import estimate
 from runtune.inference.models import base_model_object, tuned_model_object
-from runtune.jobs import hyperparameters
+from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
 from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
@@ -34,7 +33,7 @@ def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     base = [base_model_object(spec, jobs.profile) for spec in registry.MODELS.values()]
     tuned = [
         tuned_model_object(job)
-        for job in jobs.jobs.with_status([JobStatus.succeeded], owner=user.uid)
+        for job in jobs.jobs.where_in("status", [JobStatus.succeeded.value], owner=user.uid)
         if job.fine_tuned_model and not job.model_deleted_at
     ]
     return {"object": "list", "data": base + tuned}
@@ -52,34 +51,18 @@ class EstimateRequest(BaseModel):
 
 @router.post("/v1/fine_tuning/estimate")
 def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
-    spec = registry.lookup(body.model)
-    if spec is None:
-        raise InvalidRequest(f"Model '{body.model}' is not supported; GET /v1/models lists them", param="model")
-    if body.runtune.method == "full" and not spec.full_finetune:
-        raise InvalidRequest(
-            f"Full fine-tuning of '{body.model}' does not fit one GPU; use qlora", param="runtune.method"
-        )
-    jobs.check_offered(body.runtune.gpu, "runtune.gpu")
+    # The job plan's own checks (runtune/jobs/plan.py), with the estimate's field names.
+    spec = plan.check_model(body.model)
+    plan.check_options(spec, body.runtune, jobs.offered_gpus, param="runtune")
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
-        examples = dataset.splits.get("train") or sum(dataset.splits.values())
+        examples = plan.training_examples(dataset)
         lengths = SequenceLengths.of_stats(dataset.stats, spec)
     elif body.examples is not None:
         examples, lengths = body.examples, SequenceLengths.typical(spec)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
-    resolved = hyperparameters.resolve(
-        body.hyperparameters,
-        model=spec,
-        examples=examples,
-        options=body.runtune,
-        lengths=lengths,
-        offered=jobs.offered_gpus,
-    )
-    shape = hyperparameters.run_shape(
-        body.runtune, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
-    )
-    result = estimate(spec.figures(), shape, gpu=body.runtune.gpu, offered=jobs.offered_gpus)
+    resolved, result = plan.size_run(spec, body.hyperparameters, body.runtune, examples, lengths, jobs.offered_gpus)
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,

@@ -89,9 +89,9 @@ def claimed_launch(
     """A job as a training service leaves it between the launch claim and storing the execution
     (killed there, when the claim is old; still launching, when it is fresh): queued,
     `execution_name` "launching", the claim `claimed_s_ago` old."""
+    from runtune import owned
     from runtune.adapters.firestore import FirestoreMetadataStore
     from runtune.schemas.jobs import CreateJobRequest, Job, JobPhase, JobStatus
-    from services.training.repository import JobRepository
 
     model = "tiny-gemma-3-vision"
     request = CreateJobRequest(model=model, training_file=dataset_id, metadata={"script": script})
@@ -113,7 +113,7 @@ def claimed_launch(
     with pytest.MonkeyPatch.context() as patch:
         for name, value in platform.emulator_env.items():
             patch.setenv(name, value)
-        JobRepository(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
+        owned.jobs(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
     return job.id
 
 

@@ -1,0 +1,189 @@
+"""The job plan: what a fine-tuning job trains with, decided once, by this module alone.
+
+`plan_job` runs when the job's training file is ready (at create, or when the file finishes
+processing): it validates the job against its model and dataset (every rule the trainer used to
+check again), resolves the `auto` hyperparameters (runtune/jobs/hyperparameters.py), sets the
+learning rate and picks the GPU (runtune/estimate.py). The training service stores the result on
+the job (`Job.plan`, a `TrainConfig`; `with_plan` also writes the parts the API shows) and the
+trainer reads it verbatim (runtune/training/config.py): nothing is resolved twice, so a job
+trains with exactly the numbers it shows. Torch-free: the training service imports it.
+
+Jobs stored before plans existed get theirs from this same function when they launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runtune.errors import InvalidRequest
+from runtune.estimate import Estimate, estimate
+from runtune.jobs import hyperparameters
+from runtune.jobs.hyperparameters import Resolved, SequenceLengths
+from runtune.models import registry
+from runtune.models.registry import ModelSpec
+from runtune.schemas import Dataset, TaskKind
+from runtune.schemas.jobs import Hyperparameters, Job, RuntuneOptions, TrainConfig
+
+# The method's base learning rate, which `learning_rate_multiplier` multiplies.
+BASE_LEARNING_RATE = {"qlora": 2e-4, "lora": 2e-4, "full": 2e-5}
+OPTIONS_PARAM = "method.supervised.runtune"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A job's plan, why each `auto` hyperparameter became its number, and the run's estimate."""
+
+    plan: TrainConfig
+    auto: dict[str, str]
+    estimate: Estimate
+
+
+def check_model(model_id: str) -> ModelSpec:
+    model = registry.lookup(model_id)
+    if model is None:
+        raise InvalidRequest(
+            f"Model '{model_id}' is not supported; GET /v1/models lists the base models", param="model"
+        )
+    return model
+
+
+def check_offered(gpu: str, offered: Sequence[str], param: str) -> None:
+    """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
+    if gpu != "auto" and gpu not in offered:
+        raise InvalidRequest(
+            f"GPU '{gpu}' is not offered by this deployment; it offers {', '.join(offered)} "
+            "(or 'auto', the smallest that fits)",
+            param=param,
+            code="gpu_not_offered",
+        )
+
+
+def check_options(
+    model: ModelSpec, options: RuntuneOptions, offered: Sequence[str], *, param: str = OPTIONS_PARAM
+) -> None:
+    """The checks that need no dataset (answered at create, even while the file processes, and by
+    the estimate, whose request has the options at `param`)."""
+    if options.method == "full" and not model.full_finetune:
+        raise InvalidRequest(
+            f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'", param=f"{param}.method"
+        )
+    if options.lora.vision_tower and model.modality != "vision":
+        raise InvalidRequest(
+            f"lora.vision_tower adapts a vision encoder, and '{model.id}' reads text only; pick a vision model",
+            param=f"{param}.lora.vision_tower",
+        )
+    check_offered(options.gpu, offered, f"{param}.gpu")
+
+
+def check_dataset(model: ModelSpec, training: Dataset) -> None:
+    """The checks that need the ready training set."""
+    if model.modality == "text" and training.modality == "vision":
+        raise InvalidRequest(
+            f"Model '{model.id}' reads text only, but dataset '{training.id}' has images; pick a vision model",
+            param="model",
+        )
+    if training.splits and not training.splits.get("train"):
+        # The trainer trains on the `train` split alone; the others are for validation and testing.
+        raise InvalidRequest(f"Dataset '{training.id}' has no training examples", param="training_file")
+    if training.task_kind is TaskKind.classification and len(training.labels) < 2:
+        raise InvalidRequest(
+            f"Dataset '{training.id}' is a classification set with fewer than two labels", param="training_file"
+        )
+
+
+def learning_rate(model: ModelSpec, method: str, multiplier: float) -> float:
+    """The optimizer's peak rate: the method's base rate, the model's scale (the tiny random models
+    need ~10x), and the job's multiplier."""
+    return BASE_LEARNING_RATE[method] * model.learning_rate_scale * multiplier
+
+
+def training_examples(training: Dataset) -> int:
+    """The examples a run trains on: the `train` split's (the trainer reads no other)."""
+    return training.splits.get("train") or 1
+
+
+def size_run(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+) -> tuple[Resolved, Estimate]:
+    """`given` with its `auto` values resolved for `examples`, and the run's estimate on the GPU it
+    gets (no GPU when none offered holds it). The estimate endpoint's answer, and the plan's numbers."""
+    resolved = hyperparameters.resolve(
+        given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
+    )
+    shape = hyperparameters.run_shape(
+        options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
+    )
+    return resolved, estimate(model.figures(), shape, gpu=options.gpu, offered=offered)
+
+
+def plan_job(job: Job, training: Dataset, *, offered: Sequence[str]) -> Planned:
+    """The plan of `job` on its ready training set, among the `offered` GPUs; an `InvalidRequest`
+    naming the field when the job cannot run (the same code, message and param at create and later)."""
+    model = check_model(job.model)
+    options = job.options
+    check_options(model, options, offered)
+    check_dataset(model, training)
+    examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
+    resolved, fit = size_run(model, job.hyperparameters, options, examples, lengths, offered)
+    if fit.gpu is None:
+        raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
+    multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
+    plan = TrainConfig(
+        job_id=job.id,
+        owner=job.owner,
+        model=job.model,
+        dataset_id=job.training_file,
+        validation_dataset_id=job.validation_file,
+        task_kind=training.task_kind or TaskKind.generation,
+        labels=list(training.labels),
+        method=options.method,
+        lora_rank=options.lora.rank,
+        lora_alpha=options.lora.alpha,
+        lora_dropout=options.lora.dropout,
+        lora_target_modules=options.lora.target_modules,
+        lora_vision_tower=options.lora.vision_tower,
+        max_length=options.max_length,
+        epochs=resolved.epochs,
+        batch_size=resolved.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps or 1,
+        learning_rate_multiplier=multiplier,
+        learning_rate=learning_rate(model, options.method, multiplier),
+        lr_scheduler=options.lr_scheduler,
+        warmup_ratio=options.warmup_ratio,
+        gradient_checkpointing=options.gradient_checkpointing,
+        checkpoint_every_steps=options.checkpoint_every_steps,
+        checkpoint_every_minutes=options.checkpoint_every_minutes,
+        eval_baseline=options.evaluation.baseline,
+        eval_method=options.evaluation.method,
+        eval_split=options.evaluation.split,
+        eval_max_samples=options.evaluation.max_samples,
+        export_merged=options.export.merged,
+        push_to_hub=options.export.push_to_hub,
+        seed=job.seed,
+        gpu=fit.gpu,
+    )
+    return Planned(plan, resolved.auto, fit)
+
+
+def with_plan(job: Job, planned: Planned) -> Job:
+    """`job` with its plan stored and the parts the API shows written from it: the numbers in
+    `hyperparameters` and `method.supervised.hyperparameters` (as OpenAI's job shows them), why each
+    `auto` one became so (a reason stored earlier is kept), the GPU and the estimate."""
+    shown = planned.plan.hyperparameters()
+    supervised = {**job.method.get("supervised", {}), "hyperparameters": shown.model_dump(mode="json")}
+    return job.model_copy(
+        update={
+            "plan": planned.plan,
+            "hyperparameters": shown,
+            "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
+            "method": {**job.method, "supervised": supervised},
+            "gpu": planned.plan.gpu,
+            "estimated_gpu_seconds": planned.estimate.seconds,
+        }
+    )
