@@ -286,6 +286,7 @@ export interface Evaluation {
   labels: string[];
   max_samples: number | null;
   samples_done: number;
+  scoring_method?: string | null;
   samples_total: number | null;
   error: ApiErrorBody | null;
   finished_at: number | null;

@@ -29,6 +29,9 @@ class Evaluation(OwnedResource):
     samples_total: int | None = None
     max_samples: int | None = None
     labels: list[str] = Field(default_factory=list)
+    # Label scoring: how the engine was asked (`batched`, `per_label` or `prefix_search`, all exact),
+    # the fastest on the run's first samples.
+    scoring_method: str | None = None
     error: ApiError | None = None
     finished_at: int | None = None
     # The evaluation's execution (`jobs/evaluate`) beats this while it works; the inference service
