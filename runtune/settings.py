@@ -21,7 +21,12 @@ from runtune.quotas import Quotas
 
 # With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
 # other two silently point the Google clients at unauthenticated local servers.
-EMULATOR_VARIABLES = ("FIREBASE_AUTH_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
+EMULATOR_VARIABLES = (
+    "FIREBASE_AUTH_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "CLOUD_TASKS_EMULATOR_HOST",
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_DIR = REPO_ROOT / ".runtune"

@@ -241,7 +241,7 @@ def test_deleting_a_used_dataset_warns_and_leaves_deleted_references(ui_platform
 
 def test_a_failed_dataset_can_be_retried(ui_platform, world: World, page, shots) -> None:
     from runtune.adapters.gcs import GcsBlobStore
-    from runtune.datasets.canonical import source_path
+    from runtune.blob_layout import source_path
     from runtune.demo.shapes import write_archive
     from runtune.schemas.common import ApiError
     from runtune.schemas.datasets import Dataset, DatasetStatus, IngestSpec

@@ -83,6 +83,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
             # Trainers read cancel/pause after every step: a pause lands a few steps after it is asked.
             "RUNTUNE_STOP_POLL_S": "0.05",
+            # Fake `processing` datasets (jobs_support.put_dataset) hold an ingestion slot as a launch
+            # claim for 15 minutes; with the default 2 slots, two such tests stall every later upload.
+            "RUNTUNE_LOCAL_MAX_CONCURRENT_CPU_JOBS": "6",
             # Every distinct Firestore query shape the services run (tests/e2e/test_index_coverage.py).
             "RUNTUNE_FIRESTORE_QUERY_LOG": str(local_dir / QUERY_LOG),
         },
