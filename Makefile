@@ -5,11 +5,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TASKS_EMULATOR := $(VENV)/tasks-emulator-0.6.2
+# llama.cpp for GGUF exports, from one llama-cpp-python source distribution (runtune.settings.LLAMA_CPP_PYTHON,
+# jobs/convert/Dockerfile): its runtime compiled for the CPU, its converter extracted from the same archive.
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_CPP := $(VENV)/llama-cpp-$(LLAMA_CPP_PYTHON)
+LLAMA_CPP_SDIST := $(LLAMA_CPP)/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
+LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup dev test lint clean
 
-setup: $(VENV)/.installed $(TASKS_EMULATOR)/.installed node_modules/.installed frontend/dist/.built
+SETUP := $(VENV)/.installed $(TASKS_EMULATOR)/.installed $(LLAMA_CPP)/.installed node_modules/.installed frontend/dist/.built
+
+# The steps run side by side (-j3): compiling llama.cpp (about 4 minutes of two cores) overlaps the
+# Python and npm installs instead of adding to them.
+setup:
+	@$(MAKE) --no-print-directory -j3 $(SETUP)
 
 # The web UI (frontend/): its own npm project, built into frontend/dist, which the gateway serves.
 FRONTEND_SOURCES := frontend/index.html frontend/vite.config.ts frontend/tsconfig.json $(shell find frontend/src -type f 2>/dev/null)
@@ -25,6 +36,22 @@ $(VENV)/.installed: pyproject.toml
 $(TASKS_EMULATOR)/.installed: $(VENV)/.installed
 	$(PYTHON) -m venv $(TASKS_EMULATOR)
 	$(TASKS_EMULATOR)/bin/python -m pip install -q "gcloud-tasks-emulator==0.6.2"
+	touch $@
+
+# Compiled into a wheel kept beside the venv (a rebuilt venv reinstalls it without compiling again).
+$(LLAMA_CPP)/.built:
+	mkdir -p $(LLAMA_CPP)/wheels $(LLAMA_CPP)/converter
+	$(PYTHON) -m venv $(LLAMA_CPP)/build
+	$(LLAMA_CPP)/build/bin/python -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$(LLAMA_CPP_PYTHON)" -d $(LLAMA_CPP)
+	tar -xzf $(LLAMA_CPP_SDIST) -C $(LLAMA_CPP)/converter --strip-components=3 \
+		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp/convert_hf_to_gguf.py \
+		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp/conversion \
+		llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp/gguf-py
+	CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LLAMA_CPP)/build/bin/python -m pip wheel -q --no-deps $(LLAMA_CPP_SDIST) -w $(LLAMA_CPP)/wheels
+	touch $@
+
+$(LLAMA_CPP)/.installed: $(LLAMA_CPP)/.built $(VENV)/.installed
+	$(PY) -m pip install -q $(LLAMA_CPP)/wheels/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl
 	touch $@
 
 node_modules/.installed: package.json

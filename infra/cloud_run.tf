@@ -68,6 +68,7 @@ locals {
       RUNTUNE_ENGINE_MAX_ADAPTERS = tostring(local.serving.max_loras)
       # The task timeout of the evaluation executions it launches (the job's own timeout).
       RUNTUNE_EVALUATION_TIMEOUT_S = tostring(var.evaluate_task_timeout_s)
+      RUNTUNE_CONVERT_TIMEOUT_S    = tostring(var.convert_task_timeout_s)
       RUNTUNE_CLOUD_RUN_JOB_PREFIX = local.job_prefix
     }
     # An evaluation execution (jobs/evaluate): the engine as the inference service reaches it.
@@ -81,6 +82,14 @@ locals {
       RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       RUNTUNE_ENGINE_MAX_ADAPTERS     = tostring(local.serving.max_loras)
+    }
+    # A GGUF conversion (jobs/convert): reads and writes through the bucket's volume.
+    convert = {
+      RUNTUNE_PROFILE    = "gcp"
+      RUNTUNE_PROJECT_ID = var.project_id
+      RUNTUNE_REGION     = var.region
+      RUNTUNE_BUCKET     = local.data_bucket
+      RUNTUNE_LOG_LEVEL  = var.log_level
     }
     ingest = {
       RUNTUNE_PROFILE    = "gcp"
@@ -635,4 +644,81 @@ resource "google_cloud_run_v2_service_iam_member" "evaluate_invokes_engine" {
   name     = google_cloud_run_v2_service.engine.name
   role     = "roles/run.invoker"
   member   = google_service_account.sa["evaluate"].member
+}
+
+# --- GGUF conversions: a CPU Cloud Run job, one execution per GGUF or Ollama export ---------------
+
+locals {
+  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.convert) with the default prefix.
+  convert_job = "runtune-convert"
+}
+
+# The inference service answers POST /v1/exports (format gguf or ollama) with the export `queued`
+# and launches an execution of this job (args: the export id). The bucket is mounted: the merged
+# model is read through the volume and each GGUF file written to it is held in memory only until
+# it is closed (the job's disk is its memory too).
+resource "google_cloud_run_v2_job" "convert" {
+  project             = var.project_id
+  name                = local.convert_job
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    task_count  = 1
+    parallelism = 1
+
+    template {
+      service_account       = google_service_account.sa["convert"].email
+      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
+      timeout               = "${var.convert_task_timeout_s}s"
+      # A retry would hide why the first attempt died (out of memory, timeout): the inference
+      # service fails the export with that reason instead.
+      max_retries = 0
+
+      volumes {
+        name = "data"
+        gcs {
+          bucket    = google_storage_bucket.data.name
+          read_only = false
+        }
+      }
+
+      containers {
+        image   = local.images.convert
+        command = ["python", "-m", "jobs.convert"]
+
+        resources {
+          limits = {
+            cpu    = var.convert_cpu
+            memory = var.convert_memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.env.convert
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        volume_mounts {
+          name       = "data"
+          mount_path = local.data_mount_path
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
+}
+
+# The inference service starts executions with overrides, reads and cancels them: on this job only.
+resource "google_cloud_run_v2_job_iam_member" "inference_runs_convert" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_job.convert.name
+  role     = google_project_iam_custom_role.job_runner.id
+  member   = google_service_account.sa["inference"].member
 }

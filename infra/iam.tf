@@ -13,6 +13,7 @@ locals {
     trainer       = "Runtune trainer (GPU Cloud Run job)"
     evaluate      = "Runtune evaluations (CPU Cloud Run job; calls the engine)"
     ingest        = "Runtune dataset ingestion (CPU Cloud Run job)"
+    convert       = "Runtune GGUF conversions (CPU Cloud Run job)"
     engine        = "Runtune vLLM engine (GPU Cloud Run service)"
     # The identity Cloud Tasks calls the webhooks dispatcher as (infra/tasks.tf).
     webhooks = "Runtune webhook deliveries (Cloud Tasks -> the training service's dispatcher)"
@@ -27,6 +28,7 @@ locals {
     "trainer-datastore"       = { account = "trainer", role = "roles/datastore.user" }
     "evaluate-datastore"      = { account = "evaluate", role = "roles/datastore.user" }
     "ingest-datastore"        = { account = "ingest", role = "roles/datastore.user" }
+    "convert-datastore"       = { account = "convert", role = "roles/datastore.user" }
     # API keys: the gateway looks a key up by its hash and stamps its last use.
     "gateway-datastore" = { account = "gateway", role = "roles/datastore.user" }
     # firebase-admin's verify_id_token(check_revoked=True) looks the user up (disabled, revoked).
@@ -44,6 +46,7 @@ locals {
     "inference"     = { account = "inference", role = "roles/storage.objectUser" }     # adapters, evaluation sets in; adapter archives, vibe-check images, predictions out
     "engine"        = { account = "engine", role = "roles/storage.objectViewer" }      # adapters, through the read-only volume
     "evaluate"      = { account = "evaluate", role = "roles/storage.objectUser" }      # dataset shards in; predictions out
+    "convert"       = { account = "convert", role = "roles/storage.objectUser" }       # merged models in; GGUF files out
   }
 
   # Accounts that sign URLs (V4, through IAM signBlob with their own identity: Cloud Run's
@@ -114,6 +117,13 @@ resource "google_service_account_iam_member" "training_acts_as_trainer" {
 # Likewise the inference service starts the evaluate job, which runs as the evaluate account.
 resource "google_service_account_iam_member" "inference_acts_as_evaluate" {
   service_account_id = google_service_account.sa["evaluate"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = google_service_account.sa["inference"].member
+}
+
+# And the convert job, which runs as the convert account.
+resource "google_service_account_iam_member" "inference_acts_as_convert" {
+  service_account_id = google_service_account.sa["convert"].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.sa["inference"].member
 }

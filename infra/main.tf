@@ -32,7 +32,7 @@ locals {
 
   registry = "${var.region}-docker.pkg.dev/${var.project_id}/${var.artifact_repository}"
   images = {
-    for key in ["gateway", "preprocessing", "training", "inference", "trainer", "engine"] :
+    for key in ["gateway", "preprocessing", "training", "inference", "trainer", "engine", "convert"] :
     key => "${local.registry}/${key}:${var.image_tag}"
   }
 

@@ -202,6 +202,29 @@ variable "evaluate_task_timeout_s" {
   }
 }
 
+variable "convert_cpu" {
+  description = "vCPUs of a GGUF conversion (the runtune-convert job): llama.cpp's quantizer uses them all."
+  type        = string
+  default     = "8"
+}
+
+variable "convert_memory" {
+  description = "Memory of a GGUF conversion: the converter's largest tensors, and each output file while it is written to the bucket volume (RUNTUNE_GGUF_SPLIT_MAX_SIZE caps a GGUF file; an Ollama file is whole, so its model's quantized size must fit)."
+  type        = string
+  default     = "32Gi"
+}
+
+variable "convert_task_timeout_s" {
+  description = "Timeout of one conversion, in seconds (Cloud Run CPU jobs: at most 24 hours)."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.convert_task_timeout_s >= 60 && var.convert_task_timeout_s <= 86400
+    error_message = "convert_task_timeout_s must be between 60 and 86400 (24 hours, the Cloud Run job maximum)."
+  }
+}
+
 # Who may use the platform (RUNTUNE_SIGNUP_* of the gateway; gateway/signup.py). Anyone holding the
 # public web API key can create a Firebase account, so the default admits only invited addresses.
 variable "signup_policy" {

@@ -98,6 +98,11 @@ def export_folder(uid: str, job_id: str, kind: ExportKind) -> str:
     return f"{export_prefix(uid, job_id)}{kind}/"
 
 
+def converted_folder(uid: str, job_id: str, export_format: str, quantization: str) -> str:
+    """A GGUF or Ollama conversion of the merged model (`gguf-q4_k_m/`): deleted with the model."""
+    return f"{export_prefix(uid, job_id)}{export_format}-{quantization}/"
+
+
 def model_checkpoint_folder(uid: str, job_id: str, step: int) -> str:
     """A model checkpoint's adapter, laid out as the final adapter's (so the engine reads it alike)."""
     return f"{export_prefix(uid, job_id)}checkpoints/step-{step:06d}/"

@@ -139,7 +139,9 @@ UPLOADS = blob_layout.upload_prefix("{uid}", "{upload}")  # temporary: the lifec
 LEGACY_UPLOADS = blob_layout.legacy_upload_prefix("{uid}", "{upload}")
 DATASETS = blob_layout.dataset_prefix("{uid}", "{dataset}")  # shards, previews, source
 JOBS = blob_layout.job_prefix("{uid}", "{job}")  # config, resume checkpoints, tensorboard
-JOB_EXPORTS = blob_layout.export_prefix("{uid}", "{job}")  # adapter/, merged/, checkpoints/
+JOB_EXPORTS = blob_layout.export_prefix("{uid}", "{job}")  # adapter/, merged/, checkpoints/, gguf-*/
+MERGED_MODELS = blob_layout.export_folder("{uid}", "{job}", blob_layout.MERGED)
+CONVERTED_MODELS = blob_layout.converted_folder("{uid}", "{job}", "{format}", "{quantization}")  # GGUF, Ollama
 EVALUATIONS = blob_layout.evaluation_prefix("{uid}", "{evaluation}")  # predictions
 VIBE_CHECKS = blob_layout.vibe_check_prefix("{uid}", "{check}")  # prompt images
 EXPORTS = blob_layout.export_archive_prefix("{uid}", "{export}")  # adapter archives
@@ -221,8 +223,15 @@ DEPLOYABLES: dict[str, Permissions] = {
             **OUTBOX,
         },
         signs_urls=True,
-        runs_jobs=("evaluate",),
+        runs_jobs=("evaluate", "convert"),
         invokes=("engine",),
+    ),
+    "convert": Permissions(
+        "the conversion CPU job: one tuned model's merged weights into GGUF (or an Ollama folder)",
+        # Through the bucket's volume in the cloud (read the merged model, write the output), through
+        # the client locally; a retried task first deletes its earlier partial output.
+        bucket={MERGED_MODELS: "r", CONVERTED_MODELS: "rwd"},
+        firestore={"exports": "rw", **OUTBOX},
     ),
     "evaluate": Permissions(
         "the evaluation CPU job: scores one evaluation's split through the engine, writes its predictions",

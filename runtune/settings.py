@@ -30,6 +30,8 @@ EMULATOR_VARIABLES = (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_DIR = REPO_ROOT / ".runtune"
+# The llama-cpp-python release whose converter and runtime make GGUF exports (Makefile, jobs/convert/Dockerfile).
+LLAMA_CPP_PYTHON = "0.3.36"
 
 
 class Profile(StrEnum):
@@ -200,6 +202,7 @@ class ServiceSettings(CommonSettings):
     trainer_command: list[str] = ["python", "-m", "jobs.trainer"]
     ingest_command: list[str] = ["python", "-m", "jobs.ingest"]
     evaluate_command: list[str] = ["python", "-m", "jobs.evaluate"]
+    convert_command: list[str] = ["python", "-m", "jobs.convert"]
     local_max_concurrent_jobs: int = Field(default=1, ge=1)
     local_max_concurrent_cpu_jobs: int = Field(default=2, ge=1)
     # Dataset ingestion: one execution per dataset (Cloud Run caps a CPU job's task at 24 hours);
@@ -362,10 +365,26 @@ class InferenceSettings(ServiceSettings, EngineClientSettings):
     export_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     # The evaluation execution's task timeout (Cloud Run CPU jobs run up to 24 hours per task).
     evaluation_timeout_s: int = Field(default=3600, ge=60, le=24 * 3600)
+    # The conversion execution's task timeout (GGUF of a 27B model: tens of minutes on 8 vCPUs).
+    convert_timeout_s: int = Field(default=3 * 3600, ge=60, le=24 * 3600)
+    convert_heartbeat_s: float = Field(default=20.0, gt=0, le=600)
 
 
 class EvaluateSettings(EngineClientSettings):
     """An evaluation execution (`python -m jobs.evaluate <evaluation_id>`)."""
+
+
+class ConvertSettings(CommonSettings):
+    """A conversion execution (`python -m jobs.convert <export_id>`): merged model -> GGUF / Ollama."""
+
+    # llama.cpp's converter (convert_hf_to_gguf.py, conversion/, gguf-py/) from the pinned
+    # llama-cpp-python sdist: `make setup` extracts it here; the convert image to /opt/llama.cpp.
+    gguf_converter_dir: Path = REPO_ROOT / ".venv" / f"llama-cpp-{LLAMA_CPP_PYTHON}" / "converter"
+    # No GGUF file larger than this (llama.cpp's split format; Ollama folders are never split). On
+    # Cloud Run a file written to the bucket's volume is held in memory until it is closed.
+    gguf_split_max_size: str | None = Field(default="4G", pattern=r"^[0-9]+[KMG]$")
+    convert_heartbeat_s: float = Field(default=20.0, gt=0, le=600)
+    convert_threads: int = Field(default=0, ge=0)
 
 
 class EngineServerSettings(BaseSettings):

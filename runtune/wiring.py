@@ -108,6 +108,7 @@ def job_launcher(settings: ServiceSettings, workload: Workload = Workload.train)
             Workload.train: (settings.trainer_command, settings.local_max_concurrent_jobs),
             Workload.ingest: (settings.ingest_command, settings.local_max_concurrent_cpu_jobs),
             Workload.evaluate: (settings.evaluate_command, settings.local_max_concurrent_cpu_jobs),
+            Workload.convert: (settings.convert_command, settings.local_max_concurrent_cpu_jobs),
         }[workload]
         return LocalProcessLauncher(
             command,

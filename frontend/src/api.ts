@@ -304,13 +304,18 @@ export interface Export {
   object: "export";
   created_at: number;
   job_id: string;
-  format: "adapter" | "merged" | "gguf";
+  format: ExportFormat;
   status: "queued" | "running" | "succeeded" | "failed";
   model: string | null;
   links: ExportLink[];
   error: ApiErrorBody | null;
   finished_at: number | null;
+  quantization: Quantization | null;
+  phase: string | null;
 }
+
+export type ExportFormat = "adapter" | "merged" | "gguf" | "ollama";
+export type Quantization = "f16" | "q8_0" | "q4_k_m";
 
 export interface VibeAnswer {
   prompt: string;

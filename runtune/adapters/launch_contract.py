@@ -28,7 +28,12 @@ RESERVED_PREFIX = "CLOUD_RUN_"
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 # Every Cloud Run job of a deployment is named `<prefix>-<workload>[-<gpu>]`.
 DEFAULT_JOB_PREFIX = "runtune"
-_JOB_STEMS = {Workload.train: "trainer", Workload.ingest: "ingest", Workload.evaluate: "evaluate"}
+_JOB_STEMS = {
+    Workload.train: "trainer",
+    Workload.ingest: "ingest",
+    Workload.evaluate: "evaluate",
+    Workload.convert: "convert",
+}
 
 
 def gpu_slug(gpu: str) -> str:

@@ -129,14 +129,27 @@ def vibe(
 
 def export(
     model: str = typer.Option(..., "--model", "-m", help="Your `ft:` model"),
-    format: str = typer.Option("adapter", "--format", "-f", help="adapter or merged"),
+    format: str = typer.Option("adapter", "--format", "-f", help="adapter, merged, gguf or ollama"),
+    quantization: str | None = typer.Option(
+        None, "--quantization", "-q", help="gguf and ollama: f16, q8_0 or q4_k_m (the default)"
+    ),
     download: Path | None = typer.Option(None, help="Download the files into this folder"),
 ) -> None:
-    """Export a tuned model; print (or follow) its time-limited download links."""
+    """Export a tuned model; print (or follow) its time-limited download links. GGUF and Ollama
+    exports are converted by an execution of their own: this waits for it, showing its phase."""
+    client = _client()
+    body = {"model": model, "format": format, "quantization": quantization}
     try:
-        exported = _client().post("/v1/exports", json={"model": model, "format": format})
+        exported = client.post("/v1/exports", json={k: v for k, v in body.items() if v is not None})
+        with console.status(f"Export {exported['id']}: {exported['status']}") as status:
+            while exported["status"] in ("queued", "running"):
+                time.sleep(2)
+                exported = client.get(f"/v1/exports/{exported['id']}")
+                status.update(f"Export {exported['id']}: {exported.get('phase') or exported['status']}")
     except ApiError as exc:
         raise _fail(exc) from exc
+    if exported["status"] != "succeeded":
+        raise _fail(RuntimeError(f"Export failed: {(exported.get('error') or {}).get('message')}"))
     for link in exported["links"]:
         expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(link["expires_at"]))
         console.print(f"{link['name']} ({link['bytes']} bytes, link valid until {expires})")

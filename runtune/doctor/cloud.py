@@ -74,12 +74,14 @@ class RequiredJob:
 
 def required_jobs(prefix: str = DEFAULT_JOB_PREFIX, gpus: Iterable[str] = GPU_NAMES) -> list[RequiredJob]:
     """Every Cloud Run job the launcher may run: a trainer per offered GPU (with the data bucket
-    mounted: it reads staged models and writes checkpoints through it), the ingest and evaluate jobs."""
+    mounted: it reads staged models and writes checkpoints through it), the ingest and evaluate jobs,
+    and the convert job (mounted too: it reads merged models and writes GGUF files through it)."""
     jobs = [
         RequiredJob(cloud_run_job_name(Workload.train, gpu, prefix), Workload.train, gpu, mounts_bucket=True)
         for gpu in gpus
     ]
     jobs += [RequiredJob(cloud_run_job_name(w, None, prefix), w) for w in (Workload.ingest, Workload.evaluate)]
+    jobs.append(RequiredJob(cloud_run_job_name(Workload.convert, None, prefix), Workload.convert, mounts_bucket=True))
     return jobs
 
 

@@ -27,6 +27,7 @@ COMMAND_VARIABLES = {
     "train": "RUNTUNE_TRAINER_COMMAND",
     "ingest": "RUNTUNE_INGEST_COMMAND",
     "evaluate": "RUNTUNE_EVALUATE_COMMAND",
+    "convert": "RUNTUNE_CONVERT_COMMAND",
 }
 
 
@@ -40,9 +41,15 @@ class WorkloadCommands(BaseSettings):
     trainer_command: list[str] = ServiceSettings.model_fields["trainer_command"].default
     ingest_command: list[str] = ServiceSettings.model_fields["ingest_command"].default
     evaluate_command: list[str] = ServiceSettings.model_fields["evaluate_command"].default
+    convert_command: list[str] = ServiceSettings.model_fields["convert_command"].default
 
     def by_workload(self) -> dict[str, list[str]]:
-        return {"train": self.trainer_command, "ingest": self.ingest_command, "evaluate": self.evaluate_command}
+        return {
+            "train": self.trainer_command,
+            "ingest": self.ingest_command,
+            "evaluate": self.evaluate_command,
+            "convert": self.convert_command,
+        }
 
 
 def _restart_fix(component: str, state: Mapping[str, Any]) -> str:

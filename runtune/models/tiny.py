@@ -18,13 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runtune.models.spm import write_sentencepiece_model
+
 log = logging.getLogger("runtune.models.tiny")
 
 TINY_IDS = ("tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text")
 VOCAB_SIZE = 1024
 IMAGE_SIZE = 32  # pixels; the demo set is drawn at this size too
 BUILD_MARKER = "runtune-tiny.json"
-BUILD_VERSION = 4
+BUILD_VERSION = 5  # 5: tokenizer.model beside tokenizer.json (llama.cpp's converter reads it)
 # The random weights' seed. With seed 0 the untrained Gemma 3 vision model happened to prefer the
 # right label for two of the demo set's four colours (baseline accuracy 0.5); with this one every
 # tiny model's label preference ignores the image (accuracy at chance, 0.25), as a model that has
@@ -362,6 +364,7 @@ def build_tiny_model(model_id: str, out: Path, *, seed: int = DEFAULT_SEED) -> P
     staging = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=out.parent))
     try:
         BUILDERS[model_id](staging, vocab, merges)
+        write_sentencepiece_model(staging)
         (staging / BUILD_MARKER).write_text(json.dumps({"id": model_id, "version": BUILD_VERSION, "seed": seed}))
         if out.exists():
             shutil.rmtree(out)

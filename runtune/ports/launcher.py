@@ -1,7 +1,7 @@
 """Job launcher port: start, cancel and inspect one execution per unit of long work.
 
-Three workloads run as executions of their own, never in a request-serving instance: training (a GPU
-job per GPU type), dataset ingestion and evaluations (CPU jobs). Each is a Cloud Run job in the cloud
+Four workloads run as executions of their own, never in a request-serving instance: training (a GPU
+job per GPU type), dataset ingestion, evaluations and GGUF conversions (CPU jobs). Each is a Cloud Run job in the cloud
 and a child process of the local launcher on a workstation.
 """
 
@@ -22,6 +22,8 @@ class Workload(StrEnum):
     train = "train"
     ingest = "ingest"
     evaluate = "evaluate"
+    # A GGUF / Ollama export made from a merged model (jobs/convert).
+    convert = "convert"
 
 
 class ExecutionState(StrEnum):

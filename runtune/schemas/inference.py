@@ -53,7 +53,21 @@ class Evaluation(OwnedResource):
 class ExportFormat(StrEnum):
     adapter = "adapter"
     merged = "merged"
+    # Made from `merged` by a conversion execution (jobs/convert, runtune.gguf_export).
     gguf = "gguf"
+    ollama = "ollama"
+
+    @property
+    def is_converted(self) -> bool:
+        return self in (ExportFormat.gguf, ExportFormat.ollama)
+
+
+class Quantization(StrEnum):
+    """GGUF weight types: 16-bit, 8-bit, and llama.cpp's usual 4-bit mix (Ollama's default)."""
+
+    f16 = "f16"
+    q8_0 = "q8_0"
+    q4_k_m = "q4_k_m"
 
 
 class ExportStatus(StrEnum):
@@ -88,11 +102,23 @@ class Export(OwnedResource):
     links: list[ExportLink] = Field(default_factory=list)
     error: ApiError | None = None
     finished_at: int | None = None
+    # GGUF and Ollama exports: the weight type, and what the conversion is doing (`converting`,
+    # `quantizing`, `uploading`) while it runs.
+    quantization: Quantization | None = None
+    phase: str | None = None
+    heartbeat_at: int | None = None
+    # The launcher's name of the conversion's execution: internal, stored but never shown.
+    execution_name: str | None = Field(default=None, exclude=True)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ExportStatus.succeeded, ExportStatus.failed)
 
     def to_document(self) -> dict[str, Any]:
         document = super().to_document()
         document["files"] = [file.model_dump() for file in self.files]
         document["links"] = []
+        document["execution_name"] = self.execution_name
         return document
 
 
@@ -112,6 +138,9 @@ class CreateExportRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=300, description="The `ft:` id of one of your succeeded jobs")
     format: ExportFormat = ExportFormat.adapter
+    quantization: Quantization | None = Field(
+        default=None, description="GGUF and Ollama exports only: f16, q8_0 or q4_k_m (the default)"
+    )
 
 
 MAX_VIBE_IMAGE_CHARS = 14_000_000  # a data URL of about 10 MB of image

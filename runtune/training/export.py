@@ -39,6 +39,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,7 @@ from runtune.blob_layout import ADAPTER, MERGED, export_folder
 from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
+from runtune.models.spm import SPM_FILE
 from runtune.ports.blobs import BlobStore
 from runtune.schemas.jobs import TrainConfig
 
@@ -171,8 +173,27 @@ def export_merged(
         del merged
         release_memory()
         _describe(folder, config, spec, processor, model_card(config, metrics))
+        copy_sentencepiece(weights_path, folder, token=token)
         upload_dir(blobs, folder, merged_prefix)
     return {MERGED: merged_prefix}
+
+
+def copy_sentencepiece(weights_path: str, folder: Path, *, token: str | None = None) -> None:
+    """The base's `tokenizer.model` beside the merged model: llama.cpp's converter reads a Gemma
+    vocabulary from it (runtune.gguf_export), and a fast tokenizer's `save_pretrained` omits it."""
+    if (Path(weights_path) / SPM_FILE).is_file():
+        shutil.copyfile(Path(weights_path) / SPM_FILE, folder / SPM_FILE)
+        return
+    if Path(weights_path).exists():
+        return  # a local base without one: the GGUF export will say so
+    from huggingface_hub import hf_hub_download
+
+    try:
+        shutil.copyfile(hf_hub_download(weights_path, SPM_FILE, token=token), folder / SPM_FILE)
+    except Exception as exc:  # the merged model is complete without it; only GGUF needs it
+        log.warning(
+            "no tokenizer.model for the merged export", extra={"model": weights_path, "error": type(exc).__name__}
+        )
 
 
 def merge(spec: ModelSpec, weights_path: str, adapter: Path, *, token: str | None = None) -> Any:

@@ -19,7 +19,7 @@ from runtune.ports.launcher import Workload
 from runtune.quotas import StreamSlots
 from runtune.settings import InferenceSettings
 from services.inference import chat_api, evaluations_api, exports_api, models_api, vibe_api
-from services.inference.evaluations import EvaluationExecutions
+from services.inference.executions import evaluation_executions, export_executions
 from services.inference.service import InferenceService
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
@@ -39,25 +39,38 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         app.state.inference = build_serving(settings, store, blobs, InferenceService)
         app.state.streams = StreamSlots(settings.quota_open_streams)
         launcher = wiring.job_launcher(settings, Workload.evaluate)
-        app.state.evaluations = EvaluationExecutions(
+        evaluations = app.state.evaluations = evaluation_executions(
             store,
             launcher,
             heartbeat_s=settings.evaluation_heartbeat_s,
             timeout_s=settings.evaluation_timeout_s,
             quotas=settings.quotas,
         )
-        # Evaluations left unfinished by executions that ended while no instance was looking.
-        await run_in_threadpool(app.state.evaluations.sweep)
-        # The local launcher stops its evaluations with the service (as Cloud Run would not): they are
-        # failed at once with that reason (`sweep(force=True)`) rather than at the next start.
-        evaluations = app.state.evaluations
+        converter = wiring.job_launcher(settings, Workload.convert)
+        conversions = app.state.conversions = export_executions(
+            store, converter, heartbeat_s=settings.convert_heartbeat_s, timeout_s=settings.convert_timeout_s
+        )
+        # Items left unfinished by executions that ended while no instance was looking.
+        await run_in_threadpool(evaluations.sweep)
+        await run_in_threadpool(conversions.sweep)
+        # The local launchers stop their executions with the service (as Cloud Run would not): those
+        # items are failed at once with that reason (`sweep(force=True)`) rather than at the next start.
         try:
-            async with reconciling(
-                "evaluations",
-                evaluations.sweep,
-                settings.reconcile_every_s,
-                launcher,
-                after_shutdown=lambda: evaluations.sweep(force=True),
+            async with (
+                reconciling(
+                    "evaluations",
+                    evaluations.sweep,
+                    settings.reconcile_every_s,
+                    launcher,
+                    after_shutdown=lambda: evaluations.sweep(force=True),
+                ),
+                reconciling(
+                    "exports",
+                    conversions.sweep,
+                    settings.reconcile_every_s,
+                    converter,
+                    after_shutdown=lambda: conversions.sweep(force=True),
+                ),
             ):
                 yield
         finally:

@@ -17,12 +17,12 @@ from runtune.schemas.common import new_id
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import CreateEvaluationRequest, Evaluation
 from services.inference.deps import Inference
-from services.inference.evaluations import EvaluationExecutions
+from services.inference.executions import Executions
 
 router = APIRouter(prefix="/v1/evaluations", tags=["inference"])
 
 
-def _executions(request: Request) -> EvaluationExecutions:
+def _executions(request: Request) -> Executions[Evaluation]:
     return request.app.state.evaluations
 
 

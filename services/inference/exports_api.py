@@ -23,9 +23,18 @@ from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
-from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
+from runtune.schemas.inference import (
+    CreateExportRequest,
+    Export,
+    ExportFile,
+    ExportFormat,
+    ExportLink,
+    ExportStatus,
+    Quantization,
+)
 from runtune.webhooks.events import event_for
 from services.inference.deps import Inference
+from services.inference.executions import Executions
 
 router = APIRouter(prefix="/v1/exports", tags=["inference"])
 
@@ -108,14 +117,48 @@ def _create_with_event(exports: OwnedCollection[Export], export: Export) -> None
     exports.store.create_many(writes)
 
 
+def _conversions(request: Request) -> Executions[Export]:
+    return request.app.state.conversions
+
+
+def _converted_before(
+    exports: OwnedCollection[Export], uid: str, job_id: str, body: CreateExportRequest
+) -> Export | None:
+    """A succeeded conversion of the same model to the same format and weights: its files are reused
+    (a conversion takes minutes and the files do not change)."""
+    for export in exports.where_equal("job_id", job_id, limit=50):
+        if (
+            export.owner == uid
+            and export.status is ExportStatus.succeeded
+            and (export.format, export.quantization) == (body.format, body.quantization)
+        ):
+            return export
+    return None
+
+
+async def _start_conversion(request: Request, body: CreateExportRequest, target: Target, export: Export) -> Export:
+    """GGUF and Ollama: the merged model must be there; the conversion runs as its own execution
+    (jobs/convert) and the export answers `queued` (poll `GET /v1/exports/{id}`)."""
+    inference = request.app.state.inference
+    await run_in_threadpool(_merged_files, inference.blobs, target)
+    export.quantization = body.quantization or Quantization.q4_k_m
+    body = body.model_copy(update={"quantization": export.quantization})
+    exports = _exports(request)
+    before = await run_in_threadpool(_converted_before, exports, export.owner, export.job_id, body)
+    if before is not None:
+        export.files, export.status, export.finished_at = before.files, ExportStatus.succeeded, now_ts()
+        await run_in_threadpool(_create_with_event, exports, export)
+        return await run_in_threadpool(
+            _with_links, export, inference.blobs, request.app.state.settings.export_url_ttl_s
+        )
+    return await run_in_threadpool(_conversions(request).start, export)
+
+
 @router.post("", response_model=Export)
 async def create_export(body: CreateExportRequest, request: Request, user: CurrentUser, inference: Inference) -> Export:
-    if body.format is ExportFormat.gguf:
+    if body.quantization is not None and not body.format.is_converted:
         raise InvalidRequest(
-            "GGUF export needs llama.cpp's converter, which this deployment does not ship; export 'merged' and "
-            "convert it with llama.cpp's convert_hf_to_gguf.py",
-            param="format",
-            code="unsupported_format",
+            f"quantization applies to the 'gguf' and 'ollama' formats, not '{body.format.value}'", param="quantization"
         )
     target = await run_in_threadpool(inference.models.resolve, user.uid, body.model)
     if target.adapter is None:
@@ -123,6 +166,8 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
     export = Export(
         id=new_id("export"), owner=user.uid, job_id=target.adapter.job_id, format=body.format, model=body.model
     )
+    if body.format.is_converted:
+        return await _start_conversion(request, body, target, export)
     if body.format is ExportFormat.adapter:
         export.files = await run_in_threadpool(_adapter_archive, inference.blobs, target, user.uid, export.id)
     else:
@@ -134,13 +179,17 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
 
 @router.get("", response_model=ListPage[Export])
 def list_exports(request: Request, user: CurrentUser, page: Pagination) -> ListPage[Export]:
-    found = _exports(request).list_owned(user.uid, limit=page.limit + 1, after=page.after)
+    conversions = _conversions(request)
+    found = [
+        conversions.reconciled(e)
+        for e in _exports(request).list_owned(user.uid, limit=page.limit + 1, after=page.after)
+    ]
     return ListPage[Export].from_overfetch(found, page.limit)
 
 
 @router.get("/{export_id}", response_model=Export)
 def get_export(export_id: str, request: Request, user: CurrentUser, inference: Inference) -> Export:
-    export = _exports(request).get_owned(user.uid, export_id)
+    export = _conversions(request).reconciled(_exports(request).get_owned(user.uid, export_id))
     return _with_links(export, inference.blobs, request.app.state.settings.export_url_ttl_s)
 
 

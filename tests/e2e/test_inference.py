@@ -240,8 +240,38 @@ def test_adapter_export_is_one_archive(tuned: dict[str, Any]) -> None:
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= names
     again = client.get(f"/v1/exports/{export['id']}").json()
     assert again["links"][0]["url"] != "" and again["status"] == "succeeded"
-    gguf = client.post("/v1/exports", json={"model": tuned["model"], "format": "gguf"})
-    assert gguf.status_code == 400 and gguf.json()["error"]["param"] == "format"
+    quantized = client.post("/v1/exports", json={"model": tuned["model"], "format": "adapter", "quantization": "q8_0"})
+    assert quantized.status_code == 400 and quantized.json()["error"]["param"] == "quantization"
+
+
+def test_gguf_export_is_converted_by_an_execution_of_its_own(tuned: dict[str, Any], tmp_path: Path) -> None:
+    from gguf import GGUFReader
+
+    client = tuned["client"]
+    body = {"model": tuned["model"], "format": "gguf", "quantization": "q8_0"}
+    created = client.post("/v1/exports", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["status"] in ("queued", "running") and created.json()["links"] == []
+    export_id = created.json()["id"]
+    done = wait_for(
+        lambda: (e := client.get(f"/v1/exports/{export_id}").json())["status"] in ("succeeded", "failed") and e,
+        timeout_s=300,
+    )
+    assert done["status"] == "succeeded", done.get("error")
+    assert done["quantization"] == "q8_0" and done["phase"] is None
+    links = {link["name"]: link["url"] for link in done["links"]}
+    assert set(links) == {"model-q8_0.gguf", "mmproj-f16.gguf"}
+    for name, url in links.items():
+        (tmp_path / name).write_bytes(httpx.get(url, timeout=60).content)
+    model = GGUFReader(tmp_path / "model-q8_0.gguf")
+    kind = model.fields["general.file_type"]
+    assert kind.parts[kind.data[0]].tolist() == [7]  # LLAMA_FTYPE_MOSTLY_Q8_0
+    assert any(t.name.startswith("v.") for t in GGUFReader(tmp_path / "mmproj-f16.gguf").tensors)
+    # The same conversion again: the files are reused, no second execution.
+    again = client.post("/v1/exports", json=body).json()
+    assert again["status"] == "succeeded" and {link["name"] for link in again["links"]} == set(links)
+    bad = client.post("/v1/exports", json={**body, "quantization": "q3_k"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "quantization"
 
 
 @pytest.mark.parametrize(

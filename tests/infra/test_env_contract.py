@@ -18,6 +18,7 @@ from runtune.estimate import GPU_TABLE
 from runtune.settings import (
     EMULATOR_VARIABLES,
     CommonSettings,
+    ConvertSettings,
     EngineClientSettings,
     EvaluateSettings,
     GatewaySettings,
@@ -37,6 +38,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
     "inference": InferenceSettings,
     "trainer": TRAINER_SETTINGS,
     "evaluate": EvaluateSettings,
+    "convert": ConvertSettings,
     "ingest": CommonSettings,
 }
 
@@ -54,6 +56,7 @@ UNSET: dict[str, str] = {
     "trainer_command": "the local launcher's argv; Cloud Run runs the trainer image's ENTRYPOINT",
     "ingest_command": "the local launcher's argv; Cloud Run runs the ingest job's image",
     "evaluate_command": "the local launcher's argv; Cloud Run runs the evaluate job's image",
+    "convert_command": "the local launcher's argv; Cloud Run runs the convert job's image",
     "local_max_concurrent_jobs": "the local launcher's queue only",
     "local_max_concurrent_cpu_jobs": "the local launcher's queue only",
     "run_api_endpoint": "points the Cloud Run client at the tests' fake server; the default endpoint in the cloud",
@@ -85,6 +88,10 @@ UNSET: dict[str, str] = {
     "evaluation_concurrency": "the default (32) keeps the engine's next batch filling while one runs",
     "evaluation_heartbeat_s": "the default (20 s) is the intended policy; the service and the executions must agree",
     "export_url_ttl_s": "the default (1 hour) is the intended lifetime of a download link",
+    "convert_heartbeat_s": "the default (20 s) is the intended policy; the service and the executions must agree",
+    "gguf_converter_dir": "set by the image (RUNTUNE_GGUF_CONVERTER_DIR in jobs/convert/Dockerfile), where it puts it",
+    "gguf_split_max_size": "the default (4G per GGUF file) fits the convert job's default memory with room to spare",
+    "convert_threads": "the default (0: every vCPU of the task) is the intended policy",
     "webhook_dispatch_token": "local profile only; the gcp profile refuses it (Cloud Tasks' OIDC tokens instead)",
     "webhook_allow_loopback": "local profile only; the gcp profile refuses it",
     "webhook_dispatch_url": "the default (the service's own URL, its audience, + the dispatcher's path) is the target",
@@ -147,7 +154,7 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable in ("trainer", "evaluate", "ingest"):
+    if deployable in ("trainer", "evaluate", "ingest", "convert"):
         (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
     elif deployable == "gateway":
         (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
@@ -223,6 +230,8 @@ def test_image_level_settings_are_set_by_the_images() -> None:
     gateway = (REPO_ROOT / "gateway" / "Dockerfile").read_text()
     for name in ("host", "port", "frontend_dir"):
         assert re.search(rf"\b{env_variable(name)}=", gateway), f"gateway/Dockerfile must set {env_variable(name)}"
+    convert = (REPO_ROOT / "jobs" / "convert" / "Dockerfile").read_text()
+    assert re.search(rf"\b{env_variable('gguf_converter_dir')}=", convert), "jobs/convert/Dockerfile must set it"
     services = (REPO_ROOT / "services" / "Dockerfile").read_text()
     for name in ("UVICORN_HOST", "UVICORN_PORT", "UVICORN_APP", "UVICORN_FACTORY"):
         assert re.search(rf"\b{name}=", services), f"services/Dockerfile must set {name}"

@@ -163,6 +163,7 @@ def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
 def test_one_service_account_per_deployable(tf: Config) -> None:
     accounts = tf.locals["service_accounts"]
     deployables = {"gateway", "preprocessing", "training", "inference", "trainer", "evaluate", "ingest", "engine"}
+    deployables.add("convert")
     deployables.add("webhooks")  # no workload: the identity Cloud Tasks calls the dispatcher as
     assert set(accounts) == deployables | {"build"}
     services = dict(tf.instances("google_cloud_run_v2_service"))
@@ -173,7 +174,7 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
         key = re.search(r'"(\w+)"\]$', address)
         expected = key.group(1) if key else address.rsplit(".", 1)[1]
         assert account.group(1) == expected, f"{address} runs as {account.group(1)}"
-    for job in ("trainer", "evaluate", "ingest"):
+    for job in ("trainer", "evaluate", "ingest", "convert"):
         (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", job), "template", "template")
         assert job_template["service_account"] == f'${{google_service_account.sa["{job}"].email}}'
 
@@ -211,16 +212,18 @@ def test_training_runs_only_the_trainer_jobs(tf: Config) -> None:
     assert acts_as["role"] == "roles/iam.serviceAccountUser"
 
 
-def test_inference_runs_only_the_evaluate_job(tf: Config) -> None:
+def test_inference_runs_only_the_evaluate_and_convert_jobs(tf: Config) -> None:
     job_grants = [body for _, body in tf.instances("google_cloud_run_v2_job_iam_member")]
     theirs = [body for body in job_grants if body["member"] == '${google_service_account.sa["inference"].member}']
-    assert [(body["name"], body["role"]) for body in theirs] == [
-        ("${google_cloud_run_v2_job.evaluate.name}", "${google_project_iam_custom_role.job_runner.id}")
+    assert sorted((body["name"], body["role"]) for body in theirs) == [
+        (f"${{google_cloud_run_v2_job.{job}.name}}", "${google_project_iam_custom_role.job_runner.id}")
+        for job in ("convert", "evaluate")
     ]
-    acts_as = tf.resource("google_service_account_iam_member", "inference_acts_as_evaluate")
-    assert acts_as["service_account_id"] == '${google_service_account.sa["evaluate"].name}'
-    assert acts_as["member"] == '${google_service_account.sa["inference"].member}'
-    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+    for job in ("evaluate", "convert"):
+        acts_as = tf.resource("google_service_account_iam_member", f"inference_acts_as_{job}")
+        assert acts_as["service_account_id"] == f'${{google_service_account.sa["{job}"].name}}'
+        assert acts_as["member"] == '${google_service_account.sa["inference"].member}'
+        assert acts_as["role"] == "roles/iam.serviceAccountUser"
 
 
 def test_url_signers_sign_only_as_themselves(tf: Config) -> None:

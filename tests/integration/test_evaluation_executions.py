@@ -21,7 +21,7 @@ from runtune.inference.evaluation import EvaluationOver, EvaluationRunner, evalu
 from runtune.ports.launcher import ExecutionState, Workload
 from runtune.schemas.inference import Evaluation, EvaluationStatus
 from runtune.settings import REPO_ROOT
-from services.inference.evaluations import EvaluationExecutions
+from services.inference.executions import evaluation_executions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,8 +76,8 @@ def _ended(launcher: LocalProcessLauncher, execution: str) -> None:
 
 def test_an_execution_that_ended_without_finishing_fails_its_evaluation(setup: Any) -> None:
     store, launcher = setup
-    executions = EvaluationExecutions(store, launcher, heartbeat_s=2, timeout_s=60)
-    short = EvaluationExecutions(store, launcher, heartbeat_s=2, timeout_s=1)
+    executions = evaluation_executions(store, launcher, heartbeat_s=2, timeout_s=60)
+    short = evaluation_executions(store, launcher, heartbeat_s=2, timeout_s=1)
     started = {
         "finish": executions.start(_evaluation("finish")),
         "exit4": executions.start(_evaluation("exit4")),

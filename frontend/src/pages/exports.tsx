@@ -1,11 +1,18 @@
-import { useState } from "preact/hooks";
-import { ApiError, type Export, type Model, type Page, get, post, saveDownload } from "../api";
+import { useEffect, useState } from "preact/hooks";
+import { ApiError, type Export, type ExportFormat, type Model, type Page, type Quantization, get, post, saveDownload } from "../api";
 import { modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, Status, asApiError, errorFor, formError, formatBytes, formatDate, useResource } from "../ui";
 
 /** One export; its download links are signed afresh on each read of the export (the list has none). */
-function ExportCard({ summary }: { summary: Export }) {
+function ExportCard({ summary, onDone }: { summary: Export; onDone: () => void }) {
+  const converting = summary.status === "queued" || summary.status === "running";
+  // A GGUF or Ollama export is converted by an execution of its own: follow it until it ends.
+  useEffect(() => {
+    if (!converting) return;
+    const timer = setInterval(onDone, 3000);
+    return () => clearInterval(timer);
+  }, [converting, summary.id]);
   const detail = useResource(
     () => (summary.status === "succeeded" ? get<Export>(`/v1/exports/${summary.id}`) : Promise.resolve(summary)),
     [summary.id, summary.status],
@@ -27,12 +34,18 @@ function ExportCard({ summary }: { summary: Export }) {
   return (
     <div class="card">
       <p>
-        <Status value={e.status} /> <strong>{e.format}</strong> of <code>{e.model ?? e.job_id}</code> · {formatDate(e.created_at)}
+        <Status value={e.status} /> <strong>{e.format}</strong>
+        {e.quantization && <> ({e.quantization})</>} of <code>{e.model ?? e.job_id}</code> · {formatDate(e.created_at)}
       </p>
+      {converting && (
+        <p class="muted" data-testid="export-phase">
+          Converting with llama.cpp: {e.phase ?? "waiting to start"}…
+        </p>
+      )}
       {e.error && <div class="error-box">{e.error.message}</div>}
       {detail.loading && summary.status === "succeeded" && <Loading label="Signing download links…" />}
       <ErrorBox error={detail.error} />
-      {e.status === "succeeded" && e.format === "merged" && e.links.length > 0 && (
+      {e.status === "succeeded" && e.links.length > 1 && (
         <p>
           <button class="primary" onClick={() => void saveArchive()} disabled={saving} data-testid="export-archive">
             {saving ? "Preparing the archive…" : `Download all as one archive (.tar, ${formatBytes(e.links.reduce((n, l) => n + l.bytes, 0))})`}
@@ -66,7 +79,9 @@ export function Exports() {
   const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
   const datasets = useDatasets();
   const [model, setModel] = useState("");
-  const [format, setFormat] = useState<"adapter" | "merged">("adapter");
+  const [format, setFormat] = useState<ExportFormat>("adapter");
+  const [quantization, setQuantization] = useState<Quantization>("q4_k_m");
+  const converted = format === "gguf" || format === "ollama";
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const chosen = model || tuned.find((m) => m.fine_tuning_job === jobParam)?.id || tuned[0]?.id || "";
@@ -76,7 +91,7 @@ export function Exports() {
     setBusy(true);
     setError(null);
     try {
-      await post<Export>("/v1/exports", { model: chosen, format });
+      await post<Export>("/v1/exports", converted ? { model: chosen, format, quantization } : { model: chosen, format });
       await list.reload();
     } catch (caught) {
       setError(asApiError(caught));
@@ -94,7 +109,10 @@ export function Exports() {
       <ErrorBox error={models.error} />
       {tuned.length === 0 ? (
         <Empty title="Nothing to export yet">
-          <p>Exports are the LoRA adapter (small, for vLLM's --enable-lora) or the merged 16-bit model.</p>
+          <p>
+            Exports are the LoRA adapter (small, for vLLM's --enable-lora), the merged 16-bit model, or GGUF files for
+            llama.cpp, LM Studio and Ollama.
+          </p>
           <Link href="/runs/new">Launch a run</Link>
         </Empty>
       ) : (
@@ -110,13 +128,28 @@ export function Exports() {
               </select>
             </Field>
             <Field label="Format" error={errorFor(error, "format")}>
-              <select name="format" value={format} onChange={(e) => setFormat(e.currentTarget.value as "adapter" | "merged")}>
+              <select name="format" value={format} onChange={(e) => setFormat(e.currentTarget.value as ExportFormat)}>
                 <option value="adapter">LoRA adapter (.tar.gz)</option>
                 <option value="merged">Merged 16-bit model (safetensors)</option>
+                <option value="gguf">GGUF (llama.cpp, LM Studio)</option>
+                <option value="ollama">Ollama (GGUF + Modelfile)</option>
               </select>
             </Field>
+            {converted && (
+              <Field label="Weights" error={errorFor(error, "quantization")}>
+                <select
+                  name="quantization"
+                  value={quantization}
+                  onChange={(e) => setQuantization(e.currentTarget.value as Quantization)}
+                >
+                  <option value="q4_k_m">4-bit (q4_k_m): smallest, the usual choice</option>
+                  <option value="q8_0">8-bit (q8_0): near the original</option>
+                  <option value="f16">16-bit (f16): the original precision</option>
+                </select>
+              </Field>
+            )}
           </div>
-          <ErrorBox error={formError(error, ["model", "format"])} />
+          <ErrorBox error={formError(error, ["model", "format", "quantization"])} />
           <button class="primary" type="submit" disabled={busy}>
             {busy ? "Exporting…" : "Export"}
           </button>
@@ -128,7 +161,7 @@ export function Exports() {
       {list.data && list.data.data.length > 0 && (
         <div class="exports" data-testid="exports">
           {list.data.data.map((e) => (
-            <ExportCard key={e.id} summary={e} />
+            <ExportCard key={e.id} summary={e} onDone={() => void list.reload()} />
           ))}
         </div>
       )}
