@@ -77,7 +77,7 @@ BUILT_IN = {
     "SERVICE_ACCOUNT_EMAIL",
     "SERVICE_ACCOUNT",
 }
-IMAGES = {"gateway", "preprocessing", "training", "inference", "trainer", "engine"}
+IMAGES = {"gateway", "preprocessing", "training", "inference", "trainer", "engine", "convert"}
 DURATION = re.compile(r"^\d+(\.\d+)?s$")
 
 

@@ -71,10 +71,16 @@ def test_every_image_comes_from_the_registry_at_the_one_tag(tf: Config) -> None:
                 assert match, f"{address}: image {container['image']!r} bypasses local.images"
                 images[address] = match.group(1) or match.group(2)
     # One image per deployable; the trainer's serves its job of every GPU type, the ingest job runs the
-    # preprocessing image (`python -m jobs.ingest`) and the evaluate job the inference image.
+    # preprocessing image (`python -m jobs.ingest`) and the evaluate job the inference image; the
+    # convert job has its own (llama.cpp compiled in).
     assert sorted(set(images.values())) == sorted(
-        ["gateway", "preprocessing", "training", "inference", "engine", "trainer"]
+        ["gateway", "preprocessing", "training", "inference", "engine", "trainer", "convert"]
     )
+    convert = tf.resource("google_cloud_run_v2_job", "convert")
+    (container,) = blocks(convert, "template", "template", "containers")
+    assert container["command"] == ["python", "-m", "jobs.convert"]
+    (mount,) = blocks(container, "volume_mounts")
+    assert mount["mount_path"] == "${local.data_mount_path}"  # the merged model in, GGUF files out
     evaluate = tf.resource("google_cloud_run_v2_job", "evaluate")
     (container,) = blocks(evaluate, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.evaluate"]
