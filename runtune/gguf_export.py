@@ -170,10 +170,11 @@ def _quantize(source: Path, target: Path, quantization: Quantization, *, keep_sp
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _FTYPES[quantization]
     params.nthread = threads
-    params.keep_split = keep_split
     shards = _split_files(source)
-    # A split input keeps its split: llama.cpp then takes the output name as the shards' prefix.
-    output = target.with_suffix("") if keep_split and len(shards) > 1 else target
+    # A split input keeps its split: llama.cpp then takes the output name as the shards' prefix (and
+    # would name even a single file as a shard, so an unsplit one is written as itself).
+    params.keep_split = keep_split and len(shards) > 1
+    output = target.with_suffix("") if params.keep_split else target
     code = llama_cpp.llama_model_quantize(str(shards[0]).encode(), str(output).encode(), params)
     if code != 0:
         raise ConversionError(f"llama.cpp's quantizer failed ({quantization.value}, code {code})")
