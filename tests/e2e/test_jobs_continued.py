@@ -14,7 +14,8 @@ from tests.support import sign_up
 pytestmark = pytest.mark.platform
 
 BASE = "tiny-gemma-3-vision"
-SMALL = {"train": 48, "validation": 8, "test": 8}
+# No held-out splits: neither job spends time evaluating.
+SMALL = {"train": 32}
 
 
 def _method(epochs: int) -> dict:
@@ -22,7 +23,7 @@ def _method(epochs: int) -> dict:
         "type": "supervised",
         "supervised": {
             "hyperparameters": {"n_epochs": epochs, "batch_size": 4},
-            "runtune": {"checkpoint_every_steps": 100, "export": {"merged": False}, "evaluation": {"max_samples": 4}},
+            "runtune": {"checkpoint_every_steps": 100, "export": {"merged": False}},
         },
     }
 
@@ -44,7 +45,7 @@ def _losses(sdk: OpenAI, job_id: str) -> list[float]:
 
 def test_a_job_continues_the_callers_tuned_model(platform, sdk: OpenAI, user) -> None:
     dataset_id = put_demo_dataset(platform, user["uid"], SMALL)
-    first = sdk.fine_tuning.jobs.create(model=BASE, training_file=dataset_id, method=_method(3))  # type: ignore[arg-type]
+    first = sdk.fine_tuning.jobs.create(model=BASE, training_file=dataset_id, method=_method(2))  # type: ignore[arg-type]
     parent = _succeeded(sdk, first.id).fine_tuned_model
     assert parent
 
@@ -56,26 +57,23 @@ def test_a_job_continues_the_callers_tuned_model(platform, sdk: OpenAI, user) ->
 
     # It continued: its first steps' loss is near where the first job ended, far below where that began.
     before, after = _losses(sdk, first.id), _losses(sdk, second.id)
-    assert len(before) == 36 and len(after) == 12
-    start, end, resumed = sum(before[:3]) / 3, sum(before[-3:]) / 3, sum(after[:3]) / 3
-    assert end < 0.7 * start, (start, end)
-    assert abs(resumed - end) < 0.25 * (start - end), (start, end, resumed)
+    assert len(before) == 16 and len(after) == 8
+    start, end, resumed = sum(before[:2]) / 2, sum(before[-2:]) / 2, sum(after[:2]) / 2
+    assert end < 0.8 * start, (start, end)
+    # A restart would begin near `start`; a continuation begins near `end`.
+    assert abs(resumed - end) < 0.3 * (start - end), (start, end, resumed)
 
-    # The model shows its lineage (Runtune's field; OpenAI's stay as they are) and answers a chat.
+    # The model shows its lineage (Runtune's field; OpenAI's stay as they are).
     model = sdk.models.retrieve(done.fine_tuned_model)
     assert (model.id, model.object, model.owned_by) == (done.fine_tuned_model, "model", user["uid"])
     assert model.model_extra["parent"] == parent
     assert model.model_extra["lineage"] == {"root": BASE, "parent": parent, "chain": [BASE, parent]}
     assert sdk.models.retrieve(parent).model_extra["lineage"] == {"root": BASE, "parent": BASE, "chain": [BASE]}
-    answer = sdk.chat.completions.create(
-        model=done.fine_tuned_model, messages=[{"role": "user", "content": "What shape is this?"}], max_tokens=2
-    )
-    assert answer.model == done.fine_tuned_model
 
     # Another user's attempt to continue it is the 404 of an unknown model, naming `model`.
     other = sign_up(platform.auth_host)
     stranger = OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=other["id_token"], max_retries=0)
-    theirs = put_demo_dataset(platform, other["uid"], {"train": 8, "validation": 2, "test": 2})
+    theirs = put_demo_dataset(platform, other["uid"], {"train": 4})
     with pytest.raises(openai.NotFoundError) as refused:
         stranger.fine_tuning.jobs.create(model=parent, training_file=theirs)
     assert refused.value.body["param"] == "model"  # type: ignore[index]
