@@ -53,7 +53,7 @@ class EstimateRequest(BaseModel):
 def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     # The job plan's own checks (runtune/jobs/plan.py), with the estimate's field names.
     # A continued model is estimated on its chain's root base with its parent's LoRA shape, as its job is planned.
-    parent = jobs.parent_for(user.uid, body.model)
+    parent = None if registry.lookup(body.model) else jobs.parent_for(user.uid, body.model)
     spec = plan.check_model(plan.lineage_of(body.model, parent).root)
     options = body.runtune
     if parent is not None:
