@@ -91,3 +91,15 @@ def test_the_services_image_runs_the_ingest_job(tf) -> None:
     ((container,),) = [blocks(tf.resource("google_cloud_run_v2_job", "ingest"), "template", "template", "containers")]
     assert container["image"] == "${local.images.preprocessing}"
     assert container["command"] == ["python", "-m", "jobs.ingest"]
+
+
+def test_llama_cpp_is_pinned_once_for_laptop_and_image() -> None:
+    """The converter and the runtime come from one llama-cpp-python release, the same on a laptop
+    (Makefile) and in the convert image, and the settings look for the converter of that release."""
+    from runtune.settings import LLAMA_CPP_PYTHON, ConvertSettings
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    dockerfile = (REPO_ROOT / "jobs" / "convert" / "Dockerfile").read_text()
+    assert re.search(rf"^LLAMA_CPP_PYTHON := {re.escape(LLAMA_CPP_PYTHON)}$", makefile, re.MULTILINE)
+    assert re.search(rf"^ARG LLAMA_CPP_PYTHON={re.escape(LLAMA_CPP_PYTHON)}$", dockerfile, re.MULTILINE)
+    assert f"llama-cpp-{LLAMA_CPP_PYTHON}" in str(ConvertSettings.model_fields["gguf_converter_dir"].default)
