@@ -512,11 +512,16 @@ def resumed_text(step: int, reported: int, history: list[dict[str, Any]]) -> str
     if redone <= 0:
         return text
     timed = [r["tokens"] / r["tokens_per_s"] for r in history if r.get("tokens") and r.get("tokens_per_s")]
-    cost = f", about {round(redone * sum(timed) / len(timed))} s of training" if timed else ""
+    seconds = redone * sum(timed) / len(timed) if timed else None
+    cost = "" if seconds is None else f", about {round(seconds)} s of training" if seconds >= 1 else ", under a second"
     return (
         f"{text} after an interruption at step {reported}: {redone} step{'s' if redone > 1 else ''} "
         f"since the checkpoint {'are' if redone > 1 else 'is'} trained again{cost}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("h") else f"{n} {noun}s"
 
 
 def start_together(training: Training, *, resumed: bool) -> None:
@@ -531,9 +536,9 @@ def start_together(training: Training, *, resumed: bool) -> None:
         torch.manual_seed(config.seed + 7919 * world.rank)
     accumulation, batch = config.gradient_accumulation_steps, config.batch_size
     if accumulation % world.size == 0:
-        share = f"{accumulation // world.size} micro-batches of {batch}"
+        share = _count(accumulation // world.size, "micro-batch") + f" of {batch}"
     else:
-        share = f"{accumulation} micro-batches of up to {math.ceil(batch / world.size)}"
+        share = _count(accumulation, "micro-batch") + f" of up to {math.ceil(batch / world.size)}"
     training.reporter.message(
         f"Data-parallel over {world.size} processes ({world.backend}): each takes {share} a step, "
         f"the planned batch of {batch * accumulation} examples a step in all"

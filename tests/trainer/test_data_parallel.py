@@ -28,6 +28,7 @@ from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 from runtune.training import checkpoints
+from runtune.training.distributed import SINGLE, World
 from tests.trainer.conftest import new_dataset, new_job, trainer_environment
 
 UID = "user-trainer-ddp"
@@ -72,6 +73,21 @@ def _curve(store: Any, job_id: str) -> list[tuple[int, float, float, int]]:
         for e in _events(store, job_id)
         if e["type"] == "metrics"
     ]
+
+
+def test_the_ranks_share_each_step_exactly_once() -> None:
+    group = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13]]  # a step of 4 micro-batches, the last short
+    ranks = [World(rank=r, size=2, local_rank=r) for r in range(2)]
+    # Accumulation 4 divides by 2: whole micro-batches, round-robin.
+    assert [w.share(group, 4) for w in ranks] == [[[0, 1, 2, 3], [8, 9, 10, 11]], [[4, 5, 6, 7], [12, 13]]]
+    # Accumulation 2 does not divide by 3 ranks: every micro-batch split by example.
+    three = [World(rank=r, size=3, local_rank=r) for r in range(3)]
+    shares = [w.share([group[0], [4]], 2) for w in three]
+    assert shares == [[[0, 3], [4]], [[1]], [[2]]]
+    assert sorted(i for share in shares for batch in share for i in batch) == [0, 1, 2, 3, 4]
+    assert SINGLE.share(group, 4) is group
+    assert World.from_env({}) is SINGLE and World.from_env({"WORLD_SIZE": "1", "RANK": "0"}) is SINGLE
+    assert World.from_env({"WORLD_SIZE": "8", "RANK": "9", "LOCAL_RANK": "1"}) == World(rank=9, size=8, local_rank=1)
 
 
 def test_the_resume_message_says_what_an_interruption_cost() -> None:
@@ -159,3 +175,31 @@ def test_two_ranks_train_the_one_process_curve_and_a_killed_rank_resumes(
     assert [doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/model_checkpoints")] == [6, 12]
     final, want_final = job["runtune"]["metrics"]["final"], reference["runtune"]["metrics"]["final"]
     assert final["label_scoring"]["accuracy"] == want_final["label_scoring"]["accuracy"]
+
+
+@pytest.mark.emulators
+@pytest.mark.timeout(300)
+def test_a_sigterm_to_one_rank_stops_both_at_one_step_as_rank_0_records_it(
+    store: Any, blobs: Any, local_dir: Path
+) -> None:
+    dataset_id = new_dataset(store, UID, modality="text", task=TaskKind.classification, labels=list(CLASSES))
+    write_demo_dataset(blobs, UID, dataset_id, counts={"train": 64, "test": 4})
+    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
+    launcher = _torchrun(job_id, attempt=0)
+    try:
+        _wait_for(lambda: (store.get(job_path(job_id)) or {}).get("phase") == "training" or launcher.poll(), 240)
+        worker = _worker(launcher, rank=1)
+        assert worker is not None and launcher.poll() is None
+        # What the jobs API does on cancel: the flag, then a stop signal (here to rank 1 only).
+        store.update(job_path(job_id), {"cancel_requested": True})
+        os.kill(worker, signal.SIGTERM)
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    # Both ranks exit 0: rank 1 alone would say 143; it exits with what rank 0 recorded.
+    assert launcher.returncode == 0, output[-3000:]
+    job = store.get(job_path(job_id))
+    assert job["status"] == "cancelled" and job["steps_completed"] < job["total_steps"] == 640, job
+    steps = [e["data"]["step"] for e in _events(store, job_id) if e["type"] == "metrics"]
+    assert steps == list(range(1, len(steps) + 1))
+    assert sum(e["message"].startswith("Cancelled") for e in _events(store, job_id)) == 1
