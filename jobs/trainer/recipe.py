@@ -3,7 +3,9 @@ export. Everything comes from the job's document (`jobs/{id}`), the dataset's sh
 secrets port; progress goes back through the metadata port.
 
 Environment: the `RUNTUNE_*` settings and emulator variables (runtune.settings.CommonSettings), and
-Cloud Run's `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_ATTEMPT`. Exit status: 0 when the job ended
+Cloud Run's `CLOUD_RUN_EXECUTION` / `CLOUD_RUN_TASK_ATTEMPT`; under `torchrun` also `RANK`,
+`WORLD_SIZE`, `LOCAL_RANK` and the rendezvous (`MASTER_ADDR`, `MASTER_PORT`): the recipe then runs
+data-parallel (runtune/training/distributed.py), rank 0 the only writer. Exit status: 0 when the job ended
 `succeeded` or `cancelled`, was `paused` on request (after its resume checkpoint), or was already
 over; 1 on any failure (the job is then `failed` with a code and a message a user can act on); 2 for
 a bad command line or configuration; 3 when the job does not exist; 128 + the signal's number when
@@ -46,7 +48,8 @@ from runtune.training.checkpoints import Position
 from runtune.training.config import ConfigError
 from runtune.training.config import read as read_config
 from runtune.training.deadline import Deadline
-from runtune.training.reporting import JobReporter
+from runtune.training.distributed import SINGLE, PeerLost, World
+from runtune.training.reporting import JobReporter, SilentReporter
 from runtune.training.trackers import Trackers
 
 log = logging.getLogger("runtune.trainer")
@@ -70,6 +73,8 @@ class Environment:
     execution: str | None = field(default_factory=lambda: os.environ.get("CLOUD_RUN_EXECUTION"))
     attempt: int = field(default_factory=lambda: int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0))
     signals: StopSignals = field(default_factory=StopSignals)
+    # The data-parallel group under torchrun; one process otherwise.
+    world: World = SINGLE
 
 
 def main(argv: list[str]) -> int:
@@ -83,25 +88,35 @@ def main(argv: list[str]) -> int:
         blob_store(settings, deployable="trainer"),
         settings,
         secret_store(settings, deployable="trainer"),
+        world=World.from_env(),
     )
     env.signals.install()
+    env.world.start()
     code = run(argv[0], env)
-    if env.signals.signum is not None:
-        # Stopped: end now, not after the interpreter's shutdown (which waits for library threads
-        # and atexit hooks, and during which the watchdog, a daemon thread, no longer runs).
+    if env.signals.signum is not None or (env.world.distributed and code != 0):
+        # Stopped (or a data-parallel group that may have lost a peer): end now, not after the
+        # interpreter's shutdown (which waits for library threads and atexit hooks, and during which
+        # the watchdog, a daemon thread, no longer runs) nor in a group teardown waiting on the dead.
         logging.shutdown()
         os._exit(code)
+    env.world.close()
     return code
 
 
 def run(job_id: str, env: Environment) -> int:
+    world = env.world
     # The document itself, validated below: one that is no valid job is recorded failed (invalid_job).
-    document = env.store.get(job_path(job_id))
+    # Rank 0's reading is every rank's, so all ranks decide alike whether there is anything to do.
+    document = world.decide(env.store.get(job_path(job_id)) if world.is_main else None)
     if document is None:
         log.error("job not found", extra={"job_id": job_id})
         return 3
-    reporter = JobReporter(env.store, job_id, cancel_every_s=env.settings.stop_poll_s)
-    env.signals.recorder = lambda stopped: _stopped(reporter, stopped)
+    # Rank 0 writes; the other ranks' reporter writes nothing and their stop records nothing.
+    reporter = (JobReporter if world.is_main else SilentReporter)(
+        env.store, job_id, cancel_every_s=env.settings.stop_poll_s
+    )
+    if world.is_main:
+        env.signals.recorder = lambda stopped: _stopped(reporter, stopped)
     job: Job | None = None
     try:
         job = Job.model_validate(document)
@@ -111,6 +126,17 @@ def run(job_id: str, env: Environment) -> int:
         return train(job, env, reporter)
     except Stopped as stopped:
         return env.signals.record(stopped)
+    except PeerLost as lost:
+        # Another rank died (torchrun tears the group down): an interruption, not a failure of the
+        # job. It stays `running`; a restart (Vertex's, or the reconciler's relaunch) resumes.
+        if env.signals.signum is not None:
+            return env.signals.record(Stopped(env.signals.signum))
+        log.warning("a data-parallel peer was lost", extra={"job_id": job_id, "error": str(lost)})
+        reporter.message(
+            f"A training process of this job was lost ({lost}); a restart resumes from the newest checkpoint",
+            level="warn",
+        )
+        return 1
     except Exception as exc:  # every failure ends the job `failed`, never a silent exit
         error = describe_failure(exc, job)
         log.exception("training failed", extra={"job_id": job_id, "code": error.code})
@@ -166,7 +192,8 @@ def describe_failure(exc: BaseException, job: Job | None) -> ApiError:
 
 def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     started = time.monotonic()
-    if not reporter.running(env.execution, env.attempt):
+    world = env.world
+    if not world.decide(reporter.running(env.execution, env.attempt, world.size)):
         log.info("job ended or paused before its trainer started; nothing to do", extra={"job_id": job.id})
         return 0
 
@@ -179,12 +206,13 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     config = read_config(job)
     spec = get(config.model)
     prefix = job_prefix(config.owner, config.job_id)
-    env.blobs.upload_bytes(
-        prefix + "config.json", config.model_dump_json(indent=2).encode(), content_type="application/json"
-    )
+    if world.is_main:
+        env.blobs.upload_bytes(
+            prefix + "config.json", config.model_dump_json(indent=2).encode(), content_type="application/json"
+        )
     torch.manual_seed(config.seed)
     trackers = Trackers(
-        job.integrations,
+        job.integrations if world.is_main else [],
         job_id=job.id,
         config=config.model_dump(mode="json"),
         blobs=env.blobs,
@@ -203,18 +231,21 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
 
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
+    # Every rank encodes the whole set: the batches are drawn from all of it, the same on every rank.
     train_split = encode_training_set(env.blobs, fmt, config, reporter)
-    eval_examples = held_out(env.blobs, config)
+    eval_examples = held_out(env.blobs, config) if world.is_main else []  # evaluated by rank 0 alone
     batches = Batches([len(example) for example in train_split.examples], config)
     total_steps = batches.per_epoch * config.epochs
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
     training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps)
+    training.reported_step = job.steps_completed
     # Validation during training: a capped sample of the validation data, at intervals.
     valid = validation.prepare(env.blobs, fmt, config, total_steps)
 
     # -- resume: the newest checkpoint of an earlier attempt ----------------------------------
     position = resume(training, job.id)
+    start_together(training, resumed=position.step > 0)
 
     metrics: dict[str, Any] = {}
     earlier_baseline = ((job.runtune or {}).get("metrics") or {}).get("baseline")
@@ -230,7 +261,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
 
     # -- train -----------------------------------------------------------------------------------
     # Paused while loading: the position is the resumed checkpoint's (or 0), so nothing to save.
-    if reporter.stop_requested(force=True) == "pause" and reporter.paused(f"Paused at step {position.step}"):
+    if world.decide(
+        reporter.stop_requested(force=True) == "pause" and reporter.paused(f"Paused at step {position.step}")
+    ):
         return 0
     reporter.phase(JobPhase.training, f"Training {total_steps} steps")
     reporter.progress(position.step, total_steps, None, force=True)
@@ -247,6 +280,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             pad_id=fmt.tokenizer.pad_token_id,
             pad_to_multiple_of=config.pad_to_multiple_of,
             max_grad_norm=config.max_grad_norm,
+            world=world,
+            accumulation=config.gradient_accumulation_steps,
         )
         position = batches.advance(position, len(group))
         times.add(stats.seconds)
@@ -256,16 +291,24 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         validate = valid.due(position.step) or (model_checkpoint and bool(valid.examples))
         measured = measure_validation(training, valid) if validate else {}
         record = report_step(training, stats, position, batches.epoch_progress(position), measured, eta)
-        if model_checkpoint:
+        if model_checkpoint and world.is_main:
             save_model_checkpoint(env, reporter, config, model, processor, position.step, record)
         # Asked before the checkpoint: a pause checkpoints the step it stops at.
         stop = reporter.stop_requested()
-        if cadence.due(position.step, total_steps, times.slowest()) or stop == "pause":
+        due = cadence.due(position.step, total_steps, times.slowest()) or stop == "pause"
+        # Data-parallel: rank 0's stop flag and checkpoint decision, and a signal any rank received.
+        stop, due, signum = step_boundary(world, stop, due, env.signals.signum)
+        if due:
             save_checkpoint(training, position, record, cadence, eta)
         # A safe point: the step is complete and (maybe) checkpointed.
+        if signum:  # every rank stops at this step; rank 0 records it and says how all exit
+            env.signals.signum = env.signals.signum or signum
+            return world.decide(env.signals.record(Stopped(signum)))
         env.signals.check()
-        if stopped_at(reporter, stop, position.step):
+        if world.decide(stopped_at(reporter, stop, position.step)):
             return 0
+    if not world.is_main:
+        return 0  # rank 0 alone evaluates and exports; the others' part is done
     reporter.progress(position.step, total_steps, 0, force=True)
     reporter.flush()
 
@@ -347,6 +390,7 @@ class Training:
     scheduler: Any
     total_steps: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    reported_step: int = 0  # the job's `steps_completed` when this attempt started
 
 
 class Batches:
@@ -441,12 +485,14 @@ def encode_training_set(blobs: BlobStore, fmt: ChatFormat, config: TrainConfig, 
 def resume(training: Training, job_id: str) -> Position:
     """The position of the newest checkpoint of an earlier attempt, its weights, optimizer, scheduler
     and history restored into `run` (the start when there is none)."""
-    newest = checkpoints.latest(training.env.store, job_id)
+    world = training.env.world
+    # Rank 0 picks the checkpoint; every rank restores that one.
+    newest = world.decide(checkpoints.latest(training.env.store, job_id) if world.is_main else None)
     if newest is None:
         return Position()
     try:  # data only (safetensors, JSON), and refused unless it is this job's own layout
         restored = checkpoints.load_into(
-            training.env.blobs, newest, training.model, training.optimizer, training.scheduler
+            training.env.blobs, newest, training.model, training.optimizer, training.scheduler, rank=world.rank
         )
     except checkpoints.CheckpointError as exc:
         raise TrainerError(
@@ -454,17 +500,82 @@ def resume(training: Training, job_id: str) -> Position:
             f"The checkpoint at step {newest.get('step_number')} ({newest.get('prefix')}) was not loaded: {exc}",
         ) from exc
     training.history = restored.history
-    training.reporter.resume_reporting()
-    training.reporter.message(f"Resumed from the checkpoint at step {restored.position.step}")
+    # The last step the earlier attempt reported: in the log, or (written every few seconds, the log
+    # every ten or at a checkpoint) the job's progress as this attempt found it.
+    reported = max(training.reporter.resume_reporting(), training.reported_step)
+    training.reporter.message(resumed_text(restored.position.step, reported, restored.history))
     return restored.position
 
 
+def resumed_text(step: int, reported: int, history: list[dict[str, Any]]) -> str:
+    """What a resume says: the checkpoint's step and, after an interruption that lost steps (the
+    log reported steps beyond the checkpoint), how many are trained again and about how long that takes."""
+    text = f"Resumed from the checkpoint at step {step}"
+    redone = reported - step
+    if redone <= 0:
+        return text
+    timed = [r["tokens"] / r["tokens_per_s"] for r in history if r.get("tokens") and r.get("tokens_per_s")]
+    seconds = redone * sum(timed) / len(timed) if timed else None
+    cost = "" if seconds is None else f", about {round(seconds)} s of training" if seconds >= 1 else ", under a second"
+    return (
+        f"{text} after an interruption at step {reported}: {redone} step{'s' if redone > 1 else ''} "
+        f"since the checkpoint {'are' if redone > 1 else 'is'} trained again{cost}"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("h") else f"{n} {noun}s"
+
+
+def start_together(training: Training, *, resumed: bool) -> None:
+    """Data-parallel: one starting point on every rank (rank 0's trainable weights, the same as the
+    others' after the shared seed or the shared checkpoint), then each rank's own random stream
+    (LoRA dropout) unless the checkpoint restored it; and rank 0 says how the batch is shared."""
+    world, config = training.env.world, training.config
+    if not world.distributed:
+        return
+    world.align([p for p in training.model.parameters() if p.requires_grad])
+    if not resumed and world.rank:
+        torch.manual_seed(config.seed + 7919 * world.rank)
+    accumulation, batch = config.gradient_accumulation_steps, config.batch_size
+    if accumulation % world.size == 0:
+        share = _count(accumulation // world.size, "micro-batch") + f" of {batch}"
+    else:
+        share = _count(accumulation, "micro-batch") + f" of up to {math.ceil(batch / world.size)}"
+    training.reporter.message(
+        f"Data-parallel over {world.size} processes ({world.backend}): each takes {share} a step, "
+        f"the planned batch of {batch * accumulation} examples a step in all"
+    )
+
+
 def measure_validation(training: Training, valid: validation.Validation) -> dict[str, float]:
-    """`valid_loss` and `valid_token_accuracy` of the validation sample, as the model stands."""
+    """`valid_loss` and `valid_token_accuracy` of the validation sample, as the model stands (shared
+    among the ranks and all-reduced when data-parallel)."""
     pad_id = training.fmt.tokenizer.pad_token_id
     return validation.measure(
-        training.model, valid.examples, pad_id=pad_id, pad_to_multiple_of=training.config.pad_to_multiple_of
+        training.model,
+        valid.examples,
+        pad_id=pad_id,
+        pad_to_multiple_of=training.config.pad_to_multiple_of,
+        world=training.env.world,
     )
+
+
+STOP_CODES: dict[StopRequest | None, int] = {None: 0, "cancel": 1, "pause": 2}
+
+
+def step_boundary(
+    world: World, stop: StopRequest | None, due: bool, signum: int | None
+) -> tuple[StopRequest | None, bool, int]:
+    """At a step's end, what every rank does: rank 0's stop flag and checkpoint decision (read from the
+    store and the clock, which only rank 0 consults), and a stop signal if any rank received one, so a
+    SIGTERM to any process stops all at this step. One process: its own values (the signal is then
+    raised by `StopSignals.check`, as always)."""
+    if not world.distributed:
+        return stop, due, 0
+    mine = (STOP_CODES[stop], int(due)) if world.is_main else (0, 0)
+    code, agreed_due, agreed_signum = world.agree(*mine, signum or 0)
+    return next(k for k, v in STOP_CODES.items() if v == code), bool(agreed_due), agreed_signum
 
 
 def report_step(
@@ -502,6 +613,10 @@ def save_checkpoint(training: Training, position: Position, record: dict[str, An
     """A resume checkpoint at `position` (weights, optimizer, scheduler, RNG, data position, history),
     the oldest ones pruned."""
     env, config = training.env, training.config
+    # Every rank's random state (its dropout stream), so a resumed rank continues its own.
+    rng_ranks = env.world.gather(checkpoints.rng_state()) if env.world.distributed else None
+    if not env.world.is_main:
+        return  # rank 0 writes the checkpoint
     training.reporter.checkpointed(position.step, training.total_steps, eta)
     saving = time.monotonic()
     checkpoints.save(
@@ -517,6 +632,7 @@ def save_checkpoint(training: Training, position: Position, record: dict[str, An
         history=training.history,
         metrics={"step": float(position.step), "train_loss": record["loss"]},
         chat_template=training.fmt.chat_template,
+        rng_ranks=rng_ranks,
     )
     cadence.saved(time.monotonic() - saving)
     checkpoints.prune(env.blobs, env.store, config.job_id)

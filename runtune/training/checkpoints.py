@@ -4,8 +4,8 @@ trainable weights, optimizer, scheduler, RNG states and the data position, under
 
     trainable.safetensors   the trainable tensors (the LoRA matrices; every weight for full fine-tuning)
     optimizer.safetensors   the tensors of the optimizer and scheduler state and of the Python/NumPy/
-    optimizer.json            torch/CUDA RNG states, and the JSON skeleton that places them
-                              (runtune.training.safe_state)
+    optimizer.json            torch/CUDA RNG states (under data parallelism every rank's, `rng_ranks`),
+                              and the JSON skeleton that places them (runtune.training.safe_state)
     state.json              the format, the data position (step, epoch, next batch), the metrics history
     chat_template.jinja     the chat template the run trains with
 
@@ -99,16 +99,19 @@ def save(
     history: list[dict[str, float]],
     metrics: dict[str, float],
     chat_template: str | None = None,
+    rng_ranks: list[dict[str, Any]] | None = None,
 ) -> Checkpoint:
+    """Rank 0 writes it; `rng_ranks` (every rank's RNG states, in rank order) when data-parallel."""
     prefix = checkpoint_prefix(uid, job_id, position.step)
     if chat_template is not None:
         blobs.upload_bytes(prefix + TEMPLATE, chat_template.encode(), content_type="text/plain")
     with tempfile.TemporaryDirectory() as tmp:
         save_file(weights, str(Path(tmp) / WEIGHTS))
         blobs.upload_file(prefix + WEIGHTS, Path(tmp) / WEIGHTS)
-    tensors, layout = safe_state.split(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
-    )
+    tree = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+    if rng_ranks is not None:
+        tree["rng_ranks"] = rng_ranks
+    tensors, layout = safe_state.split(tree)
     blobs.upload_bytes(prefix + OPTIMIZER, safetensors.torch.save(tensors))
     blobs.upload_bytes(prefix + OPTIMIZER_LAYOUT, json.dumps(layout).encode(), content_type="application/json")
     state = {"format": FORMAT, "position": asdict(position), "history": history}
@@ -133,6 +136,7 @@ class Restored:
     scheduler: dict[str, Any]
     rng: dict[str, Any]
     history: list[dict[str, float]]
+    rng_ranks: list[dict[str, Any]] | None = None
 
 
 def prune(blobs: BlobStore, store: MetadataStore, job_id: str, keep: int = KEEP_CHECKPOINTS) -> list[int]:
@@ -184,15 +188,23 @@ def restore(blobs: BlobStore, document: dict[str, Any]) -> Restored:
         scheduler=rest["scheduler"],
         rng=rest["rng"],
         history=history,
+        rng_ranks=rest.get("rng_ranks") if isinstance(rest.get("rng_ranks"), list) else None,
     )
 
 
 def load_into(
-    blobs: BlobStore, document: dict[str, Any], model: Any, optimizer: torch.optim.Optimizer, scheduler: Any
+    blobs: BlobStore,
+    document: dict[str, Any],
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    rank: int = 0,
 ) -> Restored:
     """Resume from the checkpoint `document` names: read it as data, check it is this job's own
-    layout, then load weights, optimizer, scheduler and RNG states. Any mismatch is a `CheckpointError`
-    raised before the model is touched, or (a value torch itself refuses) while loading."""
+    layout, then load weights, optimizer, scheduler and RNG states (rank `rank`'s own when the
+    checkpoint has every rank's and this rank is among them, else rank 0's). Any mismatch is a
+    `CheckpointError` raised before the model is touched, or (a value torch itself refuses) while loading."""
     from runtune.training.model import load_trainable_state
 
     restored = restore(blobs, document)
@@ -201,7 +213,8 @@ def load_into(
         load_trainable_state(model, restored.weights)
         optimizer.load_state_dict(restored.optimizer)
         scheduler.load_state_dict(restored.scheduler)
-        set_rng_state(restored.rng)
+        ranks = restored.rng_ranks
+        set_rng_state(ranks[rank] if ranks and rank < len(ranks) else restored.rng)
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
         raise CheckpointError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
     return restored

@@ -7,6 +7,10 @@ Two choices make it cheaper than a generic trainer's step:
   tensor of the step, and a classification answer is a handful of tokens;
 - the loss is summed over the whole accumulation group's answer tokens and divided once, so every
   answer token weighs the same however the group's batches differ in length.
+
+Data-parallel (runtune/training/distributed.py): every rank is given the whole group, runs its share
+of it, divides by the whole group's answer tokens and sums the gradients over the ranks once, after
+its last micro-batch (no per-micro-batch synchronisation to skip): exactly one process's gradient.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 
 from runtune.training.chat import IGNORE_INDEX, Encoded
 from runtune.training.data import collate
+from runtune.training.distributed import SINGLE, World
 
 
 @dataclass
@@ -62,21 +67,29 @@ def train_step(
     pad_id: int,
     pad_to_multiple_of: int,
     max_grad_norm: float,
+    world: World = SINGLE,
+    accumulation: int = 1,
 ) -> StepStats:
-    """One optimizer step over `group`, a list of batches (the accumulation steps)."""
+    """One optimizer step over `group`, a list of batches (the accumulation steps); under data
+    parallelism this rank runs its share (`world.share`, by the plan's `accumulation`) and the
+    gradients and statistics are summed over the ranks."""
     started = time.monotonic()
     model.train()
     device = next(model.parameters()).device
     answer_tokens = sum(sum(label != IGNORE_INDEX for label in e.labels) for batch in group for e in batch)
     loss_sum, tokens, correct = 0.0, 0, 0
-    for items in group:
+    for items in world.share(group, accumulation):
         batch = {k: v.to(device) for k, v in collate(items, pad_id, pad_to_multiple_of).items()}
         tokens += int(batch["attention_mask"].sum())
         loss, hits = answer_scores(model, batch)
         (loss / max(answer_tokens, 1)).backward()
         loss_sum += float(loss.detach())
         correct += hits
-    grad_norm = float(torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    world.sum_gradients(trainable)
+    loss_sum, summed_tokens, summed_correct = world.sum([loss_sum, tokens, correct])
+    tokens, correct = int(summed_tokens), int(summed_correct)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm))
     lr = scheduler.get_last_lr()[0]
     optimizer.step()
     scheduler.step()

@@ -40,7 +40,8 @@ def load_base(spec: ModelSpec, path: str, method: str, *, token: str | None = No
             llm_int8_skip_modules=skip_modules(spec),
         )
     if torch.cuda.is_available():
-        kwargs["device_map"] = {"": 0}
+        # This process's GPU: 0 alone, a data-parallel rank's own under torchrun (World.start).
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = model_class(spec).from_pretrained(path, **kwargs)
     if method == "qlora":
         _no_cpu_inference_repacking(model)

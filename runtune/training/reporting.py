@@ -92,7 +92,7 @@ class JobReporter:
             except Exception:
                 log.warning("closing a reporter hook failed", exc_info=True, extra={"job_id": self._job_id})
 
-    def running(self, execution: str | None, attempt: int) -> bool:
+    def running(self, execution: str | None, attempt: int, processes: int = 1) -> bool:
         """Mark the job `running`; False (and nothing written) when it ended or was paused while its
         trainer started: there is nothing for this trainer to do."""
         # The launcher recorded the execution's name already; a local run without one keeps it.
@@ -109,7 +109,8 @@ class JobReporter:
         if self._store.transact(job_path(self._job_id), apply) is None:
             return False
         self.start_heartbeat()
-        self.message(f"Trainer started (attempt {attempt + 1})")
+        together = f", {processes} data-parallel processes" if processes > 1 else ""
+        self.message(f"Trainer started (attempt {attempt + 1}{together})")
         return True
 
     def paused(self, text: str) -> bool:
@@ -234,6 +235,45 @@ class JobReporter:
 
     def cancel_requested(self, *, force: bool = False) -> bool:
         return self.stop_requested(force=force) == "cancel"
+
+
+class SilentReporter(JobReporter):
+    """The reporter of a data-parallel rank other than 0: it writes nothing (rank 0 is the job's one
+    writer of events, metrics, progress, heartbeat and status) and reads nothing (what rank 0 reads,
+    the stop flags, it decides for every rank: runtune/training/distributed.py)."""
+
+    def update(self, **fields: Any) -> None:
+        return None
+
+    def start_heartbeat(self) -> None:
+        return None
+
+    def running(self, execution: str | None, attempt: int, processes: int = 1) -> bool:
+        return True  # rank 0's answer is the one the recipe goes by
+
+    def paused(self, text: str) -> bool:
+        return False  # likewise
+
+    def progress(self, step: int, total: int, seconds_remaining: int | None, *, force: bool = False) -> None:
+        return None
+
+    def finish(self, status: JobStatus, text: str, *, error: ApiError | None = None, **fields: Any) -> bool:
+        return False
+
+    def message(self, text: str, *, level: Level = "info") -> None:
+        return None
+
+    def metrics(self, step: int, data: dict[str, Any]) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def resume_reporting(self) -> int:
+        return 0
+
+    def stop_requested(self, *, force: bool = False) -> StopRequest | None:
+        return None
 
 
 def _may_run(status: JobStatus) -> bool:

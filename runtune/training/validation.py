@@ -21,6 +21,7 @@ from runtune.ports.blobs import BlobStore
 from runtune.schemas.jobs import TrainConfig
 from runtune.training import data
 from runtune.training.chat import IGNORE_INDEX, ChatFormat, Encoded
+from runtune.training.distributed import SINGLE, World
 from runtune.training.loop import answer_scores
 
 MAX_EXAMPLES = 64
@@ -54,8 +55,13 @@ def prepare(blobs: BlobStore, fmt: ChatFormat, config: TrainConfig, total_steps:
 
 
 @torch.no_grad()
-def measure(model: Any, examples: list[Encoded], *, pad_id: int, pad_to_multiple_of: int) -> dict[str, float]:
-    """`valid_loss` (mean over the answer tokens) and `valid_token_accuracy` of `examples`."""
+def measure(
+    model: Any, examples: list[Encoded], *, pad_id: int, pad_to_multiple_of: int, world: World = SINGLE
+) -> dict[str, float]:
+    """`valid_loss` (mean over the answer tokens) and `valid_token_accuracy` of `examples`. Under data
+    parallelism each rank scores every `size`-th example and the sums are all-reduced: every rank
+    gets the one process's figures (up to float rounding)."""
+    examples = examples[world.rank :: world.size]
     was_training = model.training
     model.eval()  # no dropout: the same weights score the same, and no RNG is drawn (resume stays exact)
     device = next(model.parameters()).device
@@ -72,4 +78,5 @@ def measure(model: Any, examples: list[Encoded], *, pad_id: int, pad_to_multiple
             correct += hits
     finally:
         model.train(was_training)
+    loss_sum, correct, tokens = world.sum([loss_sum, correct, tokens])
     return {"valid_loss": loss_sum / max(tokens, 1), "valid_token_accuracy": correct / max(tokens, 1)}
