@@ -175,6 +175,8 @@ DEPLOYABLES: dict[str, Permissions] = {
             "idempotency_keys": "rw",
             "datasets": "r",
             "api_keys": "rw",
+            # The trainers' measurements of finished runs, read by every estimate (runtune/throughput.py).
+            "throughput": "r",
         },
         user_secrets="manage",
         runs_jobs=("trainer",),
@@ -219,6 +221,8 @@ DEPLOYABLES: dict[str, Permissions] = {
             "jobs/checkpoints": "rw",
             "jobs/model_checkpoints": "rw",
             "datasets": "r",
+            # Each succeeded run's measured phases (runtune/throughput.py): what calibrates estimates.
+            "throughput": "rw",
         },
         # The job owner's Hugging Face and W&B tokens.
         user_secrets="read",

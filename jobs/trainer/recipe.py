@@ -25,7 +25,9 @@ from typing import Any
 import torch
 
 from jobs.trainer.stop import Stopped, StopSignals
+from runtune import throughput
 from runtune.datasets.canonical import Example, read_split
+from runtune.estimate import RunTiming, machine_name
 from runtune.logging import configure_logging
 from runtune.models.loading import load_processor, locate_weights
 from runtune.ports.blobs import BlobStore
@@ -255,7 +257,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.phase(JobPhase.training, f"Training {total_steps} steps")
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
-    last_checkpoint = time.monotonic()
+    last_checkpoint = training_started = time.monotonic()
+    # The run's setup so far, from its process's start (interpreter, imports, load, data, baseline).
+    setup_seconds = throughput.process_seconds() or training_started - started
     deadline = Deadline.from_env(started)
     step_seconds: list[float] = []
     batches: list[list[int]] = []
@@ -360,9 +364,11 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             return 0
     reporter.progress(position.step, total_steps, 0, force=True)
     reporter.flush()
+    evaluation_started = time.monotonic()
 
     # -- evaluate --------------------------------------------------------------------------------
     env.signals.check()
+    evaluated = len(eval_examples)
     if eval_examples:
         reporter.phase(JobPhase.evaluating, f"Evaluating on {len(eval_examples)} held-out examples")
         metrics["final"] = evaluate(model, fmt, config, eval_examples)
@@ -375,6 +381,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
 
     # -- export ----------------------------------------------------------------------------------
     env.signals.check()
+    export_started = time.monotonic()
     reporter.phase(
         JobPhase.exporting, "Exporting the adapter" + (" and the merged model" if config.export_merged else "")
     )
@@ -402,6 +409,18 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     if config.push_to_hub:
         hub_token = hugging_face_token(env.settings, config.owner)
         locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
+    trained_tokens = int(sum(record.get("tokens", 0) for record in history))
+    if newest is None:  # a resumed run's phases are split across tasks: not a measurement
+        timing = RunTiming(
+            tokens=trained_tokens,
+            steps=position.step,
+            eval_examples=evaluated,
+            setup_s=setup_seconds,
+            train_s=evaluation_started - training_started,
+            eval_s=export_started - evaluation_started,
+            export_s=time.monotonic() - export_started,
+        )
+        record_timing(env, config, job, timing)
     reporter.finish(
         JobStatus.succeeded,
         "The job has successfully completed",
@@ -409,7 +428,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         steps_completed=position.step,
         total_steps=total_steps,
         fine_tuned_model=tuned_model_id(config.model, config.job_id),
-        trained_tokens=int(sum(record.get("tokens", 0) for record in history)),
+        trained_tokens=trained_tokens,
         runtune={
             "metrics": finite(metrics),
             "export": locations,
@@ -418,6 +437,18 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         },
     )
     return 0
+
+
+def record_timing(env: Environment, config: TrainConfig, job: Job, timing: RunTiming) -> None:
+    """Keep the run's measured phases for the next estimates (runtune/throughput.py); a failure to
+    record them never fails the job."""
+    where = "local-gpu" if torch.cuda.is_available() else "local-cpu"
+    try:
+        throughput.record(
+            env.store, model=config.model, machine=machine_name(job.gpu, where), method=config.method, run=timing
+        )
+    except Exception:
+        log.exception("could not record the run's throughput", extra={"job_id": job.id})
 
 
 def save_model_checkpoint(

@@ -45,6 +45,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
             quotas=settings.quotas,
+            secrets=app.state.secrets,
         )
         app.state.streams = StreamSlots(settings.quota_open_streams)
         async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):

@@ -12,6 +12,7 @@ jobs whose heartbeat is stale with the execution's own reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,9 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runtune import quotas, serving
+from runtune import quotas, serving, throughput
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
-from runtune.estimate import GPU_NAMES, Estimate, estimate
+from runtune.estimate import (
+    GPU_NAMES,
+    Estimate,
+    RunShape,
+    RunTiming,
+    Where,
+    estimate,
+    local_where,
+    machine_name,
+)
 from runtune.jobs import hyperparameters
 from runtune.jobs.events import JobEventLog, Level
 from runtune.jobs.hyperparameters import Resolved, SequenceLengths
@@ -29,6 +39,7 @@ from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
+from runtune.ports.secrets import SecretStore
 from runtune.quotas import Quotas
 from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
@@ -49,6 +60,34 @@ _ACTIVE = (JobStatus.queued, JobStatus.running)
 LAUNCHING = "launching"
 # A launch claimed but never completed is retried this many times in all, then the job fails.
 MAX_LAUNCH_ATTEMPTS = 3
+
+
+def estimate_summary(fit: Estimate, hub_warning: str | None) -> dict[str, object]:
+    """What a job shows of its estimate before launch: the range, its basis and the warnings."""
+    return {
+        "seconds": fit.seconds,
+        "seconds_low": fit.seconds_low,
+        "seconds_high": fit.seconds_high,
+        "usd": fit.usd,
+        "usd_low": fit.usd_low,
+        "usd_high": fit.usd_high,
+        "basis": fit.basis,
+        "calibrated_runs": fit.calibrated_runs,
+        "machine": fit.machine,
+        "warnings": [*fit.warnings, *([hub_warning] if hub_warning else [])],
+    }
+
+
+def held_out_examples(training: Dataset, options: RuntuneOptions, *, validation: bool = False) -> int:
+    """How many examples the trainer evaluates on (jobs/trainer/recipe.py `held_out`): the asked
+    split of the training set, else the other one, capped by `evaluation.max_samples`. A separate
+    validation file's size is not known here: the cap, or as many as the training set's test split."""
+    splits = training.splits
+    other = "validation" if options.evaluation.split == "test" else "test"
+    count = splits.get(options.evaluation.split) or splits.get(other) or 0
+    if validation and options.evaluation.max_samples:
+        count = options.evaluation.max_samples
+    return min(count, options.evaluation.max_samples or count)
 
 
 @dataclass(frozen=True)
@@ -72,6 +111,8 @@ class JobService:
         launch_env: dict[str, str] | None = None,
         offered_gpus: Sequence[str] | None = None,
         quotas: Quotas | None = None,
+        secrets: SecretStore | None = None,
+        where: Where | None = None,
     ) -> None:
         from services.training.repository import JobRepository
 
@@ -87,6 +128,10 @@ class JobService:
         self.offered_gpus: tuple[str, ...] = tuple(offered_gpus) if offered_gpus is not None else GPU_NAMES
         # Per-user limits (runtune/quotas.py): the monthly GPU budget; running jobs are `_policy`'s slots.
         self._quotas = quotas or Quotas()
+        # Whether the user has a Hub token (a run of real Gemma weights needs one), never its value.
+        self._secrets = secrets
+        # Where trainers run: Cloud Run GPUs, or (the local platform) this machine, with or without a GPU.
+        self.where: Where = where or ("cloud" if profile == "gcp" else local_where())
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -143,6 +188,9 @@ class JobService:
         self._event(job.id, "Validating training file")
         if verdict.export_only:
             self._event(job.id, verdict.export_only, level="warn")
+        for warning in (job.estimate or {}).get("warnings") or [self.hub_warning(uid, model)]:
+            if warning:
+                self._event(job.id, warning, level="warn")
         if ready:
             self._queue(job)
         return self.jobs.get(job.id) or job
@@ -167,6 +215,7 @@ class JobService:
                 "method": method,
                 "gpu": fit.gpu,
                 "estimated_gpu_seconds": fit.seconds,
+                "estimate": estimate_summary(fit, self.hub_warning(job.owner, model)),
             }
         )
 
@@ -183,7 +232,8 @@ class JobService:
             lengths=lengths,
             offered=self.offered_gpus,
         )
-        return resolved, self._check_fits(model, job.options, resolved, examples, lengths)
+        held_out = held_out_examples(training, job.options, validation=bool(job.validation_file))
+        return resolved, self._check_fits(model, job.options, resolved, examples, lengths, held_out=held_out)
 
     def _queue(self, job: Job) -> None:
         """`validating_files` -> `queued` (unless cancelled meanwhile), then launch what the owner may."""
@@ -239,6 +289,7 @@ class JobService:
                         "method": checked.method,
                         "gpu": checked.gpu,
                         "estimated_gpu_seconds": checked.estimated_gpu_seconds,
+                        "estimate": checked.estimate,
                     }
                 )
                 if current.status is JobStatus.validating_files
@@ -263,18 +314,88 @@ class JobService:
         resolved: Resolved,
         examples: int,
         lengths: SequenceLengths,
+        *,
+        held_out: int = 0,
     ) -> Estimate:
         """The run's estimate on the GPU it gets: the one asked for, or the smallest offered GPU it fits."""
         self.check_offered(options.gpu, "method.supervised.runtune.gpu")
-        shape = hyperparameters.run_shape(
-            options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
-        )
-        result = estimate(model.figures(), shape, gpu=options.gpu, offered=self.offered_gpus)
+        result = self.estimate_run(model, options, resolved, examples, lengths, held_out=held_out)
         if result.gpu is None:
             raise InvalidRequest(
                 f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
             )
         return result
+
+    def estimate_run(
+        self,
+        model: registry.ModelSpec,
+        options: RuntuneOptions,
+        resolved: Resolved,
+        examples: int,
+        lengths: SequenceLengths,
+        *,
+        held_out: int = 0,
+    ) -> Estimate:
+        """The run's estimate where this deployment trains (runtune.estimate), calibrated from the
+        platform's finished runs of the same model, machine and method once there are some."""
+        shape = self.run_shape(model, options, resolved, examples, lengths, held_out=held_out)
+
+        def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
+            return estimate(
+                model.figures(),
+                shape,
+                gpu=options.gpu,
+                offered=self.offered_gpus,
+                where=self.where,
+                calibration=runs,
+                model_name=model.id,
+            )
+
+        published = reckon()
+        if published.gpu is None:
+            return published
+        machine = machine_name(published.gpu, self.where)
+        runs = throughput.measured(self._store, model=model.id, machine=machine, method=options.method)
+        return reckon(runs) if runs else published
+
+    @staticmethod
+    def run_shape(
+        model: registry.ModelSpec,
+        options: RuntuneOptions,
+        resolved: Resolved,
+        examples: int,
+        lengths: SequenceLengths,
+        *,
+        held_out: int = 0,
+    ) -> RunShape:
+        """What the estimate sizes (runtune.jobs.hyperparameters.run_shape), with the evaluation it
+        runs, gradient checkpointing and where the weights come from."""
+        shape = hyperparameters.run_shape(
+            options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
+        )
+        evaluation = options.evaluation
+        cap = evaluation.max_samples or held_out
+        return dataclasses.replace(
+            shape,
+            eval_examples=min(held_out, cap),
+            eval_passes=2 if evaluation.baseline else 1,
+            eval_generation=evaluation.method != "label_scoring",
+            gradient_checkpointing=options.gradient_checkpointing,
+            weights_from="local" if model.is_tiny else "hub",
+        )
+
+    def hub_warning(self, uid: str, model: registry.ModelSpec) -> str | None:
+        """What to say before launch when the model's weights come from the Hub and the user has no
+        Hugging Face token stored (the trainer reads `hf_token`, or `huggingface`)."""
+        if model.hf_id is None or self._secrets is None:
+            return None
+        if {"hf_token", "huggingface"} & set(self._secrets.names(uid)):
+            return None
+        return (
+            f"{model.id} downloads its weights from the Hugging Face Hub, which needs your Hugging Face token: "
+            f"accept the model's license on huggingface.co/{model.hf_id}, then add the token in Settings "
+            "(the 'hf_token' secret) before launching"
+        )
 
     def check_offered(self, gpu: str, param: str) -> None:
         """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""

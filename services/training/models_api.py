@@ -10,13 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
-from runtune.estimate import estimate
+from runtune.estimate import GPU_TABLE, gpu_prices
 from runtune.inference.models import base_model_object, tuned_model_object
 from runtune.jobs import hyperparameters
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
 from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
-from services.training.jobs_service import JobService
+from services.training.jobs_service import JobService, held_out_examples
 
 router = APIRouter(tags=["models"])
 
@@ -64,8 +64,10 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = dataset.splits.get("train") or sum(dataset.splits.values())
         lengths = SequenceLengths.of_stats(dataset.stats, spec)
+        held_out = held_out_examples(dataset, body.runtune)
     elif body.examples is not None:
         examples, lengths = body.examples, SequenceLengths.typical(spec)
+        held_out = min(body.examples // 10, body.runtune.evaluation.max_samples or body.examples)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
     resolved = hyperparameters.resolve(
@@ -76,14 +78,36 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         lengths=lengths,
         offered=jobs.offered_gpus,
     )
-    shape = hyperparameters.run_shape(
-        body.runtune, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
-    )
-    result = estimate(spec.figures(), shape, gpu=body.runtune.gpu, offered=jobs.offered_gpus)
+    result = jobs.estimate_run(spec, body.runtune, resolved, examples, lengths, held_out=held_out)
+    hub = jobs.hub_warning(user.uid, spec)
+    answer = result.as_dict()
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,
         "hyperparameters": resolved.hyperparameters.model_dump(),
         "auto_hyperparameters": resolved.auto,
-        **result.as_dict(),
+        **answer,
+        # Real Gemma weights come from the Hub: whether this user's token is missing, said before launch.
+        "needs_hub_token": hub is not None,
+        "warnings": [*answer["warnings"], *([hub] if hub else [])],
     }
+
+
+@router.get("/v1/fine_tuning/gpus")
+def list_gpus(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+    """The GPUs this deployment trains on (what `runtune.gpu` may name, besides "auto"), with the shape
+    and price of each one's trainer job, and where the trainers run."""
+    data = [
+        {
+            "object": "gpu",
+            "id": gpu.name,
+            "label": gpu.label,
+            "memory_gib": gpu.memory_gib,
+            "cpu": gpu.cloud_run_cpu,
+            "instance_memory_gib": gpu.cloud_run_memory_gib,
+            "usd_per_hour": round(gpu_prices()[gpu.name] * 3600, 4),
+        }
+        for gpu in GPU_TABLE
+        if gpu.name in jobs.offered_gpus
+    ]
+    return {"object": "list", "data": data, "has_more": False, "where": jobs.where}
