@@ -531,7 +531,8 @@ def time_range(
             for run in runs
         )
         margin = timing.calibrated_margin
-        middle = predictions[len(predictions) // 2]
+        half = len(predictions) // 2
+        middle = predictions[half] if len(predictions) % 2 else (predictions[half - 1] + predictions[half]) / 2
         return TimeRange(
             seconds=round(middle),
             low=round(predictions[0] * (1 - margin)),

@@ -1,3 +1,6 @@
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from runtune.estimate import (
@@ -117,16 +120,19 @@ def test_a_run_no_gpu_holds_has_no_instance() -> None:
     assert result.host_memory_gib is None and result.instance_memory_gib is None and result.warnings == []
 
 
-def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked() -> None:
+@pytest.mark.emulators
+def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked(emulators: Any) -> None:
+    from runtune.adapters.firestore import FirestoreMetadataStore
     from services.training.jobs_service import JobService, SchedulingPolicy
     from services.training.models_api import EstimateRequest, estimate_run
 
-    # With `examples`, neither the store nor the launcher is used.
-    jobs = JobService(None, None, SchedulingPolicy(2, 120, 900, 3600), profile="gcp")  # type: ignore[arg-type]
+    # With `examples`, the launcher is not used; the store is read for calibration (none here).
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    jobs = JobService(store, None, SchedulingPolicy(2, 120, 900, 3600), profile="gcp")  # type: ignore[arg-type]
 
     def ask(**runtune: object) -> dict:
         request = EstimateRequest(model="google/gemma-3-12b-it", examples=500, runtune=runtune)
-        return estimate_run(request, None, jobs)  # type: ignore[arg-type]
+        return estimate_run(request, SimpleNamespace(uid="user-estimate"), jobs)  # type: ignore[arg-type]
 
     merged, adapter_only = ask(), ask(export={"merged": False})
     assert merged["instance_memory_gib"] == adapter_only["instance_memory_gib"] == 32
