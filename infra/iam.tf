@@ -33,9 +33,9 @@ locals {
     "build-logs" = { account = "build", role = "roles/logging.logWriter" }
   }
 
-  # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings). The
-  # training service has none: it reads job documents, never the objects the trainer writes.
+  # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings).
   bucket_roles = {
+    "training"      = { account = "training", role = "roles/storage.objectUser" }      # deleting an ended job: its objects and exports
     "preprocessing" = { account = "preprocessing", role = "roles/storage.objectUser" } # uploads, canonical shards
     "trainer"       = { account = "trainer", role = "roles/storage.objectUser" }       # datasets in; checkpoints, adapters, exports out
     "ingest"        = { account = "ingest", role = "roles/storage.objectUser" }        # uploads in; a dataset's source copy, shards, previews out

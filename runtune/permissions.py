@@ -164,14 +164,17 @@ DEPLOYABLES: dict[str, Permissions] = {
         user_secrets="read",
     ),
     "training": Permissions(
-        # No bucket access: the trainer writes checkpoints and metrics; the service reads their
-        # documents only (Firestore), and deleting a job does not touch its objects.
+        # The trainer writes checkpoints and metrics; the service reads their documents only. Deleting
+        # an ended job (DELETE /v1/fine_tuning/jobs/{id}) lists and deletes its objects, the exports
+        # made from its model (documents and archives) and its documents.
         "fine-tuning jobs: validation, scheduling, the trainer's executions, the users' secrets",
+        bucket={JOBS: "rd", EXPORTS: "rd"},
         firestore={
             "jobs": "rw",
             "jobs/events": "rw",
             "jobs/checkpoints": "rw",
-            "jobs/model_checkpoints": "r",
+            "jobs/model_checkpoints": "rw",
+            "exports": "rw",
             "idempotency_keys": "rw",
             "datasets": "r",
             "api_keys": "rw",

@@ -64,6 +64,27 @@ export const post = <T>(path: string, body?: unknown, headers?: Record<string, s
 export const put = <T>(path: string, body?: unknown) => request<T>("PUT", path, body);
 export const del = <T>(path: string) => request<T>("DELETE", path);
 
+/** Saves an authenticated download (`Content-Disposition: attachment`) as a file, the page staying
+ * where it is: the bearer token cannot ride on a plain link, so the body is fetched and handed to
+ * the browser's download (Chromium keeps a large body on disk, not in memory). */
+export async function saveDownload(path: string, fallbackName: string): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(path, { headers: await authHeaders() });
+  } catch {
+    throw new ApiError(0, "The server cannot be reached; check your connection", "network_error", null, null);
+  }
+  if (!response.ok) throw await toApiError(response);
+  const disposition = response.headers.get("content-disposition") ?? "";
+  const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? fallbackName;
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
 export function query(params: Record<string, string | number | undefined | null>): string {
   const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "");
   return entries.length ? "?" + new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString() : "";
@@ -172,6 +193,22 @@ export interface Job {
   seconds_remaining: number | null;
   options: Record<string, unknown>;
   runtune: Record<string, unknown>;
+  /** The request's `method` as given (`auto` kept), without `runtune` (that is `options`). */
+  method?: { type?: string } & Record<string, unknown>;
+  /** When the tuned model was deleted (`DELETE /v1/models/{id}`); the job stays. */
+  model_deleted_at?: number | null;
+  trained_tokens?: number | null;
+  gpu?: string | null;
+  seed?: number;
+}
+
+/** `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job. */
+export interface JobDeleted {
+  id: string;
+  deleted: true;
+  fine_tuned_model: string | null;
+  checkpoints: number;
+  exports: string[];
 }
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];

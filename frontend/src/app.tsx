@@ -1,6 +1,7 @@
 import type { User } from "firebase/auth";
 import { useEffect, useState } from "preact/hooks";
 import { signOut, watchUser } from "./auth";
+import { CompareRuns } from "./pages/compare";
 import { DatasetDetail } from "./pages/dataset-detail";
 import { Datasets } from "./pages/datasets";
 import { Evaluations } from "./pages/evaluations";
@@ -35,6 +36,7 @@ function Page({ path, user, profile }: { path: string; user: User; profile: stri
   if ((params = match("/datasets/:id", path))) return <DatasetDetail id={params.id} />;
   if (path === "/runs") return <Runs />;
   if (path === "/runs/new") return <NewRun />;
+  if (path === "/runs/compare") return <CompareRuns />;
   if ((params = match("/runs/:id", path))) return <RunDetail id={params.id} />;
   if (path === "/playground") return <Playground />;
   if (path === "/evaluations") return <Evaluations />;

@@ -31,7 +31,8 @@ export function LineChart(props: { series: Series[]; xLabel: string; testId?: st
   const sy = (y: number) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
   const ticks = [y0, (y0 + y1) / 2, y1];
   return (
-    <figure class="chart" data-testid={testId} data-points={all.length}>
+    // data-points: the first (main) series' points; an overlaid series (validation loss) is extra.
+    <figure class="chart" data-testid={testId} data-points={series[0]?.points.length ?? 0}>
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={series.map((s) => s.name).join(", ")}>
         {ticks.map((t) => (
           <g key={t}>

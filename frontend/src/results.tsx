@@ -1,5 +1,5 @@
 // Evaluation results, the trainer's (job.runtune.metrics) and the evaluations API's alike: a base vs
-// tuned table and the confusion matrix.
+// tuned table, the per-class precision / recall / F1 / support, and a confusion matrix per model.
 import { ConfusionMatrix } from "./charts";
 import { formatNumber } from "./ui";
 
@@ -8,7 +8,8 @@ export interface Report {
   macro_f1?: number;
   unmapped_rate?: number;
   samples?: number;
-  confusion_matrix?: { labels: string[]; rows: { label: string; predicted: number[] }[] };
+  confusion_matrix?: { labels: string[]; rows: { label: string; predicted: number[]; unmapped?: number }[] };
+  per_class?: Record<string, { precision: number; recall: number; f1: number; support: number; unmapped?: number }>;
   loss?: number;
   perplexity?: number;
   exact_match?: number;
@@ -20,6 +21,9 @@ export interface Report {
 const HEADLINES: [string, string][] = [
   ["accuracy", "Accuracy"],
   ["macro_f1", "Macro-F1"],
+  ["macro_precision", "Macro precision"],
+  ["macro_recall", "Macro recall"],
+  ["weighted_f1", "Weighted F1"],
   ["unmapped_rate", "Unmapped answers"],
   ["loss", "Loss"],
   ["perplexity", "Perplexity"],
@@ -40,7 +44,7 @@ export function Comparison({ columns }: { columns: { name: string; report: Repor
   const present = columns.filter((c) => c.report);
   const rows = HEADLINES.filter(([key]) => present.some((c) => typeof c.report?.[key] === "number"));
   if (present.length === 0 || rows.length === 0) return null;
-  const matrix = present[present.length - 1].report?.confusion_matrix;
+  const classified = present.filter((c) => c.report?.per_class);
   return (
     <div class="results" data-testid="evaluation-results">
       <div class="table-scroll">
@@ -65,12 +69,76 @@ export function Comparison({ columns }: { columns: { name: string; report: Repor
           </tbody>
         </table>
       </div>
-      {matrix && (
-        <>
-          <h4>Confusion matrix ({present[present.length - 1].name})</h4>
-          <ConfusionMatrix labels={matrix.labels} matrix={matrix.rows.map((r) => r.predicted)} />
-        </>
-      )}
+      {classified.length > 0 && <PerClass columns={classified} />}
+      <div class={classified.length > 1 ? "grid-2" : ""}>
+        {present.map(
+          (c) =>
+            c.report?.confusion_matrix && (
+              <div key={c.name} data-model={c.name}>
+                <h4>Confusion matrix ({c.name})</h4>
+                <ConfusionMatrix labels={c.report.confusion_matrix.labels} matrix={c.report.confusion_matrix.rows.map((r) => r.predicted)} />
+              </div>
+            ),
+        )}
+      </div>
     </div>
   );
+}
+
+const PER_CLASS: ["precision" | "recall" | "f1", string][] = [
+  ["precision", "Precision"],
+  ["recall", "Recall"],
+  ["f1", "F1"],
+];
+
+/** One row per label: precision, recall and F1 for each model side by side, then the support. */
+function PerClass({ columns }: { columns: { name: string; report: Report | null }[] }) {
+  // In the label set's order (an array); a stored map's keys come back in any order.
+  const first = columns[0].report;
+  const labels = first?.confusion_matrix?.labels ?? Object.keys(first?.per_class ?? {}).sort();
+  return (
+    <div class="table-scroll">
+      <h4>Per class</h4>
+      <table class="list compare" data-testid="per-class">
+        <thead>
+          <tr>
+            <th rowSpan={2}>Label</th>
+            {PER_CLASS.map(([key, label]) => (
+              <th key={key} colSpan={columns.length}>
+                {label}
+              </th>
+            ))}
+            <th rowSpan={2} title="Examples of this label in the split">
+              Support
+            </th>
+          </tr>
+          <tr>
+            {PER_CLASS.flatMap(([key]) =>
+              columns.map((c) => (
+                <th key={`${key}-${c.name}`} title={c.name}>
+                  {c.name.split(":")[0]}
+                </th>
+              )),
+            )}
+          </tr>
+        </thead>
+        <tbody>
+          {labels.map((label) => (
+            <tr key={label} data-testid="per-class-row">
+              <th>{label}</th>
+              {PER_CLASS.flatMap(([key]) =>
+                columns.map((c) => <td key={`${key}-${c.name}`}>{formatNumber(c.report?.per_class?.[label]?.[key], 3)}</td>),
+              )}
+              <td>{supportOf(columns, label)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function supportOf(columns: { report: Report | null }[], label: string): string {
+  const support = columns[0].report?.per_class?.[label]?.support;
+  return support === undefined ? "—" : String(support);
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import cached_property
@@ -109,9 +110,15 @@ class GcsBlobStore:
 
     # -- URLs handed to browsers and CLIs -------------------------------------------------------
 
-    def signed_download_url(self, path: str, *, expires: timedelta) -> str:
+    def signed_download_url(self, path: str, *, expires: timedelta, filename: str | None = None) -> str:
+        # `response-content-disposition` is part of the signed query: GCS answers with that header.
+        disposition = f'attachment; filename="{_header_safe(filename)}"' if filename else None
         return self._blob(path).generate_signed_url(
-            version="v4", expiration=expires, method="GET", **self._signing_kwargs()
+            version="v4",
+            expiration=expires,
+            method="GET",
+            response_disposition=disposition,
+            **self._signing_kwargs(),
         )
 
     def signed_upload_url(self, path: str, *, content_type: str, expires: timedelta) -> str:
@@ -171,3 +178,8 @@ def _throwaway_signer() -> Any:
             "token_uri": "http://127.0.0.1/token",
         }
     )
+
+
+def _header_safe(filename: str) -> str:
+    """A file name as a quoted header value may hold it (no quotes, backslashes or control bytes)."""
+    return re.sub(r'[\x00-\x1f"\\]', "_", filename)

@@ -94,10 +94,10 @@ class PermittedBlobStore:
         self._check(prefix, "d")
         return self._inner.delete_prefix(prefix)
 
-    def signed_download_url(self, path: str, *, expires: timedelta) -> str:
+    def signed_download_url(self, path: str, *, expires: timedelta, filename: str | None = None) -> str:
         self._check(path, "r")
         self._check_signing(path)
-        return self._inner.signed_download_url(path, expires=expires)
+        return self._inner.signed_download_url(path, expires=expires, filename=filename)
 
     def signed_upload_url(self, path: str, *, content_type: str, expires: timedelta) -> str:
         self._check(path, "w")

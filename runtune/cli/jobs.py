@@ -121,6 +121,18 @@ def cancel(job_id: str) -> None:
 
 
 @app.command()
+def rm(job_id: str) -> None:
+    """Delete an ended job with everything it produced: its model, checkpoints and exports."""
+    try:
+        deleted = _client().request("DELETE", f"/v1/fine_tuning/jobs/{job_id}")
+    except ApiError as exc:
+        raise _fail(exc) from exc
+    gone = [f"model {deleted['fine_tuned_model']}"] if deleted.get("fine_tuned_model") else []
+    gone += [f"{deleted['checkpoints']} checkpoint(s)", f"{len(deleted['exports'])} export(s)"]
+    console.print(f"Deleted {job_id} with its " + ", ".join(gone))
+
+
+@app.command()
 def pause(job_id: str) -> None:
     """Pause a job: it checkpoints and stops, holding no GPU, until resumed."""
     try:

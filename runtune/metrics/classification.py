@@ -32,18 +32,20 @@ def classification_report(
 ) -> dict[str, Any]:
     """Metrics over all examples; an unmapped prediction (None) counts as wrong and in `unmapped_rate`.
 
-    Returns `accuracy`, `macro_f1` (over the labels present in `truth`), `per_class` (label ->
-    precision, recall, f1, support), `confusion_matrix` ({"labels": [...], "rows": [{"label",
-    "predicted": counts in `labels` order}]}), `unmapped_rate` and `samples`. Every truth value must
-    be one of `labels`."""
+    Returns `accuracy`; `macro_precision`, `macro_recall`, `macro_f1` (means over the labels present
+    in `truth`) and `weighted_f1` (weighted by support); `per_class` (label -> precision, recall, f1,
+    support, and `unmapped`: how many of its examples got an answer naming no label);
+    `confusion_matrix` ({"labels": [...], "rows": [{"label", "predicted": counts in `labels` order,
+    "unmapped"}]}: a row sums to its label's support); `unmapped_rate` and `samples`. Every truth
+    value must be one of `labels`."""
     if len(truth) != len(predicted):
         raise ValueError("truth and predictions differ in length")
     index = {label: i for i, label in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
-    unmapped = 0
+    unmapped = [0] * len(labels)
     for expected, got in zip(truth, predicted, strict=True):
         if got is None:
-            unmapped += 1
+            unmapped[index[expected]] += 1
             continue
         matrix[index[expected]][index[got]] += 1
     per_class: dict[str, dict[str, float]] = {}
@@ -54,19 +56,32 @@ def classification_report(
         precision = tp / predicted_as if predicted_as else 0.0
         recall = tp / actual if actual else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": float(actual)}
+        per_class[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": float(actual),
+            "unmapped": float(unmapped[i]),
+        }
     present = [label for label in labels if per_class[label]["support"] > 0]
     total = len(truth)
+
+    def mean(key: str) -> float:
+        return sum(per_class[label][key] for label in present) / len(present) if present else 0.0
+
     return {
         "accuracy": sum(matrix[i][i] for i in range(len(labels))) / total if total else 0.0,
-        "macro_f1": sum(per_class[label]["f1"] for label in present) / len(present) if present else 0.0,
+        "macro_precision": mean("precision"),
+        "macro_recall": mean("recall"),
+        "macro_f1": mean("f1"),
+        "weighted_f1": sum(c["f1"] * c["support"] for c in per_class.values()) / total if total else 0.0,
         "per_class": per_class,
         # Rows as maps (true label -> counts per predicted label, in `labels` order): Firestore stores
         # no arrays directly inside arrays.
         "confusion_matrix": {
             "labels": list(labels),
-            "rows": [{"label": label, "predicted": matrix[i]} for label, i in index.items()],
+            "rows": [{"label": label, "predicted": matrix[i], "unmapped": unmapped[i]} for label, i in index.items()],
         },
-        "unmapped_rate": unmapped / total if total else 0.0,
+        "unmapped_rate": sum(unmapped) / total if total else 0.0,
         "samples": total,
     }

@@ -40,7 +40,9 @@ class BlobStore(Protocol):
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`; returns how many went."""
 
-    def signed_download_url(self, path: str, *, expires: timedelta) -> str: ...
+    def signed_download_url(self, path: str, *, expires: timedelta, filename: str | None = None) -> str:
+        """With `filename`, the download answers `Content-Disposition: attachment` under that name, so
+        a browser saves it rather than opening it (a `.json` or `.md` would replace the page)."""
 
     def signed_upload_url(self, path: str, *, content_type: str, expires: timedelta) -> str:
         """A URL that accepts one PUT of the object's body with that content type."""

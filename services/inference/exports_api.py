@@ -5,15 +5,18 @@ expire. URLs are signed afresh on every read and never stored."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 from datetime import timedelta
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from runtune import tar_stream
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.errors import InvalidRequest
+from runtune.errors import Conflict, InvalidRequest
 from runtune.inference.models import Target
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
@@ -74,7 +77,9 @@ def _with_links(export: Export, blobs: BlobStore, ttl_s: int) -> Export:
         ExportLink(
             name=file.path[len(prefix) :],
             bytes=file.bytes,
-            url=blobs.signed_download_url(file.path, expires=timedelta(seconds=ttl_s)),
+            url=blobs.signed_download_url(
+                file.path, expires=timedelta(seconds=ttl_s), filename=file.path.rsplit("/", 1)[-1]
+            ),
             expires_at=expires_at,
         )
         for file in export.files
@@ -128,3 +133,33 @@ def list_exports(request: Request, user: CurrentUser, page: Pagination) -> ListP
 def get_export(export_id: str, request: Request, user: CurrentUser, inference: Inference) -> Export:
     export = _exports(request).get_owned(user.uid, export_id)
     return _with_links(export, inference.blobs, request.app.state.settings.export_url_ttl_s)
+
+
+@router.get("/{export_id}/archive")
+def export_archive(export_id: str, request: Request, user: CurrentUser, inference: Inference) -> StreamingResponse:
+    """The export's files as one uncompressed tar, streamed from the bucket a chunk at a time (a
+    merged model is gigabytes: never held in memory or on this instance's disk, which is memory
+    too), as an attachment. The signed links of `GET /v1/exports/{id}` are the same files loose."""
+    export = _exports(request).get_owned(user.uid, export_id)
+    if export.status is not ExportStatus.succeeded:
+        raise Conflict(f"Export '{export.id}' is {export.status.value}", param="id", code="export_not_ready")
+    blobs = inference.blobs
+    prefix = _common_prefix([file.path for file in export.files])
+    entries = [
+        tar_stream.Entry(
+            f"{export.format.value}/{file.path[len(prefix) :]}",
+            file.bytes,
+            lambda path=file.path: blobs.iter_chunks(path),
+        )
+        for file in export.files
+    ]
+    mtime = export.finished_at or export.created_at
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{export.model or export.job_id}-{export.format.value}").strip("-")
+    return StreamingResponse(
+        tar_stream.stream(entries, mtime),
+        media_type="application/x-tar",
+        headers={
+            "content-disposition": f'attachment; filename="{name}.tar"',
+            "content-length": str(tar_stream.archive_size(entries, mtime)),
+        },
+    )

@@ -11,11 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from runtune.errors import PermissionDenied
 from runtune.inference.models import checkpoint_adapter_name, model_not_found
 from runtune.inference.serving import Serving
+from runtune.jobs import removal
 from runtune.models import registry
-from runtune.ports.metadata import Where
 from runtune.schemas.chat import check_messages
-from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Job, job_path, parse_tuned_model_id, tuned_model_id
+from runtune.schemas.jobs import parse_tuned_model_id, tuned_model_id
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
 # engine-only options (adapter paths, prompt scoring) through the public API.
@@ -75,26 +74,15 @@ class InferenceService(Serving):
                 code="model_not_deletable",
             )
         job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
-        already = job.model_deleted_at is not None
-        if not already:
-            await run_in_threadpool(self.store.update, job_path(job.id), {"model_deleted_at": now_ts()})
-        checkpoints = await run_in_threadpool(self.store.query, f"{job_path(job.id)}/model_checkpoints")
-        for name in [job.id] + [checkpoint_adapter_name(job.id, doc["step_number"]) for _, doc in checkpoints]:
+        first = await run_in_threadpool(removal.mark_model_deleted, self.store, job)
+        checkpoints = await run_in_threadpool(removal.model_checkpoint_steps, self.store, job.id)
+        for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in checkpoints.values()]:
             await self._stager.discard(name)
-        await run_in_threadpool(self._remove_model_files, job)
-        for checkpoint_id, _ in checkpoints:
-            await run_in_threadpool(self.store.delete, f"{job_path(job.id)}/model_checkpoints/{checkpoint_id}")
-        if already:
+        await run_in_threadpool(removal.remove_model_files, self.store, self.blobs, job)
+        await run_in_threadpool(removal.remove_model_checkpoints, self.store, job.id, list(checkpoints))
+        if not first:
             raise model_not_found(model)
         return {"id": model, "object": "model", "deleted": True}
-
-    def _remove_model_files(self, job: Job) -> None:
-        exports = self.store.query("exports", where=[Where("owner", "==", job.owner), Where("job_id", "==", job.id)])
-        for export_id, _ in exports:
-            # Adapter archives live under the export; a merged export points into the job's folder.
-            self.blobs.delete_prefix(f"users/{job.owner}/exports/{export_id}/")
-            self.store.delete(f"exports/{export_id}")
-        self.blobs.delete_prefix(f"users/{job.owner}/jobs/{job.id}/export/")
 
 
 async def _renamed(first: bytes, rest: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

@@ -16,6 +16,7 @@ from runtune.api_keys import api_keys
 from runtune.quotas import StreamSlots
 from runtune.settings import ServiceSettings
 from services.training import api_keys_api, jobs_api, models_api, secrets_api
+from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService, SchedulingPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
@@ -47,6 +48,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             quotas=settings.quotas,
             secrets=app.state.secrets,
         )
+        app.state.job_deletion = JobDeletion(store, wiring.blob_store(settings, deployable=DEPLOYABLE))
         app.state.streams = StreamSlots(settings.quota_open_streams)
         async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):
             yield

@@ -15,6 +15,7 @@ from runtune.api.deps import CurrentUser, Pagination, Streams
 from runtune.errors import InvalidRequest
 from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
 from runtune.schemas.jobs import CreateJobRequest, seq_of_event_id
+from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -55,6 +56,13 @@ def list_jobs(request: Request, user: CurrentUser, jobs: Jobs, page: Pagination)
 @router.get("/{job_id}", response_model=Job)
 def get_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
     return jobs.get(user.uid, job_id)
+
+
+@router.delete("/{job_id}")
+def delete_job(job_id: str, request: Request, user: CurrentUser) -> dict[str, Any]:
+    """Runtune's own: an ended job and everything it produced (services/training/job_deletion.py)."""
+    deletion: JobDeletion = request.app.state.job_deletion
+    return deletion.delete(user.uid, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=Job)

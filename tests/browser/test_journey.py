@@ -186,7 +186,7 @@ def _evaluate(page, shots: Path, model: str) -> None:
     results.wait_for(timeout=300_000)
     text = results.inner_text()
     assert "Accuracy" in text and "base: tiny-gemma-3-vision" in text and f"tuned: {model}" in text
-    matrix = page.get_by_test_id("confusion-matrix")
+    matrix = page.get_by_test_id("confusion-matrix").last  # the tuned model's (the base's comes first)
     cells = [int(c) for c in matrix.locator("tbody td").all_inner_texts()]
     assert len(cells) == len(CLASSES) ** 2 and sum(cells) <= 8
     page.screenshot(path=shots / "10-evaluation.png", full_page=True)

@@ -1,5 +1,5 @@
-"""The run page's Pause, Resume and Cancel buttons follow the job's status, and `validating_files`
-reads "Validating files"."""
+"""The run page's Pause, Resume and Cancel buttons follow the job's status (Cancel asks first), and
+`validating_files` reads "Validating files"."""
 
 from __future__ import annotations
 
@@ -46,7 +46,12 @@ def test_pause_resume_and_cancel_buttons_follow_the_status(ui_platform, browser,
         page.get_by_role("button", name="Pause").wait_for()
         assert page.get_by_role("button", name="Resume").count() == 0
 
+        # Cancel asks first; "Keep it" leaves the run as it is.
         page.get_by_role("button", name="Cancel run").click()
+        page.get_by_test_id("cancel-run").get_by_role("button", name="Keep it").click()
+        assert page.get_by_test_id("cancel-run").count() == 0
+        page.get_by_role("button", name="Cancel run").click()
+        page.get_by_role("button", name="Yes, cancel the run").click()
         page.locator(".run-status .status-cancelled").wait_for()
         for name in ("Pause", "Resume", "Cancel run"):
             assert page.get_by_role("button", name=name).count() == 0, name

@@ -126,7 +126,7 @@ class MemoryBlobStore:
             del self.objects[p]
         return len(doomed)
 
-    def signed_download_url(self, path: str, *, expires: timedelta) -> str:
+    def signed_download_url(self, path: str, *, expires: timedelta, filename: str | None = None) -> str:
         return f"memory://{path}"
 
     def signed_upload_url(self, path: str, *, content_type: str, expires: timedelta) -> str:

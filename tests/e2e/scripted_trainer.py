@@ -3,7 +3,8 @@
 flag; its first event names the Cloud Run job it runs as) with a behaviour picked by the job's
 `metadata.script`, in seconds instead of minutes:
 
-- `succeed`: run 6 steps, write metrics events and a model checkpoint, end `succeeded`;
+- `succeed`: run 6 steps, write metrics events (validation at steps 3 and 6) and a model checkpoint,
+  end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
 - `crash`: report `running`, then exit 3 without finishing the job;
 - `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it;
@@ -74,7 +75,10 @@ def main(job_id: str) -> int:
             report(status=JobStatus.cancelled.value, finished_at=int(time.time()))
             events.add(job_id, "Job cancelled")
             return 0
-        events.append(job_id, [NewEvent(f"step {step}", type="metrics", data={"step": step, "train_loss": 2.0 / step})])
+        data = {"step": step, "train_loss": 2.0 / step}
+        if step % 3 == 0:  # validation every few steps, in the step's event, as the real trainer reports it
+            data |= {"valid_loss": 2.5 / step, "valid_token_accuracy": step / 10}
+        events.append(job_id, [NewEvent(f"step {step}", type="metrics", data=data)])
         if step == 3:
             checkpoint = Checkpoint(
                 id=checkpoint_id(job_id, 3),

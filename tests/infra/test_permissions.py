@@ -128,12 +128,11 @@ def test_a_role_narrower_than_the_code_fails(granted: set[Grant]) -> None:
 
 
 def test_a_role_wider_than_needed_fails(granted: set[Grant]) -> None:
-    # What Terraform held before the table: the training service's bucket viewer role, which its code
-    # never uses (it has no blob store at all).
-    unused = Grant("training", "roles/storage.objectViewer", permissions.DATA_BUCKET)
+    # A bucket viewer role for the gateway, which has no blob store at all.
+    unused = Grant("gateway", "roles/storage.objectViewer", permissions.DATA_BUCKET)
     assert unused not in granted
     assert compare(all_required_grants(), granted | {unused}) == [
-        "wider than needed: training: roles/storage.objectViewer on bucket:data is granted but "
+        "wider than needed: gateway: roles/storage.objectViewer on bucket:data is granted but "
         "runtune/permissions.py does not use it"
     ]
     # The same role on a wider resource is wider too.

@@ -15,12 +15,12 @@ def test_classification_report_counts_unmapped_apart() -> None:
     report = classification_report(["cat", "cat", "dog", "dog"], ["cat", None, "dog", "cat"], labels)
     assert report["accuracy"] == 0.5
     assert report["unmapped_rate"] == 0.25
-    assert report["per_class"]["cat"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2.0}
+    assert report["per_class"]["cat"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2.0, "unmapped": 1.0}
     assert report["per_class"]["dog"]["recall"] == 0.5 and report["per_class"]["dog"]["precision"] == 1.0
     assert report["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)
     assert report["confusion_matrix"]["rows"] == [
-        {"label": "cat", "predicted": [1, 0]},
-        {"label": "dog", "predicted": [1, 1]},
+        {"label": "cat", "predicted": [1, 0], "unmapped": 1},
+        {"label": "dog", "predicted": [1, 1], "unmapped": 0},
     ]
 
 

@@ -205,7 +205,7 @@ def test_metadata_wrapper_passes_what_is_allowed(inner_store: MagicMock) -> None
         (lambda s: s.create("uploads/up-1", {}), "collection 'uploads'"),
         (lambda s: s.delete("evaluations/e-1"), "may not write"),
         (lambda s: s.query("vibe_checks"), "training may not read 'vibe_checks'"),
-        (lambda s: s.get("exports/x"), "may not read"),
+        (lambda s: s.get("evaluations/x"), "may not read"),
         (lambda s: s.transact("datasets/ds-1", lambda d: d), "may not write"),
         (lambda s: s.create_many([(job_path("j"), {}), ("datasets/ds-1", {})]), "may not write 'datasets/ds-1'"),
         (lambda s: s.delete_tree("uploads/up-1"), "may not write"),

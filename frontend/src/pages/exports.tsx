@@ -1,5 +1,5 @@
 import { useState } from "preact/hooks";
-import { ApiError, type Export, type Model, type Page, get, post } from "../api";
+import { ApiError, type Export, type Model, type Page, get, post, saveDownload } from "../api";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, Status, asApiError, errorFor, formError, formatBytes, formatDate, useResource } from "../ui";
 
@@ -10,6 +10,19 @@ function ExportCard({ summary }: { summary: Export }) {
     [summary.id, summary.status],
   );
   const e = detail.data ?? summary;
+  const [saving, setSaving] = useState(false);
+  const [saveError, setSaveError] = useState<ApiError | null>(null);
+  const saveArchive = async () => {
+    setSaving(true);
+    setSaveError(null);
+    try {
+      await saveDownload(`/v1/exports/${e.id}/archive`, `${e.id}.tar`);
+    } catch (caught) {
+      setSaveError(asApiError(caught));
+    } finally {
+      setSaving(false);
+    }
+  };
   return (
     <div class="card">
       <p>
@@ -18,6 +31,15 @@ function ExportCard({ summary }: { summary: Export }) {
       {e.error && <div class="error-box">{e.error.message}</div>}
       {detail.loading && summary.status === "succeeded" && <Loading label="Signing download links…" />}
       <ErrorBox error={detail.error} />
+      {e.status === "succeeded" && e.format === "merged" && e.links.length > 0 && (
+        <p>
+          <button class="primary" onClick={() => void saveArchive()} disabled={saving} data-testid="export-archive">
+            {saving ? "Preparing the archive…" : `Download all as one archive (.tar, ${formatBytes(e.links.reduce((n, l) => n + l.bytes, 0))})`}
+          </button>{" "}
+          <span class="muted">or the files one by one:</span>
+        </p>
+      )}
+      <ErrorBox error={saveError} />
       {e.links.length > 0 && (
         <ul class="downloads">
           {e.links.map((link) => (

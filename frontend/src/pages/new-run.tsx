@@ -1,9 +1,10 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Model, type Page, get, post } from "../api";
+import { formFromJob } from "../clone";
 import { Link, navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
 
-interface Form {
+export interface Form {
   dataset: string;
   model: string;
   epochs: string;
@@ -22,6 +23,10 @@ interface Form {
   gpu: string; // "auto" or a GPU of GET /v1/fine_tuning/gpus
   suffix: string;
   metadata: string;
+  /** A Hugging Face repo id the trainer pushes the adapter to, with the stored `hf_token`. */
+  pushToHub: string;
+  /** A cloned run's options that the form has no field for (src/clone.ts), sent unchanged. */
+  carried?: Record<string, unknown>;
 }
 
 const PRESETS: Record<string, { label: string; about: string; values: Partial<Form> }> = {
@@ -49,6 +54,7 @@ const DEFAULTS: Form = {
   gpu: "auto",
   suffix: "",
   metadata: "",
+  pushToHub: "",
 };
 
 function formatCount(n: number): string {
@@ -79,13 +85,15 @@ function body(form: Form) {
   return {
     hyperparameters: { n_epochs: autoOr(form.epochs), batch_size: autoOr(form.batchSize), learning_rate_multiplier: autoOr(form.lrMultiplier) },
     runtune: {
+      ...form.carried,
       method: form.method,
-      lora: { rank: form.rank, alpha: form.alpha, dropout: form.dropout },
+      lora: { ...(form.carried?.lora as object), rank: form.rank, alpha: form.alpha, dropout: form.dropout },
       max_length: form.maxLength,
       lr_scheduler: form.scheduler,
       warmup_ratio: form.warmup,
       checkpoint_every_steps: form.checkpointEvery,
-      evaluation: { baseline: form.baseline, method: form.evalMethod },
+      evaluation: { ...(form.carried?.evaluation as object), baseline: form.baseline, method: form.evalMethod },
+      export: { ...(form.carried?.export as object), push_to_hub: form.pushToHub.trim() || null },
       gpu: form.gpu,
     },
   };
@@ -173,9 +181,21 @@ function EstimatePanel({ form }: { form: Form }) {
   );
 }
 
+/** `?from=<job id>`: the run whose settings fill the form (Clone on the run page). */
+function useCloned(fill: (job: Job) => void) {
+  const from = new URLSearchParams(location.search).get("from");
+  return useResource(async () => {
+    if (!from) return null;
+    const job = await get<Job>(`/v1/fine_tuning/jobs/${encodeURIComponent(from)}`);
+    fill(job);
+    return job;
+  }, [from]);
+}
+
 export function NewRun() {
   const preselected = new URLSearchParams(location.search).get("dataset") ?? "";
   const [form, setForm] = useState<Form>({ ...DEFAULTS, dataset: preselected });
+  const cloned = useCloned((job) => setForm(formFromJob(job, DEFAULTS)));
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const idempotencyKey = useMemo(() => crypto.randomUUID(), []);
@@ -187,7 +207,8 @@ export function NewRun() {
   const baseModels = (models.data?.data ?? []).filter((m) => !m.id.startsWith("ft:") && (!selectedDataset?.modality || m.modality === selectedDataset.modality || m.modality === "vision"));
 
   useEffect(() => {
-    if (!form.dataset && ready.length) setForm((f) => ({ ...f, dataset: ready[0].id }));
+    // Checked on the current form: a clone's settings may have filled it since this render.
+    if (ready.length) setForm((f) => (f.dataset ? f : { ...f, dataset: ready[0].id }));
   }, [ready.length]);
 
   const set = <K extends keyof Form>(key: K, value: Form[K]) => setForm((f) => ({ ...f, [key]: value }));
@@ -220,14 +241,19 @@ export function NewRun() {
     }
   };
 
-  if (datasets.loading || models.loading) return <Loading />;
-  if (datasets.error || models.error) return <ErrorBox error={datasets.error ?? models.error} />;
+  if (datasets.loading || models.loading || cloned.loading) return <Loading />;
+  if (datasets.error || models.error || cloned.error) return <ErrorBox error={datasets.error ?? models.error ?? cloned.error} />;
   const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata"];
   return (
     <section>
       <div class="page-head">
         <h1>New run</h1>
       </div>
+      {cloned.data && (
+        <p class="muted" data-testid="cloned-from">
+          Settings of <Link href={`/runs/${cloned.data.id}`}>{cloned.data.suffix || cloned.data.id}</Link>; change what you like.
+        </p>
+      )}
       {ready.length === 0 ? (
         <div class="empty">
           <h3>No ready dataset</h3>
@@ -338,6 +364,9 @@ export function NewRun() {
                 </label>
                 <Field label="Name suffix" error={errorFor(error, "suffix")}>
                   <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="letters, digits, - and _" />
+                </Field>
+                <Field label="Push to the Hugging Face Hub" error={errorFor(error, "push_to_hub")} hint="A repo id (you/model); uses the token in Settings">
+                  <input name="push_to_hub" value={form.pushToHub} onInput={input("pushToHub")} placeholder="not pushed" />
                 </Field>
               </div>
               <Field label="Metadata" error={errorFor(error, "metadata")} hint="key=value, one per line (up to 16)">

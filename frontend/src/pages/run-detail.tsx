@@ -1,20 +1,35 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Job, type JobEvent, PAUSABLE, type Page, TERMINAL, get, post } from "../api";
+import { type Checkpoint, type Export, type Job, type JobDeleted, type JobEvent, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
 import { LineChart } from "../charts";
-import { Hyperparameters } from "../hyperparameters";
+import { retryBody } from "../clone";
+import { Hyperparameters, TrainingOptions } from "../hyperparameters";
 import { Comparison, mainReport } from "../results";
-import { Link } from "../router";
+import { Link, navigate } from "../router";
 import { followEvents } from "../sse";
-import { ErrorBox, ProgressBar, Resolved, Status, asApiError, formatDate, formatDuration, formatNumber, useResource } from "../ui";
+import { ErrorBox, Loading, ProgressBar, Resolved, Status, asApiError, formatDate, formatDuration, formatNumber, useResource } from "../ui";
 
-interface Point {
+export interface Point {
   step: number;
   loss: number | null;
   lr: number | null;
+  /** The held-out loss, on the steps the trainer measured it (`valid_loss`). */
+  valid: number | null;
 }
 
-function toPoint(data: Record<string, number>): Point {
-  return { step: data.step, loss: data.loss ?? data.train_loss ?? null, lr: data.lr ?? data.learning_rate ?? null };
+export function toPoint(data: Record<string, number>): Point {
+  return {
+    step: data.step,
+    loss: data.loss ?? data.train_loss ?? null,
+    lr: data.lr ?? data.learning_rate ?? null,
+    valid: data.valid_loss ?? null,
+  };
+}
+
+/** A step's point merged into the curve (a later event of the same step adds to it, never erases). */
+function merged(old: Point[], point: Point): Point[] {
+  const before = old.find((p) => p.step === point.step);
+  const next = before ? { step: point.step, loss: point.loss ?? before.loss, lr: point.lr ?? before.lr, valid: point.valid ?? before.valid } : point;
+  return [...old.filter((p) => p.step !== point.step), next].sort((a, b) => a.step - b.step);
 }
 
 function useEvents(jobId: string) {
@@ -32,8 +47,8 @@ function useEvents(jobId: string) {
         if (message.event === "done") return setDone(true);
         const event = JSON.parse(message.data) as JobEvent;
         if (event.type === "metrics" && event.data && typeof event.data.step === "number") {
-          const point = toPoint(event.data);
-          setPoints((old) => [...old.filter((p) => p.step !== point.step), point].sort((a, b) => a.step - b.step));
+          const point = toPoint(event.data!);
+          setPoints((old) => merged(old, point));
         } else {
           setEvents((old) => [event, ...old]);
         }
@@ -87,6 +102,22 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
   const metrics = (job.runtune?.metrics ?? {}) as Record<string, Record<string, unknown>>;
   const loss = points.filter((p) => p.loss !== null).map((p) => ({ x: p.step, y: p.loss! }));
   const lr = points.filter((p) => p.lr !== null).map((p) => ({ x: p.step, y: p.lr! }));
+  const valid = points.filter((p) => p.valid !== null).map((p) => ({ x: p.step, y: p.valid! }));
+  const [retrying, setRetrying] = useState(false);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [confirmCancel, setConfirmCancel] = useState(false);
+  const retry = async () => {
+    setRetrying(true);
+    setActionError(null);
+    try {
+      const again = await post<Job>("/v1/fine_tuning/jobs", retryBody(job), { "Idempotency-Key": crypto.randomUUID() });
+      navigate(`/runs/${again.id}`);
+    } catch (caught) {
+      setActionError(asApiError(caught));
+    } finally {
+      setRetrying(false);
+    }
+  };
   return (
     <section>
       <div class="page-head">
@@ -108,8 +139,21 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
             </button>
           )}
           {live && (
-            <button class="danger" onClick={() => void act("cancel")} disabled={acting !== null}>
+            <button class="danger" onClick={() => setConfirmCancel(true)} disabled={acting !== null || confirmCancel}>
               {acting === "cancel" ? "Cancelling…" : "Cancel run"}
+            </button>
+          )}
+          {(job.status === "failed" || job.status === "cancelled") && (
+            <button class="primary" onClick={() => void retry()} disabled={retrying} title="A new run with the same settings">
+              {retrying ? "Retrying…" : "Retry"}
+            </button>
+          )}
+          <Link class="button secondary" href={`/runs/new?from=${job.id}`} title="A new run with these settings, to change first">
+            Clone
+          </Link>
+          {!live && (
+            <button class="danger" onClick={() => setConfirmDelete(true)} disabled={confirmDelete}>
+              Delete run
             </button>
           )}
           {job.fine_tuned_model && (
@@ -128,6 +172,24 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
         </div>
       </div>
       <ErrorBox error={actionError} />
+      {confirmDelete && <DeleteRun job={job} onClose={() => setConfirmDelete(false)} />}
+      {confirmCancel && live && (
+        <div class="card confirm" role="alertdialog" aria-label="Cancel this run?" data-testid="cancel-run">
+          <h3>Cancel this run?</h3>
+          <p>
+            It stops for good{job.status === "running" ? "; the steps since its last checkpoint are lost" : ""}. To stop it for now and go on later, pause
+            it instead.
+          </p>
+          <div class="actions">
+            <button class="danger" onClick={() => void act("cancel").then(() => setConfirmCancel(false))} disabled={acting !== null}>
+              {acting === "cancel" ? "Cancelling…" : "Yes, cancel the run"}
+            </button>
+            <button class="secondary" onClick={() => setConfirmCancel(false)} disabled={acting !== null}>
+              Keep it
+            </button>
+          </div>
+        </div>
+      )}
       <div class="card run-status">
         <div class="facts-row">
           <span>
@@ -147,6 +209,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
         </div>
         <ProgressBar value={fraction} label="Training progress" />
         <Hyperparameters job={job} />
+        <TrainingOptions job={job} />
         {job.error && (
           <div class="error-box" role="alert">
             {job.error.message}
@@ -155,8 +218,13 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
       </div>
       <div class="grid-2">
         <div class="card">
-          <h3>Training loss</h3>
-          <LineChart series={[{ name: "loss", color: "#4f46e5", points: loss }]} xLabel="step" testId="loss-chart" empty={empty} />
+          <h3>{valid.length ? "Loss" : "Training loss"}</h3>
+          <LineChart
+            series={[{ name: "loss", color: "#4f46e5", points: loss }, ...(valid.length ? [{ name: "validation loss", color: "#ea580c", points: valid }] : [])]}
+            xLabel="step"
+            testId="loss-chart"
+            empty={empty}
+          />
         </div>
         <div class="card">
           <h3>Learning rate</h3>
@@ -196,6 +264,79 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
         </div>
       </div>
     </section>
+  );
+}
+
+/** The confirm of a run's delete: what goes with it, listed before anything is deleted. */
+function DeleteRun({ job, onClose }: { job: Job; onClose: () => void }) {
+  const produced = useResource(async () => {
+    const [checkpoints, exports] = await Promise.all([
+      get<Page<Checkpoint>>(`/v1/fine_tuning/jobs/${job.id}/checkpoints?limit=100`),
+      get<Page<Export>>("/v1/exports?limit=100"),
+    ]);
+    return { checkpoints: checkpoints.data, exports: exports.data.filter((e) => e.job_id === job.id) };
+  }, [job.id]);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ReturnType<typeof asApiError> | null>(null);
+  const model = job.fine_tuned_model && !job.model_deleted_at ? job.fine_tuned_model : null;
+  const remove = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      if (model) {
+        // Through the inference service first: it also unloads the model from the engine.
+        await del(`/v1/models/${encodeURIComponent(model)}`).catch((caught) => {
+          if (!asApiError(caught).notFound) throw caught;
+        });
+      }
+      await del<JobDeleted>(`/v1/fine_tuning/jobs/${job.id}`);
+      navigate("/runs");
+    } catch (caught) {
+      setError(asApiError(caught));
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="card confirm" role="alertdialog" aria-label="Delete this run?" data-testid="delete-run">
+      <h3>Delete this run?</h3>
+      {!produced.data ? (
+        <Loading label="Listing what it produced…" />
+      ) : (
+        <>
+          <p>This deletes, for good:</p>
+          <ul data-testid="delete-run-list">
+            <li>the run, its events and metrics</li>
+            {model && (
+              <li>
+                the model <code>{model}</code>
+              </li>
+            )}
+            {produced.data.checkpoints.length > 0 && (
+              <li>
+                {produced.data.checkpoints.length} model checkpoint{produced.data.checkpoints.length === 1 ? "" : "s"}:{" "}
+                {produced.data.checkpoints.map((c) => `step ${c.step_number}`).join(", ")}
+              </li>
+            )}
+            {produced.data.exports.length > 0 && (
+              <li>
+                {produced.data.exports.length} export{produced.data.exports.length === 1 ? "" : "s"} (
+                {produced.data.exports.map((e) => e.format).join(", ")})
+              </li>
+            )}
+          </ul>
+          <p class="muted">Evaluations and vibe checks of the model stay in their history.</p>
+        </>
+      )}
+      <ErrorBox error={error ?? produced.error} />
+      <div class="actions">
+        <button class="danger" onClick={() => void remove()} disabled={busy || !produced.data}>
+          {busy ? "Deleting…" : "Delete run and all it produced"}
+        </button>
+        <button class="secondary" onClick={onClose} disabled={busy}>
+          Keep it
+        </button>
+      </div>
+    </div>
   );
 }
 
