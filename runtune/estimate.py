@@ -258,6 +258,9 @@ class Estimate:
     machine: str | None = None
     machine_label: str | None = None
     breakdown: dict[str, int] = field(default_factory=dict)
+    # The run's seconds on the chosen GPU (what the monthly GPU budget counts), also where the time
+    # above is reckoned on this machine's CPU.
+    gpu_seconds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -408,6 +411,11 @@ def estimate(
     price = gpu_prices()[chosen.name] if cloud else 0.0
     seconds = timed.seconds
     usd = round(seconds * price, 2)
+    on_gpu = (
+        seconds
+        if runs_on is chosen
+        else round(sum(duration(model, shape, chosen, tokens=tokens, steps=steps).values()))
+    )
     warning = _host_memory_warning(model, shape, chosen, need, weights_on_mount=weights_on_mount)
     warnings = [warning] if warning else []
     if runs_on.name == CPU_NAME and timed.low >= CPU_WARNING_S:
@@ -437,6 +445,7 @@ def estimate(
         machine=runs_on.name,
         machine_label=runs_on.label,
         breakdown={name: round(value) for name, value in phases.items()},
+        gpu_seconds=on_gpu,
     )
 
 

@@ -205,7 +205,7 @@ class JobService:
             )
         resolved, fit = self._resolve(job, model, training)
         # The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both).
-        quotas.check_gpu_budget(self._store, job.owner, self._quotas, fit.seconds or 0, job_id=job.id)
+        quotas.check_gpu_budget(self._store, job.owner, self._quotas, fit.gpu_seconds or 0, job_id=job.id)
         # OpenAI's job shows the resolved numbers in `method.supervised.hyperparameters` too.
         method = {**job.method, "supervised": {**job.method.get("supervised", {}), **resolved.method_part()}}
         return job.model_copy(
@@ -214,7 +214,7 @@ class JobService:
                 "auto_hyperparameters": resolved.auto,
                 "method": method,
                 "gpu": fit.gpu,
-                "estimated_gpu_seconds": fit.seconds,
+                "estimated_gpu_seconds": fit.gpu_seconds,
                 "estimate": estimate_summary(fit, self.hub_warning(job.owner, model)),
             }
         )
