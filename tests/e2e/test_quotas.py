@@ -28,7 +28,8 @@ from tests.support import sign_up
 pytestmark = pytest.mark.platform
 
 MODEL = "tiny-gemma-3-vision"
-# A tiny model's run is estimated at about 110 GPU seconds on an L4 (image pull, start, training, export): one fits this budget (180 s), two do not.
+# A tiny model's run is estimated at about 110 GPU seconds on an L4 (pull, start, train, export):
+# one fits this budget (180 s), two do not.
 BUDGET_GPU_HOURS = 0.05
 LIMITS = {
     "RUNTUNE_QUOTA_PROCESSING_DATASETS": "3",
