@@ -4,11 +4,12 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+TASKS_EMULATOR := $(VENV)/tasks-emulator-0.6.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup dev test lint clean
 
-setup: $(VENV)/.installed node_modules/.installed frontend/dist/.built
+setup: $(VENV)/.installed $(TASKS_EMULATOR)/.installed node_modules/.installed frontend/dist/.built
 
 # The web UI (frontend/): its own npm project, built into frontend/dist, which the gateway serves.
 FRONTEND_SOURCES := frontend/index.html frontend/vite.config.ts frontend/tsconfig.json $(shell find frontend/src -type f 2>/dev/null)
@@ -17,6 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The Cloud Tasks emulator (the webhooks' queue locally) in its own virtual environment: it pins
+# protobuf<5, which the Google clients of the main one are past (runtune/dev/emulators.py).
+$(TASKS_EMULATOR)/.installed: $(VENV)/.installed
+	$(PYTHON) -m venv $(TASKS_EMULATOR)
+	$(TASKS_EMULATOR)/bin/python -m pip install -q "gcloud-tasks-emulator==0.6.2"
 	touch $@
 
 node_modules/.installed: package.json

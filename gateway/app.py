@@ -28,15 +28,11 @@ from gateway.proxy import forward, upstream_headers
 from gateway.ratelimit import RateLimiter, retry_after_header
 from gateway.routes import upstream_for
 from gateway.signup import SignupRule
+from runtune import wiring
 from runtune.api.errors import install_error_handlers
 from runtune.api_keys import READ_METHODS, ApiKeyVerifier, looks_like_key
 from runtune.errors import NotFound, PermissionDenied, RateLimited, RuntuneError, Unauthenticated
-from runtune.internal_auth import (
-    REQUEST_ID_HEADER,
-    GoogleIdTokenMinter,
-    InternalCredentialMinter,
-    LocalTokenMinter,
-)
+from runtune.internal_auth import REQUEST_ID_HEADER, InternalCredentialMinter
 from runtune.logging import configure_logging
 from runtune.ports.identity import Identity, IdentityVerifier
 from runtune.settings import GatewaySettings
@@ -141,30 +137,6 @@ class Gateway:
         return response
 
 
-def _default_verifier(settings: GatewaySettings) -> IdentityVerifier:
-    from runtune.adapters.firebase_identity import FirebaseIdentityVerifier
-
-    return FirebaseIdentityVerifier(
-        settings.project_id, check_revoked=settings.token_check_revoked, cache_ttl_s=settings.token_cache_s
-    )
-
-
-def _default_key_verifier(settings: GatewaySettings) -> ApiKeyVerifier:
-    from runtune.wiring import metadata_store
-
-    return ApiKeyVerifier(
-        lambda: metadata_store(settings, deployable="gateway"),
-        cache_s=settings.api_key_cache_s,
-        touch_every_s=settings.api_key_touch_every_s,
-    )
-
-
-def _default_minter(settings: GatewaySettings) -> InternalCredentialMinter:
-    if settings.internal_token is not None:
-        return LocalTokenMinter(settings.internal_token.get_secret_value())
-    return GoogleIdTokenMinter()
-
-
 def create_app(
     settings: GatewaySettings | None = None,
     *,
@@ -174,9 +146,9 @@ def create_app(
 ) -> Starlette:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level)
-    verifier = verifier or _default_verifier(settings)
-    minter = minter or _default_minter(settings)
-    keys = keys or _default_key_verifier(settings)
+    verifier = verifier or wiring.identity_verifier(settings)
+    minter = minter or wiring.internal_minter(settings)
+    keys = keys or wiring.api_key_verifier(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ ROUTE_TABLE: dict[str, str] = {
     "/v1/me": "training",
     "/v1/secrets": "training",
     "/v1/api_keys": "training",
+    "/v1/webhooks": "training",
     "/v1/chat": "inference",
     "/v1/vibe_checks": "inference",
     "/v1/evaluations": "inference",

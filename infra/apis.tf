@@ -4,6 +4,7 @@ locals {
     "artifactregistry.googleapis.com",     # images
     "cloudbuild.googleapis.com",           # image builds
     "cloudresourcemanager.googleapis.com", # project IAM
+    "cloudtasks.googleapis.com",           # the webhooks' delivery queue
     "compute.googleapis.com",              # the VPC of Direct VPC egress
     "firebase.googleapis.com",             # Firebase project and web app
     "firebaserules.googleapis.com",        # Firestore security rules (deny every client)

@@ -45,6 +45,12 @@ locals {
       RUNTUNE_CLOUD_RUN_JOB_PREFIX   = local.job_prefix
       RUNTUNE_OFFERED_GPUS           = jsonencode(local.trainer_gpus)
       RUNTUNE_TRAINER_TASK_TIMEOUT_S = tostring(var.trainer_task_timeout_s)
+      # Webhooks: the queue the outbox sweep fills, the account its tasks call the dispatcher as.
+      RUNTUNE_WEBHOOK_QUEUE                    = "${local.job_prefix}-webhooks"
+      RUNTUNE_WEBHOOK_DISPATCH_SERVICE_ACCOUNT = google_service_account.sa["webhooks"].email
+      RUNTUNE_WEBHOOK_RETRY_WINDOW_S           = tostring(var.webhook_retry_window_s)
+      RUNTUNE_WEBHOOK_MIN_BACKOFF_S            = tostring(var.webhook_min_backoff_s)
+      RUNTUNE_WEBHOOK_MAX_BACKOFF_S            = tostring(var.webhook_max_backoff_s)
     }
     inference = {
       RUNTUNE_PROFILE                 = "gcp"

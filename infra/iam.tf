@@ -14,7 +14,9 @@ locals {
     evaluate      = "Runtune evaluations (CPU Cloud Run job; calls the engine)"
     ingest        = "Runtune dataset ingestion (CPU Cloud Run job)"
     engine        = "Runtune vLLM engine (GPU Cloud Run service)"
-    build         = "Runtune image builds (Cloud Build)"
+    # The identity Cloud Tasks calls the webhooks dispatcher as (infra/tasks.tf).
+    webhooks = "Runtune webhook deliveries (Cloud Tasks -> the training service's dispatcher)"
+    build    = "Runtune image builds (Cloud Build)"
   }
 
   # Project-level grants: Firestore has no narrower IAM resource than the project.

@@ -236,3 +236,37 @@ variable "signup_allowed_domains" {
     error_message = "signup_policy \"domains\" admits nobody without signup_allowed_domains: list at least one domain."
   }
 }
+
+variable "webhook_retry_window_s" {
+  description = "How long a webhook event is retried before its endpoint is disabled (at least 24 hours)."
+  type        = number
+  default     = 86400
+  validation {
+    condition     = var.webhook_retry_window_s >= 86400
+    error_message = "webhook_retry_window_s must be at least 86400 (24 hours)."
+  }
+}
+
+variable "webhook_min_backoff_s" {
+  description = "The webhook queue's first retry delay, doubled at each retry up to webhook_max_backoff_s."
+  type        = number
+  default     = 10
+}
+
+variable "webhook_max_backoff_s" {
+  description = "The webhook queue's longest delay between two attempts."
+  type        = number
+  default     = 3600
+}
+
+variable "webhook_max_dispatches_per_second" {
+  description = "Webhook delivery attempts per second, all endpoints together."
+  type        = number
+  default     = 50
+}
+
+variable "webhook_max_concurrent_dispatches" {
+  description = "Webhook delivery attempts in flight at once."
+  type        = number
+  default     = 100
+}

@@ -20,6 +20,9 @@ from typing import Any, Literal
 Method = Literal["qlora", "lora", "full"]
 # Where the trainer runs (see `estimate`).
 Where = Literal["cloud", "local-gpu", "local-cpu"]
+# Where the base weights come from: the Hub (downloaded), the bucket (staged under models/) or this
+# machine (the tiny models, built on the spot).
+WeightsFrom = Literal["hub", "bucket", "local"]
 GIB = 1024**3
 
 
@@ -207,9 +210,7 @@ class RunShape:
     eval_passes: int = 1
     eval_generation: bool = False
     gradient_checkpointing: bool = True
-    # Where the base weights come from: the Hub (downloaded), the bucket (staged under models/) or
-    # this machine (the tiny models, built on the spot).
-    weights_from: Literal["hub", "bucket", "local"] = "hub"
+    weights_from: WeightsFrom = "hub"
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,38 @@
 A foreign resource is as missing as a nonexistent one (the same 404), so ids cannot be probed; a
 string that is no id of the platform's (`is_resource_id`: paths, `..`, Firestore's reserved `__x__`)
 never reaches the store, and is the same 404.
+
+Every owned collection is an `OwnedCollection` (the factories below, `runtune.api_keys.api_keys`, and
+the inference service's evaluations, vibe checks and exports); a job's model checkpoints carry no owner
+of their own and are reached through their job (`JobCheckpoints`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from runtune.errors import not_found
-from runtune.ports.metadata import MetadataStore, OrderBy, Where
+from runtune.ports.metadata import AlsoWrite, MetadataStore, OrderBy, Where
 from runtune.schemas.common import OwnedResource, is_resource_id
-from runtune.schemas.datasets import Dataset
+from runtune.schemas.datasets import Dataset, Upload
+from runtune.schemas.jobs import Checkpoint, Job, job_path, model_checkpoint_path
+from runtune.webhooks.events import on_transition
 
 R = TypeVar("R", bound=OwnedResource)
+# Rows read per query while `list_owned` filters (`keep`): filters on users' own keys (a job's
+# metadata) run here, since Firestore would need a composite index per key.
+_SCAN_PAGE = 100
 
 
 class OwnedCollection(Generic[R]):
-    def __init__(self, store: MetadataStore, collection: str, model: type[R], kind: str) -> None:
+    def __init__(
+        self, store: MetadataStore, collection: str, model: type[R], kind: str, *, also: AlsoWrite | None = None
+    ) -> None:
+        """`also`: what `update_if` writes with each change (the webhook events of its transitions)."""
         self._store, self._collection, self._model, self._kind = store, collection, model, kind
+        self._also = also
 
     @property
     def store(self) -> MetadataStore:
@@ -46,6 +60,14 @@ class OwnedCollection(Generic[R]):
         rows = self._store.query(self._collection, where=[Where(field, "==", value)], limit=limit)
         return [self._model.model_validate(document) for _, document in rows]
 
+    def where_in(self, field: str, values: list[Any], *, owner: str | None = None) -> list[R]:
+        """Those whose `field` is one of `values` (of one owner, or whoever owns them), oldest first."""
+        where = [Where(field, "in", values)]
+        if owner is not None:
+            where.append(Where("owner", "==", owner))
+        rows = self._store.query(self._collection, where=where, order_by=[OrderBy("created_at")])
+        return [self._model.model_validate(document) for _, document in rows]
+
     def find_owned(self, uid: str, resource_id: str) -> R | None:
         resource = self.get(resource_id)
         return resource if resource is not None and resource.owner == uid else None
@@ -69,26 +91,94 @@ class OwnedCollection(Generic[R]):
             changed = mutate(self._model.model_validate(document)) if document is not None else None
             return changed.to_document() if changed is not None else None
 
-        result = self._store.transact(self.path(resource_id), apply)
+        result = self._store.transact(self.path(resource_id), apply, also=self._also)
         return self._model.model_validate(result) if result else None
 
     def delete(self, resource_id: str) -> None:
         self._store.delete(self.path(resource_id))
 
-    def list_owned(self, uid: str, *, limit: int, after: str | None, kind: str | None = None) -> list[R]:
-        """The caller's resources, newest first, after the cursor `after`."""
+    def list_owned(
+        self,
+        uid: str,
+        *,
+        limit: int,
+        after: str | None,
+        kind: str | None = None,
+        keep: Callable[[R], bool] | None = None,
+    ) -> list[R]:
+        """The caller's resources, newest first, after the cursor `after`; with `keep`, only those it
+        keeps (read page by page until `limit` are kept or none are left)."""
         if after is not None:
             self.get_owned(uid, after, kind)  # a foreign or unknown cursor is a 404, not an empty page
-        rows = self._store.query(
-            self._collection,
-            where=[Where("owner", "==", uid)],
-            order_by=[OrderBy("created_at", descending=True)],
-            limit=limit,
-            start_after=after,
-        )
-        return [self._model.model_validate(document) for _, document in rows]
+        found: list[R] = []
+        cursor = after
+        while len(found) < limit:
+            page = limit - len(found) if keep is None else _SCAN_PAGE
+            rows = self._store.query(
+                self._collection,
+                where=[Where("owner", "==", uid)],
+                order_by=[OrderBy("created_at", descending=True)],
+                limit=page,
+                start_after=cursor,
+            )
+            resources = [self._model.model_validate(document) for _, document in rows]
+            found += resources if keep is None else [resource for resource in resources if keep(resource)]
+            if keep is None or len(rows) < page:
+                break
+            cursor = rows[-1][0]
+        return found[:limit]
 
 
 def datasets(store: MetadataStore) -> OwnedCollection[Dataset]:
     """The datasets (and files: the same documents): written by preprocessing, read by the other services."""
-    return OwnedCollection(store, "datasets", Dataset, "dataset")
+    return OwnedCollection(store, "datasets", Dataset, "dataset", also=on_transition("dataset"))
+
+
+def uploads(store: MetadataStore) -> OwnedCollection[Upload]:
+    """Uploads in progress (preprocessing's own)."""
+    return OwnedCollection(store, "uploads", Upload, "upload")
+
+
+def jobs(store: MetadataStore) -> OwnedCollection[Job]:
+    """Fine-tuning jobs: written by the training service and by their trainer (atomically: `update_if`)."""
+    return OwnedCollection(store, "jobs", Job, "fine-tuning job", also=on_transition("job"))
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A model checkpoint's document: the OpenAI checkpoint and the folder of its adapter (never shown)."""
+
+    checkpoint: Checkpoint
+    adapter: str | None
+
+
+class JobCheckpoints:
+    """A job's model checkpoints (`jobs/{job}/model_checkpoints/{step}`, runtune.training.model_checkpoints).
+    Their documents carry no owner: they are the job's, so a caller answering a user passes the id of a
+    job it got through `jobs(store).get_owned` (the trainer, its own job's)."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+
+    def save(self, stored: StoredCheckpoint) -> None:
+        checkpoint = stored.checkpoint
+        document = checkpoint.model_dump(mode="json", exclude={"best"}) | {"adapter": stored.adapter}
+        self._store.set(model_checkpoint_path(checkpoint.fine_tuning_job_id, checkpoint.step_number), document)
+
+    def get(self, job_id: str, step: int) -> StoredCheckpoint | None:
+        document = self._store.get(model_checkpoint_path(job_id, step))
+        return _stored(document) if document is not None else None
+
+    def list(self, job_id: str) -> list[StoredCheckpoint]:
+        """Oldest first; the resume states (`jobs/{id}/checkpoints`) are the trainer's own and never listed."""
+        rows = self._store.query(f"{job_path(job_id)}/model_checkpoints", order_by=[OrderBy("step_number")])
+        return [_stored(document) for _, document in rows]
+
+    def delete(self, job_id: str, step: int) -> None:
+        self._store.delete(model_checkpoint_path(job_id, step))
+
+
+def _stored(document: dict[str, Any]) -> StoredCheckpoint:
+    adapter = document.get("adapter")
+    checkpoint = Checkpoint.model_validate({k: v for k, v in document.items() if k != "adapter"})
+    return StoredCheckpoint(checkpoint, adapter if isinstance(adapter, str) else None)

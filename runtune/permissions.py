@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+from runtune import blob_layout
+
 Access = Literal["r", "rw", "rd", "rwd"]
 SecretUse = Literal["none", "read", "manage"]
 
@@ -84,6 +86,8 @@ class Permissions:
     it reads. `signs_urls`: V4 signed URLs, signed as itself through IAM signBlob. `runs_jobs`: Cloud Run
     jobs it starts (with overrides), follows and cancels; each runs as the deployable of that name.
     `invokes`: Cloud Run services it calls. `verifies_users`: looks Firebase Auth users up.
+    `enqueues`: Cloud Tasks queues it adds tasks to -> the account those tasks call their target as
+    (an OIDC token Cloud Tasks mints for it, so the enqueuer may act as that account).
     """
 
     purpose: str
@@ -95,6 +99,7 @@ class Permissions:
     runs_jobs: tuple[str, ...] = ()
     invokes: tuple[str, ...] = ()
     verifies_users: bool = False
+    enqueues: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
     def _prefixes(self) -> list[tuple[re.Pattern[str], str]]:
@@ -129,16 +134,21 @@ def _prefix_pattern(prefix: str) -> re.Pattern[str]:
     return re.compile("".join("[^/]+" if re.fullmatch(r"\{\w+\}", p) else re.escape(p) for p in pieces))
 
 
-# The bucket's object layout, as the code builds it.
-UPLOADS = "uploads/{uid}/{upload}/"  # services/preprocessing/repository.py: upload_prefix (temporary)
-LEGACY_UPLOADS = "users/{uid}/uploads/{upload}/"  # uploads made before the temporary top-level prefix
-DATASETS = "users/{uid}/datasets/{dataset}/"  # runtune/datasets/canonical.py: shards, previews, source
-JOBS = "users/{uid}/jobs/{job}/"  # runtune/training/checkpoints.py: config, checkpoints, tensorboard
-JOB_EXPORTS = "users/{uid}/jobs/{job}/export/"  # runtune/training/export.py: adapter/, merged/, checkpoints/
-EVALUATIONS = "users/{uid}/evaluations/{evaluation}/"  # services/inference/evaluations.py: predictions
-VIBE_CHECKS = "users/{uid}/vibe_checks/{check}/"  # services/inference/vibe_api.py: prompt images
-EXPORTS = "users/{uid}/exports/{export}/"  # services/inference/exports_api.py: adapter archives
+# The bucket's object layout, as the code builds it (runtune.blob_layout, with `{name}` placeholders).
+UPLOADS = blob_layout.upload_prefix("{uid}", "{upload}")  # temporary: the lifecycle rule deletes them
+LEGACY_UPLOADS = blob_layout.legacy_upload_prefix("{uid}", "{upload}")
+DATASETS = blob_layout.dataset_prefix("{uid}", "{dataset}")  # shards, previews, source
+JOBS = blob_layout.job_prefix("{uid}", "{job}")  # config, resume checkpoints, tensorboard
+JOB_EXPORTS = blob_layout.export_prefix("{uid}", "{job}")  # adapter/, merged/, checkpoints/
+EVALUATIONS = blob_layout.evaluation_prefix("{uid}", "{evaluation}")  # predictions
+VIBE_CHECKS = blob_layout.vibe_check_prefix("{uid}", "{check}")  # prompt images
+EXPORTS = blob_layout.export_archive_prefix("{uid}", "{export}")  # adapter archives
 STAGED_MODELS = "models/"  # runtune/models/loading.py: base weights an operator staged
+
+# Webhooks (runtune/webhooks/): each writer of a state transition writes its event to the outbox in
+# the same transaction (events.py); the training service sweeps it, owns the endpoints and their
+# delivery log, and runs the dispatcher.
+OUTBOX = {"webhook_outbox": "rw"}
 
 DEPLOYABLES: dict[str, Permissions] = {
     "gateway": Permissions(
@@ -151,7 +161,7 @@ DEPLOYABLES: dict[str, Permissions] = {
     "preprocessing": Permissions(
         "uploads, files, datasets: ingestion into canonical shards, shard downloads by signed URL",
         bucket={UPLOADS: "rwd", LEGACY_UPLOADS: "rd", DATASETS: "rwd"},
-        firestore={"datasets": "rw", "uploads": "rw"},
+        firestore={"datasets": "rw", "uploads": "rw", **OUTBOX},
         signs_urls=True,
         # Ingestion runs as its own execution (the ingest job); the service starts and follows it.
         runs_jobs=("ingest",),
@@ -159,7 +169,7 @@ DEPLOYABLES: dict[str, Permissions] = {
     "ingest": Permissions(
         "the ingestion CPU job: one dataset's input into canonical shards, or its failure cleaned up",
         bucket={UPLOADS: "r", LEGACY_UPLOADS: "r", DATASETS: "rwd"},
-        firestore={"datasets": "rw"},
+        firestore={"datasets": "rw", **OUTBOX},
         # Hugging Face imports read the owner's token (IngestSpec.hub.token_secret).
         user_secrets="read",
     ),
@@ -178,11 +188,18 @@ DEPLOYABLES: dict[str, Permissions] = {
             "idempotency_keys": "rw",
             "datasets": "r",
             "api_keys": "rw",
+            **OUTBOX,
+            "webhook_endpoints": "rw",
+            "webhook_endpoints/deliveries": "rw",
             # The trainers' measurements of finished runs, read by every estimate (runtune/throughput.py).
             "throughput": "r",
         },
+        # The users' tokens, and the webhook endpoints' signing secrets (runtune/webhooks/endpoints.py).
         user_secrets="manage",
         runs_jobs=("trainer",),
+        # The outbox sweep enqueues one task per (event, endpoint); Cloud Tasks calls the dispatcher
+        # (this service) as `webhooks`.
+        enqueues={"webhooks": "webhooks"},
     ),
     "inference": Permissions(
         "chat, vibe checks, evaluations and exports over the engine",
@@ -203,6 +220,7 @@ DEPLOYABLES: dict[str, Permissions] = {
             # Resolving `ft:...:ckpt-step-N` ids; deleting a model deletes its checkpoints' documents.
             "jobs/model_checkpoints": "rw",
             "datasets": "r",
+            **OUTBOX,
         },
         signs_urls=True,
         runs_jobs=("evaluate",),
@@ -212,7 +230,7 @@ DEPLOYABLES: dict[str, Permissions] = {
         "the evaluation CPU job: scores one evaluation's split through the engine, writes its predictions",
         # Adapters are read by the engine through its volume; locally the execution downloads them.
         bucket={DATASETS: "r", JOB_EXPORTS: "r", EVALUATIONS: "rw"},
-        firestore={"evaluations": "rw", "jobs": "r", "jobs/model_checkpoints": "r", "datasets": "r"},
+        firestore={"evaluations": "rw", "jobs": "r", "jobs/model_checkpoints": "r", "datasets": "r", **OUTBOX},
         invokes=("engine",),
     ),
     "trainer": Permissions(
@@ -224,6 +242,7 @@ DEPLOYABLES: dict[str, Permissions] = {
             "jobs/checkpoints": "rw",
             "jobs/model_checkpoints": "rw",
             "datasets": "r",
+            **OUTBOX,
             # Each succeeded run's measured phases (runtune/throughput.py): what calibrates estimates.
             "throughput": "rw",
         },
@@ -234,6 +253,10 @@ DEPLOYABLES: dict[str, Permissions] = {
         "vLLM: serves the base model and loads adapters through the bucket's read-only volume",
         bucket={JOB_EXPORTS: "r"},
         deployment_secrets=("hf_token",),
+    ),
+    "webhooks": Permissions(
+        "the identity Cloud Tasks calls the webhooks dispatcher (a route of the training service) as",
+        invokes=("training",),
     ),
 }
 
@@ -278,6 +301,10 @@ def required_grants(deployable: str, permissions: Permissions | None = None) -> 
         grant("roles/iam.serviceAccountUser", f"service_account:{job}")
     for service in p.invokes:
         grant("roles/run.invoker", f"service:{service}")
+    for queue, account in p.enqueues.items():
+        grant("roles/cloudtasks.enqueuer", f"queue:{queue}")
+        # A task with an OIDC token for `account`: the enqueuer must be allowed to act as it.
+        grant("roles/iam.serviceAccountUser", f"service_account:{account}")
     if p.verifies_users:
         # firebase-admin's verify_id_token(check_revoked=True) looks the user up.
         grant("roles/firebaseauth.viewer", PROJECT)

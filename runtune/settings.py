@@ -21,7 +21,12 @@ from runtune.quotas import Quotas
 
 # With FIREBASE_AUTH_EMULATOR_HOST set, firebase-admin skips token signature checks entirely, and the
 # other two silently point the Google clients at unauthenticated local servers.
-EMULATOR_VARIABLES = ("FIREBASE_AUTH_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
+EMULATOR_VARIABLES = (
+    "FIREBASE_AUTH_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "STORAGE_EMULATOR_HOST",
+    "CLOUD_TASKS_EMULATOR_HOST",
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_DIR = REPO_ROOT / ".runtune"
@@ -220,6 +225,24 @@ class ServiceSettings(CommonSettings):
     quota_open_streams: int = Field(default=Quotas.open_streams, ge=1)
     quota_running_evaluations: int = Field(default=Quotas.running_evaluations, ge=1)
     quota_monthly_gpu_hours: float = Field(default=Quotas.monthly_gpu_hours, gt=0)
+    # Webhooks (training service; docs/architecture.md "Webhooks"). The queue is Cloud Tasks
+    # (`gcloud-tasks-emulator` locally, at CLOUD_TASKS_EMULATOR_HOST); its target is this service's
+    # dispatcher, called with an OIDC token for `webhook_dispatch_service_account` (cloud) or with
+    # `webhook_dispatch_token` (local: `runtune dev up` sets one; else one per process).
+    webhook_queue: str = "runtune-webhooks"
+    webhook_dispatch_url: str | None = None
+    webhook_dispatch_service_account: str | None = None
+    webhook_dispatch_token: SecretStr | None = None
+    tasks_emulator_host: str | None = Field(default=None, validation_alias=AliasChoices("CLOUD_TASKS_EMULATOR_HOST"))
+    # Local profile only: receivers on loopback (a developer's machine). Private, link-local and
+    # metadata addresses are refused in every profile.
+    webhook_allow_loopback: bool = False
+    # How long an event is retried before its endpoint is disabled, and the queue's backoff (Terraform
+    # gives the queue the same values: infra/tasks.tf).
+    webhook_retry_window_s: float = Field(default=24 * 3600, gt=0)
+    webhook_min_backoff_s: float = Field(default=10.0, gt=0)
+    webhook_max_backoff_s: float = Field(default=3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
     @property
     def quotas(self) -> Quotas:
@@ -244,6 +267,23 @@ class ServiceSettings(CommonSettings):
         known = {gpu.name for gpu in GPU_TABLE}
         if unknown := [name for name in self.offered_gpus if name not in known]:
             raise SettingsError(f"RUNTUNE_OFFERED_GPUS names GPUs not in the GPU table: {', '.join(unknown)}")
+        return self
+
+    @property
+    def webhook_queue_path(self) -> str:
+        return f"projects/{self.project_id}/locations/{self.region}/queues/{self.webhook_queue}"
+
+    @model_validator(mode="after")
+    def _webhooks_are_safe(self) -> ServiceSettings:
+        if not self.is_local:
+            if self.webhook_allow_loopback:
+                raise SettingsError("profile 'gcp' refuses RUNTUNE_WEBHOOK_ALLOW_LOOPBACK")
+            if self.tasks_emulator_host:
+                raise SettingsError("profile 'gcp' refuses CLOUD_TASKS_EMULATOR_HOST (an unauthenticated local queue)")
+            if self.webhook_dispatch_token is not None:
+                raise SettingsError(
+                    "profile 'gcp' calls the dispatcher with OIDC; unset RUNTUNE_WEBHOOK_DISPATCH_TOKEN"
+                )
         return self
 
     @model_validator(mode="after")

@@ -1,24 +1,63 @@
-"""The one composition place: which adapter backs each port, by profile.
+"""The one composition place: which adapter backs each port, by profile, for every deployable (the
+gateway, the three services, the trainer, the ingest and evaluate executions).
 
 Locally the cloud adapters themselves run against the emulators (the Google clients honour the
-emulator variables), so only the job launcher and the secret store have local adapters.
+emulator variables), so only the job launcher, the secret store and the internal credential have
+local adapters.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, TypeVar
 
+from runtune.logging import configure_logging
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import InferenceEngine
+from runtune.ports.identity import IdentityVerifier
 from runtune.ports.launcher import JobLauncher, Workload
 from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
+from runtune.ports.tasks import TaskQueue
 from runtune.settings import (
     EMULATOR_VARIABLES,
     CommonSettings,
     EngineClientSettings,
+    GatewaySettings,
     ServiceSettings,
+    SettingsError,
 )
+from runtune.webhooks.destinations import DestinationPolicy
+
+if TYPE_CHECKING:
+    from runtune.internal_auth import InternalCredentialVerifier
+
+if TYPE_CHECKING:
+    from runtune.api_keys import ApiKeyVerifier
+    from runtune.internal_auth import InternalCredentialMinter, InternalCredentialVerifier
+
+# Settings whose names look like secrets (launch_contract.looks_like_secret) but that name no secret:
+# the local file secret store's folder. A local execution reads users' tokens from the same folder
+# as the services that wrote them; in the cloud it is unset and executions use Secret Manager.
+NOT_SECRETS = frozenset({"RUNTUNE_SECRETS_DIR"})
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def execution_settings(name: str, argv: list[str], settings_class: type[S], *, argument: str) -> S | None:
+    """The start every execution shares (`python -m jobs.<name> <argument>`): one id on the command
+    line, the settings read, the logs configured. None when either is wrong (said on stdout, the
+    execution's log): the caller exits 2."""
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(f"usage: python -m jobs.{name} <{argument}>", flush=True)
+        return None
+    try:
+        settings = settings_class()
+    except (SettingsError, ValueError) as exc:
+        print(f"{name}: invalid configuration: {exc}", flush=True)
+        return None
+    configure_logging(name, settings.log_level)
+    return settings
 
 
 def metadata_store(settings: CommonSettings, *, deployable: str) -> MetadataStore:
@@ -94,7 +133,7 @@ def local_trainer_env() -> dict[str, str]:
     return {
         name: value
         for name, value in os.environ.items()
-        if (name in wanted or name.startswith("RUNTUNE_")) and not looks_like_secret(name)
+        if (name in wanted or name.startswith("RUNTUNE_")) and (name in NOT_SECRETS or not looks_like_secret(name))
     }
 
 
@@ -116,3 +155,100 @@ def inference_engine(settings: EngineClientSettings) -> InferenceEngine:
         authorization=lambda: minter.authorization_async(settings.engine_url),
         timeout_s=settings.engine_timeout_s,
     )
+
+
+def identity_verifier(settings: GatewaySettings) -> IdentityVerifier:
+    """Users' Firebase ID tokens (the Auth emulator locally, through `FIREBASE_AUTH_EMULATOR_HOST`)."""
+    from runtune.adapters.firebase_identity import FirebaseIdentityVerifier
+
+    return FirebaseIdentityVerifier(
+        settings.project_id, check_revoked=settings.token_check_revoked, cache_ttl_s=settings.token_cache_s
+    )
+
+
+def api_key_verifier(settings: GatewaySettings) -> ApiKeyVerifier:
+    """Runtune API keys, looked up (hashed) in the gateway's metadata store, opened on first use."""
+    from runtune.api_keys import ApiKeyVerifier
+
+    return ApiKeyVerifier(
+        lambda: metadata_store(settings, deployable="gateway"),
+        cache_s=settings.api_key_cache_s,
+        touch_every_s=settings.api_key_touch_every_s,
+    )
+
+
+def internal_minter(settings: GatewaySettings) -> InternalCredentialMinter:
+    """What the gateway sends the private services: the local internal token, or a Google-signed ID token."""
+    from runtune.internal_auth import GoogleIdTokenMinter, LocalTokenMinter
+
+    if settings.internal_token is not None:
+        return LocalTokenMinter(settings.internal_token.get_secret_value())
+    return GoogleIdTokenMinter()
+
+
+def internal_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
+    """How a private service checks that a request came from the gateway (`internal_minter`)."""
+    from runtune.internal_auth import GoogleIdTokenVerifier, LocalTokenVerifier
+
+    if settings.is_local:
+        assert settings.internal_token_sha256  # checked by the settings validator
+        return LocalTokenVerifier(settings.internal_token_sha256)
+    assert settings.service_audience and settings.gateway_service_account
+    return GoogleIdTokenVerifier(settings.service_audience, settings.gateway_service_account)
+
+
+def webhook_dispatch_token(settings: ServiceSettings) -> str:
+    """Local profile: the bearer token the queue calls the dispatcher with (`runtune dev up` sets one
+    for the platform; a service started alone makes its own, good for its own lifetime)."""
+    global _process_dispatch_token
+    if settings.webhook_dispatch_token is not None:
+        return settings.webhook_dispatch_token.get_secret_value()
+    if _process_dispatch_token is None:
+        import secrets
+
+        _process_dispatch_token = secrets.token_urlsafe(32)
+    return _process_dispatch_token
+
+
+_process_dispatch_token: str | None = None
+
+
+def webhook_queue(settings: ServiceSettings) -> TaskQueue:
+    """The webhooks' delivery queue: Cloud Tasks, or its emulator locally; its target is this
+    service's dispatcher (`services/training/webhooks_api.py`)."""
+    from runtune.adapters.cloud_tasks import CloudTasksQueue
+
+    path = "/internal/webhooks/deliver"
+    if settings.is_local:
+        if not settings.tasks_emulator_host:
+            raise SettingsError("profile 'local' needs CLOUD_TASKS_EMULATOR_HOST (set by `runtune dev up`)")
+        url = settings.webhook_dispatch_url or f"http://127.0.0.1:{settings.port}{path}"
+        return CloudTasksQueue.for_emulator(
+            settings.tasks_emulator_host, settings.webhook_queue_path, url, webhook_dispatch_token(settings)
+        )
+    from google.cloud import tasks_v2
+
+    if not (settings.webhook_dispatch_service_account and settings.service_audience):
+        raise SettingsError("profile 'gcp' needs RUNTUNE_WEBHOOK_DISPATCH_SERVICE_ACCOUNT for webhooks")
+    return CloudTasksQueue(
+        tasks_v2.CloudTasksClient(),
+        settings.webhook_queue_path,
+        settings.webhook_dispatch_url or settings.service_audience.rstrip("/") + path,
+        oidc_service_account=settings.webhook_dispatch_service_account,
+        oidc_audience=settings.service_audience,
+    )
+
+
+def webhook_dispatch_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
+    """Who may call the dispatcher: the queue's OIDC identity (cloud) or the local dispatch token."""
+    from runtune.internal_auth import GoogleIdTokenVerifier, LocalTokenVerifier, token_sha256
+
+    if settings.is_local:
+        return LocalTokenVerifier(token_sha256(webhook_dispatch_token(settings)))
+    assert settings.service_audience and settings.webhook_dispatch_service_account
+    return GoogleIdTokenVerifier(settings.service_audience, settings.webhook_dispatch_service_account)
+
+
+def webhook_policy(settings: ServiceSettings) -> DestinationPolicy:
+    """Where webhooks may go: https and public addresses in the cloud; loopback too locally, by setting."""
+    return DestinationPolicy(require_https=not settings.is_local, allow_loopback=settings.webhook_allow_loopback)

@@ -2,6 +2,11 @@
 // envelope's fields, so a form can show it next to the field `param` names.
 import { idToken } from "./auth";
 
+export interface Problem {
+  param: string | null;
+  message: string;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -9,6 +14,8 @@ export class ApiError extends Error {
     readonly type: string,
     readonly param: string | null,
     readonly code: string | null,
+    // Every problem of a rejected request (`error.problems`, one per field), not only the first.
+    readonly problems: Problem[] = param ? [{ param, message }] : [],
   ) {
     super(message);
   }
@@ -24,7 +31,7 @@ export async function authHeaders(extra: Record<string, string> = {}): Promise<R
 }
 
 export async function toApiError(response: Response): Promise<ApiError> {
-  let body: { error?: { message?: string; type?: string; param?: string | null; code?: string | null } } = {};
+  let body: { error?: { message?: string; type?: string; param?: string | null; code?: string | null; problems?: Problem[] } } = {};
   try {
     body = await response.json();
   } catch {
@@ -37,6 +44,7 @@ export async function toApiError(response: Response): Promise<ApiError> {
     error.type ?? "api_error",
     error.param ?? null,
     error.code ?? null,
+    error.problems ?? (error.param ? [{ param: error.param, message: error.message ?? "" }] : []),
   );
 }
 
@@ -245,6 +253,11 @@ export interface Model {
   memory_gib?: Record<string, number>;
   parent?: string;
   fine_tuning_job?: string;
+  /** A tuned model's run name (its `suffix`) and dataset, for pickers. */
+  name?: string | null;
+  training_file?: string;
+  step_number?: number;
+  created?: number;
 }
 
 export interface Estimate {
@@ -299,6 +312,7 @@ export interface Evaluation {
   labels: string[];
   max_samples: number | null;
   samples_done: number;
+  scoring_method?: string | null;
   samples_total: number | null;
   error: ApiErrorBody | null;
   finished_at: number | null;
@@ -353,4 +367,32 @@ export interface ApiKey {
 
 export interface CreatedApiKey extends ApiKey {
   key: string;
+}
+
+export interface WebhookEndpoint {
+  id: string;
+  object: "webhook_endpoint";
+  url: string;
+  events: string[];
+  description: string | null;
+  status: "enabled" | "disabled";
+  created_at: number;
+  disabled_reason: string | null;
+}
+
+export interface CreatedWebhookEndpoint extends WebhookEndpoint {
+  secret: string;
+}
+
+export interface WebhookDelivery {
+  id: string;
+  event_id: string;
+  event_type: string;
+  attempt: number;
+  attempted_at: number;
+  status_code: number | null;
+  latency_ms: number | null;
+  error: string | null;
+  succeeded: boolean;
+  next_retry_at: number | null;
 }

@@ -43,7 +43,7 @@ function Page({ path, user, profile }: { path: string; user: User; profile: stri
   if ((params = match("/evaluations/:id", path))) return <Evaluations id={params.id} />;
   if (path === "/exports") return <Exports />;
   if (path === "/settings") return <Settings user={user} profile={profile} />;
-  return <NotFound what="Page" back={{ href: "/datasets", label: "Back to your datasets" }} />;
+  return <NotFound what="Page" detail={`There is no page at ${path}.`} back={{ href: "/datasets", label: "Back to your datasets" }} />;
 }
 
 export function App({ profile }: { profile: string }) {

@@ -4,9 +4,12 @@ import { initializeApp } from "firebase/app";
 import {
   type Auth,
   type User,
+  browserLocalPersistence,
+  browserSessionPersistence,
   connectAuthEmulator,
   createUserWithEmailAndPassword,
-  getAuth,
+  indexedDBLocalPersistence,
+  initializeAuth,
   onIdTokenChanged,
   sendEmailVerification,
   signInWithEmailAndPassword,
@@ -18,7 +21,11 @@ let auth: Auth | null = null;
 
 export function initAuth(config: RuntimeConfig): Auth {
   const app = initializeApp(config.firebase);
-  auth = getAuth(app);
+  // Not `getAuth`: it installs the popup/redirect resolver, which on a phone's user agent loads
+  // `https://apis.google.com/js/api.js` on every page to finish a possible redirect sign-in. Runtune
+  // signs in with email and password only, so the resolver is left out and no page asks any host
+  // but the deployment's own (the local platform works offline).
+  auth = initializeAuth(app, { persistence: [indexedDBLocalPersistence, browserLocalPersistence, browserSessionPersistence] });
   if (config.authEmulatorUrl) {
     connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
   }
@@ -55,16 +62,21 @@ export async function signOut(): Promise<void> {
   await firebaseSignOut(current());
 }
 
+const WRONG_CREDENTIALS = "Wrong email or password";
+
 // Firebase error codes, in words, with the form field each one belongs to.
 export function authErrorMessage(error: unknown): { field: "email" | "password" | null; message: string } {
   const code = (error as { code?: string }).code ?? "";
   const known: Record<string, ["email" | "password" | null, string]> = {
     "auth/invalid-email": ["email", "That is not a valid email address"],
     "auth/email-already-in-use": ["email", "An account with this email exists already: sign in instead"],
-    "auth/user-not-found": ["email", "No account with this email: sign up first"],
-    "auth/wrong-password": ["password", "Wrong password"],
-    "auth/invalid-credential": ["password", "Wrong email or password"],
-    "auth/invalid-login-credentials": ["password", "Wrong email or password"],
+    // One answer whether the address has no account or the password is wrong: a sign-in form must
+    // not tell a stranger which addresses have accounts.
+    "auth/user-not-found": ["password", WRONG_CREDENTIALS],
+    "auth/wrong-password": ["password", WRONG_CREDENTIALS],
+    "auth/invalid-credential": ["password", WRONG_CREDENTIALS],
+    "auth/invalid-login-credentials": ["password", WRONG_CREDENTIALS],
+    "auth/user-disabled": ["password", WRONG_CREDENTIALS],
     "auth/weak-password": ["password", "Choose a password of at least 6 characters"],
     "auth/missing-password": ["password", "Enter a password"],
     "auth/too-many-requests": [null, "Too many attempts: wait a minute and try again"],

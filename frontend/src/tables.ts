@@ -44,28 +44,53 @@ function parseDelimited(text: string, delimiter: string, limit: number): Row[] {
   return body.slice(0, limit).map((cells) => Object.fromEntries(header.map((name, i) => [name, cells[i] ?? ""])));
 }
 
-/** Up to `limit` rows and the column names; null when the preview cannot be read in the browser. */
-export async function previewRows(file: File, limit = 20): Promise<{ columns: string[]; rows: Row[] } | null> {
+/** A line of a JSONL file that is not a JSON object: the preview shows it, marked, where it is. */
+export interface BadLine {
+  line: number;
+  text: string;
+  problem: string;
+}
+
+export interface Preview {
+  columns: string[];
+  rows: Row[];
+  bad: BadLine[];
+}
+
+const SLICE = 1024 * 1024;
+
+function jsonlRows(text: string, complete: boolean, limit: number): { rows: Row[]; bad: BadLine[] } {
+  const lines = text.split("\n");
+  // The last line may be cut at the slice boundary: only a file read whole ends where it ends.
+  if (!complete) lines.pop();
+  const rows: Row[] = [];
+  const bad: BadLine[] = [];
+  for (let i = 0; i < lines.length && rows.length + bad.length < limit; i++) {
+    const line = lines[i].replace(/\r$/, "");
+    if (!line.trim()) continue;
+    try {
+      const value = JSON.parse(line) as unknown;
+      if (value && typeof value === "object" && !Array.isArray(value)) rows.push(value as Row);
+      else bad.push({ line: i + 1, text: line, problem: "not a JSON object" });
+    } catch (caught) {
+      bad.push({ line: i + 1, text: line, problem: `not valid JSON (${(caught as Error).message})` });
+    }
+  }
+  return { rows, bad };
+}
+
+/** Up to `limit` rows (and the bad lines among them) and the column names; null when the preview
+ * cannot be read in the browser. */
+export async function previewRows(file: File, limit = 20): Promise<Preview | null> {
   const name = file.name.toLowerCase();
   if (name.endsWith(".parquet")) return null;
-  const text = await file.slice(0, 1024 * 1024).text();
+  const text = await file.slice(0, SLICE).text();
   let rows: Row[];
+  let bad: BadLine[] = [];
   if (name.endsWith(".csv")) rows = parseDelimited(text, ",", limit);
   else if (name.endsWith(".tsv")) rows = parseDelimited(text, "\t", limit);
-  else if (name.endsWith(".jsonl")) {
-    rows = text
-      .split("\n")
-      .slice(0, limit + 1)
-      .filter((line) => line.trim())
-      .flatMap((line) => {
-        try {
-          return [JSON.parse(line) as Row];
-        } catch {
-          return []; // the last line may be cut at the 1 MiB boundary
-        }
-      })
-      .slice(0, limit);
-  } else {
+  else if (name.endsWith(".jsonl")) ({ rows, bad } = jsonlRows(text, file.size <= SLICE, limit));
+  else {
     try {
       const parsed = JSON.parse(text);
       rows = Array.isArray(parsed) ? parsed.slice(0, limit) : [];
@@ -74,7 +99,7 @@ export async function previewRows(file: File, limit = 20): Promise<{ columns: st
     }
   }
   const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
-  return { columns, rows };
+  return { columns, rows, bad };
 }
 
 export interface Mapping {

@@ -3,6 +3,7 @@ import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api";
 import { Link } from "./router";
+import { fieldWords, plainWords } from "./words";
 
 export interface Resource<T> {
   data: T | null;
@@ -76,11 +77,13 @@ export function Empty({ title, children }: { title: string; children?: Component
   );
 }
 
-export function NotFound({ what, back }: { what: string; back: { href: string; label: string } }) {
+export function NotFound({ what, back, detail }: { what: string; back: { href: string; label: string }; detail?: string }) {
+  // The API answers 404 alike for what never existed and what is someone else's (ids cannot be
+  // probed), so the page cannot tell them apart and does not guess.
   return (
     <div class="empty not-found" data-testid="not-found">
       <h2>{what} not found</h2>
-      <p>It does not exist, or it belongs to another account.</p>
+      <p>{detail ?? `No ${what.toLowerCase()} with this id in your account: it was deleted, or the link is wrong.`}</p>
       <Link href={back.href}>{back.label}</Link>
     </div>
   );
@@ -110,18 +113,28 @@ export function Resolved<T>(props: {
   return <>{props.children(data)}</>;
 }
 
-/** Does this API error belong to the field `name` (exactly, or a part of it, as `runtune.lora.rank`)? */
-export function errorFor(error: ApiError | null, ...names: string[]): string | null {
-  if (!error?.param) return null;
-  return names.some((name) => error.param === name || error.param!.endsWith("." + name) || error.param!.startsWith(name + "."))
-    ? error.message
-    : null;
+function belongs(param: string | null, name: string): boolean {
+  if (!param) return false;
+  return param === name || param.endsWith("." + name) || param.startsWith(name + ".") || param.includes("." + name + ".");
 }
 
-/** The error that no field of the form shows. */
+/** The problem of this API error at the field `name` (exactly, or a part of it, as `runtune.lora.rank`),
+ * in plain words. A rejected request carries every problem at once (`error.problems`): each field
+ * shows its own. */
+export function errorFor(error: ApiError | null, ...names: string[]): string | null {
+  const problem = error?.problems.find((p) => names.some((name) => belongs(p.param, name)));
+  return problem ? plainWords(problem.message) : null;
+}
+
+/** What no field of the form shows: the error without a field, or the problems of fields the form
+ * does not have, each named in words. */
 export function formError(error: ApiError | null, fields: string[]): ApiError | null {
   if (!error) return null;
-  return fields.some((name) => errorFor(error, name)) ? null : error;
+  if (error.problems.length === 0) return error;
+  const left = error.problems.filter((p) => !fields.some((name) => belongs(p.param, name)));
+  if (left.length === 0) return null;
+  const text = left.map((p) => (p.param ? `${fieldWords(p.param)}: ${plainWords(p.message)}` : plainWords(p.message))).join("; ");
+  return new ApiError(error.status, text, error.type, left[0].param, error.code, left);
 }
 
 export function Field(props: { label: string; error?: string | null; hint?: string; children: ComponentChildren }) {

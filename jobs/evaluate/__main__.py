@@ -16,9 +16,8 @@ import sys
 
 from runtune.inference.evaluation import EvaluationRunner, evaluation_path
 from runtune.inference.serving import build_serving
-from runtune.logging import configure_logging
 from runtune.schemas.inference import Evaluation
-from runtune.settings import EvaluateSettings, SettingsError
+from runtune.settings import EvaluateSettings
 
 DEPLOYABLE = "evaluate"
 
@@ -26,15 +25,11 @@ log = logging.getLogger("runtune.evaluate")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m jobs.evaluate <evaluation_id>", flush=True)
+    from runtune.wiring import execution_settings
+
+    settings = execution_settings("evaluate", argv, EvaluateSettings, argument="evaluation_id")
+    if settings is None:
         return 2
-    try:
-        settings = EvaluateSettings()
-    except (SettingsError, ValueError) as exc:
-        print(f"evaluate: invalid configuration: {exc}", flush=True)
-        return 2
-    configure_logging("evaluate", settings.log_level)
     return asyncio.run(evaluate(argv[0], settings))
 
 

@@ -25,22 +25,26 @@ from typing import Any
 import torch
 
 from jobs.trainer.stop import Stopped, StopSignals
-from runtune import throughput
+from runtune import owned, throughput
+from runtune.blob_layout import job_prefix
 from runtune.datasets.canonical import Example, read_split
 from runtune.estimate import RunTiming, machine_name
-from runtune.logging import configure_logging
+from runtune.jobs.plan import HUB_TOKEN_SECRETS, held_out_sources
 from runtune.models.loading import load_processor, locate_weights
+from runtune.models.registry import get
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
-from runtune.schemas import Dataset, Job, JobPhase, JobStatus, TaskKind
+from runtune.ports.secrets import SecretStore
+from runtune.schemas import Job, JobPhase, JobStatus, TaskKind
 from runtune.schemas.common import ApiError
-from runtune.schemas.jobs import job_path, tuned_model_id
-from runtune.settings import CommonSettings, SettingsError
+from runtune.schemas.jobs import StopRequest, TrainConfig, job_path, tuned_model_id
+from runtune.settings import CommonSettings
 from runtune.training import checkpoints, data, evaluation, export, loop, model_checkpoints, validation
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
 from runtune.training.checkpoints import Position
-from runtune.training.config import ConfigError, TrainConfig, resolve
+from runtune.training.config import ConfigError
+from runtune.training.config import read as read_config
 from runtune.training.deadline import Deadline
 from runtune.training.reporting import JobReporter
 from runtune.training.trackers import Trackers
@@ -61,25 +65,24 @@ class Environment:
     store: MetadataStore
     blobs: BlobStore
     settings: CommonSettings
+    # The users' tokens (Hugging Face, W&B): Secret Manager in the cloud, the local file store locally.
+    secrets: SecretStore
     execution: str | None = field(default_factory=lambda: os.environ.get("CLOUD_RUN_EXECUTION"))
     attempt: int = field(default_factory=lambda: int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0))
     signals: StopSignals = field(default_factory=StopSignals)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m jobs.trainer <job_id>", flush=True)
-        return 2
-    try:
-        settings = CommonSettings()
-    except (SettingsError, ValueError) as exc:
-        print(f"trainer: invalid configuration: {exc}", flush=True)
-        return 2
-    configure_logging("trainer", settings.log_level)
-    from runtune.wiring import blob_store, metadata_store
+    from runtune.wiring import blob_store, execution_settings, metadata_store, secret_store
 
+    settings = execution_settings("trainer", argv, CommonSettings, argument="job_id")
+    if settings is None:
+        return 2
     env = Environment(
-        metadata_store(settings, deployable="trainer"), blob_store(settings, deployable="trainer"), settings
+        metadata_store(settings, deployable="trainer"),
+        blob_store(settings, deployable="trainer"),
+        settings,
+        secret_store(settings, deployable="trainer"),
     )
     env.signals.install()
     code = run(argv[0], env)
@@ -92,6 +95,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(job_id: str, env: Environment) -> int:
+    # The document itself, validated below: one that is no valid job is recorded failed (invalid_job).
     document = env.store.get(job_path(job_id))
     if document is None:
         log.error("job not found", extra={"job_id": job_id})
@@ -145,12 +149,13 @@ def describe_failure(exc: BaseException, job: Job | None) -> ApiError:
         return ApiError(code="invalid_job", message=f"The job document could not be read: {str(exc)[:300]}")
     text = str(exc).lower()
     if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in text:
-        options, hp = job.options, job.hyperparameters
+        options = job.options
+        batch_size = job.plan.batch_size if job.plan else job.hyperparameters.batch_size
         return ApiError(
             code="out_of_memory",
             message=(
                 f"The {'GPU' if torch.cuda.is_available() else 'machine'} ran out of memory. Lower "
-                f"hyperparameters.batch_size (now {hp.batch_size}) and raise gradient_accumulation_steps to keep "
+                f"hyperparameters.batch_size (now {batch_size}) and raise gradient_accumulation_steps to keep "
                 f"the effective batch, lower max_length (now {options.max_length}), use method 'qlora' (now "
                 f"'{options.method}'), keep gradient_checkpointing on (now {options.gradient_checkpointing}), "
                 "or pick a larger GPU."
@@ -165,16 +170,15 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         log.info("job ended or paused before its trainer started; nothing to do", extra={"job_id": job.id})
         return 0
 
-    # -- config: resolved and validated all at once, before any model loads --------------------
-    dataset_doc = env.store.get(f"datasets/{job.training_file}")
-    if dataset_doc is None:
+    # -- config: the job's plan, as the training service stored it (validated there) ------------
+    dataset = owned.datasets(env.store).find_owned(job.owner, job.training_file)
+    if dataset is None:
         raise TrainerError(
             "invalid_dataset", f"Dataset '{job.training_file}' does not exist (deleted?); upload it again"
         )
-    dataset = Dataset.model_validate(dataset_doc)
-    config = resolve(job, dataset)
-    spec = config.spec
-    prefix = checkpoints.job_prefix(config.owner, config.job_id)
+    config = read_config(job)
+    spec = get(config.model)
+    prefix = job_prefix(config.owner, config.job_id)
     env.blobs.upload_bytes(
         prefix + "config.json", config.model_dump_json(indent=2).encode(), content_type="application/json"
     )
@@ -185,59 +189,34 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         config=config.model_dump(mode="json"),
         blobs=env.blobs,
         prefix=prefix,
-        secret=lambda name: user_secret(env.settings, config.owner, name),
+        secret=lambda name: env.secrets.get(config.owner, name),
         warn=lambda text: reporter.message(text, level="warn"),
     )
     reporter.on_close(trackers.close)
 
     # -- setup: processor, base model, adapters --------------------------------------------------
     reporter.phase(JobPhase.loading_model, f"Loading {spec.id} for {config.method}")
-    token = hugging_face_token(env.settings, config.owner) if not spec.is_tiny else None
+    token = hugging_face_token(env.secrets, config.owner) if not spec.is_tiny else None
     weights_path, processor, base = load_model(spec, config, env, token)
     fmt = ChatFormat(spec, processor)
     model = setup.prepare(base, config)
 
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
-    train_split = data.encode_all(
-        fmt, read_split(env.blobs, config.owner, config.dataset_id, "train"), config.max_length
-    )
-    if not train_split.examples:
-        raise TrainerError(
-            "invalid_dataset",
-            f"No training example of dataset '{config.dataset_id}' can be trained on: "
-            f"{train_split.skipped_too_long} are longer than max_length {config.max_length} (raise max_length) and "
-            f"{train_split.skipped_invalid} have no assistant answer (every example needs one)",
-        )
-    if train_split.skipped_too_long or train_split.skipped_invalid:
-        reporter.message(
-            f"Skipped {train_split.skipped_too_long} examples longer than max_length and "
-            f"{train_split.skipped_invalid} without an assistant answer",
-            level="warn",
-        )
+    train_split = encode_training_set(env.blobs, fmt, config, reporter)
     eval_examples = held_out(env.blobs, config)
-    lengths = [len(example) for example in train_split.examples]
-    per_epoch = data.steps_per_epoch(len(lengths), config.batch_size, config.gradient_accumulation_steps)
-    total_steps = per_epoch * config.epochs
+    batches = Batches([len(example) for example in train_split.examples], config)
+    total_steps = batches.per_epoch * config.epochs
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
+    training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps)
     # Validation during training: a capped sample of the validation data, at intervals.
     valid = validation.prepare(env.blobs, fmt, config, total_steps)
 
     # -- resume: the newest checkpoint of an earlier attempt ----------------------------------
-    position, history = Position(), []
-    newest = checkpoints.latest(env.store, job.id)
-    if newest is not None:
-        try:  # data only (safetensors, JSON), and refused unless it is this job's own layout
-            restored = checkpoints.load_into(env.blobs, newest, model, optimizer, scheduler)
-        except checkpoints.CheckpointError as exc:
-            raise TrainerError(
-                "invalid_checkpoint",
-                f"The checkpoint at step {newest.get('step_number')} ({newest.get('prefix')}) was not loaded: {exc}",
-            ) from exc
-        position, history = restored.position, restored.history
-        reporter.resume_reporting()
-        reporter.message(f"Resumed from the checkpoint at step {position.step}")
+    position = resume(training, job.id)
+    # A resumed run's phases are split across tasks: not a measurement for the next estimates.
+    first_attempt = position.step == 0
 
     metrics: dict[str, Any] = {}
     earlier_baseline = ((job.runtune or {}).get("metrics") or {}).get("baseline")
@@ -257,20 +236,13 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.phase(JobPhase.training, f"Training {total_steps} steps")
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
-    last_checkpoint = training_started = time.monotonic()
+    training_started = time.monotonic()
     # The run's setup so far, from its process's start (interpreter, imports, load, data, baseline).
     setup_seconds = throughput.process_seconds() or training_started - started
-    deadline = Deadline.from_env(started)
-    step_seconds: list[float] = []
-    batches: list[list[int]] = []
-    batches_epoch = -1
+    cadence = Cadence(config, Deadline.from_env(started))
+    times = StepTimes()
     while position.step < total_steps:
-        if batches_epoch != position.epoch:  # the epoch's batches: a pure function of (seed, epoch)
-            batches, batches_epoch = (
-                data.epoch_batches(lengths, config.batch_size, config.seed, position.epoch),
-                position.epoch,
-            )
-        group = batches[position.batch : position.batch + config.gradient_accumulation_steps]
+        group = batches.group(position)
         stats = loop.train_step(
             model,
             [[train_split.examples[i] for i in batch] for batch in group],
@@ -280,99 +252,36 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             pad_to_multiple_of=config.pad_to_multiple_of,
             max_grad_norm=config.max_grad_norm,
         )
-        # Advance the data position: the next group, or the next epoch.
-        next_batch = position.batch + len(group)
-        position = (
-            Position(position.step + 1, position.epoch + 1, 0)
-            if next_batch >= len(batches)
-            else Position(position.step + 1, position.epoch, next_batch)
-        )
-        step_seconds.append(stats.seconds)
-        recent = step_seconds[-20:]
-        eta = int(sum(recent) / len(recent) * (total_steps - position.step))
+        position = batches.advance(position, len(group))
+        times.add(stats.seconds)
+        eta = times.eta(total_steps - position.step)
         # The end of an epoch (the position rolled over); the last epochs' ends are model checkpoints.
         model_checkpoint = position.batch == 0 and model_checkpoints.wanted(config, position.epoch)
-        measured = (
-            validation.measure(
-                model, valid.examples, pad_id=fmt.tokenizer.pad_token_id, pad_to_multiple_of=config.pad_to_multiple_of
-            )
-            if valid.due(position.step) or (model_checkpoint and valid.examples)
-            else {}
-        )
-        record = finite(
-            {
-                "loss": stats.loss,
-                "token_accuracy": stats.token_accuracy,
-                **measured,
-                "lr": stats.lr,
-                "grad_norm": stats.grad_norm,
-                "tokens": stats.tokens,
-                "samples": stats.samples,
-                "samples_seen": (history[-1].get("samples_seen", 0) if history else 0) + stats.samples,
-                "tokens_per_s": stats.tokens / stats.seconds,
-                "samples_per_s": stats.samples / stats.seconds,
-                "epoch": position.epoch + position.batch / len(batches),
-                "total_steps": total_steps,
-                "eta_s": eta,
-                "peak_memory_gib": peak_memory_gib(),
-            }
-        )
-        history.append({"step": position.step, **record})
-        reporter.metrics(position.step, record)
-        trackers.log(position.step, record)
-        reporter.progress(position.step, total_steps, eta)
+        validate = valid.due(position.step) or (model_checkpoint and bool(valid.examples))
+        measured = measure_validation(training, valid) if validate else {}
+        record = report_step(training, stats, position, batches.epoch_progress(position), measured, eta)
         if model_checkpoint:
             save_model_checkpoint(env, reporter, config, model, processor, position.step, record)
-
-        # Checkpoint every N steps or M minutes (the last step is exported instead).
-        # ... or when the task's deadline is near (a retried task resumes from it, not from far back),
-        # ... or when a pause was asked for (resume continues from it, even after the last step).
+        # Asked before the checkpoint: a pause checkpoints the step it stops at.
         stop = reporter.stop_requested()
-        due = (
-            position.step % config.checkpoint_every_steps == 0
-            or time.monotonic() - last_checkpoint >= config.checkpoint_every_minutes * 60
-            or deadline.checkpoint_due(max(recent))
-        )
-        if (due and position.step < total_steps) or stop == "pause":
-            reporter.checkpointed(position.step, total_steps, eta)
-            saving = time.monotonic()
-            checkpoints.save(
-                env.blobs,
-                env.store,
-                uid=config.owner,
-                job_id=config.job_id,
-                model_id=config.model,
-                position=position,
-                weights=setup.trainable_state(model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                history=history,
-                metrics={"step": float(position.step), "train_loss": record["loss"]},
-                chat_template=fmt.chat_template,
-            )
-            deadline.checkpointed(time.monotonic() - saving)
-            checkpoints.prune(env.blobs, env.store, config.job_id)
-            last_checkpoint = time.monotonic()
-            reporter.message(f"Checkpoint saved at step {position.step}")
-            trackers.sync()
+        if cadence.due(position.step, total_steps, times.slowest()) or stop == "pause":
+            save_checkpoint(training, position, record, cadence, eta)
         # A safe point: the step is complete and (maybe) checkpointed.
         env.signals.check()
-        if stop == "cancel":
-            reporter.finish(JobStatus.cancelled, f"Cancelled at step {position.step}")
-            return 0
-        if stop == "pause" and reporter.paused(f"Paused at step {position.step}"):
+        if stopped_at(reporter, stop, position.step):
             return 0
     reporter.progress(position.step, total_steps, 0, force=True)
     reporter.flush()
-    evaluation_started = time.monotonic()
 
     # -- evaluate --------------------------------------------------------------------------------
-    env.signals.check()
+    evaluation_started = time.monotonic()
     evaluated = len(eval_examples)
+    env.signals.check()
     if eval_examples:
         reporter.phase(JobPhase.evaluating, f"Evaluating on {len(eval_examples)} held-out examples")
         metrics["final"] = evaluate(model, fmt, config, eval_examples)
         reporter.message(f"Evaluation: {headline(metrics['final'])}")
+    history = training.history
     metrics["train"] = {"final_loss": history[-1]["loss"] if history else None, "steps": position.step}
     trackers.summary(finite(metrics))
     if reporter.cancel_requested(force=True):
@@ -393,8 +302,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     # everything training held is dropped first (the encoded dataset, the batches, the held-out
     # and validation examples, the optimizer state and the training model; the merge loads the unquantized base
     # once more). gc + empty_cache return it to the host and the GPU before the base loads.
-    del model, base, optimizer, scheduler
-    del train_split, lengths, batches, eval_examples, valid
+    del model, base, optimizer, scheduler, training
+    del train_split, batches, eval_examples, valid
     export.release_memory()
     if config.export_merged and config.method != "full":
         locations |= export.export_merged(
@@ -407,10 +316,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             token=token,
         )
     if config.push_to_hub:
-        hub_token = hugging_face_token(env.settings, config.owner)
+        hub_token = hugging_face_token(env.secrets, config.owner)
         locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
     trained_tokens = int(sum(record.get("tokens", 0) for record in history))
-    if newest is None:  # a resumed run's phases are split across tasks: not a measurement
+    if first_attempt:
         timing = RunTiming(
             tokens=trained_tokens,
             steps=position.step,
@@ -420,7 +329,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             eval_s=export_started - evaluation_started,
             export_s=time.monotonic() - export_started,
         )
-        record_timing(env, config, job, timing)
+        record_timing(env, config, timing)
     reporter.finish(
         JobStatus.succeeded,
         "The job has successfully completed",
@@ -439,16 +348,219 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     return 0
 
 
-def record_timing(env: Environment, config: TrainConfig, job: Job, timing: RunTiming) -> None:
+def record_timing(env: Environment, config: TrainConfig, timing: RunTiming) -> None:
     """Keep the run's measured phases for the next estimates (runtune/throughput.py); a failure to
     record them never fails the job."""
     where = "local-gpu" if torch.cuda.is_available() else "local-cpu"
     try:
-        throughput.record(
-            env.store, model=config.model, machine=machine_name(job.gpu, where), method=config.method, run=timing
-        )
+        machine = machine_name(config.gpu, where)
+        throughput.record(env.store, model=config.model, machine=machine, method=config.method, run=timing)
     except Exception:
-        log.exception("could not record the run's throughput", extra={"job_id": job.id})
+        log.exception("could not record the run's throughput", extra={"job_id": config.job_id})
+
+
+# -- the training loop's parts -------------------------------------------------------------------
+
+
+@dataclass
+class Training:
+    """What the loop's helpers share: where it reports, what it trains, and the metrics history
+    (one record a step, resumed from the checkpoint; checkpoints carry it)."""
+
+    env: Environment
+    reporter: JobReporter
+    trackers: Trackers
+    config: TrainConfig
+    fmt: ChatFormat
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Batches:
+    """The batches the loop draws: an epoch's are a pure function of (seed, epoch), so a resumed run
+    draws the very batches the interrupted one would have."""
+
+    def __init__(self, lengths: list[int], config: TrainConfig) -> None:
+        self._lengths, self._config = lengths, config
+        self.per_epoch = data.steps_per_epoch(len(lengths), config.batch_size, config.gradient_accumulation_steps)
+        self._epoch = -1
+        self._batches: list[list[int]] = []
+
+    def group(self, position: Position) -> list[list[int]]:
+        """The next optimizer step's batches (the accumulation steps) from `position`."""
+        if self._epoch != position.epoch:
+            self._epoch = position.epoch
+            self._batches = data.epoch_batches(self._lengths, self._config.batch_size, self._config.seed, self._epoch)
+        return self._batches[position.batch : position.batch + self._config.gradient_accumulation_steps]
+
+    def advance(self, position: Position, taken: int) -> Position:
+        """The position after a step that took `taken` batches: the next group, or the next epoch."""
+        following = position.batch + taken
+        if following >= len(self._batches):
+            return Position(position.step + 1, position.epoch + 1, 0)
+        return Position(position.step + 1, position.epoch, following)
+
+    def epoch_progress(self, position: Position) -> float:
+        """Epochs done, fractional (what the metrics show as `epoch`)."""
+        return position.epoch + position.batch / len(self._batches)
+
+
+class StepTimes:
+    """The recent steps' durations: the time left, and the slowest step the deadline must hold."""
+
+    WINDOW = 20
+
+    def __init__(self) -> None:
+        self._recent: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self._recent = [*self._recent[-(self.WINDOW - 1) :], seconds]
+
+    def eta(self, steps_left: int) -> int:
+        return int(sum(self._recent) / len(self._recent) * steps_left)
+
+    def slowest(self) -> float:
+        return max(self._recent)
+
+
+@dataclass
+class Cadence:
+    """When a resume checkpoint is due: every N steps or M minutes, or when the task's deadline is
+    near (a retried task resumes from it, not from far back). The last step is exported instead."""
+
+    config: TrainConfig
+    deadline: Deadline
+    last: float = field(default_factory=time.monotonic)
+
+    def due(self, step: int, total_steps: int, slowest_step_s: float) -> bool:
+        due = (
+            step % self.config.checkpoint_every_steps == 0
+            or time.monotonic() - self.last >= self.config.checkpoint_every_minutes * 60
+            or self.deadline.checkpoint_due(slowest_step_s)
+        )
+        return due and step < total_steps
+
+    def saved(self, seconds: float) -> None:
+        self.deadline.checkpointed(seconds)
+        self.last = time.monotonic()
+
+
+def encode_training_set(blobs: BlobStore, fmt: ChatFormat, config: TrainConfig, reporter: JobReporter) -> Any:
+    """The training split encoded (what is too long or has no answer skipped, and said), or a
+    `TrainerError` when nothing is left to train on."""
+    split = data.encode_all(fmt, read_split(blobs, config.owner, config.dataset_id, "train"), config.max_length)
+    if not split.examples:
+        raise TrainerError(
+            "invalid_dataset",
+            f"No training example of dataset '{config.dataset_id}' can be trained on: "
+            f"{split.skipped_too_long} are longer than max_length {config.max_length} (raise max_length) and "
+            f"{split.skipped_invalid} have no assistant answer (every example needs one)",
+        )
+    if split.skipped_too_long or split.skipped_invalid:
+        reporter.message(
+            f"Skipped {split.skipped_too_long} examples longer than max_length and "
+            f"{split.skipped_invalid} without an assistant answer",
+            level="warn",
+        )
+    return split
+
+
+def resume(training: Training, job_id: str) -> Position:
+    """The position of the newest checkpoint of an earlier attempt, its weights, optimizer, scheduler
+    and history restored into `run` (the start when there is none)."""
+    newest = checkpoints.latest(training.env.store, job_id)
+    if newest is None:
+        return Position()
+    try:  # data only (safetensors, JSON), and refused unless it is this job's own layout
+        restored = checkpoints.load_into(
+            training.env.blobs, newest, training.model, training.optimizer, training.scheduler
+        )
+    except checkpoints.CheckpointError as exc:
+        raise TrainerError(
+            "invalid_checkpoint",
+            f"The checkpoint at step {newest.get('step_number')} ({newest.get('prefix')}) was not loaded: {exc}",
+        ) from exc
+    training.history = restored.history
+    training.reporter.resume_reporting()
+    training.reporter.message(f"Resumed from the checkpoint at step {restored.position.step}")
+    return restored.position
+
+
+def measure_validation(training: Training, valid: validation.Validation) -> dict[str, float]:
+    """`valid_loss` and `valid_token_accuracy` of the validation sample, as the model stands."""
+    pad_id = training.fmt.tokenizer.pad_token_id
+    return validation.measure(
+        training.model, valid.examples, pad_id=pad_id, pad_to_multiple_of=training.config.pad_to_multiple_of
+    )
+
+
+def report_step(
+    training: Training, stats: loop.StepStats, position: Position, epoch: float, measured: dict[str, float], eta: int
+) -> dict[str, Any]:
+    """The step's metrics record: kept in the history, written as a metrics event, logged to the
+    trackers, and the job's progress moved on."""
+    samples_seen = (training.history[-1].get("samples_seen", 0) if training.history else 0) + stats.samples
+    record = finite(
+        {
+            "loss": stats.loss,
+            "token_accuracy": stats.token_accuracy,
+            **measured,
+            "lr": stats.lr,
+            "grad_norm": stats.grad_norm,
+            "tokens": stats.tokens,
+            "samples": stats.samples,
+            "samples_seen": samples_seen,
+            "tokens_per_s": stats.tokens / stats.seconds,
+            "samples_per_s": stats.samples / stats.seconds,
+            "epoch": epoch,
+            "total_steps": training.total_steps,
+            "eta_s": eta,
+            "peak_memory_gib": peak_memory_gib(),
+        }
+    )
+    training.history.append({"step": position.step, **record})
+    training.reporter.metrics(position.step, record)
+    training.trackers.log(position.step, record)
+    training.reporter.progress(position.step, training.total_steps, eta)
+    return record
+
+
+def save_checkpoint(training: Training, position: Position, record: dict[str, Any], cadence: Cadence, eta: int) -> None:
+    """A resume checkpoint at `position` (weights, optimizer, scheduler, RNG, data position, history),
+    the oldest ones pruned."""
+    env, config = training.env, training.config
+    training.reporter.checkpointed(position.step, training.total_steps, eta)
+    saving = time.monotonic()
+    checkpoints.save(
+        env.blobs,
+        env.store,
+        uid=config.owner,
+        job_id=config.job_id,
+        model_id=config.model,
+        position=position,
+        weights=setup.trainable_state(training.model),
+        optimizer=training.optimizer,
+        scheduler=training.scheduler,
+        history=training.history,
+        metrics={"step": float(position.step), "train_loss": record["loss"]},
+        chat_template=training.fmt.chat_template,
+    )
+    cadence.saved(time.monotonic() - saving)
+    checkpoints.prune(env.blobs, env.store, config.job_id)
+    training.reporter.message(f"Checkpoint saved at step {position.step}")
+    training.trackers.sync()
+
+
+def stopped_at(reporter: JobReporter, stop: StopRequest | None, step: int) -> bool:
+    """Ends the job as asked at this safe point (cancelled, or paused after its checkpoint); whether
+    it did, so the loop returns."""
+    if stop == "cancel":
+        reporter.finish(JobStatus.cancelled, f"Cancelled at step {step}")
+        return True
+    return stop == "pause" and reporter.paused(f"Paused at step {step}")
 
 
 def save_model_checkpoint(
@@ -475,15 +587,15 @@ def save_model_checkpoint(
         env.blobs,
         env.store,
         config=config,
-        spec=config.spec,
+        spec=get(config.model),
         model=model,
         processor=processor,
         step=step,
         metrics=metrics,
     )
-    best = model_checkpoints.best(model_checkpoints.listed(env.store, config.job_id))
+    best = model_checkpoints.best([stored.checkpoint for stored in owned.JobCheckpoints(env.store).list(config.job_id)])
     if best is not None:
-        reporter.update(best_checkpoint=best["fine_tuned_model_checkpoint"])
+        reporter.update(best_checkpoint=best.fine_tuned_model_checkpoint)
     reporter.message(f"Model checkpoint {saved.fine_tuned_model_checkpoint} saved")
 
 
@@ -511,12 +623,7 @@ def load_model(spec: Any, config: TrainConfig, env: Environment, token: str | No
 
 def held_out(blobs: BlobStore, config: TrainConfig) -> list[Example]:
     """The evaluation examples: the validation dataset if given, else the asked split (or the other)."""
-    if config.validation_dataset_id:
-        sources = [(config.validation_dataset_id, split) for split in ("train", "validation", "test")]
-    else:
-        other = "validation" if config.eval_split == "test" else "test"
-        sources = [(config.dataset_id, config.eval_split), (config.dataset_id, other)]
-    for dataset_id, split in sources:
+    for dataset_id, split in held_out_sources(config.dataset_id, config.validation_dataset_id, config.eval_split):
         examples = list(read_split(blobs, config.owner, dataset_id, split))
         if examples:
             return examples[: config.eval_max_samples] if config.eval_max_samples else examples
@@ -550,18 +657,11 @@ def peak_memory_gib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3)  # KiB -> GiB
 
 
-def hugging_face_token(settings: CommonSettings, owner: str) -> str | None:
-    """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it)."""
-    return user_secret(settings, owner, "hf_token") or user_secret(settings, owner, "huggingface")
-
-
-def user_secret(settings: CommonSettings, owner: str, name: str) -> str | None:
-    """One of the user's secrets (`hf_token`, `wandb`) from the secrets port: never logged, never in
-    the job document, never in the launch's environment."""
-    from runtune.wiring import secret_store
-
-    store = secret_store(settings, deployable="trainer")
-    return store.get(owner, name)
+def hugging_face_token(secrets: SecretStore, owner: str) -> str | None:
+    """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it). Users'
+    secrets come from the secrets port only: never logged, never in the job document, never in the
+    launch's environment."""
+    return next((token for name in HUB_TOKEN_SECRETS if (token := secrets.get(owner, name))), None)
 
 
 def finite(value: Any) -> Any:

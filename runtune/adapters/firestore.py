@@ -12,7 +12,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from runtune.errors import Conflict, InvalidRequest, NotFound
 from runtune.indexes import CompositeIndex, QueryShape, shape_of, uncovered
-from runtune.ports.metadata import Document, OrderBy, Where
+from runtune.ports.metadata import AlsoWrite, Document, OrderBy, Where
 
 # Firestore accepts at most 500 writes in one batch.
 _BATCH_LIMIT = 500
@@ -151,15 +151,24 @@ class FirestoreMetadataStore:
             query = query.limit(limit)
         return [(snap.id, snap.to_dict() or {}) for snap in query.stream()]
 
-    def transact(self, path: str, mutate: Callable[[Document | None], Document | None]) -> Document | None:
+    def transact(
+        self,
+        path: str,
+        mutate: Callable[[Document | None], Document | None],
+        *,
+        also: AlsoWrite | None = None,
+    ) -> Document | None:
         ref = self._document(path)
 
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> Document | None:
             snapshot = ref.get(transaction=transaction)
-            result = mutate(snapshot.to_dict() if snapshot.exists else None)
+            before = snapshot.to_dict() if snapshot.exists else None
+            result = mutate(before)
             if result is not None:
                 transaction.set(ref, result)
+                for extra_path, extra in also(before, result) if also is not None else ():
+                    transaction.set(self._document(extra_path), extra)
             return result
 
         # Contended documents (a job its trainer and the API both touch) retry more than the default 5.

@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 
 from runtune.estimate import GPU_NAMES
-from runtune.ports.launcher import LaunchRequest, Workload
-from runtune.training.deadline import DEADLINE_ENV
+from runtune.ports.launcher import DEADLINE_ENV, LaunchRequest, Workload
 
 # A job id becomes an argv entry, part of an execution name and (locally) part of a log file name.
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")

@@ -25,7 +25,7 @@ from google.api_core import exceptions as gexc
 from runtune import permissions
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.blobs import BlobInfo, BlobStore
-from runtune.ports.metadata import Document, MetadataStore, OrderBy, Where
+from runtune.ports.metadata import AlsoWrite, Document, MetadataStore, OrderBy, Where
 from runtune.ports.secrets import SecretStore
 
 log = logging.getLogger(__name__)
@@ -175,10 +175,25 @@ class PermittedMetadataStore:
         self._check(collection, "r")
         return self._inner.query(collection, where=where, order_by=order_by, limit=limit, start_after=start_after)
 
-    def transact(self, path: str, mutate: Callable[[Document | None], Document | None]) -> Document | None:
+    def transact(
+        self,
+        path: str,
+        mutate: Callable[[Document | None], Document | None],
+        *,
+        also: AlsoWrite | None = None,
+    ) -> Document | None:
         self._check(path, "r")
         self._check(path, "w")
-        return self._inner.transact(path, mutate)
+        if also is None:
+            return self._inner.transact(path, mutate)
+
+        def checked(before: Document | None, after: Document) -> Sequence[tuple[str, Document]]:
+            writes = also(before, after)
+            for extra_path, _ in writes:
+                self._check(extra_path, "w")
+            return writes
+
+        return self._inner.transact(path, mutate, also=checked)
 
 
 class PermittedSecretStore:

@@ -42,21 +42,34 @@ async def _runtune_error(_: Request, exc: RuntuneError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
 
 
+def _problems(errors: list[Any]) -> list[dict[str, Any]]:
+    """One problem per field, in the order pydantic found them. A union (`int | "auto"`) fails once
+    per member at the same field: the first member's reason is kept ("greater than or equal to 1"),
+    not the later "should be 'auto'"."""
+    problems: dict[str | None, dict[str, Any]] = {}
+    for error in errors:
+        param = _param_from_loc(tuple(error.get("loc", ())))
+        problems.setdefault(param, {"param": param, "message": error.get("msg", "invalid request")})
+    return list(problems.values())
+
+
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    param = _param_from_loc(tuple(first.get("loc", ())))
-    message = first.get("msg", "invalid request")
     if first.get("type") == "json_invalid":
-        message = f"Request body is not valid JSON: {first.get('ctx', {}).get('error', message)}"
-        param = None
-    elif param:
+        message = f"Request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}"
+        return JSONResponse(error_envelope(message, "invalid_request_error", code="invalid_value"), status_code=400)
+    problems = _problems(errors) or [{"param": None, "message": "invalid request"}]
+    param, message = problems[0]["param"], problems[0]["message"]
+    if param:
         message = f"Invalid value for '{param}': {message}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return JSONResponse(
-        error_envelope(message, "invalid_request_error", param=param, code="invalid_value"), status_code=400
-    )
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    # `problems` is additive: the SDKs read message/type/param/code and ignore the rest, and a form
+    # shows every problem next to its field at once instead of one per submit.
+    envelope = error_envelope(message, "invalid_request_error", param=param, code="invalid_value")
+    envelope["error"]["problems"] = problems
+    return JSONResponse(envelope, status_code=400)
 
 
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -13,16 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runtune import wiring
 from runtune.api.deps import CurrentUser
 from runtune.api.errors import install_error_handlers
 from runtune.errors import RuntuneError
-from runtune.internal_auth import (
-    REQUEST_ID_HEADER,
-    USER_ID_HEADER,
-    GoogleIdTokenVerifier,
-    InternalCredentialVerifier,
-    LocalTokenVerifier,
-)
+from runtune.internal_auth import REQUEST_ID_HEADER, USER_ID_HEADER, InternalCredentialVerifier
 from runtune.logging import configure_logging
 from runtune.settings import ServiceSettings
 
@@ -33,23 +28,23 @@ _OPEN_PATHS = frozenset({"/healthz"})
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def internal_verifier(settings: ServiceSettings) -> InternalCredentialVerifier:
-    if settings.is_local:
-        assert settings.internal_token_sha256  # checked by the settings validator
-        return LocalTokenVerifier(settings.internal_token_sha256)
-    assert settings.service_audience and settings.gateway_service_account
-    return GoogleIdTokenVerifier(settings.service_audience, settings.gateway_service_account)
-
-
 class GatewayOnlyMiddleware:
     """Refuses every request that does not carry the gateway's internal credential.
 
     Plain ASGI rather than `BaseHTTPMiddleware`: it sits on every request, streaming ones included.
     """
 
-    def __init__(self, app: ASGIApp, verifier: InternalCredentialVerifier) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: InternalCredentialVerifier,
+        path_verifiers: dict[str, InternalCredentialVerifier] | None = None,
+    ) -> None:
+        """`path_verifiers`: paths that take another caller's credential instead of the gateway's (the
+        webhooks dispatcher: the queue's)."""
         self._app = app
         self._verifier = verifier
+        self._path_verifiers = path_verifiers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN_PATHS:
@@ -57,7 +52,8 @@ class GatewayOnlyMiddleware:
             return
         headers = Headers(scope=scope)
         try:
-            await self._verifier.verify_async(headers.get("authorization"))
+            verifier = self._path_verifiers.get(scope["path"], self._verifier)
+            await verifier.verify_async(headers.get("authorization"))
         except RuntuneError as exc:
             await JSONResponse(exc.envelope(), status_code=exc.status_code)(scope, receive, send)
             return
@@ -101,6 +97,7 @@ def create_service_app(
     *,
     routers: list[APIRouter],
     lifespan: Lifespan | None = None,
+    path_verifiers: dict[str, InternalCredentialVerifier] | None = None,
 ) -> FastAPI:
     configure_logging(name, settings.log_level)
 
@@ -115,7 +112,9 @@ def create_service_app(
 
     app = FastAPI(title=f"runtune-{name}", lifespan=run, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(GatewayOnlyMiddleware, verifier=internal_verifier(settings))
+    app.add_middleware(
+        GatewayOnlyMiddleware, verifier=wiring.internal_verifier(settings), path_verifiers=path_verifiers
+    )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -6,7 +6,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from runtune.cli import datasets, dev, inference, jobs, keys
+from runtune.cli import datasets, dev, inference, jobs, keys, webhooks
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
 from runtune.cli.doctor import doctor
@@ -19,6 +19,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(keys.app, name="keys")
+app.add_typer(webhooks.app, name="webhooks")
 app.command("chat")(inference.chat)
 app.command("eval")(inference.evaluate)
 app.command("vibe")(inference.vibe)

@@ -1,7 +1,7 @@
 """The canonical dataset format (DESIGN.md section 4), shared by the preprocessing service that
 writes it and the trainer and evaluators that read it.
 
-Parquet shards per split at `users/{uid}/datasets/{dataset_id}/{split}-NNNNN.parquet`, one row per
+Parquet shards per split at `{dataset_prefix}{split}-NNNNN.parquet` (runtune.blob_layout), one row per
 example in the TRL vision layout:
 
 - `messages`: the chat, each message `{"role", "content": [{"type": "text", "text"} | {"type": "image"}]}`;
@@ -18,14 +18,20 @@ is how `datasets` itself stores the TRL vision layout.
 from __future__ import annotations
 
 import io
+import queue
 import re
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from runtune.blob_layout import dataset_prefix
 from runtune.ports.blobs import BlobStore
 
 SPLITS = ("train", "validation", "test")
@@ -34,6 +40,10 @@ SHARD_PATTERN = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})\.parquet$")
 # that a run streams few objects, small enough that a worker holds one in memory comfortably.
 SHARD_MAX_ROWS = 5_000
 SHARD_MAX_BYTES = 128 * 1024 * 1024
+# Rows per Parquet row group: readers stream a shard a row group at a time.
+ROW_GROUP_ROWS = 256
+# Row groups a writer may hand on before it waits for the encoder (memory: this many + 1 groups).
+_QUEUED_GROUPS = 2
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 PART_TYPE = pa.struct([("type", pa.string()), ("text", pa.string())])
@@ -86,24 +96,6 @@ class Example:
         )
 
 
-def dataset_prefix(uid: str, dataset_id: str) -> str:
-    return f"users/{uid}/datasets/{dataset_id}/"
-
-
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_filename(filename: str) -> str:
-    """The last path component with only safe characters: names never address other objects."""
-    name = _UNSAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "upload"
-    return name[-150:]
-
-
-def source_path(uid: str, dataset_id: str, filename: str) -> str:
-    """Where a dataset keeps its own copy of its source file (inside its prefix, so delete removes it)."""
-    return f"{dataset_prefix(uid, dataset_id)}source/{safe_filename(filename)}"
-
-
 def shard_path(uid: str, dataset_id: str, split: str, index: int) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -125,44 +117,208 @@ def table_of(examples: list[Example]) -> pa.Table:
     return pa.Table.from_pylist([example.to_row() for example in examples], schema=SCHEMA)
 
 
-def encode_shard(examples: list[Example]) -> bytes:
-    sink = io.BytesIO()
-    # Small row groups: a reader can stream a shard without decoding all its images at once.
-    pq.write_table(table_of(examples), sink, row_group_size=256, compression="zstd")
-    return sink.getvalue()
-
-
 def decode_shard(data: bytes) -> Iterator[Example]:
     parquet = pq.ParquetFile(io.BytesIO(data))
-    for batch in parquet.iter_batches(batch_size=256):
+    for batch in parquet.iter_batches(batch_size=ROW_GROUP_ROWS):
         for row in batch.to_pylist():
             yield Example.from_row(row)
 
 
 class ShardWriter:
-    """Writes one split as numbered shards, rolling over by rows or bytes; never holds more than one shard."""
+    """The one writer of the format: one split as numbered shards, rolling over by rows or bytes.
+
+    Rows are encoded a row group at a time straight into the shard's upload, which a background
+    thread streams to the bucket while the shard grows (`BlobStore.upload_stream`: a resumable
+    upload in 8 MiB chunks). Memory holds one row group and a few chunks, never a shard, and the
+    upload overlaps whatever produces the rows. `close()` finishes the last shard and waits for
+    its upload; `abort()` abandons the upload in flight (an unfinished upload creates no object).
+    """
 
     def __init__(self, blobs: BlobStore, uid: str, dataset_id: str, split: str) -> None:
         self._blobs, self._uid, self._dataset_id, self._split = blobs, uid, dataset_id, split
-        self._pending: list[Example] = []
-        self._pending_bytes = 0
+        self._group: list[Example] = []
+        self._shard: _ShardUpload | None = None
+        self._shard_rows = 0
+        self._shard_bytes = 0
         self.rows = 0
         self.paths: list[str] = []
+        # Seconds the upload threads spent streaming, and the caller spent waiting for them.
+        self.upload_seconds = 0.0
+        self.wait_seconds = 0.0
 
     def add(self, example: Example) -> None:
-        self._pending.append(example)
-        self._pending_bytes += sum(len(image) for image in example.images) + len(str(example.messages))
+        self._group.append(example)
+        self._shard_rows += 1
+        self._shard_bytes += sum(len(image) for image in example.images) + len(str(example.messages))
         self.rows += 1
-        if len(self._pending) >= SHARD_MAX_ROWS or self._pending_bytes >= SHARD_MAX_BYTES:
-            self.flush()
+        if len(self._group) >= ROW_GROUP_ROWS:
+            self._write_group()
+        if self._shard_rows >= SHARD_MAX_ROWS or self._shard_bytes >= SHARD_MAX_BYTES:
+            self._finish_shard()
+
+    def close(self) -> None:
+        """Finish the last shard and wait until every shard is stored (raises an upload's error)."""
+        self._finish_shard()
+
+    def abort(self) -> None:
+        if self._shard is not None:
+            self._shard.abort()
+            self._shard = None
+
+    def _write_group(self) -> None:
+        if not self._group:
+            return
+        if self._shard is None:
+            path = shard_path(self._uid, self._dataset_id, self._split, len(self.paths))
+            self._shard = _ShardUpload(self._blobs, path)
+            self.paths.append(path)
+        self._shard.write(self._group)
+        self._group = []
+
+    def _finish_shard(self) -> None:
+        self._write_group()
+        if self._shard is None:
+            return
+        shard, self._shard = self._shard, None
+        started = time.perf_counter()
+        shard.finish()
+        self.wait_seconds += time.perf_counter() - started
+        self.upload_seconds += shard.seconds
+        self._shard_rows, self._shard_bytes = 0, 0
+
+
+class _ShardUpload:
+    """One shard: row groups encoded on a thread of their own (at most `_QUEUED_GROUPS` waiting),
+    into a Parquet writer whose bytes go through a bounded pipe to an upload thread."""
+
+    def __init__(self, blobs: BlobStore, path: str) -> None:
+        self._pipe = _Pipe()
+        self._writer = pq.ParquetWriter(self._pipe, SCHEMA, compression="zstd")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-encode")
+        self._groups: deque[Future[None]] = deque()
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._upload, args=(blobs, path), name="shard-upload", daemon=True)
+        self._thread.start()
+
+    def _upload(self, blobs: BlobStore, path: str) -> None:
+        started = time.perf_counter()
+        try:
+            blobs.upload_stream(path, self._pipe, content_type="application/vnd.apache.parquet")  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the writer's thread, which raises it
+            self._pipe.abort(exc)
+        self.seconds = time.perf_counter() - started
+
+    def write(self, examples: list[Example]) -> None:
+        self._groups.append(self._encoder.submit(self._encode, examples))
+        while len(self._groups) > _QUEUED_GROUPS:
+            self._groups.popleft().result()
+
+    def _encode(self, examples: list[Example]) -> None:
+        # Small row groups: a reader can stream a shard without decoding all its images at once.
+        self._writer.write_table(table_of(examples), row_group_size=ROW_GROUP_ROWS)
+
+    def finish(self) -> None:
+        try:
+            while self._groups:
+                self._groups.popleft().result()
+            self._writer.close()  # the footer; the pipe is ours to close
+            self._pipe.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._encoder.shutdown()
+        self._thread.join()
+        self._pipe.raise_if_failed()
+
+    def abort(self) -> None:
+        self._pipe.abort(None)
+        self._encoder.shutdown(cancel_futures=True)
+        self._thread.join()
+
+
+class _Pipe:
+    """Bytes from a writer thread to a reader thread, at most `depth` chunks waiting between them.
+
+    The writer side is what `ParquetWriter` writes to (`write`, `close`); the reader side is the
+    file `upload_stream` reads (`read`, `tell`). Either side may `abort`: the other then stops
+    (a blocked `write` raises, `read` raises), so a failed upload never leaves the writer waiting.
+    """
+
+    def __init__(self, chunk: int = 1 << 20, depth: int = 16) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._chunk = chunk
+        self._out = bytearray()  # written, not yet queued
+        self._in = bytearray()  # queued, not yet read
+        self._read = 0
+        self._eof = False
+        self._aborted = False
+        self._error: BaseException | None = None
+        self.closed = False  # pyarrow checks it before each write
+
+    # -- the writer's side --
+
+    def write(self, data: bytes) -> int:
+        self._out += data
+        if len(self._out) >= self._chunk:
+            self._put(bytes(self._out))
+            self._out.clear()
+        return len(data)
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        path = shard_path(self._uid, self._dataset_id, self._split, len(self.paths))
-        self._blobs.upload_bytes(path, encode_shard(self._pending), content_type="application/vnd.apache.parquet")
-        self.paths.append(path)
-        self._pending, self._pending_bytes = [], 0
+        return
+
+    def close(self) -> None:
+        if self._out:
+            self._put(bytes(self._out))
+            self._out.clear()
+        self._put(None)
+        self.closed = True
+
+    def _put(self, item: bytes | None) -> None:
+        while not self._aborted:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        """The upload's error, if it failed (or was abandoned)."""
+        if self._error is not None:
+            raise self._error
+        if self._aborted:
+            raise RuntimeError("the shard upload was abandoned")
+
+    # -- the reader's side --
+
+    def tell(self) -> int:
+        return self._read
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._in) < size):
+            item = self._get()
+            if item is None:
+                self._eof = True
+            else:
+                self._in += item
+        take = len(self._in) if size < 0 else min(size, len(self._in))
+        data = bytes(self._in[:take])
+        del self._in[:take]
+        self._read += take
+        return data
+
+    def _get(self) -> bytes | None:
+        while not self._aborted:
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise OSError("the shard's writer stopped")
+
+    def abort(self, error: BaseException | None) -> None:
+        self._error = self._error or error
+        self._aborted = True
 
 
 def read_split(blobs: BlobStore, uid: str, dataset_id: str, split: str) -> Iterator[Example]:

@@ -46,6 +46,9 @@ def numbered_lines(path: Path, display: str, max_line_bytes: int) -> Iterator[tu
                 continue
             if number == 1:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not data
+            # Without its line break: JSON that ends early would otherwise be reported at the next
+            # line's column 1 ("line 2 column 1") instead of where this line stops.
+            text = text.removesuffix("\n").removesuffix("\r")
             if text.strip():
                 yield number, text
 
@@ -99,10 +102,28 @@ def chat_example(record: Any, where: Location, resolver: ImageResolver, *, label
         raise DataError("the last message must be the assistant's answer", where.at(field="messages"), code="no_answer")
     label = None
     if labels_from_answer:
-        label = " ".join(p["text"] for p in messages[-1]["content"] if p["type"] == "text").strip()
+        label = final_answer(record)
         if not label:
             raise DataError("the answer (the label) is empty", where.at(field=f"messages[{len(messages) - 1}]"))
     return RawExample(messages=messages, where=where, images=images, label=label)
+
+
+def final_answer(record: Any) -> str | None:
+    """The last message's text if it is the assistant's, stripped: a classification set's label
+    (`chat_example`) and what task-kind detection counts; None for a record `chat_example` refuses."""
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    last = messages[-1]
+    if last.get("role") != "assistant":
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        return content.strip()
+    if not isinstance(content, list):
+        return None
+    texts = [part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text"]
+    return " ".join(text for text in texts if isinstance(text, str)).strip()
 
 
 def _parts(content: Any, where: Location, resolver: ImageResolver, images: list[RawImage]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from runtune.datasets.archives import ARCHIVE_SUFFIXES, is_archive_name
 from runtune.datasets.chat_jsonl import numbered_lines
-from runtune.datasets.limits import dataset_limits
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.tables import TABLE_SUFFIXES
 from runtune.schemas.datasets import ColumnMapping
@@ -39,10 +38,27 @@ def check_supported(filename: str) -> None:
         )
 
 
-def is_chat_jsonl(path: Path, max_line_bytes: int | None = None) -> bool:
-    """A JSONL whose first record has a `messages` list is the OpenAI chat format."""
-    limit = max_line_bytes or dataset_limits().max_line_bytes
-    for _, text in numbered_lines(path, path.name, limit):
+def input_kind(path: Path, display: str, mapping: ColumnMapping | None, max_line_bytes: int) -> InputKind:
+    """What the file at `path` is, by its name (`display`) and, for JSONL, its first record: the one
+    detection, for an uploaded file and for the table inside an uploaded archive alike.
+
+    A `.jsonl`/`.ndjson` whose first record has a `messages` list is an OpenAI chat JSONL, unless a
+    column mapping was given (then it is a table of the mapped columns).
+    """
+    name = display.lower()
+    if is_archive_name(name):
+        return InputKind.image_folder  # refined once unpacked
+    if name.endswith((".jsonl", ".ndjson")) and mapping is None and _first_record_is_chat(path, max_line_bytes):
+        return InputKind.chat_jsonl
+    if name.endswith(TABLE_SUFFIXES):
+        return InputKind.table
+    raise DataError(
+        f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}", Location(display), code="unsupported_type"
+    )
+
+
+def _first_record_is_chat(path: Path, max_line_bytes: int) -> bool:
+    for _, text in numbered_lines(path, path.name, max_line_bytes):
         if isinstance(text, DataError):
             return True  # let the chat reader report the line (too long, not UTF-8)
         try:
@@ -51,19 +67,6 @@ def is_chat_jsonl(path: Path, max_line_bytes: int | None = None) -> bool:
             return True  # let the chat reader report the malformed line
         return isinstance(first, dict) and isinstance(first.get("messages"), list)
     return True
-
-
-def single_file_kind(path: Path, display: str, mapping: ColumnMapping | None) -> InputKind:
-    name = display.lower()
-    if is_archive_name(name):
-        return InputKind.image_folder  # refined once unpacked
-    if name.endswith((".jsonl", ".ndjson")) and mapping is None and is_chat_jsonl(path):
-        return InputKind.chat_jsonl
-    if name.endswith(TABLE_SUFFIXES):
-        return InputKind.table
-    raise DataError(
-        f"unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}", Location(display), code="unsupported_type"
-    )
 
 
 def guess_mapping(columns: list[str], display: str, label_columns: set[str]) -> ColumnMapping:

@@ -30,7 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
-from runtune.datasets.canonical import dataset_prefix, source_path
+from runtune.blob_layout import dataset_prefix, source_path
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor, IngestResult, ProgressFn
 from runtune.datasets.problems import DataError
@@ -214,11 +214,13 @@ class DatasetIngestion:
         log.info("dataset failed", extra={"dataset_id": dataset.id, "uid": dataset.owner, "code": code})
         self._clean(dataset)
         error = ApiError(code=code, message=message, param=param)
-        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to mark
-            self._datasets.update(
-                dataset.id,
-                {"status": DatasetStatus.failed.value, "error": error.model_dump(mode="json"), "progress": None},
-            )
+        # Atomically, with its `dataset.failed` webhook event; a dataset deleted meanwhile stays deleted.
+        self._datasets.update_if(
+            dataset.id,
+            lambda current: current.model_copy(
+                update={"status": DatasetStatus.failed, "error": error, "progress": None}
+            ),
+        )
 
     def _clean(self, dataset: Dataset) -> None:
         self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))
@@ -300,21 +302,13 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str], *, observe: ProgressObserver | None = None) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m jobs.ingest <dataset_id>", flush=True)
-        return 2
-    from runtune.settings import CommonSettings, SettingsError
-
-    try:
-        settings = CommonSettings()
-    except (SettingsError, ValueError) as exc:
-        print(f"ingest: invalid configuration: {exc}", flush=True)
-        return 2
     from runtune import wiring
-    from runtune.logging import configure_logging
     from runtune.owned import datasets as dataset_collection
+    from runtune.settings import CommonSettings
 
-    configure_logging("ingest", settings.log_level)
+    settings = wiring.execution_settings("ingest", argv, CommonSettings, argument="dataset_id")
+    if settings is None:
+        return 2
     dataset_id = argv[0]
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:

@@ -6,8 +6,6 @@ bench, a future batch job) applies them, not only the preprocessing service.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,8 +44,3 @@ class DatasetLimits(BaseSettings):
     max_labels: int = Field(default=1_000, ge=2)
     # Processing in the service: images normalised in parallel, a bounded window in flight.
     workers: int = Field(default=2, ge=1, le=64)
-
-
-@lru_cache
-def dataset_limits() -> DatasetLimits:
-    return DatasetLimits()

@@ -1,10 +1,12 @@
-"""Ingestion, top to bottom: read -> check and re-encode images -> de-duplicate -> split -> write.
+"""Ingestion, top to bottom: read -> check (keep or re-encode) images -> de-duplicate -> split -> write.
 
-Everything streams. The reader yields one raw example at a time; a small thread pool decodes and
-re-encodes images (Pillow releases the GIL there) with a bounded window in flight, in input
-order; each split's shards are written a row group at a time. Memory is bounded by the window,
-one row group per split, one preview page per split and the de-duplication keys (`BoundedSeen`,
-capped), not by the size of the dataset.
+Everything streams, and the stages overlap: the reader yields one raw example at a time; a small
+thread pool checks images (Pillow releases the GIL there; an acceptable JPEG is kept as it came,
+`images.normalize_image`) with a bounded window in flight, in input order; each split's shards are
+encoded a row group at a time into an upload that a background thread streams to the bucket
+(`canonical.ShardWriter`). Memory is bounded by the window, one row group and a few upload chunks
+per split, one preview page per split and the de-duplication keys (`BoundedSeen`, capped), not by
+the size of the dataset. `IngestResult.timings` says where the time went (`bench/ingest.py` prints it).
 Failures raise `DataError` naming the file, row and field; the caller removes what was written.
 """
 
@@ -12,26 +14,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from runtune.datasets.archives import extract_archive, is_archive_name
-from runtune.datasets.canonical import SPLITS, Example
+from runtune.datasets.canonical import SPLITS, Example, ShardWriter
 from runtune.datasets.chat_jsonl import read_chat_jsonl
-from runtune.datasets.detect import InputKind, guess_mapping, is_chat_jsonl, single_file_kind
+from runtune.datasets.detect import InputKind, guess_mapping, input_kind
 from runtune.datasets.hub import SPLIT_COLUMN, open_hub_dataset
 from runtune.datasets.image_folder import find_image_folder, read_image_folder
 from runtune.datasets.images import NormalizedImage, normalize_image
 from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.previews import PreviewWriter
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import RawExample, Rows
 from runtune.datasets.resolve import ImageResolver
-from runtune.datasets.shards import PreviewWriter, StreamingShardWriter
 from runtune.datasets.splits import StratifiedSplitter
 from runtune.datasets.stats import StatsCollector
 from runtune.datasets.tables import TABLE_SUFFIXES, Table, open_table, table_rows
@@ -67,6 +71,44 @@ class IngestResult:
     stats: dict[str, Any]
     warnings: list[str]
     shards: list[str]
+    # Images stored as they came (metadata stripped) rather than re-encoded, and seconds per phase.
+    images_kept: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class PhaseClock:
+    """Seconds per phase of one ingestion. Phases on the thread pool (`images`) and the upload
+    threads (`upload`) are summed over their threads and overlap the others, so the phases may add
+    up to more than the wall time; the ones on the calling thread do not overlap each other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    @contextmanager
+    def measure(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - started)
+
+    def timed(self, phase: str, items: Iterable[T]) -> Iterator[T]:
+        """`items`, the time spent producing each one counted to `phase`."""
+        iterator = iter(items)
+        while True:
+            with self.measure(phase):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+
+_END = object()
 
 
 @dataclass
@@ -74,6 +116,7 @@ class _Converted:
     example: Example
     images: list[NormalizedImage]
     resized: int
+    kept: int
     split: str | None
     where: Location
 
@@ -106,15 +149,17 @@ class Ingestor:
         self._limits = limits
         self._workdir = workdir
         self._progress = progress or (lambda phase, done, total: None)
+        self._clock = PhaseClock()
 
     # -- sources ----------------------------------------------------------------------------------
 
     def ingest_file(self, path: Path, display: str, options: IngestOptions) -> IngestResult:
-        kind = single_file_kind(path, display, options.mapping)
+        kind = input_kind(path, display, options.mapping, self._limits.max_line_bytes)
         if is_archive_name(display):
             self._progress("extracting", 0, None)
             root = self._workdir / "extracted"
-            extract_archive(path, root, display, self._limits)
+            with self._clock.measure("extract"):
+                extract_archive(path, root, display, self._limits)
             return self._ingest_extracted(root, display, options)
         resolver = ImageResolver(None, max_bytes=self._limits.max_image_file_bytes)
         if kind is InputKind.chat_jsonl:
@@ -148,11 +193,7 @@ class Ingestor:
             inner_name = f"{display}!{inner.relative_to(root).as_posix()}"
             base = PurePosixPath(inner.parent.relative_to(root).as_posix())
             resolver = ImageResolver(root, max_bytes=self._limits.max_image_file_bytes, base=base)
-            if (
-                inner.suffix.lower() in (".jsonl", ".ndjson")
-                and options.mapping is None
-                and is_chat_jsonl(inner, self._limits.max_line_bytes)
-            ):
+            if input_kind(inner, inner_name, options.mapping, self._limits.max_line_bytes) is InputKind.chat_jsonl:
                 return self._chat(inner, inner_name, resolver, options)
             return self._table(open_table(inner, inner_name, self._limits), resolver, options)
         folder = find_image_folder(root, display)
@@ -210,57 +251,74 @@ class Ingestor:
         ignored: Callable[[], int] = lambda: 0,
         task_reason: str = _GIVEN,
     ) -> IngestResult:
+        started = time.perf_counter()
+        clock = self._clock
         classification = options.task_kind is TaskKind.classification
         stats = StatsCollector(seed=options.split.seed)
         splitter = StratifiedSplitter(options.split.validation, options.split.test, options.split.seed)
-        shard_dir = self._workdir / "shards"
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        writers = {s: StreamingShardWriter(self._blobs, self._uid, self._dataset_id, s, shard_dir) for s in SPLITS}
+        writers = {s: ShardWriter(self._blobs, self._uid, self._dataset_id, s) for s in SPLITS}
         previews = {s: PreviewWriter(self._blobs, self._uid, self._dataset_id, s) for s in SPLITS}
         seen = BoundedSeen(self._limits.max_dedup_rows)
         labels: set[str] = set()
+        kept = 0
         last_report = 0.0
 
         def convert(row: RawExample | DataError) -> _Converted | DataError:
-            return row if isinstance(row, DataError) else self._convert(row, options.max_image_side)
+            if isinstance(row, DataError):
+                return row
+            with clock.measure("images"):
+                return self._convert(row, options.max_image_side)
 
         self._progress("converting", 0, total)
         workers = self._limits.workers
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
-            for item in bounded_map(convert, rows, pool, window=4 * workers):
-                if isinstance(item, DataError):
-                    if not options.skip_bad_rows:
-                        raise item
-                    stats.skip(item)
-                    continue
-                if not seen.add(_row_key(item)):
-                    stats.duplicates += 1
-                    continue
-                label = item.example.label if classification else None
-                if classification:
-                    labels.add(item.example.label or "")
-                    if len(labels) > self._limits.max_labels:
-                        raise DataError(
-                            f"more than {self._limits.max_labels} distinct labels: this looks like a generation "
-                            "set (map the column as 'answer')",
-                            item.where,
-                            code="too_many_labels",
-                        )
-                split = item.split or splitter.assign(label)
-                example = item.example if classification else _without_label(item.example)
-                writers[split].add(example)
-                previews[split].add(example, item.images)
-                stats.add(split, example, item.images, item.resized)
-                now = time.monotonic()
-                if now - last_report >= _PROGRESS_EVERY_S:
-                    self._progress("converting", stats.total + stats.duplicates + stats.skipped, total)
-                    last_report = now
-        stats.ignored_files = ignored()
-        self._check_result(stats, labels, classification, options)
-        self._progress("writing", stats.total, total)
-        for split in SPLITS:
-            writers[split].close()
-            previews[split].flush()
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+                converted = bounded_map(convert, clock.timed("read", rows), pool, window=4 * workers)
+                for item in clock.timed("read + wait for images", converted):
+                    if isinstance(item, DataError):
+                        if not options.skip_bad_rows:
+                            raise item
+                        stats.skip(item)
+                        continue
+                    if not seen.add(_row_key(item)):
+                        stats.duplicates += 1
+                        continue
+                    label = item.example.label if classification else None
+                    if classification:
+                        labels.add(item.example.label or "")
+                        if len(labels) > self._limits.max_labels:
+                            raise DataError(
+                                f"more than {self._limits.max_labels} distinct labels: this looks like a "
+                                "generation set (map the column as 'answer')",
+                                item.where,
+                                code="too_many_labels",
+                            )
+                    split = item.split or splitter.assign(label)
+                    example = item.example if classification else _without_label(item.example)
+                    with clock.measure("write shards"):
+                        writers[split].add(example)
+                    with clock.measure("write previews"):
+                        previews[split].add(example, item.images)
+                    stats.add(split, example, item.images, item.resized)
+                    kept += item.kept
+                    now = time.monotonic()
+                    if now - last_report >= _PROGRESS_EVERY_S:
+                        self._progress("converting", stats.total + stats.duplicates + stats.skipped, total)
+                        last_report = now
+            stats.ignored_files = ignored()
+            self._check_result(stats, labels, classification, options)
+            self._progress("writing", stats.total, total)
+            with clock.measure("finish uploads"):
+                for split in SPLITS:
+                    writers[split].close()
+                    previews[split].close()
+        except BaseException:
+            for split in SPLITS:  # no upload thread outlives a failed ingestion
+                writers[split].abort()
+                previews[split].abort()
+            raise
+        clock.add("upload (background)", sum(writer.upload_seconds for writer in writers.values()))
+        clock.add("total", time.perf_counter() - started)
         modality = "vision" if stats.images else "text"
         return IngestResult(
             kind=kind,
@@ -272,6 +330,8 @@ class Ingestor:
             stats={**stats.summary(), "task_kind_reason": task_reason},
             warnings=stats.warnings(classification) + seen.warnings(),
             shards=[path for writer in writers.values() for path in writer.paths],
+            images_kept=kept,
+            timings=dict(clock.seconds),
         )
 
     def _check_result(
@@ -290,14 +350,11 @@ class Ingestor:
 
     def _convert(self, row: RawExample, max_side: int | None) -> _Converted | DataError:
         images: list[NormalizedImage] = []
-        resized = 0
         try:
             for raw in row.images:
-                image = normalize_image(
-                    raw.data, raw.where, max_side=max_side, max_pixels=self._limits.max_image_pixels
+                images.append(
+                    normalize_image(raw.data, raw.where, max_side=max_side, max_pixels=self._limits.max_image_pixels)
                 )
-                images.append(image)
-                resized += int(image.resized)
         except DataError as exc:
             return exc
         example = Example(
@@ -306,7 +363,8 @@ class Ingestor:
             image_paths=[raw.path for raw in row.images] if any(raw.path for raw in row.images) else [],
             label=row.label,
         )
-        return _Converted(example, images, resized, row.split, row.where)
+        resized, kept = sum(image.resized for image in images), sum(image.kept for image in images)
+        return _Converted(example, images, resized, kept, row.split, row.where)
 
 
 class BoundedSeen:

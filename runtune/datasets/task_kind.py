@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from runtune.datasets.chat_jsonl import numbered_lines, parse_json_line
+from runtune.datasets.chat_jsonl import final_answer, numbered_lines, parse_json_line
 from runtune.datasets.problems import DataError, Location
 from runtune.schemas.datasets import TaskKind
 
@@ -32,24 +31,6 @@ MIN_EXAMPLES_PER_LABEL = 4
 class Detection:
     kind: TaskKind
     reason: str
-
-
-def final_answer(record: Any) -> str | None:
-    """The last message's text if it is the assistant's, stripped (what the reader makes the label:
-    runtune/datasets/chat_jsonl.py); None for a record the conversion will report as bad."""
-    messages = record.get("messages") if isinstance(record, dict) else None
-    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-        return None
-    last = messages[-1]
-    if last.get("role") != "assistant":
-        return None
-    content = last.get("content")
-    if isinstance(content, str):
-        return content.strip()
-    if not isinstance(content, list):
-        return None
-    texts = [part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text"]
-    return " ".join(text for text in texts if isinstance(text, str)).strip()
 
 
 def _generation(reason: str) -> Detection:

@@ -90,7 +90,7 @@ def write_demo_dataset(
         writer = ShardWriter(blobs, uid, dataset_id, split)
         for item in examples(split, count, seed):
             writer.add(item)
-        writer.flush()
+        writer.close()
     return DemoSet(counts=dict(counts))
 
 
@@ -111,6 +111,7 @@ def write_archive(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtune.blob_layout import dataset_prefix
     from runtune.settings import CommonSettings
     from runtune.wiring import blob_store
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Canonical shards are preprocessing's to write: the tool writes them with its rights.
     demo = write_demo_dataset(blob_store(CommonSettings(), deployable="preprocessing"), args.uid, args.dataset_id)
-    print(f"wrote {demo.counts} to users/{args.uid}/datasets/{args.dataset_id}/")
+    print(f"wrote {demo.counts} to {dataset_prefix(args.uid, args.dataset_id)}")
     return 0
 
 

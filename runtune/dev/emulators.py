@@ -1,10 +1,14 @@
-"""The three official emulators the local platform and the tests run on.
+"""The emulators the local platform and the tests run on.
 
 - Firestore: `gcloud emulators firestore start`; exported on exit and on demand (`snapshot()`), the
   newest export imported on start.
 - Cloud Storage: `gcp-storage-emulator`, objects kept on disk under the data folder as they arrive.
 - Firebase Auth: `firebase emulators:start --only auth` (firebase-tools from npm); exported on exit
   and on demand through the emulator hub, imported on start.
+- Cloud Tasks: `gcloud-tasks-emulator` (PyPI), the webhooks' delivery queue, in memory (a restart
+  loses queued tasks; the outbox sweep enqueues again what was not delivered). It lives in its own
+  virtual environment, `.venv/tasks-emulator-<version>` (`make setup`): it pins protobuf<5, which the
+  Google clients here are past.
 
 `start_emulators(data_dir)` keeps the data in `data_dir` across restarts; `start_emulators()` (no
 folder) runs on a temporary one that `stop()` deletes, which is what tests want.
@@ -51,6 +55,9 @@ MIN_JAVA = 17
 # Two Firestore exports are kept: if the newest was cut short by a crash, the one before it is whole.
 _KEEP_SNAPSHOTS = 2
 _AUTH_METADATA = "firebase-export-metadata.json"
+TASKS_EMULATOR_VERSION = "0.6.2"
+TASKS_EMULATOR_PYTHON = REPO_ROOT / ".venv" / f"tasks-emulator-{TASKS_EMULATOR_VERSION}" / "bin" / "python"
+WEBHOOK_QUEUE = "runtune-webhooks"
 log = logging.getLogger("runtune.dev")
 
 
@@ -67,10 +74,11 @@ class EmulatorPorts:
     firestore: int = 8090
     storage: int = 9023
     auth: int = 9099
+    tasks: int = 9124
 
     @classmethod
     def free(cls) -> EmulatorPorts:
-        return cls(firestore=free_port(), storage=free_port(), auth=free_port())
+        return cls(firestore=free_port(), storage=free_port(), auth=free_port(), tasks=free_port())
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class EmulatorEndpoints:
     firestore_host: str  # host:port, as FIRESTORE_EMULATOR_HOST wants it
     storage_host: str  # a URL, as STORAGE_EMULATOR_HOST wants it
     auth_host: str  # host:port, as FIREBASE_AUTH_EMULATOR_HOST wants it
+    tasks_host: str  # host:port of the Cloud Tasks emulator (gRPC)
 
     def env(self) -> dict[str, str]:
         """The variables that point the Google clients and Runtune's settings at these emulators."""
@@ -87,6 +96,7 @@ class EmulatorEndpoints:
             "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "STORAGE_EMULATOR_HOST": self.storage_host,
             "FIREBASE_AUTH_EMULATOR_HOST": self.auth_host,
+            "CLOUD_TASKS_EMULATOR_HOST": self.tasks_host,
             "GCLOUD_PROJECT": self.project_id,
             "RUNTUNE_PROFILE": "local",
             "RUNTUNE_PROJECT_ID": self.project_id,
@@ -102,7 +112,7 @@ def check_prerequisites(path: str | None = None) -> None:
 
     `path` replaces `$PATH` for the look-ups (tests use it to simulate a bare machine).
     """
-    missing = [*_java_problems(path), *_gcloud_problems(path), *_node_problems(path)]
+    missing = [*_java_problems(path), *_gcloud_problems(path), *_node_problems(path), *_tasks_problems()]
     if missing:
         raise PrerequisiteMissing("Missing prerequisites of the local emulators:\n  - " + "\n  - ".join(missing))
 
@@ -158,6 +168,15 @@ def _node_problems(path: str | None) -> list[str]:
     if not FIREBASE_BIN.exists():
         problems.append(f"firebase-tools in {FIREBASE_BIN.parent.parent}: run `make setup` (it runs npm install)")
     return problems
+
+
+def _tasks_problems() -> list[str]:
+    if TASKS_EMULATOR_PYTHON.exists():
+        return []
+    return [
+        f"the Cloud Tasks emulator in {TASKS_EMULATOR_PYTHON.parent.parent}: run `make setup` (python -m venv, "
+        f"then pip install gcloud-tasks-emulator=={TASKS_EMULATOR_VERSION})"
+    ]
 
 
 # -- running emulators -----------------------------------------------------------------------------
@@ -278,12 +297,14 @@ def start_emulators(
         firestore_host=f"127.0.0.1:{ports.firestore}",
         storage_host=f"http://127.0.0.1:{ports.storage}",
         auth_host=f"127.0.0.1:{ports.auth}",
+        tasks_host=f"127.0.0.1:{ports.tasks}",
     )
     hub_port = free_port()
     processes = [
         _firestore(data_dir / "firestore", ports.firestore, log_dir),
         _storage(data_dir / "storage", ports.storage, bucket, log_dir),
         _auth(data_dir, ports.auth, hub_port, project_id, log_dir),
+        _tasks(ports.tasks, f"projects/{project_id}/locations/us-central1/queues/{WEBHOOK_QUEUE}", log_dir),
     ]
     running = RunningEmulators(endpoints, data_dir, auth_hub_port=hub_port, ephemeral=ephemeral)
     try:
@@ -397,6 +418,16 @@ def _auth(data_dir: Path, port: int, hub_port: int, project_id: str, log_dir: Pa
         # The hub exports into a temporary folder created in the working directory, then swaps it in.
         cwd=data_dir,
         stop_signal=signal.SIGINT,
+    )
+
+
+def _tasks(port: int, queue: str, log_dir: Path) -> ManagedProcess:
+    return ManagedProcess(
+        "tasks-emulator",
+        # -I: the script's folder (runtune/dev, whose platform.py would shadow the stdlib's) stays off sys.path.
+        [str(TASKS_EMULATOR_PYTHON), "-I", str(Path(__file__).with_name("tasks_emulator.py")), str(port), queue],
+        log_dir / "tasks.log",
+        health_port=port,  # gRPC only: ready once it listens
     )
 
 

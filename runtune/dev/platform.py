@@ -101,6 +101,9 @@ class LocalPlatform:
         self.internal_token = secrets.token_urlsafe(32)
         # The inference service's credential for the local engine (the engine keeps its hash).
         self.engine_token = secrets.token_urlsafe(32)
+        # The webhooks queue's credential for the training service's dispatcher (which both enqueues
+        # and checks it); kept across a restart of that service, so queued tasks still get through.
+        self.webhook_dispatch_token = secrets.token_urlsafe(32)
         self.demo_dataset_id: str | None = None
 
     # -- start and stop -------------------------------------------------------------------------
@@ -223,6 +226,15 @@ class LocalPlatform:
                 **(
                     {"RUNTUNE_ENGINE_URL": f"http://127.0.0.1:{self.config.ports.engine}"}
                     if name == "inference"
+                    else {}
+                ),
+                **(
+                    {
+                        "RUNTUNE_WEBHOOK_DISPATCH_TOKEN": self.webhook_dispatch_token,
+                        # Receivers on this machine (a developer's); private addresses stay refused.
+                        "RUNTUNE_WEBHOOK_ALLOW_LOOPBACK": "true",
+                    }
+                    if name == "training"
                     else {}
                 ),
                 **self.config.service_env,

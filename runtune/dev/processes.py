@@ -68,6 +68,8 @@ class ManagedProcess:
     command: list[str]
     log_path: Path
     health_url: str | None = None
+    # A server without an HTTP health URL (gRPC): ready once this loopback port accepts connections.
+    health_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     # Emulators export their data on SIGINT; uvicorn stops cleanly on SIGTERM.
@@ -105,7 +107,10 @@ class ManagedProcess:
                 raise ProcessFailed(
                     f"{self.name} exited during start (see {self.log_path}):\n{log_tail(self.log_path)}"
                 )
-            if self.health_url is None or is_healthy(self.health_url):
+            if self.health_port is not None:
+                if port_in_use(self.health_port):
+                    return
+            elif self.health_url is None or is_healthy(self.health_url):
                 return
             time.sleep(0.25)
         raise ProcessFailed(

@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from runtune.adapters.openai_engine import SCORE_PATH, prompt_token_logprobs, tail_scores
+from runtune.adapters.openai_engine import SCORE_PATH
 from runtune.api.errors import install_error_handlers
 from runtune.engine_server.batcher import Sink
 from runtune.engine_server.engine import LocalEngine
-from runtune.engine_server.execute import GenerateRequest, Prompt, Sampling, ScoreRequest
+from runtune.engine_server.execute import GenerateRequest, Prompt, Sampling, ScoreRequest, ScoreSetRequest
 from runtune.engine_server.messages import parse_messages
 from runtune.errors import InvalidRequest, RuntuneError
 from runtune.internal_auth import LocalTokenVerifier
@@ -29,6 +29,8 @@ from runtune.settings import EngineServerSettings
 OPEN_PATHS = frozenset({"/health", "/healthz"})
 # Labels of one classification set scored together (a request per sample, one batch per request).
 MAX_CONTINUATIONS = 256
+# vLLM's default `--max-logprobs`: the most alternatives a request may ask for.
+MAX_TOP_LOGPROBS = 20
 
 
 def _number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -179,13 +181,48 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
                     param="continuations",
                 )
 
-            def prompts() -> list[Prompt]:
+            def scoring() -> ScoreSetRequest:
                 # Images decoded and the chat template rendered once for all continuations.
-                return core.continued(model, parse_messages(body.get("messages")), continuations)
+                return core.score_set(model, parse_messages(body.get("messages")), continuations)
 
-            sinks = [core.submit(ScoreRequest(**vars(prompt))) for prompt in await run_in_threadpool(prompts)]
-        sequences = [prompt_token_logprobs({"prompt_logprobs": await _prompt_entries(sink)}) for sink in sinks]
-        return JSONResponse({"object": "runtune.scores", "model": model, "scores": tail_scores(sequences)})
+            sink = core.submit(await run_in_threadpool(scoring))
+        return JSONResponse({"object": "runtune.scores", "model": model, "scores": await _result(sink, "scores")})
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> Response:
+        """vLLM's `/tokenize`: a prompt's token ids (`prompt`, or `messages` rendered by the chat
+        template as chat completions render them; images are not expanded)."""
+        body = await _json_body(request)
+        model = body.get("model")
+        if not isinstance(model, str):
+            raise InvalidRequest("model is required", param="model")
+        core = engine(request)
+        if "messages" in body:
+            continue_final = bool(body.get("continue_final_message"))
+            if not continue_final and body.get("add_generation_prompt") is False:
+                raise InvalidRequest("add_generation_prompt=false needs continue_final_message", param="messages")
+            conversation = parse_messages(body.get("messages"))
+            text = (await run_in_threadpool(core.prompt, model, conversation, continue_final=continue_final)).text
+            special = False
+        else:
+            text = body.get("prompt")
+            if not isinstance(text, str):
+                raise InvalidRequest("prompt or messages is required", param="prompt")
+            special = body.get("add_special_tokens", True) is not False
+        runtime, _ = core.resolve(model)
+        tokens = runtime.tokenizer(text, add_special_tokens=special)["input_ids"]
+        return JSONResponse({"count": len(tokens), "tokens": tokens})
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> Response:
+        body = await _json_body(request)
+        model, tokens = body.get("model"), body.get("tokens")
+        if not isinstance(model, str):
+            raise InvalidRequest("model is required", param="model")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise InvalidRequest("tokens must be a list of token ids", param="tokens")
+        runtime, _ = engine(request).resolve(model)
+        return JSONResponse({"prompt": runtime.tokenizer.decode(tokens)})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -213,9 +250,12 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
         if body.get("stream"):
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(_stream(completion, sink, head, usage), media_type="text/event-stream")
+        logprobs = None
         async for kind, value in completion.events(sink):
             if kind == "token" and completion.finish_reason is None:
                 completion.add(value)
+            elif kind == "logprobs":
+                logprobs = {"content": value}
             elif kind == "finish":
                 completion.finish_reason = completion.finish_reason or value
         return JSONResponse(
@@ -227,7 +267,7 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
                         "index": 0,
                         "message": {"role": "assistant", "content": completion.text},
                         "finish_reason": completion.finish_reason,
-                        "logprobs": None,
+                        "logprobs": logprobs,
                     }
                 ],
                 "usage": _usage(completion),
@@ -242,11 +282,20 @@ def _generate_request(body: dict[str, Any], prompt: Prompt, ceiling: int) -> Gen
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0), top_p=_number(body, "top_p", 1.0, 0.0, 1.0)
     )
     seed = body.get("seed")
+    top = body.get("top_logprobs")
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS):
+        raise InvalidRequest(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]", param="top_logprobs")
+    if top is not None and not body.get("logprobs"):
+        raise InvalidRequest("top_logprobs needs logprobs=true", param="top_logprobs")
+    if body.get("logprobs") and body.get("stream"):
+        raise InvalidRequest("logprobs are not streamed by this engine", param="logprobs")
     return GenerateRequest(
         **vars(prompt),
         max_tokens=_max_tokens(body, ceiling),
         sampling=sampling,
         seed=seed if isinstance(seed, int) else None,
+        top_logprobs=(top or 0) if body.get("logprobs") else None,
+        token_ids=bool(body.get("return_tokens_as_token_ids")),
     )
 
 
@@ -269,12 +318,12 @@ def _usage(completion: _Completion) -> dict[str, int]:
     }
 
 
-async def _prompt_entries(sink: Sink) -> list[Any]:
+async def _result(sink: Sink, wanted: str) -> Any:
     while True:
         kind, value = await sink.queue.get()
         if kind == "error":
             raise value
-        if kind == "prompt_logprobs":
+        if kind == wanted:
             return value
 
 

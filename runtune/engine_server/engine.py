@@ -14,7 +14,15 @@ from jinja2 import TemplateError
 
 from runtune import serving
 from runtune.engine_server.batcher import Batcher, Sink, Work
-from runtune.engine_server.execute import GenerateRequest, Prompt, ScoreRequest, batch_key, batch_limit, run_batch
+from runtune.engine_server.execute import (
+    GenerateRequest,
+    Prompt,
+    ScoreRequest,
+    ScoreSetRequest,
+    batch_key,
+    batch_limit,
+    run_batch,
+)
 from runtune.engine_server.messages import Conversation
 from runtune.engine_server.runtime import ModelRuntime, adapter_tensor_names, base_model_of
 from runtune.errors import InvalidRequest, NotFound
@@ -100,23 +108,30 @@ class LocalEngine:
             raise InvalidRequest(f"The model `{model}` reads text only", param="messages")
         messages = conversation.messages
         try:
-            if continue_final:
-                if messages[-1]["role"] != "assistant":
-                    raise InvalidRequest("continue_final_message needs a final assistant message", param="messages")
+            if continue_final and messages[-1]["role"] == "assistant":
                 text = runtime.fmt.prompt_text(messages[:-1]) + text_of(messages[-1])
+            elif continue_final:
+                # As transformers' `continue_final_message` (what vLLM renders with): the conversation
+                # without a generation prompt, cut after the final message's last text part (stripped).
+                parts = [p for p in messages[-1]["content"] if p["type"] == "text"]
+                final = (parts[-1].get("text") or "").strip() if parts else ""
+                rendered = runtime.fmt.render(messages, generation_prompt=False)
+                if not final or final not in rendered:
+                    raise InvalidRequest("continue_final_message needs a final message with text", param="messages")
+                text = rendered[: rendered.rindex(final) + len(final)]
             else:
                 text = runtime.fmt.prompt_text(messages)
         except TemplateError as exc:
             raise InvalidRequest(f"The chat template refused the messages: {exc}", param="messages") from None
         return Prompt(runtime, adapter, text, conversation.images)
 
-    def continued(self, model: str, conversation: Conversation, continuations: list[str]) -> list[Prompt]:
-        """The conversation's prompt once per continuation, as `prompt(..., continue_final=True)` renders
-        a conversation ending in that assistant text, with the chat template rendered once for all."""
+    def score_set(self, model: str, conversation: Conversation, continuations: list[str]) -> ScoreSetRequest:
+        """Every continuation after the conversation's prompt (as `prompt(..., continue_final=True)`
+        renders a conversation ending in that assistant text), the prompt computed once for all."""
         head = self.prompt(model, conversation, continue_final=False)
-        return [Prompt(head.runtime, head.adapter, head.text + text, head.images) for text in continuations]
+        return ScoreSetRequest(head.runtime, head.adapter, head.text, head.images, continuations)
 
-    def submit(self, request: GenerateRequest | ScoreRequest) -> Sink:
+    def submit(self, request: GenerateRequest | ScoreRequest | ScoreSetRequest) -> Sink:
         sink = Sink(asyncio.get_running_loop())
         self.batcher.submit(Work(batch_key(request), request, sink))
         return sink

@@ -36,11 +36,22 @@ class GenerateRequest(Prompt):
     max_tokens: int
     sampling: Sampling
     seed: int | None = None
+    # `logprobs`: None for none; else the log-probability of each generated token and this many
+    # alternatives (vLLM's `top_logprobs`), from the raw logits, as vLLM reports them.
+    top_logprobs: int | None = None
+    token_ids: bool = False  # `return_tokens_as_token_ids`: tokens named `token_id:<id>`
 
 
 @dataclass
 class ScoreRequest(Prompt):
     pass
+
+
+@dataclass
+class ScoreSetRequest(Prompt):
+    """Runtune's scoring extension: every continuation of one prompt, the prompt computed once."""
+
+    continuations: list[str]
 
 
 # Scoring is one forward pass with no token-by-token loop, so a batch may hold several times the rows
@@ -49,22 +60,32 @@ SCORE_BATCH_FACTOR = 4
 
 
 def batch_key(request: Prompt) -> tuple[Any, ...]:
-    kind = ("generate", request.sampling) if isinstance(request, GenerateRequest) else ("score",)
+    if isinstance(request, GenerateRequest):
+        kind: tuple[Any, ...] = ("generate", request.sampling, request.top_logprobs is not None)
+    elif isinstance(request, ScoreSetRequest):
+        kind = ("score_set",)
+    else:
+        kind = ("score",)
     return (id(request.runtime), bool(request.images), *kind)
 
 
 def batch_limit(key: tuple[Any, ...], max_batch: int) -> int:
+    # A score set is one prompt row (its continuations are a few tokens each, from its cache).
     return max_batch * SCORE_BATCH_FACTOR if key[2] == "score" else max_batch
 
 
 class _RowStreamer:
     """transformers' streamer protocol for a whole batch: each step's new token goes to its row's sink."""
 
-    def __init__(self, sinks: list[Sink], limits: list[int], stop_ids: list[int]) -> None:
+    def __init__(self, sinks: list[Sink], limits: list[int], stop_ids: list[int], *, hold: bool = False) -> None:
         self._sinks, self._limits, self._stop = sinks, limits, set(stop_ids)
         self._counts = [0] * len(sinks)
         self._done = [False] * len(sinks)
         self._prompt_seen = False
+        # With log-probabilities asked for, every row's finish waits for them (the end of the batch).
+        self._hold = hold
+        self.produced: list[list[int]] = [[] for _ in sinks]  # every row's tokens, its stop token included
+        self.reasons: list[str] = ["length"] * len(sinks)
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # the first call carries the prompt ids
@@ -73,6 +94,7 @@ class _RowStreamer:
         for row, token in enumerate(value.reshape(-1).tolist()):
             if self._done[row]:
                 continue
+            self.produced[row].append(token)
             if token in self._stop:
                 self._finish(row, "stop")
                 continue
@@ -83,7 +105,9 @@ class _RowStreamer:
 
     def _finish(self, row: int, reason: str) -> None:
         self._done[row] = True
-        self._sinks[row].put("finish", reason)
+        self.reasons[row] = reason
+        if not self._hold:
+            self._sinks[row].put("finish", reason)
 
     def end(self) -> None:
         for row, done in enumerate(self._done):
@@ -102,6 +126,8 @@ def run_batch(batch: Sequence[Work]) -> None:
         adapters = runtime.adapter_kwargs([r.adapter for r in requests])
         if isinstance(requests[0], GenerateRequest):
             _generate(runtime, batch, inputs, adapters)
+        elif isinstance(requests[0], ScoreSetRequest):
+            _score_sets(runtime, batch, inputs, adapters)
         else:
             _score(runtime, batch, inputs, adapters)
 
@@ -125,8 +151,34 @@ def _generate(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, An
         pad_token_id=runtime.tokenizer.pad_token_id,
         use_cache=True,
     )
-    streamer = _RowStreamer([work.sink for work in batch], limits, runtime.stop_ids)
-    runtime.model.generate(**inputs, generation_config=config, streamer=streamer, **adapters)
+    top = requests[0].top_logprobs  # the same for the whole batch (`batch_key`)
+    if top is not None:  # the raw logits of every step, as vLLM's log-probabilities are
+        config.output_logits, config.return_dict_in_generate = True, True
+    streamer = _RowStreamer([work.sink for work in batch], limits, runtime.stop_ids, hold=top is not None)
+    output = runtime.model.generate(**inputs, generation_config=config, streamer=streamer, **adapters)
+    if top is None:
+        return
+    for row, work in enumerate(batch):
+        content = []
+        for step, token in enumerate(streamer.produced[row]):
+            logprobs = output.logits[step][row].float().log_softmax(-1)
+            best = logprobs.topk(top) if top else None
+            alternatives = zip(best.indices.tolist(), best.values.tolist(), strict=True) if best is not None else []
+            content.append(
+                {
+                    **_logprob_entry(runtime, token, float(logprobs[token]), requests[row].token_ids),
+                    "top_logprobs": [
+                        _logprob_entry(runtime, other, value, requests[row].token_ids) for other, value in alternatives
+                    ],
+                }
+            )
+        work.sink.put("logprobs", content)
+        work.sink.put("finish", streamer.reasons[row])
+
+
+def _logprob_entry(runtime: ModelRuntime, token: int, logprob: float, as_id: bool) -> dict[str, Any]:
+    piece = runtime.piece(token)
+    return {"token": f"token_id:{token}" if as_id else piece, "logprob": logprob, "bytes": list(piece.encode())}
 
 
 def _gemma3_vision_masks(runtime: ModelRuntime, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -169,3 +221,38 @@ def _score(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, Any],
         for token, logprob, rank in zip(tokens[1:].tolist(), chosen.tolist(), ranks.tolist(), strict=True):
             entries.append({str(token): {"logprob": logprob, "rank": rank, "decoded_token": runtime.piece(token)}})
         work.sink.put("prompt_logprobs", entries)
+
+
+def _score_sets(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, Any], adapters: dict[str, Any]) -> None:
+    """Every continuation of every prompt, each prompt computed once (the trainer's label scoring:
+    one prefill, then all continuations from copies of its cache). A set's scores are what
+    `tail_scores` makes of each continuation's `prompt_logprobs`: the tokens after the prefix the
+    whole set shares (the prompt, and any leading tokens every continuation has in common)."""
+    from runtune.training.evaluation import continuation_logprobs
+
+    requests: list[ScoreSetRequest] = [work.payload for work in batch]
+    tokenizer = runtime.tokenizer
+    candidates: list[list[list[int]]] = []
+    shared: list[int] = []
+    for request in requests:
+        texts = [request.text, *(request.text + continuation for continuation in request.continuations)]
+        head, *full = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        if any(ids[: len(head)] != head or len(ids) == len(head) for ids in full):
+            raise ValueError("A continuation changed the tokens of the prompt before it")
+        tails = [ids[len(head) :] for ids in full]
+        candidates.append(tails)
+        common, shortest = 0, min(len(t) for t in tails)
+        while common < shortest and len({t[common] for t in tails}) == 1:
+            common += 1
+        shared.append(common)
+    names = adapters.get("adapter_names")
+    per_token = continuation_logprobs(
+        runtime.model,
+        inputs,
+        candidates,
+        tokenizer.pad_token_id,
+        prefill_batch=_gemma3_vision_masks(runtime, inputs),
+        adapter_names=names,
+    )
+    for work, rows, common in zip(batch, per_token, shared, strict=True):
+        work.sink.put("scores", [sum(row[common:]) for row in rows])

@@ -15,35 +15,48 @@ import base64
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from runtune.blob_layout import predictions_path
 from runtune.datasets.canonical import Example, read_split
 from runtune.inference.models import Target
 from runtune.inference.serving import Serving
 from runtune.metrics.classification import classification_report, map_to_label
 from runtune.metrics.text import generation_report
 from runtune.owned import datasets
+from runtune.ports.engine import ScoringMethod
 from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
+from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.evaluate")
 # A label answer is short: room for a long label and a little chatter, not a paragraph.
 LABEL_ANSWER_TOKENS = 16
 GENERATION_TOKENS = 256
+# Label scoring: samples (at least; the concurrency if more) each method is timed on before the rest
+# run with the fastest.
+CALIBRATION_SAMPLES = 16
 # The fields the execution writes; everything else (owner, request, execution name) is the service's.
-PROGRESS_FIELDS = ("status", "samples_done", "samples_total", "metrics", "error", "finished_at", "heartbeat_at")
+PROGRESS_FIELDS = (
+    "status",
+    "samples_done",
+    "samples_total",
+    "metrics",
+    "scoring_method",
+    "error",
+    "finished_at",
+    "heartbeat_at",
+)
 
 
 def evaluation_path(evaluation_id: str) -> str:
     return f"evaluations/{evaluation_id}"
-
-
-def predictions_path(uid: str, evaluation_id: str) -> str:
-    return f"users/{uid}/evaluations/{evaluation_id}/predictions.jsonl"
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -109,7 +122,7 @@ class EvaluationRunner:
                 return None
             return {**current, **progress}
 
-        if self._store.transact(evaluation_path(evaluation.id), merge) is None:
+        if self._store.transact(evaluation_path(evaluation.id), merge, also=on_transition("evaluation")) is None:
             raise EvaluationOver(evaluation.id)
 
     async def _beat(self, evaluation: Evaluation) -> None:
@@ -172,22 +185,56 @@ class EvaluationRunner:
         gate = asyncio.Semaphore(self._concurrency)
         labels = evaluation.labels
         serving = self._serving
+        # The label as the model would write it, end of turn included (as trained), so a label that
+        # is the prefix of another cannot win by stopping early.
+        continuations = [label + eot for label in labels]
+        scoring = task is TaskKind.classification and evaluation.method == "label_scoring"
 
-        async def one(messages: list[dict[str, Any]]) -> Any:
+        async def one(messages: list[dict[str, Any]], method: ScoringMethod | None = None, count: bool = True) -> Any:
             async with gate:
-                if task is TaskKind.classification and evaluation.method == "label_scoring":
-                    # The label as the model would write it, end of turn included (as trained), so a
-                    # label that is the prefix of another cannot win by stopping early.
-                    scores = await serving.score(target, messages, [label + eot for label in labels])
-                    result: Any = labels[max(range(len(labels)), key=scores.__getitem__)]
+                if scoring:
+                    assert method is not None
+                    result: Any = labels[await serving.best(target, messages, continuations, method)]
                 elif task is TaskKind.classification:
                     answer = await serving.answer(target, messages, LABEL_ANSWER_TOKENS, 0.0)
                     result = map_to_label(answer, labels)
                 else:
                     result = await serving.answer(target, messages, GENERATION_TOKENS, 0.0)
-            evaluation.samples_done += 1
-            if evaluation.samples_done % 25 == 0:
-                await run_in_threadpool(self.save, evaluation)
+            if count:
+                evaluation.samples_done += 1
+                if evaluation.samples_done % 25 == 0:
+                    await run_in_threadpool(self.save, evaluation)
             return result
 
-        return list(await asyncio.gather(*(one(messages) for messages, _ in prompts)))
+        messages = [conversation for conversation, _ in prompts]
+        if not scoring:
+            return list(await asyncio.gather(*(one(conversation) for conversation in messages)))
+        done: list[Any] = []
+        if evaluation.scoring_method is None:
+            done, evaluation.scoring_method = await self._fastest(messages, one)
+        method = ScoringMethod(evaluation.scoring_method)
+        rest = await asyncio.gather(*(one(conversation, method) for conversation in messages[len(done) :]))
+        return [*done, *rest]
+
+    async def _fastest(
+        self, messages: list[list[dict[str, Any]]], one: Callable[..., Awaitable[Any]]
+    ) -> tuple[list[Any], ScoringMethod]:
+        """The label-scoring method this engine runs fastest, timed on the first samples (every method
+        is exact, so their answers agree): those samples' predictions and the method."""
+        methods = await self._serving.scoring_methods()
+        if len(messages) < 2 or len(methods) == 1:
+            return [], methods[0]
+        probe = messages[: max(CALIBRATION_SAMPLES, self._concurrency)]
+        timed: dict[ScoringMethod, tuple[float, list[Any]]] = {}
+        for index, method in enumerate(methods):
+            await one(probe[0], method, count=False)  # warm-up: first use (a label plan, connections)
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(one(m, method, count=index == 0) for m in probe))
+            timed[method] = (time.perf_counter() - started, list(answers))
+        chosen = min(timed, key=lambda method: timed[method][0])
+        seconds = {str(method): round(elapsed, 3) for method, (elapsed, _) in timed.items()}
+        disagreeing = sum(len({timed[m][1][i] for m in timed}) > 1 for i in range(len(probe)))
+        log.info("label scoring method chosen", extra={"method": str(chosen), "seconds": seconds})
+        if disagreeing:  # exact methods differ only on near-ties (float rounding)
+            log.warning("label scoring methods disagreed on near-ties", extra={"samples": disagreeing})
+        return timed[chosen][1], chosen

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runtune import serving
+from runtune import owned, serving
+from runtune.blob_layout import job_prefix
 from runtune.errors import NotFound
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
+from runtune.owned import JobCheckpoints
 from runtune.ports.metadata import MetadataStore
-from runtune.schemas.common import is_resource_id
-from runtune.schemas.jobs import Checkpoint, Job, JobStatus, job_path, model_checkpoint_path, parse_tuned_model_id
+from runtune.schemas.jobs import Checkpoint, Job, JobStatus, parse_tuned_model_id
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,12 @@ class ModelResolver:
         if parsed is None or parsed[2] is None:
             raise model_not_found(model, param)
         job = self._owned_job(uid, parsed[1], model, param)
-        document = self._store.get(model_checkpoint_path(job.id, parsed[2]))
-        if job.model_deleted_at or document is None:
+        stored = JobCheckpoints(self._store).get(job.id, parsed[2])
+        if job.model_deleted_at or stored is None:
             raise model_not_found(model, param)
-        checkpoint = Checkpoint.model_validate({k: v for k, v in document.items() if k != "adapter"})
-        if checkpoint.fine_tuned_model_checkpoint != model:
+        if stored.checkpoint.fine_tuned_model_checkpoint != model:
             raise model_not_found(model, param)
-        return job, checkpoint, self._inside_job(uid, job, document.get("adapter"), model, param)
+        return job, stored.checkpoint, self._inside_job(uid, job, stored.adapter, model, param)
 
     def resolve(self, uid: str, model: str, param: str = "model") -> Target:
         spec = registry.lookup(model)
@@ -102,15 +102,15 @@ class ModelResolver:
         return Target(model, base, adapter, job)
 
     def _owned_job(self, uid: str, job_id: str, model: str, param: str) -> Job:
-        document = self._store.get(job_path(job_id)) if is_resource_id(job_id) else None
-        if document is None or document.get("owner") != uid:
+        job = owned.jobs(self._store).find_owned(uid, job_id)
+        if job is None:
             raise model_not_found(model, param)
-        return Job.model_validate(document)
+        return job
 
     @staticmethod
     def _inside_job(uid: str, job: Job, prefix: Any, model: str, param: str) -> str:
         """An adapter path the trainer wrote, trusted only inside the owner's own job folder."""
-        if not isinstance(prefix, str) or not prefix.startswith(f"users/{uid}/jobs/{job.id}/") or ".." in prefix:
+        if not isinstance(prefix, str) or not prefix.startswith(job_prefix(uid, job.id)) or ".." in prefix:
             raise model_not_found(model, param)
         return prefix
 
@@ -131,6 +131,9 @@ def tuned_model_object(job: Job, checkpoint: Checkpoint | None = None) -> dict[s
         "owned_by": job.owner,
         "parent": job.model,
         "fine_tuning_job": job.id,
+        # Additive (OpenAI's Model has neither): what a picker shows instead of the bare id.
+        "name": job.suffix,
+        "training_file": job.training_file,
     }
     if checkpoint is not None:
         found |= {

@@ -9,7 +9,7 @@ from runtune.inference.adapter_pool import AdapterPool
 from runtune.inference.models import ModelResolver, Target
 from runtune.inference.staging import AdapterStager
 from runtune.ports.blobs import BlobStore
-from runtune.ports.engine import InferenceEngine
+from runtune.ports.engine import InferenceEngine, ScoringMethod
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.chat import check_messages
 from runtune.settings import EngineClientSettings
@@ -25,15 +25,34 @@ class Serving:
         target = self.models.resolve(uid, model, param)
         return target, await self._stager.ready(target)
 
-    async def answer(self, target: Target, messages: list[dict[str, Any]], max_tokens: int, temperature: float) -> str:
+    async def answer(
+        self,
+        target: Target,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        top_p: float | None = None,
+    ) -> str:
         check_messages(messages)  # vibe checks and evaluations: text and inline images only, as chat
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
+        if top_p is not None:
+            body["top_p"] = top_p
         reply = await self._stager.run(target, lambda name: self.engine.chat({"model": name, **body}))
         return reply["choices"][0]["message"]["content"] or ""
 
     async def score(self, target: Target, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
         check_messages(messages)
         return await self._stager.run(target, lambda name: self.engine.score(name, messages, continuations))
+
+    async def best(
+        self, target: Target, messages: list[dict[str, Any]], continuations: list[str], method: ScoringMethod
+    ) -> int:
+        """The index of the continuation the model finds most likely (label scoring), by `method`."""
+        check_messages(messages)
+        return await self._stager.run(target, lambda name: self.engine.best(name, messages, continuations, method))
+
+    async def scoring_methods(self) -> list[ScoringMethod]:
+        return await self.engine.scoring_methods()
 
     async def release(self) -> None:
         """Unload the adapters this process loaded (an evaluation execution's last step)."""

@@ -9,29 +9,31 @@ model and its checkpoints from then on), then the blobs go, then the documents."
 
 from __future__ import annotations
 
+from runtune import owned
+from runtune.blob_layout import export_archive_prefix, export_prefix, job_prefix
+from runtune.owned import JobCheckpoints
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore, Where
 from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Job, job_path
+from runtune.schemas.jobs import Job
 
 
 def job_folder(job: Job) -> str:
     """The job's objects: the trainer's config, resume checkpoints, tensorboard, and `export/`."""
-    return f"users/{job.owner}/jobs/{job.id}/"
+    return job_prefix(job.owner, job.id)
 
 
 def mark_model_deleted(store: MetadataStore, job: Job) -> bool:
     """Mark the job's model deleted; False if it was already (the delete is being finished)."""
     if job.model_deleted_at is not None:
         return False
-    store.update(job_path(job.id), {"model_deleted_at": now_ts()})
+    owned.jobs(store).update(job.id, {"model_deleted_at": now_ts()})
     return True
 
 
-def model_checkpoint_steps(store: MetadataStore, job_id: str) -> dict[str, int]:
-    """The job's model checkpoints: document id -> step."""
-    rows = store.query(f"{job_path(job_id)}/model_checkpoints")
-    return {checkpoint_id: int(document["step_number"]) for checkpoint_id, document in rows}
+def model_checkpoint_steps(store: MetadataStore, job_id: str) -> list[int]:
+    """The steps of the job's model checkpoints, oldest first."""
+    return [stored.checkpoint.step_number for stored in JobCheckpoints(store).list(job_id)]
 
 
 def exports_of(store: MetadataStore, job: Job) -> list[str]:
@@ -45,11 +47,11 @@ def remove_model_files(store: MetadataStore, blobs: BlobStore, job: Job) -> None
     (adapter, merged model, checkpoints' adapters)."""
     for export_id in exports_of(store, job):
         # Adapter archives live under the export; a merged export points into the job's folder.
-        blobs.delete_prefix(f"users/{job.owner}/exports/{export_id}/")
+        blobs.delete_prefix(export_archive_prefix(job.owner, export_id))
         store.delete(f"exports/{export_id}")
-    blobs.delete_prefix(f"{job_folder(job)}export/")
+    blobs.delete_prefix(export_prefix(job.owner, job.id))
 
 
-def remove_model_checkpoints(store: MetadataStore, job_id: str, checkpoint_ids: list[str]) -> None:
-    for checkpoint_id in checkpoint_ids:
-        store.delete(f"{job_path(job_id)}/model_checkpoints/{checkpoint_id}")
+def remove_model_checkpoints(store: MetadataStore, job_id: str, steps: list[int]) -> None:
+    for step in steps:
+        JobCheckpoints(store).delete(job_id, step)

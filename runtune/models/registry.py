@@ -40,7 +40,7 @@ class Family:
     vision_modules: tuple[str, ...] = ("vision_tower", "multi_modal_projector", "embed_vision")
     # Towers of modalities Runtune does not train on (Gemma 4's audio): never quantized nor adapted.
     unused_modules: tuple[str, ...] = ()
-    # `auto`'s learning-rate multiplier (of the method's base rate, runtune/training/config.py) per
+    # `auto`'s learning-rate multiplier (of the method's base rate, runtune/jobs/plan.py) per
     # modality: a starting point for LoRA/QLoRA adapters, not a measured optimum.
     learning_rate_multiplier: dict[str, float] = field(default_factory=lambda: {"text": 1.0, "vision": 1.0})
 

@@ -8,6 +8,7 @@ engine is `vllm serve <base> --enable-lora`; locally a small transformers server
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from typing import Any, Protocol
 
 from runtune.errors import InvalidRequest
@@ -15,6 +16,14 @@ from runtune.errors import InvalidRequest
 
 class EngineModelNotFound(InvalidRequest):
     """The engine does not serve the model named (404): an adapter it lost when it restarted, typically."""
+
+
+class ScoringMethod(StrEnum):
+    """How label scoring asks the engine; all give the same (exact) ranking."""
+
+    batched = "batched"  # Runtune's scoring extension: one request, every label from one prefill
+    per_label = "per_label"  # a `prompt_logprobs` request per label (vLLM: no prefix cache for them)
+    prefix_search = "prefix_search"  # first-token top log-probabilities, then prefixes best first
 
 
 class InferenceEngine(Protocol):
@@ -32,8 +41,22 @@ class InferenceEngine(Protocol):
 
     async def unload_adapter(self, name: str) -> None: ...
 
-    async def score(self, model: str, messages: list[dict[str, Any]], continuations: list[str]) -> list[float]:
+    async def score(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        continuations: list[str],
+        method: ScoringMethod | None = None,
+    ) -> list[float]:
         """Log-likelihood of each continuation as the model's next turn after `messages` (label scoring).
 
         Only differences between the scores are meaningful: tokens shared by every continuation
         are left out, which leaves the ranking exactly that of the full continuations."""
+
+    async def scoring_methods(self) -> list[ScoringMethod]:
+        """The label-scoring methods this engine offers (each exact)."""
+
+    async def best(
+        self, model: str, messages: list[dict[str, Any]], continuations: list[str], method: ScoringMethod
+    ) -> int:
+        """The index of the most likely continuation (the first of equals)."""

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+# Every execution's task timeout in seconds, set by the launcher (Cloud Run exposes none), read by the
+# execution (runtune.training.deadline).
+DEADLINE_ENV = "RUNTUNE_TASK_DEADLINE_S"
+
 
 class Workload(StrEnum):
     """What an execution does; decides which Cloud Run job (or local command) runs it."""

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 Document = dict[str, Any]
+# Further documents a transaction writes with the one it changes, from (before, after): the webhooks
+# outbox entry of a state transition (runtune/webhooks/events.py), committed or lost with it.
+AlsoWrite = Callable[[Document | None, Document], Sequence[tuple[str, Document]]]
 Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "array-contains"]
 
 
@@ -56,8 +59,15 @@ class MetadataStore(Protocol):
     ) -> list[tuple[str, Document]]:
         """Documents of one collection as (id, data); `start_after` is a document id of it."""
 
-    def transact(self, path: str, mutate: Callable[[Document | None], Document | None]) -> Document | None:
+    def transact(
+        self,
+        path: str,
+        mutate: Callable[[Document | None], Document | None],
+        *,
+        also: AlsoWrite | None = None,
+    ) -> Document | None:
         """Read-modify-write one document atomically; `mutate` may run more than once.
 
-        Returns what `mutate` returned (written when not None).
+        Returns what `mutate` returned (written when not None). When it writes, `also(before, after)`
+        names further documents set in the same transaction.
         """

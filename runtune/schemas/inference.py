@@ -29,6 +29,9 @@ class Evaluation(OwnedResource):
     samples_total: int | None = None
     max_samples: int | None = None
     labels: list[str] = Field(default_factory=list)
+    # Label scoring: how the engine was asked (`batched`, `per_label` or `prefix_search`, all exact),
+    # the fastest on the run's first samples.
+    scoring_method: str | None = None
     error: ApiError | None = None
     finished_at: int | None = None
     # The evaluation's execution (`jobs/evaluate`) beats this while it works; the inference service
@@ -131,6 +134,8 @@ class CreateVibeCheckRequest(BaseModel):
     prompts: list[VibePrompt] = Field(min_length=1, max_length=20)
     max_tokens: int = Field(default=128, ge=1, le=2048)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # As chat completions take it (`services/inference/chat_api.py`); unset: the engine's default (1).
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
 class VibeAnswer(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.estimate import GPU_NAMES
 from runtune.schemas.common import ApiError, OwnedResource, ascii_number
+from runtune.schemas.datasets import TaskKind
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
 GpuChoice = Literal[("auto", *GPU_NAMES)]  # type: ignore[valid-type]
@@ -103,6 +104,59 @@ class RuntuneOptions(BaseModel):
     gpu: GpuChoice = "auto"
 
 
+class TrainConfig(BaseModel):
+    """A job's plan: every number and option its trainer runs with, computed once when its files are
+    ready (runtune/jobs/plan.py `plan_job`: `auto` resolved, validated, learning rate, GPU), stored on
+    the job (`Job.plan`), read verbatim by the trainer and saved beside its checkpoints. Built by
+    hand only in tests and benches, which train outside a job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    owner: str
+    model: str
+    dataset_id: str
+    validation_dataset_id: str | None = None
+    task_kind: TaskKind = TaskKind.generation
+    labels: list[str] = Field(default_factory=list)
+    method: Literal["qlora", "lora", "full"] = "qlora"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    lora_vision_tower: bool = False
+    max_length: int = 1024
+    epochs: int = 3
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate_multiplier: float = 1.0
+    # The optimizer's peak rate: the method's base rate x the model's scale x the multiplier.
+    learning_rate: float = 2e-4
+    lr_scheduler: Literal["cosine", "linear"] = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = True
+    pad_to_multiple_of: int = 8
+    checkpoint_every_steps: int = 50
+    checkpoint_every_minutes: float = 10.0
+    eval_baseline: bool = False
+    eval_method: Literal["label_scoring", "generation", "both"] = "label_scoring"
+    eval_split: Literal["validation", "test"] = "test"
+    eval_max_samples: int | None = None
+    export_merged: bool = True
+    push_to_hub: str | None = None
+    seed: int = 42
+    # The GPU the run was planned for (and launched on); None outside a job.
+    gpu: str | None = None
+
+    def hyperparameters(self) -> Hyperparameters:
+        """OpenAI's three hyperparameters as the plan fixed them (what the job shows)."""
+        return Hyperparameters(
+            n_epochs=self.epochs, batch_size=self.batch_size, learning_rate_multiplier=self.learning_rate_multiplier
+        )
+
+
 class Job(OwnedResource):
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     model: str
@@ -110,8 +164,8 @@ class Job(OwnedResource):
     training_file: str
     validation_file: str | None = None
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    # The hyperparameters asked for as `auto`, each with why it became its number (once resolved,
-    # `hyperparameters` shows the numbers, as OpenAI's job does); runtune/jobs/hyperparameters.py.
+    # The hyperparameters asked for as `auto`, each with why it became its number (once planned,
+    # `hyperparameters` shows the plan's numbers, as OpenAI's job does); runtune/jobs/plan.py.
     auto_hyperparameters: dict[str, str] = Field(default_factory=dict)
     method: dict[str, Any] = Field(default_factory=dict)
     fine_tuned_model: str | None = None
@@ -152,6 +206,9 @@ class Job(OwnedResource):
     # Set by `POST .../pause` on a running job: the trainer checkpoints at its next safe point and
     # marks the job `paused`.
     pause_requested: bool = Field(default=False, exclude=True)
+    # What the trainer runs with, set once when the files are ready (runtune/jobs/plan.py); None
+    # while the job waits for its files. Stored, never shown: the API shows its parts above.
+    plan: TrainConfig | None = Field(default=None, exclude=True)
     runtune: dict[str, Any] = Field(default_factory=dict)
 
     def to_document(self) -> dict[str, Any]:
@@ -162,6 +219,7 @@ class Job(OwnedResource):
             heartbeat_at=self.heartbeat_at,
             cancel_requested=self.cancel_requested,
             pause_requested=self.pause_requested,
+            plan=self.plan.model_dump(mode="json") if self.plan else None,
         )
         return document
 

@@ -1,6 +1,6 @@
 """Checkpoints in the blob store, so a run survives the 1-hour task limit and maintenance: the
 trainable weights, optimizer, scheduler, RNG states and the data position, under
-`users/{uid}/jobs/{job_id}/checkpoints/step-XXXXXX/`:
+`runtune.blob_layout.checkpoint_prefix` (`users/{uid}/jobs/{job_id}/checkpoints/step-XXXXXX/`):
 
     trainable.safetensors   the trainable tensors (the LoRA matrices; every weight for full fine-tuning)
     optimizer.safetensors   the tensors of the optimizer and scheduler state and of the Python/NumPy/
@@ -32,6 +32,7 @@ import safetensors.torch
 import torch
 from safetensors.torch import load_file, save_file
 
+from runtune.blob_layout import checkpoint_prefix
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore, OrderBy
 from runtune.schemas.common import now_ts
@@ -59,14 +60,6 @@ class Position:
     step: int = 0
     epoch: int = 0
     batch: int = 0
-
-
-def job_prefix(uid: str, job_id: str) -> str:
-    return f"users/{uid}/jobs/{job_id}/"
-
-
-def checkpoint_prefix(uid: str, job_id: str, step: int) -> str:
-    return f"{job_prefix(uid, job_id)}checkpoints/step-{step:06d}/"
 
 
 def rng_state() -> dict[str, Any]:

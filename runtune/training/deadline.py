@@ -11,7 +11,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-DEADLINE_ENV = "RUNTUNE_TASK_DEADLINE_S"
+from runtune.ports.launcher import DEADLINE_ENV
+
 # Time kept beyond the estimated checkpoint: the document write, the stop signal's grace, jitter.
 MARGIN_S = 60.0
 # Before the first checkpoint is timed, saving one is assumed to take this long.

@@ -99,21 +99,41 @@ def score_examples(
 ) -> list[list[float]]:
     """For each example, the summed log-probability of each `label + end-of-turn` after its serving
     prompt. One prefill for the prompts, one forward for all (example, label) continuations."""
-    device = _device(model)
     conversations = [prompt_and_answer(example)[0] for example in examples]
     prompts = [
         fmt.encode_prompt(messages, _images(fmt, example))
         for messages, example in zip(conversations, examples, strict=True)
     ]
     candidates = [label_continuations(fmt, fmt.prompt_text(messages), labels) for messages in conversations]
-    batch = _to(left_pad(prompts, fmt.tokenizer.pad_token_id), device)
+    batch = _to(left_pad(prompts, fmt.tokenizer.pad_token_id), _device(model))
+    per_token = continuation_logprobs(model, batch, candidates, fmt.tokenizer.pad_token_id)
+    return [[sum(tokens) for tokens in per_example] for per_example in per_token]
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model: Any,
+    batch: dict[str, Any],
+    candidates: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+    *,
+    prefill_batch: dict[str, Any] | None = None,
+    adapter_names: Sequence[str] | None = None,
+) -> list[list[list[float]]]:
+    """The log-probability of every token of every candidate continuation of every prompt: one prefill
+    of the left-padded prompts (`batch`; `prefill_batch`, the same inputs with precomputed attention
+    masks, if given), then every (prompt, candidate) row continues from a copy of its prompt's cache in
+    one more forward (in chunks of at most SCORING_CACHE_TOKENS cached tokens). `adapter_names`: one
+    per prompt (peft's mixed-adapter batches)."""
+    device = _device(model)
+    per_prompt = {"adapter_names": list(adapter_names)} if adapter_names is not None else {}
     # Only the last position's logits are needed: the vocabulary is 262k wide for the real models.
-    prefill = model(**batch, use_cache=True, logits_to_keep=1)
+    prefill = model(**(prefill_batch or batch), **per_prompt, use_cache=True, logits_to_keep=1)
     cache, cache_kwarg = returned_cache(prefill), cache_argument(model)
-    # log p(first label token | prompt) comes from the prefill's last position.
+    # log p(first token | prompt) comes from the prefill's last position.
     first = prefill.logits[:, -1].float().log_softmax(-1).cpu()
     del prefill
-    scores = [[float(first[e, tokens[0]]) for tokens in per_example] for e, per_example in enumerate(candidates)]
+    scores = [[[float(first[e, tokens[0]])] for tokens in per_example] for e, per_example in enumerate(candidates)]
     rows = [
         (e, k) for e, per_example in enumerate(candidates) for k, tokens in enumerate(per_example) if len(tokens) > 1
     ]
@@ -124,7 +144,7 @@ def score_examples(
         rows_cache = copy.deepcopy(cache) if start + per_chunk < len(rows) else cache
         rows_cache.batch_select_indices(torch.tensor([e for e, _ in chunk], device=device))
         width = max(len(candidates[e][k]) for e, k in chunk) - 1
-        ids = torch.full((len(chunk), width), fmt.tokenizer.pad_token_id, dtype=torch.long)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, (e, k) in enumerate(chunk):
             tokens = candidates[e][k][:-1]  # the inputs: every label token but the last
@@ -137,6 +157,8 @@ def score_examples(
             cache_kwarg: rows_cache,
             "use_cache": True,
         }
+        if adapter_names is not None:
+            inputs["adapter_names"] = [adapter_names[e] for e, _ in chunk]
         for key in batch:
             if key.endswith("token_type_ids"):
                 inputs[key] = torch.zeros_like(inputs["input_ids"])  # label tokens are text
@@ -146,7 +168,7 @@ def score_examples(
             targets = torch.tensor(candidates[e][k][1:], device=logits.device)
             row_logits = logits[row, : len(targets)].float()
             picked = row_logits.gather(1, targets[:, None])[:, 0] - row_logits.logsumexp(-1)
-            scores[e][k] += float(picked.sum())
+            scores[e][k] += picked.tolist()
         del logits
     return scores
 

@@ -1,4 +1,4 @@
-"""Export of a finished job, under its folder in the data bucket (`users/{uid}/jobs/{job_id}/`).
+"""Export of a finished job, under its folder in the data bucket (`runtune.blob_layout.export_prefix`).
 
 Layout (what the inference service and users load; stable):
 
@@ -46,26 +46,21 @@ from typing import Any
 
 import torch
 
+from runtune.blob_layout import ADAPTER, MERGED, export_folder
 from runtune.estimate import EXPORT_SHARD_BYTES
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec
 from runtune.ports.blobs import BlobStore
-from runtune.training.checkpoints import job_prefix
-from runtune.training.config import TrainConfig
+from runtune.schemas.jobs import TrainConfig
 
 log = logging.getLogger("runtune.trainer")
 
-ADAPTER, MERGED = "adapter", "merged"
 CHAT_FORMAT_FILE = "chat_format.json"
 # The largest shard of a streamed model: what the memory filesystem holds at once (plus its bytes
 # while safetensors serialises it). 2 GB keeps that small next to the 32/80 GiB instances and still
 # makes objects large enough for the upload to run at full speed (~28 shards for a 27B model). The
 # estimate counts the same figure.
 MAX_SHARD_BYTES = EXPORT_SHARD_BYTES
-
-
-def export_prefix(uid: str, job_id: str) -> str:
-    return f"{job_prefix(uid, job_id)}export/"
 
 
 def upload_dir(blobs: BlobStore, local: Path, prefix: str) -> list[str]:
@@ -127,17 +122,17 @@ def export_adapter(
     metrics: dict[str, Any],
 ) -> dict[str, str]:
     """The adapter (LoRA, QLoRA) or, for full fine-tuning, the model itself as `merged/`."""
-    prefix = export_prefix(config.owner, config.job_id)
+    adapter_prefix, merged_prefix = (export_folder(config.owner, config.job_id, kind) for kind in (ADAPTER, MERGED))
     card = model_card(config, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         if config.method == "full":
             folder = Path(tmp) / MERGED
-            _stream_to(blobs, model.to(torch.bfloat16), folder, prefix + f"{MERGED}/")
+            _stream_to(blobs, model.to(torch.bfloat16), folder, merged_prefix)
             _describe(folder, config, spec, processor, card)
-            upload_dir(blobs, folder, prefix + f"{MERGED}/")
-            return {MERGED: prefix + f"{MERGED}/"}
-    save_adapter(blobs, prefix + f"{ADAPTER}/", config=config, spec=spec, model=model, processor=processor, card=card)
-    return {ADAPTER: prefix + f"{ADAPTER}/"}
+            upload_dir(blobs, folder, merged_prefix)
+            return {MERGED: merged_prefix}
+    save_adapter(blobs, adapter_prefix, config=config, spec=spec, model=model, processor=processor, card=card)
+    return {ADAPTER: adapter_prefix}
 
 
 def save_adapter(
@@ -165,19 +160,19 @@ def export_merged(
 ) -> dict[str, str]:
     """Merge the exported adapter into the unquantized base, in bfloat16, and upload it shard by
     shard. Call it after the training model is released: the base is loaded whole once more."""
-    prefix = export_prefix(config.owner, config.job_id)
+    adapter_prefix, merged_prefix = (export_folder(config.owner, config.job_id, kind) for kind in (ADAPTER, MERGED))
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(tmp) / ADAPTER
-        for info in blobs.list(prefix + f"{ADAPTER}/"):
-            blobs.download_file(info.path, adapter / info.path.removeprefix(prefix + f"{ADAPTER}/"))
+        for info in blobs.list(adapter_prefix):
+            blobs.download_file(info.path, adapter / info.path.removeprefix(adapter_prefix))
         folder = Path(tmp) / MERGED
         merged = merge(spec, weights_path, adapter, token=token)
-        _stream_to(blobs, merged, folder, prefix + f"{MERGED}/", max_shard_bytes=max_shard_bytes)
+        _stream_to(blobs, merged, folder, merged_prefix, max_shard_bytes=max_shard_bytes)
         del merged
         release_memory()
         _describe(folder, config, spec, processor, model_card(config, metrics))
-        upload_dir(blobs, folder, prefix + f"{MERGED}/")
-    return {MERGED: prefix + f"{MERGED}/"}
+        upload_dir(blobs, folder, merged_prefix)
+    return {MERGED: merged_prefix}
 
 
 def merge(spec: ModelSpec, weights_path: str, adapter: Path, *, token: str | None = None) -> Any:

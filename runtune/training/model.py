@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from runtune.models.loading import model_class
-from runtune.models.registry import ModelSpec
-from runtune.training.config import TrainConfig
+from runtune.models.registry import ModelSpec, get
+from runtune.schemas.jobs import TrainConfig
 
 log = logging.getLogger("runtune.trainer")
 
@@ -113,7 +113,7 @@ def prepare(model: Any, config: TrainConfig) -> Any:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     targets = (
-        lora_targets(model, config.spec, vision_tower=config.lora_vision_tower)
+        lora_targets(model, get(config.model), vision_tower=config.lora_vision_tower)
         if config.lora_target_modules == "all-linear"
         else config.lora_target_modules
     )

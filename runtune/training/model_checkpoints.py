@@ -5,9 +5,9 @@ its `fine_tuned_model_checkpoint` id `ft:<base>:<job>:ckpt-step-N` wherever a tu
 They are not the resume states of runtune.training.checkpoints (those hold optimizer and data
 position, are taken every N steps and pruned to the newest few): a model checkpoint is an adapter
 folder laid out as the final export's, under the job's export folder
-(`users/{uid}/jobs/{job}/export/checkpoints/step-XXXXXX/`, so the engine reads it as it reads the
-export and deleting the job's model removes it too), and its document is
-`jobs/{job}/model_checkpoints/{step}`, written after the files and never pruned.
+(`runtune.blob_layout.model_checkpoint_folder`, so the engine reads it as it reads the export and
+deleting the job's model removes it too), and its document is `jobs/{job}/model_checkpoints/{step}`
+(`runtune.owned.JobCheckpoints`), written after the files and never pruned.
 
 Full fine-tuning keeps no model checkpoints: its model has no adapter the engine could load."""
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtune.blob_layout import model_checkpoint_folder
 from runtune.models.registry import ModelSpec
+from runtune.owned import JobCheckpoints, StoredCheckpoint
 from runtune.ports.blobs import BlobStore
-from runtune.ports.metadata import MetadataStore, OrderBy
+from runtune.ports.metadata import MetadataStore
 from runtune.schemas.common import now_ts
-from runtune.schemas.jobs import Checkpoint, checkpoint_id, checkpoint_model_id, job_path, model_checkpoint_path
+from runtune.schemas.jobs import Checkpoint, TrainConfig, checkpoint_id, checkpoint_model_id
 from runtune.training import export
-from runtune.training.config import TrainConfig
 
 KEEP_EPOCHS = 3  # as OpenAI: the last three epochs' models
 
@@ -29,10 +30,6 @@ KEEP_EPOCHS = 3  # as OpenAI: the last three epochs' models
 def wanted(config: TrainConfig, epochs_done: int) -> bool:
     """Whether the end of epoch `epochs_done` (1-based) gets a model checkpoint."""
     return config.method != "full" and epochs_done > config.epochs - KEEP_EPOCHS
-
-
-def folder(uid: str, job_id: str, step: int) -> str:
-    return f"{export.export_prefix(uid, job_id)}checkpoints/step-{step:06d}/"
 
 
 def save(
@@ -46,7 +43,7 @@ def save(
     step: int,
     metrics: dict[str, float],
 ) -> Checkpoint:
-    prefix = folder(config.owner, config.job_id, step)
+    prefix = model_checkpoint_folder(config.owner, config.job_id, step)
     card = export.model_card(config, {"checkpoint": {"step": step, **metrics}})
     export.save_adapter(blobs, prefix, config=config, spec=spec, model=model, processor=processor, card=card)
     checkpoint = Checkpoint(
@@ -57,18 +54,11 @@ def save(
         step_number=step,
         metrics=metrics,
     )
-    document = checkpoint.model_dump(mode="json", exclude={"best"}) | {"adapter": prefix}
-    store.set(model_checkpoint_path(config.job_id, step), document)
+    JobCheckpoints(store).save(StoredCheckpoint(checkpoint, prefix))
     return checkpoint
 
 
-def listed(store: MetadataStore, job_id: str) -> list[dict[str, Any]]:
-    """The job's model checkpoint documents, oldest first (at most `KEEP_EPOCHS` per run)."""
-    rows = store.query(f"{job_path(job_id)}/model_checkpoints", order_by=[OrderBy("step_number")])
-    return [document for _, document in rows]
-
-
-def best(documents: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best(checkpoints: list[Checkpoint]) -> Checkpoint | None:
     """The checkpoint with the lowest validation loss (the earlier one on a tie); None without validation."""
-    scored = [d for d in documents if isinstance((d.get("metrics") or {}).get("valid_loss"), int | float)]
-    return min(scored, key=lambda d: (d["metrics"]["valid_loss"], d["step_number"]), default=None)
+    scored = [c for c in checkpoints if isinstance(c.metrics.get("valid_loss"), int | float)]
+    return min(scored, key=lambda c: (c.metrics["valid_loss"], c.step_number), default=None)

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from runtune.ports.blobs import BlobStore
+from runtune.schemas.jobs import TrainConfig
 from runtune.training import data
 from runtune.training.chat import IGNORE_INDEX, ChatFormat, Encoded
-from runtune.training.config import TrainConfig
 from runtune.training.loop import answer_scores
 
 MAX_EXAMPLES = 64

@@ -21,6 +21,7 @@ from runtune.ports.metadata import Document, MetadataStore, Where
 from runtune.quotas import Quotas, check_running_evaluations
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus
+from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.inference")
 _ACTIVE = [EvaluationStatus.queued.value, EvaluationStatus.running.value]
@@ -145,7 +146,7 @@ class EvaluationExecutions:
             failed["current"] = evaluation
             return evaluation.to_document()
 
-        self._store.transact(evaluation_path(evaluation_id), apply)
+        self._store.transact(evaluation_path(evaluation_id), apply, also=on_transition("evaluation"))
         return failed.get("current")
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
+from runtune.blob_layout import predictions_path
 from runtune.errors import InvalidRequest, NotFound
-from runtune.inference.evaluation import predictions_path
 from runtune.owned import OwnedCollection, datasets
 from runtune.schemas import Dataset, DatasetStatus, ListPage
 from runtune.schemas.common import new_id

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune import tar_stream
 from runtune.api.deps import CurrentUser, Pagination
+from runtune.blob_layout import MERGED, adapter_archive_path, export_folder
 from runtune.errors import Conflict, InvalidRequest
 from runtune.inference.models import Target
 from runtune.owned import OwnedCollection
@@ -23,6 +24,7 @@ from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
+from runtune.webhooks.events import event_for
 from services.inference.deps import Inference
 
 router = APIRouter(prefix="/v1/exports", tags=["inference"])
@@ -32,10 +34,9 @@ def _exports(request: Request) -> OwnedCollection[Export]:
     return OwnedCollection(request.app.state.store, "exports", Export, "export")
 
 
-def _folder(target: Target, kind: str) -> str:
-    assert target.adapter is not None
-    # The merged model sits next to the adapter (`.../export/adapter/` -> `.../export/merged/`).
-    return target.adapter.prefix.rstrip("/").rsplit("/", 1)[0] + f"/{kind}/"
+def _merged_folder(target: Target) -> str:
+    assert target.adapter is not None and target.job is not None
+    return export_folder(target.job.owner, target.adapter.job_id, MERGED)
 
 
 def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str) -> list[ExportFile]:
@@ -48,7 +49,7 @@ def _adapter_archive(blobs: BlobStore, target: Target, uid: str, export_id: str)
             info = tarfile.TarInfo(f"adapter/{blob.path[len(folder) :]}")
             info.size, info.mtime = len(data), int(time.time())
             archive.addfile(info, io.BytesIO(data))
-    path = f"users/{uid}/exports/{export_id}/adapter.tar.gz"
+    path = adapter_archive_path(uid, export_id)
     blobs.upload_bytes(path, buffer.getvalue(), content_type="application/gzip")
     return [ExportFile(path=path, bytes=len(buffer.getvalue()))]
 
@@ -59,7 +60,7 @@ def _merged_files(blobs: BlobStore, target: Target) -> list[ExportFile]:
             "A checkpoint is exported as its adapter only (format 'adapter'); the merged model is the job's final one",
             param="format",
         )
-    files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_folder(target, "merged"))]
+    files = [ExportFile(path=blob.path, bytes=blob.size) for blob in blobs.list(_merged_folder(target))]
     if not files:
         raise InvalidRequest(
             "This job exported no merged model (it was trained with export.merged=false); export the adapter",
@@ -99,6 +100,14 @@ def _common_prefix(paths: list[str]) -> str:
     return "/".join(shared) + "/"
 
 
+def _create_with_event(exports: OwnedCollection[Export], export: Export) -> None:
+    """The export and its `export.succeeded` webhook event, in one atomic batch."""
+    writes = [(exports.path(export.id), export.to_document())]
+    if (event := event_for("export", export.status.value, export.id, export.owner)) is not None:
+        writes.append(event)
+    exports.store.create_many(writes)
+
+
 @router.post("", response_model=Export)
 async def create_export(body: CreateExportRequest, request: Request, user: CurrentUser, inference: Inference) -> Export:
     if body.format is ExportFormat.gguf:
@@ -119,7 +128,7 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
     else:
         export.files = await run_in_threadpool(_merged_files, inference.blobs, target)
     export.status, export.finished_at = ExportStatus.succeeded, now_ts()
-    await run_in_threadpool(_exports(request).create, export)
+    await run_in_threadpool(_create_with_event, _exports(request), export)
     return await run_in_threadpool(_with_links, export, inference.blobs, request.app.state.settings.export_url_ttl_s)
 
 

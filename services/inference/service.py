@@ -76,10 +76,10 @@ class InferenceService(Serving):
         job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
         first = await run_in_threadpool(removal.mark_model_deleted, self.store, job)
         checkpoints = await run_in_threadpool(removal.model_checkpoint_steps, self.store, job.id)
-        for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in checkpoints.values()]:
+        for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in checkpoints]:
             await self._stager.discard(name)
         await run_in_threadpool(removal.remove_model_files, self.store, self.blobs, job)
-        await run_in_threadpool(removal.remove_model_checkpoints, self.store, job.id, list(checkpoints))
+        await run_in_threadpool(removal.remove_model_checkpoints, self.store, job.id, checkpoints)
         if not first:
             raise model_not_found(model)
         return {"id": model, "object": "model", "deleted": True}

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination
+from runtune.blob_layout import vibe_check_prefix, vibe_image_path
 from runtune.errors import InvalidRequest
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
@@ -38,7 +39,7 @@ def _messages(prompt: VibePrompt) -> list[dict[str, Any]]:
 
 def _image_path(uid: str, check_id: str, index: int, content_type: str) -> str:
     extension = content_type.split("/", 1)[1].split("+", 1)[0] or "bin"
-    return f"users/{uid}/vibe_checks/{check_id}/prompt-{index}.{extension}"
+    return vibe_image_path(uid, check_id, index, extension)
 
 
 def _decode_image(url: str, param: str) -> tuple[bytes, str]:
@@ -64,7 +65,7 @@ def _with_image_urls(check: VibeCheck, blobs: BlobStore, ttl_s: int) -> VibeChec
     expires_at = now_ts() + ttl_s
     for answer in check.results:
         # Only a path under the owner's own folder is signed, whatever the document says.
-        if answer.image_path and answer.image_path.startswith(f"users/{check.owner}/vibe_checks/{check.id}/"):
+        if answer.image_path and answer.image_path.startswith(vibe_check_prefix(check.owner, check.id)):
             answer.image_url = blobs.signed_download_url(answer.image_path, expires=timedelta(seconds=ttl_s))
             answer.image_url_expires_at = expires_at
     return check
@@ -86,8 +87,8 @@ async def create_vibe_check(
     async def both(prompt: VibePrompt) -> VibeAnswer:
         messages = _messages(prompt)
         base, answer = await asyncio.gather(
-            inference.answer(base_target, messages, body.max_tokens, body.temperature),
-            inference.answer(tuned, messages, body.max_tokens, body.temperature),
+            inference.answer(base_target, messages, body.max_tokens, body.temperature, body.top_p),
+            inference.answer(tuned, messages, body.max_tokens, body.temperature, body.top_p),
         )
         return VibeAnswer(prompt=prompt.prompt, image=prompt.image is not None, base=base, tuned=answer)
 

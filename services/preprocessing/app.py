@@ -18,10 +18,10 @@ from runtune.api.executions import reconciling
 from runtune.api.service_app import create_service_app
 from runtune.datasets.limits import DatasetLimits
 from runtune.owned import datasets as dataset_collection
+from runtune.owned import uploads as upload_collection
 from runtune.ports.launcher import Workload
 from runtune.settings import ServiceSettings
 from services.preprocessing import datasets_api, files_api, uploads_api
-from services.preprocessing.repository import upload_collection
 from services.preprocessing.service import DatasetService, IngestPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.

@@ -1,4 +1,5 @@
-"""`/v1/datasets`: create (from an upload or the Hub), list, get, samples, stats, download, delete."""
+"""`/v1/datasets`: create (from an upload or the Hub), list, get, samples, stats, download, retry,
+delete."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def dataset_stats(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dic
 @router.get("/{dataset_id}/download")
 def dataset_download(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
     return datasets.download(user.uid, dataset_id)
+
+
+@router.post("/{dataset_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+def retry_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> Dataset:
+    return datasets.retry(user.uid, dataset_id)
 
 
 @router.delete("/{dataset_id}")

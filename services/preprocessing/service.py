@@ -15,11 +15,12 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from runtune import quotas
-from runtune.datasets.canonical import SHARD_PATTERN, dataset_prefix
+from runtune.blob_layout import dataset_prefix, safe_filename, source_path, upload_folder, upload_prefix
+from runtune.datasets.canonical import SHARD_PATTERN
 from runtune.datasets.detect import check_supported
 from runtune.datasets.ingest_execution import describe_stop, launch_failed, never_started
 from runtune.datasets.limits import DatasetLimits
-from runtune.datasets.shards import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
+from runtune.datasets.previews import PREVIEW_PAGE_ROWS, read_preview_page, sample_id
 from runtune.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
@@ -36,12 +37,6 @@ from runtune.schemas.datasets import (
     TaskKind,
     Upload,
     UploadStatus,
-)
-from services.preprocessing.repository import (
-    safe_filename,
-    source_path,
-    upload_folder,
-    upload_prefix,
 )
 
 log = logging.getLogger("runtune.preprocessing")
@@ -138,7 +133,7 @@ class DatasetService:
 
     def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
         upload = self.uploads.get_owned(uid, upload_id)
-        self._blobs.delete_prefix(upload_folder(upload))
+        self._blobs.delete_prefix(upload_folder(upload.object_path))
         self.uploads.delete(upload_id)
         return {"id": upload_id, "object": "upload.deleted", "deleted": True}
 
@@ -375,6 +370,45 @@ class DatasetService:
         self._blobs.delete_prefix(dataset_prefix(dataset.owner, dataset.id))
         return changed
 
+    def retry(self, uid: str, dataset_id: str) -> Dataset:
+        """`POST /v1/datasets/{id}/retry`: a failed dataset is processed again from the same source,
+        with the same options, under the same id (runs that name it keep working). It waits its turn
+        like a new one (`dispatch`)."""
+        dataset = self.datasets.get_owned(uid, dataset_id, "dataset")
+        if dataset.status is not DatasetStatus.failed:
+            raise Conflict(
+                f"dataset '{dataset_id}' is {dataset.status.value}: only a failed dataset can be retried",
+                param="id",
+                code="not_failed",
+            )
+        spec = dataset.ingest
+        if spec is None or (spec.hub is None and (not spec.object_path or self._blobs.info(spec.object_path) is None)):
+            # A file sent to `POST /v1/files` lived in the dataset's prefix, emptied when it failed;
+            # an upload's object is removed a day after the upload expires.
+            raise Conflict(
+                f"the source file of dataset '{dataset_id}' is gone: upload it again",
+                param="id",
+                code="source_missing",
+            )
+        quotas.check_processing_datasets(self.datasets.store, uid, self._quotas)
+
+        def requeue(current: Dataset) -> Dataset | None:
+            if current.status is not DatasetStatus.failed:
+                return None  # retried twice at once: the other one requeued it
+            return current.model_copy(
+                update={
+                    "status": DatasetStatus.processing,
+                    "error": None,
+                    "progress": Progress(phase="queued", updated_at=now_ts()),
+                    "execution_name": None,
+                    "queued_at": time.time(),
+                }
+            )
+
+        requeued = self.datasets.update_if(dataset.id, requeue)
+        log.info("dataset retried", extra={"dataset_id": dataset.id, "requeued": requeued is not None})
+        return self._queued(requeued or dataset)
+
     def delete(self, uid: str, dataset_id: str, kind: str = "dataset") -> None:
         dataset = self.datasets.get_owned(uid, dataset_id, kind)
         if dataset.status is DatasetStatus.processing and dataset.execution_name not in (None, LAUNCHING):
@@ -391,7 +425,7 @@ class DatasetService:
         upload = self.uploads.find_owned(uid, upload_id) if upload_id else None
         if upload is not None:
             # The upload was consumed by this dataset: it goes with it (unless its TTL took it already).
-            self._blobs.delete_prefix(upload_folder(upload))
+            self._blobs.delete_prefix(upload_folder(upload.object_path))
             self.uploads.delete(upload.id)
         if dataset.status is DatasetStatus.processing:
             self.dispatch()  # its slot (or its place in the queue) is free

@@ -1,5 +1,6 @@
 """The training service (private: reached only through the gateway): fine-tuning jobs, the model
-catalog, the users' own tokens the trainer needs, and their API keys."""
+catalog, the users' own tokens the trainer needs, their API keys and webhook endpoints, and the
+webhooks' dispatcher (called by the queue, not the gateway) and outbox sweep."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from runtune.api.service_app import create_service_app
 from runtune.api_keys import api_keys
 from runtune.quotas import StreamSlots
 from runtune.settings import ServiceSettings
-from services.training import api_keys_api, jobs_api, models_api, secrets_api
+from runtune.webhooks.dispatcher import Dispatcher, RetryPolicy
+from runtune.webhooks.endpoints import endpoints
+from runtune.webhooks.publisher import OutboxPublisher
+from services.training import api_keys_api, jobs_api, models_api, secrets_api, webhooks_api
 from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService, SchedulingPolicy
 
@@ -50,12 +54,38 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         )
         app.state.job_deletion = JobDeletion(store, wiring.blob_store(settings, deployable=DEPLOYABLE))
         app.state.streams = StreamSlots(settings.quota_open_streams)
-        async with reconciling("jobs", app.state.jobs.reconcile, settings.reconcile_every_s, launcher):
+        app.state.webhook_endpoints = endpoints(store)
+        app.state.webhook_policy = wiring.webhook_policy(settings)
+        publisher = app.state.webhook_publisher = OutboxPublisher(store, wiring.webhook_queue(settings))
+        app.state.webhook_dispatcher = Dispatcher(
+            store,
+            app.state.secrets,
+            app.state.webhook_policy,
+            RetryPolicy(
+                settings.webhook_retry_window_s, settings.webhook_min_backoff_s, settings.webhook_max_backoff_s
+            ),
+            timeout_s=settings.webhook_timeout_s,
+        )
+
+        def reconcile() -> list[str]:
+            # The outbox sweep rides on the jobs' pass: this service is the one kept running with CPU.
+            ended = app.state.jobs.reconcile()
+            return ended + publisher.sweep()
+
+        async with reconciling("jobs and webhook events", reconcile, settings.reconcile_every_s, launcher):
             yield
 
     return create_service_app(
         DEPLOYABLE,
         settings,
-        routers=[jobs_api.router, models_api.router, secrets_api.router, api_keys_api.router],
+        routers=[
+            jobs_api.router,
+            models_api.router,
+            secrets_api.router,
+            api_keys_api.router,
+            webhooks_api.router,
+            webhooks_api.dispatch_router,
+        ],
         lifespan=lifespan,
+        path_verifiers={webhooks_api.DISPATCH_PATH: wiring.webhook_dispatch_verifier(settings)},
     )

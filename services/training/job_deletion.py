@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtune import owned
 from runtune.errors import Conflict
 from runtune.jobs import removal
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.jobs import job_path
-from services.training.repository import JobRepository
 
 
 class JobDeletion:
     def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
         self._store = store
         self._blobs = blobs
-        self._jobs = JobRepository(store)
+        self._jobs = owned.jobs(store)
 
     def delete(self, uid: str, job_id: str) -> dict[str, Any]:
         """In an order that a repeat finishes after any interruption: the model marked deleted, its
@@ -43,7 +43,7 @@ class JobDeletion:
         checkpoints = removal.model_checkpoint_steps(self._store, job.id)
         removal.remove_model_files(self._store, self._blobs, job)
         self._blobs.delete_prefix(removal.job_folder(job))
-        removal.remove_model_checkpoints(self._store, job.id, list(checkpoints))
+        removal.remove_model_checkpoints(self._store, job.id, checkpoints)
         self._store.delete_tree(job_path(job.id))
         return {
             "id": job.id,

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, Pagination, Streams
 from runtune.errors import InvalidRequest
+from runtune.owned import JobCheckpoints
 from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
 from runtune.schemas.jobs import CreateJobRequest, seq_of_event_id
 from services.training.job_deletion import JobDeletion
@@ -49,7 +50,12 @@ def list_jobs(request: Request, user: CurrentUser, jobs: Jobs, page: Pagination)
         for key, value in request.query_params.items()
         if key.startswith("metadata[") and key.endswith("]")
     }
-    found = jobs.jobs.list_owned(user.uid, limit=page.limit + 1, after=page.after, metadata=metadata)
+
+    # Filtered here, not in the query: the keys are the user's own (an index per key otherwise).
+    def matches(job: Job) -> bool:
+        return all((job.metadata or {}).get(key) == value for key, value in metadata.items())
+
+    found = jobs.jobs.list_owned(user.uid, limit=page.limit + 1, after=page.after, keep=matches if metadata else None)
     return ListPage[Job].from_overfetch(found, page.limit)
 
 
@@ -86,7 +92,7 @@ def list_checkpoints(job_id: str, user: CurrentUser, jobs: Jobs, page: Paginatio
     # Newest first, as OpenAI lists them; the best one (lowest validation loss) marked.
     found = [
         checkpoint.model_copy(update={"best": checkpoint.fine_tuned_model_checkpoint == job.best_checkpoint})
-        for checkpoint in reversed(jobs.jobs.checkpoints(job_id))
+        for checkpoint in reversed([stored.checkpoint for stored in JobCheckpoints(jobs.jobs.store).list(job.id)])
     ]
     if page.after is not None:
         ids = [checkpoint.id for checkpoint in found]

@@ -12,7 +12,6 @@ jobs whose heartbeat is stale with the execution's own reason.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -20,22 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runtune import quotas, serving, throughput
+from runtune import owned, quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
-from runtune.estimate import (
-    GPU_NAMES,
-    Estimate,
-    RunShape,
-    RunTiming,
-    Where,
-    estimate,
-    local_where,
-    machine_name,
-)
-from runtune.jobs import hyperparameters
+from runtune.estimate import GPU_NAMES, Where, local_where
+from runtune.jobs import plan
 from runtune.jobs.events import JobEventLog, Level
-from runtune.jobs.hyperparameters import Resolved, SequenceLengths
-from runtune.models import registry
+from runtune.jobs.plan import Planned
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
@@ -48,7 +37,6 @@ from runtune.schemas.jobs import (
     Job,
     JobPhase,
     JobStatus,
-    RuntuneOptions,
     job_path,
 )
 
@@ -60,34 +48,6 @@ _ACTIVE = (JobStatus.queued, JobStatus.running)
 LAUNCHING = "launching"
 # A launch claimed but never completed is retried this many times in all, then the job fails.
 MAX_LAUNCH_ATTEMPTS = 3
-
-
-def estimate_summary(fit: Estimate, hub_warning: str | None) -> dict[str, object]:
-    """What a job shows of its estimate before launch: the range, its basis and the warnings."""
-    return {
-        "seconds": fit.seconds,
-        "seconds_low": fit.seconds_low,
-        "seconds_high": fit.seconds_high,
-        "usd": fit.usd,
-        "usd_low": fit.usd_low,
-        "usd_high": fit.usd_high,
-        "basis": fit.basis,
-        "calibrated_runs": fit.calibrated_runs,
-        "machine": fit.machine,
-        "warnings": [*fit.warnings, *([hub_warning] if hub_warning else [])],
-    }
-
-
-def held_out_examples(training: Dataset, options: RuntuneOptions, *, validation: bool = False) -> int:
-    """How many examples the trainer evaluates on (jobs/trainer/recipe.py `held_out`): the asked
-    split of the training set, else the other one, capped by `evaluation.max_samples`. A separate
-    validation file's size is not known here: the cap, or as many as the training set's test split."""
-    splits = training.splits
-    other = "validation" if options.evaluation.split == "test" else "test"
-    count = splits.get(options.evaluation.split) or splits.get(other) or 0
-    if validation and options.evaluation.max_samples:
-        count = options.evaluation.max_samples
-    return min(count, options.evaluation.max_samples or count)
 
 
 @dataclass(frozen=True)
@@ -114,10 +74,8 @@ class JobService:
         secrets: SecretStore | None = None,
         where: Where | None = None,
     ) -> None:
-        from services.training.repository import JobRepository
-
         self._store = store
-        self.jobs = JobRepository(store)
+        self.jobs = owned.jobs(store)
         self.events = JobEventLog(store)
         self._launcher = launcher
         self._policy = policy
@@ -130,8 +88,10 @@ class JobService:
         self._quotas = quotas or Quotas()
         # Whether the user has a Hub token (a run of real Gemma weights needs one), never its value.
         self._secrets = secrets
-        # Where trainers run: Cloud Run GPUs, or (the local platform) this machine, with or without a GPU.
+        # Where trainers run (Cloud Run GPUs, or the local platform's machine, with or without a
+        # GPU), and the platform's finished runs that calibrate the estimates.
         self.where: Where = where or ("cloud" if profile == "gcp" else local_where())
+        self.estimator = plan.Estimator(self.where, store)
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -140,7 +100,7 @@ class JobService:
             existing = self._idempotent_job(uid, idempotency_key)
             if existing is not None:
                 return existing
-        model = self._check_model(request.model)
+        model = plan.check_model(request.model)
         # A file still processing is accepted (OpenAI's quickstart uploads and creates at once): the
         # job waits in `validating_files` and the checks that need the dataset run when it is ready.
         training = self.dataset_for(uid, request.training_file, "training_file", allow_processing=True)
@@ -150,17 +110,12 @@ class JobService:
             else None
         )
         options = request.method.supervised.runtune
-        if options.method == "full" and not model.full_finetune:
-            raise InvalidRequest(
-                f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'",
-                param="method.supervised.runtune.method",
-            )
+        plan.check_options(model, options, self.offered_gpus)
         # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
         # for download only (its merged export) and its events say so.
         verdict = serving.assess(request, profile=self.profile)
         if verdict.problems:
             raise verdict.problems[0].error()
-        self.check_offered(options.gpu, "method.supervised.runtune.gpu")
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
@@ -181,59 +136,45 @@ class JobService:
         )
         if ready:
             # Every file is ready: the checks that need it answer this request with a 400.
-            job = self._checked(job, model, training)
+            job = plan.with_plan(job, self._plan(job, training, validation))
         stored = self._store_new(uid, job, idempotency_key)
         if stored is not job:
             return stored  # a concurrent request with the same Idempotency-Key made the job
         self._event(job.id, "Validating training file")
         if verdict.export_only:
             self._event(job.id, verdict.export_only, level="warn")
-        for warning in (job.estimate or {}).get("warnings") or [self.hub_warning(uid, model)]:
-            if warning:
-                self._event(job.id, warning, level="warn")
         if ready:
+            self._warn(job)
             self._queue(job)
         return self.jobs.get(job.id) or job
 
-    def _checked(self, job: Job, model: registry.ModelSpec, training: Dataset) -> Job:
-        """The job with what needs its ready training set checked and resolved: the modality, `auto`
-        hyperparameters from the number of examples, and the GPU the run fits (RuntuneError if not)."""
-        if model.modality == "text" and training.modality == "vision":
-            raise InvalidRequest(
-                f"Model '{job.model}' reads text only, but dataset '{training.id}' has images; pick a vision model",
-                param="model",
-            )
-        resolved, fit = self._resolve(job, model, training)
-        # The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both).
-        quotas.check_gpu_budget(self._store, job.owner, self._quotas, fit.gpu_seconds or 0, job_id=job.id)
-        # OpenAI's job shows the resolved numbers in `method.supervised.hyperparameters` too.
-        method = {**job.method, "supervised": {**job.method.get("supervised", {}), **resolved.method_part()}}
-        return job.model_copy(
-            update={
-                "hyperparameters": resolved.hyperparameters,
-                "auto_hyperparameters": resolved.auto,
-                "method": method,
-                "gpu": fit.gpu,
-                "estimated_gpu_seconds": fit.gpu_seconds,
-                "estimate": estimate_summary(fit, self.hub_warning(job.owner, model)),
-            }
-        )
-
-    def _resolve(self, job: Job, model: registry.ModelSpec, training: Dataset) -> tuple[Resolved, Estimate]:
-        """The job's `auto` hyperparameters resolved for its training set, and the run's estimate on the
-        GPU it gets."""
-        examples = training.splits.get("train") or sum(training.splits.values()) or 1
-        lengths = SequenceLengths.of_stats(training.stats, model)
-        resolved = hyperparameters.resolve(
-            job.hyperparameters,
-            model=model,
-            examples=examples,
-            options=job.options,
-            lengths=lengths,
+    def _plan(self, job: Job, training: Dataset, validation: Dataset | None) -> Planned:
+        """The job's plan on its ready training set (runtune/jobs/plan.py: checks, `auto`, learning
+        rate, GPU; RuntuneError if it cannot run), within its owner's monthly GPU budget."""
+        planned = plan.plan_job(
+            job,
+            training,
             offered=self.offered_gpus,
+            validation=validation,
+            estimator=self.estimator,
+            has_hub_token=self.has_hub_token(job.owner),
         )
-        held_out = held_out_examples(training, job.options, validation=bool(job.validation_file))
-        return resolved, self._check_fits(model, job.options, resolved, examples, lengths, held_out=held_out)
+        self._check_budget(job, planned.estimate.gpu_seconds)
+        return planned
+
+    def has_hub_token(self, uid: str) -> bool:
+        """Whether the user stored a Hugging Face token (its name only; a service without the secrets
+        port assumes so)."""
+        return self._secrets is None or bool(set(plan.HUB_TOKEN_SECRETS) & set(self._secrets.names(uid)))
+
+    def _warn(self, job: Job) -> None:
+        """The plan's warnings (hours on a CPU, a missing Hub token, host memory) as the job's events."""
+        for warning in (job.estimate or {}).get("warnings") or []:
+            self._event(job.id, warning, level="warn")
+
+    def _check_budget(self, job: Job, seconds: int | None) -> None:
+        """The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both)."""
+        quotas.check_gpu_budget(self._store, job.owner, self._quotas, seconds or 0, job_id=job.id)
 
     def _queue(self, job: Job) -> None:
         """`validating_files` -> `queued` (unless cancelled meanwhile), then launch what the owner may."""
@@ -273,152 +214,51 @@ class JobService:
             found[param] = dataset
         if any(dataset.status is not DatasetStatus.ready for dataset in found.values()):
             return  # still processing: the next pass (or GET) looks again
+        # A resumed job keeps the plan it was made with (its checkpoints are of that batch size and
+        # step count); only its budget is checked again. A new one is planned now.
         try:
-            checked = self._checked(job, self._check_model(job.model), found["training_file"])
+            if job.plan is not None:
+                self._check_budget(job, job.estimated_gpu_seconds)
+                planned = None
+            else:
+                planned = self._plan(job, found["training_file"], found.get("validation_file"))
         except RuntuneError as exc:
             where = f" ({exc.param})" if exc.param else ""
             self._fail(job.id, exc.code or "invalid_request", f"{exc.message}{where}", exc.param)
             return
-        updated = self.jobs.update(
+        updated = self.jobs.update_if(
             job.id,
             lambda current: (
-                current.model_copy(
-                    update={
-                        "hyperparameters": checked.hyperparameters,
-                        "auto_hyperparameters": checked.auto_hyperparameters,
-                        "method": checked.method,
-                        "gpu": checked.gpu,
-                        "estimated_gpu_seconds": checked.estimated_gpu_seconds,
-                        "estimate": checked.estimate,
-                    }
-                )
+                (plan.with_plan(current, planned) if planned is not None else current)
                 if current.status is JobStatus.validating_files
                 else None
             ),
         )
         if updated is not None:
+            if planned is not None:
+                self._warn(updated)
             self._queue(updated)
-
-    def _check_model(self, model_id: str) -> registry.ModelSpec:
-        model = registry.lookup(model_id)
-        if model is None:
-            raise InvalidRequest(
-                f"Model '{model_id}' is not supported; GET /v1/models lists the base models", param="model"
-            )
-        return model
-
-    def _check_fits(
-        self,
-        model: registry.ModelSpec,
-        options: RuntuneOptions,
-        resolved: Resolved,
-        examples: int,
-        lengths: SequenceLengths,
-        *,
-        held_out: int = 0,
-    ) -> Estimate:
-        """The run's estimate on the GPU it gets: the one asked for, or the smallest offered GPU it fits."""
-        self.check_offered(options.gpu, "method.supervised.runtune.gpu")
-        result = self.estimate_run(model, options, resolved, examples, lengths, held_out=held_out)
-        if result.gpu is None:
-            raise InvalidRequest(
-                f"This run cannot fit a GPU: it {result.reason}", param="method.supervised.runtune", code="does_not_fit"
-            )
-        return result
-
-    def estimate_run(
-        self,
-        model: registry.ModelSpec,
-        options: RuntuneOptions,
-        resolved: Resolved,
-        examples: int,
-        lengths: SequenceLengths,
-        *,
-        held_out: int = 0,
-    ) -> Estimate:
-        """The run's estimate where this deployment trains (runtune.estimate), calibrated from the
-        platform's finished runs of the same model, machine and method once there are some."""
-        shape = self.run_shape(model, options, resolved, examples, lengths, held_out=held_out)
-
-        def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
-            return estimate(
-                model.figures(),
-                shape,
-                gpu=options.gpu,
-                offered=self.offered_gpus,
-                where=self.where,
-                calibration=runs,
-                model_name=model.id,
-            )
-
-        published = reckon()
-        if published.gpu is None:
-            return published
-        machine = machine_name(published.gpu, self.where)
-        runs = throughput.measured(self._store, model=model.id, machine=machine, method=options.method)
-        return reckon(runs) if runs else published
-
-    @staticmethod
-    def run_shape(
-        model: registry.ModelSpec,
-        options: RuntuneOptions,
-        resolved: Resolved,
-        examples: int,
-        lengths: SequenceLengths,
-        *,
-        held_out: int = 0,
-    ) -> RunShape:
-        """What the estimate sizes (runtune.jobs.hyperparameters.run_shape), with the evaluation it
-        runs, gradient checkpointing and where the weights come from."""
-        shape = hyperparameters.run_shape(
-            options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
-        )
-        evaluation = options.evaluation
-        cap = evaluation.max_samples or held_out
-        return dataclasses.replace(
-            shape,
-            eval_examples=min(held_out, cap),
-            eval_passes=2 if evaluation.baseline else 1,
-            eval_generation=evaluation.method != "label_scoring",
-            gradient_checkpointing=options.gradient_checkpointing,
-            weights_from="local" if model.is_tiny else "hub",
-        )
-
-    def hub_warning(self, uid: str, model: registry.ModelSpec) -> str | None:
-        """What to say before launch when the model's weights come from the Hub and the user has no
-        Hugging Face token stored (the trainer reads `hf_token`, or `huggingface`)."""
-        if model.hf_id is None or self._secrets is None:
-            return None
-        if {"hf_token", "huggingface"} & set(self._secrets.names(uid)):
-            return None
-        return (
-            f"{model.id} downloads its weights from the Hugging Face Hub, which needs your Hugging Face token: "
-            f"accept the model's license on huggingface.co/{model.hf_id}, then add the token in Settings "
-            "(the 'hf_token' secret) before launching"
-        )
 
     def check_offered(self, gpu: str, param: str) -> None:
         """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
-        if gpu != "auto" and gpu not in self.offered_gpus:
-            raise InvalidRequest(
-                f"GPU '{gpu}' is not offered by this deployment; it offers {', '.join(self.offered_gpus)} "
-                "(or 'auto', the smallest that fits)",
-                param=param,
-                code="gpu_not_offered",
-            )
+        plan.check_offered(gpu, self.offered_gpus, param)
 
     def _gpu_for(self, job: Job) -> str:
-        """The GPU a queued job launches on. Jobs stored before the GPU was recorded (`gpu` None) get
-        the estimate's choice now, from what they stored; a GPU the deployment stopped offering
-        since the job was queued is refused rather than launched on a job that no longer exists."""
-        if job.gpu is None:
-            model = self._check_model(job.model)
+        """The GPU a queued job launches on: its plan's. A job stored before plans existed is planned
+        now by the same function, from what it stored (its numbers, and the GPU it shows when it
+        has one), and fails like a new job if it cannot run; a GPU the deployment stopped offering
+        since the job was planned is refused rather than launched on a trainer job that no longer
+        exists."""
+        config = job.plan
+        if config is None:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
-            gpu = self._resolve(job, model, training)[1].gpu
-            assert gpu is not None  # _check_fits refuses a run that fits no GPU
-            return gpu
-        self.check_offered(job.gpu, "gpu")
-        return job.gpu
+            offered = (job.gpu,) if job.gpu else self.offered_gpus
+            planned = plan.plan_job(job, training, offered=offered, estimator=self.estimator)
+            self.jobs.update_if(job.id, lambda current: plan.with_plan(current, planned))
+            config = planned.plan
+        assert config.gpu is not None  # plan_job refuses a run that fits no GPU
+        self.check_offered(config.gpu, "gpu")
+        return config.gpu
 
     def dataset_for(self, uid: str, dataset_id: str, param: str, *, allow_processing: bool = False) -> Dataset:
         """The caller's dataset, ready to train on (or, with `allow_processing`, on its way there);
@@ -479,7 +319,7 @@ class JobService:
 
     def dispatch(self, uid: str) -> None:
         """Launch the user's oldest queued jobs while they have free slots; the rest wait in order."""
-        active = self.jobs.with_status(list(_ACTIVE), owner=uid)
+        active = self.jobs.where_in("status", [status.value for status in _ACTIVE], owner=uid)
         launched = [job for job in active if job.status is JobStatus.running or job.execution_name]
         waiting = [job for job in active if job.status is JobStatus.queued and not job.execution_name]
         for job in waiting[: max(0, self._policy.max_running_per_user - len(launched))]:
@@ -496,7 +336,7 @@ class JobService:
                 update={"execution_name": LAUNCHING, "phase": JobPhase.launching, "heartbeat_at": time.time()}
             )
 
-        if self.jobs.update(job.id, claim) is None:
+        if self.jobs.update_if(job.id, claim) is None:
             return
         try:
             gpu = self._gpu_for(job)
@@ -511,7 +351,7 @@ class JobService:
             log.exception("launch failed", extra={"job_id": job.id})
             self._fail(job.id, "launch_failed", f"The trainer could not be started: {exc}")
             return
-        stored = self.jobs.update(
+        stored = self.jobs.update_if(
             job.id,
             lambda current: current.model_copy(
                 update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu}
@@ -537,7 +377,7 @@ class JobService:
                 update |= {"status": JobStatus.cancelled, "finished_at": now_ts(), "seconds_remaining": None}
             return current.model_copy(update=update)
 
-        job = self.jobs.update(job_id, request_cancel) or job
+        job = self.jobs.update_if(job_id, request_cancel) or job
         if job.execution_name and job.execution_name != LAUNCHING and not job.status.is_terminal:
             # The trainer notices the flag at its next safe point and ends the job `cancelled`;
             # stopping the execution covers a trainer that is stuck.
@@ -563,7 +403,7 @@ class JobService:
             # Nothing trains yet (waiting for its files, queued, claimed or launched but not started).
             return current.model_copy(update={"status": JobStatus.paused, "seconds_remaining": None})
 
-        changed = self.jobs.update(job_id, request_pause)
+        changed = self.jobs.update_if(job_id, request_pause)
         if changed is None:
             return self._check_pausable(self.jobs.get_owned(uid, job_id))
         if changed.status is JobStatus.paused:
@@ -595,7 +435,7 @@ class JobService:
                 }
             )
 
-        resumed = self.jobs.update(job_id, unpause)
+        resumed = self.jobs.update_if(job_id, unpause)
         if resumed is None:
             current = self.jobs.get_owned(uid, job_id)
             _refuse_ended(current)
@@ -625,7 +465,7 @@ class JobService:
         now = time.time() if now is None else now
         ended = []
         owners = set()
-        for job in self.jobs.with_status([JobStatus.validating_files, *_ACTIVE]):
+        for job in self.jobs.where_in("status", [status.value for status in (JobStatus.validating_files, *_ACTIVE)]):
             owners.add(job.owner)
             try:
                 if self._reconcile_one(job, now):
@@ -691,7 +531,7 @@ class JobService:
                 }
             )
 
-        if self.jobs.update(job.id, release) is not None:
+        if self.jobs.update_if(job.id, release) is not None:
             self._event(job.id, "The launch was interrupted; launching again", level="warn")
         return False
 
@@ -735,7 +575,7 @@ class JobService:
                 update={"status": JobStatus.paused, "pause_requested": False, "seconds_remaining": None}
             )
 
-        if self.jobs.update(job.id, mark) is not None:
+        if self.jobs.update_if(job.id, mark) is not None:
             self._event(job.id, "Job paused (the trainer stopped before it recorded the pause)")
         return False
 
@@ -747,7 +587,7 @@ class JobService:
                 return None
             return current.model_copy(update={"status": status})
 
-        return self.jobs.update(job_id, apply)
+        return self.jobs.update_if(job_id, apply)
 
     def _fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         self._finish(job_id, JobStatus.failed, ApiError(code=code, message=message, param=param), message)
@@ -762,7 +602,7 @@ class JobService:
                 update={"status": status, "error": error, "finished_at": now_ts(), "seconds_remaining": None}
             )
 
-        if self.jobs.update(job_id, apply) is not None:
+        if self.jobs.update_if(job_id, apply) is not None:
             self._event(job_id, message, level="error" if status is JobStatus.failed else "info")
 
     def _event(self, job_id: str, message: str, *, level: Level = "info") -> None:

@@ -12,11 +12,11 @@ from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
 from runtune.estimate import GPU_TABLE, gpu_prices
 from runtune.inference.models import base_model_object, tuned_model_object
-from runtune.jobs import hyperparameters
+from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
 from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
-from services.training.jobs_service import JobService, held_out_examples
+from services.training.jobs_service import JobService
 
 router = APIRouter(tags=["models"])
 
@@ -34,7 +34,7 @@ def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     base = [base_model_object(spec, jobs.profile) for spec in registry.MODELS.values()]
     tuned = [
         tuned_model_object(job)
-        for job in jobs.jobs.with_status([JobStatus.succeeded], owner=user.uid)
+        for job in jobs.jobs.where_in("status", [JobStatus.succeeded.value], owner=user.uid)
         if job.fine_tuned_model and not job.model_deleted_at
     ]
     return {"object": "list", "data": base + tuned}
@@ -52,34 +52,30 @@ class EstimateRequest(BaseModel):
 
 @router.post("/v1/fine_tuning/estimate")
 def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
-    spec = registry.lookup(body.model)
-    if spec is None:
-        raise InvalidRequest(f"Model '{body.model}' is not supported; GET /v1/models lists them", param="model")
-    if body.runtune.method == "full" and not spec.full_finetune:
-        raise InvalidRequest(
-            f"Full fine-tuning of '{body.model}' does not fit one GPU; use qlora", param="runtune.method"
-        )
-    jobs.check_offered(body.runtune.gpu, "runtune.gpu")
+    # The job plan's own checks (runtune/jobs/plan.py), with the estimate's field names.
+    spec = plan.check_model(body.model)
+    plan.check_options(spec, body.runtune, jobs.offered_gpus, param="runtune")
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
-        examples = dataset.splits.get("train") or sum(dataset.splits.values())
+        examples = plan.training_examples(dataset)
         lengths = SequenceLengths.of_stats(dataset.stats, spec)
-        held_out = held_out_examples(dataset, body.runtune)
+        held_out = plan.held_out_examples(body.runtune.evaluation, dataset)
     elif body.examples is not None:
         examples, lengths = body.examples, SequenceLengths.typical(spec)
-        held_out = min(body.examples // 10, body.runtune.evaluation.max_samples or body.examples)
+        held_out = plan.typical_held_out(body.runtune.evaluation, examples)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
-    resolved = hyperparameters.resolve(
+    resolved, result = plan.size_run(
+        spec,
         body.hyperparameters,
-        model=spec,
-        examples=examples,
-        options=body.runtune,
-        lengths=lengths,
-        offered=jobs.offered_gpus,
+        body.runtune,
+        examples,
+        lengths,
+        jobs.offered_gpus,
+        held_out=held_out,
+        estimator=jobs.estimator,
     )
-    result = jobs.estimate_run(spec, body.runtune, resolved, examples, lengths, held_out=held_out)
-    hub = jobs.hub_warning(user.uid, spec)
+    hub = plan.hub_warning(spec, has_token=jobs.has_hub_token(user.uid))
     answer = result.as_dict()
     return {
         "object": "fine_tuning.estimate",

@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from runtune.api.deps import CurrentUser
-from runtune.errors import not_found
+from runtune.errors import InvalidRequest, not_found
 from runtune.ports.secrets import SecretStore
+from runtune.webhooks.endpoints import SECRET_NAME_PREFIX
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 
@@ -29,24 +30,37 @@ class SecretValue(BaseModel):
     value: str = Field(min_length=1, max_length=65536, description="The token; never returned")
 
 
+def _yours(name: str) -> str:
+    """Names under `webhook-` are the webhook endpoints' signing secrets: managed through `/v1/webhooks`."""
+    if name.startswith(SECRET_NAME_PREFIX):
+        raise InvalidRequest(
+            f"Secret names starting with '{SECRET_NAME_PREFIX}' are reserved for webhook endpoints", param="name"
+        )
+    return name
+
+
 def _secret(name: str) -> dict[str, Any]:
     return {"object": "secret", "name": name}
 
 
 @router.get("")
 def list_secrets(user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
-    return {"object": "list", "data": [_secret(name) for name in secrets.names(user.uid)], "has_more": False}
+    return {
+        "object": "list",
+        "data": [_secret(name) for name in secrets.names(user.uid) if not name.startswith(SECRET_NAME_PREFIX)],
+        "has_more": False,
+    }
 
 
 @router.put("/{name}")
 def put_secret(name: str, body: SecretValue, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
-    secrets.put(user.uid, name, body.value)
+    secrets.put(user.uid, _yours(name), body.value)
     return _secret(name)
 
 
 @router.delete("/{name}", status_code=status.HTTP_200_OK)
 def delete_secret(name: str, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
-    if name not in secrets.names(user.uid):
+    if _yours(name) not in secrets.names(user.uid):
         raise not_found("secret", name)
     secrets.delete(user.uid, name)
     return {"object": "secret.deleted", "name": name, "deleted": True}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import LAPTOP
 from tests.support import sign_up
@@ -21,13 +22,22 @@ def test_errors_appear_next_to_their_field(ui_platform, browser, shots) -> None:
     page.set_default_timeout(20_000)
     try:
         page.goto(ui_platform.url)
-        page.get_by_label("Email").fill(user["email"])
+        page.locator("input[name=email]").fill(user["email"])  # the error text is part of a label now
         page.get_by_label("Password").fill("wrong-password")
         page.get_by_role("button", name="Sign in").last.click()
         password = page.locator(".field", has=page.get_by_label("Password"))
         password.locator(".field-error").wait_for()
-        assert "Wrong" in password.locator(".field-error").inner_text()
+        wrong_password = password.locator(".field-error").inner_text()
+        assert wrong_password == "Wrong email or password"
         page.screenshot(path=shots / "01-wrong-password.png")
+        # An address with no account gets the very same answer: the form tells no one who has one.
+        page.reload()
+        page.get_by_label("Email").fill("nobody-" + user["email"])
+        page.get_by_label("Password").fill("wrong-password")
+        page.get_by_role("button", name="Sign in").last.click()
+        expect(password.locator(".field-error")).to_have_text(wrong_password)
+        assert page.locator(".field-error").count() == 1
+        page.locator("input[name=email]").fill(user["email"])  # the error text is part of a label now
         page.get_by_label("Password").fill("right-password")
         page.get_by_role("button", name="Sign in").last.click()
         page.get_by_test_id("account-email").wait_for()

@@ -18,6 +18,8 @@ from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.dev.processes import ManagedProcess, free_port
 from runtune.internal_auth import token_sha256
 from runtune.settings import REPO_ROOT
+from tests.e2e.jobs_support import TrainingService
+from tests.e2e.webhook_receiver import Receiver, running_receiver
 from tests.support import sign_up
 
 QUERY_LOG = "firestore-query-shapes.jsonl"
@@ -81,6 +83,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             "RUNTUNE_MAX_RUNNING_JOBS_PER_USER": "1",
             # Trainers read cancel/pause after every step: a pause lands a few steps after it is asked.
             "RUNTUNE_STOP_POLL_S": "0.05",
+            # Fake `processing` datasets (jobs_support.put_dataset) hold an ingestion slot as a launch
+            # claim for 15 minutes; with the default 2 slots, two such tests stall every later upload.
+            "RUNTUNE_LOCAL_MAX_CONCURRENT_CPU_JOBS": "6",
             # Every distinct Firestore query shape the services run (tests/e2e/test_index_coverage.py).
             "RUNTUNE_FIRESTORE_QUERY_LOG": str(local_dir / QUERY_LOG),
         },
@@ -150,3 +155,18 @@ def user(platform) -> dict[str, str]:
 @pytest.fixture
 def sdk(platform, user) -> OpenAI:
     return OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=user["id_token"], max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def training_service(platform) -> Iterator[TrainingService]:
+    # Session-scoped: the replacement serves the later tests and stops before the platform does.
+    service = TrainingService(platform)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback: answers each POST with the next of `statuses` (200 after)."""
+    with running_receiver() as running:
+        yield running

@@ -1,11 +1,16 @@
-"""Helpers for the jobs tests: ready datasets, jobs left mid-launch, trainer processes and polling."""
+"""Helpers for the jobs tests: ready datasets, jobs left mid-launch, trainer processes, polling, and the
+training service killed and started again."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -89,9 +94,9 @@ def claimed_launch(
     """A job as a training service leaves it between the launch claim and storing the execution
     (killed there, when the claim is old; still launching, when it is fresh): queued,
     `execution_name` "launching", the claim `claimed_s_ago` old."""
+    from runtune import owned
     from runtune.adapters.firestore import FirestoreMetadataStore
     from runtune.schemas.jobs import CreateJobRequest, Job, JobPhase, JobStatus
-    from services.training.repository import JobRepository
 
     model = "tiny-gemma-3-vision"
     request = CreateJobRequest(model=model, training_file=dataset_id, metadata={"script": script})
@@ -113,7 +118,7 @@ def claimed_launch(
     with pytest.MonkeyPatch.context() as patch:
         for name, value in platform.emulator_env.items():
             patch.setenv(name, value)
-        JobRepository(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
+        owned.jobs(FirestoreMetadataStore.for_project(platform.project_id)).create(job)
     return job.id
 
 
@@ -139,3 +144,55 @@ def processes_running(*words: str) -> dict[int, list[str]]:
 def trainer_pids(job_id: str) -> list[int]:
     """The live trainer processes (real or scripted) of a job, whoever launched them."""
     return sorted(pid for module in TRAINER_MODULES for pid in processes_running(module, job_id))
+
+
+class TrainingService:
+    """The platform's training service, killed (SIGKILL) and started again as it was, on its port."""
+
+    def __init__(self, platform) -> None:
+        self.url = platform.services["training"]
+        self.log_dir = Path(platform.log_dir)
+        self.replacement: subprocess.Popen[bytes] | None = None
+
+    def kill_and_restart(self) -> None:
+        self.restart(self.kill())
+
+    def kill(self) -> tuple[list[str], dict[str, str], str]:
+        """SIGKILL it; returns what starts it again as it was (argv, environment, folder)."""
+        port = str(urlparse(self.url).port)
+        found = processes_running("services.training.app:create_app", port)
+        assert len(found) == 1, found
+        pid, argv = found.popitem()
+        environ = dict(
+            line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in line
+        )
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        os.kill(pid, signal.SIGKILL)
+        if self.replacement is not None and self.replacement.pid == pid:
+            self.replacement.wait()  # an earlier replacement: reaped, not left a zombie
+        wait_for(lambda: pid not in processes_running("services.training.app:create_app", port), timeout_s=30)
+        return argv, environ, cwd
+
+    def restart(self, how: tuple[list[str], dict[str, str], str]) -> None:
+        argv, environ, cwd = how
+        self.log = self.log_dir / "training-restarted.log"
+        with self.log.open("ab") as log:
+            self.replacement = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, timeout_s=120)
+
+    def _healthy(self) -> bool:
+        assert self.replacement is not None
+        assert self.replacement.poll() is None, f"the restarted service exited: {self.log.read_text()[-3000:]}"
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        if self.replacement is not None:
+            self.replacement.terminate()
+            try:
+                self.replacement.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.replacement.kill()
+                self.replacement.wait()

@@ -35,6 +35,7 @@ from runtune.schemas.jobs import (
     model_checkpoint_path,
 )
 from runtune.settings import CommonSettings
+from runtune.training.reporting import JobReporter
 from runtune.wiring import metadata_store
 
 
@@ -91,10 +92,12 @@ def main(job_id: str) -> int:
             # As runtune.training.model_checkpoints writes it (the adapter's files are the test's to put).
             adapter = f"users/{job.owner}/jobs/{job_id}/export/checkpoints/step-000003/"
             store.set(model_checkpoint_path(job_id, 3), checkpoint.model_dump(mode="json") | {"adapter": adapter})
-    # The last event before the status, as the real trainer's `finish` does: a reader that sees the
-    # job ended (the SSE stream) has its last event to read.
-    events.add(job_id, "The job has successfully completed")
-    report(status=JobStatus.succeeded.value, finished_at=int(time.time()), fine_tuned_model=f"ft:{job.model}:{job_id}")
+    # Ended through the real trainer's reporter: its last event before the status (a reader that sees
+    # the job ended, the SSE stream, has its last event to read), and the webhook event written in
+    # the status's own transaction.
+    JobReporter(store, job_id).finish(
+        JobStatus.succeeded, "The job has successfully completed", fine_tuned_model=f"ft:{job.model}:{job_id}"
+    )
     return 0
 
 

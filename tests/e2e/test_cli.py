@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtune.cli.main import app
+from tests.e2e.jobs_support import wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -102,3 +103,36 @@ def test_keys_create_list_revoke(platform, tmp_path, monkeypatch) -> None:
     after = httpx.get(f"{platform.gateway_url}/v1/me", headers={"authorization": f"Bearer {key}"})
     assert after.status_code == 401
     assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 1
+
+
+def test_webhooks_create_test_deliveries_delete(platform, tmp_path, monkeypatch, receiver) -> None:
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    login = ["login", "--email", account["email"], "--password", "correct-horse"]
+    login += ["--gateway", platform.gateway_url, "--auth-emulator", platform.auth_host]
+    assert runner.invoke(app, login).exit_code == 0
+
+    made = runner.invoke(app, ["webhooks", "create", receiver.url, "-e", "dataset.ready", "--description", "ci"])
+    assert made.exit_code == 0, made.output
+    secret = next(line for line in made.output.splitlines() if line.startswith("whsec_"))
+    endpoint_id = next(word for word in made.output.split() if word.startswith("wh-"))
+    listed = runner.invoke(app, ["webhooks", "list"])
+    assert listed.exit_code == 0 and endpoint_id in listed.output and secret not in listed.output
+    shown = runner.invoke(app, ["webhooks", "show", endpoint_id])
+    assert shown.exit_code == 0 and receiver.url in shown.output and "enabled" in shown.output
+    assert "dataset.ready" in shown.output
+
+    sent = runner.invoke(app, ["webhooks", "test", endpoint_id])
+    assert sent.exit_code == 0 and "webhook.test" in sent.output, sent.output
+    wait_for(lambda: receiver.delivered("webhook.test"), timeout_s=60)
+
+    def logged() -> str | None:
+        shown = runner.invoke(app, ["webhooks", "deliveries", endpoint_id]).output
+        return shown if " 200 " in shown else None
+
+    assert "webhook.test" in wait_for(logged)
+
+    assert runner.invoke(app, ["webhooks", "delete", endpoint_id]).exit_code == 0
+    missing = runner.invoke(app, ["webhooks", "show", endpoint_id])
+    assert missing.exit_code == 1 and "No webhook endpoint" in missing.output

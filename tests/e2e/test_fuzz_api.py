@@ -118,8 +118,12 @@ def _envelope_problem(response: requests.Response) -> str | None:
     except ValueError:
         return f"the body is not JSON: {response.text[:300]!r}"
     error = body.get("error") if isinstance(body, dict) else None
-    if set(body) != {"error"} or not isinstance(error, dict) or set(error) != ENVELOPE_FIELDS:
+    # A validation error adds `problems` (every field's problem); the envelope's own fields stay.
+    if set(body) != {"error"} or not isinstance(error, dict) or set(error) - {"problems"} != ENVELOPE_FIELDS:
         return f"the body is not the error envelope: {str(body)[:300]}"
+    problems = error.get("problems", [])
+    if not (isinstance(problems, list) and all(set(p) == {"param", "message"} for p in problems)):
+        return f"the envelope's problems are not [{{param, message}}]: {problems}"
     if not (isinstance(error["message"], str) and error["message"] and isinstance(error["type"], str)):
         return f"the envelope has no message or type: {error}"
     return None

@@ -164,6 +164,9 @@ def test_evaluation_scores_the_tuned_model_far_above_its_base(tuned: dict[str, A
         timeout_s=300,
     )
     assert done["status"] == "succeeded", done.get("error")
+    # The fastest exact method on the first samples: the local engine offers its extension and the
+    # prefix search (per-label scoring is vLLM's).
+    assert done["scoring_method"] in ("batched", "prefix_search")
     base, tuned_metrics = done["metrics"][BASE], done["metrics"][tuned["model"]]
     assert tuned_metrics["samples"] == DEMO["test"]
     assert tuned_metrics["accuracy"] >= 0.8 and base["accuracy"] <= 0.5, (base["accuracy"], tuned_metrics["accuracy"])
@@ -184,6 +187,7 @@ def test_generation_evaluation_maps_answers_to_labels(tuned: dict[str, Any]) -> 
     )
     assert done["status"] == "succeeded", done.get("error")
     assert done["metrics"][tuned["model"]]["samples"] == 8 and done["metrics"][tuned["model"]]["accuracy"] >= 0.6
+    assert done["scoring_method"] is None  # no label scoring
 
 
 def test_exported_merged_model_reloads_with_the_same_greedy_answers(tuned: dict[str, Any], tmp_path: Path) -> None:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from tests.e2e.jobs_support import claimed_launch, job_status, processes_running, put_dataset, trainer_pids, wait_for
+from tests.e2e.jobs_support import claimed_launch, job_status, put_dataset, trainer_pids, wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -88,56 +85,6 @@ def test_a_cancel_right_after_create_or_during_the_launch_claim_ends_cancelled(p
     for job_id in (created, launching):
         wait_for(lambda job_id=job_id: job_status(client, job_id) == "cancelled", timeout_s=60)
     _nothing_left(client, dataset_id, created, launching)
-
-
-class TrainingService:
-    """The platform's training service, killed (SIGKILL) and started again as it was, on its port."""
-
-    def __init__(self, platform) -> None:
-        self.url = platform.services["training"]
-        self.log_dir = Path(platform.log_dir)
-        self.replacement: subprocess.Popen[bytes] | None = None
-
-    def kill_and_restart(self) -> None:
-        port = str(urlparse(self.url).port)
-        found = processes_running("services.training.app:create_app", port)
-        assert len(found) == 1, found
-        pid, argv = found.popitem()
-        environ = dict(
-            line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in line
-        )
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: pid not in processes_running("services.training.app:create_app", port), timeout_s=30)
-        self.log = self.log_dir / "training-restarted.log"
-        with self.log.open("ab") as log:
-            self.replacement = subprocess.Popen(argv, env=environ, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout_s=120)
-
-    def _healthy(self) -> bool:
-        assert self.replacement is not None
-        assert self.replacement.poll() is None, f"the restarted service exited: {self.log.read_text()[-3000:]}"
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def close(self) -> None:
-        if self.replacement is not None:
-            self.replacement.terminate()
-            try:
-                self.replacement.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.replacement.kill()
-                self.replacement.wait()
-
-
-@pytest.fixture(scope="session")
-def training_service(platform) -> Iterator[TrainingService]:
-    # Session-scoped: the replacement serves the later tests and stops before the platform does.
-    service = TrainingService(platform)
-    yield service
-    service.close()
 
 
 def test_a_killed_training_service_and_trainer_leave_no_job_stuck(platform, client, training_service) -> None:

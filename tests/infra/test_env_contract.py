@@ -85,6 +85,10 @@ UNSET: dict[str, str] = {
     "evaluation_concurrency": "the default (32) keeps the engine's next batch filling while one runs",
     "evaluation_heartbeat_s": "the default (20 s) is the intended policy; the service and the executions must agree",
     "export_url_ttl_s": "the default (1 hour) is the intended lifetime of a download link",
+    "webhook_dispatch_token": "local profile only; the gcp profile refuses it (Cloud Tasks' OIDC tokens instead)",
+    "webhook_allow_loopback": "local profile only; the gcp profile refuses it",
+    "webhook_dispatch_url": "the default (the service's own URL, its audience, + the dispatcher's path) is the target",
+    "webhook_timeout_s": "the default (10 s per delivery attempt) is the intended policy",
 }
 
 # Fields of a shared class that mean nothing to one deployable.
@@ -92,12 +96,28 @@ _TRAINER_ONLY = {
     "offered_gpus": "only the training service launches the trainer jobs (one per GPU offered)",
     "trainer_task_timeout_s": "only the training service launches the trainer",
 }
+_WEBHOOKS_ONLY = {
+    f"webhook_{name}": "only the training service sweeps the outbox and dispatches webhooks"
+    for name in (
+        "queue",
+        "dispatch_url",
+        "dispatch_service_account",
+        "dispatch_token",
+        "allow_loopback",
+        "retry_window_s",
+        "min_backoff_s",
+        "max_backoff_s",
+        "timeout_s",
+    )
+}
 NOT_THIS_DEPLOYABLE: dict[str, dict[str, str]] = {
     "preprocessing": {
         **_TRAINER_ONLY,
+        **_WEBHOOKS_ONLY,
     },
     "inference": {
         **_TRAINER_ONLY,
+        **_WEBHOOKS_ONLY,
         "ingest_task_timeout_s": "only the preprocessing service launches ingestions",
     },
     "training": {

@@ -53,7 +53,7 @@ def test_temporary_prefixes_are_the_librarys_and_expire_after_uploads_do(tf: Con
 
 
 def test_uploads_live_under_a_temporary_prefix_and_expire_before_their_objects() -> None:
-    from services.preprocessing.repository import upload_prefix
+    from runtune.blob_layout import upload_prefix
     from services.preprocessing.service import UPLOAD_TTL_S
 
     assert any(upload_prefix("uid", "upload-1").startswith(prefix) for prefix in indexes.TEMPORARY_PREFIXES)

@@ -44,6 +44,7 @@ _REFERENCES = {
         "name",
         r"\$\{google_cloud_run_v2_job\.(\w+)(?:\[[^\]]+\])?\.name\}|\$\{local\.job_prefix\}-(trainer)-\$\{trimprefix\([^)]*\)\}",
     ),
+    "google_cloud_tasks_queue_iam_member": ("queue", "name", r"\$\{google_cloud_tasks_queue\.(\w+)\.name\}"),
     "google_secret_manager_secret_iam_member": (
         "secret",
         "secret_id",

@@ -64,8 +64,12 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluation
             assert body["role"] == "roles/run.invoker"
             invokers.setdefault(body["name"], set()).update(members)
     gateway_sa = '${google_service_account.sa["gateway"].member}'
-    for service in ("preprocessing", "training", "inference"):
-        assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa}
+    # Besides the gateway, Cloud Tasks calls the training service's webhook dispatcher as `webhooks`
+    # (its middleware takes that account's token on the dispatcher's path only; internal ingress
+    # admits Cloud Tasks).
+    tasks_sa = '${google_service_account.sa["webhooks"].member}'
+    for service, extra in (("preprocessing", set()), ("training", {tasks_sa}), ("inference", set())):
+        assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa} | extra
     assert invokers["${google_cloud_run_v2_service.engine.name}"] == {
         '${google_service_account.sa["inference"].member}',
         '${google_service_account.sa["evaluate"].member}',
@@ -159,6 +163,7 @@ def test_user_secrets_are_reachable_only_by_name_prefix(tf: Config) -> None:
 def test_one_service_account_per_deployable(tf: Config) -> None:
     accounts = tf.locals["service_accounts"]
     deployables = {"gateway", "preprocessing", "training", "inference", "trainer", "evaluate", "ingest", "engine"}
+    deployables.add("webhooks")  # no workload: the identity Cloud Tasks calls the dispatcher as
     assert set(accounts) == deployables | {"build"}
     services = dict(tf.instances("google_cloud_run_v2_service"))
     for address, body in services.items():

@@ -93,8 +93,9 @@ def test_a_snapshot_survives_a_crash(start: Callable[[], RunningEmulators]) -> N
 def test_ephemeral_emulators_leave_nothing_behind() -> None:
     running = start_emulators()
     data_dir, pids = running.data_dir, list(running.pids.values())
-    hosts = [running.endpoints.firestore_host, running.endpoints.auth_host, running.endpoints.storage_host]
-    assert data_dir.is_dir() and len(pids) == 3
+    endpoints = running.endpoints
+    hosts = [endpoints.firestore_host, endpoints.auth_host, endpoints.storage_host, endpoints.tasks_host]
+    assert data_dir.is_dir() and len(pids) == 4
 
     running.stop()
 

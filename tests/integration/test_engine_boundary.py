@@ -13,7 +13,7 @@ import pytest
 
 from runtune.adapters.firestore import FirestoreMetadataStore
 from runtune.adapters.gcs import GcsBlobStore
-from runtune.adapters.openai_engine import PROBE_TEXT, OpenAIEngine
+from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.errors import InvalidRequest, NotFound, PermissionDenied
 from runtune.inference.adapter_pool import AdapterPool
 from runtune.inference.models import ModelResolver, Target, TunedAdapter
@@ -73,10 +73,11 @@ class FakeVllm:
                         return self._json(404, {"error": {"message": message, "type": "NotFoundError"}})
                     fake.adapters.discard(body["lora_name"])
                     return self._json(200, {})
-                if self.path == "/tokenize":  # the probe: a user turn and the generation prompt
-                    return self._json(200, {"count": 3, "max_model_len": 8192, "tokens": [2, 105, 106]})
+                if self.path == "/tokenize":  # one token per character of the rendered conversation
+                    tokens = [ord(c) for c in _render(body)]
+                    return self._json(200, {"count": len(tokens), "max_model_len": 8192, "tokens": tokens})
                 if self.path == "/detokenize":
-                    return self._json(200, {"prompt": f"<bos><start_of_turn>user\n{PROBE_TEXT}{OPENING}"})
+                    return self._json(200, {"prompt": "".join(chr(t) for t in body["tokens"])})
                 if self.path == "/v1/chat/completions":
                     if body["model"] not in {"google/gemma-3-4b-it", *fake.adapters}:
                         return self._json(404, {"error": {"message": f"model {body['model']} not found"}})
@@ -88,6 +89,8 @@ class FakeVllm:
                         entries = [None, {"7": {"logprob": -0.5, "rank": 1}}, {"8": {"logprob": -0.5, "rank": 1}}]
                         entries += [{str(ord(c)): {"logprob": logprob, "rank": 1}} for c in text]
                         return self._json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
+                    if body.get("logprobs"):
+                        return self._json(200, _top_logprobs(body))
                     if body.get("stream"):
                         self.send_response(200)
                         self.send_header("content-type", "text/event-stream")
@@ -119,6 +122,28 @@ class FakeVllm:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _render(body: dict) -> str:
+    """Gemma 3's template, for text parts: the generation prompt, or the final message continued."""
+    turns = "".join(
+        f"<start_of_turn>user\n{''.join(p.get('text', '') for p in m['content'] if p['type'] == 'text')}"
+        for m in body["messages"]
+    )
+    return f"<bos>{turns}" + ("" if body.get("continue_final_message") else OPENING)
+
+
+def _top_logprobs(body: dict) -> dict:
+    """The next token after the answer so far (one character a token): "dog<end_of_turn>" is the
+    likely answer (-0.1 a character on its way, -2.0 off it), as the `prompt_logprobs` above."""
+    answer = _render(body).rsplit(OPENING, 1)[-1] if body.get("continue_final_message") else ""
+    alphabet = sorted(set("catdog<end_of_turn>"))
+    ranked = sorted(
+        ((-0.1 if "dog<end_of_turn>".startswith(answer + c) else -2.0, c) for c in alphabet), key=lambda x: -x[0]
+    )
+    top = [{"token": f"token_id:{ord(c)}", "logprob": logprob} for logprob, c in ranked[: body["top_logprobs"]]]
+    content = [{**top[0], "top_logprobs": top}]
+    return {"object": "chat.completion", "choices": [{"index": 0, "logprobs": {"content": content}}]}
 
 
 @pytest.fixture
@@ -268,6 +293,61 @@ def test_label_scoring_asks_for_prompt_logprobs_of_each_continuation(vllm: FakeV
             "max_tokens": 1,
             "temperature": 0,
             "prompt_logprobs": 0,
+        }
+
+
+def test_prefix_search_reads_the_prefix_cache_one_request_at_a_time(vllm: FakeVllm) -> None:
+    """vLLM's prefix cache serves requests without `prompt_logprobs`: the sample's plain generation
+    prompt with `max_tokens=1` and the top log-probabilities by token id, then the winning label's
+    prefixes continued (the request shape of per-label scoring), never a per-label prompt."""
+    from runtune.ports.engine import ScoringMethod
+
+    labels = ["cat<end_of_turn>", "dog<end_of_turn>"]
+    model = "google/gemma-3-4b-it"
+
+    async def run() -> tuple[list[ScoringMethod], int, list[float], list[float]]:
+        engine = OpenAIEngine(vllm.url)
+        try:
+            methods = await engine.scoring_methods()
+            await engine.best(model, CHAT["messages"], labels, ScoringMethod.prefix_search)  # learns the labels
+            vllm.requests.clear()
+            best = await engine.best(model, CHAT["messages"], labels, ScoringMethod.prefix_search)
+            searched = list(vllm.requests)
+            exhaustive = await engine.score(model, CHAT["messages"], labels, ScoringMethod.prefix_search)
+            per_label = await engine.score(model, CHAT["messages"], labels, ScoringMethod.per_label)
+            vllm.requests[:] = searched
+            return methods, best, exhaustive, per_label
+        finally:
+            await engine.aclose()
+
+    methods, best, exhaustive, per_label = asyncio.run(run())
+    assert methods == [ScoringMethod.per_label, ScoringMethod.prefix_search]  # vLLM has no extension
+    assert best == 1 and exhaustive == pytest.approx(per_label)
+    sent = [body for _, path, body in vllm.requests]
+    assert all(path == "/v1/chat/completions" for _, path, _ in vllm.requests)
+    assert not any("prompt_logprobs" in body for body in sent)
+    search = {
+        "max_tokens": 1,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 20,
+        "return_tokens_as_token_ids": True,
+    }
+    # First: the sample's own generation prompt, as any chat request (what the prefix cache holds).
+    assert sent[0] == {"model": model, "messages": CHAT["messages"], **search}
+    # Then one request per prefix of the winner only ("d", "do", ... up to before its last token):
+    # "cat" is never continued, its first token already scores below the finished "dog".
+    question = CHAT["messages"][0]
+    answer = "dog<end_of_turn>"
+    assert len(sent) == len(answer)
+    for body, end in zip(sent[1:], range(1, len(answer)), strict=True):
+        text = {"type": "text", "text": OPENING + answer[:end]}
+        assert body == {
+            "model": model,
+            "messages": [{**question, "content": [*question["content"], text]}],
+            "add_generation_prompt": False,
+            "continue_final_message": True,
+            **search,
         }
 
 

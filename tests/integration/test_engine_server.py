@@ -99,10 +99,19 @@ def engine(local_dir: Path) -> Iterator[Any]:
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://engine", headers={"authorization": "Bearer k"}
     )
-    yield loop, client
+    yield _Engine(loop, client, app)
     loop.run_until_complete(client.aclose())
     loop.run_until_complete(context.__aexit__(None, None, None))
     loop.close()
+
+
+class _Engine(tuple):
+    """(event loop, client) of the in-process engine, and its app (`.app`)."""
+
+    def __new__(cls, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient, app: Any) -> _Engine:
+        made = super().__new__(cls, (loop, client))
+        made.app = app
+        return made
 
 
 def _run(engine: Any, coroutine: Any) -> Any:
@@ -373,3 +382,60 @@ def test_bad_scoring_requests_are_refused_with_the_field(
     messages = _chat(BASE, COLOURS[0])["messages"]
     reply = _run(engine, client.post("/v1/runtune/score", json={"messages": messages, **body}))
     assert reply.status_code == status and reply.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("top_logprobs", [20, 2])
+def test_every_scoring_method_ranks_and_scores_as_the_engines_own_scoring(engine: Any, top_logprobs: int) -> None:
+    """Through the service's client: the prefix search (first-token top log-probabilities, then label
+    prefixes continued, as sent to vLLM) and per-label `prompt_logprobs` give the scores and the
+    winner of the engine's one-request scoring; with 2 alternatives per position most labels fall
+    outside the list and are scored per label, exactly still. Labels sharing first tokens included."""
+    from runtune.adapters.openai_engine import OpenAIEngine
+    from runtune.demo.shapes import CLASSES
+    from runtune.ports.engine import ScoringMethod
+
+    labels = [label + "<end_of_turn>" for label in [*CLASSES, "a red square", "a red circle", "a blue square"]]
+    client = OpenAIEngine(
+        "http://engine", api_key="k", top_logprobs=top_logprobs, transport=httpx.ASGITransport(app=engine.app)
+    )
+
+    async def run() -> list[dict[ScoringMethod, tuple[list[float], int]]]:
+        assert await client.scoring_methods() == [ScoringMethod.batched, ScoringMethod.prefix_search]
+        out = []
+        for colour in COLOURS:
+            messages = _chat(BASE, colour)["messages"]
+            out.append(
+                {
+                    method: (
+                        await client.score(BASE, messages, labels, method),
+                        await client.best(BASE, messages, labels, method),
+                    )
+                    for method in ScoringMethod
+                }
+            )
+        return out
+
+    try:
+        results = _run(engine, run())
+    finally:
+        _run(engine, client.aclose())
+    for by_method in results:
+        reference, winner = by_method[ScoringMethod.batched]
+        assert winner == max(range(len(labels)), key=reference.__getitem__)
+        for scores, best in by_method.values():
+            assert scores == pytest.approx(reference, abs=1e-4)
+            assert best == winner
+
+
+def test_top_logprobs_are_the_raw_next_token_distribution(engine: Any) -> None:
+    _, client = engine
+    body = _chat(BASE, COLOURS[1], max_tokens=1, logprobs=True, top_logprobs=5, return_tokens_as_token_ids=True)
+    reply = _run(engine, client.post("/v1/chat/completions", json=body))
+    assert reply.status_code == 200, reply.text
+    position = reply.json()["choices"][0]["logprobs"]["content"][0]
+    alternatives = [entry["logprob"] for entry in position["top_logprobs"]]
+    assert len(alternatives) == 5 and alternatives == sorted(alternatives, reverse=True)
+    assert all(entry["token"].startswith("token_id:") for entry in position["top_logprobs"])
+    assert position["logprob"] == pytest.approx(alternatives[0])  # greedy: the top token
+    bad = _run(engine, client.post("/v1/chat/completions", json={**body, "top_logprobs": 21}))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "top_logprobs"

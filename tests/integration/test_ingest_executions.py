@@ -20,11 +20,11 @@ from runtune.datasets.ingest_execution import DatasetIngestion, Outcome, describ
 from runtune.datasets.limits import DatasetLimits
 from runtune.errors import UpstreamUnavailable
 from runtune.owned import datasets as dataset_collection
+from runtune.owned import uploads as upload_collection
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest, Workload
 from runtune.schemas.common import now_ts
 from runtune.schemas.datasets import Dataset, DatasetStatus, IngestSpec, Progress
 from runtune.settings import REPO_ROOT
-from services.preprocessing.repository import upload_collection
 from services.preprocessing.service import LAUNCHING, DatasetService, IngestPolicy
 
 pytestmark = pytest.mark.emulators

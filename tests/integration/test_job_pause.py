@@ -191,3 +191,26 @@ def test_a_job_paused_while_validating_files_waits_until_resumed(service) -> Non
     resumed = jobs.resume(uid, job.id)
     assert resumed.status is JobStatus.queued and resumed.gpu is not None
     assert isinstance(resumed.hyperparameters.n_epochs, int) and launcher.launched == [job.id]
+
+
+def test_a_resumed_job_keeps_its_plan_and_the_reasons_it_shows(service) -> None:
+    store, launcher, jobs = service
+    uid, file_id = _user_with_file(store)
+    job = jobs.create(uid, CreateJobRequest(model=MODEL, training_file=file_id), None)
+    planned = _job(jobs, job.id)
+    assert planned.plan is not None and set(planned.auto_hyperparameters) == {
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+    }
+    jobs.pause(uid, job.id)
+    # The set grows meanwhile: planned again, `auto` would pick other numbers than its checkpoints hold.
+    dataset = Dataset.model_validate(store.get(f"datasets/{file_id}"))
+    store.set(f"datasets/{file_id}", dataset.model_copy(update={"splits": {"train": 4000}}).to_document())
+
+    jobs.resume(uid, job.id)
+
+    resumed = _job(jobs, job.id)
+    assert resumed.status is JobStatus.queued and launcher.launched == [job.id, job.id]
+    assert resumed.plan == planned.plan and resumed.hyperparameters == planned.hyperparameters
+    assert resumed.auto_hyperparameters == planned.auto_hyperparameters

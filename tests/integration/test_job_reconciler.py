@@ -216,6 +216,6 @@ def test_a_retry_racing_the_first_request_of_a_key_gets_its_job(emulators) -> No
 
 
 def _jobs_of(store, uid: str) -> list[Job]:
-    from services.training.repository import JobRepository
+    from runtune import owned
 
-    return JobRepository(store).list_owned(uid, limit=10)
+    return owned.jobs(store).list_owned(uid, limit=10, after=None)

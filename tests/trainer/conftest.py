@@ -10,12 +10,18 @@ from typing import Any
 
 import pytest
 
+from jobs.trainer.recipe import Environment
+from runtune import wiring
 from runtune.adapters.firestore import FirestoreMetadataStore
 from runtune.adapters.gcs import GcsBlobStore
+from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from runtune.estimate import GPU_NAMES
+from runtune.jobs import plan
 from runtune.models.registry import tiny_dir
 from runtune.models.tiny import TINY_IDS, ensure_tiny_model
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import RuntuneOptions, job_path
+from runtune.settings import CommonSettings
 
 
 @pytest.fixture(scope="session")
@@ -76,5 +82,23 @@ def new_job(
         hyperparameters={"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier},
         options=RuntuneOptions.model_validate(options),
     )
-    store.set(job_path(job.id), job.to_document())
+    store.set(job_path(job.id), planned(store, job).to_document())
     return job.id
+
+
+def trainer_environment(store: FirestoreMetadataStore, blobs: GcsBlobStore) -> Environment:
+    """What `python -m jobs.trainer` composes, with the trainer's cloud rights only (the fixtures write
+    the job and its dataset with none of those limits)."""
+    settings = CommonSettings()
+    return Environment(
+        PermittedMetadataStore(store, "trainer"),
+        PermittedBlobStore(blobs, "trainer"),
+        settings,
+        wiring.secret_store(settings, deployable="trainer"),
+    )
+
+
+def planned(store: FirestoreMetadataStore, job: Job) -> Job:
+    """`job` with the plan the training service stores before it launches a job (runtune/jobs/plan.py)."""
+    dataset = Dataset.model_validate(store.get(f"datasets/{job.training_file}"))
+    return plan.with_plan(job, plan.plan_job(job, dataset, offered=GPU_NAMES))

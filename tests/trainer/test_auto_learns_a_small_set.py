@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 
-from jobs.trainer.recipe import Environment, run
-from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from jobs.trainer.recipe import run
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor
-from runtune.jobs import hyperparameters
-from runtune.jobs.hyperparameters import SequenceLengths
-from runtune.models.registry import get
+from runtune.estimate import GPU_NAMES
+from runtune.jobs import hyperparameters, plan
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, job_path
-from runtune.settings import CommonSettings
 from tests.datasets.builders import colour_chat_jsonl
+from tests.trainer.conftest import trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-auto-hyperparameters"
@@ -59,35 +57,29 @@ def test_auto_learns_three_colours_from_36_chat_examples(store: Any, blobs: Any,
     assert dataset.labels == ["blue", "green", "red"] and dataset.label_counts == {"blue": 12, "green": 12, "red": 12}
     assert dataset.splits["test"] == 3
 
-    # What the jobs API does once the file is ready (services/training/jobs_service.py `_resolve`).
-    spec, options = get(MODEL), RuntuneOptions(method="lora", checkpoint_every_steps=1000, export={"merged": False})
-    resolved = hyperparameters.resolve(
-        Hyperparameters(),
-        model=spec,
-        examples=dataset.splits["train"],
-        options=options,
-        lengths=SequenceLengths.of_stats(dataset.stats, spec),
-    )
-    steps = -(-dataset.splits["train"] // resolved.batch_size) * resolved.epochs
-    assert steps >= hyperparameters.MIN_STEPS and set(resolved.auto) == {
-        "n_epochs",
-        "batch_size",
-        "learning_rate_multiplier",
-    }
-    job = Job(
+    # What the jobs API does once the file is ready (services/training/jobs_service.py `_plan`).
+    options = RuntuneOptions(method="lora", checkpoint_every_steps=1000, export={"merged": False})
+    asked = Job(
         id=f"ftjob-{uuid.uuid4().hex[:12]}",
         owner=UID,
         model=MODEL,
         training_file=dataset.id,
         status=JobStatus.queued,
-        hyperparameters=resolved.hyperparameters,
-        auto_hyperparameters=resolved.auto,
+        hyperparameters=Hyperparameters(),
         options=options,
         seed=42,
     )
+    planned = plan.plan_job(asked, dataset, offered=GPU_NAMES)
+    steps = -(-dataset.splits["train"] // planned.plan.batch_size) * planned.plan.epochs
+    assert steps >= hyperparameters.MIN_STEPS and set(planned.auto) == {
+        "n_epochs",
+        "batch_size",
+        "learning_rate_multiplier",
+    }
+    job = plan.with_plan(asked, planned)
     store.set(job_path(job.id), job.to_document())
 
-    env = Environment(PermittedMetadataStore(store, "trainer"), PermittedBlobStore(blobs, "trainer"), CommonSettings())
+    env = trainer_environment(store, blobs)
     assert run(job.id, env) == 0
     done = store.get(job_path(job.id))
     assert done["status"] == "succeeded", done.get("error")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from runtune.blob_layout import job_prefix
 from runtune.schemas.jobs import job_path
 from runtune.training import checkpoints
 
@@ -38,8 +39,6 @@ def test_only_the_newest_checkpoints_remain_blobs_and_documents(store: Any, blob
 
     documents = sorted(doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/checkpoints"))
     assert documents == [3, 4, 5]
-    stored = {
-        info.path.split("/checkpoints/")[1].split("/")[0] for info in blobs.list(checkpoints.job_prefix(UID, job_id))
-    }
+    stored = {info.path.split("/checkpoints/")[1].split("/")[0] for info in blobs.list(job_prefix(UID, job_id))}
     assert stored == {"step-000003", "step-000004", "step-000005"}
     assert checkpoints.latest(store, job_id)["step_number"] == 5

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,10 @@ import pytest
 from runtune import throughput
 from runtune.datasets.canonical import read_split
 from runtune.demo.shapes import CLASSES, write_demo_dataset
-from runtune.estimate import CPU_NAME, RunTiming, estimate
-from runtune.jobs import hyperparameters
-from runtune.jobs.hyperparameters import SequenceLengths
-from runtune.models import registry
+from runtune.estimate import CPU_NAME, GPU_NAMES, Estimate, RunTiming
+from runtune.jobs import plan
 from runtune.schemas import Dataset, TaskKind
 from runtune.schemas.jobs import Job, job_path
-from services.training.jobs_service import JobService, held_out_examples
 from tests.trainer.conftest import new_dataset, new_job
 
 pytestmark = pytest.mark.emulators
@@ -81,27 +79,22 @@ def _timed_run(store: Any, blobs: Any, examples: int) -> tuple[str, float]:
     return job_id, seconds
 
 
-def _estimate(store: Any, job_id: str, calibration: list[RunTiming]) -> Any:
-    """The jobs API's estimate of the job (services/training/jobs_service.py), on this machine's CPU."""
+def _estimate(store: Any, job_id: str, calibration: list[RunTiming]) -> Estimate:
+    """The job plan's estimate of the job (runtune/jobs/plan.py, as the jobs API makes it on the local
+    platform without a GPU), calibrated from the `throughput` document holding `calibration` alone."""
+    path = throughput.throughput_path(MODEL, CPU_NAME, "qlora")
+    store.set(path, {"model": MODEL, "machine": CPU_NAME, "method": "qlora", "runs": [asdict(r) for r in calibration]})
     job = Job.model_validate(store.get(job_path(job_id)))
     dataset = Dataset.model_validate(store.get(f"datasets/{job.training_file}"))
-    spec = registry.lookup(MODEL)
-    assert spec is not None
-    examples = dataset.splits["train"]
-    lengths = SequenceLengths.of_stats(dataset.stats, spec)
-    resolved = hyperparameters.resolve(
-        job.hyperparameters, model=spec, examples=examples, options=job.options, lengths=lengths
-    )
-    shape = JobService.run_shape(
-        spec, job.options, resolved, examples, lengths, held_out=held_out_examples(dataset, job.options)
-    )
-    return estimate(spec.figures(), shape, where="local-cpu", calibration=calibration, model_name=MODEL)
+    planned = plan.plan_job(job, dataset, offered=GPU_NAMES, estimator=plan.Estimator("local-cpu", store))
+    return planned.estimate
 
 
 def test_the_estimate_is_within_a_factor_of_the_measured_duration_at_three_lengths(
     store: Any, blobs: Any, local_dir: Path
 ) -> None:
     runs = [_timed_run(store, blobs, examples) for examples in EXAMPLES]
+    kept = store.get(throughput.throughput_path(MODEL, CPU_NAME, "qlora"))
     # Each succeeded run recorded its phases; the newest three are this test's (newest first).
     recorded = throughput.measured(store, model=MODEL, machine=CPU_NAME, method="qlora")[: len(runs)][::-1]
     assert [timing.steps for timing in recorded] == [examples // BATCH for examples in EXAMPLES]
@@ -121,3 +114,4 @@ def test_the_estimate_is_within_a_factor_of_the_measured_duration_at_three_lengt
     assert published[0].seconds < published[1].seconds < published[2].seconds
     fixed = {name: value for name, value in published[0].breakdown.items() if name != "train"}
     assert all({n: v for n, v in r.breakdown.items() if n != "train"} == fixed for r in published)
+    store.set(throughput.throughput_path(MODEL, CPU_NAME, "qlora"), kept)

@@ -14,14 +14,15 @@ import torch
 from safetensors.torch import load_file
 
 from runtune.adapters.gcs import GcsBlobStore
+from runtune.blob_layout import export_prefix
 from runtune.demo.shapes import examples
 from runtune.models import registry
 from runtune.models.loading import load_processor, model_class
 from runtune.models.tiny import TINY_IDS
+from runtune.schemas.jobs import TrainConfig
 from runtune.training import export
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat, decode_images
-from runtune.training.config import TrainConfig
 from runtune.training.evaluation import prompt_and_answer
 
 # The tiny models are ~0.6 MB in bf16: 100 kB shards give each several, and their largest tensor
@@ -103,7 +104,7 @@ def test_the_merged_export_streams_to_the_bucket_and_answers_like_the_merged_mod
     blobs = ObservedBlobStore.for_bucket(emulators.project_id, emulators.bucket)
     blobs.ensure_bucket()
     config = TrainConfig(job_id=f"ftjob-{uuid.uuid4().hex[:12]}", owner=UID, model=spec.id, dataset_id="d")
-    prefix = export.export_prefix(UID, config.job_id)
+    prefix = export_prefix(UID, config.job_id)
     _adapted(spec, weights, seed=3).save_pretrained(tmp_path / "adapter")
     export.upload_dir(blobs, tmp_path / "adapter", prefix + "adapter/")
     # What an earlier attempt with another split may have left behind.

@@ -15,10 +15,10 @@ from runtune.demo.shapes import CLASSES, example, examples
 from runtune.models import registry
 from runtune.models.loading import download_prefix, fetch_weights, load_processor, locate_weights, staged_prefix
 from runtune.models.tiny import TINY_IDS
+from runtune.schemas.jobs import TrainConfig
 from runtune.training import evaluation
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat, decode_images
-from runtune.training.config import TrainConfig
 from tests.datasets.builders import MemoryBlobStore
 
 

@@ -16,13 +16,11 @@ from typing import Any
 
 import pytest
 
-from jobs.trainer.recipe import Environment, run
-from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
+from jobs.trainer.recipe import run
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
-from runtune.settings import CommonSettings
-from tests.trainer.conftest import new_dataset, new_job
+from tests.trainer.conftest import new_dataset, new_job, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-trainer-tests"
@@ -35,9 +33,7 @@ def _demo(store: Any, blobs: Any, modality: str, counts: dict[str, int]) -> str:
 
 
 def _run(store: Any, blobs: Any, job_id: str) -> tuple[int, dict[str, Any]]:
-    # With the trainer's cloud rights only, as `python -m jobs.trainer` has them locally (the
-    # fixtures write the job and its dataset with none of those limits).
-    env = Environment(PermittedMetadataStore(store, "trainer"), PermittedBlobStore(blobs, "trainer"), CommonSettings())
+    env = trainer_environment(store, blobs)
     code = run(job_id, env)
     return code, store.get(job_path(job_id))
 
@@ -287,8 +283,8 @@ def _stop_when(store: Any, job_id: str, trainer: subprocess.Popen[bytes], when: 
 @pytest.mark.parametrize("when", ["loading", "training"])
 def test_a_cancel_ends_the_job_cancelled(store: Any, blobs: Any, local_dir: Path, when: str) -> None:
     dataset_id = _demo(store, blobs, "vision", {"train": 64, "test": 4})
-    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     store.update(f"datasets/{dataset_id}", {"modality": "text"})
+    job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     trainer = _trainer(job_id)
     try:
         _stop_when(store, job_id, trainer, when)

@@ -224,6 +224,18 @@ def test_single_label_and_all_bad_rows_fail(tmp_path) -> None:
         _ingest(tmp_path, "bad.jsonl", b"{x\n{y\n", skip_bad_rows=True)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_malformed_json_names_the_column_on_its_own_line(tmp_path, newline: str) -> None:
+    # Line 2 stops after its 15th character; the line break must not move the error to line 3.
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(newline.join([chat_line("q", "a"), '{"messages": [', '{"a" 1}', ""]).encode())
+    errors = [row for row in _rows(path) if isinstance(row, DataError)]
+    assert [(e.where.row, e.message) for e in errors] == [
+        (2, "c.jsonl, line 2: malformed JSON (Expecting value at column 15)"),
+        (3, "c.jsonl, line 3: malformed JSON (Expecting ':' delimiter at column 6)"),
+    ]
+
+
 def test_bad_rows_fail_unless_skipping_was_asked(tmp_path) -> None:
     body = (chat_line("q", "a") + "\n{oops\n" + chat_line("q", "b") + "\n").encode()
     with pytest.raises(DataError, match=r"c\.jsonl, line 2: malformed JSON"):

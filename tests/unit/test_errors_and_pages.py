@@ -5,6 +5,7 @@ from pydantic import BaseModel, Field
 from runtune.api.errors import install_error_handlers
 from runtune.errors import not_found
 from runtune.schemas import Job, ListPage
+from runtune.schemas.jobs import CreateJobRequest
 
 
 class Body(BaseModel):
@@ -19,6 +20,10 @@ def _app() -> FastAPI:
     @app.post("/things")
     def create(body: Body) -> dict[str, str]:
         return {"name": body.name}
+
+    @app.post("/jobs")
+    def create_job(body: CreateJobRequest) -> dict[str, str]:
+        return {"model": body.model}
 
     @app.get("/things/{thing_id}")
     def get(thing_id: str) -> None:
@@ -39,6 +44,32 @@ def test_validation_error_is_an_envelope_naming_the_field() -> None:
     assert error["param"] == "n_epochs"
     assert error["type"] == "invalid_request_error"
     assert "n_epochs" in error["message"]
+
+
+def test_validation_error_lists_every_problem_once_per_field() -> None:
+    import httpx
+    import openai
+
+    client = TestClient(_app())
+    hyperparameters = {"n_epochs": 0, "batch_size": -1}
+    supervised = {"hyperparameters": hyperparameters, "runtune": {"lora": {"rank": 9999}}}
+    body = {"model": "m", "training_file": "file-1", "method": {"type": "supervised", "supervised": supervised}}
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    prefix = "method.supervised."
+    # A union field (`int | "auto"`) fails once per member: one problem per field, the first reason.
+    assert error["problems"] == [
+        {"param": prefix + "hyperparameters.n_epochs", "message": "Input should be greater than or equal to 1"},
+        {"param": prefix + "hyperparameters.batch_size", "message": "Input should be greater than or equal to 1"},
+        {"param": prefix + "runtune.lora.rank", "message": "Input should be less than or equal to 256"},
+    ]
+    # The envelope the SDKs parse is unchanged: the first field, and a count of the others.
+    assert error["param"] == prefix + "hyperparameters.n_epochs"
+    assert error["message"].endswith("(and 2 more problems)")
+    raw = httpx.Response(400, json=response.json(), request=httpx.Request("POST", "http://api/jobs"))
+    sdk_error = openai.BadRequestError(error["message"], response=raw, body=error)
+    assert sdk_error.param == error["param"] and sdk_error.code == "invalid_value"
 
 
 def test_malformed_json_is_a_400_envelope() -> None:

@@ -144,3 +144,27 @@ def test_values_never_reach_the_logs(store: LocalFileSecretStore, caplog: pytest
     for record in caplog.records:
         assert VALUE not in record.getMessage()
         assert VALUE not in str(vars(record))
+
+
+def test_a_local_execution_reads_the_folder_the_services_write(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`RUNTUNE_SECRETS_DIR` names a folder, not a secret: the local launcher passes it on (the
+    trainer then reads the users' tokens the training service stored); real secrets stay behind."""
+    from runtune import wiring
+    from runtune.settings import EMULATOR_VARIABLES, CommonSettings
+
+    root = tmp_path / "elsewhere"
+    monkeypatch.setenv("RUNTUNE_SECRETS_DIR", str(root))
+    monkeypatch.setenv("RUNTUNE_INTERNAL_TOKEN", "not-for-executions")
+    monkeypatch.setenv("RUNTUNE_LOCAL_DIR", str(tmp_path / "local"))
+    for name in EMULATOR_VARIABLES:  # the local profile wants them; no emulator is called here
+        monkeypatch.setenv(name, "127.0.0.1:9")
+    wiring.secret_store(CommonSettings(), deployable="training").put(UID, "hf_token", VALUE)
+
+    inherited = wiring.local_trainer_env()
+    assert inherited["RUNTUNE_SECRETS_DIR"] == str(root)
+    assert "RUNTUNE_INTERNAL_TOKEN" not in inherited
+    for name in [name for name in os.environ if name.startswith("RUNTUNE_")]:
+        monkeypatch.delenv(name)
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    assert wiring.secret_store(CommonSettings(), deployable="trainer").get(UID, "hf_token") == VALUE

@@ -42,7 +42,13 @@ def dist(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [*EMULATORS, "RUNTUNE_PROFILE", "RUNTUNE_PROJECT_ID", "RUNTUNE_INTERNAL_TOKEN"]:
+    for name in [
+        *EMULATORS,
+        "CLOUD_TASKS_EMULATOR_HOST",
+        "RUNTUNE_PROFILE",
+        "RUNTUNE_PROJECT_ID",
+        "RUNTUNE_INTERNAL_TOKEN",
+    ]:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 

@@ -13,13 +13,12 @@ from google.api_core import exceptions as gexc
 
 from runtune import permissions
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
-from runtune.datasets.canonical import dataset_prefix, shard_path
-from runtune.datasets.shards import preview_path
-from runtune.inference.evaluation import predictions_path
+from runtune.blob_layout import dataset_prefix, predictions_path, source_path, upload_prefix
+from runtune.datasets.canonical import shard_path
+from runtune.datasets.previews import preview_path
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.jobs import checkpoint_path, event_path, job_path
-from services.preprocessing.repository import source_path, upload_prefix
 
 UID = "user-1"
 

@@ -32,7 +32,13 @@ def _refusal(rule: SignupRule, identity: Identity) -> str:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("RUNTUNE_PROFILE", "RUNTUNE_PROJECT_ID", "RUNTUNE_INTERNAL_TOKEN", *EMULATORS):
+    for name in (
+        "RUNTUNE_PROFILE",
+        "RUNTUNE_PROJECT_ID",
+        "RUNTUNE_INTERNAL_TOKEN",
+        *EMULATORS,
+        "CLOUD_TASKS_EMULATOR_HOST",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name in [n for n in os.environ if n.startswith("RUNTUNE_SIGNUP_")]:
         monkeypatch.delenv(name)

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { type Dataset, type DatasetStats, type Distribution, type Page, type Sample, del, get, query } from "../api";
+import { type Dataset, type DatasetStats, type Distribution, type Evaluation, type Job, type Page, type Sample, del, get, post, query } from "../api";
 import { BarChart, DistributionStrip } from "../charts";
+import { IdChip } from "../names";
 import { Link, navigate } from "../router";
 import { Empty, ErrorBox, Loading, ProgressBar, Resolved, Status, asApiError, formatBytes, formatDate, useResource } from "../ui";
 import { datasetProgress } from "./datasets";
@@ -150,19 +151,64 @@ function Stats({ dataset }: { dataset: Dataset }) {
   );
 }
 
+/** What names the dataset: runs that train or validate on it, evaluations that score on it (the
+ * newest 100 of each; `more` when there may be others). */
+export async function usersOf(datasetId: string): Promise<{ runs: Job[]; evaluations: Evaluation[]; more: boolean }> {
+  const [jobs, evaluations] = await Promise.all([
+    get<Page<Job>>("/v1/fine_tuning/jobs?limit=100"),
+    get<Page<Evaluation>>("/v1/evaluations?limit=100"),
+  ]);
+  return {
+    runs: jobs.data.filter((j) => j.training_file === datasetId || j.validation_file === datasetId),
+    evaluations: evaluations.data.filter((e) => e.dataset_id === datasetId),
+    more: jobs.has_more || evaluations.has_more,
+  };
+}
+
+function deleteQuestion(dataset: Dataset, users: Awaited<ReturnType<typeof usersOf>>): string {
+  const lines = [`Delete the dataset "${dataset.name}" and its files?`];
+  if (users.runs.length || users.evaluations.length) {
+    lines.push("", "It is used by:");
+    for (const run of users.runs) lines.push(`• run "${run.suffix || run.id}" (${run.status})`);
+    for (const e of users.evaluations) lines.push(`• evaluation ${e.id} (${e.status})`);
+    if (users.more) lines.push("• and perhaps older ones");
+    lines.push("", "They keep their results and models and show the dataset as deleted; one still in progress may fail.");
+  } else if (users.more) {
+    lines.push("", "None of your newest runs and evaluations uses it.");
+  } else {
+    lines.push("", "No run or evaluation uses it.");
+  }
+  return lines.join("\n");
+}
+
 export function DatasetDetail({ id }: { id: string }) {
   const resource = useResource(() => get<Dataset>(`/v1/datasets/${id}`), [id], {
     every: 1500,
     poll: (d) => d.status === "processing" || d.status === "uploading",
   });
   const [deleteError, setDeleteError] = useState<ReturnType<typeof asApiError> | null>(null);
+  const [retrying, setRetrying] = useState(false);
   const remove = async (dataset: Dataset) => {
-    if (!confirm(`Delete the dataset "${dataset.name}" and its files?`)) return;
+    setDeleteError(null);
     try {
+      if (!confirm(deleteQuestion(dataset, await usersOf(dataset.id)))) return;
       await del(`/v1/datasets/${dataset.id}`);
       navigate("/datasets");
     } catch (caught) {
       setDeleteError(asApiError(caught));
+    }
+  };
+  // A failed dataset is processed again from the same source (`POST /v1/datasets/{id}/retry`).
+  const retry = async (dataset: Dataset) => {
+    setRetrying(true);
+    setDeleteError(null);
+    try {
+      await post<Dataset>(`/v1/datasets/${dataset.id}/retry`);
+      await resource.reload();
+    } catch (caught) {
+      setDeleteError(asApiError(caught));
+    } finally {
+      setRetrying(false);
     }
   };
   return (
@@ -176,7 +222,7 @@ export function DatasetDetail({ id }: { id: string }) {
                 <h1>{dataset.name}</h1>
                 <p class="muted">
                   <Status value={dataset.status} /> {dataset.task_kind ?? ""} {dataset.modality ?? ""} · {dataset.bytes ? formatBytes(dataset.bytes) : ""} ·{" "}
-                  {formatDate(dataset.created_at)} · <code>{dataset.id}</code>
+                  {formatDate(dataset.created_at)} · <IdChip id={dataset.id} />
                 </p>
               </div>
               <div class="actions">
@@ -184,6 +230,11 @@ export function DatasetDetail({ id }: { id: string }) {
                   <Link class="button primary" href={`/runs/new?dataset=${dataset.id}`}>
                     Train on it
                   </Link>
+                )}
+                {dataset.status === "failed" && (
+                  <button class="primary" onClick={() => void retry(dataset)} disabled={retrying}>
+                    {retrying ? "Retrying…" : "Retry"}
+                  </button>
                 )}
                 <button class="danger" onClick={() => void remove(dataset)}>
                   Delete
@@ -198,8 +249,9 @@ export function DatasetDetail({ id }: { id: string }) {
               </div>
             )}
             {dataset.status === "failed" && (
-              <div class="error-box" role="alert">
+              <div class="error-box" role="alert" data-testid="dataset-error">
                 Processing failed: {dataset.error?.message ?? "unknown error"}
+                <p class="muted">Retry processes the same file again (after a crash or a timeout, or once a missing token is in Settings); a file with bad rows needs fixing and a new upload.</p>
               </div>
             )}
             {dataset.status === "ready" && (

@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Dataset, type Evaluation, type Model, type Page, get, post } from "../api";
+import { DatasetRef, IdChip, modelLabel } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link, navigate } from "../router";
 import { Empty, ErrorBox, Field, Loading, ProgressBar, Resolved, Status, asApiError, errorFor, formError, formatDate, useResource } from "../ui";
@@ -9,7 +10,9 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
   const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
-  const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
+  const all = datasets.data?.data ?? [];
+  const ready = all.filter((d) => d.status === "ready");
+  const byId = new Map(all.map((d) => [d.id, d]));
   const [model, setModel] = useState(params.get("model") ?? "");
   const [dataset, setDataset] = useState(params.get("dataset") ?? "");
   const [split, setSplit] = useState("test");
@@ -26,7 +29,10 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
     );
   }
   const chosenModel = model || tuned[0].id;
-  const chosenDataset = dataset || ready[0]?.id || "";
+  // A link from a run names its dataset: it may have been deleted since (or still be processing).
+  const asked = params.get("dataset");
+  const askedMissing = !!asked && !ready.some((d) => d.id === asked) && dataset === asked;
+  const chosenDataset = (askedMissing ? "" : dataset) || ready[0]?.id || "";
   const parent = tuned.find((m) => m.id === chosenModel)?.parent;
   const chosen = ready.find((d) => d.id === chosenDataset);
   const submit = async (event: Event) => {
@@ -55,20 +61,32 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
         <Field label="Tuned model" error={errorFor(error, "models")}>
           <select name="model" value={chosenModel} onChange={(e) => setModel(e.currentTarget.value)}>
             {tuned.map((m) => (
-              <option key={m.id} value={m.id}>
-                {m.id}
+              <option key={m.id} value={m.id} title={m.id}>
+                {modelLabel(m, byId)}
               </option>
             ))}
           </select>
         </Field>
         <Field label="Dataset" error={errorFor(error, "dataset_id")}>
-          <select name="dataset" value={chosenDataset} onChange={(e) => setDataset(e.currentTarget.value)}>
-            {ready.map((d) => (
-              <option key={d.id} value={d.id}>
-                {d.name}
-              </option>
-            ))}
-          </select>
+          {ready.length === 0 ? (
+            <p class="field-note" data-testid="no-dataset-reason">
+              {all.length === 0 ? "You have no dataset (the one this model was trained on was deleted)." : "None of your datasets is ready: they are processing or failed."}{" "}
+              <Link href="/datasets/new">Upload one</Link> to evaluate on.
+            </p>
+          ) : (
+            <select name="dataset" value={chosenDataset} onChange={(e) => setDataset(e.currentTarget.value)}>
+              {ready.map((d) => (
+                <option key={d.id} value={d.id} title={d.id}>
+                  {d.name}
+                </option>
+              ))}
+            </select>
+          )}
+          {askedMissing && (
+            <span class="field-note" data-testid="asked-dataset-missing">
+              {byId.get(asked) ? `The run's dataset "${byId.get(asked)!.name}" is ${byId.get(asked)!.status}` : "The run's dataset was deleted"}: pick another.
+            </span>
+          )}
         </Field>
         <Field label="Split" error={errorFor(error, "split")}>
           <select name="split" value={split} onChange={(e) => setSplit(e.currentTarget.value)}>
@@ -92,7 +110,17 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   );
 }
 
+/** A model id in words: a tuned one by its run's name (the models list knows it), a base one as is. */
+function useModelNames(): (id: string) => string {
+  const models = useResource(() => get<Page<Model>>("/v1/models"), []);
+  return (id: string) => {
+    const found = models.data?.data.find((m) => m.id === id || id.startsWith(m.id + ":"));
+    return found ? modelLabel({ ...found, id }) : id;
+  };
+}
+
 function EvaluationDetail({ id }: { id: string }) {
+  const nameOf = useModelNames();
   const resource = useResource(() => get<Evaluation>(`/v1/evaluations/${id}`), [id], {
     every: 1500,
     poll: (e) => e.status === "queued" || e.status === "running",
@@ -107,7 +135,7 @@ function EvaluationDetail({ id }: { id: string }) {
           </div>
           <div class="card">
             <p>
-              <Status value={evaluation.status} /> {evaluation.method.replace("_", " ")} on <Link href={`/datasets/${evaluation.dataset_id}`}>{evaluation.dataset_id}</Link> ({evaluation.split})
+              <Status value={evaluation.status} /> {evaluation.method.replace("_", " ")} on <DatasetRef id={evaluation.dataset_id} /> ({evaluation.split}) · <IdChip id={evaluation.id} />
             </p>
             {(evaluation.status === "running" || evaluation.status === "queued") && (
               <ProgressBar value={evaluation.samples_total ? evaluation.samples_done / evaluation.samples_total : 0} label="Evaluation progress" />
@@ -122,7 +150,7 @@ function EvaluationDetail({ id }: { id: string }) {
             <div class="card">
               <Comparison
                 columns={evaluation.models.map((model, i) => ({
-                  name: evaluation.models.length === 2 ? `${i === 0 ? "base" : "tuned"}: ${model}` : model,
+                  name: evaluation.models.length === 2 ? `${i === 0 ? "base" : "tuned"}: ${nameOf(model)}` : nameOf(model),
                   report: mainReport(evaluation.metrics[model]),
                 }))}
               />
@@ -136,6 +164,7 @@ function EvaluationDetail({ id }: { id: string }) {
 
 export function Evaluations({ id }: { id?: string }) {
   const list = useResource(() => get<Page<Evaluation>>("/v1/evaluations?limit=50"), []);
+  const nameOf = useModelNames();
   if (id) return <EvaluationDetail id={id} />;
   return (
     <section>
@@ -165,7 +194,7 @@ export function Evaluations({ id }: { id?: string }) {
                   <td>
                     <Status value={e.status} />
                   </td>
-                  <td>{e.models.join(" vs ")}</td>
+                  <td title={e.models.join(" vs ")}>{e.models.map(nameOf).join(" vs ")}</td>
                   <td class="hide-phone">{formatDate(e.created_at)}</td>
                 </tr>
               ))}

@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Export, type Model, type Page, get, post, saveDownload } from "../api";
+import { modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, Status, asApiError, errorFor, formError, formatBytes, formatDate, useResource } from "../ui";
 
@@ -63,6 +64,7 @@ export function Exports() {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const list = useResource(() => get<Page<Export>>("/v1/exports?limit=50"), []);
   const tuned = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
+  const datasets = useDatasets();
   const [model, setModel] = useState("");
   const [format, setFormat] = useState<"adapter" | "merged">("adapter");
   const [error, setError] = useState<ApiError | null>(null);
@@ -101,8 +103,8 @@ export function Exports() {
             <Field label="Tuned model" error={errorFor(error, "model")}>
               <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
                 {tuned.map((m) => (
-                  <option key={m.id} value={m.id}>
-                    {m.id}
+                  <option key={m.id} value={m.id} title={m.id}>
+                    {modelLabel(m, datasets)}
                   </option>
                 ))}
               </select>

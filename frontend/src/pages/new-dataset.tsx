@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, type Dataset, type Upload, post } from "../api";
+import { ApiError, type Dataset, type Problem, type Upload, post } from "../api";
 import { navigate } from "../router";
-import { type Mapping, type Row, guessMapping, kindOf, previewRows, render } from "../tables";
+import { ARCHIVE_SUFFIXES, type BadLine, type Mapping, type Preview, type Row, TABLE_SUFFIXES, guessMapping, kindOf, previewRows, render } from "../tables";
 import { UploadFailed, resumableUpload } from "../upload";
 import { ErrorBox, Field, ProgressBar, asApiError, errorFor, formError, formatBytes } from "../ui";
 
@@ -10,6 +10,43 @@ type TaskKind = "" | "classification" | "generation";
 function mappingBody(mapping: Mapping): Record<string, string> | undefined {
   const body = Object.fromEntries(Object.entries(mapping).filter(([, v]) => v.trim() !== ""));
   return Object.keys(body).length ? body : undefined;
+}
+
+const NAME_MAX = 200; // CreateDatasetRequest.name
+
+/** What the form can tell before a byte is uploaded, every problem at once, each at its field. */
+function problemsOf(file: File | null, name: string, preview: Preview | null, mapping: Mapping | null): Problem[] {
+  const problems: Problem[] = [];
+  if (!file) problems.push({ param: "file", message: "Choose a file to upload" });
+  else if (kindOf(file.name) === "other")
+    problems.push({ param: "file", message: `Not a file type Runtune reads: use ${[...ARCHIVE_SUFFIXES, ...TABLE_SUFFIXES].join(", ")}` });
+  if (name.trim().length > NAME_MAX) problems.push({ param: "name", message: `At most ${NAME_MAX} characters (this one has ${name.trim().length})` });
+  if (preview && mapping) {
+    if (!mapping.answer && !mapping.label) problems.push({ param: "mapping.answer", message: "Choose an answer column, or a label column for classification" });
+    const unknown = render(mapping.user, preview.rows[0] ?? {}, []).missing.filter((c) => !preview.columns.includes(c));
+    if (unknown.length) problems.push({ param: "mapping.user", message: `No column named ${unknown.join(", ")}; the columns are ${preview.columns.join(", ")}` });
+  }
+  return problems;
+}
+
+function BadLines({ bad }: { bad: BadLine[] }) {
+  if (bad.length === 0) return null;
+  return (
+    <div class="bad-lines" data-testid="bad-lines">
+      <h4>Lines that cannot be read</h4>
+      <ul>
+        {bad.map((b) => (
+          <li key={b.line} data-testid="bad-line">
+            <span class="field-error">
+              line {b.line}: {b.problem}
+            </span>
+            <code>{b.text.length > 120 ? b.text.slice(0, 117) + "…" : b.text}</code>
+          </li>
+        ))}
+      </ul>
+      <p class="muted">Processing stops at the first of them unless "Skip bad rows" is ticked.</p>
+    </div>
+  );
 }
 
 function MappingEditor(props: { columns: string[]; rows: Row[]; mapping: Mapping; onChange: (m: Mapping) => void; error: ApiError | null }) {
@@ -69,7 +106,8 @@ function UploadForm() {
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState("");
   const [taskKind, setTaskKind] = useState<TaskKind>("");
-  const [preview, setPreview] = useState<{ columns: string[]; rows: Row[] } | null>(null);
+  const [preview, setPreview] = useState<Preview | null>(null);
+  const [skipBadRows, setSkipBadRows] = useState(false);
   const [mapping, setMapping] = useState<Mapping | null>(null);
   const [progress, setProgress] = useState<number | null>(null);
   const [stage, setStage] = useState("");
@@ -88,8 +126,9 @@ function UploadForm() {
 
   const submit = async (event: Event) => {
     event.preventDefault();
-    if (!file) {
-      setError(new ApiError(400, "Choose a file to upload", "invalid_request_error", "file", null));
+    const problems = problemsOf(file, name, preview, mapping);
+    if (problems.length || !file) {
+      setError(new ApiError(400, problems[0].message, "invalid_request_error", problems[0].param, null, problems));
       return;
     }
     setError(null);
@@ -106,6 +145,7 @@ function UploadForm() {
         name: name.trim() || undefined,
         task_kind: taskKind || undefined,
         mapping: mapping ? mappingBody(mapping) : undefined,
+        skip_bad_rows: skipBadRows || undefined,
       });
       navigate(`/datasets/${dataset.id}`);
     } catch (caught) {
@@ -114,7 +154,7 @@ function UploadForm() {
   };
 
   const kind = file ? kindOf(file.name) : null;
-  const fields = ["file", "bytes", "filename", "name", "task_kind", "mapping"];
+  const fields = ["file", "bytes", "filename", "upload_id", "name", "task_kind", "mapping", "skip_bad_rows"];
   return (
     <form class="card" onSubmit={submit} noValidate>
       <Field label="File" error={errorFor(error, "file", "bytes", "filename", "upload_id")} hint="An image-folder archive (label/*.jpg, .zip or .tar.gz), a chat JSONL, or a CSV/TSV/JSON/JSONL/Parquet table">
@@ -139,6 +179,13 @@ function UploadForm() {
         </Field>
       </div>
       {preview && preview.columns.includes("messages") && <p class="muted">OpenAI chat format: no mapping needed.</p>}
+      {preview && <BadLines bad={preview.bad} />}
+      {preview && preview.bad.length > 0 && (
+        <label class="check">
+          <input type="checkbox" name="skip_bad_rows" checked={skipBadRows} onChange={(e) => setSkipBadRows(e.currentTarget.checked)} /> Skip bad rows (they are counted in the
+          dataset's warnings)
+        </label>
+      )}
       {preview && mapping && <MappingEditor columns={preview.columns} rows={preview.rows} mapping={mapping} onChange={setMapping} error={error} />}
       {progress !== null && (
         <div class="upload-status" data-testid="upload-status">

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Model, type Page, get, post } from "../api";
 import { formFromJob } from "../clone";
 import { Link, navigate } from "../router";
@@ -199,6 +199,11 @@ export function NewRun() {
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const idempotencyKey = useMemo(() => crypto.randomUUID(), []);
+  // A problem in a folded field unfolds "Advanced", so every problem is in sight at once.
+  const advanced = useRef<HTMLDetailsElement>(null);
+  useEffect(() => {
+    if (advanced.current && error?.problems.some((p) => p.param && !/\.hyperparameters\.|^(model|training_file)$/.test(p.param))) advanced.current.open = true;
+  }, [error]);
   const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
@@ -243,7 +248,7 @@ export function NewRun() {
 
   if (datasets.loading || models.loading || cloned.loading) return <Loading />;
   if (datasets.error || models.error || cloned.error) return <ErrorBox error={datasets.error ?? models.error ?? cloned.error} />;
-  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata"];
+  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata", "push_to_hub"];
   return (
     <section>
       <div class="page-head">
@@ -273,6 +278,9 @@ export function NewRun() {
                   </option>
                 ))}
               </select>
+            </Field>
+            <Field label="Run name" error={errorFor(error, "suffix")} hint="How pickers and lists name this run (its suffix): letters, digits, - and _">
+              <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="e.g. shapes-rank16" maxLength={64} />
             </Field>
             <fieldset class="models">
               <legend>Model</legend>
@@ -311,7 +319,7 @@ export function NewRun() {
                 <input name="lr_multiplier" value={form.lrMultiplier} onInput={input("lrMultiplier")} />
               </Field>
             </div>
-            <details class="advanced">
+            <details class="advanced" ref={advanced}>
               <summary>Advanced</summary>
               <div class="grid-3">
                 <Field label="Method" error={errorFor(error, "runtune.method")}>
@@ -362,9 +370,6 @@ export function NewRun() {
                 <label class="check">
                   <input type="checkbox" checked={form.baseline} onChange={input("baseline")} /> Evaluate the base model too
                 </label>
-                <Field label="Name suffix" error={errorFor(error, "suffix")}>
-                  <input name="suffix" value={form.suffix} onInput={input("suffix")} placeholder="letters, digits, - and _" />
-                </Field>
                 <Field label="Push to the Hugging Face Hub" error={errorFor(error, "push_to_hub")} hint="A repo id (you/model); uses the token in Settings">
                   <input name="push_to_hub" value={form.pushToHub} onInput={input("pushToHub")} placeholder="not pushed" />
                 </Field>

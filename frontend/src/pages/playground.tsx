@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Model, type Page, type VibeCheck, get, post } from "../api";
+import { IdChip, modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, asApiError, errorFor, formError, useResource } from "../ui";
 
@@ -14,21 +15,40 @@ function readDataUrl(file: File): Promise<string> {
   });
 }
 
+/** An answer as the model gave it (line breaks kept); one of only spaces or line breaks says so. */
+function Answer({ text, testId }: { text: string; testId: string }) {
+  return (
+    <p class="answer-text" data-testid={testId}>
+      {text.trim() ? text : <span class="muted">(empty answer)</span>}
+    </p>
+  );
+}
+
 export function Playground() {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const history = useResource(() => get<Page<VibeCheck>>("/v1/vibe_checks?limit=10"), []);
   const [model, setModel] = useState(new URLSearchParams(location.search).get("model") ?? "");
-  const listed = models.data?.data.filter((m) => m.id.startsWith("ft:")).map((m) => m.id) ?? [];
-  // A checkpoint (`ft:...:ckpt-step-N`, from a run's page) is not in the models list: offer it too.
-  const tuned = model.startsWith("ft:") && !listed.includes(model) ? [model, ...listed] : listed;
+  const datasets = useDatasets();
+  const listed = models.data?.data.filter((m) => m.id.startsWith("ft:")) ?? [];
+  // A checkpoint (`ft:...:ckpt-step-N`, from a run's page) is not in the models list: offer it too,
+  // named after the run it belongs to.
+  const ofCheckpoint = (id: string): Model => {
+    const run = listed.find((m) => id.startsWith(m.id + ":"));
+    return { ...(run ?? { object: "model", owned_by: "" }), id };
+  };
+  const tuned = model.startsWith("ft:") && !listed.some((m) => m.id === model) ? [ofCheckpoint(model), ...listed] : listed;
+  const labelOf = (id: string) => modelLabel(tuned.find((m) => m.id === id) ?? ofCheckpoint(id), datasets);
   const [prompt, setPrompt] = useState("What shape is in this picture?");
   const [image, setImage] = useState<string | null>(null);
   const [imageName, setImageName] = useState("");
   const [maxTokens, setMaxTokens] = useState(64);
+  // Sampling, as chat completions take it: temperature 0 is greedy (the same answer every time).
+  const [temperature, setTemperature] = useState(0);
+  const [topP, setTopP] = useState(1);
   const [result, setResult] = useState<VibeCheck | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
-  const chosen = model || tuned[0] || "";
+  const chosen = model || tuned[0]?.id || "";
 
   const pick = async (file: File | undefined) => {
     setError(null);
@@ -46,7 +66,13 @@ export function Playground() {
     setBusy(true);
     setError(null);
     try {
-      const check = await post<VibeCheck>("/v1/vibe_checks", { model: chosen, prompts: [{ prompt, image: image ?? undefined }], max_tokens: maxTokens });
+      const check = await post<VibeCheck>("/v1/vibe_checks", {
+        model: chosen,
+        prompts: [{ prompt, image: image ?? undefined }],
+        max_tokens: maxTokens,
+        temperature,
+        top_p: topP,
+      });
       setResult(check);
       void history.reload();
     } catch (caught) {
@@ -75,12 +101,13 @@ export function Playground() {
           <form class="card" onSubmit={run} noValidate>
             <Field label="Tuned model" error={errorFor(error, "model", "base_model")}>
               <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
-                {tuned.map((id) => (
-                  <option key={id} value={id}>
-                    {id}
+                {tuned.map((m) => (
+                  <option key={m.id} value={m.id} title={m.id}>
+                    {modelLabel(m, datasets)}
                   </option>
                 ))}
               </select>
+              {chosen && <IdChip id={chosen} label={chosen.length > 48 ? `${chosen.slice(0, 45)}…` : chosen} />}
             </Field>
             <Field label="Prompt" error={errorFor(error, "prompt", "prompts")}>
               <textarea name="prompt" rows={3} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} />
@@ -89,12 +116,20 @@ export function Playground() {
               <Field label="Image (optional)" error={errorFor(error, "image")}>
                 <input type="file" name="image" accept="image/*" onChange={(e) => void pick(e.currentTarget.files?.[0])} />
               </Field>
-              <Field label="Max tokens" error={errorFor(error, "max_tokens")}>
-                <input type="number" min={1} max={2048} value={maxTokens} onInput={(e) => setMaxTokens(Number(e.currentTarget.value))} />
+            </div>
+            <div class="grid-3">
+              <Field label="Temperature" error={errorFor(error, "temperature")} hint="0 = greedy, up to 2">
+                <input type="number" name="temperature" min={0} max={2} step={0.1} value={temperature} onInput={(e) => setTemperature(Number(e.currentTarget.value))} />
+              </Field>
+              <Field label="Top-p" error={errorFor(error, "top_p")} hint="More than 0, up to 1">
+                <input type="number" name="top_p" min={0} max={1} step={0.05} value={topP} onInput={(e) => setTopP(Number(e.currentTarget.value))} />
+              </Field>
+              <Field label="Max tokens" error={errorFor(error, "max_tokens")} hint="1 to 2048">
+                <input type="number" name="max_tokens" min={1} max={2048} value={maxTokens} onInput={(e) => setMaxTokens(Number(e.currentTarget.value))} />
               </Field>
             </div>
             {image && <img class="preview-image" src={image} alt={imageName} />}
-            <ErrorBox error={formError(error, ["model", "base_model", "prompts", "image", "max_tokens"])} />
+            <ErrorBox error={formError(error, ["model", "base_model", "prompts", "image", "max_tokens", "temperature", "top_p"])} />
             <button class="primary" type="submit" disabled={busy || !prompt.trim()}>
               {busy ? "Asking both models…" : "Run vibe check"}
             </button>
@@ -106,11 +141,11 @@ export function Playground() {
                 <div class="side-by-side" key={i}>
                   <div class="card">
                     <h3>Base · {result.base_model}</h3>
-                    <p data-testid="vibe-base">{answer.base || <span class="muted">(empty answer)</span>}</p>
+                    <Answer text={answer.base} testId="vibe-base" />
                   </div>
                   <div class="card tuned">
-                    <h3>Tuned · {result.model}</h3>
-                    <p data-testid="vibe-tuned">{answer.tuned || <span class="muted">(empty answer)</span>}</p>
+                    <h3 title={result.model}>Tuned · {labelOf(result.model)}</h3>
+                    <Answer text={answer.tuned} testId="vibe-tuned" />
                   </div>
                 </div>
               ))}
@@ -125,7 +160,9 @@ export function Playground() {
                     <button class="link" onClick={() => setResult(check)}>
                       {check.results[0]?.prompt.slice(0, 80)}
                     </button>{" "}
-                    <span class="muted">{check.model}</span>
+                    <span class="muted" title={check.model}>
+                      {labelOf(check.model)}
+                    </span>
                   </li>
                 ))}
               </ul>

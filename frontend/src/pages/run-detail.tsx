@@ -3,6 +3,7 @@ import { type Checkpoint, type Export, type Job, type JobDeleted, type JobEvent,
 import { LineChart } from "../charts";
 import { retryBody } from "../clone";
 import { Hyperparameters, TrainingOptions } from "../hyperparameters";
+import { DatasetRef, IdChip } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link, navigate } from "../router";
 import { followEvents } from "../sse";
@@ -122,9 +123,9 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
     <section>
       <div class="page-head">
         <div>
-          <h1>{job.suffix || job.id}</h1>
+          <h1>{job.suffix || "Unnamed run"}</h1>
           <p class="muted">
-            {job.model} · dataset <Link href={`/datasets/${job.training_file}`}>{job.training_file}</Link> · {formatDate(job.created_at)}
+            {job.model} · dataset <DatasetRef id={job.training_file} /> · {formatDate(job.created_at)} · <IdChip id={job.id} />
           </p>
         </div>
         <div class="actions">

@@ -1,6 +1,19 @@
 import type { User } from "firebase/auth";
+import { Fragment } from "preact";
 import { useState } from "preact/hooks";
-import { type ApiKey, ApiError, type CreatedApiKey, type Page, del, get, post, put } from "../api";
+import {
+  type ApiKey,
+  ApiError,
+  type CreatedApiKey,
+  type CreatedWebhookEndpoint,
+  type Page,
+  type WebhookDelivery,
+  type WebhookEndpoint,
+  del,
+  get,
+  post,
+  put,
+} from "../api";
 import { ErrorBox, Field, Loading, asApiError, errorFor, useResource } from "../ui";
 
 // Tokens go to the server's secret store (Secret Manager in the cloud) and never come back: the page
@@ -164,6 +177,164 @@ function ApiKeys({ origin }: { origin: string }) {
   );
 }
 
+// Endpoints that receive the account's signed events. Like an API key, the signing secret comes back
+// once, in the create answer, and the page never stores it.
+function Deliveries({ id }: { id: string }) {
+  const log = useResource(() => get<Page<WebhookDelivery>>(`/v1/webhooks/${id}/deliveries`), [id]);
+  return (
+    <div data-testid={`webhook-deliveries-${id}`}>
+      <button class="secondary" type="button" onClick={() => void log.reload()}>
+        Refresh
+      </button>
+      <ErrorBox error={log.error} />
+      {log.data && log.data.data.length === 0 && <p class="muted">No delivery yet.</p>}
+      {log.data && log.data.data.length > 0 && (
+        <table data-testid="webhook-delivery-table">
+          <thead>
+            <tr>
+              <th>Time</th>
+              <th>Event</th>
+              <th>Attempt</th>
+              <th>HTTP status</th>
+              <th>Latency</th>
+              <th>Next retry</th>
+            </tr>
+          </thead>
+          <tbody>
+            {log.data.data.map((d) => (
+              <tr key={d.id}>
+                <td>{new Date(d.attempted_at * 1000).toLocaleString()}</td>
+                <td>
+                  {d.event_type} <code>{d.event_id}</code>
+                </td>
+                <td>{d.attempt}</td>
+                <td>{d.status_code ?? d.error ?? "—"}</td>
+                <td>{d.latency_ms === null ? "—" : `${Math.round(d.latency_ms)} ms`}</td>
+                <td>{d.next_retry_at ? new Date(d.next_retry_at * 1000).toLocaleString() : "—"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+function Webhooks() {
+  const hooks = useResource(() => get<Page<WebhookEndpoint>>("/v1/webhooks"), []);
+  const [url, setUrl] = useState("");
+  const [created, setCreated] = useState<CreatedWebhookEndpoint | null>(null);
+  const [open, setOpen] = useState<string | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [copied, setCopied] = useState(false);
+  const act = async (work: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work();
+      void hooks.reload();
+    } catch (caught) {
+      setError(asApiError(caught));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const create = (event: Event) => {
+    event.preventDefault();
+    void act(async () => {
+      setCreated(await post<CreatedWebhookEndpoint>("/v1/webhooks", { url }));
+      setUrl("");
+      setCopied(false);
+    });
+  };
+  const remove = (id: string) =>
+    act(async () => {
+      await del(`/v1/webhooks/${id}`);
+      if (created?.id === id) setCreated(null);
+    });
+  const test = (id: string) =>
+    act(async () => {
+      await post(`/v1/webhooks/${id}/test`, {});
+      setOpen(id);
+    });
+  return (
+    <div class="card" data-testid="webhooks">
+      <h3>Webhooks</h3>
+      <p class="muted">
+        Runtune POSTs signed events (a job succeeded, failed or was cancelled; a dataset is ready; an evaluation or export finished) to these URLs. Verify them with the{" "}
+        <code>openai</code> SDK's <code>client.webhooks.unwrap(body, headers, secret=...)</code>.
+      </p>
+      <form class="inline-form" onSubmit={create}>
+        <Field label="Endpoint URL" error={errorFor(error, "url") ?? (error && !error.param ? error.message : null)}>
+          <input name="webhook-url" value={url} placeholder="https://example.com/hooks" maxLength={2048} onInput={(e) => setUrl(e.currentTarget.value)} />
+        </Field>
+        <button class="primary" type="submit" disabled={busy || !url.trim()}>
+          Add endpoint
+        </button>
+      </form>
+      {created && (
+        <div class="created-key" data-testid="created-webhook">
+          <p>
+            <strong>Copy the signing secret now:</strong> it is not shown again.
+          </p>
+          <pre data-testid="created-webhook-secret">{created.secret}</pre>
+          <button class="secondary" type="button" onClick={() => void navigator.clipboard?.writeText(created.secret).then(() => setCopied(true))}>
+            {copied ? "Copied" : "Copy"}
+          </button>
+        </div>
+      )}
+      {hooks.loading && <Loading />}
+      <ErrorBox error={hooks.error} />
+      {hooks.data && hooks.data.data.length > 0 && (
+        <table data-testid="webhook-table">
+          <thead>
+            <tr>
+              <th>URL</th>
+              <th>Events</th>
+              <th>Status</th>
+              <th>Created</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {hooks.data.data.map((hook) => (
+              <Fragment key={hook.id}>
+                <tr data-testid={`webhook-${hook.id}`}>
+                  <td>
+                    <code>{hook.url}</code>
+                  </td>
+                  <td>{hook.events.length ? hook.events.join(", ") : "all"}</td>
+                  <td title={hook.disabled_reason ?? ""}>{hook.status}</td>
+                  <td>{when(hook.created_at)}</td>
+                  <td>
+                    <button class="secondary" type="button" disabled={busy || hook.status !== "enabled"} onClick={() => void test(hook.id)}>
+                      Send test
+                    </button>
+                    <button class="secondary" type="button" onClick={() => setOpen(open === hook.id ? null : hook.id)}>
+                      Deliveries
+                    </button>
+                    <button class="danger" type="button" disabled={busy} onClick={() => void remove(hook.id)}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+                {open === hook.id && (
+                  <tr>
+                    <td colSpan={5}>
+                      <Deliveries id={hook.id} />
+                    </td>
+                  </tr>
+                )}
+              </Fragment>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
 export function Settings({ user, profile }: { user: User; profile: string }) {
   const secrets = useResource(() => get<Page<{ name: string }>>("/v1/secrets"), []);
   const [token, setToken] = useState<string | null>(null);
@@ -188,6 +359,7 @@ export function Settings({ user, profile }: { user: User; profile: string }) {
         {secrets.data && SECRETS.map((s) => <SecretRow key={s.name} {...s} stored={names.has(s.name)} onChange={() => void secrets.reload()} />)}
       </div>
       <ApiKeys origin={origin} />
+      <Webhooks />
       <div class="card">
         <h3>Command line and REST</h3>
         <p>Sign the CLI in once; it refreshes its session by itself:</p>

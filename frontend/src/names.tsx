@@ -1,0 +1,76 @@
+// Names instead of ids: a run is called by its `suffix` (the run name the form asks for), a dataset by
+// its name. The id stays one hover (title) or one click (copy) away.
+import { useState } from "preact/hooks";
+import { type Dataset, type Model, type Page, get } from "./api";
+import { Link } from "./router";
+import { useResource } from "./ui";
+
+const shortDate = (unix: number | undefined) =>
+  unix ? new Date(unix * 1000).toLocaleString(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }) : "";
+
+/** The user's datasets by id (the first 100: what pickers offer, too). */
+export function useDatasets(): Map<string, Dataset> | null {
+  const list = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
+  return list.data ? new Map(list.data.data.map((d) => [d.id, d])) : list.error ? new Map() : null;
+}
+
+/** "shapes-rank16 · tiny-gemma-3-vision on demo shapes, 3 Dec 14:40" (a checkpoint adds its step). */
+export function modelLabel(model: Model, datasets?: Map<string, Dataset> | null): string {
+  if (!model.id.startsWith("ft:")) return model.id;
+  const dataset = model.training_file ? datasets?.get(model.training_file)?.name : undefined;
+  const step = model.step_number ?? Number(model.id.match(/:ckpt-step-(\d+)$/)?.[1] ?? NaN);
+  const base = model.parent ?? model.id.split(":")[1];
+  return [
+    model.name || "unnamed run",
+    Number.isFinite(step) ? ` (checkpoint, step ${step})` : "",
+    ` · ${base}`,
+    dataset ? ` on ${dataset}` : "",
+    model.created ? `, ${shortDate(model.created)}` : "",
+  ].join("");
+}
+
+/** An id in small type, whole on hover, with a button that copies it. */
+export function IdChip({ id, label }: { id: string; label?: string }) {
+  const [copied, setCopied] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(id);
+    } catch {
+      // No clipboard API (a page served over plain http from another host): select and copy.
+      const field = document.createElement("textarea");
+      field.value = id;
+      document.body.appendChild(field);
+      field.select();
+      document.execCommand("copy");
+      field.remove();
+    }
+    setCopied(true);
+    setTimeout(() => setCopied(false), 1500);
+  };
+  return (
+    <span class="id-chip">
+      <code title={id}>{label ?? id}</code>
+      <button type="button" class="copy" title={`Copy ${id}`} aria-label={`Copy ${id}`} data-testid="copy-id" onClick={() => void copy()}>
+        {copied ? "copied" : "copy"}
+      </button>
+    </span>
+  );
+}
+
+/** A link to a dataset by its name; one that no longer exists says so (a run or an evaluation only
+ * ever names its owner's datasets, so a 404 there means deleted, never "someone else's"). */
+export function DatasetRef({ id }: { id: string }) {
+  const dataset = useResource(() => get<Dataset>(`/v1/datasets/${id}`), [id]);
+  if (dataset.error?.notFound) {
+    return (
+      <span class="deleted" title={id} data-testid="dataset-deleted">
+        deleted dataset
+      </span>
+    );
+  }
+  return (
+    <Link href={`/datasets/${id}`} title={id} data-testid="dataset-link">
+      {dataset.data?.name ?? id}
+    </Link>
+  );
+}

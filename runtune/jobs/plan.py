@@ -1,0 +1,324 @@
+"""The job plan: what a fine-tuning job trains with, decided once, by this module alone.
+
+`plan_job` runs when the job's training file is ready (at create, or when the file finishes
+processing): it validates the job against its model and dataset (every rule the trainer used to
+check again), resolves the `auto` hyperparameters (runtune/jobs/hyperparameters.py), sets the
+learning rate, picks the GPU and estimates the run where this deployment trains (`Estimator`:
+runtune/estimate.py, calibrated from runtune/throughput.py). The training service stores the result on
+the job (`Job.plan`, a `TrainConfig`; `with_plan` also writes the parts the API shows) and the
+trainer reads it verbatim (runtune/training/config.py): nothing is resolved twice, so a job
+trains with exactly the numbers it shows. Torch-free: the training service imports it.
+
+Jobs stored before plans existed get theirs from this same function when they launch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtune import throughput
+from runtune.errors import InvalidRequest
+from runtune.estimate import Estimate, RunShape, RunTiming, Where, estimate, machine_name
+from runtune.jobs import hyperparameters
+from runtune.jobs.hyperparameters import Resolved, SequenceLengths
+from runtune.models import registry
+from runtune.models.registry import ModelSpec
+from runtune.ports.metadata import MetadataStore
+from runtune.schemas import Dataset, TaskKind
+from runtune.schemas.datasets import SplitOptions
+from runtune.schemas.jobs import EvaluationOptions, Hyperparameters, Job, RuntuneOptions, TrainConfig
+
+# The method's base learning rate, which `learning_rate_multiplier` multiplies.
+BASE_LEARNING_RATE = {"qlora": 2e-4, "lora": 2e-4, "full": 2e-5}
+OPTIONS_PARAM = "method.supervised.runtune"
+# The user's secrets the trainer reads a Hugging Face token from, in order (jobs/trainer/recipe.py).
+HUB_TOKEN_SECRETS = ("hf_token", "huggingface")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A job's plan, why each `auto` hyperparameter became its number, the run's estimate and what
+    to warn about before launch (the estimate's warnings, a missing Hub token)."""
+
+    plan: TrainConfig
+    auto: dict[str, str]
+    estimate: Estimate
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What the job shows of its estimate (`Job.estimate`): the range, its basis, the warnings."""
+        fit = self.estimate
+        return {
+            "seconds": fit.seconds,
+            "seconds_low": fit.seconds_low,
+            "seconds_high": fit.seconds_high,
+            "usd": fit.usd,
+            "usd_low": fit.usd_low,
+            "usd_high": fit.usd_high,
+            "basis": fit.basis,
+            "calibrated_runs": fit.calibrated_runs,
+            "machine": fit.machine,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """How a deployment reckons a run's time and cost: `where` its trainers run (Cloud Run GPUs, or
+    the local platform's machine with or without a GPU) and, given the `store`, calibrated from its
+    own finished runs of the same model, machine and method (runtune/throughput.py) once there are
+    some. The default: published figures on Cloud Run."""
+
+    where: Where = "cloud"
+    store: MetadataStore | None = None
+
+    def measured(self, model: ModelSpec, gpu: str, method: str) -> list[RunTiming]:
+        if self.store is None:
+            return []
+        machine = machine_name(gpu, self.where)
+        return throughput.measured(self.store, model=model.id, machine=machine, method=method)
+
+    def estimate(self, model: ModelSpec, shape: RunShape, *, gpu: str, offered: Sequence[str]) -> Estimate:
+        def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
+            return estimate(
+                model.figures(),
+                shape,
+                gpu=gpu,
+                offered=offered,
+                where=self.where,
+                calibration=runs,
+                model_name=model.id,
+            )
+
+        published = reckon()
+        runs = self.measured(model, published.gpu, shape.method) if published.gpu else []
+        return reckon(runs) if runs else published
+
+
+PUBLISHED = Estimator()
+
+
+def check_model(model_id: str) -> ModelSpec:
+    model = registry.lookup(model_id)
+    if model is None:
+        raise InvalidRequest(
+            f"Model '{model_id}' is not supported; GET /v1/models lists the base models", param="model"
+        )
+    return model
+
+
+def check_offered(gpu: str, offered: Sequence[str], param: str) -> None:
+    """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
+    if gpu != "auto" and gpu not in offered:
+        raise InvalidRequest(
+            f"GPU '{gpu}' is not offered by this deployment; it offers {', '.join(offered)} "
+            "(or 'auto', the smallest that fits)",
+            param=param,
+            code="gpu_not_offered",
+        )
+
+
+def check_options(
+    model: ModelSpec, options: RuntuneOptions, offered: Sequence[str], *, param: str = OPTIONS_PARAM
+) -> None:
+    """The checks that need no dataset (answered at create, even while the file processes, and by
+    the estimate, whose request has the options at `param`)."""
+    if options.method == "full" and not model.full_finetune:
+        raise InvalidRequest(
+            f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'", param=f"{param}.method"
+        )
+    if options.lora.vision_tower and model.modality != "vision":
+        raise InvalidRequest(
+            f"lora.vision_tower adapts a vision encoder, and '{model.id}' reads text only; pick a vision model",
+            param=f"{param}.lora.vision_tower",
+        )
+    check_offered(options.gpu, offered, f"{param}.gpu")
+
+
+def check_dataset(model: ModelSpec, training: Dataset) -> None:
+    """The checks that need the ready training set."""
+    if model.modality == "text" and training.modality == "vision":
+        raise InvalidRequest(
+            f"Model '{model.id}' reads text only, but dataset '{training.id}' has images; pick a vision model",
+            param="model",
+        )
+    if training.splits and not training.splits.get("train"):
+        # The trainer trains on the `train` split alone; the others are for validation and testing.
+        raise InvalidRequest(f"Dataset '{training.id}' has no training examples", param="training_file")
+    if training.task_kind is TaskKind.classification and len(training.labels) < 2:
+        raise InvalidRequest(
+            f"Dataset '{training.id}' is a classification set with fewer than two labels", param="training_file"
+        )
+
+
+def hub_warning(model: ModelSpec, *, has_token: bool) -> str | None:
+    """What to say before launch when the model's weights come from the Hugging Face Hub and the
+    user has no token stored (one of `HUB_TOKEN_SECRETS`)."""
+    if model.hf_id is None or has_token:
+        return None
+    return (
+        f"{model.id} downloads its weights from the Hugging Face Hub, which needs your Hugging Face token: "
+        f"accept the model's license on huggingface.co/{model.hf_id}, then add the token in Settings "
+        "(the 'hf_token' secret) before launching"
+    )
+
+
+def held_out_sources(training_id: str, validation_id: str | None, split: str) -> list[tuple[str, str]]:
+    """Where the trainer's evaluation examples come from, (dataset, split) in order, the first with
+    examples taken (jobs/trainer/recipe.py `held_out`): the validation dataset if given, else the
+    asked split of the training set, else its other held-out split."""
+    if validation_id:
+        return [(validation_id, name) for name in ("train", "validation", "test")]
+    other = "validation" if split == "test" else "test"
+    return [(training_id, split), (training_id, other)]
+
+
+def held_out_examples(evaluation: EvaluationOptions, training: Dataset, validation: Dataset | None = None) -> int:
+    """How many examples the trainer evaluates on, capped by `evaluation.max_samples`."""
+    sizes = {
+        (dataset.id, name): count
+        for dataset in (training, validation)
+        if dataset
+        for name, count in dataset.splits.items()
+    }
+    validation_id = validation.id if validation else None
+    for source in held_out_sources(training.id, validation_id, evaluation.split):
+        if sizes.get(source):
+            return min(sizes[source], evaluation.max_samples or sizes[source])
+    return 0
+
+
+def typical_held_out(evaluation: EvaluationOptions, examples: int) -> int:
+    """`held_out_examples` for `examples` training examples of an upload split by ingestion's
+    defaults (SplitOptions): what the estimate assumes when it is given a count, not a dataset."""
+    split = SplitOptions()
+    share = split.test if evaluation.split == "test" else split.validation
+    count = round(examples * share / (1 - split.validation - split.test))
+    return min(count, evaluation.max_samples or count)
+
+
+def learning_rate(model: ModelSpec, method: str, multiplier: float) -> float:
+    """The optimizer's peak rate: the method's base rate, the model's scale (the tiny random models
+    need ~10x), and the job's multiplier."""
+    return BASE_LEARNING_RATE[method] * model.learning_rate_scale * multiplier
+
+
+def training_examples(training: Dataset) -> int:
+    """The examples a run trains on: the `train` split's (the trainer reads no other)."""
+    return training.splits.get("train") or 1
+
+
+def size_run(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+    *,
+    held_out: int = 0,
+    estimator: Estimator = PUBLISHED,
+) -> tuple[Resolved, Estimate]:
+    """`given` with its `auto` values resolved for `examples`, and the run's estimate (evaluating
+    `held_out` examples) on the GPU it gets (no GPU when none offered holds it), as `estimator`
+    reckons it. The estimate endpoint's answer, and the plan's numbers."""
+    resolved = hyperparameters.resolve(
+        given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
+    )
+    shape = hyperparameters.run_shape(
+        options,
+        lengths,
+        examples,
+        epochs=resolved.epochs,
+        batch_size=resolved.batch_size,
+        held_out=held_out,
+        # The tiny models are built on the spot; the service cannot see weights staged in the
+        # bucket (it has no bucket access), so the others are reckoned from the Hub.
+        weights_from="local" if model.is_tiny else "hub",
+    )
+    return resolved, estimator.estimate(model, shape, gpu=options.gpu, offered=offered)
+
+
+def plan_job(
+    job: Job,
+    training: Dataset,
+    *,
+    offered: Sequence[str],
+    validation: Dataset | None = None,
+    estimator: Estimator = PUBLISHED,
+    has_hub_token: bool = True,
+) -> Planned:
+    """The plan of `job` on its ready training set (and `validation` set, when it has one), among the
+    `offered` GPUs, estimated by `estimator`; an `InvalidRequest` naming the field when the job cannot
+    run (the same code, message and param at create and later). Without `has_hub_token` a model
+    from the Hub is warned about."""
+    model = check_model(job.model)
+    options = job.options
+    check_options(model, options, offered)
+    check_dataset(model, training)
+    examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
+    held_out = held_out_examples(options.evaluation, training, validation)
+    resolved, fit = size_run(
+        model, job.hyperparameters, options, examples, lengths, offered, held_out=held_out, estimator=estimator
+    )
+    if fit.gpu is None:
+        raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
+    multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
+    plan = TrainConfig(
+        job_id=job.id,
+        owner=job.owner,
+        model=job.model,
+        dataset_id=job.training_file,
+        validation_dataset_id=job.validation_file,
+        task_kind=training.task_kind or TaskKind.generation,
+        labels=list(training.labels),
+        method=options.method,
+        lora_rank=options.lora.rank,
+        lora_alpha=options.lora.alpha,
+        lora_dropout=options.lora.dropout,
+        lora_target_modules=options.lora.target_modules,
+        lora_vision_tower=options.lora.vision_tower,
+        max_length=options.max_length,
+        epochs=resolved.epochs,
+        batch_size=resolved.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps or 1,
+        learning_rate_multiplier=multiplier,
+        learning_rate=learning_rate(model, options.method, multiplier),
+        lr_scheduler=options.lr_scheduler,
+        warmup_ratio=options.warmup_ratio,
+        gradient_checkpointing=options.gradient_checkpointing,
+        checkpoint_every_steps=options.checkpoint_every_steps,
+        checkpoint_every_minutes=options.checkpoint_every_minutes,
+        eval_baseline=options.evaluation.baseline,
+        eval_method=options.evaluation.method,
+        eval_split=options.evaluation.split,
+        eval_max_samples=options.evaluation.max_samples,
+        export_merged=options.export.merged,
+        push_to_hub=options.export.push_to_hub,
+        seed=job.seed,
+        gpu=fit.gpu,
+    )
+    hub = hub_warning(model, has_token=has_hub_token)
+    return Planned(plan, resolved.auto, fit, [*fit.warnings, *([hub] if hub else [])])
+
+
+def with_plan(job: Job, planned: Planned) -> Job:
+    """`job` with its plan stored and the parts the API shows written from it: the numbers in
+    `hyperparameters` and `method.supervised.hyperparameters` (as OpenAI's job shows them), why each
+    `auto` one became so (a reason stored earlier is kept), the GPU, the GPU seconds the owner's
+    budget counts and the estimate's summary."""
+    shown = planned.plan.hyperparameters()
+    supervised = {**job.method.get("supervised", {}), "hyperparameters": shown.model_dump(mode="json")}
+    return job.model_copy(
+        update={
+            "plan": planned.plan,
+            "hyperparameters": shown,
+            "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
+            "method": {**job.method, "supervised": supervised},
+            "gpu": planned.plan.gpu,
+            "estimated_gpu_seconds": planned.estimate.gpu_seconds,
+            "estimate": planned.summary(),
+        }
+    )
