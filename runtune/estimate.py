@@ -226,6 +226,8 @@ class RunTiming:
     train_s: float
     eval_s: float
     export_s: float
+    # The part of the setup that encodes the training set (it grows with the tokens, images included).
+    data_s: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -535,6 +537,7 @@ def time_range(
         predictions = sorted(
             image_pull_s  # the measured setup starts with the trainer's process, after the pull
             + run.setup_s
+            + run.data_s * (tokens / max(run.tokens, 1) - 1)  # the setup's encoding, at this run's tokens
             + tokens / run.tokens_per_s
             + run.eval_s * (shape.eval_examples / run.eval_examples if run.eval_examples else 0.0)
             + run.export_s

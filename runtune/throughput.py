@@ -42,7 +42,7 @@ def measured(store: MetadataStore, *, model: str, machine: str, method: str) -> 
     """The newest finished runs of that model on that machine with that method, newest first."""
     document = store.get(throughput_path(model, machine, method)) or {}
     fields = RunTiming.__dataclass_fields__
-    return [RunTiming(**{name: run[name] for name in fields}) for run in document.get("runs") or []]
+    return [RunTiming(**{name: run[name] for name in fields if name in run}) for run in document.get("runs") or []]
 
 
 def process_seconds() -> float | None:

@@ -70,6 +70,9 @@ class Environment:
     execution: str | None = field(default_factory=lambda: os.environ.get("CLOUD_RUN_EXECUTION"))
     attempt: int = field(default_factory=lambda: int(os.environ.get("CLOUD_RUN_TASK_ATTEMPT", "0") or 0))
     signals: StopSignals = field(default_factory=StopSignals)
+    # Seconds the process ran before the run began (interpreter, imports): part of a run's measured
+    # setup (runtune/throughput.py); `main` sets it, 0 where the trainer runs in-process.
+    process_start_s: float = 0.0
 
 
 def main(argv: list[str]) -> int:
@@ -84,6 +87,7 @@ def main(argv: list[str]) -> int:
         settings,
         secret_store(settings, deployable="trainer"),
     )
+    env.process_start_s = throughput.process_seconds() or 0.0
     env.signals.install()
     code = run(argv[0], env)
     if env.signals.signum is not None:
@@ -203,7 +207,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
 
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
+    data_started = time.monotonic()
     train_split = encode_training_set(env.blobs, fmt, config, reporter)
+    data_seconds = time.monotonic() - data_started  # encoding grows with the set's tokens and images
     eval_examples = held_out(env.blobs, config)
     batches = Batches([len(example) for example in train_split.examples], config)
     total_steps = batches.per_epoch * config.epochs
@@ -238,7 +244,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reset_peak_memory()
     training_started = time.monotonic()
     # The run's setup so far, from its process's start (interpreter, imports, load, data, baseline).
-    setup_seconds = throughput.process_seconds() or training_started - started
+    setup_seconds = env.process_start_s + training_started - started
     cadence = Cadence(config, Deadline.from_env(started))
     times = StepTimes()
     while position.step < total_steps:
@@ -325,6 +331,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             steps=position.step,
             eval_examples=evaluated,
             setup_s=setup_seconds,
+            data_s=data_seconds,
             train_s=evaluation_started - training_started,
             eval_s=export_started - evaluation_started,
             export_s=time.monotonic() - export_started,

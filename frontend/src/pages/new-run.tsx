@@ -3,6 +3,7 @@ import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Mod
 import { formFromJob } from "../clone";
 import { Link, navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
+import { basisWords, estimateWords, fieldWords, plainWords } from "../words";
 
 export interface Form {
   dataset: string;
@@ -123,7 +124,12 @@ function EstimatePanel({ form }: { form: Form }) {
   return (
     <div class="estimate card" data-testid="estimate" aria-busy={loading}>
       <h3>Estimate {loading && <span class="spinner small" aria-hidden="true" />}</h3>
-      {error && <div class="field-error">{error.message}</div>}
+      {error && (
+        <div class="field-error">
+          {error.param ? `${fieldWords(error.param)}: ` : ""}
+          {estimateWords(plainWords(error.message))}
+        </div>
+      )}
       {estimate && !error && (
         <dl class="facts">
           <dt>Steps</dt>
@@ -133,7 +139,7 @@ function EstimatePanel({ form }: { form: Form }) {
           <dt>GPU memory</dt>
           <dd>{estimate.memory_gib.toFixed(1)} GiB</dd>
           <dt>GPU</dt>
-          <dd>{estimate.gpu_label ?? <span class="field-error">{estimate.reason ?? "does not fit"}</span>}</dd>
+          <dd>{estimate.gpu_label ?? <span class="field-error">{estimateWords(estimate.reason ?? "does not fit")}</span>}</dd>
           {estimate.machine === "cpu" && (
             <>
               <dt>Runs on</dt>
@@ -157,7 +163,7 @@ function EstimatePanel({ form }: { form: Form }) {
           {estimate.basis && (
             <>
               <dt>Based on</dt>
-              <dd data-testid="estimate-basis">{estimate.basis}</dd>
+              <dd data-testid="estimate-basis">{basisWords(estimate.calibrated_runs)}</dd>
             </>
           )}
           <dt>Epochs / batch</dt>
@@ -175,7 +181,7 @@ function EstimatePanel({ form }: { form: Form }) {
       {estimate && !error && (estimate.warnings ?? [])
         .filter((warning) => !estimate.needs_hub_token || !warning.includes("Hugging Face Hub"))
         .map((warning) => (
-          <p class="field-error" data-testid="estimate-warning">{warning}</p>
+          <p class="field-error" data-testid="estimate-warning">{estimateWords(warning)}</p>
         ))}
     </div>
   );
