@@ -530,15 +530,17 @@ def time_range(
 ) -> TimeRange:
     """The run's duration, its range, and what it is based on: the platform's own finished runs of
     the same model, machine and method once there are `calibrated_min_runs` of them (each predicts
-    this run from its measured setup, tokens per second, evaluation per example and export), else the
-    published figures with their stated spread."""
+    this run from its measured setup, evaluation per example and export, and the training at their
+    pooled tokens per second: a short run's few steps carry its warm-up, so the runs' tokens are
+    weighed together), else the published figures with their stated spread."""
     timing = TIMING
     if len(runs) >= timing.calibrated_min_runs:
+        tokens_per_s = sum(run.tokens for run in runs) / max(sum(run.train_s for run in runs), 1e-6)
         predictions = sorted(
             image_pull_s  # the measured setup starts with the trainer's process, after the pull
             + run.setup_s
             + run.data_s * (tokens / max(run.tokens, 1) - 1)  # the setup's encoding, at this run's tokens
-            + tokens / run.tokens_per_s
+            + tokens / tokens_per_s
             + run.eval_s * (shape.eval_examples / run.eval_examples if run.eval_examples else 0.0)
             + run.export_s
             for run in runs
