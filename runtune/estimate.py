@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
 Method = Literal["qlora", "lora", "full"]
+# Where the trainer runs (see `estimate`).
+Where = Literal["cloud", "local-gpu", "local-cpu"]
+# Where the base weights come from: the Hub (downloaded), the bucket (staged under models/) or this
+# machine (the tiny models, built on the spot).
+WeightsFrom = Literal["hub", "bucket", "local"]
 GIB = 1024**3
 
 
@@ -38,6 +43,30 @@ class Gpu:
     # The CPU and memory of the trainer job for this GPU (Terraform sizes the job from the same table).
     cloud_run_cpu: int
     cloud_run_memory_gib: int
+    # Time figures (runtune/gpus.json, each with its source): memory bandwidth (decoding during
+    # evaluation), the trainer's start (interpreter, imports, CUDA context) and each step's fixed cost.
+    memory_bandwidth_gbs: float = 300.0
+    process_start_s: float = 40.0
+    step_overhead_s: float = 0.1
+    # The machine's fixed cost per evaluated example and per export beyond the FLOPs and bytes.
+    eval_example_s: float = 0.0
+    export_fixed_s: float = 0.0
+    throughput_source: str = ""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The duration terms besides training, from runtune/gpus.json `timing` (sources there)."""
+
+    image_pull_s: float
+    hub_bytes_per_s: float
+    bucket_bytes_per_s: float
+    upload_bytes_per_s: float
+    device_load_bytes_per_s: float
+    eval_generated_tokens: int
+    published_range: tuple[float, float]
+    calibrated_margin: float
+    calibrated_min_runs: int
 
 
 # The table lives in runtune/gpus.json, with its prices' source and date, because Terraform reads it
@@ -65,6 +94,10 @@ def load_gpu_table(text: str | None = None) -> tuple[Gpu, ...]:
             + row["cloud_run_memory_gib"] * per_gib,
             cloud_run_cpu=row["cloud_run_cpu"],
             cloud_run_memory_gib=row["cloud_run_memory_gib"],
+            memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
+            process_start_s=row["process_start_s"],
+            step_overhead_s=row["step_overhead_s"],
+            throughput_source=row["throughput_source"],
         )
         for row in data["gpus"]
     )
@@ -76,8 +109,57 @@ def load_gpu_table(text: str | None = None) -> tuple[Gpu, ...]:
     return table
 
 
+def _table_data() -> dict[str, Any]:
+    return json.loads(resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8"))
+
+
+def load_timing(data: dict[str, Any] | None = None) -> Timing:
+    row = (data or _table_data())["timing"]
+    low, high = row["published_range"]
+    return Timing(
+        image_pull_s=row["image_pull_s"],
+        hub_bytes_per_s=row["hub_bytes_per_s"],
+        bucket_bytes_per_s=row["bucket_bytes_per_s"],
+        upload_bytes_per_s=row["upload_bytes_per_s"],
+        device_load_bytes_per_s=row["device_load_bytes_per_s"],
+        eval_generated_tokens=row["eval_generated_tokens"],
+        published_range=(low, high),
+        calibrated_margin=row["calibrated_margin"],
+        calibrated_min_runs=row["calibrated_min_runs"],
+    )
+
+
+def load_cpu(data: dict[str, Any] | None = None) -> Gpu:
+    """The local machine without a GPU, as a row of the same shape (measured figures, no price:
+    the local platform's runs cost nothing)."""
+    row = (data or _table_data())["cpu"]
+    return Gpu(
+        name=row["name"],
+        label=row["label"],
+        memory_gib=0,
+        bf16_tflops=row["effective_tflops"],
+        mfu=row["mfu"],
+        min_cpu=0,
+        min_memory_gib=0,
+        usd_per_second=0.0,
+        cloud_run_cpu=0,
+        cloud_run_memory_gib=0,
+        memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
+        process_start_s=row["process_start_s"],
+        step_overhead_s=row["step_overhead_s"],
+        eval_example_s=row["eval_example_s"],
+        export_fixed_s=row["export_fixed_s"],
+        throughput_source=row["source"],
+    )
+
+
 GPU_TABLE: tuple[Gpu, ...] = load_gpu_table()
 GPU_NAMES: tuple[str, ...] = tuple(gpu.name for gpu in GPU_TABLE)
+TIMING: Timing = load_timing()
+CPU: Gpu = load_cpu()
+CPU_NAME = CPU.name
+# A run on the local CPU longer than this is warned about (the model wants a GPU).
+CPU_WARNING_S = 3600
 # What the CUDA context, allocator fragmentation and kernels' workspaces take beyond the model.
 OVERHEAD_GIB = 1.5
 HEADROOM = 0.9  # plan to use at most 90% of a GPU's memory
@@ -123,6 +205,33 @@ class RunShape:
     max_length: int
     lora_rank: int = 16
     export_merged: bool = True
+    # Evaluation after training (and before it, with a baseline: 2 passes) on this many examples.
+    eval_examples: int = 0
+    eval_passes: int = 1
+    eval_generation: bool = False
+    gradient_checkpointing: bool = True
+    weights_from: WeightsFrom = "hub"
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """A finished run's measured phases (runtune/throughput.py keeps the newest per model, machine and
+    method): what calibrates the estimate of the next one."""
+
+    tokens: int
+    steps: int
+    eval_examples: int
+    # From the process's start to the first training step (imports, load, data, baseline).
+    setup_s: float
+    train_s: float
+    eval_s: float
+    export_s: float
+    # The part of the setup that encodes the training set (it grows with the tokens, images included).
+    data_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.train_s, 1e-6)
 
 
 @dataclass(frozen=True)
@@ -139,8 +248,22 @@ class Estimate:
     host_memory_gib: float | None = None
     instance_cpu: int | None = None
     instance_memory_gib: int | None = None
-    # What may go wrong although a GPU fits (host memory beyond the instance's).
+    # What may go wrong although a GPU fits (host memory beyond the instance's, hours on a CPU).
     warnings: list[str] = field(default_factory=list)
+    # The range the run's duration and cost fall in, what it is based on, and where the time goes.
+    seconds_low: int | None = None
+    seconds_high: int | None = None
+    usd_low: float | None = None
+    usd_high: float | None = None
+    basis: str | None = None
+    calibrated_runs: int = 0
+    # Where the estimate's time was reckoned: the GPU's name, or "cpu" (the local machine without one).
+    machine: str | None = None
+    machine_label: str | None = None
+    breakdown: dict[str, int] = field(default_factory=dict)
+    # The run's seconds on the chosen GPU (what the monthly GPU budget counts), also where the time
+    # above is reckoned on this machine's CPU.
+    gpu_seconds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,10 +368,18 @@ def estimate(
     gpu: str = "auto",
     offered: Collection[str] | None = None,
     weights_on_mount: bool = False,
+    where: Where = "cloud",
+    calibration: Sequence[RunTiming] = (),
+    model_name: str | None = None,
 ) -> Estimate:
     """The run's figures on `gpu`, or with "auto" on the smallest GPU it fits among those `offered`
     (a deployment's trainer jobs; None: every GPU of the table). Callers refuse a GPU that is not
-    offered before asking (with the field to blame); here it is a ValueError."""
+    offered before asking (with the field to blame); here it is a ValueError.
+
+    `where` the trainer runs: on the chosen GPU's Cloud Run job ("cloud": image pull, upload, price),
+    or on this machine (the local platform, which costs nothing): with a GPU, reckoned as the chosen
+    one; without ("local-cpu"), on the `CPU` row. `calibration`: finished runs of the same model,
+    machine (`machine_name`) and method (runtune/throughput.py), newest first."""
     allowed = [g for g in GPU_TABLE if offered is None or g.name in offered]
     candidates = [g for g in allowed if gpu in ("auto", g.name)]
     if not candidates:
@@ -275,12 +406,27 @@ def estimate(
             ),
         )
     chosen = min(fitting, key=lambda g: g.memory_gib)
-    # Frozen weights need no weight gradients: a LoRA step costs ~4 FLOPs per parameter and token
-    # (forward 2, backward through activations 2); full fine-tuning ~6; QLoRA pays ~30% to dequantise.
-    flops_per_token = {"qlora": 4 * 1.3, "lora": 4.0, "full": 6.0}[shape.method] * model.parameters
-    seconds = int(tokens * flops_per_token / (chosen.bf16_tflops * 1e12 * chosen.mfu)) + 180  # + start and load
-    usd = round(seconds * gpu_prices()[chosen.name], 2)
+    runs_on = CPU if where == "local-cpu" else chosen
+    cloud = where == "cloud"
+    phases = duration(model, shape, runs_on, tokens=tokens, steps=steps, cloud=cloud)
+    pull = TIMING.image_pull_s if cloud else 0.0
+    timed = time_range(phases, shape, tokens, list(calibration), image_pull_s=pull)
+    price = gpu_prices()[chosen.name] if cloud else 0.0
+    seconds = timed.seconds
+    usd = round(seconds * price, 2)
+    on_gpu = (
+        seconds
+        if runs_on is chosen
+        else round(sum(duration(model, shape, chosen, tokens=tokens, steps=steps).values()))
+    )
     warning = _host_memory_warning(model, shape, chosen, need, weights_on_mount=weights_on_mount)
+    warnings = [warning] if warning else []
+    if runs_on.name == CPU_NAME and timed.low >= CPU_WARNING_S:
+        warnings.append(
+            f"{model_name or 'This model'} would take about {timed.low / 3600:.0f}-{timed.high / 3600:.0f} hours "
+            "on this machine's CPU (it has no GPU): train it with the gcp profile on a Cloud Run GPU, or on a "
+            "machine with a GPU; the tiny-* models train here in minutes"
+        )
     return Estimate(
         tokens,
         steps,
@@ -292,5 +438,125 @@ def estimate(
         host_memory_gib=host_memory_gib(model, shape, chosen, weights_on_mount=weights_on_mount),
         instance_cpu=chosen.cloud_run_cpu,
         instance_memory_gib=chosen.cloud_run_memory_gib,
-        warnings=[warning] if warning else [],
+        warnings=warnings,
+        seconds_low=timed.low,
+        seconds_high=timed.high,
+        usd_low=round(timed.low * price, 2),
+        usd_high=round(timed.high * price, 2),
+        basis=timed.basis,
+        calibrated_runs=timed.runs,
+        machine=runs_on.name,
+        machine_label=runs_on.label,
+        breakdown={name: round(value) for name, value in phases.items()},
+        gpu_seconds=on_gpu,
+    )
+
+
+# -- duration -------------------------------------------------------------------------------------
+
+
+def machine_name(gpu: str | None, where: Where) -> str:
+    """The machine a run's time is measured on and calibrated for: "cpu" without a GPU, else the GPU."""
+    return CPU_NAME if where == "local-cpu" or gpu is None else gpu
+
+
+def local_where() -> Where:
+    """The local platform's machine: with an NVIDIA driver present (a device node), its GPU."""
+    return "local-gpu" if os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl") else "local-cpu"
+
+
+def flops_per_token(model: ModelFigures, shape: RunShape) -> float:
+    """Training FLOPs per token. A forward pass is ~2 FLOPs per parameter and token; the backward
+    pass through the activations another 2 (LoRA/QLoRA: the frozen weights need no weight gradients),
+    4 for full fine-tuning (weight gradients too); gradient checkpointing recomputes the forward
+    pass once more in the backward. QLoRA pays ~30% on its matmuls to dequantise NF4. Attention adds
+    ~4 x layers x hidden x sequence per token and pass (scores and the weighted sum)."""
+    backward = 4.0 if shape.method == "full" else 2.0
+    passes = 2.0 + backward + (2.0 if shape.gradient_checkpointing else 0.0)
+    dequantise = 1.3 if shape.method == "qlora" else 1.0
+    sequence = min(shape.mean_tokens, shape.max_length)
+    attention = 2.0 * model.num_layers * model.hidden_size * sequence * passes
+    return passes * model.parameters * dequantise + attention
+
+
+def duration(
+    model: ModelFigures, shape: RunShape, gpu: Gpu, *, tokens: int, steps: int, cloud: bool = True
+) -> dict[str, float]:
+    """Seconds per phase of the run on `gpu` (a Cloud Run GPU, or the local CPU), from the table's
+    figures (docs/architecture.md "Estimates" has the formula and its sources):
+
+    startup: the image pull (Cloud Run only) and the trainer's start; load: the checkpoint's bytes
+    downloaded (Hub) or read (bucket mount) and put on the device; train: tokens x FLOPs per token /
+    (peak x utilisation) plus a fixed cost per optimizer step; evaluate: each evaluated example's
+    forward pass and its generated tokens (decoding is bound by reading the weights once per token);
+    export: the adapter, and for a merged export the bf16 base read again, merged, written and
+    uploaded."""
+    timing = TIMING
+    flops = gpu.bf16_tflops * 1e12 * gpu.mfu
+    checkpoint = model.parameters * 2  # bf16 as published
+    source_rate = {"hub": timing.hub_bytes_per_s, "bucket": timing.bucket_bytes_per_s, "local": math.inf}
+    load = checkpoint / source_rate[shape.weights_from] + checkpoint / timing.device_load_bytes_per_s
+    train = tokens * flops_per_token(model, shape) / flops + steps * gpu.step_overhead_s
+    sequence = min(shape.mean_tokens, shape.max_length)
+    weight_bytes = model.parameters * (0.5625 if shape.method == "qlora" else 2.0)
+    decode = max(2 * model.parameters / flops, weight_bytes / (gpu.memory_bandwidth_gbs * 1e9))
+    generated = timing.eval_generated_tokens * (2 if shape.eval_generation else 1)
+    per_example = sequence * 2 * model.parameters / flops + generated * decode + gpu.eval_example_s
+    evaluate = shape.eval_examples * shape.eval_passes * per_example
+    export = gpu.export_fixed_s
+    if shape.export_merged or shape.method == "full":
+        export += checkpoint / timing.device_load_bytes_per_s + checkpoint / (gpu.memory_bandwidth_gbs * 1e9)
+        export += checkpoint / timing.upload_bytes_per_s if cloud else 0.0
+    return {
+        "startup": (timing.image_pull_s if cloud else 0.0) + gpu.process_start_s,
+        "load": load,
+        "train": train,
+        "evaluate": evaluate,
+        "export": export,
+    }
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    seconds: int
+    low: int
+    high: int
+    basis: str
+    runs: int = 0
+
+
+def time_range(
+    phases: dict[str, float], shape: RunShape, tokens: int, runs: list[RunTiming], *, image_pull_s: float = 0.0
+) -> TimeRange:
+    """The run's duration, its range, and what it is based on: the platform's own finished runs of
+    the same model, machine and method once there are `calibrated_min_runs` of them (each predicts
+    this run from its measured setup, evaluation per example and export, and the training at their
+    pooled tokens per second: a short run's few steps carry its warm-up, so the runs' tokens are
+    weighed together), else the published figures with their stated spread."""
+    timing = TIMING
+    if len(runs) >= timing.calibrated_min_runs:
+        tokens_per_s = sum(run.tokens for run in runs) / max(sum(run.train_s for run in runs), 1e-6)
+        predictions = sorted(
+            image_pull_s  # the measured setup starts with the trainer's process, after the pull
+            + run.setup_s
+            + run.data_s * (tokens / max(run.tokens, 1) - 1)  # the setup's encoding, at this run's tokens
+            + tokens / tokens_per_s
+            + run.eval_s * (shape.eval_examples / run.eval_examples if run.eval_examples else 0.0)
+            + run.export_s
+            for run in runs
+        )
+        margin = timing.calibrated_margin
+        half = len(predictions) // 2
+        middle = predictions[half] if len(predictions) % 2 else (predictions[half - 1] + predictions[half]) / 2
+        return TimeRange(
+            seconds=round(middle),
+            low=round(predictions[0] * (1 - margin)),
+            high=round(predictions[-1] * (1 + margin)),
+            basis=f"calibrated from {len(runs)} finished runs",
+            runs=len(runs),
+        )
+    total = sum(phases.values())
+    low, high = timing.published_range
+    return TimeRange(
+        seconds=round(total), low=round(total * low), high=round(total * high), basis="from published throughput"
     )

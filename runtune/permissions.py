@@ -193,6 +193,8 @@ DEPLOYABLES: dict[str, Permissions] = {
             **OUTBOX,
             "webhook_endpoints": "rw",
             "webhook_endpoints/deliveries": "rw",
+            # The trainers' measurements of finished runs, read by every estimate (runtune/throughput.py).
+            "throughput": "r",
         },
         # The users' tokens, and the webhook endpoints' signing secrets (runtune/webhooks/endpoints.py).
         user_secrets="manage",
@@ -250,6 +252,8 @@ DEPLOYABLES: dict[str, Permissions] = {
             "jobs/model_checkpoints": "rw",
             "datasets": "r",
             **OUTBOX,
+            # Each succeeded run's measured phases (runtune/throughput.py): what calibrates estimates.
+            "throughput": "rw",
         },
         # The job owner's Hugging Face and W&B tokens.
         user_secrets="read",

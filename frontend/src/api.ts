@@ -283,6 +283,32 @@ export interface Estimate {
   seconds: number | null;
   usd: number | null;
   reason: string | null;
+  // The range the duration and cost fall in, and what it is based on ("calibrated from N finished
+  // runs" or "from published throughput"); where the time was reckoned ("cpu": this machine).
+  seconds_low?: number | null;
+  seconds_high?: number | null;
+  usd_low?: number | null;
+  usd_high?: number | null;
+  basis?: string | null;
+  calibrated_runs?: number;
+  machine?: string | null;
+  machine_label?: string | null;
+  warnings?: string[];
+  // The model's weights come from the Hugging Face Hub and this user has no token stored.
+  needs_hub_token?: boolean;
+}
+
+// `GET /v1/fine_tuning/gpus`: the GPUs this deployment trains on, and where its trainers run.
+export interface Gpu {
+  id: string;
+  label: string;
+  memory_gib: number;
+  usd_per_hour: number;
+}
+
+export interface GpuList {
+  data: Gpu[];
+  where: "cloud" | "local-gpu" | "local-cpu";
 }
 
 export interface Evaluation {

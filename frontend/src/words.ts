@@ -79,3 +79,31 @@ export function plainWords(message: string): string {
   }
   return text;
 }
+
+// The API's names in the estimate's sentences (its reason and warnings), as the form labels them.
+const TERMS: [RegExp, string][] = [
+  [/set export\.merged=false/g, "turn off the merged export"],
+  [/export\.merged/g, "merged export"],
+  [/use gpu '([^']+)'/g, "pick the GPU $1"],
+  [/use method '(\w+)'/g, "use the $1 method"],
+  [/\bbatch_size\b/g, "the batch size"],
+  [/\bmax_length\b/g, "the max length"],
+  [/ \(the 'hf_token' secret\)/g, ""],
+  [/with the gcp profile on a Cloud Run GPU/g, "on a cloud deployment's GPU"],
+  [/stage the base model's weights in the data bucket under models\/ \(read through the mount, not downloaded into memory\)/g, "ask your administrator to stage the model's weights in the data bucket"],
+  [/\btiny-\* models\b/g, "tiny models"],
+];
+
+/** An estimate's sentence with the API's field names and settings in the form's words. */
+export function estimateWords(text: string): string {
+  let said = text;
+  for (const [pattern, words] of TERMS) said = said.replace(pattern, words);
+  return said.charAt(0).toUpperCase() + said.slice(1);
+}
+
+/** What an estimate is based on ("calibrated from N finished runs" / "from published throughput"). */
+export function basisWords(calibratedRuns: number | undefined): string {
+  return calibratedRuns
+    ? `${calibratedRuns} finished run${calibratedRuns === 1 ? "" : "s"} of this model on this platform`
+    : "published GPU figures (no finished runs of this model here yet)";
+}

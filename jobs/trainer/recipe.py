@@ -29,9 +29,11 @@ from typing import Any
 import torch
 
 from jobs.trainer.stop import Stopped, StopSignals
-from runtune import owned
+from runtune import owned, throughput
 from runtune.blob_layout import job_prefix
 from runtune.datasets.canonical import Example, read_split
+from runtune.estimate import RunTiming, machine_name
+from runtune.jobs.plan import HUB_TOKEN_SECRETS, held_out_sources
 from runtune.models.loading import load_processor, locate_weights
 from runtune.models.registry import get
 from runtune.ports.blobs import BlobStore
@@ -75,6 +77,9 @@ class Environment:
     signals: StopSignals = field(default_factory=StopSignals)
     # The data-parallel group under torchrun; one process otherwise.
     world: World = SINGLE
+    # Seconds the process ran before the run began (interpreter, imports): part of a run's measured
+    # setup (runtune/throughput.py); `main` sets it, 0 where the trainer runs in-process.
+    process_start_s: float = 0.0
 
 
 def main(argv: list[str]) -> int:
@@ -90,6 +95,7 @@ def main(argv: list[str]) -> int:
         secret_store(settings, deployable="trainer"),
         world=World.from_env(),
     )
+    env.process_start_s = throughput.process_seconds() or 0.0
     env.signals.install()
     env.world.start()
     code = run(argv[0], env)
@@ -232,7 +238,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
     # Every rank encodes the whole set: the batches are drawn from all of it, the same on every rank.
+    data_started = time.monotonic()
     train_split = encode_training_set(env.blobs, fmt, config, reporter)
+    data_seconds = time.monotonic() - data_started  # encoding grows with the set's tokens and images
     eval_examples = held_out(env.blobs, config) if world.is_main else []  # evaluated by rank 0 alone
     batches = Batches([len(example) for example in train_split.examples], config)
     total_steps = batches.per_epoch * config.epochs
@@ -246,6 +254,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     # -- resume: the newest checkpoint of an earlier attempt ----------------------------------
     position = resume(training, job.id)
     start_together(training, resumed=position.step > 0)
+    # A resumed run's phases are split across tasks: not a measurement for the next estimates.
+    first_attempt = position.step == 0
 
     metrics: dict[str, Any] = {}
     earlier_baseline = ((job.runtune or {}).get("metrics") or {}).get("baseline")
@@ -268,6 +278,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.phase(JobPhase.training, f"Training {total_steps} steps")
     reporter.progress(position.step, total_steps, None, force=True)
     reset_peak_memory()
+    training_started = time.monotonic()
+    # The run's setup so far, from its process's start (interpreter, imports, load, data, baseline).
+    setup_seconds = env.process_start_s + training_started - started
     cadence = Cadence(config, Deadline.from_env(started))
     times = StepTimes()
     while position.step < total_steps:
@@ -313,6 +326,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     reporter.flush()
 
     # -- evaluate --------------------------------------------------------------------------------
+    evaluation_started = time.monotonic()
+    evaluated = len(eval_examples)
     env.signals.check()
     if eval_examples:
         reporter.phase(JobPhase.evaluating, f"Evaluating on {len(eval_examples)} held-out examples")
@@ -327,6 +342,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
 
     # -- export ----------------------------------------------------------------------------------
     env.signals.check()
+    export_started = time.monotonic()
     reporter.phase(
         JobPhase.exporting, "Exporting the adapter" + (" and the merged model" if config.export_merged else "")
     )
@@ -354,6 +370,19 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     if config.push_to_hub:
         hub_token = hugging_face_token(env.secrets, config.owner)
         locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
+    trained_tokens = int(sum(record.get("tokens", 0) for record in history))
+    if first_attempt:
+        timing = RunTiming(
+            tokens=trained_tokens,
+            steps=position.step,
+            eval_examples=evaluated,
+            setup_s=setup_seconds,
+            data_s=data_seconds,
+            train_s=evaluation_started - training_started,
+            eval_s=export_started - evaluation_started,
+            export_s=time.monotonic() - export_started,
+        )
+        record_timing(env, config, timing)
     reporter.finish(
         JobStatus.succeeded,
         "The job has successfully completed",
@@ -361,7 +390,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         steps_completed=position.step,
         total_steps=total_steps,
         fine_tuned_model=tuned_model_id(config.model, config.job_id),
-        trained_tokens=int(sum(record.get("tokens", 0) for record in history)),
+        trained_tokens=trained_tokens,
         runtune={
             "metrics": finite(metrics),
             "export": locations,
@@ -370,6 +399,17 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         },
     )
     return 0
+
+
+def record_timing(env: Environment, config: TrainConfig, timing: RunTiming) -> None:
+    """Keep the run's measured phases for the next estimates (runtune/throughput.py); a failure to
+    record them never fails the job."""
+    where = "local-gpu" if torch.cuda.is_available() else "local-cpu"
+    try:
+        machine = machine_name(config.gpu, where)
+        throughput.record(env.store, model=config.model, machine=machine, method=config.method, run=timing)
+    except Exception:
+        log.exception("could not record the run's throughput", extra={"job_id": config.job_id})
 
 
 # -- the training loop's parts -------------------------------------------------------------------
@@ -726,12 +766,7 @@ def prepare_model(base: Any, config: TrainConfig, blobs: BlobStore) -> Any:
 
 def held_out(blobs: BlobStore, config: TrainConfig) -> list[Example]:
     """The evaluation examples: the validation dataset if given, else the asked split (or the other)."""
-    if config.validation_dataset_id:
-        sources = [(config.validation_dataset_id, split) for split in ("train", "validation", "test")]
-    else:
-        other = "validation" if config.eval_split == "test" else "test"
-        sources = [(config.dataset_id, config.eval_split), (config.dataset_id, other)]
-    for dataset_id, split in sources:
+    for dataset_id, split in held_out_sources(config.dataset_id, config.validation_dataset_id, config.eval_split):
         examples = list(read_split(blobs, config.owner, dataset_id, split))
         if examples:
             return examples[: config.eval_max_samples] if config.eval_max_samples else examples
@@ -769,7 +804,7 @@ def hugging_face_token(secrets: SecretStore, owner: str) -> str | None:
     """The user's Hugging Face token: the `hf_token` secret (as the datasets' Hub imports use it). Users'
     secrets come from the secrets port only: never logged, never in the job document, never in the
     launch's environment."""
-    return secrets.get(owner, "hf_token") or secrets.get(owner, "huggingface")
+    return next((token for name in HUB_TOKEN_SECRETS if (token := secrets.get(owner, name))), None)
 
 
 def finite(value: Any) -> Any:

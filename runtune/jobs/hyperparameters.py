@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtune.estimate import GPU_TABLE, HEADROOM, Gpu, RunShape, memory_gib
+from runtune.estimate import GPU_TABLE, HEADROOM, Gpu, RunShape, WeightsFrom, memory_gib
 from runtune.models.registry import ModelSpec
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions
 
@@ -86,9 +86,19 @@ class Resolved:
 
 
 def run_shape(
-    options: RuntuneOptions, lengths: SequenceLengths, examples: int, *, epochs: int, batch_size: int
+    options: RuntuneOptions,
+    lengths: SequenceLengths,
+    examples: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    held_out: int = 0,
+    weights_from: WeightsFrom = "hub",
 ) -> RunShape:
-    """What the estimate sizes: a batch pads to its longest example, never beyond `max_length`."""
+    """What the estimate sizes: a batch pads to its longest example, never beyond `max_length`; the
+    evaluation runs on `held_out` examples (runtune/jobs/plan.py `held_out_examples`), twice with a
+    baseline."""
+    evaluation = options.evaluation
     return RunShape(
         method=options.method,
         examples=examples,
@@ -99,6 +109,11 @@ def run_shape(
         max_length=sequence_tokens(options, lengths),
         lora_rank=options.lora.rank,
         export_merged=options.export.merged,
+        eval_examples=held_out,
+        eval_passes=2 if evaluation.baseline else 1,
+        eval_generation=evaluation.method != "label_scoring",
+        gradient_checkpointing=options.gradient_checkpointing,
+        weights_from=weights_from,
     )
 
 

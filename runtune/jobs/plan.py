@@ -3,7 +3,8 @@
 `plan_job` runs when the job's training file is ready (at create, or when the file finishes
 processing): it validates the job against its model and dataset (every rule the trainer used to
 check again), resolves the `auto` hyperparameters (runtune/jobs/hyperparameters.py), sets the
-learning rate and picks the GPU (runtune/estimate.py). The training service stores the result on
+learning rate, picks the GPU and estimates the run where this deployment trains (`Estimator`:
+runtune/estimate.py, calibrated from runtune/throughput.py). The training service stores the result on
 the job (`Job.plan`, a `TrainConfig`; `with_plan` also writes the parts the API shows) and the
 trainer reads it verbatim (runtune/training/config.py): nothing is resolved twice, so a job
 trains with exactly the numbers it shows. Torch-free: the training service imports it.
@@ -18,29 +19,97 @@ trains the parent's adapter further, so its LoRA shape is the parent's (`continu
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from runtune import throughput
 from runtune.errors import InvalidRequest
-from runtune.estimate import Estimate, estimate
+from runtune.estimate import Estimate, RunShape, RunTiming, Where, estimate, machine_name
 from runtune.jobs import hyperparameters
 from runtune.jobs.hyperparameters import Resolved, SequenceLengths
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
+from runtune.ports.metadata import MetadataStore
 from runtune.schemas import Dataset, TaskKind
-from runtune.schemas.jobs import Hyperparameters, Job, Lineage, LoraOptions, RuntuneOptions, TrainConfig
+from runtune.schemas.datasets import SplitOptions
+from runtune.schemas.jobs import (
+    EvaluationOptions,
+    Hyperparameters,
+    Job,
+    Lineage,
+    LoraOptions,
+    RuntuneOptions,
+    TrainConfig,
+)
 
 # The method's base learning rate, which `learning_rate_multiplier` multiplies.
 BASE_LEARNING_RATE = {"qlora": 2e-4, "lora": 2e-4, "full": 2e-5}
 OPTIONS_PARAM = "method.supervised.runtune"
+# The user's secrets the trainer reads a Hugging Face token from, in order (jobs/trainer/recipe.py).
+HUB_TOKEN_SECRETS = ("hf_token", "huggingface")
 
 
 @dataclass(frozen=True)
 class Planned:
-    """A job's plan, why each `auto` hyperparameter became its number, and the run's estimate."""
+    """A job's plan, why each `auto` hyperparameter became its number, the run's estimate and what
+    to warn about before launch (the estimate's warnings, a missing Hub token)."""
 
     plan: TrainConfig
     auto: dict[str, str]
     estimate: Estimate
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What the job shows of its estimate (`Job.estimate`): the range, its basis, the warnings."""
+        fit = self.estimate
+        return {
+            "seconds": fit.seconds,
+            "seconds_low": fit.seconds_low,
+            "seconds_high": fit.seconds_high,
+            "usd": fit.usd,
+            "usd_low": fit.usd_low,
+            "usd_high": fit.usd_high,
+            "basis": fit.basis,
+            "calibrated_runs": fit.calibrated_runs,
+            "machine": fit.machine,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """How a deployment reckons a run's time and cost: `where` its trainers run (Cloud Run GPUs, or
+    the local platform's machine with or without a GPU) and, given the `store`, calibrated from its
+    own finished runs of the same model, machine and method (runtune/throughput.py) once there are
+    some. The default: published figures on Cloud Run."""
+
+    where: Where = "cloud"
+    store: MetadataStore | None = None
+
+    def measured(self, model: ModelSpec, gpu: str, method: str) -> list[RunTiming]:
+        if self.store is None:
+            return []
+        machine = machine_name(gpu, self.where)
+        return throughput.measured(self.store, model=model.id, machine=machine, method=method)
+
+    def estimate(self, model: ModelSpec, shape: RunShape, *, gpu: str, offered: Sequence[str]) -> Estimate:
+        def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
+            return estimate(
+                model.figures(),
+                shape,
+                gpu=gpu,
+                offered=offered,
+                where=self.where,
+                calibration=runs,
+                model_name=model.id,
+            )
+
+        published = reckon()
+        runs = self.measured(model, published.gpu, shape.method) if published.gpu else []
+        return reckon(runs) if runs else published
+
+
+PUBLISHED = Estimator()
 
 
 @dataclass(frozen=True)
@@ -158,6 +227,52 @@ def check_dataset(model: ModelSpec, training: Dataset) -> None:
         )
 
 
+def hub_warning(model: ModelSpec, *, has_token: bool) -> str | None:
+    """What to say before launch when the model's weights come from the Hugging Face Hub and the
+    user has no token stored (one of `HUB_TOKEN_SECRETS`)."""
+    if model.hf_id is None or has_token:
+        return None
+    return (
+        f"{model.id} downloads its weights from the Hugging Face Hub, which needs your Hugging Face token: "
+        f"accept the model's license on huggingface.co/{model.hf_id}, then add the token in Settings "
+        "(the 'hf_token' secret) before launching"
+    )
+
+
+def held_out_sources(training_id: str, validation_id: str | None, split: str) -> list[tuple[str, str]]:
+    """Where the trainer's evaluation examples come from, (dataset, split) in order, the first with
+    examples taken (jobs/trainer/recipe.py `held_out`): the validation dataset if given, else the
+    asked split of the training set, else its other held-out split."""
+    if validation_id:
+        return [(validation_id, name) for name in ("train", "validation", "test")]
+    other = "validation" if split == "test" else "test"
+    return [(training_id, split), (training_id, other)]
+
+
+def held_out_examples(evaluation: EvaluationOptions, training: Dataset, validation: Dataset | None = None) -> int:
+    """How many examples the trainer evaluates on, capped by `evaluation.max_samples`."""
+    sizes = {
+        (dataset.id, name): count
+        for dataset in (training, validation)
+        if dataset
+        for name, count in dataset.splits.items()
+    }
+    validation_id = validation.id if validation else None
+    for source in held_out_sources(training.id, validation_id, evaluation.split):
+        if sizes.get(source):
+            return min(sizes[source], evaluation.max_samples or sizes[source])
+    return 0
+
+
+def typical_held_out(evaluation: EvaluationOptions, examples: int) -> int:
+    """`held_out_examples` for `examples` training examples of an upload split by ingestion's
+    defaults (SplitOptions): what the estimate assumes when it is given a count, not a dataset."""
+    split = SplitOptions()
+    share = split.test if evaluation.split == "test" else split.validation
+    count = round(examples * share / (1 - split.validation - split.test))
+    return min(count, evaluation.max_samples or count)
+
+
 def learning_rate(model: ModelSpec, method: str, multiplier: float) -> float:
     """The optimizer's peak rate: the method's base rate, the model's scale (the tiny random models
     need ~10x), and the job's multiplier."""
@@ -176,23 +291,45 @@ def size_run(
     examples: int,
     lengths: SequenceLengths,
     offered: Sequence[str],
+    *,
+    held_out: int = 0,
+    estimator: Estimator = PUBLISHED,
 ) -> tuple[Resolved, Estimate]:
-    """`given` with its `auto` values resolved for `examples`, and the run's estimate on the GPU it
-    gets (no GPU when none offered holds it). The estimate endpoint's answer, and the plan's numbers."""
+    """`given` with its `auto` values resolved for `examples`, and the run's estimate (evaluating
+    `held_out` examples) on the GPU it gets (no GPU when none offered holds it), as `estimator`
+    reckons it. The estimate endpoint's answer, and the plan's numbers."""
     resolved = hyperparameters.resolve(
         given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
     )
     shape = hyperparameters.run_shape(
-        options, lengths, examples, epochs=resolved.epochs, batch_size=resolved.batch_size
+        options,
+        lengths,
+        examples,
+        epochs=resolved.epochs,
+        batch_size=resolved.batch_size,
+        held_out=held_out,
+        # The tiny models are built on the spot; the service cannot see weights staged in the
+        # bucket (it has no bucket access), so the others are reckoned from the Hub.
+        weights_from="local" if model.is_tiny else "hub",
     )
-    return resolved, estimate(model.figures(), shape, gpu=options.gpu, offered=offered)
+    return resolved, estimator.estimate(model, shape, gpu=options.gpu, offered=offered)
 
 
-def plan_job(job: Job, training: Dataset, *, offered: Sequence[str], parent: Parent | None = None) -> Planned:
-    """The plan of `job` on its ready training set, among the `offered` GPUs; an `InvalidRequest`
-    naming the field when the job cannot run (the same code, message and param at create and later).
-    A continued job (its lineage names a parent) needs that `parent`: the plan is of the chain's
-    root base with the parent's adapter to start from."""
+def plan_job(
+    job: Job,
+    training: Dataset,
+    *,
+    offered: Sequence[str],
+    parent: Parent | None = None,
+    validation: Dataset | None = None,
+    estimator: Estimator = PUBLISHED,
+    has_hub_token: bool = True,
+) -> Planned:
+    """The plan of `job` on its ready training set (and `validation` set, when it has one), among the
+    `offered` GPUs, estimated by `estimator`; an `InvalidRequest` naming the field when the job cannot
+    run (the same code, message and param at create and later). A continued job (its lineage names a
+    parent) needs that `parent`: the plan is of the chain's root base with the parent's adapter to
+    start from. Without `has_hub_token` a model from the Hub is warned about."""
     lineage = job.lineage_or_base
     if lineage.is_continued != (parent is not None) or (parent is not None and parent.model != lineage.parent):
         raise ValueError(f"job {job.id} continues {lineage.parent!r}, planned with parent {parent!r}")
@@ -201,7 +338,10 @@ def plan_job(job: Job, training: Dataset, *, offered: Sequence[str], parent: Par
     check_options(model, options, offered)
     check_dataset(model, training)
     examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
-    resolved, fit = size_run(model, job.hyperparameters, options, examples, lengths, offered)
+    held_out = held_out_examples(options.evaluation, training, validation)
+    resolved, fit = size_run(
+        model, job.hyperparameters, options, examples, lengths, offered, held_out=held_out, estimator=estimator
+    )
     if fit.gpu is None:
         raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
     multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
@@ -241,13 +381,15 @@ def plan_job(job: Job, training: Dataset, *, offered: Sequence[str], parent: Par
         seed=job.seed,
         gpu=fit.gpu,
     )
-    return Planned(plan, resolved.auto, fit)
+    hub = hub_warning(model, has_token=has_hub_token)
+    return Planned(plan, resolved.auto, fit, [*fit.warnings, *([hub] if hub else [])])
 
 
 def with_plan(job: Job, planned: Planned) -> Job:
     """`job` with its plan stored and the parts the API shows written from it: the numbers in
     `hyperparameters` and `method.supervised.hyperparameters` (as OpenAI's job shows them), why each
-    `auto` one became so (a reason stored earlier is kept), the GPU and the estimate."""
+    `auto` one became so (a reason stored earlier is kept), the GPU, the GPU seconds the owner's
+    budget counts and the estimate's summary."""
     shown = planned.plan.hyperparameters()
     supervised = {**job.method.get("supervised", {}), "hyperparameters": shown.model_dump(mode="json")}
     return job.model_copy(
@@ -257,6 +399,7 @@ def with_plan(job: Job, planned: Planned) -> Job:
             "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
             "method": {**job.method, "supervised": supervised},
             "gpu": planned.plan.gpu,
-            "estimated_gpu_seconds": planned.estimate.seconds,
+            "estimated_gpu_seconds": planned.estimate.gpu_seconds,
+            "estimate": planned.summary(),
         }
     )

@@ -230,6 +230,9 @@ class Job(OwnedResource):
     # The estimate's GPU seconds for the run on that GPU: what counts against its owner's monthly
     # GPU budget (runtune/quotas.py).
     estimated_gpu_seconds: int | None = None
+    # The estimate before launch: its range, what it is based on, and its warnings (a Hub token
+    # missing, hours on a CPU); services/training/jobs_service.py `estimate_summary`.
+    estimate: dict[str, Any] | None = None
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
     cancel_requested: bool = Field(default=False, exclude=True)

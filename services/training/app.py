@@ -50,6 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
             quotas=settings.quotas,
+            secrets=app.state.secrets,
         )
         app.state.job_deletion = JobDeletion(store, wiring.blob_store(settings, deployable=DEPLOYABLE))
         app.state.streams = StreamSlots(settings.quota_open_streams)

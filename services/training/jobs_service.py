@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from runtune import owned, quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
-from runtune.estimate import GPU_NAMES
+from runtune.estimate import GPU_NAMES, Where, local_where
 from runtune.inference.models import ModelResolver
 from runtune.jobs import plan
 from runtune.jobs.events import JobEventLog, Level
@@ -30,6 +30,7 @@ from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
+from runtune.ports.secrets import SecretStore
 from runtune.quotas import Quotas
 from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
@@ -73,6 +74,8 @@ class JobService:
         launch_env: dict[str, str] | None = None,
         offered_gpus: Sequence[str] | None = None,
         quotas: Quotas | None = None,
+        secrets: SecretStore | None = None,
+        where: Where | None = None,
     ) -> None:
         self._store = store
         self._models = ModelResolver(store)
@@ -87,6 +90,12 @@ class JobService:
         self.offered_gpus: tuple[str, ...] = tuple(offered_gpus) if offered_gpus is not None else GPU_NAMES
         # Per-user limits (runtune/quotas.py): the monthly GPU budget; running jobs are `_policy`'s slots.
         self._quotas = quotas or Quotas()
+        # Whether the user has a Hub token (a run of real Gemma weights needs one), never its value.
+        self._secrets = secrets
+        # Where trainers run (Cloud Run GPUs, or the local platform's machine, with or without a
+        # GPU), and the platform's finished runs that calibrate the estimates.
+        self.where: Where = where or ("cloud" if profile == "gcp" else local_where())
+        self.estimator = plan.Estimator(self.where, store)
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -136,7 +145,7 @@ class JobService:
         )
         if ready:
             # Every file is ready: the checks that need it answer this request with a 400.
-            job = plan.with_plan(job, self._plan(job, training))
+            job = plan.with_plan(job, self._plan(job, training, validation))
         stored = self._store_new(uid, job, idempotency_key)
         if stored is not job:
             return stored  # a concurrent request with the same Idempotency-Key made the job
@@ -144,15 +153,34 @@ class JobService:
         if verdict.export_only:
             self._event(job.id, verdict.export_only, level="warn")
         if ready:
+            self._warn(job)
             self._queue(job)
         return self.jobs.get(job.id) or job
 
-    def _plan(self, job: Job, training: Dataset) -> Planned:
+    def _plan(self, job: Job, training: Dataset, validation: Dataset | None) -> Planned:
         """The job's plan on its ready training set (runtune/jobs/plan.py: checks, `auto`, learning
         rate, GPU; RuntuneError if it cannot run), within its owner's monthly GPU budget."""
-        planned = plan.plan_job(job, training, offered=self.offered_gpus, parent=self._parent_of(job))
-        self._check_budget(job, planned.estimate.seconds)
+        planned = plan.plan_job(
+            job,
+            training,
+            offered=self.offered_gpus,
+            parent=self._parent_of(job),
+            validation=validation,
+            estimator=self.estimator,
+            has_hub_token=self.has_hub_token(job.owner),
+        )
+        self._check_budget(job, planned.estimate.gpu_seconds)
         return planned
+
+    def has_hub_token(self, uid: str) -> bool:
+        """Whether the user stored a Hugging Face token (its name only; a service without the secrets
+        port assumes so)."""
+        return self._secrets is None or bool(set(plan.HUB_TOKEN_SECRETS) & set(self._secrets.names(uid)))
+
+    def _warn(self, job: Job) -> None:
+        """The plan's warnings (hours on a CPU, a missing Hub token, host memory) as the job's events."""
+        for warning in (job.estimate or {}).get("warnings") or []:
+            self._event(job.id, warning, level="warn")
 
     def parent_for(self, uid: str, model_id: str, param: str = "model") -> Parent | None:
         """None for a base model of the registry; else the caller's own `ft:` model that the job
@@ -219,7 +247,7 @@ class JobService:
                 self._check_budget(job, job.estimated_gpu_seconds)
                 planned = None
             else:
-                planned = self._plan(job, found["training_file"])
+                planned = self._plan(job, found["training_file"], found.get("validation_file"))
         except RuntuneError as exc:
             where = f" ({exc.param})" if exc.param else ""
             self._fail(job.id, exc.code or "invalid_request", f"{exc.message}{where}", exc.param)
@@ -233,6 +261,8 @@ class JobService:
             ),
         )
         if updated is not None:
+            if planned is not None:
+                self._warn(updated)
             self._queue(updated)
 
     def check_offered(self, gpu: str, param: str) -> None:
@@ -249,7 +279,9 @@ class JobService:
         if config is None:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
             offered = (job.gpu,) if job.gpu else self.offered_gpus
-            planned = plan.plan_job(job, training, offered=offered, parent=self._parent_of(job))
+            planned = plan.plan_job(
+                job, training, offered=offered, parent=self._parent_of(job), estimator=self.estimator
+            )
             self.jobs.update_if(job.id, lambda current: plan.with_plan(current, planned))
             config = planned.plan
         assert config.gpu is not None  # plan_job refuses a run that fits no GPU

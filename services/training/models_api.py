@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
+from runtune.estimate import GPU_TABLE, gpu_prices
 from runtune.inference.models import base_model_object, tuned_model_object
 from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
@@ -63,15 +64,51 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = plan.training_examples(dataset)
         lengths = SequenceLengths.of_stats(dataset.stats, spec)
+        held_out = plan.held_out_examples(body.runtune.evaluation, dataset)
     elif body.examples is not None:
         examples, lengths = body.examples, SequenceLengths.typical(spec)
+        held_out = plan.typical_held_out(body.runtune.evaluation, examples)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
-    resolved, result = plan.size_run(spec, body.hyperparameters, options, examples, lengths, jobs.offered_gpus)
+    resolved, result = plan.size_run(
+        spec,
+        body.hyperparameters,
+        options,
+        examples,
+        lengths,
+        jobs.offered_gpus,
+        held_out=held_out,
+        estimator=jobs.estimator,
+    )
+    hub = plan.hub_warning(spec, has_token=jobs.has_hub_token(user.uid))
+    answer = result.as_dict()
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,
         "hyperparameters": resolved.hyperparameters.model_dump(),
         "auto_hyperparameters": resolved.auto,
-        **result.as_dict(),
+        **answer,
+        # Real Gemma weights come from the Hub: whether this user's token is missing, said before launch.
+        "needs_hub_token": hub is not None,
+        "warnings": [*answer["warnings"], *([hub] if hub else [])],
     }
+
+
+@router.get("/v1/fine_tuning/gpus")
+def list_gpus(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+    """The GPUs this deployment trains on (what `runtune.gpu` may name, besides "auto"), with the shape
+    and price of each one's trainer job, and where the trainers run."""
+    data = [
+        {
+            "object": "gpu",
+            "id": gpu.name,
+            "label": gpu.label,
+            "memory_gib": gpu.memory_gib,
+            "cpu": gpu.cloud_run_cpu,
+            "instance_memory_gib": gpu.cloud_run_memory_gib,
+            "usd_per_hour": round(gpu_prices()[gpu.name] * 3600, 4),
+        }
+        for gpu in GPU_TABLE
+        if gpu.name in jobs.offered_gpus
+    ]
+    return {"object": "list", "data": data, "has_more": False, "where": jobs.where}

@@ -156,3 +156,13 @@ def test_the_table_drives_the_derivation_both_ways(granted: set[Grant]) -> None:
         "wider than needed: preprocessing: roles/iam.serviceAccountTokenCreator on service_account:preprocessing "
         "is granted but runtune/permissions.py does not use it"
     ]
+
+
+def test_the_throughput_collection_is_the_trainers_to_write_and_the_jobs_apis_to_read() -> None:
+    from runtune.throughput import throughput_path
+
+    path = throughput_path("google/gemma-3-4b-it", "nvidia-l4", "qlora")
+    assert permissions.of("trainer").allows_document(path, "w")
+    assert permissions.of("training").allows_document(path, "r")
+    assert not permissions.of("training").allows_document(path, "w")
+    assert not permissions.of("inference").allows_document(path, "r")

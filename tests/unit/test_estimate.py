@@ -1,3 +1,6 @@
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from runtune.estimate import (
@@ -117,18 +120,83 @@ def test_a_run_no_gpu_holds_has_no_instance() -> None:
     assert result.host_memory_gib is None and result.instance_memory_gib is None and result.warnings == []
 
 
-def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked() -> None:
+@pytest.mark.emulators
+def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked(emulators: Any) -> None:
+    from runtune.adapters.firestore import FirestoreMetadataStore
     from services.training.jobs_service import JobService, SchedulingPolicy
     from services.training.models_api import EstimateRequest, estimate_run
 
-    # With `examples`, neither the store nor the launcher is used.
-    jobs = JobService(None, None, SchedulingPolicy(2, 120, 900, 3600), profile="gcp")  # type: ignore[arg-type]
+    # With `examples`, the launcher is not used; the store is read for calibration (none here).
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    jobs = JobService(store, None, SchedulingPolicy(2, 120, 900, 3600), profile="gcp")  # type: ignore[arg-type]
 
     def ask(**runtune: object) -> dict:
         request = EstimateRequest(model="google/gemma-3-12b-it", examples=500, runtune=runtune)
-        return estimate_run(request, None, jobs)  # type: ignore[arg-type]
+        return estimate_run(request, SimpleNamespace(uid="user-estimate"), jobs)  # type: ignore[arg-type]
 
     merged, adapter_only = ask(), ask(export={"merged": False})
     assert merged["instance_memory_gib"] == adapter_only["instance_memory_gib"] == 32
     assert adapter_only["host_memory_gib"] < merged["host_memory_gib"]
     assert "export.merged=false" in merged["warnings"][0] and "export.merged" not in adapter_only["warnings"][0]
+
+
+# -- duration and its range (docs/architecture.md "Estimates") ------------------------------------
+
+
+def test_the_time_scales_with_tokens_and_steps_beyond_a_fixed_start() -> None:
+    from dataclasses import replace
+
+    short, long = estimate(GEMMA3_4B, PETS), estimate(GEMMA3_4B, replace(PETS, epochs=4))
+    assert long.breakdown["train"] == pytest.approx(4 * short.breakdown["train"], rel=0.01)
+    assert {k: v for k, v in long.breakdown.items() if k != "train"} == {
+        k: v for k, v in short.breakdown.items() if k != "train"
+    }
+    images = estimate(GEMMA3_4B, replace(PETS, mean_tokens=300 + 256))  # an image's tokens count too
+    assert images.breakdown["train"] > 1.5 * short.breakdown["train"]
+
+
+def test_recompute_load_evaluation_and_merged_export_are_counted() -> None:
+    from dataclasses import replace
+
+    from runtune.estimate import flops_per_token
+
+    assert flops_per_token(GEMMA3_27B, PETS) > flops_per_token(GEMMA3_27B, replace(PETS, gradient_checkpointing=False))
+    big = estimate(GEMMA3_27B, PETS, gpu="nvidia-rtx-pro-6000")
+    assert big.breakdown["load"] > 300  # 55 GB from the Hub
+    assert big.breakdown["export"] > estimate(GEMMA3_27B, replace(PETS, export_merged=False)).breakdown["export"]
+    assert estimate(GEMMA3_4B, replace(PETS, eval_examples=200)).breakdown["evaluate"] > 0
+    assert estimate(GEMMA3_4B, replace(PETS, weights_from="bucket")).breakdown["load"] < short_load()
+
+
+def short_load() -> int:
+    return estimate(GEMMA3_4B, PETS).breakdown["load"]
+
+
+def test_the_cost_is_the_job_shapes_price_times_the_time_and_a_range_with_its_basis() -> None:
+    result = estimate(GEMMA3_4B, PETS)
+    assert result.usd == pytest.approx(result.seconds * (0.0001867 + 8 * 0.000018 + 32 * 0.000002), abs=0.01)
+    assert result.seconds_low < result.seconds < result.seconds_high
+    assert result.usd_low <= result.usd <= result.usd_high
+    assert result.basis == "from published throughput" and result.calibrated_runs == 0
+
+
+def test_finished_runs_calibrate_the_estimate() -> None:
+    from runtune.estimate import RunTiming
+
+    shape = RunShape("qlora", 100, 300, 1, 4, 1, 512, eval_examples=10)
+    runs = [RunTiming(30_000, 25, 10, 60.0, 100.0, 5.0, 20.0), RunTiming(30_000, 25, 10, 70.0, 120.0, 5.0, 20.0)]
+    result = estimate(GEMMA3_4B, shape, calibration=runs)
+    assert result.basis == "calibrated from 2 finished runs"
+    pull = 60  # runtune/gpus.json timing.image_pull_s: before the measured setup
+    assert result.seconds == round(pull + (60 + 100 + 5 + 20 + 70 + 120 + 5 + 20) / 2)
+    assert result.seconds_low < pull + 185 and result.seconds_high > pull + 215
+    assert estimate(GEMMA3_4B, shape, calibration=runs[:1]).basis == "from published throughput"
+
+
+def test_the_local_cpu_costs_nothing_and_warns_about_real_models() -> None:
+    result = estimate(GEMMA3_4B, PETS, where="local-cpu", model_name="google/gemma-3-4b-it")
+    assert result.machine == "cpu" and result.usd == 0
+    assert any("google/gemma-3-4b-it would take about" in w and "gcp profile" in w for w in result.warnings)
+    tiny = ModelFigures(300_000, 64, 2, 1024, tokens_per_image=4, intermediate_size=128)
+    quick = estimate(tiny, RunShape("qlora", 24, 40, 1, 4, 1, 64, weights_from="local"), where="local-cpu")
+    assert quick.warnings == [] and quick.seconds < 60

@@ -1,9 +1,10 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, type Dataset, type Estimate, type Job, type Model, type Page, get, post } from "../api";
+import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Model, type Page, get, post } from "../api";
 import { formFromJob } from "../clone";
 import { lineageText, modelLabel } from "../names";
 import { Link, navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
+import { basisWords, estimateWords, fieldWords, plainWords } from "../words";
 
 export interface Form {
   dataset: string;
@@ -21,7 +22,7 @@ export interface Form {
   checkpointEvery: number;
   baseline: boolean;
   evalMethod: "label_scoring" | "generation" | "both";
-  gpu: "auto" | "nvidia-l4" | "nvidia-rtx-pro-6000";
+  gpu: string; // "auto" or a GPU of GET /v1/fine_tuning/gpus
   suffix: string;
   metadata: string;
   /** A Hugging Face repo id the trainer pushes the adapter to, with the stored `hf_token`. */
@@ -129,7 +130,12 @@ function EstimatePanel({ form }: { form: Form }) {
   return (
     <div class="estimate card" data-testid="estimate" aria-busy={loading}>
       <h3>Estimate {loading && <span class="spinner small" aria-hidden="true" />}</h3>
-      {error && <div class="field-error">{error.message}</div>}
+      {error && (
+        <div class="field-error">
+          {error.param ? `${fieldWords(error.param)}: ` : ""}
+          {estimateWords(plainWords(error.message))}
+        </div>
+      )}
       {estimate && !error && (
         <dl class="facts">
           <dt>Steps</dt>
@@ -139,17 +145,50 @@ function EstimatePanel({ form }: { form: Form }) {
           <dt>GPU memory</dt>
           <dd>{estimate.memory_gib.toFixed(1)} GiB</dd>
           <dt>GPU</dt>
-          <dd>{estimate.gpu_label ?? <span class="field-error">{estimate.reason ?? "does not fit"}</span>}</dd>
+          <dd>{estimate.gpu_label ?? <span class="field-error">{estimateWords(estimate.reason ?? "does not fit")}</span>}</dd>
+          {estimate.machine === "cpu" && (
+            <>
+              <dt>Runs on</dt>
+              <dd>{estimate.machine_label}</dd>
+            </>
+          )}
           <dt>Duration</dt>
-          <dd data-testid="estimate-duration">{formatDuration(estimate.seconds)}</dd>
+          <dd data-testid="estimate-duration">
+            {estimate.seconds_low != null && estimate.seconds_high != null
+              ? `${formatDuration(estimate.seconds_low)} – ${formatDuration(estimate.seconds_high)}`
+              : formatDuration(estimate.seconds)}
+          </dd>
           <dt>Cost</dt>
-          <dd data-testid="estimate-cost">{estimate.usd === null ? "—" : `$${estimate.usd.toFixed(2)}`}</dd>
+          <dd data-testid="estimate-cost">
+            {estimate.usd === null
+              ? "—"
+              : estimate.usd_low != null && estimate.usd_high != null && estimate.usd_high > 0
+                ? `$${estimate.usd_low.toFixed(2)} – $${estimate.usd_high.toFixed(2)}`
+                : `$${estimate.usd.toFixed(2)}`}
+          </dd>
+          {estimate.basis && (
+            <>
+              <dt>Based on</dt>
+              <dd data-testid="estimate-basis">{basisWords(estimate.calibrated_runs)}</dd>
+            </>
+          )}
           <dt>Epochs / batch</dt>
           <dd>
             {estimate.hyperparameters.n_epochs} / {estimate.hyperparameters.batch_size}
           </dd>
         </dl>
       )}
+      {estimate && !error && estimate.needs_hub_token && (
+        <p class="field-error" data-testid="estimate-hub">
+          This model's weights come from the Hugging Face Hub: add your Hugging Face token in{" "}
+          <Link href="/settings">Settings</Link> (and accept the model's license on huggingface.co) before launching.
+        </p>
+      )}
+      {estimate && !error && (estimate.warnings ?? [])
+        .filter((warning) => !estimate.needs_hub_token || !warning.includes("Hugging Face Hub"))
+        .map((warning) => (
+          <p class="field-error" data-testid="estimate-warning">{estimateWords(warning)}</p>
+        ))}
     </div>
   );
 }
@@ -179,6 +218,7 @@ export function NewRun() {
   }, [error]);
   const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
+  const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
   const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
   const selectedDataset = ready.find((d) => d.id === form.dataset);
   const fits = (modality: string | undefined) => !selectedDataset?.modality || modality === selectedDataset.modality || modality === "vision";
@@ -348,8 +388,9 @@ export function NewRun() {
                 <Field label="GPU" error={errorFor(error, "gpu")}>
                   <select value={form.gpu} onChange={input("gpu")}>
                     <option value="auto">the smallest that fits</option>
-                    <option value="nvidia-l4">NVIDIA L4 (24 GB)</option>
-                    <option value="nvidia-rtx-pro-6000">NVIDIA RTX PRO 6000 (96 GB)</option>
+                    {(gpus?.data ?? []).map((gpu) => (
+                      <option value={gpu.id}>{gpu.label}</option>
+                    ))}
                   </select>
                 </Field>
                 <Field label="Evaluation" error={errorFor(error, "evaluation")}>
