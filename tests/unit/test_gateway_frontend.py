@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from runtune.settings import GatewaySettings
+from runtune.settings import EMULATOR_VARIABLES, GatewaySettings
 
 EMULATORS = {
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
@@ -43,8 +43,7 @@ def dist(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in [
-        *EMULATORS,
-        "CLOUD_TASKS_EMULATOR_HOST",
+        *EMULATOR_VARIABLES,
         "RUNTUNE_PROFILE",
         "RUNTUNE_PROJECT_ID",
         "RUNTUNE_INTERNAL_TOKEN",

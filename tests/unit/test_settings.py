@@ -1,19 +1,19 @@
 import pytest
 
-from runtune.settings import CommonSettings, GatewaySettings, ServiceSettings, SettingsError
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, ServiceSettings, SettingsError
 
 EMULATORS = {
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
     "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
     "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+    "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:8123",
 }
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in [
-        *EMULATORS,
-        "CLOUD_TASKS_EMULATOR_HOST",
+        *EMULATOR_VARIABLES,
         "RUNTUNE_PROFILE",
         "RUNTUNE_PROJECT_ID",
         "RUNTUNE_INTERNAL_TOKEN",
@@ -22,7 +22,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.mark.parametrize("variable", sorted(EMULATORS))
+@pytest.mark.parametrize("variable", EMULATOR_VARIABLES)
 def test_gcp_profile_refuses_each_emulator_variable(clean_env: pytest.MonkeyPatch, variable: str) -> None:
     clean_env.setenv("RUNTUNE_PROFILE", "gcp")
     clean_env.setenv("RUNTUNE_PROJECT_ID", "acme-prod")
