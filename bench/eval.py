@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -139,7 +140,13 @@ def first_label_in(answer: str, labels: tuple[str, ...]) -> str | None:
 
 
 async def measure(
-    engine: OpenAIEngine, model: str, samples: int, concurrency: int, labels: tuple[str, ...], answers: dict[str, str]
+    engine: OpenAIEngine,
+    model: str,
+    samples: int,
+    concurrency: int,
+    labels: tuple[str, ...],
+    answers: dict[str, str],
+    recipe_tokens: int = RECIPE_NEW_TOKENS,
 ) -> dict[str, dict[str, float]]:
     items = relabelled(examples("test", samples, seed=0), answers)
     prompts = [as_openai(item)[0] for item in items]
@@ -158,7 +165,7 @@ async def measure(
         return (await engine.chat(body))["choices"][0]["message"]["content"] or ""
 
     async def per_sample(messages: list[dict[str, Any]]) -> str | None:
-        return first_label_in(await answer(messages, RECIPE_NEW_TOKENS), labels)
+        return first_label_in(await answer(messages, recipe_tokens), labels)
 
     async def batched(messages: list[dict[str, Any]]) -> str | None:
         return map_to_label(await answer(messages, LABEL_ANSWER_TOKENS), list(labels))
@@ -217,17 +224,20 @@ async def run_all(url: str, args: argparse.Namespace, adapters: dict[str, Path |
         for name, adapter in adapters.items():
             labels, answers = label_set(name)
             title = f"{BASE}, {name} set ({len(labels)} labels)"
-            out.append(report(title, await measure(engine, BASE, args.samples, args.concurrency, labels, answers)))
+            figures = await measure(engine, BASE, args.samples, args.concurrency, labels, answers, args.recipe_tokens)
+            out.append(report(title, figures))
             if adapter is not None:
                 await engine.load_adapter(f"{TUNED}-{name}", str(adapter))
-                figures = await measure(engine, f"{TUNED}-{name}", args.samples, args.concurrency, labels, answers)
+                figures = await measure(
+                    engine, f"{TUNED}-{name}", args.samples, args.concurrency, labels, answers, args.recipe_tokens
+                )
                 out.append(report(f"{title} + adapter", figures))
         return out
     finally:
         await engine.aclose()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=320)
     # The inference service's default evaluation_concurrency: samples in flight.
@@ -237,9 +247,14 @@ def main() -> None:
     parser.add_argument("--sets", default="demo,37", help="label sets: demo (4 labels), 37 (37 labels)")
     parser.add_argument("--no-train", action="store_true", help="measure the base model only")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    parser.add_argument("--recipe-tokens", type=int, default=RECIPE_NEW_TOKENS, help="per-sample generation's budget")
+    args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would be measured too
     with tempfile.TemporaryDirectory() as tmp:
+        # RUNTUNE_BENCH_MODELS: a folder of tiny models already built (the tests' own), else built here.
+        if models := os.environ.get("RUNTUNE_BENCH_MODELS"):
+            tiny_dir(Path(tmp), BASE).parent.mkdir(parents=True)
+            os.symlink(tiny_dir(Path(models), BASE), tiny_dir(Path(tmp), BASE))
         ensure_tiny_model(BASE, tiny_dir(Path(tmp), BASE))
         adapters: dict[str, Path | None] = {}
         for name in args.sets.split(","):

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -74,6 +75,7 @@ class Result:
     peak_memory_gib: float = 0.0  # training
     eval_peak_memory_gib: float = 0.0
     accuracy: float = 0.0
+    notes: str = ""  # the speed switches' events (applied, or fallen back and why); an error
 
     @property
     def train_samples_per_s(self) -> float:
@@ -196,7 +198,9 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _setup(model_id: str, weights: str, *, for_runtune: bool) -> tuple[Any, Any, Any]:
+def _setup(
+    model_id: str, weights: str, *, for_runtune: bool, switches: dict[str, Any] | None = None
+) -> tuple[Any, Any, Any]:
     import torch
 
     from runtune.models import registry
@@ -211,14 +215,15 @@ def _setup(model_id: str, weights: str, *, for_runtune: bool) -> tuple[Any, Any,
         owner="bench",
         model=model_id,
         dataset_id="bench",
-        batch_size=8 if for_runtune else 1,
+        batch_size=EFFECTIVE_BATCH // 2 if for_runtune else 1,
         gradient_accumulation_steps=2 if for_runtune else EFFECTIVE_BATCH,
         learning_rate=2e-4,
         lora_dropout=0.05,
+        **(switches or {}),
     )
     torch.manual_seed(0)
     processor = load_processor(spec, weights)
-    base = setup.load_base(spec, weights, "qlora")
+    base = setup.load_base(spec, weights, config.method)
     if for_runtune:
         model = setup.prepare(base, config)
     else:
@@ -233,13 +238,39 @@ def _setup(model_id: str, weights: str, *, for_runtune: bool) -> tuple[Any, Any,
     return ChatFormat(spec, processor), model, config
 
 
-def run_runtune(model_id: str, weights: str, train: list[Any], held_out: list[Any], labels: list[str]) -> Result:
+# The trainer's speed switches (`runtune.speed` job options and `method`), one row each on top of the
+# `runtune` row (QLoRA): what each gives on this machine. On a CPU the GPU-only ones fall back and say
+# so (their row then measures the fallback, which is the wiring check).
+SWITCH_ROWS: dict[str, dict[str, Any]] = {
+    "runtune, bf16 LoRA (no QLoRA)": {"method": "lora"},
+    "runtune, bf16 LoRA + bf16 adapters": {"method": "lora", "bf16_adapters": True},
+    "runtune + Liger kernels": {"liger_kernels": True},
+    "runtune + token-budget batches": {"batch_tokens": "budget"},  # 16 rows of the median padded length
+    "runtune + torch.compile": {"torch_compile": True},
+}
+
+
+def run_runtune(
+    model_id: str,
+    weights: str,
+    train: list[Any],
+    held_out: list[Any],
+    labels: list[str],
+    *,
+    name: str = "runtune",
+    switches: dict[str, Any] | None = None,
+    evaluate: bool = True,
+) -> Result:
 
     from runtune.training import data, evaluation, loop
     from runtune.training import model as setup
 
-    fmt, model, config = _setup(model_id, weights, for_runtune=True)
-    result = Result("runtune")
+    switches = dict(switches or {})
+    budget = switches.pop("batch_tokens", None)
+    fmt, model, config = _setup(model_id, weights, for_runtune=True, switches=switches)
+    result = Result(name)
+    events = setup.speed_switches(model, config)
+    result.notes = "; ".join(f"{level}: {text}" for level, text in events)
     optimizer = setup.optimizer(model, config)
     steps = len(train) // EFFECTIVE_BATCH
     scheduler = setup.scheduler(optimizer, config, steps + 1)
@@ -248,7 +279,13 @@ def run_runtune(model_id: str, weights: str, train: list[Any], held_out: list[An
     encoded = data.encode_all(fmt, train, config.max_length).examples
     result.prepare_seconds = time.perf_counter() - started
     lengths = [len(e) for e in encoded]
-    batches = data.epoch_batches(lengths, config.batch_size, config.seed, 0)
+    if budget is not None:
+        padded = sorted(-(-n // 8) * 8 for n in lengths)[len(lengths) // 2]
+        tokens = 2 * config.batch_size * padded
+        batches = data.token_batches(lengths, tokens, config.batch_size * data.TOKEN_BATCH_FACTOR, config.seed, 0)
+        result.notes = f"batches of at most {tokens} padded tokens: {len(batches)} batches of {len(lengths)}"
+    else:
+        batches = data.epoch_batches(lengths, config.batch_size, config.seed, 0)
     groups = [batches[i : i + 2] for i in range(0, len(batches), 2)]
 
     def step(group: list[list[int]]) -> int:
@@ -263,14 +300,20 @@ def run_runtune(model_id: str, weights: str, train: list[Any], held_out: list[An
         )
         return stats.samples
 
-    step(groups[0])  # warm-up (kernels, allocator), not timed
+    step(groups[0])  # warm-up (kernels, allocator, compilation), not timed
     _sync()
     started = time.perf_counter()
-    for index in range(1, steps + 1):  # the steps after the warm-up, as the baseline times them
+    # The steps after the warm-up, as the baseline times them: as many examples (by token budget,
+    # fewer steps of more rows).
+    index = 1
+    while result.train_samples < steps * EFFECTIVE_BATCH:
         result.train_samples += step(groups[index % len(groups)])
+        index += 1
     _sync()
     result.train_seconds = time.perf_counter() - started
     result.peak_memory_gib = _peak_gib()
+    if not evaluate:
+        return result
     _reset_peak()
     model.eval()
     evaluation.evaluate_classification(model, fmt, held_out[:2], labels, with_generation=False)  # warm-up
@@ -356,6 +399,7 @@ def run_trl(
     answer_tokens: int,
     *,
     as_runtune: bool,
+    recipe_tokens: int = BASELINE_MAX_NEW_TOKENS,
 ) -> list[Result]:
     """TRL's `SFTTrainer` (the `bench` extra pins it). `as_runtune=False`: as the published recipe
     configures it (batch 1 x 16 accumulation steps, its collator: every sample processed in the loop,
@@ -374,7 +418,7 @@ def run_trl(
     fmt, model, _ = _setup(model_id, weights, for_runtune=False)
     name = "TRL SFTTrainer, Runtune's batch and loss" if as_runtune else "TRL SFTTrainer, published recipe"
     result = Result(name)
-    micro = 8 if as_runtune else 1
+    micro = EFFECTIVE_BATCH // 2 if as_runtune else 1
     steps = len(train) // EFFECTIVE_BATCH
     pad_id = fmt.tokenizer.pad_token_id
 
@@ -432,7 +476,7 @@ def run_trl(
     result.peak_memory_gib = _peak_gib()
     _generate_eval(model, fmt, held_out[:8], labels, 2)  # warm-up
     _reset_peak()
-    budget = answer_tokens if as_runtune else BASELINE_MAX_NEW_TOKENS
+    budget = answer_tokens if as_runtune else recipe_tokens
     result.eval_seconds, result.accuracy = _generate_eval(model, fmt, held_out, labels, budget)
     result.eval_peak_memory_gib = _peak_gib()
     result.eval_samples = len(held_out)
@@ -443,34 +487,74 @@ def run_trl(
     return [result, short]
 
 
-def _child(kind: str, args: dict[str, Any], queue: Any) -> None:
+def _run_kind(
+    kind: str, args: dict[str, Any], train: list[Any], held_out: list[Any], labels: list[str]
+) -> list[Result]:
+    if kind == "runtune":
+        return [run_runtune(args["model_id"], args["weights"], train, held_out, labels)]
+    if kind.startswith("switch:"):
+        name = kind.removeprefix("switch:")
+        try:
+            row = run_runtune(
+                args["model_id"], args["weights"], train[: args["switch_train"]], held_out, labels,
+                name=name, switches=SWITCH_ROWS[name], evaluate=False,
+            )  # fmt: skip
+        except Exception as exc:  # one switch failing (a kernel on this GPU) leaves the others' rows
+            row = Result(name, notes=f"error: {exc!r}"[:500])
+        finally:
+            _release()
+        return [row]
+    return run_trl(
+        args["model_id"],
+        args["weights"],
+        train,
+        held_out,
+        labels,
+        args["answer_tokens"],
+        as_runtune=kind == "trl-runtune",
+        recipe_tokens=args["recipe_tokens"],
+    )
+
+
+def _release() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_here(kinds: list[str], args: dict[str, Any]) -> list[Result]:
+    """`kinds` one after another in this process (GPU peaks reset between them; a CPU's do not)."""
+    global EFFECTIVE_BATCH
+    EFFECTIVE_BATCH = args["effective_batch"]  # this process's (the smoke's is smaller)
+    labels = list(args["labels"])
+    train = examples(args["train"], "train", tuple(labels))
+    held_out = examples(args["eval"], "test", tuple(labels))
+    results: list[Result] = []
+    for kind in kinds:
+        results += _run_kind(kind, args, train, held_out, labels)
+        _release()
+    return results
+
+
+def _child(kinds: list[str], args: dict[str, Any], queue: Any) -> None:
     try:
-        labels = list(args["labels"])
-        train = examples(args["train"], "train", tuple(labels))
-        held_out = examples(args["eval"], "test", tuple(labels))
-        if kind == "runtune":
-            results = [run_runtune(args["model_id"], args["weights"], train, held_out, labels)]
-        else:
-            results = run_trl(
-                args["model_id"],
-                args["weights"],
-                train,
-                held_out,
-                labels,
-                args["answer_tokens"],
-                as_runtune=kind == "trl-runtune",
-            )
+        results = run_here(kinds, args)
         queue.put(("ok", [asdict(r) | {"name": r.name} for r in results]))
     except BaseException as exc:  # reported to the parent, which prints it
         import traceback
 
-        queue.put(("error", f"{kind}: {exc!r}\n{traceback.format_exc()}"))
+        queue.put(("error", f"{kinds}: {exc!r}\n{traceback.format_exc()}"))
 
 
-def run_in_child(kind: str, args: dict[str, Any]) -> list[Result]:
+def run_in_child(kinds: list[str], args: dict[str, Any]) -> list[Result]:
+    """`kinds` run one after another in a fresh process (its imports and peak memory its own)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(kind, args, queue))
+    process = context.Process(target=_child, args=(kinds, args, queue))
     process.start()
     status, payload = queue.get()
     process.join()
@@ -482,12 +566,18 @@ def run_in_child(kind: str, args: dict[str, Any]) -> list[Result]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real-architecture", action="store_true", help="Gemma 3 4B architecture (needs a GPU)")
-    parser.add_argument("--train", type=int, help="training examples per configuration (a multiple of 16)")
+    parser.add_argument("--train", type=int, help="training examples per configuration (a multiple of 16; smoke: 4)")
     parser.add_argument("--eval", type=int, help="held-out examples per configuration")
     parser.add_argument("--text-layers", type=int, default=34, help=argparse.SUPPRESS)  # smaller: a CPU dry run
     parser.add_argument("--vision-layers", type=int, default=27, help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, default=896, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every path at the smallest counts, all configurations in one process (make test runs it)",
+    )
+    parser.add_argument("--no-switches", action="store_true", help="leave out the speed switches' rows")
     args = parser.parse_args(argv)
 
     from runtune.models.registry import tiny_dir
@@ -509,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
             labels, train_count, eval_count = PET_BREEDS, args.train or 64, args.eval or 32
         else:
             model_id = "tiny-gemma-3-vision"
-            weights = str(ensure_tiny_model(model_id, tiny_dir(Path(tmp), model_id)))
-            labels, train_count, eval_count = PET_BREEDS, args.train or 96, args.eval or 48
+            # RUNTUNE_BENCH_MODELS: a folder of tiny models already built (the tests' own), else built here.
+            models = Path(os.environ.get("RUNTUNE_BENCH_MODELS") or tmp)
+            weights = str(ensure_tiny_model(model_id, tiny_dir(models, model_id)))
+            counts = (4, 2) if args.smoke else (96, 48)
+            labels, train_count, eval_count = PET_BREEDS, args.train or counts[0], args.eval or counts[1]
         build_seconds = time.perf_counter() - started
         from runtune.models import registry
         from runtune.models.loading import load_processor
@@ -525,10 +618,23 @@ def main(argv: list[str] | None = None) -> int:
             "train": train_count,
             "eval": eval_count,
             "answer_tokens": answer_tokens,
+            # The smoke's recipe generation: a few tokens (the path, not the 128 steps' time).
+            "recipe_tokens": 4 if args.smoke else BASELINE_MAX_NEW_TOKENS,
+            # The smoke's effective batch: 4 (Runtune 2 x 2, the recipe 1 x 4), one timed step each.
+            "effective_batch": 4 if args.smoke else EFFECTIVE_BATCH,
+            # Each switch row trains on this many of the examples (the GPU's 8 minutes hold 5 more rows).
+            "switch_train": train_count if args.smoke else min(train_count, 2 * EFFECTIVE_BATCH),
         }
-        ours = run_in_child("runtune", common)[0]
-        baseline, short = run_in_child("trl-recipe", common)
-        configured = run_in_child("trl-runtune", common)[0]
+        switch_kinds = [] if args.no_switches else [f"switch:{name}" for name in SWITCH_ROWS]
+        if args.smoke:  # in this process: the imports and the model's files once
+            ours, baseline, short, configured, *switched = run_here(
+                ["runtune", "trl-recipe", "trl-runtune", *switch_kinds], common
+            )
+        else:  # a process each: every configuration's peak memory its own (the CPU's never resets)
+            ours = run_in_child(["runtune"], common)[0]
+            baseline, short = run_in_child(["trl-recipe"], common)
+            configured = run_in_child(["trl-runtune"], common)[0]
+            switched = run_in_child(switch_kinds, common) if switch_kinds else []
 
     import torch
 
@@ -545,6 +651,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.eval_samples_per_s:>17.2f}{r.eval_peak_memory_gib:>18.2f}{r.accuracy:>10.3f}"
         )
     print(f"{short.name:<42}{'':>17}{'':>19}{short.eval_samples_per_s:>17.2f}")
+    for r in switched:  # the speed switches: training only, against the `runtune` row
+        against = r.train_samples_per_s / ours.train_samples_per_s if ours.train_samples_per_s else 0.0
+        print(f"{r.name:<42}{r.train_samples_per_s:>17.2f}{r.peak_memory_gib:>19.2f}  {against:.2f}x runtune")
+        if r.notes:
+            print(f"{'':<44}{r.notes}")
     ratios = {
         "train_samples_per_s": ours.train_samples_per_s / baseline.train_samples_per_s,
         "train_samples_per_s_configuration": configured.train_samples_per_s / baseline.train_samples_per_s,
@@ -553,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory_vs_same_configuration": ours.peak_memory_gib / configured.peak_memory_gib,
         "eval_samples_per_s": ours.eval_samples_per_s / baseline.eval_samples_per_s,
         "eval_samples_per_s_vs_answer_length_generation": ours.eval_samples_per_s / short.eval_samples_per_s,
-    }
+    } | {f"train_samples_per_s: {r.name} / runtune": r.train_samples_per_s / ours.train_samples_per_s for r in switched}
     print(
         f"training samples/s: runtune / TRL recipe {ratios['train_samples_per_s']:.2f}x (target >= 1.5x) = "
         f"configuration (TRL at Runtune's batch and loss / TRL recipe) "
@@ -575,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = {
             r.name: asdict(r)
             | {"train_samples_per_s": r.train_samples_per_s, "eval_samples_per_s": r.eval_samples_per_s}
-            for r in (baseline, configured, ours, short)
+            for r in (baseline, configured, ours, short, *switched)
         }
         args.json.write_text(json.dumps({"ratios": ratios, "results": figures}, indent=2))
     return 0

@@ -42,7 +42,8 @@ export function TrainingOptions({ job }: { job: Job }) {
   const lora = (o.lora ?? {}) as Options;
   const evaluation = (o.evaluation ?? {}) as Options;
   const rows: [string, unknown][] = [
-    ["Method", o.method],
+    // `auto`: what the plan chose and why (bf16 LoRA where it fits the GPU, else QLoRA).
+    ["Method", o.method === "auto" && job.auto_hyperparameters?.method ? `auto: ${job.auto_hyperparameters.method}` : o.method],
     ["LoRA rank / alpha / dropout", o.method === "full" ? null : `${lora.rank} / ${lora.alpha} / ${lora.dropout}`],
     ["Max length (tokens)", o.max_length],
     ["Schedule", o.lr_scheduler && `${o.lr_scheduler}, warm-up ${o.warmup_ratio}`],

@@ -183,13 +183,14 @@ def describe_failure(exc: BaseException, job: Job | None) -> ApiError:
     if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in text:
         options = job.options
         batch_size = job.plan.batch_size if job.plan else job.hyperparameters.batch_size
+        method = job.plan.method if job.plan else options.method
         return ApiError(
             code="out_of_memory",
             message=(
                 f"The {'GPU' if torch.cuda.is_available() else 'machine'} ran out of memory. Lower "
                 f"hyperparameters.batch_size (now {batch_size}) and raise gradient_accumulation_steps to keep "
                 f"the effective batch, lower max_length (now {options.max_length}), use method 'qlora' (now "
-                f"'{options.method}'), keep gradient_checkpointing on (now {options.gradient_checkpointing}), "
+                f"'{method}'), keep gradient_checkpointing on (now {options.gradient_checkpointing}), "
                 "or pick a larger GPU."
             ),
         )
@@ -234,6 +235,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     weights_path, processor, base = load_model(spec, config, env, token)
     fmt = ChatFormat(spec, processor)
     model = prepare_model(base, config, env.blobs)
+    for level, text in setup.speed_switches(model, config):
+        reporter.message(text, level=level)
 
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
@@ -243,7 +246,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     data_seconds = time.monotonic() - data_started  # encoding grows with the set's tokens and images
     eval_examples = held_out(env.blobs, config) if world.is_main else []  # evaluated by rank 0 alone
     batches = Batches([len(example) for example in train_split.examples], config)
-    total_steps = batches.per_epoch * config.epochs
+    total_steps = batches.total_steps()
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
     training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps)
@@ -439,15 +442,36 @@ class Batches:
 
     def __init__(self, lengths: list[int], config: TrainConfig) -> None:
         self._lengths, self._config = lengths, config
-        self.per_epoch = data.steps_per_epoch(len(lengths), config.batch_size, config.gradient_accumulation_steps)
         self._epoch = -1
         self._batches: list[list[int]] = []
+
+    def of_epoch(self, epoch: int) -> list[list[int]]:
+        """An epoch's batches: `batch_size` examples each, or by token budget (`batch_tokens`)."""
+        config = self._config
+        if config.batch_tokens is None:
+            return data.epoch_batches(self._lengths, config.batch_size, config.seed, epoch)
+        return data.token_batches(
+            self._lengths,
+            config.batch_tokens,
+            config.batch_size * data.TOKEN_BATCH_FACTOR,
+            config.seed,
+            epoch,
+            config.pad_to_multiple_of,
+        )
+
+    def total_steps(self) -> int:
+        """The run's optimizer steps (by token budget an epoch's batch count depends on its draw)."""
+        accumulation = self._config.gradient_accumulation_steps
+        if self._config.batch_tokens is None:
+            per_epoch = data.steps_per_epoch(len(self._lengths), self._config.batch_size, accumulation)
+            return per_epoch * self._config.epochs
+        return sum(math.ceil(len(self.of_epoch(epoch)) / accumulation) for epoch in range(self._config.epochs))
 
     def group(self, position: Position) -> list[list[int]]:
         """The next optimizer step's batches (the accumulation steps) from `position`."""
         if self._epoch != position.epoch:
             self._epoch = position.epoch
-            self._batches = data.epoch_batches(self._lengths, self._config.batch_size, self._config.seed, self._epoch)
+            self._batches = self.of_epoch(self._epoch)
         return self._batches[position.batch : position.batch + self._config.gradient_accumulation_steps]
 
     def advance(self, position: Position, taken: int) -> Position:

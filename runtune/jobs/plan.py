@@ -297,7 +297,53 @@ def size_run(
 ) -> tuple[Resolved, Estimate]:
     """`given` with its `auto` values resolved for `examples`, and the run's estimate (evaluating
     `held_out` examples) on the GPU it gets (no GPU when none offered holds it), as `estimator`
-    reckons it. The estimate endpoint's answer, and the plan's numbers."""
+    reckons it. The estimate endpoint's answer, and the plan's numbers. An `auto` method is resolved
+    first (`resolve_method`)."""
+    options, _ = resolve_method(model, given, options, examples, lengths, offered)
+    return _size(model, given, options, examples, lengths, offered, held_out=held_out, estimator=estimator)
+
+
+def resolve_method(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+) -> tuple[RuntuneOptions, str | None]:
+    """`options` with an `auto` method decided from the GPU memory table, and why: bf16 LoRA (no
+    4-bit weights to dequantise in every matmul) where it fits the GPU that QLoRA would get, at the
+    batch QLoRA would get; QLoRA otherwise. A method the job names is kept as it is (None: no reason)."""
+    if options.method != "auto":
+        return options, None
+    quantized = options.model_copy(update={"method": "qlora"})
+    plain = options.model_copy(update={"method": "lora"})
+    q_resolved, q_fit = _size(model, given, quantized, examples, lengths, offered)
+    l_resolved, l_fit = _size(model, given, plain, examples, lengths, offered)
+    if l_fit.gpu is not None and l_fit.gpu == q_fit.gpu and l_resolved.batch_size == q_resolved.batch_size:
+        return plain, (
+            f"bf16 LoRA (no 4-bit dequantisation) fits the {l_fit.gpu_label} at batch {l_resolved.batch_size} "
+            f"({l_fit.memory_gib:.1f} GiB)"
+        )
+    if q_fit.gpu is None:
+        return quantized, "QLoRA, the smallest footprint"
+    return quantized, (
+        f"QLoRA: bf16 LoRA ({l_fit.memory_gib:.1f} GiB) does not fit the {q_fit.gpu_label} at batch "
+        f"{q_resolved.batch_size}"
+    )
+
+
+def _size(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+    *,
+    held_out: int = 0,
+    estimator: Estimator = PUBLISHED,
+) -> tuple[Resolved, Estimate]:
     resolved = hyperparameters.resolve(
         given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
     )
@@ -339,9 +385,16 @@ def plan_job(
     check_dataset(model, training)
     examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
     held_out = held_out_examples(options.evaluation, training, validation)
+    options, method_reason = resolve_method(model, job.hyperparameters, options, examples, lengths, offered)
     resolved, fit = size_run(
         model, job.hyperparameters, options, examples, lengths, offered, held_out=held_out, estimator=estimator
     )
+    if options.speed.batch_tokens is not None and options.speed.batch_tokens < options.max_length:
+        raise InvalidRequest(
+            f"speed.batch_tokens ({options.speed.batch_tokens}) must hold one sequence of max_length "
+            f"({options.max_length})",
+            param=f"{OPTIONS_PARAM}.speed.batch_tokens",
+        )
     if fit.gpu is None:
         raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
     multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
@@ -380,9 +433,14 @@ def plan_job(
         push_to_hub=options.export.push_to_hub,
         seed=job.seed,
         gpu=fit.gpu,
+        batch_tokens=options.speed.batch_tokens,
+        liger_kernels=options.speed.liger_kernels,
+        bf16_adapters=options.speed.bf16_adapters,
+        torch_compile=options.speed.torch_compile,
     )
     hub = hub_warning(model, has_token=has_hub_token)
-    return Planned(plan, resolved.auto, fit, [*fit.warnings, *([hub] if hub else [])])
+    auto = {**resolved.auto, **({"method": method_reason} if method_reason else {})}
+    return Planned(plan, auto, fit, [*fit.warnings, *([hub] if hub else [])])
 
 
 def with_plan(job: Job, planned: Planned) -> Job:

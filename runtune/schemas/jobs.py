@@ -83,12 +83,38 @@ class ExportOptions(BaseModel):
     push_to_hub: str | None = Field(default=None, description="A Hugging Face repo id to push to")
 
 
+class SpeedOptions(BaseModel):
+    """The trainer's speed switches (runtune/jobs/plan.py copies them into the plan; docs/performance.md
+    has what each measured). Off by default: each is for the GPU and is measured there by bench/gpu.sh."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    liger_kernels: bool = Field(
+        default=False,
+        description="Liger's Triton kernels (RMSNorm, RoPE, GeGLU, and the answer tokens' fused linear "
+        "cross-entropy); on a machine without a GPU the trainer says so in an event and trains without them",
+    )
+    batch_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        le=1_048_576,
+        description="Batches by token budget: as many examples as fit this many padded tokens (at most "
+        "batch_size x 4, never fewer than one), instead of batch_size examples",
+    )
+    bf16_adapters: bool = Field(
+        default=False, description="LoRA adapters in bfloat16 rather than float32 (GPUs with bf16 only)"
+    )
+    torch_compile: bool = Field(default=False, description="torch.compile the model's decoder layers")
+
+
 class RuntuneOptions(BaseModel):
     """Runtune's extension of the OpenAI job request (`method.supervised.runtune`): how to train."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["qlora", "lora", "full"] = "qlora"
+    # `auto`: bf16 LoRA (no 4-bit dequantisation) where it fits the GPU QLoRA would get with the same
+    # batch, else QLoRA (the plan decides, runtune/jobs/plan.py `resolve_method`).
+    method: Literal["auto", "qlora", "lora", "full"] = "auto"
     lora: LoraOptions = Field(default_factory=LoraOptions)
     max_length: int = Field(default=1024, ge=64, le=32_768)
     gradient_accumulation_steps: int | None = Field(default=None, ge=1, le=1024)
@@ -102,6 +128,7 @@ class RuntuneOptions(BaseModel):
     # A GPU of the table (runtune/gpus.json), or the smallest that fits; the service also refuses
     # one its deployment offers no trainer job for.
     gpu: GpuChoice = "auto"
+    speed: SpeedOptions = Field(default_factory=SpeedOptions)
 
 
 class TrainConfig(BaseModel):
@@ -138,6 +165,11 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = True
     pad_to_multiple_of: int = 8
+    # Speed switches (`SpeedOptions`): batches by padded-token budget (None: `batch_size` a batch).
+    batch_tokens: int | None = None
+    liger_kernels: bool = False
+    bf16_adapters: bool = False
+    torch_compile: bool = False
     checkpoint_every_steps: int = 50
     checkpoint_every_minutes: float = 10.0
     eval_baseline: bool = False

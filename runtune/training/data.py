@@ -69,6 +69,36 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) ->
     return batches
 
 
+# Batches by token budget (`TrainConfig.batch_tokens`) hold at most this many times `batch_size`.
+TOKEN_BATCH_FACTOR = 4
+
+
+def token_batches(
+    lengths: list[int], budget: int, max_batch: int, seed: int, epoch: int, multiple: int = 8
+) -> list[list[int]]:
+    """The batches of one epoch by token budget: examples shuffled, sorted by length within windows
+    (as `epoch_batches`), then as many consecutive ones a batch as fit `budget` padded tokens (the
+    batch's longest, rounded up to `multiple`, times its rows) and `max_batch` rows; an example over
+    the budget alone is a batch of one. Every example once; a pure function of its arguments."""
+    rng = random.Random(f"{seed}-{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = max_batch * GROUP_WINDOW_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        current: list[int] = []
+        for index in sorted(order[start : start + window], key=lambda i: lengths[i]):
+            width = math.ceil(lengths[index] / multiple) * multiple  # sorted: the longest so far
+            if current and (width * (len(current) + 1) > budget or len(current) >= max_batch):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
 def steps_per_epoch(examples: int, batch_size: int, accumulation: int) -> int:
     return math.ceil(math.ceil(examples / batch_size) / accumulation)
 

@@ -134,6 +134,50 @@ def continuation_logprobs(
     first = prefill.logits[:, -1].float().log_softmax(-1).cpu()
     del prefill
     scores = [[[float(first[e, tokens[0]])] for tokens in per_example] for e, per_example in enumerate(candidates)]
+    tries = [_label_trie(per_example) for per_example in candidates]
+    queries = max(len(trie[0]) for trie in tries)
+    if not queries:
+        return scores  # single-token candidates: the prefill alone scores them
+    width = batch["input_ids"].shape[1]
+    depths = torch.zeros((len(tries), queries), dtype=torch.long)
+    for row, (_, _, row_depths, _) in enumerate(tries):
+        depths[row, : len(row_depths)] = torch.tensor(row_depths, dtype=torch.long)
+    masks = _tree_masks(model, cache, batch["attention_mask"], [trie[1] for trie in tries], depths.to(device))
+    if masks is not None:
+        # One row per prompt: every candidate's tokens as a trie after the prompt's own cache (no
+        # copies), each node seeing its ancestors only, at the position it has in its candidates.
+        ids = torch.full((len(tries), queries), pad_id, dtype=torch.long)
+        for row, (row_tokens, _, _, _) in enumerate(tries):
+            ids[row, : len(row_tokens)] = torch.tensor(row_tokens, dtype=torch.long)
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(device),
+            "attention_mask": masks,
+            "position_ids": (width + depths).to(device),
+            cache_kwarg: cache,
+            "use_cache": True,
+            **per_prompt,
+        }
+        for key in batch:
+            if key.endswith("token_type_ids"):
+                inputs[key] = torch.zeros_like(inputs["input_ids"])  # label tokens are text
+        logits = model(**inputs).logits
+        for e, per_example in enumerate(candidates):
+            node_of = tries[e][3]
+            if not node_of:
+                continue
+            # Row by row in float32: never a float copy of the whole (rows x nodes x vocabulary) block.
+            row_logits = logits[e, : len(node_of)].float()
+            normaliser = row_logits.logsumexp(-1)
+            for k, tokens in enumerate(per_example):
+                if len(tokens) < 2:
+                    continue
+                nodes = torch.tensor([node_of[tuple(tokens[:end])] for end in range(1, len(tokens))])
+                nodes = nodes.to(logits.device)
+                targets = torch.tensor(tokens[1:], device=logits.device)
+                picked = row_logits[nodes, targets] - normaliser[nodes]
+                scores[e][k] += picked.tolist()
+        del logits
+        return scores
     rows = [
         (e, k) for e, per_example in enumerate(candidates) for k, tokens in enumerate(per_example) if len(tokens) > 1
     ]
@@ -171,6 +215,85 @@ def continuation_logprobs(
             scores[e][k] += picked.tolist()
         del logits
     return scores
+
+
+def _label_trie(
+    per_example: Sequence[Sequence[int]],
+) -> tuple[list[int], list[int], list[int], dict[tuple[int, ...], int]]:
+    """The proper prefixes of one prompt's candidates as a trie, flattened: each node's token, its
+    parent's index (-1 under the prompt) and its depth, and the node of each prefix. A node's logits
+    give the next token of every candidate through it, so candidates sharing tokens share nodes."""
+    tokens: list[int] = []
+    parents: list[int] = []
+    depths: list[int] = []
+    node_of: dict[tuple[int, ...], int] = {}
+    for candidate in per_example:
+        for end in range(1, len(candidate)):
+            prefix = tuple(candidate[:end])
+            if prefix not in node_of:
+                node_of[prefix] = len(tokens)
+                tokens.append(prefix[-1])
+                parents.append(node_of[prefix[:-1]] if end > 1 else -1)
+                depths.append(end - 1)
+    return tokens, parents, depths, node_of
+
+
+def _tree_masks(
+    model: Any, cache: Any, prompt_mask: torch.Tensor, parents: list[list[int]], depths: torch.Tensor
+) -> dict[str, torch.Tensor] | None:
+    """The attention masks of a trie pass after the cached prompts, per layer type (`full_attention`,
+    `sliding_attention`), as transformers' sdpa/eager attention reads a precomputed mask: each node
+    sees its prompt (within the sliding window, over the tokens a sliding layer keeps) and its own
+    ancestors, never a sibling. None where the model's cache or attention is not of that kind."""
+    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    implementation = getattr(model.config, "_attn_implementation", None)
+    layers = getattr(cache, "layers", None)
+    if (
+        implementation not in ("sdpa", "eager")
+        or not layers
+        or any(getattr(layer, "keys", None) is None for layer in layers)
+    ):
+        return None
+    batch, queries = depths.shape
+    device = prompt_mask.device
+    ancestry: dict[tuple[int, ...], torch.Tensor] = {}  # a batch's prompts mostly share one trie
+    for row_parents in map(tuple, parents):
+        if row_parents not in ancestry:
+            # Padding nodes see themselves only: never a row with no key. Parents precede children.
+            seen = torch.eye(queries, dtype=torch.bool)
+            for node, parent in enumerate(row_parents):
+                if parent >= 0:
+                    seen[node] |= seen[parent]
+            ancestry[row_parents] = seen
+    tree = torch.stack([ancestry[tuple(row_parents)] for row_parents in parents]).to(device)
+    masks: dict[str, torch.Tensor] = {}
+    width = prompt_mask.shape[1]
+    window = getattr(text, "sliding_window", None)
+    for layer in layers:
+        kind = "sliding_attention" if getattr(layer, "is_sliding", False) else "full_attention"
+        if kind in masks:
+            continue
+        kept = layer.keys.shape[-2]
+        if kind == "sliding_attention":
+            if window is None or kept > width or depths.max().item() + 1 >= window:
+                return None
+            # The last `kept` prompt positions; a node at depth d (position width + d) sees those within
+            # the window: position p with width + d - p < window.
+            positions = torch.arange(width - kept, width, device=device)
+            seen = (width + depths[:, :, None] - positions[None, None, :]) < window
+            past = prompt_mask[:, None, width - kept :].bool() & seen
+        else:
+            if kept != width:
+                return None
+            past = prompt_mask[:, None, :].bool().expand(batch, queries, width)
+        mask = torch.cat([past, tree], dim=2)[:, None]
+        if implementation == "eager":  # an additive mask
+            dtype = next(model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
+        masks[kind] = mask
+    masks.setdefault("sliding_attention", masks["full_attention"])
+    masks.setdefault("full_attention", masks["sliding_attention"])
+    return masks
 
 
 @torch.no_grad()

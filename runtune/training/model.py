@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from runtune.jobs.events import Level
 from runtune.models.loading import model_class
 from runtune.models.registry import ModelSpec, get
 from runtune.schemas.jobs import TrainConfig
@@ -121,6 +122,7 @@ def prepare(model: Any, config: TrainConfig, *, adapter: Path | None = None) -> 
     if adapter is not None:
         # Its own adapter_config.json gives the shape (the plan copied it: runtune/jobs/plan.py).
         model = PeftModel.from_pretrained(model, adapter, is_trainable=True, autocast_adapter_dtype=True)
+        _adapter_dtype(model, config)
         if config.gradient_checkpointing:
             model.enable_input_require_grads()
         return model
@@ -138,9 +140,76 @@ def prepare(model: Any, config: TrainConfig, *, adapter: Path | None = None) -> 
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    _adapter_dtype(model, config)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
     return model
+
+
+def _adapter_dtype(model: Any, config: TrainConfig) -> None:
+    """float32 adapters (peft's autocast), or bf16 ones with `bf16_adapters` where the compute dtype
+    is bf16 (a GPU; `speed_switches` says when it is not)."""
+    if config.bf16_adapters and compute_dtype() == torch.bfloat16:
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(torch.bfloat16)
+
+
+def liger_available() -> str | None:
+    """Why Liger's kernels cannot run here (None: they can): they are Triton, for a GPU."""
+    if not torch.cuda.is_available():
+        return "this machine has no GPU (Liger's kernels are Triton, GPU only)"
+    try:
+        import liger_kernel.transformers  # noqa: F401
+    except ImportError as exc:
+        return f"liger-kernel is not installed ({exc})"
+    return None
+
+
+def speed_switches(model: Any, config: TrainConfig) -> list[tuple[Level, str]]:
+    """The plan's speed switches applied to the prepared model, and what became of each, as
+    (level, message) events for the job: every switch that is on is either applied or said to fall
+    back (the trainer then trains without it), never silently dropped. Order: Liger patches the base
+    model's modules in place (peft's LoRA layers inside them keep working), then compile wraps the
+    decoder layers. `bf16_adapters` is applied by `prepare`; here it is only reported."""
+    events: list[tuple[Level, str]] = []
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if config.liger_kernels:
+        if (why := liger_available()) is not None:
+            events.append(("warn", f"Liger kernels off: {why}; training without them"))
+        else:
+            from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+
+            # The loss stays Runtune's: logits only at the answer tokens (runtune/training/loop.py),
+            # which already keeps the (rows x length x vocabulary) block out of memory, the saving
+            # fused linear cross-entropy exists for.
+            _apply_liger_kernel_to_instance(
+                base, rope=True, rms_norm=True, geglu=True, layer_norm=True, cross_entropy=False,
+                fused_linear_cross_entropy=False,
+            )  # fmt: skip
+            events.append(("info", "Liger kernels on: RMSNorm, RoPE, GeGLU, LayerNorm"))
+    if config.bf16_adapters:
+        if compute_dtype() == torch.bfloat16:
+            events.append(("info", "LoRA adapters in bfloat16"))
+        else:
+            events.append(("warn", "bf16 adapters off: this machine computes in float32; adapters stay float32"))
+    if config.torch_compile:
+        if not torch.cuda.is_available():
+            events.append(("warn", "torch.compile off: it is applied on a GPU only; training without it"))
+        else:
+            layers = decoder_layers(base)
+            for layer in layers:
+                layer.compile(dynamic=True)  # batches differ in length: one graph for all of them
+            events.append(("info", f"torch.compile on: {len(layers)} decoder layers"))
+    return events
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The language model's decoder layers (the repeated blocks compile is worth applying to)."""
+    for name, module in model.named_modules():
+        if name.endswith("language_model.layers") or name == "model.layers":
+            return list(module)
+    return []
 
 
 def base_only(model: Any, config: TrainConfig) -> AbstractContextManager[Any]:

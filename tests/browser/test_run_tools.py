@@ -146,7 +146,7 @@ def test_run_page_clone_retry_and_delete(page, ui_platform, world: World, shots)
     page.goto(f"{ui_platform.url}/runs/{alpha}")
     expect(page.get_by_test_id("hp-n_epochs")).to_have_text("2")
     page.get_by_test_id("training-options").locator("summary").click()
-    expect(page.get_by_test_id("training-options")).to_contain_text("qlora")
+    expect(page.get_by_test_id("training-options")).to_contain_text("auto: bf16 LoRA")  # the plan's choice
     chart = page.get_by_test_id("loss-chart")
     expect(chart).to_have_attribute("data-points", "6")
     expect(chart.locator(".legend")).to_contain_text("validation loss: 0.4167")

@@ -24,15 +24,20 @@ def test_the_trainer_trains_with_the_stored_plan_not_the_job_fields(store: Any, 
     job_id = new_job(store, UID, MODEL, dataset_id, epochs=1, batch_size=4, export={"merged": False})
     job = Job.model_validate(store.get(job_path(job_id)))
     assert job.plan is not None and (job.plan.epochs, job.plan.batch_size) == (1, 4)  # one step, as planned
-    # Another plan than the job's fields (and any rule) give: 2 epochs of batch 2, an odd learning rate.
-    stored = job.plan.model_copy(update={"epochs": 2, "batch_size": 2, "learning_rate": 1.234e-3, "warmup_ratio": 0})
+    # Another plan than the job's fields (and any rule) give: 2 epochs of batch 2, an odd learning rate,
+    # and a speed switch for the GPU, which this CPU trainer says it trains without.
+    changes = {"epochs": 2, "batch_size": 2, "learning_rate": 1.234e-3, "warmup_ratio": 0, "liger_kernels": True}
+    stored = job.plan.model_copy(update=changes)
     store.update(job_path(job_id), {"plan": stored.model_dump(mode="json")})
 
     code, done = _run(store, blobs, job_id)
 
     assert code == 0 and done["status"] == "succeeded", done.get("error")
     assert done["total_steps"] == done["steps_completed"] == 4  # 4 examples at batch 2, twice
-    steps = [e["data"] for e in _events(store, job_id) if e["type"] == "metrics"]
+    events = _events(store, job_id)
+    assert any(e["level"] == "warn" and e["message"].startswith("Liger kernels off: this machine has no GPU")
+               for e in events)  # fmt: skip
+    steps = [e["data"] for e in events if e["type"] == "metrics"]
     assert steps[0]["lr"] == pytest.approx(1.234e-3)  # no warmup: the first step runs at the peak rate
     saved = json.loads(blobs.download_bytes(f"users/{UID}/jobs/{job_id}/config.json"))
     assert saved == stored.model_dump(mode="json")

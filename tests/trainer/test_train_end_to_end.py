@@ -79,6 +79,7 @@ def test_each_family_trains_through_qlora_with_events_checkpoints_evaluation_exp
         batch_size=4,
         checkpoint_every_steps=3,
         evaluation={"method": "both"},
+        method="qlora",  # named: `auto` would be bf16 LoRA for these tiny models
     )
     code, job = _run(store, blobs, job_id)
     assert code == 0, job.get("error")

@@ -12,7 +12,7 @@ export interface Form {
   epochs: string;
   batchSize: string;
   lrMultiplier: string;
-  method: "qlora" | "lora";
+  method: "auto" | "qlora" | "lora";
   rank: number;
   alpha: number;
   dropout: number;
@@ -43,7 +43,7 @@ const DEFAULTS: Form = {
   epochs: "auto",
   batchSize: "auto",
   lrMultiplier: "auto",
-  method: "qlora",
+  method: "auto",
   rank: 16,
   alpha: 32,
   dropout: 0.05,
@@ -357,6 +357,7 @@ export function NewRun() {
               <div class="grid-3">
                 <Field label="Method" error={errorFor(error, "runtune.method")}>
                   <select value={form.method} onChange={input("method")}>
+                    <option value="auto">Auto (16-bit LoRA where it fits the GPU, else QLoRA)</option>
                     <option value="qlora">QLoRA (4-bit)</option>
                     <option value="lora">LoRA (16-bit)</option>
                   </select>
