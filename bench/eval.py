@@ -78,13 +78,13 @@ def relabelled(items: list[Example], answers: dict[str, str]) -> list[Example]:
 
 
 def start_engine(local_dir: Path) -> tuple[ManagedProcess, str]:
-    """`python -m runtune.engine_server` in its own process, as `runtune dev up` runs it (a server in
+    """`python -m engine` in its own process, as `runtune dev up` runs it (a server in
     this process would share the client's interpreter lock and measure the client as much as the engine)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     engine = ManagedProcess(
         "engine",
-        [sys.executable, "-m", "runtune.engine_server"],
+        [sys.executable, "-m", "engine"],
         local_dir / "engine.log",
         health_url=f"{url}/healthz",
         env={

@@ -305,7 +305,7 @@ class EngineClientSettings(CommonSettings):
     """Reaching the inference engine and making tuned models servable there: what the inference
     service and its evaluation executions (`python -m jobs.evaluate`) share."""
 
-    # The OpenAI-compatible engine: vLLM in the cloud, `python -m runtune.engine_server` locally.
+    # The OpenAI-compatible engine: vLLM in the cloud, `python -m engine` locally.
     engine_url: str = "http://127.0.0.1:8084"
     # Local profile: a bearer token the local engine checks (its SHA-256); when unset, the token file
     # `runtune dev up` writes under the local folder. The cloud engine is reached with a
@@ -369,7 +369,7 @@ class EvaluateSettings(EngineClientSettings):
 
 
 class EngineServerSettings(BaseSettings):
-    """The local engine server (`python -m runtune.engine_server`): tiny models on the CPU."""
+    """The local engine server (`python -m engine`): tiny models on the CPU."""
 
     model_config = SettingsConfigDict(env_prefix="RUNTUNE_ENGINE_", extra="ignore", frozen=True)
 

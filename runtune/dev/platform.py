@@ -49,7 +49,7 @@ class PlatformPorts:
     training: int = 8082
     inference: int = 8083
     emulators: EmulatorPorts = field(default_factory=EmulatorPorts)
-    engine: int = 8084  # the local inference engine (runtune.engine_server)
+    engine: int = 8084  # the local inference engine (`python -m engine`, engine/)
 
     @classmethod
     def free(cls) -> PlatformPorts:
@@ -245,7 +245,7 @@ class LocalPlatform:
         port = self.config.ports.engine
         return ManagedProcess(
             "engine",
-            [sys.executable, "-m", "runtune.engine_server"],
+            [sys.executable, "-m", "engine"],
             self.config.log_dir / "engine.log",
             health_url=f"http://127.0.0.1:{port}/healthz",
             env={

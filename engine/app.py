@@ -17,10 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runtune.adapters.openai_engine import SCORE_PATH
 from runtune.api.errors import install_error_handlers
-from runtune.engine_server.batcher import Sink
-from runtune.engine_server.engine import LocalEngine
-from runtune.engine_server.execute import GenerateRequest, Prompt, Sampling, ScoreRequest, ScoreSetRequest
-from runtune.engine_server.messages import parse_messages
+from engine.batcher import Sink
+from engine.local_engine import LocalEngine
+from engine.execute import GenerateRequest, Prompt, Sampling, ScoreRequest, ScoreSetRequest
+from engine.messages import parse_messages
 from runtune.errors import InvalidRequest, RuntuneError
 from runtune.internal_auth import LocalTokenVerifier
 from runtune.logging import configure_logging
