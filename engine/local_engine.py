@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from jinja2 import TemplateError
 
-from runtune import serving
 from engine.batcher import Batcher, Sink, Work
 from engine.execute import (
     GenerateRequest,
@@ -25,6 +24,7 @@ from engine.execute import (
 )
 from engine.messages import Conversation
 from engine.runtime import ModelRuntime, adapter_tensor_names, base_model_of
+from runtune import serving
 from runtune.errors import InvalidRequest, NotFound
 from runtune.models.registry import lookup
 from runtune.settings import EngineServerSettings

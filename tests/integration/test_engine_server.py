@@ -270,8 +270,8 @@ def test_scoring_masks_are_the_ones_transformers_builds(local_dir: Path) -> None
     CPU): with left padding and images, the logits at every real position are transformers' own."""
     import torch
 
-    from engine.local_engine import LocalEngine
     from engine.execute import _gemma3_vision_masks
+    from engine.local_engine import LocalEngine
     from engine.messages import parse_messages
 
     engine = LocalEngine(EngineServerSettings(local_dir=local_dir, models=[BASE]))
