@@ -490,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from runtune.models.registry import tiny_dir
-    from runtune.models.tiny import ensure_tiny_model
+    from runtune.models.tiny import ensure_tiny_model, tiny_dir
 
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         started = time.perf_counter()

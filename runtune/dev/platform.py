@@ -285,8 +285,8 @@ class LocalPlatform:
 
     def _ensure_tiny_models(self) -> None:
         # Imported here: building needs torch and transformers, which only this step (and the trainer) use.
-        from runtune.models.registry import TINY_MODELS, tiny_dir
-        from runtune.models.tiny import ensure_tiny_model
+        from runtune.models.registry import TINY_MODELS
+        from runtune.models.tiny import ensure_tiny_model, tiny_dir
 
         for spec in TINY_MODELS:
             ensure_tiny_model(spec.id, tiny_dir(self.config.local_dir, spec.id))

@@ -1,5 +1,9 @@
 """The model registry, shared by the jobs API (what may be trained, estimates) and the trainer (how).
 
+A leaf: pure data and lookups, no torch, and nothing of Runtune but the estimate's `ModelFigures`
+(itself a leaf). Where a model's weights are is `runtune.models.loading`'s; building the tiny ones is
+`runtune.models.tiny`'s.
+
 Every supported base model is one `ModelSpec`; everything that differs between model families (the
 class to load, how the chat template is rendered, what ends a turn, the image placeholder) lives in
 one `Family` record here, so the trainer, the evaluator and the inference engine never branch on a
@@ -12,7 +16,6 @@ Architecture figures are those of the published configs (parameter counts rounde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from runtune.estimate import ModelFigures
@@ -167,7 +170,7 @@ def _gemma4(size: str, params: int, hidden: int, layers: int, inter: int) -> lis
 
 
 # Local models: random weights, a tokenizer trained on the spot, the real processors and chat
-# templates (runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
+# templates (built by runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
 # Shared by the tiny models: full fine-tuning fits, and their random weights (hidden size 64) need
 # ~10x a pretrained model's learning rate to move in a few dozen steps.
 _TINY: dict[str, Any] = {"full_finetune": True, "learning_rate_scale": 10.0}
@@ -209,18 +212,3 @@ def get(model_id: str) -> ModelSpec:
 
 def lookup(model_id: str) -> ModelSpec | None:
     return MODELS.get(model_id)
-
-
-def tiny_dir(local_dir: Path, model_id: str) -> Path:
-    return local_dir / "models" / model_id
-
-
-def resolve_weights(spec: ModelSpec, local_dir: Path) -> str:
-    """Where `from_pretrained` finds the weights: a Hugging Face id, or the tiny model's folder (built
-    on first use)."""
-    if spec.is_tiny:
-        from runtune.models.tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(spec.id, tiny_dir(local_dir, spec.id)))
-    assert spec.hf_id is not None
-    return spec.hf_id

@@ -18,8 +18,7 @@ import pytest
 
 from runtune import serving
 from runtune.internal_auth import token_sha256
-from runtune.models.registry import tiny_dir
-from runtune.models.tiny import ensure_tiny_model
+from runtune.models.tiny import ensure_tiny_model, tiny_dir
 from runtune.settings import EngineServerSettings
 
 BASE = "tiny-gemma-3-vision"
