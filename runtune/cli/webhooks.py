@@ -12,7 +12,7 @@ from rich.table import Table
 from runtune.cli.api import ApiClient, ApiError
 from runtune.cli.credentials import StoredLogin
 from runtune.errors import RuntuneError
-from runtune.webhooks.events import EVENT_TYPES
+from runtune.schemas.webhooks import EVENT_TYPES
 
 app = typer.Typer(help="Webhooks: signed events POSTed to your endpoints.", no_args_is_help=True)
 console = Console()

@@ -27,13 +27,13 @@ from runtune.inference.models import Target
 from runtune.inference.serving import Serving
 from runtune.metrics.classification import classification_report, map_to_label
 from runtune.metrics.text import generation_report
+from runtune.outbox import on_transition
 from runtune.owned import datasets
 from runtune.ports.engine import ScoringMethod
 from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
-from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.evaluate")
 # A label answer is short: room for a long label and a little chatter, not a paragraph.

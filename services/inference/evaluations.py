@@ -15,13 +15,13 @@ import logging
 
 from runtune.errors import UpstreamUnavailable
 from runtune.inference.evaluation import evaluation_path
+from runtune.outbox import on_transition
 from runtune.owned import OwnedCollection
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, JobLauncher, LaunchRequest, Workload
 from runtune.ports.metadata import Document, MetadataStore, Where
 from runtune.quotas import Quotas, check_running_evaluations
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus
-from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.inference")
 _ACTIVE = [EvaluationStatus.queued.value, EvaluationStatus.running.value]

@@ -19,12 +19,12 @@ from runtune.api.deps import CurrentUser, Pagination
 from runtune.blob_layout import MERGED, adapter_archive_path, export_folder
 from runtune.errors import Conflict, InvalidRequest
 from runtune.inference.models import Target
+from runtune.outbox import event_for
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import CreateExportRequest, Export, ExportFile, ExportFormat, ExportLink, ExportStatus
-from runtune.webhooks.events import event_for
 from services.inference.deps import Inference
 
 router = APIRouter(prefix="/v1/exports", tags=["inference"])

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from runtune.outbox import event_id, outbox_path
 from runtune.schemas import DatasetStatus
 from runtune.schemas.jobs import JobStatus
-from runtune.webhooks.events import event_id, outbox_path
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 from tests.support import sign_up
 

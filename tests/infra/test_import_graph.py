@@ -148,6 +148,23 @@ def test_no_circle_of_imports() -> None:
     assert cycles(graph()) == []
 
 
+def room(name: str) -> str:
+    """A module's place in the library's plan: its sub-package (`runtune.datasets`) or its own module."""
+    return ".".join(name.split(".")[:2])
+
+
+def test_no_circle_between_the_library_folders() -> None:
+    """Folders and top modules of `runtune/` stand in layers too: `runtune.webhooks` may use
+    `runtune.owned`, which may then not use any module of `runtune.webhooks`."""
+    rooms: dict[str, set[str]] = {}
+    for source, targets in graph().items():
+        if source.startswith(LIBRARY + "."):
+            rooms.setdefault(room(source), set()).update(
+                room(target) for target in targets if target.startswith(LIBRARY + ".") and room(target) != room(source)
+            )
+    assert cycles({name: frozenset(targets) for name, targets in rooms.items()}) == []
+
+
 def test_the_library_never_imports_a_deployable() -> None:
     upward = sorted(
         f"{source} -> {target}"
