@@ -92,6 +92,31 @@ class PlatformConfig:
         return self.local_dir / "logs"
 
 
+def uvicorn_process(name: str, app: str, port: int, env: dict[str, str], log_dir: Path) -> ManagedProcess:
+    """A deployable's app factory served by uvicorn on loopback, its log in `log_dir/{name}.log`."""
+    return ManagedProcess(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        log_dir / f"{name}.log",
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        cwd=REPO_ROOT,
+    )
+
+
 class LocalPlatform:
     def __init__(self, config: PlatformConfig | None = None) -> None:
         self.config = config or PlatformConfig()
@@ -192,26 +217,8 @@ class LocalPlatform:
         }
 
     def _uvicorn(self, name: str, app: str, port: int, env: dict[str, str]) -> ManagedProcess:
-        return ManagedProcess(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                app,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            self.config.log_dir / f"{name}.log",
-            health_url=f"http://127.0.0.1:{port}/healthz",
-            env={**self._common_env(), "RUNTUNE_PORT": str(port), **env},
-            cwd=REPO_ROOT,
+        return uvicorn_process(
+            name, app, port, {**self._common_env(), "RUNTUNE_PORT": str(port), **env}, self.config.log_dir
         )
 
     def _service(self, name: str, port: int) -> ManagedProcess:

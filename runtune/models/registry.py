@@ -126,47 +126,28 @@ class ModelSpec:
         }
 
 
+def _published(
+    family: Family, ids: tuple[tuple[str, bool], ...], modality: Modality, *figures: int, **extra: Any
+) -> list[ModelSpec]:
+    """A published size's checkpoints (instruction-tuned first), all with the same architecture figures:
+    parameters, hidden size, layers, intermediate size."""
+    params, hidden, layers, inter = figures
+    return [
+        ModelSpec(model_id, family, modality, model_id, params, hidden, layers, inter, instruction_tuned=it, **extra)
+        for model_id, it in ids
+    ]
+
+
 def _gemma3(size: str, params: int, hidden: int, layers: int, inter: int, modality: Modality) -> list[ModelSpec]:
-    specs = []
-    for suffix, it in (("it", True), ("pt", False)):
-        model_id = f"google/gemma-3-{size}-{suffix}"
-        specs.append(
-            ModelSpec(
-                id=model_id,
-                family=GEMMA3,
-                modality=modality,
-                hf_id=model_id,
-                parameters=params,
-                hidden_size=hidden,
-                num_layers=layers,
-                intermediate_size=inter,
-                tokens_per_image=256 if modality == "vision" else 0,
-                instruction_tuned=it,
-                full_finetune=params < 2_000_000_000,
-            )
-        )
-    return specs
+    ids = ((f"google/gemma-3-{size}-it", True), (f"google/gemma-3-{size}-pt", False))
+    vision = modality == "vision"
+    extra: dict[str, Any] = {"tokens_per_image": 256 if vision else 0, "full_finetune": params < 2_000_000_000}
+    return _published(GEMMA3, ids, modality, params, hidden, layers, inter, **extra)
 
 
 def _gemma4(size: str, params: int, hidden: int, layers: int, inter: int) -> list[ModelSpec]:
-    specs = []
-    for suffix, it in (("-it", True), ("", False)):
-        model_id = f"google/gemma-4-{size}{suffix}"
-        specs.append(
-            ModelSpec(
-                id=model_id,
-                family=GEMMA4,
-                modality="vision",
-                hf_id=model_id,
-                parameters=params,
-                hidden_size=hidden,
-                num_layers=layers,
-                intermediate_size=inter,
-                tokens_per_image=280,
-                instruction_tuned=it,
-            )
-        )
-    return specs
+    ids = ((f"google/gemma-4-{size}-it", True), (f"google/gemma-4-{size}", False))
+    return _published(GEMMA4, ids, "vision", params, hidden, layers, inter, tokens_per_image=280)
 
 
 # Local models: random weights, a tokenizer trained on the spot, the real processors and chat
