@@ -8,6 +8,7 @@ weaken the cloud (emulator variables, a shared local token).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -246,14 +247,8 @@ class ServiceSettings(CommonSettings):
 
     @property
     def quotas(self) -> Quotas:
-        return Quotas(
-            processing_datasets=self.quota_processing_datasets,
-            stored_datasets=self.quota_stored_datasets,
-            stored_bytes=self.quota_stored_bytes,
-            open_streams=self.quota_open_streams,
-            running_evaluations=self.quota_running_evaluations,
-            monthly_gpu_hours=self.quota_monthly_gpu_hours,
-        )
+        # Each limit is the setting of its name with the `quota_` prefix.
+        return Quotas(**{limit.name: getattr(self, f"quota_{limit.name}") for limit in dataclasses.fields(Quotas)})
 
     @property
     def ingest_concurrency(self) -> int:

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from runtune.firebase_rest import FirebaseAuthRest
+from runtune.schemas import Dataset, DatasetStatus, TaskKind
+from runtune.schemas.common import new_id
 
 
 def sign_up(auth_host: str, email: str | None = None, password: str = "pa55word!") -> dict[str, str]:
@@ -92,3 +94,18 @@ def cert_server(certs: dict[str, str]) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}/certs"
     finally:
         server.shutdown()
+
+
+def pets_dataset(uid: str, status: DatasetStatus = DatasetStatus.ready, **fields: Any) -> Dataset:
+    """The jobs tests' dataset document: a two-label vision classification set (train 40, validation 10
+    when ready; no splits otherwise), as the preprocessing service leaves it."""
+    splits = {"train": 40, "validation": 10} if status is DatasetStatus.ready else {}
+    base: dict[str, Any] = {"modality": "vision", "splits": splits, "labels": ["cat", "dog"]}
+    return Dataset(
+        id=new_id("file"),
+        owner=uid,
+        name="pets",
+        status=status,
+        task_kind=TaskKind.classification,
+        **{**base, **fields},
+    )

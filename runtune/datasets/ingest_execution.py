@@ -21,6 +21,7 @@ failed if the store is reachable, else by the service's reconcile); 2 for a bad 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -71,13 +72,8 @@ class _Deleted(Exception):
 
 
 def ingest_options(spec: IngestSpec) -> IngestOptions:
-    return IngestOptions(
-        mapping=spec.mapping,
-        task_kind=spec.task_kind,
-        split=spec.split,
-        max_image_side=spec.max_image_side,
-        skip_bad_rows=spec.skip_bad_rows,
-    )
+    """The pipeline's options: the spec's fields of the same names (the spec adds what to read)."""
+    return IngestOptions(**{option.name: getattr(spec, option.name) for option in dataclasses.fields(IngestOptions)})
 
 
 class DatasetIngestion:

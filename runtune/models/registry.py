@@ -15,7 +15,7 @@ Architecture figures are those of the published configs (parameter counts rounde
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from runtune.estimate import ModelFigures
@@ -98,14 +98,8 @@ class ModelSpec:
         return self.family.model_class[self.modality]
 
     def figures(self) -> ModelFigures:
-        return ModelFigures(
-            parameters=self.parameters,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            vocab_size=self.vocab_size,
-            tokens_per_image=self.tokens_per_image,
-            intermediate_size=self.intermediate_size,
-        )
+        """The estimate's figures: the fields of `ModelFigures`, which a spec carries under the same names."""
+        return ModelFigures(**{figure.name: getattr(self, figure.name) for figure in fields(ModelFigures)})
 
     def weights_gib(self, method: Literal["qlora", "lora", "full"]) -> float:
         """Memory of the frozen weights alone: NF4 + double quantisation ~0.56 bytes/parameter, else bf16."""
