@@ -9,9 +9,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -109,3 +111,54 @@ def pets_dataset(uid: str, status: DatasetStatus = DatasetStatus.ready, **fields
         task_kind=TaskKind.classification,
         **{**base, **fields},
     )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request a fake API received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+
+
+# (method, path, query, JSON body or None) -> (status, JSON answer)
+Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
+
+
+@contextlib.contextmanager
+def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
+    """A local fake of a JSON REST API (for the Google APIs that have no emulator): every request is
+    appended to `requests` and answered by `handle`. Yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            query = parse_qs(url.query)
+            requests.append(Recorded(self.command, url.path, query, body))
+            status, payload = handle(self.command, url.path, query, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # A short poll interval keeps shutdown (and so each test's teardown) fast.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

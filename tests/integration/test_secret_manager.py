@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 import pytest
@@ -25,19 +21,12 @@ from google.cloud import secretmanager
 
 from runtune.adapters.secret_manager import SecretManagerStore
 from runtune.errors import InvalidRequest, UpstreamUnavailable
+from tests.support import Recorded, fake_json_api
 
 PROJECT = "demo-proj"
 UID = "firebase|user:42/odd chars"
 OWNER = hashlib.sha256(UID.encode()).hexdigest()[:32]
 VALUE = "hf_0123456789abcdefSECRETVALUE"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: dict[str, Any] | None
 
 
 @dataclass
@@ -136,42 +125,11 @@ class FakeSecretManager:
         }
 
 
-def _handler_for(fake: FakeSecretManager) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            query = parse_qs(url.query)
-            fake.requests.append(Recorded(self.command, url.path, query, body))
-            status, payload = fake.handle(self.command, url.path, query, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeSecretManager, str]]:
     fake = FakeSecretManager()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with fake_json_api(fake.handle, fake.requests) as url:
+        yield fake, url
 
 
 @pytest.fixture
