@@ -17,6 +17,7 @@ from openai import OpenAI
 from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts, uvicorn_process
 from runtune.dev.processes import free_port
 from runtune.internal_auth import token_sha256
+from tests.datasets.client import api
 from tests.e2e.jobs_support import TrainingService
 from tests.e2e.webhook_receiver import Receiver, running_receiver
 from tests.support import sign_up
@@ -36,6 +37,19 @@ class PlatformHandle:
     emulator_env: dict[str, str]
     local_dir: str
     demo_dataset_id: str
+
+
+@pytest.fixture(scope="module")
+def account(platform) -> dict[str, str]:
+    """A user of the module's own (signed up on the platform's Auth emulator)."""
+    return sign_up(platform.auth_host)
+
+
+@pytest.fixture
+def client(platform, account):
+    """The datasets tests' HTTP client: the gateway with `account`'s ID token."""
+    with api(platform.gateway_url, account["id_token"]) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")
