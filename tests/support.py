@@ -162,3 +162,19 @@ def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def cli_login(platform: Any, config_dir: Any, monkeypatch: Any) -> tuple[Any, dict[str, str]]:
+    """A new account logged in with `runtune login` (its session stored under `config_dir`): the CLI
+    runner and the account."""
+    from typer.testing import CliRunner
+
+    from runtune.cli.main import app
+
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(config_dir))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    login = ["login", "--email", account["email"], "--password", "correct-horse", "--gateway", platform.gateway_url]
+    result = runner.invoke(app, [*login, "--auth-emulator", platform.auth_host])
+    assert result.exit_code == 0, result.output
+    return runner, account
