@@ -18,7 +18,7 @@ from runtune import tar_stream
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.blob_layout import MERGED, adapter_archive_path, export_folder
 from runtune.errors import Conflict, InvalidRequest
-from runtune.inference.models import Target
+from runtune.inference.resolver import Target
 from runtune.outbox import event_for
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
@@ -117,7 +117,7 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
             param="format",
             code="unsupported_format",
         )
-    target = await run_in_threadpool(inference.models.resolve, user.uid, body.model)
+    target = await run_in_threadpool(inference.resolver.resolve, user.uid, body.model)
     if target.adapter is None:
         raise InvalidRequest("Only tuned (`ft:`) models can be exported", param="model")
     export = Export(
