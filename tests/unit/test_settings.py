@@ -1,10 +1,10 @@
 import pytest
 
-from runtune.settings import CommonSettings, GatewaySettings, ServiceSettings, SettingsError
+from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, ServiceSettings, SettingsError
 from tests.unit.settings_env import EMULATORS
 
 
-@pytest.mark.parametrize("variable", sorted(EMULATORS))
+@pytest.mark.parametrize("variable", EMULATOR_VARIABLES)
 def test_gcp_profile_refuses_each_emulator_variable(clean_env: pytest.MonkeyPatch, variable: str) -> None:
     clean_env.setenv("RUNTUNE_PROFILE", "gcp")
     clean_env.setenv("RUNTUNE_PROJECT_ID", "acme-prod")

@@ -10,7 +10,7 @@ import pytest
 from gateway.signup import SignupRule
 from runtune.errors import PermissionDenied
 from runtune.ports.identity import Identity
-from runtune.settings import GatewaySettings, SettingsError, SignupPolicy
+from runtune.settings import EMULATOR_VARIABLES, GatewaySettings, SettingsError, SignupPolicy
 
 EMULATORS = {
     "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
@@ -36,8 +36,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "RUNTUNE_PROFILE",
         "RUNTUNE_PROJECT_ID",
         "RUNTUNE_INTERNAL_TOKEN",
-        *EMULATORS,
-        "CLOUD_TASKS_EMULATOR_HOST",
+        *EMULATOR_VARIABLES,
     ):
         monkeypatch.delenv(name, raising=False)
     for name in [n for n in os.environ if n.startswith("RUNTUNE_SIGNUP_")]:
