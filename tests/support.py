@@ -178,3 +178,17 @@ def cli_login(platform: Any, config_dir: Any, monkeypatch: Any) -> tuple[Any, di
     result = runner.invoke(app, [*login, "--auth-emulator", platform.auth_host])
     assert result.exit_code == 0, result.output
     return runner, account
+
+
+def assert_secret_name_refused(store: Any, uid: str, name: str, value: str) -> None:
+    """The secret-store contract on a bad name, whatever the adapter: put, get and delete each refuse
+    it as a 400 naming `name`."""
+    from runtune.errors import InvalidRequest
+
+    for call in (lambda: store.put(uid, name, value), lambda: store.get(uid, name), lambda: store.delete(uid, name)):
+        try:
+            call()
+        except InvalidRequest as refused:
+            assert refused.param == "name"
+        else:
+            raise AssertionError(f"secret name {name!r} was accepted")

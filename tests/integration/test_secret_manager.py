@@ -21,7 +21,7 @@ from google.cloud import secretmanager
 
 from runtune.adapters.secret_manager import SecretManagerStore
 from runtune.errors import InvalidRequest, UpstreamUnavailable
-from tests.support import Recorded, fake_json_api
+from tests.support import Recorded, assert_secret_name_refused, fake_json_api
 
 PROJECT = "demo-proj"
 UID = "firebase|user:42/odd chars"
@@ -219,14 +219,7 @@ def test_delete_removes_the_secret_and_is_idempotent(server, store) -> None:
 
 @pytest.mark.parametrize("name", ["", "HF_TOKEN", "a/b", "x" * 64, "../etc", "name with space"])
 def test_invalid_names_are_refused_before_any_request(server, store, name) -> None:
-    for call in (
-        lambda: store.put(UID, name, VALUE),
-        lambda: store.get(UID, name),
-        lambda: store.delete(UID, name),
-    ):
-        with pytest.raises(InvalidRequest) as refused:
-            call()
-        assert refused.value.param == "name"
+    assert_secret_name_refused(store, UID, name, VALUE)
     assert server.requests == []
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from runtune.adapters.file_secrets import LocalFileSecretStore
 from runtune.errors import InvalidRequest
+from tests.support import assert_secret_name_refused
 
 UID = "firebase|user:42/odd chars"
 VALUE = "hf_0123456789abcdefSECRETVALUE"
@@ -96,14 +97,7 @@ def test_names_lists_names_only(store: LocalFileSecretStore) -> None:
 
 @pytest.mark.parametrize("name", ["", "HF_TOKEN", "a/b", "x" * 64, "../etc", "name with space", "ünï"])
 def test_invalid_names_are_refused(root: Path, store: LocalFileSecretStore, name: str) -> None:
-    for call in (
-        lambda: store.put(UID, name, VALUE),
-        lambda: store.get(UID, name),
-        lambda: store.delete(UID, name),
-    ):
-        with pytest.raises(InvalidRequest) as refused:
-            call()
-        assert refused.value.param == "name"
+    assert_secret_name_refused(store, UID, name, VALUE)
     assert not any(root.glob("*.json"))
 
 
