@@ -192,3 +192,14 @@ def assert_secret_name_refused(store: Any, uid: str, name: str, value: str) -> N
             assert refused.param == "name"
         else:
             raise AssertionError(f"secret name {name!r} was accepted")
+
+
+def assert_secret_values_not_logged(store: Any, uid: str, value: str, records: Any) -> None:
+    """The secret-store contract on logs, whatever the adapter: a put, get, list and delete log their
+    work (`records`: pytest's `caplog.records`, at DEBUG) and never the value."""
+    store.put(uid, "hf_token", value)
+    store.get(uid, "hf_token")
+    store.names(uid)
+    store.delete(uid, "hf_token")
+    assert records, "the store logs its writes"
+    assert all(value not in record.getMessage() and value not in str(vars(record)) for record in records)
