@@ -208,6 +208,8 @@ export interface Job {
   trained_tokens?: number | null;
   gpu?: string | null;
   seed?: number;
+  /** Where the job's model comes from (`model` may be one of the user's tuned models: continued fine-tuning). */
+  lineage?: Lineage | null;
 }
 
 /** `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job. */
@@ -241,6 +243,14 @@ export interface Checkpoint {
   best?: boolean;
 }
 
+/** Where a tuned model comes from: the base at the root of the chain, the model it was trained from,
+ * and every model from the root to that parent. */
+export interface Lineage {
+  root: string;
+  parent: string;
+  chain: string[];
+}
+
 export interface Model {
   id: string;
   object: "model";
@@ -251,7 +261,9 @@ export interface Model {
   instruction_tuned?: boolean;
   methods?: string[];
   memory_gib?: Record<string, number>;
+  /** What a tuned model was trained from: a base model, or the tuned model it continued. */
   parent?: string;
+  lineage?: Lineage;
   fine_tuning_job?: string;
   /** A tuned model's run name (its `suffix`) and dataset, for pickers. */
   name?: string | null;

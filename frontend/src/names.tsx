@@ -1,7 +1,7 @@
 // Names instead of ids: a run is called by its `suffix` (the run name the form asks for), a dataset by
 // its name. The id stays one hover (title) or one click (copy) away.
 import { useState } from "preact/hooks";
-import { type Dataset, type Model, type Page, get } from "./api";
+import { type Dataset, type Lineage, type Model, type Page, get } from "./api";
 import { Link } from "./router";
 import { useResource } from "./ui";
 
@@ -19,7 +19,7 @@ export function modelLabel(model: Model, datasets?: Map<string, Dataset> | null)
   if (!model.id.startsWith("ft:")) return model.id;
   const dataset = model.training_file ? datasets?.get(model.training_file)?.name : undefined;
   const step = model.step_number ?? Number(model.id.match(/:ckpt-step-(\d+)$/)?.[1] ?? NaN);
-  const base = model.parent ?? model.id.split(":")[1];
+  const base = model.lineage?.root ?? model.id.split(":")[1];
   return [
     model.name || "unnamed run",
     Number.isFinite(step) ? ` (checkpoint, step ${step})` : "",
@@ -27,6 +27,11 @@ export function modelLabel(model: Model, datasets?: Map<string, Dataset> | null)
     dataset ? ` on ${dataset}` : "",
     model.created ? `, ${shortDate(model.created)}` : "",
   ].join("");
+}
+
+/** "tiny-gemma-3-vision → ft:…:ftjob-a → this": a continued model's chain, root first. */
+export function lineageText(lineage: Lineage): string {
+  return [...lineage.chain.map((id) => (id.startsWith("ft:") ? (id.split(":")[2] ?? id) : id)), "this model"].join(" → ");
 }
 
 /** An id in small type, whole on hover, with a button that copies it. */

@@ -18,8 +18,10 @@ import logging
 import math
 import os
 import resource
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -197,7 +199,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     token = hugging_face_token(env.secrets, config.owner) if not spec.is_tiny else None
     weights_path, processor, base = load_model(spec, config, env, token)
     fmt = ChatFormat(spec, processor)
-    model = setup.prepare(base, config)
+    model = prepare_model(base, config, env.blobs)
 
     # -- data: encoded once, images processed once ----------------------------------------------
     reporter.phase(JobPhase.preparing_data, "Preparing data")
@@ -219,9 +221,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     if config.eval_baseline and earlier_baseline and position.step > 0:
         metrics["baseline"] = earlier_baseline  # measured by the attempt that wrote the checkpoint
     elif config.eval_baseline and eval_examples and position.step == 0:
-        # LoRA's B matrices start at zero, so the adapted model is still exactly the base model.
+        # The root base model (a continued job's too: its parent's adapter is switched off for it).
         reporter.phase(JobPhase.evaluating, "Evaluating the base model (baseline)")
-        metrics["baseline"] = evaluate(model, fmt, config, eval_examples)
+        with setup.base_only(model, config):
+            metrics["baseline"] = evaluate(model, fmt, config, eval_examples)
         reporter.update(runtune={**(job.runtune or {}), "metrics": {"baseline": finite(metrics["baseline"])}})
         reporter.message(f"Baseline: {headline(metrics['baseline'])}")
 
@@ -586,6 +589,23 @@ def load_model(spec: Any, config: TrainConfig, env: Environment, token: str | No
             "model_unavailable", f"Could not load the weights of '{spec.id}': {str(exc)[:300]}. {hint}."
         ) from exc
     return weights_path, processor, base
+
+
+def prepare_model(base: Any, config: TrainConfig, blobs: BlobStore) -> Any:
+    """The model to train: a new adapter on `base`, or (continued fine-tuning) the parent model's
+    adapter, downloaded and loaded trainable; a parent whose files are gone (its model deleted after
+    this job was planned) is a `TrainerError`."""
+    if config.parent_adapter is None:
+        return setup.prepare(base, config)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "parent"
+        files = export.download_dir(blobs, config.parent_adapter, folder)
+        if not any(file.name == "adapter_model.safetensors" for file in files):
+            raise TrainerError(
+                "model_not_found",
+                f"The adapter of '{config.parent_model}', which this job continues, is gone (was the model deleted?)",
+            )
+        return setup.prepare(base, config, adapter=folder)
 
 
 def held_out(blobs: BlobStore, config: TrainConfig) -> list[Example]:

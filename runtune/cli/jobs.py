@@ -20,7 +20,7 @@ console = Console()
 @app.command()
 def create(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on"),
-    model: str = typer.Option(..., "--model", "-m", help="Base model id (see GET /v1/models)"),
+    model: str = typer.Option(..., "--model", "-m", help="A base model id, or your ft: model to continue"),
     epochs: int | None = typer.Option(None, help="n_epochs (default: auto)"),
     batch_size: int | None = typer.Option(None, help="batch_size (default: auto)"),
     lr_multiplier: float | None = typer.Option(None, help="learning_rate_multiplier (default: auto)"),

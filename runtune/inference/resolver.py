@@ -10,7 +10,7 @@ from typing import Any
 
 from runtune import owned, serving
 from runtune.blob_layout import job_prefix
-from runtune.errors import NotFound
+from runtune.errors import InvalidRequest, NotFound
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
 from runtune.owned import JobCheckpoints
@@ -70,6 +70,40 @@ class ModelResolver:
             raise model_not_found(model, param)
         return job
 
+    def continued_from(self, uid: str, model: str, param: str = "model") -> tuple[Job, str]:
+        """The caller's own `ft:` model that a new job continues (continued fine-tuning): its job and
+        its adapter folder. Unknown, another user's, or deleted: the 404 of any unknown model; a
+        model checkpoint, a job that has not succeeded, or a model without an adapter (full
+        fine-tuning): a 400 naming `param`."""
+        parsed = parse_tuned_model_id(model)
+        if parsed is None:
+            raise model_not_found(model, param)
+        job = self._owned_job(uid, parsed[1], model, param)
+        if job.model_deleted_at or parsed[0] != job.base_model:
+            raise model_not_found(model, param)
+        if parsed[2] is not None:
+            raise InvalidRequest(
+                f"'{model}' is a model checkpoint; a job continues a run's final model ('{job.fine_tuned_model}')",
+                param=param,
+                code="model_not_continuable",
+            )
+        if job.status is not JobStatus.succeeded or job.fine_tuned_model != model:
+            raise InvalidRequest(
+                f"The model '{model}' is not ready: its job '{job.id}' is {job.status.value}, and a job continues "
+                "only the model of a job that succeeded",
+                param=param,
+                code="model_not_ready",
+            )
+        prefix = ((job.runtune or {}).get("export") or {}).get("adapter")
+        if prefix is None:
+            raise InvalidRequest(
+                f"The model '{model}' was fully fine-tuned and has no adapter to continue; continue a LoRA or "
+                "QLoRA model",
+                param=param,
+                code="model_not_continuable",
+            )
+        return job, self._inside_job(uid, job, prefix, model, param)
+
     def checkpoint(self, uid: str, model: str, param: str = "model") -> tuple[Job, Checkpoint, str]:
         """The caller's model checkpoint named `model` (`ft:<base>:<job>:ckpt-step-N`): its job, the
         checkpoint and its adapter folder; else 404."""
@@ -96,7 +130,9 @@ class ModelResolver:
             job = self.tuned_job(uid, model, param)
             prefix = ((job.runtune or {}).get("export") or {}).get("adapter")
             adapter = TunedAdapter(job.id, self._inside_job(uid, job, prefix, model, param))
-        base = registry.lookup(job.model)
+        # A continued model's adapter holds the whole delta from its chain's root (the trainer
+        # continued its parent's adapter), so it is served on the root like any other adapter.
+        base = registry.lookup(job.base_model)
         if base is None:
             raise model_not_found(model, param)
         return Target(model, base, adapter, job)
@@ -129,8 +165,11 @@ def tuned_model_object(job: Job, checkpoint: Checkpoint | None = None) -> dict[s
         "object": "model",
         "created": job.finished_at or job.created_at,
         "owned_by": job.owner,
+        # What it was trained from: a base model, or (continued fine-tuning) the `ft:` model it continued.
         "parent": job.model,
         "fine_tuning_job": job.id,
+        # Runtune's extension: the whole chain, and its root base (what it is served on and compared with).
+        "lineage": job.lineage_or_base.model_dump(),
         # Additive (OpenAI's Model has neither): what a picker shows instead of the bare id.
         "name": job.suffix,
         "training_file": job.training_file,

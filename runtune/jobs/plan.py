@@ -9,11 +9,15 @@ trainer reads it verbatim (runtune/training/config.py): nothing is resolved twic
 trains with exactly the numbers it shows. Torch-free: the training service imports it.
 
 Jobs stored before plans existed get theirs from this same function when they launch.
+
+Continued fine-tuning (`model` is one of the owner's `ft:` models, its `Parent`): everything is sized,
+checked and priced on the chain's root base (`Job.lineage.root`), the plan's `model`, and the run
+trains the parent's adapter further, so its LoRA shape is the parent's (`continued_options`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from runtune.errors import InvalidRequest
@@ -23,7 +27,7 @@ from runtune.jobs.hyperparameters import Resolved, SequenceLengths
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
 from runtune.schemas import Dataset, TaskKind
-from runtune.schemas.jobs import Hyperparameters, Job, RuntuneOptions, TrainConfig
+from runtune.schemas.jobs import Hyperparameters, Job, Lineage, LoraOptions, RuntuneOptions, TrainConfig
 
 # The method's base learning rate, which `learning_rate_multiplier` multiplies.
 BASE_LEARNING_RATE = {"qlora": 2e-4, "lora": 2e-4, "full": 2e-5}
@@ -37,6 +41,68 @@ class Planned:
     plan: TrainConfig
     auto: dict[str, str]
     estimate: Estimate
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The `ft:` model a continued job trains on from: its id, its lineage, its adapter folder and
+    that adapter's LoRA shape (its job's plan's; the stored options of a job planned before plans)."""
+
+    model: str
+    lineage: Lineage
+    adapter: str
+    lora: LoraOptions
+
+    @classmethod
+    def of(cls, job: Job, adapter: str) -> Parent:
+        assert job.fine_tuned_model is not None
+        config = job.plan
+        lora = (
+            LoraOptions(
+                rank=config.lora_rank,
+                alpha=config.lora_alpha,
+                dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules,
+                vision_tower=config.lora_vision_tower,
+            )
+            if config is not None
+            else job.options.lora
+        )
+        return cls(job.fine_tuned_model, job.lineage_or_base, adapter, lora)
+
+
+def lineage_of(model_id: str, parent: Parent | None) -> Lineage:
+    """A new job's lineage: its base model alone, or its parent's chain with the parent added."""
+    return parent.lineage.continued(parent.model) if parent is not None else Lineage.of_base(model_id)
+
+
+def lora_asked(options: RuntuneOptions) -> set[str]:
+    """The LoRA fields a request set itself (only a request knows: stored options have them all)."""
+    return set(options.lora.model_fields_set) if "lora" in options.model_fields_set else set()
+
+
+def continued_options(
+    options: RuntuneOptions, parent: Parent, *, asked: Collection[str] = (), param: str = OPTIONS_PARAM
+) -> RuntuneOptions:
+    """`options` for a job that continues `parent`: the parent's LoRA shape (its adapter trains on as
+    it is, so the new adapter holds the whole delta from the root base, which the engine serves).
+    A LoRA field in `asked` (set in the request) that differs is a 400 naming it; full fine-tuning
+    (which would need the merged weights, and whose model the engine cannot serve) is refused."""
+    if options.method == "full":
+        raise InvalidRequest(
+            f"A job on '{parent.model}' continues its LoRA adapter; use 'qlora' or 'lora', or fully fine-tune "
+            f"its base '{parent.lineage.root}'",
+            param=f"{param}.method",
+        )
+    for name in sorted(asked):
+        value, kept = getattr(options.lora, name), getattr(parent.lora, name)
+        if value != kept:
+            raise InvalidRequest(
+                f"lora.{name} is {value!r}, but '{parent.model}' has an adapter with {kept!r}, which a continued "
+                "job trains further as it is; leave lora unset",
+                param=f"{param}.lora.{name}",
+            )
+    return options.model_copy(update={"lora": parent.lora})
 
 
 def check_model(model_id: str) -> ModelSpec:
@@ -122,11 +188,16 @@ def size_run(
     return resolved, estimate(model.figures(), shape, gpu=options.gpu, offered=offered)
 
 
-def plan_job(job: Job, training: Dataset, *, offered: Sequence[str]) -> Planned:
+def plan_job(job: Job, training: Dataset, *, offered: Sequence[str], parent: Parent | None = None) -> Planned:
     """The plan of `job` on its ready training set, among the `offered` GPUs; an `InvalidRequest`
-    naming the field when the job cannot run (the same code, message and param at create and later)."""
-    model = check_model(job.model)
-    options = job.options
+    naming the field when the job cannot run (the same code, message and param at create and later).
+    A continued job (its lineage names a parent) needs that `parent`: the plan is of the chain's
+    root base with the parent's adapter to start from."""
+    lineage = job.lineage_or_base
+    if lineage.is_continued != (parent is not None) or (parent is not None and parent.model != lineage.parent):
+        raise ValueError(f"job {job.id} continues {lineage.parent!r}, planned with parent {parent!r}")
+    model = check_model(lineage.root)
+    options = continued_options(job.options, parent) if parent is not None else job.options
     check_options(model, options, offered)
     check_dataset(model, training)
     examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
@@ -137,7 +208,9 @@ def plan_job(job: Job, training: Dataset, *, offered: Sequence[str]) -> Planned:
     plan = TrainConfig(
         job_id=job.id,
         owner=job.owner,
-        model=job.model,
+        model=model.id,
+        parent_model=parent.model if parent is not None else None,
+        parent_adapter=parent.adapter if parent is not None else None,
         dataset_id=job.training_file,
         validation_dataset_id=job.validation_file,
         task_kind=training.task_kind or TaskKind.generation,

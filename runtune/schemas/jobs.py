@@ -149,6 +149,11 @@ class TrainConfig(BaseModel):
     seed: int = 42
     # The GPU the run was planned for (and launched on); None outside a job.
     gpu: str | None = None
+    # Continued fine-tuning (`model` was one of the owner's `ft:` models): that model's id and its
+    # adapter folder, which the trainer loads onto `model` (the chain's root base) as trainable, so
+    # the new adapter holds the whole delta from the root. None when training starts from the base.
+    parent_model: str | None = None
+    parent_adapter: str | None = None
 
     def hyperparameters(self) -> Hyperparameters:
         """OpenAI's three hyperparameters as the plan fixed them (what the job shows)."""
@@ -157,8 +162,36 @@ class TrainConfig(BaseModel):
         )
 
 
+class Lineage(BaseModel):
+    """Where a job's model comes from (Runtune's extension of the job and of the tuned Model object):
+    `root`, the registry's base model at the start of the chain (what the trainer loads, the engine
+    serves the adapter on and an evaluation compares against); `parent`, the model the job trained
+    from (`root` itself, or the owner's `ft:` model it continued); `chain`, every model from `root`
+    to `parent`, root first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: str
+    parent: str
+    chain: list[str]
+
+    @classmethod
+    def of_base(cls, base: str) -> Lineage:
+        return cls(root=base, parent=base, chain=[base])
+
+    def continued(self, model: str) -> Lineage:
+        """The lineage of a job that continues `model`, whose own lineage this is."""
+        return Lineage(root=self.root, parent=model, chain=[*self.chain, model])
+
+    @property
+    def is_continued(self) -> bool:
+        return self.parent != self.root
+
+
 class Job(OwnedResource):
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    # As asked: a base model of the registry, or one of the owner's `ft:` models (continued
+    # fine-tuning; `lineage.root` is then the base it was trained on).
     model: str
     status: JobStatus = JobStatus.validating_files
     training_file: str
@@ -206,7 +239,19 @@ class Job(OwnedResource):
     # What the trainer runs with, set once when the files are ready (runtune/jobs/plan.py); None
     # while the job waits for its files. Stored, never shown: the API shows its parts above.
     plan: TrainConfig | None = Field(default=None, exclude=True)
+    # Where the model comes from; None on jobs stored before lineage was recorded (all trained
+    # from their base `model`): read it through `lineage_or_base`.
+    lineage: Lineage | None = None
     runtune: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def lineage_or_base(self) -> Lineage:
+        return self.lineage or Lineage.of_base(self.model)
+
+    @property
+    def base_model(self) -> str:
+        """The registry's base model under the job's model: what is loaded, served and compared."""
+        return self.lineage_or_base.root
 
     def to_document(self) -> dict[str, Any]:
         document = super().to_document()

@@ -72,6 +72,15 @@ def upload_dir(blobs: BlobStore, local: Path, prefix: str) -> list[str]:
     return paths
 
 
+def download_dir(blobs: BlobStore, prefix: str, local: Path) -> list[Path]:
+    """Every object under `prefix` into `local`, at its path below the prefix."""
+    files = []
+    for info in blobs.list(prefix):
+        blobs.download_file(info.path, local / info.path.removeprefix(prefix))
+        files.append(local / info.path.removeprefix(prefix))
+    return files
+
+
 def chat_format(spec: ModelSpec) -> dict[str, Any]:
     return {
         "template_kwargs": dict(spec.family.template_kwargs),
@@ -87,6 +96,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
             f"# {config.model} fine-tuned by Runtune (job {config.job_id})",
             "",
             f"- base model: `{config.model}`",
+            *([f"- continued from: `{config.parent_model}` (the adapter holds all of it)"] * bool(config.parent_model)),
             f"- method: {config.method} (LoRA rank {config.lora_rank}, alpha {config.lora_alpha})",
             f"- epochs: {config.epochs}, batch size {config.batch_size} x {config.gradient_accumulation_steps}",
             f"- learning rate: {config.learning_rate} ({config.lr_scheduler}, warmup {config.warmup_ratio})",
@@ -163,8 +173,7 @@ def export_merged(
     adapter_prefix, merged_prefix = (export_folder(config.owner, config.job_id, kind) for kind in (ADAPTER, MERGED))
     with tempfile.TemporaryDirectory() as tmp:
         adapter = Path(tmp) / ADAPTER
-        for info in blobs.list(adapter_prefix):
-            blobs.download_file(info.path, adapter / info.path.removeprefix(adapter_prefix))
+        download_dir(blobs, adapter_prefix, adapter)
         folder = Path(tmp) / MERGED
         merged = merge(spec, weights_path, adapter, token=token)
         _stream_to(blobs, merged, folder, merged_prefix, max_shard_bytes=max_shard_bytes)

@@ -5,6 +5,8 @@ tower when asked), enable gradient checkpointing, and pick the optimizer."""
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,8 +98,11 @@ def enable_checkpointing(model: Any) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def prepare(model: Any, config: TrainConfig) -> Any:
-    """Adapters (or full training), gradient checkpointing; returns the model to train.
+def prepare(model: Any, config: TrainConfig, *, adapter: Path | None = None) -> Any:
+    """Adapters (or full training), gradient checkpointing; returns the model to train. With
+    `adapter` (continued fine-tuning: the parent model's adapter folder, `TrainConfig.parent_adapter`)
+    that adapter is loaded trainable instead of a new one, so training continues where the parent
+    ended and the result is one adapter holding the whole delta from the base `model`.
 
     QLoRA deliberately skips peft's `prepare_model_for_kbit_training`: it casts every weight that is
     not 4-bit (the 262k-row embedding, the vision tower, the norms) to float32, which on Gemma 3 4B
@@ -108,10 +113,16 @@ def prepare(model: Any, config: TrainConfig) -> Any:
         model.config.use_cache = False
     if config.method == "full":
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    if adapter is not None:
+        # Its own adapter_config.json gives the shape (the plan copied it: runtune/jobs/plan.py).
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True, autocast_adapter_dtype=True)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()
+        return model
     targets = (
         lora_targets(model, get(config.model), vision_tower=config.lora_vision_tower)
         if config.lora_target_modules == "all-linear"
@@ -129,6 +140,12 @@ def prepare(model: Any, config: TrainConfig) -> Any:
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
     return model
+
+
+def base_only(model: Any, config: TrainConfig) -> AbstractContextManager[Any]:
+    """The root base model for the block (a baseline evaluation): a continued job's adapter is
+    switched off; a new adapter (LoRA's B matrices start at zero) already leaves the base as it is."""
+    return model.disable_adapter() if config.parent_adapter else nullcontext()
 
 
 def trainable_state(model: Any) -> dict[str, torch.Tensor]:

@@ -81,7 +81,8 @@ async def create_vibe_check(
         if prompt.image is not None
     }
     tuned, _ = await inference.target(user.uid, body.model)
-    base_id = body.base_model or (tuned.job.model if tuned.job else tuned.spec.id)
+    # The chain's root base (a continued model's too): what the tuned adapter is served on.
+    base_id = body.base_model or (tuned.job.base_model if tuned.job else tuned.spec.id)
     base_target, _ = await inference.target(user.uid, base_id, "base_model")
 
     async def both(prompt: VibePrompt) -> VibeAnswer:

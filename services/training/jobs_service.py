@@ -22,9 +22,11 @@ from datetime import UTC, datetime, timedelta
 from runtune import owned, quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
 from runtune.estimate import GPU_NAMES
+from runtune.inference.resolver import ModelResolver
 from runtune.jobs import plan
 from runtune.jobs.events import JobEventLog, Level
-from runtune.jobs.plan import Planned
+from runtune.jobs.plan import Parent, Planned
+from runtune.models import registry
 from runtune.owned import datasets
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest
 from runtune.ports.metadata import MetadataStore
@@ -37,6 +39,7 @@ from runtune.schemas.jobs import (
     JobPhase,
     JobStatus,
     job_path,
+    parse_tuned_model_id,
 )
 
 log = logging.getLogger("runtune.training")
@@ -72,6 +75,7 @@ class JobService:
         quotas: Quotas | None = None,
     ) -> None:
         self._store = store
+        self._models = ModelResolver(store)
         self.jobs = owned.jobs(store)
         self.events = JobEventLog(store)
         self._launcher = launcher
@@ -91,7 +95,9 @@ class JobService:
             existing = self._idempotent_job(uid, idempotency_key)
             if existing is not None:
                 return existing
-        model = plan.check_model(request.model)
+        # A base model, or one of the caller's own `ft:` models to continue (404 if it is not theirs).
+        parent = self.parent_for(uid, request.model)
+        model = plan.check_model(plan.lineage_of(request.model, parent).root)
         # A file still processing is accepted (OpenAI's quickstart uploads and creates at once): the
         # job waits in `validating_files` and the checks that need the dataset run when it is ready.
         training = self.dataset_for(uid, request.training_file, "training_file", allow_processing=True)
@@ -101,12 +107,9 @@ class JobService:
             else None
         )
         options = request.method.supervised.runtune
+        if parent is not None:
+            options = plan.continued_options(options, parent, asked=plan.lora_asked(options))
         plan.check_options(model, options, self.offered_gpus)
-        # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
-        # for download only (its merged export) and its events say so.
-        verdict = serving.assess(request, profile=self.profile)
-        if verdict.problems:
-            raise verdict.problems[0].error()
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
@@ -121,7 +124,13 @@ class JobService:
             metadata=request.metadata,
             integrations=request.integrations or [],
             status=JobStatus.validating_files,
+            lineage=plan.lineage_of(request.model, parent),
         )
+        # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
+        # for download only (its merged export) and its events say so.
+        verdict = serving.assess(job, profile=self.profile)
+        if verdict.problems:
+            raise verdict.problems[0].error()
         ready = training.status is DatasetStatus.ready and (
             validation is None or validation.status is DatasetStatus.ready
         )
@@ -141,9 +150,25 @@ class JobService:
     def _plan(self, job: Job, training: Dataset) -> Planned:
         """The job's plan on its ready training set (runtune/jobs/plan.py: checks, `auto`, learning
         rate, GPU; RuntuneError if it cannot run), within its owner's monthly GPU budget."""
-        planned = plan.plan_job(job, training, offered=self.offered_gpus)
+        planned = plan.plan_job(job, training, offered=self.offered_gpus, parent=self._parent_of(job))
         self._check_budget(job, planned.estimate.seconds)
         return planned
+
+    def parent_for(self, uid: str, model_id: str, param: str = "model") -> Parent | None:
+        """None for a base model of the registry; else the caller's own `ft:` model that the job
+        continues. Another user's, an unknown or a deleted one is a 404 (as anywhere a model is
+        named), one whose job has not succeeded a 400; an id that is neither is the unknown base's 400."""
+        if registry.lookup(model_id) is not None:
+            return None
+        if parse_tuned_model_id(model_id) is None:
+            plan.check_model(model_id)  # raises: not a model of the registry
+        job, adapter = self._models.continued_from(uid, model_id, param)
+        return Parent.of(job, adapter)
+
+    def _parent_of(self, job: Job) -> Parent | None:
+        """A continued job's parent as it is now (deleted since the job was created: a 404)."""
+        lineage = job.lineage_or_base
+        return self.parent_for(job.owner, lineage.parent) if lineage.is_continued else None
 
     def _check_budget(self, job: Job, seconds: int | None) -> None:
         """The owner's monthly GPU budget, against this run's estimate (a 429/400 naming both)."""
@@ -224,7 +249,7 @@ class JobService:
         if config is None:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
             offered = (job.gpu,) if job.gpu else self.offered_gpus
-            planned = plan.plan_job(job, training, offered=offered)
+            planned = plan.plan_job(job, training, offered=offered, parent=self._parent_of(job))
             self.jobs.update_if(job.id, lambda current: plan.with_plan(current, planned))
             config = planned.plan
         assert config.gpu is not None  # plan_job refuses a run that fits no GPU

@@ -52,8 +52,13 @@ class EstimateRequest(BaseModel):
 @router.post("/v1/fine_tuning/estimate")
 def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     # The job plan's own checks (runtune/jobs/plan.py), with the estimate's field names.
-    spec = plan.check_model(body.model)
-    plan.check_options(spec, body.runtune, jobs.offered_gpus, param="runtune")
+    # A continued model is estimated on its chain's root base with its parent's LoRA shape, as its job is planned.
+    parent = None if registry.lookup(body.model) else jobs.parent_for(user.uid, body.model)
+    spec = plan.check_model(plan.lineage_of(body.model, parent).root)
+    options = body.runtune
+    if parent is not None:
+        options = plan.continued_options(options, parent, asked=plan.lora_asked(options), param="runtune")
+    plan.check_options(spec, options, jobs.offered_gpus, param="runtune")
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = plan.training_examples(dataset)
@@ -62,7 +67,7 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         examples, lengths = body.examples, SequenceLengths.typical(spec)
     else:
         raise InvalidRequest("Give a training_file or a number of examples", param="training_file")
-    resolved, result = plan.size_run(spec, body.hyperparameters, body.runtune, examples, lengths, jobs.offered_gpus)
+    resolved, result = plan.size_run(spec, body.hyperparameters, options, examples, lengths, jobs.offered_gpus)
     return {
         "object": "fine_tuning.estimate",
         "model": spec.id,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.e2e.continued import check_continues
 from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pids, wait_for
 from tests.support import sign_up
 
@@ -87,6 +88,10 @@ def test_real_job_streams_to_success(platform, client) -> None:
     points = client.get(f"/v1/fine_tuning/jobs/{job_id}/metrics").json()["data"]
     assert [p["step"] for p in points if "valid_loss" in p] == [2, 4, 6, 8, 10, 12]
     assert all(0 <= p["token_accuracy"] <= 1 for p in points)
+
+    # Continued fine-tuning on this job's model (here rather than in a test of its own: it saves a
+    # whole trainer run): tests/e2e/continued.py.
+    check_continues(platform, sdk, client.uid, done["fine_tuned_model"], [p["loss"] for p in points])
 
 
 def test_real_job_cancelled_mid_run(platform, client) -> None:

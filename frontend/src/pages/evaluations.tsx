@@ -33,7 +33,9 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   const asked = params.get("dataset");
   const askedMissing = !!asked && !ready.some((d) => d.id === asked) && dataset === asked;
   const chosenDataset = (askedMissing ? "" : dataset) || ready[0]?.id || "";
-  const parent = tuned.find((m) => m.id === chosenModel)?.parent;
+  // The base of the chain (a continued model's root, not the tuned model it continued).
+  const chosenTuned = tuned.find((m) => m.id === chosenModel);
+  const parent = chosenTuned?.lineage?.root ?? chosenTuned?.parent;
   const chosen = ready.find((d) => d.id === chosenDataset);
   const submit = async (event: Event) => {
     event.preventDefault();

@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type Job, type Model, type Page, get, post } from "../api";
 import { formFromJob } from "../clone";
+import { lineageText, modelLabel } from "../names";
 import { Link, navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
 
@@ -81,13 +82,18 @@ function parseMetadata(text: string): Record<string, string> | undefined {
   return pairs.length ? Object.fromEntries(pairs) : undefined;
 }
 
+/** Continued fine-tuning: the model is one of the user's own tuned models, whose adapter trains on as it is. */
+const continues = (model: string) => model.startsWith("ft:");
+
 function body(form: Form) {
+  const { lora: carriedLora, ...carried } = form.carried ?? {};
   return {
     hyperparameters: { n_epochs: autoOr(form.epochs), batch_size: autoOr(form.batchSize), learning_rate_multiplier: autoOr(form.lrMultiplier) },
     runtune: {
-      ...form.carried,
+      ...carried,
       method: form.method,
-      lora: { ...(form.carried?.lora as object), rank: form.rank, alpha: form.alpha, dropout: form.dropout },
+      // A continued run keeps its parent adapter's LoRA shape: none is sent.
+      ...(continues(form.model) ? {} : { lora: { ...(carriedLora as object), rank: form.rank, alpha: form.alpha, dropout: form.dropout } }),
       max_length: form.maxLength,
       lr_scheduler: form.scheduler,
       warmup_ratio: form.warmup,
@@ -175,7 +181,13 @@ export function NewRun() {
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
   const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
   const selectedDataset = ready.find((d) => d.id === form.dataset);
-  const baseModels = (models.data?.data ?? []).filter((m) => !m.id.startsWith("ft:") && (!selectedDataset?.modality || m.modality === selectedDataset.modality || m.modality === "vision"));
+  const fits = (modality: string | undefined) => !selectedDataset?.modality || modality === selectedDataset.modality || modality === "vision";
+  const allModels = models.data?.data ?? [];
+  const modalityOf = (m: Model) => m.modality ?? allModels.find((b) => b.id === m.lineage?.root)?.modality;
+  const baseModels = allModels.filter((m) => !continues(m.id) && fits(m.modality));
+  // The user's own tuned models (not their checkpoints): a run may continue one of them.
+  const tunedModels = allModels.filter((m) => continues(m.id) && m.step_number === undefined && fits(modalityOf(m)));
+  const datasetNames = useMemo(() => new Map(ready.map((d) => [d.id, d])), [ready.length]);
 
   useEffect(() => {
     // Checked on the current form: a clone's settings may have filled it since this render.
@@ -263,6 +275,21 @@ export function NewRun() {
                   </label>
                 ))}
               </div>
+              {tunedModels.length > 0 && (
+                <>
+                  <h4>Or continue one of your tuned models</h4>
+                  <div class="model-grid" data-testid="tuned-models">
+                    {tunedModels.map((m) => (
+                      <label key={m.id} class={"model-card" + (form.model === m.id ? " selected" : "")} title={m.id}>
+                        <input type="radio" name="model" value={m.id} checked={form.model === m.id} onChange={() => set("model", m.id)} />
+                        <strong>{m.name || m.fine_tuning_job}</strong>
+                        <span class="muted">{modelLabel(m, datasetNames)}</span>
+                        <span>{m.lineage ? lineageText(m.lineage) : m.parent}</span>
+                      </label>
+                    ))}
+                  </div>
+                </>
+              )}
             </fieldset>
           </div>
           <div class="card">
@@ -294,11 +321,11 @@ export function NewRun() {
                     <option value="lora">LoRA (16-bit)</option>
                   </select>
                 </Field>
-                <Field label="LoRA rank" error={errorFor(error, "rank")}>
-                  <input name="lora_rank" type="number" value={form.rank} onInput={input("rank", true)} />
+                <Field label="LoRA rank" error={errorFor(error, "rank")} hint={continues(form.model) ? "A continued run keeps its parent's LoRA rank, alpha and dropout" : undefined}>
+                  <input name="lora_rank" type="number" value={form.rank} onInput={input("rank", true)} disabled={continues(form.model)} />
                 </Field>
                 <Field label="LoRA alpha" error={errorFor(error, "alpha")}>
-                  <input type="number" value={form.alpha} onInput={input("alpha", true)} />
+                  <input type="number" value={form.alpha} onInput={input("alpha", true)} disabled={continues(form.model)} />
                 </Field>
                 <Field label="LoRA dropout" error={errorFor(error, "dropout")}>
                   <input type="number" step="0.01" value={form.dropout} onInput={input("dropout", true)} />

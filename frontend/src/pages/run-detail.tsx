@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Export, type Job, type JobDeleted, type JobEvent, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
+import { type Checkpoint, type Export, type Job, type JobDeleted, type JobEvent, type Lineage, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
 import { LineChart } from "../charts";
 import { retryBody } from "../clone";
 import { Hyperparameters, TrainingOptions } from "../hyperparameters";
@@ -127,6 +127,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
           <p class="muted">
             {job.model} · dataset <DatasetRef id={job.training_file} /> · {formatDate(job.created_at)} · <IdChip id={job.id} />
           </p>
+          {job.lineage && job.lineage.parent !== job.lineage.root && <LineageLine lineage={job.lineage} />}
         </div>
         <div class="actions">
           {PAUSABLE.includes(job.status) && (
@@ -350,5 +351,30 @@ export function RunDetail({ id }: { id: string }) {
     <Resolved resource={resource} what="Run" back={{ href: "/runs", label: "Back to your runs" }}>
       {(job) => <RunBody job={job} reload={resource.reload} />}
     </Resolved>
+  );
+}
+
+/** A continued run's chain: its root base, then each tuned model it descends from (a link to its run). */
+function LineageLine({ lineage }: { lineage: Lineage }) {
+  return (
+    <p class="muted" data-testid="lineage">
+      Continues{" "}
+      {lineage.chain.map((id, i) => {
+        const run = id.startsWith("ft:") ? id.split(":")[2] : undefined;
+        return (
+          <span key={id}>
+            {i > 0 && " → "}
+            {run ? (
+              <Link href={`/runs/${run}`} title={id}>
+                {run}
+              </Link>
+            ) : (
+              <code title="base model">{id}</code>
+            )}
+          </span>
+        );
+      })}
+      {" "}(base {lineage.root})
+    </p>
   );
 }
