@@ -44,8 +44,8 @@ from runtune.demo.shapes import CLASSES, examples
 from runtune.dev.processes import ManagedProcess, free_port
 from runtune.inference.evaluation import LABEL_ANSWER_TOKENS, as_openai
 from runtune.metrics.classification import classification_report, map_to_label
-from runtune.models.registry import get, tiny_dir
-from runtune.models.tiny import ensure_tiny_model
+from runtune.models.registry import get
+from runtune.models.tiny import ensure_tiny_model, tiny_dir
 from runtune.ports.engine import ScoringMethod
 
 BASE = "tiny-gemma-3-vision"
@@ -79,13 +79,13 @@ def relabelled(items: list[Example], answers: dict[str, str]) -> list[Example]:
 
 
 def start_engine(local_dir: Path) -> tuple[ManagedProcess, str]:
-    """`python -m runtune.engine_server` in its own process, as `runtune dev up` runs it (a server in
+    """`python -m engine` in its own process, as `runtune dev up` runs it (a server in
     this process would share the client's interpreter lock and measure the client as much as the engine)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     engine = ManagedProcess(
         "engine",
-        [sys.executable, "-m", "runtune.engine_server"],
+        [sys.executable, "-m", "engine"],
         local_dir / "engine.log",
         health_url=f"{url}/healthz",
         env={
@@ -104,8 +104,7 @@ def train_adapter(local_dir: Path, out: Path, train_samples: int, epochs: int, a
     from peft import LoraConfig, get_peft_model
 
     from runtune.demo.shapes import examples as demo_examples
-    from runtune.models.loading import load_processor, model_class
-    from runtune.models.registry import resolve_weights
+    from runtune.models.loading import load_processor, model_class, resolve_weights
     from runtune.training.chat import ChatFormat
     from runtune.training.data import collate, encode_all, epoch_batches
     from runtune.training.model import lora_targets

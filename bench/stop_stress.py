@@ -33,8 +33,7 @@ from typing import Any
 
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.dev.emulators import start_emulators
-from runtune.models.registry import tiny_dir
-from runtune.models.tiny import ensure_tiny_model
+from runtune.models.tiny import ensure_tiny_model, tiny_dir
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 

@@ -580,8 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-switches", action="store_true", help="leave out the speed switches' rows")
     args = parser.parse_args(argv)
 
-    from runtune.models.registry import tiny_dir
-    from runtune.models.tiny import ensure_tiny_model
+    from runtune.models.tiny import ensure_tiny_model, tiny_dir
 
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         started = time.perf_counter()

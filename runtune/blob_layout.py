@@ -79,7 +79,7 @@ def source_path(uid: str, dataset_id: str, filename: str) -> str:
 
 def job_prefix(uid: str, job_id: str) -> str:
     """Everything of one job: its resolved config, TensorBoard files, resume states and model. An
-    adapter path read from a document is trusted only inside it (runtune.inference.models)."""
+    adapter path read from a document is trusted only inside it (runtune.inference.resolver)."""
     return f"{user_prefix(uid)}jobs/{job_id}/"
 
 

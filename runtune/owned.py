@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from runtune.errors import not_found
+from runtune.outbox import on_transition
 from runtune.ports.metadata import AlsoWrite, MetadataStore, OrderBy, Where
 from runtune.schemas.common import OwnedResource, is_resource_id
 from runtune.schemas.datasets import Dataset, Upload
 from runtune.schemas.jobs import Checkpoint, Job, job_path, model_checkpoint_path
-from runtune.webhooks.events import on_transition
 
 R = TypeVar("R", bound=OwnedResource)
 # Rows read per query while `list_owned` filters (`keep`): filters on users' own keys (a job's

@@ -3,7 +3,7 @@
 `runtune/serving.json` is the one configuration. Terraform builds the vLLM engine's arguments and
 the inference service's `RUNTUNE_ENGINE_MAX_ADAPTERS` from it (`jsondecode(file(...))` in
 `infra/cloud_run.tf`); the training service refuses, when a job is created, a job whose adapter
-that engine could not serve (`assess`, `check_servable`); the local engine server serves the
+that engine could not serve (`assess`); the local engine server serves the
 contract's local bases and refuses the adapters vLLM would refuse or serve wrongly
 (`adapter_problem`). The file sits in the package rather than in `infra/`: every image copies
 `runtune/` and none copies `infra/`, while Terraform reads a file outside its module just as well.
@@ -177,13 +177,6 @@ def assess(
             )
         )
     return Verdict(problems=tuple(_adapter_problems(registry.lookup(model), options, contract)))
-
-
-def check_servable(
-    job: CreateJobRequest | Job, *, profile: ProfileName | str, contract: ServingContract | None = None
-) -> list[Problem]:
-    """What stops the profile's engine from serving the job's result (empty: it may run)."""
-    return list(assess(job, profile=profile, contract=contract).problems)
 
 
 def _subject(job: CreateJobRequest | Job) -> tuple[str, RuntuneOptions]:

@@ -8,6 +8,7 @@ weaken the cloud (emulator variables, a shared local token).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -249,14 +250,8 @@ class ServiceSettings(CommonSettings):
 
     @property
     def quotas(self) -> Quotas:
-        return Quotas(
-            processing_datasets=self.quota_processing_datasets,
-            stored_datasets=self.quota_stored_datasets,
-            stored_bytes=self.quota_stored_bytes,
-            open_streams=self.quota_open_streams,
-            running_evaluations=self.quota_running_evaluations,
-            monthly_gpu_hours=self.quota_monthly_gpu_hours,
-        )
+        # Each limit is the setting of its name with the `quota_` prefix.
+        return Quotas(**{limit.name: getattr(self, f"quota_{limit.name}") for limit in dataclasses.fields(Quotas)})
 
     @property
     def ingest_concurrency(self) -> int:
@@ -308,7 +303,7 @@ class EngineClientSettings(CommonSettings):
     """Reaching the inference engine and making tuned models servable there: what the inference
     service and its evaluation executions (`python -m jobs.evaluate`) share."""
 
-    # The OpenAI-compatible engine: vLLM in the cloud, `python -m runtune.engine_server` locally.
+    # The OpenAI-compatible engine: vLLM in the cloud, `python -m engine` locally.
     engine_url: str = "http://127.0.0.1:8084"
     # Local profile: a bearer token the local engine checks (its SHA-256); when unset, the token file
     # `runtune dev up` writes under the local folder. The cloud engine is reached with a
@@ -388,7 +383,7 @@ class ConvertSettings(CommonSettings):
 
 
 class EngineServerSettings(BaseSettings):
-    """The local engine server (`python -m runtune.engine_server`): tiny models on the CPU."""
+    """The local engine server (`python -m engine`): tiny models on the CPU."""
 
     model_config = SettingsConfigDict(env_prefix="RUNTUNE_ENGINE_", extra="ignore", frozen=True)
 

@@ -9,9 +9,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from runtune.firebase_rest import FirebaseAuthRest
+from runtune.schemas import Dataset, DatasetStatus, TaskKind
+from runtune.schemas.common import new_id
 
 
 def sign_up(auth_host: str, email: str | None = None, password: str = "pa55word!") -> dict[str, str]:
@@ -92,3 +96,110 @@ def cert_server(certs: dict[str, str]) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}/certs"
     finally:
         server.shutdown()
+
+
+def pets_dataset(uid: str, status: DatasetStatus = DatasetStatus.ready, **fields: Any) -> Dataset:
+    """The jobs tests' dataset document: a two-label vision classification set (train 40, validation 10
+    when ready; no splits otherwise), as the preprocessing service leaves it."""
+    splits = {"train": 40, "validation": 10} if status is DatasetStatus.ready else {}
+    base: dict[str, Any] = {"modality": "vision", "splits": splits, "labels": ["cat", "dog"]}
+    return Dataset(
+        id=new_id("file"),
+        owner=uid,
+        name="pets",
+        status=status,
+        task_kind=TaskKind.classification,
+        **{**base, **fields},
+    )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request a fake API received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+
+
+# (method, path, query, JSON body or None) -> (status, JSON answer)
+Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
+
+
+@contextlib.contextmanager
+def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
+    """A local fake of a JSON REST API (for the Google APIs that have no emulator): every request is
+    appended to `requests` and answered by `handle`. Yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            query = parse_qs(url.query)
+            requests.append(Recorded(self.command, url.path, query, body))
+            status, payload = handle(self.command, url.path, query, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # A short poll interval keeps shutdown (and so each test's teardown) fast.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def cli_login(platform: Any, config_dir: Any, monkeypatch: Any) -> tuple[Any, dict[str, str]]:
+    """A new account logged in with `runtune login` (its session stored under `config_dir`): the CLI
+    runner and the account."""
+    from typer.testing import CliRunner
+
+    from runtune.cli.main import app
+
+    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(config_dir))
+    account = sign_up(platform.auth_host, password="correct-horse")
+    runner = CliRunner()
+    login = ["login", "--email", account["email"], "--password", "correct-horse", "--gateway", platform.gateway_url]
+    result = runner.invoke(app, [*login, "--auth-emulator", platform.auth_host])
+    assert result.exit_code == 0, result.output
+    return runner, account
+
+
+def assert_secret_name_refused(store: Any, uid: str, name: str, value: str) -> None:
+    """The secret-store contract on a bad name, whatever the adapter: put, get and delete each refuse
+    it as a 400 naming `name`."""
+    from runtune.errors import InvalidRequest
+
+    for call in (lambda: store.put(uid, name, value), lambda: store.get(uid, name), lambda: store.delete(uid, name)):
+        try:
+            call()
+        except InvalidRequest as refused:
+            assert refused.param == "name"
+        else:
+            raise AssertionError(f"secret name {name!r} was accepted")
+
+
+def assert_secret_values_not_logged(store: Any, uid: str, value: str, records: Any) -> None:
+    """The secret-store contract on logs, whatever the adapter: a put, get, list and delete log their
+    work (`records`: pytest's `caplog.records`, at DEBUG) and never the value."""
+    store.put(uid, "hf_token", value)
+    store.get(uid, "hf_token")
+    store.names(uid)
+    store.delete(uid, "hf_token")
+    assert records, "the store logs its writes"
+    assert all(value not in record.getMessage() and value not in str(vars(record)) for record in records)

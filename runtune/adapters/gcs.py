@@ -39,10 +39,6 @@ class GcsBlobStore:
             client = storage.Client(project=project_id)
         return cls(client, bucket, emulator_host=emulator_host)
 
-    @property
-    def bucket_name(self) -> str:
-        return self._bucket.name
-
     def ensure_bucket(self) -> None:
         """Create the bucket if missing (local platform only; Terraform owns cloud buckets)."""
         if not self._bucket.exists():

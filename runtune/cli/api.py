@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import typer
+from rich.console import Console
 
 from runtune.cli.credentials import StoredLogin
+from runtune.errors import RuntuneError
 
 
 class ApiError(RuntimeError):
@@ -79,3 +82,22 @@ def _error(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, error["message"], error.get("param"))
     except (ValueError, KeyError, TypeError):
         return ApiError(response.status_code, response.text[:200] or response.reason_phrase)
+
+
+def client(*, timeout_s: float = 60.0) -> ApiClient:
+    """A client on the stored login (`runtune login`)."""
+    return ApiClient(StoredLogin.load(), timeout_s=timeout_s)
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """What ends a command that failed: its message in red, exit status 1."""
+    Console().print(f"[red]{getattr(exc, 'message', None) or exc}[/]")
+    return typer.Exit(1)
+
+
+def call(method: str, path: str, *, timeout_s: float = 60.0, **kwargs: Any) -> Any:
+    """One API call on the stored login; an error (the API's, or no login) ends the command."""
+    try:
+        return client(timeout_s=timeout_s).request(method, path, **kwargs)
+    except (ApiError, RuntuneError) as exc:
+        raise fail(exc) from exc

@@ -13,23 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from runtune.cli.api import ApiClient, ApiError
-from runtune.cli.credentials import StoredLogin
+from runtune.cli.api import ApiClient, ApiError, call, client, fail
 
 app = typer.Typer(help="Datasets: upload, list, show, remove.", no_args_is_help=True)
 console = Console()
 # Resumable chunks must be multiples of 256 KiB; 8 MiB keeps memory small and requests few.
 CHUNK = 32 * 256 * 1024
 MAPPING_KEYS = ("system", "user", "image", "answer", "label", "split")
-
-
-def _client() -> ApiClient:
-    return ApiClient(StoredLogin.load())
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]{exc}[/]")
-    return typer.Exit(1)
 
 
 def parse_mapping(values: list[str]) -> dict[str, str] | None:
@@ -79,10 +69,10 @@ def upload(
     wait: bool = typer.Option(True, help="Wait until the dataset is ready or failed"),
 ) -> None:
     """Upload a dataset file straight to storage and process it."""
-    client = _client()
+    api = client()
     size = path.stat().st_size
     try:
-        session = client.post("/v1/uploads", json={"filename": path.name, "bytes": size})
+        session = api.post("/v1/uploads", json={"filename": path.name, "bytes": size})
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -92,7 +82,7 @@ def upload(
         ) as bar:
             task = bar.add_task(f"Uploading {path.name}", total=size)
             send_resumable(session["upload_url"], path, lambda n: bar.advance(task, n))
-        client.post(f"/v1/uploads/{session['id']}/complete")
+        api.post(f"/v1/uploads/{session['id']}/complete")
         body: dict[str, Any] = {
             "upload_id": session["id"],
             "name": name,
@@ -101,21 +91,21 @@ def upload(
             "max_image_side": max_image_side,
             "skip_bad_rows": skip_bad_rows,
         }
-        dataset = client.post("/v1/datasets", json={k: v for k, v in body.items() if v is not None})
+        dataset = api.post("/v1/datasets", json={k: v for k, v in body.items() if v is not None})
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"Created [bold]{dataset['id']}[/] ({dataset['status']})")
     if wait:
-        dataset = _wait(client, dataset["id"])
+        dataset = _wait(api, dataset["id"])
         _show(dataset)
         if dataset["status"] == "failed":
             raise typer.Exit(1)
 
 
-def _wait(client: ApiClient, dataset_id: str) -> dict[str, Any]:
+def _wait(api: ApiClient, dataset_id: str) -> dict[str, Any]:
     with console.status("Processing...") as status:
         while True:
-            dataset = client.get(f"/v1/datasets/{dataset_id}")
+            dataset = api.get(f"/v1/datasets/{dataset_id}")
             if dataset["status"] != "processing":
                 return dataset
             progress = dataset.get("progress") or {}
@@ -127,10 +117,7 @@ def _wait(client: ApiClient, dataset_id: str) -> dict[str, Any]:
 @app.command("list")
 def list_datasets(limit: int = typer.Option(20, min=1, max=100)) -> None:
     """Your datasets, newest first."""
-    try:
-        page = _client().get("/v1/datasets", params={"limit": limit})
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = call("GET", "/v1/datasets", params={"limit": limit})
     table = Table("name", "status", "kind", "rows", "labels")
     # Ids are what the other commands take: never wrapped or cut, whatever the terminal width.
     table.add_column("id", no_wrap=True, min_width=len("file-") + 24)
@@ -143,10 +130,7 @@ def list_datasets(limit: int = typer.Option(20, min=1, max=100)) -> None:
 @app.command()
 def show(dataset_id: str) -> None:
     """A dataset's status, splits, labels and warnings."""
-    try:
-        _show(_client().get(f"/v1/datasets/{dataset_id}"))
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    _show(call("GET", f"/v1/datasets/{dataset_id}"))
 
 
 def _show(dataset: dict[str, Any]) -> None:
@@ -166,8 +150,5 @@ def _show(dataset: dict[str, Any]) -> None:
 @app.command()
 def rm(dataset_id: str) -> None:
     """Delete a dataset: its documents and every stored object."""
-    try:
-        _client().request("DELETE", f"/v1/datasets/{dataset_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    call("DELETE", f"/v1/datasets/{dataset_id}")
     console.print(f"Deleted {dataset_id}")

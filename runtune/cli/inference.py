@@ -14,19 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runtune.cli.api import ApiClient, ApiError
+from runtune.cli.api import ApiError, call, client, fail
 from runtune.cli.credentials import StoredLogin
 
 console = Console()
-
-
-def _client() -> ApiClient:
-    return ApiClient(StoredLogin.load(), timeout_s=300)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]{exc}[/]")
-    return typer.Exit(1)
 
 
 def data_url(path: Path) -> str:
@@ -67,7 +58,7 @@ def chat(
                     for choice in chunk.get("choices", []):
                         console.print(choice.get("delta", {}).get("content") or "", end="", soft_wrap=True)
     except (ApiError, httpx.TransportError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print()
 
 
@@ -80,22 +71,20 @@ def evaluate(
     wait: bool = typer.Option(True, help="Wait for the result and print the metrics"),
 ) -> None:
     """Evaluate one or two models on a dataset split."""
-    client = _client()
+    api = client(timeout_s=300)
     body = {"dataset_id": dataset, "models": model, "split": split, "method": method, "max_samples": max_samples}
     try:
-        evaluation = client.post("/v1/evaluations", json={k: v for k, v in body.items() if v is not None})
+        evaluation = api.post("/v1/evaluations", json={k: v for k, v in body.items() if v is not None})
         console.print(f"Evaluation [bold]{evaluation['id']}[/] {evaluation['status']}")
         while wait and evaluation["status"] in ("queued", "running"):
             time.sleep(2)
-            evaluation = client.get(f"/v1/evaluations/{evaluation['id']}")
+            evaluation = api.get(f"/v1/evaluations/{evaluation['id']}")
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if not wait:
         return
     if evaluation["status"] != "succeeded":
-        raise _fail(
-            RuntimeError(f"Evaluation {evaluation['status']}: {(evaluation.get('error') or {}).get('message')}")
-        )
+        raise fail(RuntimeError(f"Evaluation {evaluation['status']}: {(evaluation.get('error') or {}).get('message')}"))
     table = Table("model", "accuracy", "macro-F1", "samples")
     for name, metrics in evaluation["metrics"].items():
         table.add_row(
@@ -115,12 +104,11 @@ def vibe(
 ) -> None:
     """The same prompts to the base and the tuned model, side by side."""
     if image and len(image) != len(prompt):
-        raise _fail(ValueError("Give one --image per --prompt, or none"))
+        raise fail(ValueError("Give one --image per --prompt, or none"))
     prompts = [{"prompt": text, **({"image": data_url(image[i])} if image else {})} for i, text in enumerate(prompt)]
-    try:
-        check = _client().post("/v1/vibe_checks", json={"model": model, "prompts": prompts, "max_tokens": max_tokens})
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    check = call(
+        "POST", "/v1/vibe_checks", json={"model": model, "prompts": prompts, "max_tokens": max_tokens}, timeout_s=300
+    )
     table = Table("prompt", f"base ({check['base_model']})", f"tuned ({check['model']})", title=check["id"])
     for row in check["results"]:
         table.add_row(row["prompt"] + (" [image]" if row["image"] else ""), row["base"], row["tuned"])
@@ -137,19 +125,15 @@ def export(
 ) -> None:
     """Export a tuned model; print (or follow) its time-limited download links. GGUF and Ollama
     exports are converted by an execution of their own: this waits for it, showing its phase."""
-    client = _client()
     body = {"model": model, "format": format, "quantization": quantization}
-    try:
-        exported = client.post("/v1/exports", json={k: v for k, v in body.items() if v is not None})
-        with console.status(f"Export {exported['id']}: {exported['status']}") as status:
-            while exported["status"] in ("queued", "running"):
-                time.sleep(2)
-                exported = client.get(f"/v1/exports/{exported['id']}")
-                status.update(f"Export {exported['id']}: {exported.get('phase') or exported['status']}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    exported = call("POST", "/v1/exports", json={k: v for k, v in body.items() if v is not None}, timeout_s=300)
+    with console.status(f"Export {exported['id']}: {exported['status']}") as status:
+        while exported["status"] in ("queued", "running"):
+            time.sleep(2)
+            exported = call("GET", f"/v1/exports/{exported['id']}")
+            status.update(f"Export {exported['id']}: {exported.get('phase') or exported['status']}")
     if exported["status"] != "succeeded":
-        raise _fail(RuntimeError(f"Export failed: {(exported.get('error') or {}).get('message')}"))
+        raise fail(RuntimeError(f"Export failed: {(exported.get('error') or {}).get('message')}"))
     for link in exported["links"]:
         expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(link["expires_at"]))
         console.print(f"{link['name']} ({link['bytes']} bytes, link valid until {expires})")

@@ -11,20 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from runtune.cli.api import ApiClient, ApiError
-from runtune.cli.credentials import StoredLogin
+from runtune.cli.api import ApiClient, ApiError, call, client, fail
 
 app = typer.Typer(help="Fine-tuning jobs.", no_args_is_help=True)
 console = Console()
-
-
-def _client() -> ApiClient:
-    return ApiClient(StoredLogin.load())
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]{exc}[/]")
-    return typer.Exit(1)
 
 
 @app.command()
@@ -65,15 +55,15 @@ def create(
         body["suffix"] = suffix
     if validation:
         body["validation_file"] = validation
-    client = _client()
+    api = client()
     try:
-        job = client.post("/v1/fine_tuning/jobs", json=body)
+        job = api.post("/v1/fine_tuning/jobs", json=body)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"Created [bold]{job['id']}[/] ({job['status']})")
     console.print(f"hyperparameters: {hyperparameters_line(job)}")
     if watch:
-        _watch(client, job["id"])
+        _watch(api, job["id"])
 
 
 def hyperparameters_line(job: dict[str, Any]) -> str:
@@ -90,10 +80,7 @@ def hyperparameters_line(job: dict[str, Any]) -> str:
 @app.command("list")
 def list_jobs(limit: int = typer.Option(20, min=1, max=100)) -> None:
     """Your jobs, newest first."""
-    try:
-        page = _client().get("/v1/fine_tuning/jobs", params={"limit": limit})
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = call("GET", "/v1/fine_tuning/jobs", params={"limit": limit})
     table = Table("id", "model", "status", "progress", "fine-tuned model")
     for job in page["data"]:
         progress = f"{job.get('steps_completed', 0)}/{job.get('total_steps') or '?'}"
@@ -104,29 +91,20 @@ def list_jobs(limit: int = typer.Option(20, min=1, max=100)) -> None:
 @app.command()
 def show(job_id: str) -> None:
     """One job, as JSON."""
-    try:
-        console.print_json(json.dumps(_client().get(f"/v1/fine_tuning/jobs/{job_id}")))
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    console.print_json(json.dumps(call("GET", f"/v1/fine_tuning/jobs/{job_id}")))
 
 
 @app.command()
 def cancel(job_id: str) -> None:
     """Cancel a queued or running job."""
-    try:
-        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/cancel")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    job = call("POST", f"/v1/fine_tuning/jobs/{job_id}/cancel")
     console.print(f"{job['id']}: {job['status']} (cancellation requested)")
 
 
 @app.command()
 def rm(job_id: str) -> None:
     """Delete an ended job with everything it produced: its model, checkpoints and exports."""
-    try:
-        deleted = _client().request("DELETE", f"/v1/fine_tuning/jobs/{job_id}")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    deleted = call("DELETE", f"/v1/fine_tuning/jobs/{job_id}")
     gone = [f"model {deleted['fine_tuned_model']}"] if deleted.get("fine_tuned_model") else []
     gone += [f"{deleted['checkpoints']} checkpoint(s)", f"{len(deleted['exports'])} export(s)"]
     console.print(f"Deleted {job_id} with its " + ", ".join(gone))
@@ -135,10 +113,7 @@ def rm(job_id: str) -> None:
 @app.command()
 def pause(job_id: str) -> None:
     """Pause a job: it checkpoints and stops, holding no GPU, until resumed."""
-    try:
-        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/pause")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    job = call("POST", f"/v1/fine_tuning/jobs/{job_id}/pause")
     note = "" if job["status"] == "paused" else " (pausing after its next checkpoint)"
     console.print(f"{job['id']}: {job['status']}{note}")
 
@@ -146,20 +121,14 @@ def pause(job_id: str) -> None:
 @app.command()
 def resume(job_id: str) -> None:
     """Resume a paused job from its checkpoint."""
-    try:
-        job = _client().post(f"/v1/fine_tuning/jobs/{job_id}/resume")
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    job = call("POST", f"/v1/fine_tuning/jobs/{job_id}/resume")
     console.print(f"{job['id']}: {job['status']} (resumed)")
 
 
 @app.command()
 def checkpoints(job_id: str) -> None:
     """A job's model checkpoints, newest first: each id works wherever a model id does (chat, eval, vibe, export)."""
-    try:
-        page = _client().get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints", params={"limit": 100})
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = call("GET", f"/v1/fine_tuning/jobs/{job_id}/checkpoints", params={"limit": 100})
     table = Table("step", "train loss", "valid loss", "valid accuracy", "best", "model id")
     for checkpoint in page["data"]:
         metrics = checkpoint.get("metrics") or {}
@@ -181,20 +150,20 @@ def _metric(value: float | None) -> str:
 @app.command()
 def events(job_id: str, follow: bool = typer.Option(False, "--follow", "-f", help="Stream new events")) -> None:
     """A job's events (oldest first); with --follow, until the job ends."""
-    client = _client()
+    api = client()
     try:
         if not follow:
-            page = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
+            page = api.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100})
             for event in reversed(page["data"]):
                 _print_event(event)
             return
-        for kind, event in client.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
+        for kind, event in api.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
             if kind == "done":
                 console.print(f"[bold]job {event['status']}[/]")
                 return
             _print_event(event)
     except ApiError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _print_event(event: dict[str, Any]) -> None:
@@ -202,7 +171,7 @@ def _print_event(event: dict[str, Any]) -> None:
     console.print(f"[dim]{event['created_at']}[/] [{color}]{event['message']}[/]")
 
 
-def _watch(client: ApiClient, job_id: str) -> None:
+def _watch(api: ApiClient, job_id: str) -> None:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -212,7 +181,7 @@ def _watch(client: ApiClient, job_id: str) -> None:
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("queued", total=None, loss="-")
-        for kind, event in client.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
+        for kind, event in api.events(f"/v1/fine_tuning/jobs/{job_id}/events"):
             if kind == "done":
                 progress.update(task, description=event["status"])
                 break
@@ -227,7 +196,7 @@ def _watch(client: ApiClient, job_id: str) -> None:
                 )
             else:
                 progress.console.print(f"  {event['message']}")
-    job = client.get(f"/v1/fine_tuning/jobs/{job_id}")
+    job = api.get(f"/v1/fine_tuning/jobs/{job_id}")
     console.print(f"{job['id']}: [bold]{job['status']}[/] {job.get('fine_tuned_model') or ''}")
     console.print(f"hyperparameters: {hyperparameters_line(job)}")
     if job["status"] == "failed":

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runtune.cli.api import ApiClient, ApiError
+from runtune.cli.api import ApiClient, ApiError, call, fail
 from runtune.cli.credentials import StoredLogin
 from runtune.errors import RuntuneError
 
@@ -39,7 +39,7 @@ def create(
         client, gateway = _client()
         created = client.post("/v1/api_keys", json=body)
     except (ApiError, RuntuneError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"Created {created['id']} ({', '.join(created['scopes'])}). Store it now; it is not shown again:")
     print(created["key"])
     console.print(
@@ -52,10 +52,7 @@ def create(
 @app.command("list")
 def list_keys() -> None:
     """Your keys (never their secrets)."""
-    try:
-        keys = _client()[0].get("/v1/api_keys")["data"]
-    except (ApiError, RuntuneError) as exc:
-        raise _fail(exc) from exc
+    keys = call("GET", "/v1/api_keys")["data"]
     table = Table("name", "prefix", "scopes", "created", "last used", "expires")
     # Ids are what `revoke` takes: never wrapped or cut, whatever the terminal width.
     table.add_column("id", no_wrap=True, min_width=len("key-") + 24)
@@ -75,13 +72,5 @@ def list_keys() -> None:
 @app.command()
 def revoke(key_id: str = typer.Argument(..., help="The key's id (key-...)")) -> None:
     """Revoke a key: calls with it are refused from now on."""
-    try:
-        _client()[0].request("DELETE", f"/v1/api_keys/{key_id}")
-    except (ApiError, RuntuneError) as exc:
-        raise _fail(exc) from exc
+    call("DELETE", f"/v1/api_keys/{key_id}")
     console.print(f"Revoked {key_id}")
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]{getattr(exc, 'message', None) or exc}[/]")
-    return typer.Exit(1)

@@ -9,29 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runtune.cli.api import ApiClient, ApiError
-from runtune.cli.credentials import StoredLogin
-from runtune.errors import RuntuneError
-from runtune.webhooks.events import EVENT_TYPES
+from runtune.cli.api import call
+from runtune.schemas.webhooks import EVENT_TYPES
 
 app = typer.Typer(help="Webhooks: signed events POSTed to your endpoints.", no_args_is_help=True)
 console = Console()
 
 
-def _client() -> ApiClient:
-    return ApiClient(StoredLogin.load())
-
-
 def _when(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def _call(method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        return _client().request(method, path, **kwargs)
-    except (ApiError, RuntuneError) as exc:
-        console.print(f"[red]{getattr(exc, 'message', None) or exc}[/]")
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -46,7 +32,7 @@ def create(
     body: dict[str, Any] = {"url": url, "events": event}
     if description:
         body["description"] = description
-    created = _call("POST", "/v1/webhooks", json=body)
+    created = call("POST", "/v1/webhooks", json=body)
     console.print(f"Created {created['id']} for {', '.join(created['events']) or 'every event'}.")
     console.print("Its signing secret (verify with openai's client.webhooks.unwrap); store it now:")
     print(created["secret"])
@@ -57,7 +43,7 @@ def list_webhooks() -> None:
     """Your endpoints (never their secrets)."""
     table = Table("url", "events", "status", "created")
     table.add_column("id", no_wrap=True, min_width=len("wh-") + 24)
-    for item in _call("GET", "/v1/webhooks")["data"]:
+    for item in call("GET", "/v1/webhooks")["data"]:
         table.add_row(
             item["url"], ", ".join(item["events"]) or "all", item["status"], _when(item["created_at"]), item["id"]
         )
@@ -67,7 +53,7 @@ def list_webhooks() -> None:
 @app.command()
 def show(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)")) -> None:
     """One endpoint: its URL, events and status (why it was disabled, if it was)."""
-    item = _call("GET", f"/v1/webhooks/{endpoint_id}")
+    item = call("GET", f"/v1/webhooks/{endpoint_id}")
     for name in ("id", "url", "events", "description", "status", "disabled_reason"):
         if item.get(name) not in (None, []):
             console.print(f"{name}: {item[name]}", highlight=False)
@@ -77,14 +63,14 @@ def show(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)
 @app.command()
 def delete(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)")) -> None:
     """Delete an endpoint (and its secret and delivery log): it receives nothing more."""
-    _call("DELETE", f"/v1/webhooks/{endpoint_id}")
+    call("DELETE", f"/v1/webhooks/{endpoint_id}")
     console.print(f"Deleted {endpoint_id}")
 
 
 @app.command()
 def test(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)")) -> None:
     """Send a `webhook.test` event to the endpoint (see `deliveries` for how it went)."""
-    sent = _call("POST", f"/v1/webhooks/{endpoint_id}/test")
+    sent = call("POST", f"/v1/webhooks/{endpoint_id}/test")
     console.print(f"Sent {sent['id']} ({sent['type']})")
 
 
@@ -92,7 +78,7 @@ def test(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)
 def deliveries(endpoint_id: str = typer.Argument(..., help="The endpoint's id (wh-...)")) -> None:
     """The endpoint's delivery attempts, newest first: one line per try (time, HTTP status, latency,
     attempt, event type, event id, next retry, error)."""
-    for item in _call("GET", f"/v1/webhooks/{endpoint_id}/deliveries")["data"]:
+    for item in call("GET", f"/v1/webhooks/{endpoint_id}/deliveries")["data"]:
         latency = f"{item['latency_ms']:.0f}ms" if item.get("latency_ms") is not None else "-"
         fields = [
             _when(item["attempted_at"]),

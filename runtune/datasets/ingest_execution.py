@@ -1,4 +1,5 @@
-"""One dataset's ingestion, as an execution of its own: `python -m jobs.ingest <dataset_id>`.
+"""One dataset's ingestion, as an execution of its own: `python -m jobs.ingest <dataset_id>` (that
+deployable composes the stores and runs `DatasetIngestion`).
 
 The preprocessing service answers the create call (202), stores what to read on the dataset
 (`Dataset.ingest`) and launches this through the launcher port: a Cloud Run job execution in the
@@ -20,6 +21,7 @@ failed if the store is reachable, else by the service's reconcile); 2 for a bad 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -28,7 +30,6 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 
 from runtune.blob_layout import dataset_prefix, source_path
 from runtune.datasets.limits import DatasetLimits
@@ -43,8 +44,6 @@ from runtune.schemas.datasets import Dataset, DatasetStatus, IngestSpec, Progres
 
 log = logging.getLogger("runtune.ingest")
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
-DEPLOYABLE = "ingest"
-
 # (owner, secret name) -> the secret's value, or None.
 SecretLookup = Callable[[str, str], str | None]
 # Called after each progress report (phase, done, total): the tests' seam to hold an ingestion mid-way.
@@ -73,13 +72,8 @@ class _Deleted(Exception):
 
 
 def ingest_options(spec: IngestSpec) -> IngestOptions:
-    return IngestOptions(
-        mapping=spec.mapping,
-        task_kind=spec.task_kind,
-        split=spec.split,
-        max_image_side=spec.max_image_side,
-        skip_bad_rows=spec.skip_bad_rows,
-    )
+    """The pipeline's options: the spec's fields of the same names (the spec adds what to read)."""
+    return IngestOptions(**{option.name: getattr(spec, option.name) for option in dataclasses.fields(IngestOptions)})
 
 
 class DatasetIngestion:
@@ -292,41 +286,3 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-# -- the execution's entry point --------------------------------------------------------------------
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signum)
-
-
-def main(argv: list[str], *, observe: ProgressObserver | None = None) -> int:
-    from runtune import wiring
-    from runtune.owned import datasets as dataset_collection
-    from runtune.settings import CommonSettings
-
-    settings = wiring.execution_settings("ingest", argv, CommonSettings, argument="dataset_id")
-    if settings is None:
-        return 2
-    dataset_id = argv[0]
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        datasets = dataset_collection(wiring.metadata_store(settings, deployable=DEPLOYABLE))
-        dataset = datasets.get(dataset_id)
-        if dataset is None or dataset.status is not DatasetStatus.processing:
-            # Deleted before it started, or finished by an earlier attempt: nothing to do.
-            state = dataset.status.value if dataset else "deleted"
-            log.info("nothing to ingest", extra={"dataset_id": dataset_id, "status": state})
-            return 0
-        secrets = wiring.secret_store(settings, deployable=DEPLOYABLE)
-        ingestion = DatasetIngestion(
-            datasets, wiring.blob_store(settings, deployable=DEPLOYABLE), secrets.get, DatasetLimits(), observe
-        )
-        return 1 if ingestion.run(dataset) is Outcome.crashed else 0
-    except Terminated as stopped:
-        log.warning("ingestion stopped", extra={"dataset_id": dataset_id, "reason": str(stopped)})
-        return 128 + stopped.signum
-    except Exception:
-        log.exception("ingestion could not run", extra={"dataset_id": dataset_id})
-        return 1

@@ -8,7 +8,6 @@ image + `PROMPT`) and one assistant turn (the label).
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import random
@@ -108,22 +107,3 @@ def write_archive(
             for index, item in enumerate(examples(split, count, seed)):
                 archive.writestr(f"{folder}/{split}/{item.label}/{index:04d}.png", item.images[0])
     return dict(counts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from runtune.blob_layout import dataset_prefix
-    from runtune.settings import CommonSettings
-    from runtune.wiring import blob_store
-
-    parser = argparse.ArgumentParser(description="Write the demo shapes dataset as canonical shards")
-    parser.add_argument("--uid", required=True)
-    parser.add_argument("--dataset-id", required=True)
-    args = parser.parse_args(argv)
-    # Canonical shards are preprocessing's to write: the tool writes them with its rights.
-    demo = write_demo_dataset(blob_store(CommonSettings(), deployable="preprocessing"), args.uid, args.dataset_id)
-    print(f"wrote {demo.counts} to {dataset_prefix(args.uid, args.dataset_id)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -49,7 +49,7 @@ class PlatformPorts:
     training: int = 8082
     inference: int = 8083
     emulators: EmulatorPorts = field(default_factory=EmulatorPorts)
-    engine: int = 8084  # the local inference engine (runtune.engine_server)
+    engine: int = 8084  # the local inference engine (`python -m engine`, engine/)
 
     @classmethod
     def free(cls) -> PlatformPorts:
@@ -90,6 +90,31 @@ class PlatformConfig:
     @property
     def log_dir(self) -> Path:
         return self.local_dir / "logs"
+
+
+def uvicorn_process(name: str, app: str, port: int, env: dict[str, str], log_dir: Path) -> ManagedProcess:
+    """A deployable's app factory served by uvicorn on loopback, its log in `log_dir/{name}.log`."""
+    return ManagedProcess(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        log_dir / f"{name}.log",
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        cwd=REPO_ROOT,
+    )
 
 
 class LocalPlatform:
@@ -192,26 +217,8 @@ class LocalPlatform:
         }
 
     def _uvicorn(self, name: str, app: str, port: int, env: dict[str, str]) -> ManagedProcess:
-        return ManagedProcess(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                app,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            self.config.log_dir / f"{name}.log",
-            health_url=f"http://127.0.0.1:{port}/healthz",
-            env={**self._common_env(), "RUNTUNE_PORT": str(port), **env},
-            cwd=REPO_ROOT,
+        return uvicorn_process(
+            name, app, port, {**self._common_env(), "RUNTUNE_PORT": str(port), **env}, self.config.log_dir
         )
 
     def _service(self, name: str, port: int) -> ManagedProcess:
@@ -245,7 +252,7 @@ class LocalPlatform:
         port = self.config.ports.engine
         return ManagedProcess(
             "engine",
-            [sys.executable, "-m", "runtune.engine_server"],
+            [sys.executable, "-m", "engine"],
             self.config.log_dir / "engine.log",
             health_url=f"http://127.0.0.1:{port}/healthz",
             env={
@@ -285,8 +292,8 @@ class LocalPlatform:
 
     def _ensure_tiny_models(self) -> None:
         # Imported here: building needs torch and transformers, which only this step (and the trainer) use.
-        from runtune.models.registry import TINY_MODELS, tiny_dir
-        from runtune.models.tiny import ensure_tiny_model
+        from runtune.models.registry import TINY_MODELS
+        from runtune.models.tiny import ensure_tiny_model, tiny_dir
 
         for spec in TINY_MODELS:
             ensure_tiny_model(spec.id, tiny_dir(self.config.local_dir, spec.id))

@@ -60,9 +60,6 @@ class Deployment:
     def data_bucket(self) -> str:
         return self.bucket or f"{self.project}-runtune-data"
 
-    def location(self) -> str:
-        return f"projects/{self.project}/locations/{self.region}"
-
 
 @dataclass(frozen=True)
 class RequiredJob:

@@ -19,12 +19,12 @@ from pathlib import Path
 from runtune import gguf_export
 from runtune.blob_layout import MERGED, converted_folder, export_folder
 from runtune.models.loading import DATA_MOUNT, download_prefix
+from runtune.outbox import on_transition
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.inference import Export, ExportFile, ExportFormat, ExportStatus, Quantization
-from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.convert")
 

@@ -23,17 +23,17 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.blob_layout import predictions_path
 from runtune.datasets.canonical import Example, read_split
-from runtune.inference.models import Target
+from runtune.inference.resolver import Target
 from runtune.inference.serving import Serving
 from runtune.metrics.classification import classification_report, map_to_label
 from runtune.metrics.text import generation_report
+from runtune.outbox import on_transition
 from runtune.owned import datasets
 from runtune.ports.engine import ScoringMethod
 from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
-from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.evaluate")
 # A label answer is short: room for a long label and a little chatter, not a paragraph.
@@ -142,7 +142,7 @@ class EvaluationRunner:
         # Resolved again here (the request was checked when it was made): a model deleted since is a
         # 404 that fails the evaluation with its message.
         targets = [
-            self._serving.models.resolve(uid, model, f"models[{i}]") for i, model in enumerate(evaluation.models)
+            self._serving.resolver.resolve(uid, model, f"models[{i}]") for i, model in enumerate(evaluation.models)
         ]
         examples = await run_in_threadpool(
             lambda: list(read_split(self._serving.blobs, uid, evaluation.dataset_id, evaluation.split))

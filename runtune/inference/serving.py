@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from runtune.inference.adapter_pool import AdapterPool
-from runtune.inference.models import ModelResolver, Target
+from runtune.inference.resolver import ModelResolver, Target
 from runtune.inference.staging import AdapterStager
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import InferenceEngine, ScoringMethod
@@ -18,11 +18,11 @@ from runtune.settings import EngineClientSettings
 class Serving:
     def __init__(self, store: MetadataStore, blobs: BlobStore, engine: InferenceEngine, stager: AdapterStager) -> None:
         self.store, self.blobs, self.engine = store, blobs, engine
-        self.models = ModelResolver(store)
+        self.resolver = ModelResolver(store)
         self._stager = stager
 
     async def target(self, uid: str, model: str, param: str = "model") -> tuple[Target, str]:
-        target = self.models.resolve(uid, model, param)
+        target = self.resolver.resolve(uid, model, param)
         return target, await self._stager.ready(target)
 
     async def answer(

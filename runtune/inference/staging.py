@@ -16,7 +16,7 @@ from typing import TypeVar
 from starlette.concurrency import run_in_threadpool
 
 from runtune.inference.adapter_pool import AdapterPool
-from runtune.inference.models import Target, TunedAdapter
+from runtune.inference.resolver import Target, TunedAdapter
 from runtune.ports.blobs import BlobStore
 from runtune.ports.engine import EngineModelNotFound
 

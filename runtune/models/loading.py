@@ -15,14 +15,15 @@ Kept apart from the registry so that importing the registry never imports torch.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runtune.models.registry import ModelSpec, resolve_weights
+from runtune.models.processors import gemma4_processor, has_torchvision
+from runtune.models.registry import ModelSpec
+from runtune.models.tiny import ensure_tiny_model, tiny_dir
 from runtune.ports.blobs import BlobStore
 
 log = logging.getLogger("runtune.models")
@@ -32,6 +33,15 @@ DATA_MOUNT = Path("/mnt/runtune-data")
 # Bucket folder an operator stages base models in: `models/{hf_id}/config.json`, ...
 STAGED_PREFIX = "models/"
 DOWNLOAD_THREADS = 16
+
+
+def resolve_weights(spec: ModelSpec, local_dir: Path) -> str:
+    """Where `from_pretrained` finds the weights: a Hugging Face id, or the tiny model's folder (built
+    on first use)."""
+    if spec.is_tiny:
+        return str(ensure_tiny_model(spec.id, tiny_dir(local_dir, spec.id)))
+    assert spec.hf_id is not None
+    return spec.hf_id
 
 
 def staged_prefix(spec: ModelSpec) -> str:
@@ -109,42 +119,6 @@ def download_prefix(blobs: BlobStore, prefix: str, target: Path, *, threads: int
 
 def _cache(cache_dir: Path | None) -> Path:
     return cache_dir or Path(tempfile.gettempdir()) / "runtune-weights"
-
-
-def has_torchvision() -> bool:
-    return importlib.util.find_spec("torchvision") is not None
-
-
-def gemma4_processor(
-    tokenizer: Any, image_processor: Any, feature_extractor: Any, chat_template: str, **kwargs: Any
-) -> Any:
-    """A Gemma4Processor, also where torchvision is missing.
-
-    Gemma4Processor insists on a video processor, and the real one needs torchvision (absent from
-    the CPU environment, present in the GPU image). Runtune never trains on video, so without
-    torchvision a plain `BaseVideoProcessor` stands in; images and text are processed by the real code.
-    """
-    from transformers import Gemma4Processor
-
-    if has_torchvision():
-        from transformers.models.gemma4.video_processing_gemma4 import Gemma4VideoProcessor
-
-        return Gemma4Processor(
-            feature_extractor, image_processor, tokenizer, Gemma4VideoProcessor(), chat_template, **kwargs
-        )
-    from transformers.video_processing_utils import BaseVideoProcessor
-
-    class _Gemma4Processor(Gemma4Processor):
-        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            if argument_name == "video_processor":
-                return type(argument)
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-    processor = _Gemma4Processor(
-        feature_extractor, image_processor, tokenizer, BaseVideoProcessor(), chat_template, **kwargs
-    )
-    processor.__class__.__name__ = "Gemma4Processor"  # what save_pretrained records
-    return processor
 
 
 def load_processor(spec: ModelSpec, path: str, *, token: str | None = None) -> Any:

@@ -1,5 +1,9 @@
 """The model registry, shared by the jobs API (what may be trained, estimates) and the trainer (how).
 
+A leaf: pure data and lookups, no torch, and nothing of Runtune but the estimate's `ModelFigures`
+(itself a leaf). Where a model's weights are is `runtune.models.loading`'s; building the tiny ones is
+`runtune.models.tiny`'s.
+
 Every supported base model is one `ModelSpec`; everything that differs between model families (the
 class to load, how the chat template is rendered, what ends a turn, the image placeholder) lives in
 one `Family` record here, so the trainer, the evaluator and the inference engine never branch on a
@@ -11,8 +15,7 @@ Architecture figures are those of the published configs (parameter counts rounde
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from runtune.estimate import ModelFigures
@@ -95,14 +98,8 @@ class ModelSpec:
         return self.family.model_class[self.modality]
 
     def figures(self) -> ModelFigures:
-        return ModelFigures(
-            parameters=self.parameters,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            vocab_size=self.vocab_size,
-            tokens_per_image=self.tokens_per_image,
-            intermediate_size=self.intermediate_size,
-        )
+        """The estimate's figures: the fields of `ModelFigures`, which a spec carries under the same names."""
+        return ModelFigures(**{figure.name: getattr(self, figure.name) for figure in fields(ModelFigures)})
 
     def weights_gib(self, method: Literal["qlora", "lora", "full"]) -> float:
         """Memory of the frozen weights alone: NF4 + double quantisation ~0.56 bytes/parameter, else bf16."""
@@ -123,51 +120,32 @@ class ModelSpec:
         }
 
 
+def _published(
+    family: Family, ids: tuple[tuple[str, bool], ...], modality: Modality, *figures: int, **extra: Any
+) -> list[ModelSpec]:
+    """A published size's checkpoints (instruction-tuned first), all with the same architecture figures:
+    parameters, hidden size, layers, intermediate size."""
+    params, hidden, layers, inter = figures
+    return [
+        ModelSpec(model_id, family, modality, model_id, params, hidden, layers, inter, instruction_tuned=it, **extra)
+        for model_id, it in ids
+    ]
+
+
 def _gemma3(size: str, params: int, hidden: int, layers: int, inter: int, modality: Modality) -> list[ModelSpec]:
-    specs = []
-    for suffix, it in (("it", True), ("pt", False)):
-        model_id = f"google/gemma-3-{size}-{suffix}"
-        specs.append(
-            ModelSpec(
-                id=model_id,
-                family=GEMMA3,
-                modality=modality,
-                hf_id=model_id,
-                parameters=params,
-                hidden_size=hidden,
-                num_layers=layers,
-                intermediate_size=inter,
-                tokens_per_image=256 if modality == "vision" else 0,
-                instruction_tuned=it,
-                full_finetune=params < 2_000_000_000,
-            )
-        )
-    return specs
+    ids = ((f"google/gemma-3-{size}-it", True), (f"google/gemma-3-{size}-pt", False))
+    vision = modality == "vision"
+    extra: dict[str, Any] = {"tokens_per_image": 256 if vision else 0, "full_finetune": params < 2_000_000_000}
+    return _published(GEMMA3, ids, modality, params, hidden, layers, inter, **extra)
 
 
 def _gemma4(size: str, params: int, hidden: int, layers: int, inter: int) -> list[ModelSpec]:
-    specs = []
-    for suffix, it in (("-it", True), ("", False)):
-        model_id = f"google/gemma-4-{size}{suffix}"
-        specs.append(
-            ModelSpec(
-                id=model_id,
-                family=GEMMA4,
-                modality="vision",
-                hf_id=model_id,
-                parameters=params,
-                hidden_size=hidden,
-                num_layers=layers,
-                intermediate_size=inter,
-                tokens_per_image=280,
-                instruction_tuned=it,
-            )
-        )
-    return specs
+    ids = ((f"google/gemma-4-{size}-it", True), (f"google/gemma-4-{size}", False))
+    return _published(GEMMA4, ids, "vision", params, hidden, layers, inter, tokens_per_image=280)
 
 
 # Local models: random weights, a tokenizer trained on the spot, the real processors and chat
-# templates (runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
+# templates (built by runtune.models.tiny). Small enough to train in seconds on a laptop CPU.
 # Shared by the tiny models: full fine-tuning fits, and their random weights (hidden size 64) need
 # ~10x a pretrained model's learning rate to move in a few dozen steps.
 _TINY: dict[str, Any] = {"full_finetune": True, "learning_rate_scale": 10.0}
@@ -209,18 +187,3 @@ def get(model_id: str) -> ModelSpec:
 
 def lookup(model_id: str) -> ModelSpec | None:
     return MODELS.get(model_id)
-
-
-def tiny_dir(local_dir: Path, model_id: str) -> Path:
-    return local_dir / "models" / model_id
-
-
-def resolve_weights(spec: ModelSpec, local_dir: Path) -> str:
-    """Where `from_pretrained` finds the weights: a Hugging Face id, or the tiny model's folder (built
-    on first use)."""
-    if spec.is_tiny:
-        from runtune.models.tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(spec.id, tiny_dir(local_dir, spec.id)))
-    assert spec.hf_id is not None
-    return spec.hf_id

@@ -304,7 +304,7 @@ def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
         position_embedding_size=64,
     )
     image_processor = Gemma4ImageProcessorPil(patch_size=4, max_soft_tokens=70, pooling_kernel_size=2)
-    from runtune.models.loading import gemma4_processor
+    from runtune.models.processors import gemma4_processor
 
     processor = gemma4_processor(
         tokenizer, image_processor, Gemma4AudioFeatureExtractor(), GEMMA4_CHAT_TEMPLATE, image_seq_length=70
@@ -352,6 +352,11 @@ BUILDERS = {
     "tiny-gemma-4-vision": build_gemma4_vision,
     "tiny-gemma-3-text": build_gemma3_text,
 }
+
+
+def tiny_dir(local_dir: Path, model_id: str) -> Path:
+    """The tiny model's folder under the local data folder."""
+    return local_dir / "models" / model_id
 
 
 def build_tiny_model(model_id: str, out: Path, *, seed: int = DEFAULT_SEED) -> Path:

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 
 Document = dict[str, Any]
 # Further documents a transaction writes with the one it changes, from (before, after): the webhooks
-# outbox entry of a state transition (runtune/webhooks/events.py), committed or lost with it.
+# outbox entry of a state transition (runtune/outbox.py), committed or lost with it.
 AlsoWrite = Callable[[Document | None, Document], Sequence[tuple[str, Document]]]
 Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "array-contains"]
 

@@ -7,7 +7,23 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from runtune.schemas.common import OwnedResource
-from runtune.webhooks.events import EVENT_TYPES
+
+# Each kind of resource: the statuses whose arrival is an event, and the event's type.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "job": {
+        "succeeded": "fine_tuning.job.succeeded",
+        "failed": "fine_tuning.job.failed",
+        "cancelled": "fine_tuning.job.cancelled",
+    },
+    "dataset": {"ready": "dataset.ready", "failed": "dataset.failed"},
+    "evaluation": {"succeeded": "evaluation.succeeded", "failed": "evaluation.failed"},
+    "export": {"succeeded": "export.succeeded"},
+}
+Kind = Literal["job", "dataset", "evaluation", "export"]
+# What an endpoint may subscribe to (all of them when it names none); `webhook.test` is sent by
+# `POST /v1/webhooks/{id}/test` to that endpoint only, whatever it subscribes to.
+EVENT_TYPES: tuple[str, ...] = tuple(t for types in TRANSITIONS.values() for t in types.values())
+TEST_EVENT = "webhook.test"
 
 EndpointStatus = Literal["enabled", "disabled"]
 

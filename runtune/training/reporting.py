@@ -22,10 +22,10 @@ import time
 from typing import Any
 
 from runtune.jobs.events import JobEventLog, Level, NewEvent
+from runtune.outbox import on_transition
 from runtune.ports.metadata import MetadataStore
 from runtune.schemas.common import ApiError
 from runtune.schemas.jobs import Job, JobPhase, JobStatus, StopRequest, job_path
-from runtune.webhooks.events import on_transition
 
 log = logging.getLogger("runtune.trainer")
 
@@ -175,7 +175,7 @@ class JobReporter:
                 return None
             return {**current, **changes}
 
-        # The job's webhook event is written with its final status (runtune/webhooks/events.py).
+        # The job's webhook event is written with its final status (runtune/outbox.py).
         ended = self._store.transact(job_path(self._job_id), apply, also=on_transition("job")) is not None
         if not ended:
             log.warning("the job had already ended; its status is kept", extra={"job_id": self._job_id})

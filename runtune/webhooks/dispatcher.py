@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from runtune.errors import InvalidRequest
+from runtune.outbox import envelope, outbox_path
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import Document, MetadataStore, Where
 from runtune.ports.secrets import SecretStore
@@ -31,7 +32,6 @@ from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.webhooks import WebhookDelivery, WebhookEndpoint
 from runtune.webhooks.destinations import Destination, DestinationPolicy
 from runtune.webhooks.endpoints import deliveries_path, endpoints, secret_name
-from runtune.webhooks.events import envelope, outbox_path
 from runtune.webhooks.signing import signed_headers
 
 log = logging.getLogger("runtune.webhooks")

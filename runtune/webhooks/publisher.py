@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from runtune.outbox import OUTBOX, outbox_path
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import MetadataStore, Where
 from runtune.ports.tasks import TaskQueue
 from runtune.schemas.common import now_ts
-from runtune.schemas.webhooks import WebhookEndpoint
+from runtune.schemas.webhooks import TEST_EVENT, WebhookEndpoint
 from runtune.webhooks.endpoints import endpoints, owned
-from runtune.webhooks.events import OUTBOX, TEST_EVENT, outbox_path
 
 log = logging.getLogger("runtune.webhooks")
 

@@ -52,7 +52,7 @@ async def create_evaluation(
     if len(set(body.models)) != len(body.models):
         raise InvalidRequest("The models must differ", param="models")
     for i, model in enumerate(body.models):
-        target = inference.models.resolve(user.uid, model, f"models[{i}]")
+        target = inference.resolver.resolve(user.uid, model, f"models[{i}]")
         if dataset.modality == "vision" and target.spec.modality != "vision":
             raise InvalidRequest(f"Model '{model}' reads text only; the dataset has images", param=f"models[{i}]")
     evaluation = Evaluation(

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from runtune.errors import UpstreamUnavailable
+from runtune.outbox import on_transition
 from runtune.owned import OwnedCollection
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, JobLauncher, LaunchRequest, Workload
 from runtune.ports.metadata import Document, MetadataStore, Where
 from runtune.quotas import Quotas, check_running_evaluations
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus, Export, ExportStatus
-from runtune.webhooks.events import Kind, on_transition
+from runtune.schemas.webhooks import Kind
 
 log = logging.getLogger("runtune.inference")
 # A launch is recorded right after the item is stored; one still without an execution this long

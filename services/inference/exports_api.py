@@ -18,7 +18,8 @@ from runtune import tar_stream
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.blob_layout import MERGED, adapter_archive_path, export_folder
 from runtune.errors import Conflict, InvalidRequest
-from runtune.inference.models import Target
+from runtune.inference.resolver import Target
+from runtune.outbox import event_for
 from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.schemas import ListPage
@@ -32,7 +33,6 @@ from runtune.schemas.inference import (
     ExportStatus,
     Quantization,
 )
-from runtune.webhooks.events import event_for
 from services.inference.deps import Inference
 from services.inference.executions import Executions
 
@@ -160,7 +160,7 @@ async def create_export(body: CreateExportRequest, request: Request, user: Curre
         raise InvalidRequest(
             f"quantization applies to the 'gguf' and 'ollama' formats, not '{body.format.value}'", param="quantization"
         )
-    target = await run_in_threadpool(inference.models.resolve, user.uid, body.model)
+    target = await run_in_threadpool(inference.resolver.resolve, user.uid, body.model)
     if target.adapter is None:
         raise InvalidRequest("Only tuned (`ft:`) models can be exported", param="model")
     export = Export(

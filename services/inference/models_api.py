@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser
-from runtune.inference.models import base_model_object, tuned_model_object
+from runtune.inference.resolver import base_model_object, tuned_model_object
 from runtune.models import registry
 from runtune.schemas.jobs import parse_tuned_model_id
 from services.inference.deps import Inference
@@ -27,9 +27,9 @@ async def retrieve_model(model_id: str, request: Request, user: CurrentUser, inf
         return base_model_object(spec, request.app.state.settings.profile)
     parsed = parse_tuned_model_id(model_id)
     if parsed is not None and parsed[2] is not None:  # a model checkpoint (`ft:...:ckpt-step-N`)
-        job, checkpoint, _ = await run_in_threadpool(inference.models.checkpoint, user.uid, model_id)
+        job, checkpoint, _ = await run_in_threadpool(inference.resolver.checkpoint, user.uid, model_id)
         return tuned_model_object(job, checkpoint)
-    job = await run_in_threadpool(inference.models.tuned_job, user.uid, model_id)
+    job = await run_in_threadpool(inference.resolver.tuned_job, user.uid, model_id)
     return tuned_model_object(job)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from runtune.errors import PermissionDenied
-from runtune.inference.models import checkpoint_adapter_name, model_not_found
+from runtune.inference.resolver import checkpoint_adapter_name, model_not_found
 from runtune.inference.serving import Serving
 from runtune.jobs import removal
 from runtune.models import registry
@@ -29,14 +29,14 @@ class InferenceService(Serving):
 
     async def chat(self, uid: str, body: dict[str, Any]) -> dict[str, Any]:
         check_messages(body["messages"])  # before anything is resolved or loaded
-        target = self.models.resolve(uid, body["model"])
+        target = self.resolver.resolve(uid, body["model"])
         answer = await self._stager.run(target, lambda name: self.engine.chat(self.engine_body(body, name)))
         return {**answer, "model": body["model"]}
 
     async def chat_stream(self, uid: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Resolves and validates before the first byte (errors are still proper 4xx answers), then relays."""
         check_messages(body["messages"])
-        target = self.models.resolve(uid, body["model"])
+        target = self.resolver.resolve(uid, body["model"])
 
         async def opened(name: str) -> tuple[bytes, AsyncIterator[bytes]]:
             request = {**self.engine_body(body, name), "stream_options": body.get("stream_options")}
@@ -65,7 +65,7 @@ class InferenceService(Serving):
             )
         parsed = parse_tuned_model_id(model)
         if parsed is not None and parsed[2] is not None:
-            await run_in_threadpool(self.models.checkpoint, uid, model)  # the caller's own (else 404)...
+            await run_in_threadpool(self.resolver.checkpoint, uid, model)  # the caller's own (else 404)...
             raise PermissionDenied(
                 # ... but not deletable alone.
                 f"'{model}' is a checkpoint of the model '{tuned_model_id(parsed[0], parsed[1])}'; delete that "
@@ -73,7 +73,7 @@ class InferenceService(Serving):
                 param="model",
                 code="model_not_deletable",
             )
-        job = await run_in_threadpool(self.models.tuned_job, uid, model, "model", deleted_too=True)
+        job = await run_in_threadpool(self.resolver.tuned_job, uid, model, "model", deleted_too=True)
         first = await run_in_threadpool(removal.mark_model_deleted, self.store, job)
         checkpoints = await run_in_threadpool(removal.model_checkpoint_steps, self.store, job.id)
         for name in [job.id] + [checkpoint_adapter_name(job.id, step) for step in checkpoints]:

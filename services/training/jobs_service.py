@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from runtune import owned, quotas, serving
 from runtune.errors import Conflict, InvalidRequest, NotFound, RuntuneError
 from runtune.estimate import GPU_NAMES, Where, local_where
-from runtune.inference.models import ModelResolver
+from runtune.inference.resolver import ModelResolver
 from runtune.jobs import plan
 from runtune.jobs.events import JobEventLog, Level
 from runtune.jobs.plan import Parent, Planned

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest
 from runtune.estimate import GPU_TABLE, gpu_prices
-from runtune.inference.models import base_model_object, tuned_model_object
+from runtune.inference.resolver import base_model_object, tuned_model_object
 from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry

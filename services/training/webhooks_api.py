@@ -20,11 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, SignedInUser
 from runtune.errors import InvalidRequest
+from runtune.outbox import outbox_entry
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import OrderBy
 from runtune.ports.secrets import SecretStore
 from runtune.schemas.common import ListPage, is_resource_id, new_id
 from runtune.schemas.webhooks import (
+    TEST_EVENT,
     CreatedWebhookEndpoint,
     CreateWebhookRequest,
     WebhookDelivery,
@@ -33,7 +35,6 @@ from runtune.schemas.webhooks import (
 from runtune.webhooks.destinations import DestinationPolicy
 from runtune.webhooks.dispatcher import Dispatcher
 from runtune.webhooks.endpoints import MAX_ENDPOINTS_PER_USER, deliveries_path, owned, secret_name
-from runtune.webhooks.events import TEST_EVENT, outbox_entry
 from runtune.webhooks.publisher import OutboxPublisher
 from runtune.webhooks.signing import new_secret
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import pytest
 from openai import OpenAI
 
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
-from runtune.dev.processes import ManagedProcess, free_port
+from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts, uvicorn_process
+from runtune.dev.processes import free_port
 from runtune.internal_auth import token_sha256
-from runtune.settings import REPO_ROOT
+from tests.datasets.client import api
 from tests.e2e.jobs_support import TrainingService
 from tests.e2e.webhook_receiver import Receiver, running_receiver
 from tests.support import sign_up
@@ -39,28 +39,17 @@ class PlatformHandle:
     demo_dataset_id: str
 
 
-def _uvicorn(name: str, app: str, port: int, env: dict[str, str], log_dir) -> ManagedProcess:
-    return ManagedProcess(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        log_dir / f"{name}.log",
-        health_url=f"http://127.0.0.1:{port}/healthz",
-        env=env,
-        cwd=REPO_ROOT,
-    )
+@pytest.fixture(scope="module")
+def account(platform) -> dict[str, str]:
+    """A user of the module's own (signed up on the platform's Auth emulator)."""
+    return sign_up(platform.auth_host)
+
+
+@pytest.fixture
+def client(platform, account):
+    """The datasets tests' HTTP client: the gateway with `account`'s ID token."""
+    with api(platform.gateway_url, account["id_token"]) as http:
+        yield http
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +85,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
     env = {**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)}
     upstream_port, gateway_port = free_port(), free_port()
     extras = [
-        _uvicorn(
+        uvicorn_process(
             "stand-in-service",
             "tests.e2e.upstream_app:create_app",
             upstream_port,
@@ -107,7 +96,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
             },
             config.log_dir,
         ),
-        _uvicorn(
+        uvicorn_process(
             "test-gateway",
             "gateway.app:create_app",
             gateway_port,

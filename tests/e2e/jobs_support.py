@@ -18,22 +18,15 @@ import pytest
 from runtune.schemas import Dataset, DatasetStatus, TaskKind
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.datasets import Progress
+from tests.support import pets_dataset
 
 
 def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.ready, modality: str = "vision") -> str:
     """A dataset document as the preprocessing service leaves it (the jobs API reads only the document)."""
     from runtune.adapters.firestore import FirestoreMetadataStore
 
-    dataset = Dataset(
-        id=new_id("file"),
-        owner=uid,
-        name="pets",
-        status=status,
-        task_kind=TaskKind.classification,
-        modality=modality,  # type: ignore[arg-type]
-        splits={"train": 40, "validation": 10, "test": 10},
-        labels=["cat", "dog"],
-    )
+    splits = {"train": 40, "validation": 10, "test": 10}
+    dataset = pets_dataset(uid, status, modality=modality, splits=splits)
     if status is DatasetStatus.processing:
         # Held mid-launch (a claim the preprocessing service leaves alone for 15 minutes): without it the
         # service would launch an ingestion for this document, which has no input, and fail it, at a

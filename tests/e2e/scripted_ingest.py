@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from runtune.datasets.ingest_execution import main
+from jobs.ingest.__main__ import main
 from runtune.schemas.datasets import Dataset
 
 HOLD_PREFIX = "hold-"

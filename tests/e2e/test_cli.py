@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from runtune.cli.main import app
 from tests.e2e.jobs_support import wait_for
-from tests.support import sign_up
+from tests.support import cli_login, sign_up
 
 pytestmark = pytest.mark.platform
 
@@ -78,12 +78,7 @@ def test_whoami_without_login_says_what_to_do(tmp_path, monkeypatch) -> None:
 
 
 def test_keys_create_list_revoke(platform, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
-    account = sign_up(platform.auth_host, password="correct-horse")
-    runner = CliRunner()
-    login = ["login", "--email", account["email"], "--password", "correct-horse"]
-    login += ["--gateway", platform.gateway_url, "--auth-emulator", platform.auth_host]
-    assert runner.invoke(app, login).exit_code == 0
+    runner, account = cli_login(platform, tmp_path, monkeypatch)
 
     made = runner.invoke(app, ["keys", "create", "nightly eval", "--read-only"])
     assert made.exit_code == 0, made.output
@@ -106,12 +101,7 @@ def test_keys_create_list_revoke(platform, tmp_path, monkeypatch) -> None:
 
 
 def test_webhooks_create_test_deliveries_delete(platform, tmp_path, monkeypatch, receiver) -> None:
-    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
-    account = sign_up(platform.auth_host, password="correct-horse")
-    runner = CliRunner()
-    login = ["login", "--email", account["email"], "--password", "correct-horse"]
-    login += ["--gateway", platform.gateway_url, "--auth-emulator", platform.auth_host]
-    assert runner.invoke(app, login).exit_code == 0
+    runner, _ = cli_login(platform, tmp_path, monkeypatch)
 
     made = runner.invoke(app, ["webhooks", "create", receiver.url, "-e", "dataset.ready", "--description", "ci"])
     assert made.exit_code == 0, made.output

@@ -25,17 +25,6 @@ from tests.support import sign_up
 pytestmark = pytest.mark.platform
 
 
-@pytest.fixture(scope="module")
-def account(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
-def client(platform, account):
-    with api(platform.gateway_url, account["id_token"]) as http:
-        yield http
-
-
 def test_image_folder_zip_round_trips_through_load_dataset(client, account, tmp_path) -> None:
     files = image_folder_files(12, ("cat", "dog", "fox"), size=(1200, 900))
     dataset = ingest(client, "pets.zip", write_zip(tmp_path / "pets.zip", files).read_bytes())

@@ -21,21 +21,9 @@ from tests.datasets.bombs import (
     zip_with_directory,
 )
 from tests.datasets.builders import chat_line, image_folder_files, jpeg
-from tests.datasets.client import api, bucket, ingest
-from tests.support import sign_up
+from tests.datasets.client import bucket, ingest
 
 pytestmark = pytest.mark.platform
-
-
-@pytest.fixture(scope="module")
-def account(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
-@pytest.fixture
-def client(platform, account):
-    with api(platform.gateway_url, account["id_token"]) as http:
-        yield http
 
 
 def _zip(files: dict[str, bytes]) -> bytes:

@@ -7,7 +7,8 @@ from pathlib import Path
 from runtune.demo.shapes import CLASSES, DEFAULT_COUNTS
 from runtune.dev.platform import DEMO_EMAIL, DEMO_PASSWORD
 from runtune.firebase_rest import FirebaseAuthRest
-from runtune.models.registry import TINY_MODELS, tiny_dir
+from runtune.models.registry import TINY_MODELS
+from runtune.models.tiny import tiny_dir
 from tests.datasets.client import api, wait
 
 

@@ -20,11 +20,6 @@ def _envelope(response: httpx.Response) -> dict:
     return body["error"]
 
 
-@pytest.fixture(scope="module")
-def account(platform) -> dict[str, str]:
-    return sign_up(platform.auth_host)
-
-
 def _auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from runtune import serving
 from runtune.schemas import DatasetStatus
+from tests.datasets.client import api
 from tests.e2e.jobs_support import claimed_launch, job_status, put_dataset, wait_for
 from tests.support import sign_up
 
@@ -19,11 +21,9 @@ MODEL = "tiny-gemma-3-vision"
 
 
 @pytest.fixture
-def client(platform, user) -> httpx.Client:
-    with httpx.Client(
-        base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30
-    ) as client:
-        yield client
+def client(platform, user) -> Iterator[httpx.Client]:
+    with api(platform.gateway_url, user["id_token"]) as http:
+        yield http
 
 
 def _create(client: httpx.Client, dataset_id: str, script: str, **extra) -> httpx.Response:

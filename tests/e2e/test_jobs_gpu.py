@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from runtune.internal_auth import USER_ID_HEADER, token_sha256
 from runtune.settings import ServiceSettings
+from tests.datasets.client import api
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 
 pytestmark = pytest.mark.platform
@@ -29,10 +30,8 @@ L4, RTX = "nvidia-l4", "nvidia-rtx-pro-6000"
 
 @pytest.fixture
 def client(platform, user) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30
-    ) as client:
-        yield client
+    with api(platform.gateway_url, user["id_token"]) as http:
+        yield http
 
 
 def _started_as(client: httpx.Client, job_id: str) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import openai
 import pytest
 from openai import OpenAI
-from typer.testing import CliRunner
 
 from runtune.cli.main import app
 from runtune.schemas import DatasetStatus
 from tests.e2e.jobs_support import put_dataset, put_demo_dataset, trainer_pids, wait_for
-from tests.support import sign_up
+from tests.support import cli_login
 
 # The real trainer runs twice (before and after the pause) on a machine that may be busy.
 pytestmark = [pytest.mark.platform, pytest.mark.timeout(840)]
@@ -83,12 +82,7 @@ def test_pause_mid_training_then_resume_to_success_with_step_continuity(platform
 
 
 def test_pause_and_resume_from_the_command_line(platform, tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
-    account = sign_up(platform.auth_host, password="correct-horse")
-    runner = CliRunner()
-    login = ["login", "--email", account["email"], "--password", "correct-horse"]
-    login += ["--gateway", platform.gateway_url, "--auth-emulator", platform.auth_host]
-    assert runner.invoke(app, login).exit_code == 0
+    runner, account = cli_login(platform, tmp_path, monkeypatch)
     sdk = OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=account["id_token"], max_retries=0)
     # A file still processing: the job waits in `validating_files`, where a pause is immediate.
     file_id = put_dataset(platform, account["uid"], status=DatasetStatus.processing)

@@ -9,7 +9,7 @@ from openai import OpenAI
 from tests.datasets.builders import chat_line
 from tests.datasets.client import api, create, upload
 from tests.e2e.jobs_support import put_dataset, wait_for
-from tests.support import sign_up
+from tests.support import cli_login
 
 pytestmark = pytest.mark.platform
 
@@ -134,15 +134,10 @@ def test_a_job_waits_for_its_file_and_fails_when_the_file_is_deleted(platform, u
 
 
 def test_the_cli_lists_a_jobs_checkpoints(platform, tmp_path, monkeypatch) -> None:
-    from typer.testing import CliRunner
 
     from runtune.cli.main import app
 
-    monkeypatch.setenv("RUNTUNE_CONFIG_DIR", str(tmp_path))
-    account = sign_up(platform.auth_host, password="correct-horse")
-    runner = CliRunner()
-    login = ["login", "--email", account["email"], "--password", "correct-horse", "--gateway", platform.gateway_url]
-    assert runner.invoke(app, [*login, "--auth-emulator", platform.auth_host]).exit_code == 0
+    runner, account = cli_login(platform, tmp_path, monkeypatch)
     mine = OpenAI(base_url=f"{platform.gateway_url}/v1", api_key=account["id_token"], max_retries=0)
     job = mine.fine_tuning.jobs.create(
         model="tiny-gemma-3-vision", training_file=put_dataset(platform, account["uid"]), metadata={"script": "succeed"}

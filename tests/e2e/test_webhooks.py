@@ -12,9 +12,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from runtune.outbox import event_id, outbox_path
 from runtune.schemas import DatasetStatus
 from runtune.schemas.jobs import JobStatus
-from runtune.webhooks.events import event_id, outbox_path
+from tests.datasets.client import api
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 from tests.support import sign_up
 
@@ -25,10 +26,8 @@ MODEL = "tiny-gemma-3-vision"
 
 @pytest.fixture
 def client(platform, user) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=platform.gateway_url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30
-    ) as client:
-        yield client
+    with api(platform.gateway_url, user["id_token"]) as http:
+        yield http
 
 
 def _register(client: httpx.Client, url: str, **extra: object) -> dict[str, object]:

@@ -21,7 +21,7 @@ DOCKERFILES = sorted(
 EXPECTED = {
     "gateway/Dockerfile",
     "services/Dockerfile",
-    "services/inference/engine/Dockerfile",
+    "engine/Dockerfile",
     "jobs/trainer/Dockerfile",
     "jobs/convert/Dockerfile",
 }

@@ -14,7 +14,7 @@ from runtune.settings import InferenceSettings
 from tests.infra.terraform import Config, expression
 
 # Fields of the contract that are not engine flags, with the reason.
-NOT_ENGINE_FLAGS = {"local_base_models": "what the local engine server serves instead (runtune/engine_server)"}
+NOT_ENGINE_FLAGS = {"local_base_models": "what the local engine server serves instead (engine/)"}
 # Variables that duplicated the contract before it existed: a second source of truth if they came back.
 RETIRED_VARIABLES = ("engine_base_model", "engine_max_lora_rank", "engine_max_loras", "engine_max_model_len")
 

@@ -6,15 +6,10 @@ request, and the tests assert the request shape Cloud Run would receive.
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -22,20 +17,13 @@ from google.auth.credentials import AnonymousCredentials
 from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import ExecutionState, LaunchRequest, Workload
+from tests.support import Recorded, fake_json_api
 
 PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer-l4"
 JOBS = f"projects/{PROJECT}/locations/{REGION}/jobs"
 JOB_PATH = f"{JOBS}/{JOB}"
 EXECUTION = f"{JOB_PATH}/executions/{JOB}-abc12"
 L4 = "nvidia-l4"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: dict[str, Any] | None
 
 
 class FakeCloudRun:
@@ -81,42 +69,11 @@ def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]
     return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
 
 
-def _handler_for(fake: FakeCloudRun) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            fake.requests.append(Recorded(self.command, url.path, parse_qs(url.query), body))
-            status, payload = fake.handle(self.command, url.path, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeCloudRun, str]]:
     fake = FakeCloudRun()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
-    # A short poll interval keeps shutdown (and so each test's teardown) fast.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
+        yield fake, url
 
 
 @pytest.fixture

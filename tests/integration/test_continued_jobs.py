@@ -12,7 +12,7 @@ import pytest
 
 from runtune.blob_layout import ADAPTER, export_folder
 from runtune.errors import InvalidRequest, NotFound
-from runtune.inference.models import ModelResolver
+from runtune.inference.resolver import ModelResolver
 from runtune.jobs.removal import mark_model_deleted
 from runtune.schemas import Dataset, DatasetStatus, TaskKind
 from runtune.schemas.common import new_id

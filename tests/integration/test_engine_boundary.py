@@ -16,7 +16,7 @@ from runtune.adapters.gcs import GcsBlobStore
 from runtune.adapters.openai_engine import OpenAIEngine
 from runtune.errors import InvalidRequest, NotFound, PermissionDenied
 from runtune.inference.adapter_pool import AdapterPool
-from runtune.inference.models import ModelResolver, Target, TunedAdapter
+from runtune.inference.resolver import ModelResolver, Target, TunedAdapter
 from runtune.inference.staging import AdapterStager
 from runtune.models.registry import get
 from runtune.ports.engine import EngineModelNotFound
@@ -503,7 +503,7 @@ def test_deleting_a_tuned_model_frees_its_slot_and_its_files(vllm: FakeVllm, emu
         stager = AdapterStager(AdapterPool(engine, capacity=2), blobs, root=str(tmp_path), download=True)
         service = InferenceService(store, blobs, engine, stager)
         try:
-            assert await service.answer(service.models.resolve(uid, model), CHAT["messages"], 8, 0.0)
+            assert await service.answer(service.resolver.resolve(uid, model), CHAT["messages"], 8, 0.0)
             assert job_id in vllm.adapters and (tmp_path / job_id / "adapter_config.json").is_file()
             with pytest.raises(NotFound):
                 await service.delete_model("someone-else", model)

@@ -18,8 +18,7 @@ import pytest
 
 from runtune import serving
 from runtune.internal_auth import token_sha256
-from runtune.models.registry import tiny_dir
-from runtune.models.tiny import ensure_tiny_model
+from runtune.models.tiny import ensure_tiny_model, tiny_dir
 from runtune.settings import EngineServerSettings
 
 BASE = "tiny-gemma-3-vision"
@@ -81,7 +80,7 @@ COLOURS = [(200, 20, 20), (20, 200, 20), (20, 20, 200)]
 
 @pytest.fixture(scope="module")
 def engine(local_dir: Path) -> Iterator[Any]:
-    from runtune.engine_server.app import create_app
+    from engine.app import create_app
 
     settings = EngineServerSettings(
         local_dir=local_dir, models=[BASE], batch_window_ms=50, api_key_sha256=token_sha256("k")
@@ -270,9 +269,9 @@ def test_scoring_masks_are_the_ones_transformers_builds(local_dir: Path) -> None
     CPU): with left padding and images, the logits at every real position are transformers' own."""
     import torch
 
-    from runtune.engine_server.engine import LocalEngine
-    from runtune.engine_server.execute import _gemma3_vision_masks
-    from runtune.engine_server.messages import parse_messages
+    from engine.execute import _gemma3_vision_masks
+    from engine.local_engine import LocalEngine
+    from engine.messages import parse_messages
 
     engine = LocalEngine(EngineServerSettings(local_dir=local_dir, models=[BASE]))
     try:
@@ -300,7 +299,7 @@ def test_a_batch_waits_for_requests_still_being_parsed() -> None:
     import threading
     import time
 
-    from runtune.engine_server.batcher import Batcher, Work
+    from engine.batcher import Batcher, Work
 
     batches: list[list[str]] = []
     done = threading.Event()
@@ -327,7 +326,7 @@ def test_a_batch_waits_for_requests_still_being_parsed() -> None:
 
 
 def test_an_image_sent_once_per_label_is_decoded_once() -> None:
-    from runtune.engine_server.messages import parse_messages
+    from engine.messages import parse_messages
 
     def parsed(colour: tuple[int, int, int], label: str) -> Any:
         content = [{"type": "image_url", "image_url": {"url": _image(colour)}}, {"type": "text", "text": "Which?"}]

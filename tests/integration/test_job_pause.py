@@ -10,11 +10,11 @@ import pytest
 
 from runtune.errors import InvalidRequest, NotFound
 from runtune.ports.launcher import ExecutionState, ExecutionStatus
-from runtune.schemas import Dataset, DatasetStatus, TaskKind
-from runtune.schemas.common import new_id
+from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.jobs import CreateJobRequest, Job, JobStatus
 from runtune.training.reporting import JobReporter
-from tests.integration.test_job_reconciler import ScriptedLauncher
+from tests.integration.test_job_reconciler import job_service
+from tests.support import pets_dataset
 
 pytestmark = pytest.mark.emulators
 
@@ -23,28 +23,13 @@ MODEL = "tiny-gemma-3-vision"
 
 @pytest.fixture
 def service(emulators):
-    from runtune.adapters.firestore import FirestoreMetadataStore
-    from services.training.jobs_service import JobService, SchedulingPolicy
-
-    store = FirestoreMetadataStore.for_project(emulators.project_id)
-    launcher = ScriptedLauncher()
     # One slot per user, as the e2e platform runs: what a paused job frees is visible.
-    policy = SchedulingPolicy(max_running_per_user=1, heartbeat_stale_s=120, start_timeout_s=900, task_timeout_s=3600)
-    return store, launcher, JobService(store, launcher, policy, profile="local")
+    return job_service(emulators, max_running_per_user=1)
 
 
 def _user_with_file(store, status: DatasetStatus = DatasetStatus.ready) -> tuple[str, str]:
     uid = f"user-{uuid.uuid4().hex[:8]}"
-    dataset = Dataset(
-        id=new_id("file"),
-        owner=uid,
-        name="pets",
-        status=status,
-        task_kind=TaskKind.classification,
-        modality="vision",
-        splits={"train": 40, "validation": 10} if status is DatasetStatus.ready else {},
-        labels=["cat", "dog"],
-    )
+    dataset = pets_dataset(uid, status)
     store.set(f"datasets/{dataset.id}", dataset.to_document())
     return uid, dataset.id
 

@@ -10,9 +10,10 @@ import uuid
 import pytest
 
 from runtune.ports.launcher import ExecutionState, ExecutionStatus, LaunchRequest
-from runtune.schemas import Dataset, DatasetStatus, TaskKind
+from runtune.schemas import Dataset, DatasetStatus
 from runtune.schemas.common import ApiError, new_id, now_ts
 from runtune.schemas.jobs import CreateJobRequest, Job, JobStatus
+from tests.support import pets_dataset
 
 pytestmark = pytest.mark.emulators
 
@@ -41,15 +42,22 @@ class ScriptedLauncher:
         return self.states.get(execution_name, ExecutionStatus(execution_name, ExecutionState.running))
 
 
-@pytest.fixture
-def service(emulators):
+def job_service(emulators, *, max_running_per_user: int):
+    """The jobs service on the Firestore emulator, launching through a `ScriptedLauncher`."""
     from runtune.adapters.firestore import FirestoreMetadataStore
     from services.training.jobs_service import JobService, SchedulingPolicy
 
     store = FirestoreMetadataStore.for_project(emulators.project_id)
     launcher = ScriptedLauncher()
-    policy = SchedulingPolicy(max_running_per_user=5, heartbeat_stale_s=120, start_timeout_s=900, task_timeout_s=3600)
+    policy = SchedulingPolicy(
+        max_running_per_user=max_running_per_user, heartbeat_stale_s=120, start_timeout_s=900, task_timeout_s=3600
+    )
     return store, launcher, JobService(store, launcher, policy, profile="local")
+
+
+@pytest.fixture
+def service(emulators):
+    return job_service(emulators, max_running_per_user=5)
 
 
 def _uid() -> str:
@@ -57,17 +65,7 @@ def _uid() -> str:
 
 
 def _dataset(store, uid: str, status: DatasetStatus, error: ApiError | None = None) -> str:
-    dataset = Dataset(
-        id=new_id("file"),
-        owner=uid,
-        name="pets",
-        status=status,
-        task_kind=TaskKind.classification,
-        modality="vision",
-        splits={"train": 40, "validation": 10} if status is DatasetStatus.ready else {},
-        labels=["cat", "dog"],
-        error=error,
-    )
+    dataset = pets_dataset(uid, status, error=error)
     store.set(f"datasets/{dataset.id}", dataset.to_document())
     return dataset.id
 

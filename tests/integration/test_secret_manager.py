@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 import pytest
@@ -25,19 +21,12 @@ from google.cloud import secretmanager
 
 from runtune.adapters.secret_manager import SecretManagerStore
 from runtune.errors import InvalidRequest, UpstreamUnavailable
+from tests.support import Recorded, assert_secret_name_refused, assert_secret_values_not_logged, fake_json_api
 
 PROJECT = "demo-proj"
 UID = "firebase|user:42/odd chars"
 OWNER = hashlib.sha256(UID.encode()).hexdigest()[:32]
 VALUE = "hf_0123456789abcdefSECRETVALUE"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: dict[str, Any] | None
 
 
 @dataclass
@@ -136,42 +125,11 @@ class FakeSecretManager:
         }
 
 
-def _handler_for(fake: FakeSecretManager) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            query = parse_qs(url.query)
-            fake.requests.append(Recorded(self.command, url.path, query, body))
-            status, payload = fake.handle(self.command, url.path, query, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
-
-    return Handler
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeSecretManager, str]]:
     fake = FakeSecretManager()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield fake, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with fake_json_api(fake.handle, fake.requests) as url:
+        yield fake, url
 
 
 @pytest.fixture
@@ -261,14 +219,7 @@ def test_delete_removes_the_secret_and_is_idempotent(server, store) -> None:
 
 @pytest.mark.parametrize("name", ["", "HF_TOKEN", "a/b", "x" * 64, "../etc", "name with space"])
 def test_invalid_names_are_refused_before_any_request(server, store, name) -> None:
-    for call in (
-        lambda: store.put(UID, name, VALUE),
-        lambda: store.get(UID, name),
-        lambda: store.delete(UID, name),
-    ):
-        with pytest.raises(InvalidRequest) as refused:
-            call()
-        assert refused.value.param == "name"
+    assert_secret_name_refused(store, UID, name, VALUE)
     assert server.requests == []
 
 
@@ -293,10 +244,4 @@ def test_upstream_failure_is_upstream_unavailable_and_quotes_no_value(server, st
 def test_values_never_reach_the_logs(store, caplog) -> None:
     caplog.set_level(logging.DEBUG)
 
-    store.put(UID, "hf_token", VALUE)
-    store.get(UID, "hf_token")
-    store.names(UID)
-    store.delete(UID, "hf_token")
-
-    assert caplog.records, "the store logs its writes"
-    assert all(VALUE not in record.getMessage() and VALUE not in str(vars(record)) for record in caplog.records)
+    assert_secret_values_not_logged(store, UID, VALUE, caplog.records)

@@ -17,10 +17,10 @@ import pytest
 from firebase_admin import auth
 
 from runtune.adapters.firebase_identity import FirebaseIdentityVerifier
+from runtune.dev.platform import uvicorn_process
 from runtune.dev.processes import free_port
 from runtune.firebase_rest import FirebaseAuthRest
 from runtune.internal_auth import token_sha256
-from tests.e2e.conftest import _uvicorn  # the e2e platform's own way of starting an app
 from tests.support import sign_up
 
 pytestmark = pytest.mark.emulators
@@ -36,14 +36,14 @@ def gateway_url(emulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     env = {**emulators.env(), "RUNTUNE_LOCAL_DIR": str(folder)}
     upstream_port, gateway_port = free_port(), free_port()
     processes = [
-        _uvicorn(
+        uvicorn_process(
             "stand-in-service",
             "tests.e2e.upstream_app:create_app",
             upstream_port,
             env | {"RUNTUNE_PORT": str(upstream_port), "RUNTUNE_INTERNAL_TOKEN_SHA256": token_sha256(token)},
             folder,
         ),
-        _uvicorn(
+        uvicorn_process(
             "domains-gateway",
             "gateway.app:create_app",
             gateway_port,

@@ -18,12 +18,12 @@ from runtune import owned
 from runtune.adapters.file_secrets import LocalFileSecretStore
 from runtune.adapters.firestore import FirestoreMetadataStore
 from runtune.adapters.permitted import PermittedMetadataStore
+from runtune.outbox import event_id, on_transition, outbox_entry, outbox_path
 from runtune.schemas.jobs import Job, JobStatus, job_path
 from runtune.schemas.webhooks import WebhookEndpoint
 from runtune.webhooks.destinations import DestinationPolicy
 from runtune.webhooks.dispatcher import DONE, RETRY, Dispatcher, RetryPolicy
 from runtune.webhooks.endpoints import deliveries_path, endpoints, secret_name
-from runtune.webhooks.events import event_id, on_transition, outbox_entry, outbox_path
 from runtune.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.emulators

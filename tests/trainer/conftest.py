@@ -17,8 +17,7 @@ from runtune.adapters.gcs import GcsBlobStore
 from runtune.adapters.permitted import PermittedBlobStore, PermittedMetadataStore
 from runtune.estimate import GPU_NAMES
 from runtune.jobs import plan
-from runtune.models.registry import tiny_dir
-from runtune.models.tiny import TINY_IDS, ensure_tiny_model
+from runtune.models.tiny import TINY_IDS, ensure_tiny_model, tiny_dir
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import RuntuneOptions, job_path
 from runtune.settings import CommonSettings

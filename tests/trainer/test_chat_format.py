@@ -10,14 +10,14 @@ import pytest
 from runtune.datasets.canonical import Example
 from runtune.demo.shapes import example
 from runtune.models import registry
-from runtune.models.loading import load_processor
+from runtune.models.loading import load_processor, resolve_weights
 from runtune.models.tiny import TINY_IDS
 from runtune.training.chat import IGNORE_INDEX, ChatFormat, decode_images
 
 
 def _format(local_dir: Path, model_id: str) -> ChatFormat:
     spec = registry.get(model_id)
-    return ChatFormat(spec, load_processor(spec, registry.resolve_weights(spec, local_dir)))
+    return ChatFormat(spec, load_processor(spec, resolve_weights(spec, local_dir)))
 
 
 def _multi_turn() -> Example:

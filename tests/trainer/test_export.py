@@ -17,7 +17,7 @@ from runtune.adapters.gcs import GcsBlobStore
 from runtune.blob_layout import export_prefix
 from runtune.demo.shapes import examples
 from runtune.models import registry
-from runtune.models.loading import load_processor, model_class
+from runtune.models.loading import load_processor, model_class, resolve_weights
 from runtune.models.tiny import TINY_IDS
 from runtune.schemas.jobs import TrainConfig
 from runtune.training import export
@@ -32,7 +32,7 @@ UID = "user-export-tests"
 
 
 def _weights(local_dir: Path, model_id: str) -> str:
-    return registry.resolve_weights(registry.get(model_id), local_dir)
+    return resolve_weights(registry.get(model_id), local_dir)
 
 
 def _safetensors(folder: Path) -> list[str]:

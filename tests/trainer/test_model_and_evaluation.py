@@ -13,7 +13,14 @@ import torch
 from runtune.datasets.canonical import Example
 from runtune.demo.shapes import CLASSES, example, examples
 from runtune.models import registry
-from runtune.models.loading import download_prefix, fetch_weights, load_processor, locate_weights, staged_prefix
+from runtune.models.loading import (
+    download_prefix,
+    fetch_weights,
+    load_processor,
+    locate_weights,
+    resolve_weights,
+    staged_prefix,
+)
 from runtune.models.tiny import TINY_IDS
 from runtune.schemas.jobs import TrainConfig
 from runtune.training import evaluation
@@ -29,7 +36,7 @@ def adapted(local_dir: Path) -> dict[str, tuple[ChatFormat, Any]]:
     torch.manual_seed(0)
     for model_id in TINY_IDS:
         spec = registry.get(model_id)
-        weights = registry.resolve_weights(spec, local_dir)
+        weights = resolve_weights(spec, local_dir)
         config = TrainConfig(job_id="t", owner="u", model=model_id, dataset_id="d", gradient_checkpointing=False)
         model = setup.prepare(setup.load_base(spec, weights, "qlora"), config)
         with torch.no_grad():
@@ -150,6 +157,6 @@ def test_lora_on_the_vision_tower_when_asked(local_dir: Path) -> None:
     config = TrainConfig(
         job_id="t", owner="u", model=spec.id, dataset_id="d", gradient_checkpointing=False, lora_vision_tower=True
     )
-    model = setup.prepare(setup.load_base(spec, registry.resolve_weights(spec, local_dir), "qlora"), config)
+    model = setup.prepare(setup.load_base(spec, resolve_weights(spec, local_dir), "qlora"), config)
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
     assert any(".vision_tower." in n for n in adapted) and any(".language_model." in n for n in adapted)

@@ -189,7 +189,7 @@ def test_exported_adapter_and_merged_model_reload_and_answer_alike(
 
     from runtune.demo.shapes import examples
     from runtune.models import registry
-    from runtune.models.loading import load_processor
+    from runtune.models.loading import load_processor, resolve_weights
     from runtune.training.chat import ChatFormat
     from runtune.training.evaluation import generate
 
@@ -200,7 +200,7 @@ def test_exported_adapter_and_merged_model_reload_and_answer_alike(
     spec = registry.get("tiny-gemma-3-vision")
     assert json.loads((tmp_path / "adapter" / "training_config.json").read_text())["model"] == spec.id
     assert json.loads((tmp_path / "merged" / "config.json").read_text())["dtype"] == "bfloat16"
-    base = Gemma3ForConditionalGeneration.from_pretrained(registry.resolve_weights(spec, local_dir))
+    base = Gemma3ForConditionalGeneration.from_pretrained(resolve_weights(spec, local_dir))
     tuned = PeftModel.from_pretrained(base, tmp_path / "adapter")
     merged = Gemma3ForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32)
     # The exported processor (with the chat template it was trained with) renders the prompts.
@@ -335,8 +335,7 @@ def test_a_missing_dataset_fails_the_job_with_a_code_and_a_non_zero_exit(store: 
 
 
 def test_broken_model_weights_fail_the_job_with_what_to_do(store: Any, blobs: Any, tmp_path: Path) -> None:
-    from runtune.models.registry import tiny_dir
-    from runtune.models.tiny import BUILD_MARKER, BUILD_VERSION
+    from runtune.models.tiny import BUILD_MARKER, BUILD_VERSION, tiny_dir
 
     broken = tiny_dir(tmp_path, "tiny-gemma-3-text")
     broken.mkdir(parents=True)

@@ -22,7 +22,7 @@ from runtune.datasets.canonical import Example
 from runtune.demo.shapes import CLASSES, example
 from runtune.inference.evaluation import as_openai
 from runtune.models import registry
-from runtune.models.loading import load_processor
+from runtune.models.loading import load_processor, resolve_weights
 from runtune.training.chat import ChatFormat
 
 
@@ -98,7 +98,7 @@ class RenderingVllm:
 @pytest.fixture(params=["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"])
 def fmt(request: pytest.FixtureRequest, local_dir: Path) -> ChatFormat:
     spec = registry.get(request.param)
-    return ChatFormat(spec, load_processor(spec, registry.resolve_weights(spec, local_dir)))
+    return ChatFormat(spec, load_processor(spec, resolve_weights(spec, local_dir)))
 
 
 @pytest.fixture

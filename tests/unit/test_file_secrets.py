@@ -14,6 +14,7 @@ import pytest
 
 from runtune.adapters.file_secrets import LocalFileSecretStore
 from runtune.errors import InvalidRequest
+from tests.support import assert_secret_name_refused, assert_secret_values_not_logged
 
 UID = "firebase|user:42/odd chars"
 VALUE = "hf_0123456789abcdefSECRETVALUE"
@@ -96,14 +97,7 @@ def test_names_lists_names_only(store: LocalFileSecretStore) -> None:
 
 @pytest.mark.parametrize("name", ["", "HF_TOKEN", "a/b", "x" * 64, "../etc", "name with space", "ünï"])
 def test_invalid_names_are_refused(root: Path, store: LocalFileSecretStore, name: str) -> None:
-    for call in (
-        lambda: store.put(UID, name, VALUE),
-        lambda: store.get(UID, name),
-        lambda: store.delete(UID, name),
-    ):
-        with pytest.raises(InvalidRequest) as refused:
-            call()
-        assert refused.value.param == "name"
+    assert_secret_name_refused(store, UID, name, VALUE)
     assert not any(root.glob("*.json"))
 
 
@@ -135,15 +129,7 @@ def test_a_corrupt_file_is_reported_without_its_content(root: Path, store: Local
 def test_values_never_reach_the_logs(store: LocalFileSecretStore, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
 
-    store.put(UID, "hf_token", VALUE)
-    store.get(UID, "hf_token")
-    store.names(UID)
-    store.delete(UID, "hf_token")
-
-    assert caplog.records, "the store logs its writes"
-    for record in caplog.records:
-        assert VALUE not in record.getMessage()
-        assert VALUE not in str(vars(record))
+    assert_secret_values_not_logged(store, UID, VALUE, caplog.records)
 
 
 def test_a_local_execution_reads_the_folder_the_services_write(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,13 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from runtune.settings import EMULATOR_VARIABLES, GatewaySettings
-
-EMULATORS = {
-    "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
-    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
-    "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-}
+from runtune.settings import GatewaySettings
+from tests.unit.settings_env import EMULATORS
 
 
 class _NoVerifier:
@@ -40,30 +35,18 @@ def dist(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [
-        *EMULATOR_VARIABLES,
-        "RUNTUNE_PROFILE",
-        "RUNTUNE_PROJECT_ID",
-        "RUNTUNE_INTERNAL_TOKEN",
-    ]:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
-
 def _client(settings: GatewaySettings) -> TestClient:
     return TestClient(create_app(settings, verifier=_NoVerifier(), minter=_NoMinter()))  # type: ignore[arg-type]
 
 
-def _local(env: pytest.MonkeyPatch, dist: Path) -> GatewaySettings:
+def _local(clean_env: pytest.MonkeyPatch, dist: Path) -> GatewaySettings:
     for name, value in EMULATORS.items():
-        env.setenv(name, value)
+        clean_env.setenv(name, value)
     return GatewaySettings(internal_token="t0ken", frontend_dir=dist, project_id="demo-ui")
 
 
-def test_deep_links_are_the_app_and_missing_assets_are_404(env: pytest.MonkeyPatch, dist: Path) -> None:
-    with _client(_local(env, dist)) as client:
+def test_deep_links_are_the_app_and_missing_assets_are_404(clean_env: pytest.MonkeyPatch, dist: Path) -> None:
+    with _client(_local(clean_env, dist)) as client:
         for path in ("/", "/runs/ftjob-abc", "/datasets/file-123", "/settings"):
             page = client.get(path)
             assert page.status_code == 200, path
@@ -76,8 +59,8 @@ def test_deep_links_are_the_app_and_missing_assets_are_404(env: pytest.MonkeyPat
         assert api.json()["error"]["code"] == "unknown_path"
 
 
-def test_local_profile_config_names_the_auth_emulator(env: pytest.MonkeyPatch, dist: Path) -> None:
-    with _client(_local(env, dist)) as client:
+def test_local_profile_config_names_the_auth_emulator(clean_env: pytest.MonkeyPatch, dist: Path) -> None:
+    with _client(_local(clean_env, dist)) as client:
         config = client.get("/config.json")
     assert config.status_code == 200
     assert config.headers["cache-control"] == "no-store"
@@ -92,8 +75,8 @@ def test_local_profile_config_names_the_auth_emulator(env: pytest.MonkeyPatch, d
 INVITED = ["ops@example.com"]
 
 
-def test_gcp_profile_serves_no_config_and_no_emulator(env: pytest.MonkeyPatch, dist: Path) -> None:
-    env.setenv("RUNTUNE_PROFILE", "gcp")
+def test_gcp_profile_serves_no_config_and_no_emulator(clean_env: pytest.MonkeyPatch, dist: Path) -> None:
+    clean_env.setenv("RUNTUNE_PROFILE", "gcp")
     settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist, signup_invited_emails=INVITED)
     with _client(settings) as client:
         config = client.get("/config.json")
@@ -104,10 +87,10 @@ def test_gcp_profile_serves_no_config_and_no_emulator(env: pytest.MonkeyPatch, d
     assert page.status_code == 200
 
 
-def test_gcp_profile_serves_the_projects_firebase_config(env: pytest.MonkeyPatch, dist: Path) -> None:
-    env.setenv("RUNTUNE_PROFILE", "gcp")
+def test_gcp_profile_serves_the_projects_firebase_config(clean_env: pytest.MonkeyPatch, dist: Path) -> None:
+    clean_env.setenv("RUNTUNE_PROFILE", "gcp")
     firebase = {"apiKey": "AIza-public", "authDomain": "runtune-prod.firebaseapp.com", "projectId": "runtune-prod"}
-    env.setenv("RUNTUNE_FIREBASE_WEB_CONFIG", json.dumps(firebase))
+    clean_env.setenv("RUNTUNE_FIREBASE_WEB_CONFIG", json.dumps(firebase))
     settings = GatewaySettings(project_id="runtune-prod", frontend_dir=dist, signup_invited_emails=INVITED)
     with _client(settings) as client:
         config = client.get("/config.json")

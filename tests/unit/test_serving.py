@@ -70,7 +70,9 @@ def test_a_job_within_the_limits_is_served() -> None:
 
 
 def test_a_rank_above_the_engines_limit_names_the_field_and_the_limit() -> None:
-    (problem,) = serving.check_servable(request(lora={"rank": 128}), profile="gcp", contract=contract(max_lora_rank=64))
+    (problem,) = list(
+        serving.assess(request(lora={"rank": 128}), profile="gcp", contract=contract(max_lora_rank=64)).problems
+    )
     assert problem.param == "method.supervised.runtune.lora.rank" and problem.code == "lora_rank_not_servable"
     assert "128" in problem.message and "at most 64" in problem.message
     error = problem.error()
@@ -83,15 +85,15 @@ def test_a_rank_above_the_engines_limit_names_the_field_and_the_limit() -> None:
     }
     # A larger engine limit serves it.
     larger = contract(max_lora_rank=128)
-    assert serving.check_servable(request(lora={"rank": 128}), profile="gcp", contract=larger) == []
+    assert list(serving.assess(request(lora={"rank": 128}), profile="gcp", contract=larger).problems) == []
 
 
 def test_vision_tower_lora_needs_tower_connector_lora() -> None:
     job = request(lora={"vision_tower": True})
-    (problem,) = serving.check_servable(job, profile="gcp", contract=contract(tower_connector_lora=False))
+    (problem,) = list(serving.assess(job, profile="gcp", contract=contract(tower_connector_lora=False)).problems)
     assert problem.param == "method.supervised.runtune.lora.vision_tower"
     assert "--enable-tower-connector-lora" in problem.message
-    assert serving.check_servable(job, profile="gcp", contract=contract(tower_connector_lora=True)) == []
+    assert list(serving.assess(job, profile="gcp", contract=contract(tower_connector_lora=True)).problems) == []
 
 
 @pytest.mark.parametrize(
@@ -108,15 +110,17 @@ def test_listed_target_modules_that_reach_the_towers_are_refused(
     model: str, profile: str, targets: list[str], refused: list[str]
 ) -> None:
     job = request(model, lora={"target_modules": targets})
-    problems = serving.check_servable(job, profile=profile, contract=contract(tower_connector_lora=False))
+    problems = list(serving.assess(job, profile=profile, contract=contract(tower_connector_lora=False)).problems)
     assert [p.param for p in problems] == (["method.supervised.runtune.lora.target_modules"] if refused else [])
     for name in refused:
         assert name in problems[0].message
 
 
 def test_every_problem_is_reported_together() -> None:
-    problems = serving.check_servable(
-        request(lora={"rank": 256, "vision_tower": True}), profile="gcp", contract=contract(max_lora_rank=64)
+    problems = list(
+        serving.assess(
+            request(lora={"rank": 256, "vision_tower": True}), profile="gcp", contract=contract(max_lora_rank=64)
+        ).problems
     )
     assert [p.param for p in problems] == [
         "method.supervised.runtune.lora.rank",
@@ -134,7 +138,7 @@ def test_an_unserved_base_runs_for_download_when_it_exports_merged() -> None:
 
 def test_an_unserved_base_without_a_merged_export_is_refused_naming_the_model() -> None:
     job = request("google/gemma-3-27b-it", export={"merged": False})
-    (problem,) = serving.check_servable(job, profile="gcp", contract=contract())
+    (problem,) = list(serving.assess(job, profile="gcp", contract=contract()).problems)
     assert problem.param == "model" and problem.code == "model_not_served"
     assert CLOUD_BASE in problem.message and "method.supervised.runtune.export.merged=true" in problem.message
 
@@ -146,14 +150,14 @@ def test_full_fine_tuning_is_always_for_download() -> None:
 
 def test_each_profile_checks_against_its_own_engine() -> None:
     job = request(LOCAL_BASE, export={"merged": False})
-    assert serving.check_servable(job, profile="local", contract=contract()) == []
-    assert [p.param for p in serving.check_servable(job, profile="gcp", contract=contract())] == ["model"]
+    assert list(serving.assess(job, profile="local", contract=contract()).problems) == []
+    assert [p.param for p in list(serving.assess(job, profile="gcp", contract=contract()).problems)] == ["model"]
 
 
 def test_a_stored_job_is_judged_like_its_request() -> None:
     options = RuntuneOptions.model_validate({"lora": {"rank": 128}})
     job = Job(id="ftjob-x", owner="u", model=CLOUD_BASE, training_file="file-x", options=options)
-    (problem,) = serving.check_servable(job, profile="gcp", contract=contract(max_lora_rank=64))
+    (problem,) = list(serving.assess(job, profile="gcp", contract=contract(max_lora_rank=64)).problems)
     assert problem.param == "method.supervised.runtune.lora.rank"
 
 

@@ -1,25 +1,7 @@
 import pytest
 
 from runtune.settings import EMULATOR_VARIABLES, CommonSettings, GatewaySettings, ServiceSettings, SettingsError
-
-EMULATORS = {
-    "FIRESTORE_EMULATOR_HOST": "127.0.0.1:8090",
-    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9023",
-    "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
-    "CLOUD_TASKS_EMULATOR_HOST": "127.0.0.1:8123",
-}
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [
-        *EMULATOR_VARIABLES,
-        "RUNTUNE_PROFILE",
-        "RUNTUNE_PROJECT_ID",
-        "RUNTUNE_INTERNAL_TOKEN",
-    ]:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+from tests.unit.settings_env import EMULATORS
 
 
 @pytest.mark.parametrize("variable", EMULATOR_VARIABLES)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runtune.inference.models import Target
+from runtune.inference.resolver import Target
 from runtune.inference.serving import Serving
 from runtune.inference.staging import AdapterStager
 from runtune.models import registry

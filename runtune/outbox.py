@@ -1,4 +1,5 @@
-"""The events webhooks carry, and the outbox they are written to with the transition they report.
+"""The outbox: the events webhooks carry (their types are `runtune.schemas.webhooks`'), written with the
+transition they report.
 
 An event is OpenAI's envelope, `{"id": "evt_...", "object": "event", "type": ..., "created_at": ...,
 "data": {"id": ...}}`. It is written to `webhook_outbox/{event_id}` in the same Firestore transaction
@@ -15,29 +16,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from runtune.ports.metadata import AlsoWrite, Document
 from runtune.schemas.common import now_ts
+from runtune.schemas.webhooks import TRANSITIONS, Kind
 
 OUTBOX = "webhook_outbox"
-
-# Each kind of resource: the statuses whose arrival is an event, and the event's type.
-_TRANSITIONS: dict[str, dict[str, str]] = {
-    "job": {
-        "succeeded": "fine_tuning.job.succeeded",
-        "failed": "fine_tuning.job.failed",
-        "cancelled": "fine_tuning.job.cancelled",
-    },
-    "dataset": {"ready": "dataset.ready", "failed": "dataset.failed"},
-    "evaluation": {"succeeded": "evaluation.succeeded", "failed": "evaluation.failed"},
-    "export": {"succeeded": "export.succeeded"},
-}
-Kind = Literal["job", "dataset", "evaluation", "export"]
-# What an endpoint may subscribe to (all of them when it names none); `webhook.test` is sent by
-# `POST /v1/webhooks/{id}/test` to that endpoint only, whatever it subscribes to.
-EVENT_TYPES: tuple[str, ...] = tuple(t for types in _TRANSITIONS.values() for t in types.values())
-TEST_EVENT = "webhook.test"
 
 
 def event_id(event_type: str, resource_id: str) -> str:
@@ -76,7 +61,7 @@ def envelope(entry: Document) -> dict[str, Any]:
 def on_transition(kind: Kind) -> AlsoWrite:
     """The `also` of a `MetadataStore.transact` on a resource of `kind`: its outbox entry when the
     transaction moves the resource into a status that is an event, nothing otherwise."""
-    types = _TRANSITIONS[kind]
+    types = TRANSITIONS[kind]
 
     def entries(before: Document | None, after: Document) -> Sequence[tuple[str, Document]]:
         status = after.get("status")
@@ -89,5 +74,5 @@ def on_transition(kind: Kind) -> AlsoWrite:
 
 def event_for(kind: Kind, status: str, resource_id: str, owner: str) -> tuple[str, Document] | None:
     """The outbox entry of a resource created already in an event's status (an export)."""
-    event_type = _TRANSITIONS[kind].get(status)
+    event_type = TRANSITIONS[kind].get(status)
     return outbox_entry(event_type, resource_id, owner) if event_type else None

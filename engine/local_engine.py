@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from jinja2 import TemplateError
 
-from runtune import serving
-from runtune.engine_server.batcher import Batcher, Sink, Work
-from runtune.engine_server.execute import (
+from engine.batcher import Batcher, Sink, Work
+from engine.execute import (
     GenerateRequest,
     Prompt,
     ScoreRequest,
@@ -23,8 +22,9 @@ from runtune.engine_server.execute import (
     batch_limit,
     run_batch,
 )
-from runtune.engine_server.messages import Conversation
-from runtune.engine_server.runtime import ModelRuntime, adapter_tensor_names, base_model_of
+from engine.messages import Conversation
+from engine.runtime import ModelRuntime, adapter_tensor_names, base_model_of
+from runtune import serving
 from runtune.errors import InvalidRequest, NotFound
 from runtune.models.registry import lookup
 from runtune.settings import EngineServerSettings

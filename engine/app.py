@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from engine.batcher import Sink
+from engine.execute import GenerateRequest, Prompt, Sampling, ScoreRequest, ScoreSetRequest
+from engine.local_engine import LocalEngine
+from engine.messages import parse_messages
 from runtune.adapters.openai_engine import SCORE_PATH
 from runtune.api.errors import install_error_handlers
-from runtune.engine_server.batcher import Sink
-from runtune.engine_server.engine import LocalEngine
-from runtune.engine_server.execute import GenerateRequest, Prompt, Sampling, ScoreRequest, ScoreSetRequest
-from runtune.engine_server.messages import parse_messages
 from runtune.errors import InvalidRequest, RuntuneError
 from runtune.internal_auth import LocalTokenVerifier
 from runtune.logging import configure_logging

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from runtune.errors import InvalidRequest, NotFound
-from runtune.models.loading import load_processor, model_class, tokenizer_of
-from runtune.models.registry import ModelSpec, resolve_weights
+from runtune.models.loading import load_processor, model_class, resolve_weights, tokenizer_of
+from runtune.models.registry import ModelSpec
 from runtune.training.chat import ChatFormat
 
 log = logging.getLogger("runtune.engine")

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from runtune.engine_server.batcher import Sink, Work
-from runtune.engine_server.runtime import ModelRuntime
+from engine.batcher import Sink, Work
+from engine.runtime import ModelRuntime
 
 
 @dataclass(frozen=True)

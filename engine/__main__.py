@@ -1,10 +1,10 @@
-"""`python -m runtune.engine_server`: the local engine on RUNTUNE_ENGINE_HOST:RUNTUNE_ENGINE_PORT."""
+"""`python -m engine`: the local engine on RUNTUNE_ENGINE_HOST:RUNTUNE_ENGINE_PORT."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from runtune.engine_server.app import create_app
+from engine.app import create_app
 from runtune.settings import EngineServerSettings
 
 
