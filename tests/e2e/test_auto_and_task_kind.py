@@ -42,7 +42,7 @@ def test_a_closed_answer_set_is_classification_and_auto_is_resolved_on_the_job(p
     assert done.method is not None and done.method.supervised is not None
     assert done.method.supervised.hyperparameters.n_epochs == hp.n_epochs
     auto = (done.model_extra or {})["auto_hyperparameters"]
-    assert set(auto) == {"n_epochs", "batch_size", "learning_rate_multiplier"}
+    assert set(auto) == {"n_epochs", "batch_size", "learning_rate_multiplier", "method"}
     train = stats["splits"]["train"]
     assert f"{train} examples" in auto["n_epochs"] and hp.n_epochs > 3  # a small set gets more passes
 

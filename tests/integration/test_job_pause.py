@@ -187,6 +187,7 @@ def test_a_resumed_job_keeps_its_plan_and_the_reasons_it_shows(service) -> None:
         "n_epochs",
         "batch_size",
         "learning_rate_multiplier",
+        "method",  # `auto` method: bf16 LoRA or QLoRA, with the reason
     }
     jobs.pause(uid, job.id)
     # The set grows meanwhile: planned again, `auto` would pick other numbers than its checkpoints hold.

@@ -14,7 +14,7 @@ import torch
 
 from runtune import gguf_export
 from runtune.models import registry
-from runtune.models.loading import load_processor, model_class
+from runtune.models.loading import load_processor, model_class, resolve_weights
 from runtune.models.spm import SPM_FILE
 from runtune.schemas.inference import Quantization
 from runtune.settings import ConvertSettings
@@ -30,7 +30,7 @@ def _merged(local_dir: Path, model_id: str, out: Path) -> Path:
     from peft import LoraConfig, get_peft_model
 
     spec = registry.get(model_id)
-    weights = registry.resolve_weights(spec, local_dir)
+    weights = resolve_weights(spec, local_dir)
     torch.manual_seed(7)
     base = model_class(spec).from_pretrained(weights, dtype=torch.float32)
     targets = setup.lora_targets(base, spec, vision_tower=False)

@@ -15,6 +15,7 @@ from runtune.errors import InvalidRequest
 from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
+from runtune.models.loading import resolve_weights
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, TrainConfig
 from runtune.training import model as setup
 from runtune.training.data import token_batches
@@ -89,7 +90,7 @@ def test_gpu_only_switches_fall_back_on_the_cpu_with_an_event_each(local_dir: Pa
         bf16_adapters=True,
         torch_compile=True,
     )
-    model = setup.prepare(setup.load_base(spec, registry.resolve_weights(spec, local_dir), "lora"), config)
+    model = setup.prepare(setup.load_base(spec, resolve_weights(spec, local_dir), "lora"), config)
     norm = type(model.get_base_model().model.norm)
     events = setup.speed_switches(model, config)
     assert [level for level, _ in events] == ["warn", "warn", "warn"]
