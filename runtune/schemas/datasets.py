@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from runtune.schemas.common import ApiError, OwnedResource
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
 # Gemma 3's SigLIP encoder sees 896x896 (pan-and-scan crops are 896 too): more pixels only cost
 # storage and decode time in the trainer, so images are scaled down to this longest side.
@@ -27,7 +27,7 @@ class TaskKind(StrEnum):
     generation = "generation"
 
 
-class Progress(BaseModel):
+class Progress(ApiModel):
     phase: str
     done: int = 0
     total: int | None = None
@@ -96,7 +96,7 @@ class Dataset(OwnedResource):
         )
 
 
-class FileObject(BaseModel):
+class FileObject(ApiModel):
     """The OpenAI `file` object."""
 
     id: str
@@ -112,7 +112,7 @@ class FileObject(BaseModel):
 # -- Requests and options of the datasets API (read by `runtune.datasets` when it ingests) ------
 
 
-class ColumnMapping(BaseModel):
+class ColumnMapping(ApiModel):
     """How a table's columns become a chat: a system prompt, the user turn, and the answer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -133,7 +133,7 @@ class ColumnMapping(BaseModel):
     split: str | None = Field(default=None, description="Column naming each row's split (train/validation/test)")
 
 
-class SplitOptions(BaseModel):
+class SplitOptions(ApiModel):
     """A seeded stratified split, used when the data names no splits itself."""
 
     model_config = ConfigDict(extra="forbid")
@@ -143,7 +143,7 @@ class SplitOptions(BaseModel):
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
 
 
-class HubSource(BaseModel):
+class HubSource(ApiModel):
     """A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets."""
 
     model_config = ConfigDict(extra="forbid")
@@ -158,7 +158,7 @@ class HubSource(BaseModel):
     max_rows: int | None = Field(default=None, ge=1)
 
 
-class IngestSpec(BaseModel):
+class IngestSpec(ApiModel):
     """What one ingestion reads, stored on its dataset so the execution needs only the dataset's id:
     the options of the create call and exactly one input (an object in the bucket, or a Hub dataset)."""
 
@@ -181,7 +181,7 @@ class IngestSpec(BaseModel):
         return self
 
 
-class CreateDatasetRequest(BaseModel):
+class CreateDatasetRequest(ApiModel):
     """`POST /v1/datasets`: from a completed upload or from the Hub (exactly one)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -243,7 +243,7 @@ class Upload(OwnedResource):
         return document
 
 
-class CreateUploadRequest(BaseModel):
+class CreateUploadRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
