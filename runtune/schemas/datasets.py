@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
@@ -107,6 +107,90 @@ class FileObject(ApiModel):
     purpose: str
     status: Literal["uploaded", "processed", "error"]
     status_details: str | None = None
+
+
+class Distribution(ApiModel):
+    """A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`)."""
+
+    count: int
+    min: float
+    p10: float
+    p50: float
+    p90: float
+    max: float
+    mean: float
+
+
+class DatasetStats(BaseModel):
+    """`GET /v1/datasets/{id}/stats`: the dataset's counts, then what its ingestion measured (its
+    `stats`, which win where both name a key). The measured part is as the ingestion that made the
+    dataset wrote it: a key it lacks stays out of the answer (`response_model_exclude_unset`), and
+    keys newer than these pass through (`extra="allow"`); so no `ApiModel`, every default optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    object: Literal["dataset.stats"] = "dataset.stats"
+    id: str
+    task_kind: TaskKind | None
+    modality: Literal["text", "vision"] | None
+    splits: dict[str, int]
+    labels: list[str]
+    # Flat ({label: n}) without measured stats, per split ({split: {label: n}}) with them.
+    label_counts: dict[str, dict[str, int]] | dict[str, int]
+    warnings: list[str]
+    rows: int | None = None
+    task_kind_reason: str | None = None
+    prompt_chars: Distribution | None = None
+    answer_chars: Distribution | None = None
+    answer_words: Distribution | None = None
+    example_chars: Distribution | None = None
+    image_width: Distribution | None = None
+    image_height: Distribution | None = None
+    max_images_per_example: int | None = None
+    images: int | None = None
+    images_resized: int | None = None
+    duplicates_removed: int | None = None
+    near_empty_rows: int | None = None
+    skipped_rows: int | None = None
+    # The first problems of the skipped rows, in words.
+    skipped_examples: list[str] | None = None
+    ignored_files: int | None = None
+
+
+class TextPart(ApiModel):
+    type: Literal["text"] = "text"
+    text: str | None
+
+
+class ImagePart(ApiModel):
+    type: Literal["image"] = "image"
+    # Which of the sample's `images` stands here.
+    image_index: int
+
+
+class SampleMessage(ApiModel):
+    role: str
+    content: list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
+
+
+class SampleImage(ApiModel):
+    width: int
+    height: int
+    path: str | None
+    # A small JPEG as a data URL.
+    thumbnail: str
+
+
+class Sample(ApiModel):
+    """One example as `GET /v1/datasets/{id}/samples` shows it (`runtune.datasets.previews.preview_row`)."""
+
+    object: Literal["dataset.sample"] = "dataset.sample"
+    id: str
+    split: str
+    index: int
+    messages: list[SampleMessage]
+    label: str | None
+    images: list[SampleImage]
 
 
 # -- Requests and options of the datasets API (read by `runtune.datasets` when it ingests) ------

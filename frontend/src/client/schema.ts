@@ -789,18 +789,18 @@ export interface components {
             /** Message */
             message: string;
             /** Param */
-            param?: string | null;
+            param: string | null;
         };
         /** ApiKey */
         ApiKey: {
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Expires At */
-            expires_at?: number | null;
+            expires_at: number | null;
             /** Id */
             id: string;
             /** Last Used At */
-            last_used_at?: number | null;
+            last_used_at: number | null;
             /** Name */
             name: string;
             /**
@@ -884,7 +884,7 @@ export interface components {
             /** Id */
             id: string;
             /** Metrics */
-            metrics?: {
+            metrics: {
                 [key: string]: number;
             };
             /**
@@ -1016,7 +1016,7 @@ export interface components {
          * @description `POST /v1/fine_tuning/jobs`, as the `openai` SDK sends it (plus `method.supervised.runtune`).
          */
         CreateJobRequest: {
-            hyperparameters?: components["schemas"]["Hyperparameters"] | null;
+            hyperparameters?: components["schemas"]["Hyperparameters-Input"] | null;
             /** Integrations */
             integrations?: {
                 [key: string]: unknown;
@@ -1102,15 +1102,15 @@ export interface components {
          */
         CreatedApiKey: {
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Expires At */
-            expires_at?: number | null;
+            expires_at: number | null;
             /** Id */
             id: string;
             /** Key */
             key: string;
             /** Last Used At */
-            last_used_at?: number | null;
+            last_used_at: number | null;
             /** Name */
             name: string;
             /**
@@ -1130,13 +1130,13 @@ export interface components {
          */
         CreatedWebhookEndpoint: {
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Description */
-            description?: string | null;
+            description: string | null;
             /** Disabled At */
-            disabled_at?: number | null;
+            disabled_at: number | null;
             /** Disabled Reason */
-            disabled_reason?: string | null;
+            disabled_reason: string | null;
             /** Events */
             events: string[];
             /** Id */
@@ -1166,20 +1166,20 @@ export interface components {
              */
             bytes: number;
             /** Created At */
-            created_at?: number;
-            error?: components["schemas"]["ApiError"] | null;
+            created_at: number;
+            error: components["schemas"]["ApiError"] | null;
             /** Filename */
-            filename?: string | null;
+            filename: string | null;
             /** Id */
             id: string;
             /** Label Counts */
-            label_counts?: {
+            label_counts: {
                 [key: string]: number;
             };
             /** Labels */
-            labels?: string[];
+            labels: string[];
             /** Modality */
-            modality?: ("text" | "vision") | null;
+            modality: ("text" | "vision") | null;
             /** Name */
             name: string;
             /**
@@ -1188,45 +1188,129 @@ export interface components {
              * @constant
              */
             object: "dataset";
-            progress?: components["schemas"]["Progress"] | null;
+            progress: components["schemas"]["Progress"] | null;
             /**
              * Purpose
              * @default fine-tune
              */
             purpose: string;
             /** Source */
-            source?: {
+            source: {
                 [key: string]: string;
             };
             /** Splits */
-            splits?: {
+            splits: {
                 [key: string]: number;
             };
             /** Stats */
-            stats?: {
+            stats: {
                 [key: string]: unknown;
             } | null;
             /** @default uploading */
             status: components["schemas"]["DatasetStatus"];
             /** Stored Bytes */
-            stored_bytes?: number | null;
-            task_kind?: components["schemas"]["TaskKind"] | null;
+            stored_bytes: number | null;
+            task_kind: components["schemas"]["TaskKind"] | null;
             /** Warnings */
-            warnings?: string[];
+            warnings: string[];
+        };
+        /**
+         * DatasetStats
+         * @description `GET /v1/datasets/{id}/stats`: the dataset's counts, then what its ingestion measured (its
+         *     `stats`, which win where both name a key). The measured part is as the ingestion that made the
+         *     dataset wrote it: a key it lacks stays out of the answer (`response_model_exclude_unset`), and
+         *     keys newer than these pass through (`extra="allow"`); so no `ApiModel`, every default optional.
+         */
+        DatasetStats: {
+            answer_chars?: components["schemas"]["Distribution"] | null;
+            answer_words?: components["schemas"]["Distribution"] | null;
+            /** Duplicates Removed */
+            duplicates_removed?: number | null;
+            example_chars?: components["schemas"]["Distribution"] | null;
+            /** Id */
+            id: string;
+            /** Ignored Files */
+            ignored_files?: number | null;
+            image_height?: components["schemas"]["Distribution"] | null;
+            image_width?: components["schemas"]["Distribution"] | null;
+            /** Images */
+            images?: number | null;
+            /** Images Resized */
+            images_resized?: number | null;
+            /** Label Counts */
+            label_counts: {
+                [key: string]: {
+                    [key: string]: number;
+                };
+            } | {
+                [key: string]: number;
+            };
+            /** Labels */
+            labels: string[];
+            /** Max Images Per Example */
+            max_images_per_example?: number | null;
+            /** Modality */
+            modality: ("text" | "vision") | null;
+            /** Near Empty Rows */
+            near_empty_rows?: number | null;
+            /**
+             * Object
+             * @default dataset.stats
+             * @constant
+             */
+            object: "dataset.stats";
+            prompt_chars?: components["schemas"]["Distribution"] | null;
+            /** Rows */
+            rows?: number | null;
+            /** Skipped Examples */
+            skipped_examples?: string[] | null;
+            /** Skipped Rows */
+            skipped_rows?: number | null;
+            /** Splits */
+            splits: {
+                [key: string]: number;
+            };
+            task_kind: components["schemas"]["TaskKind"] | null;
+            /** Task Kind Reason */
+            task_kind_reason?: string | null;
+            /** Warnings */
+            warnings: string[];
+        } & {
+            [key: string]: unknown;
         };
         /**
          * DatasetStatus
          * @enum {string}
          */
         DatasetStatus: "uploading" | "processing" | "ready" | "failed";
+        /**
+         * Distribution
+         * @description A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`).
+         */
+        Distribution: {
+            /** Count */
+            count: number;
+            /** Max */
+            max: number;
+            /** Mean */
+            mean: number;
+            /** Min */
+            min: number;
+            /** P10 */
+            p10: number;
+            /** P50 */
+            p50: number;
+            /** P90 */
+            p90: number;
+        };
         /** EstimateRequest */
         EstimateRequest: {
             /** Examples */
             examples?: number | null;
-            hyperparameters?: components["schemas"]["Hyperparameters"];
+            hyperparameters?: components["schemas"]["Hyperparameters-Input"];
             /** Model */
             model: string;
-            runtune?: components["schemas"]["RuntuneOptions"];
+            runtune?: components["schemas"]["RuntuneOptions-Input"];
             /**
              * Training File
              * @description A dataset id; or give `examples`
@@ -1236,20 +1320,20 @@ export interface components {
         /** Evaluation */
         Evaluation: {
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Dataset Id */
             dataset_id: string;
-            error?: components["schemas"]["ApiError"] | null;
+            error: components["schemas"]["ApiError"] | null;
             /** Finished At */
-            finished_at?: number | null;
+            finished_at: number | null;
             /** Heartbeat At */
-            heartbeat_at?: number | null;
+            heartbeat_at: number | null;
             /** Id */
             id: string;
             /** Labels */
-            labels?: string[];
+            labels: string[];
             /** Max Samples */
-            max_samples?: number | null;
+            max_samples: number | null;
             /**
              * Method
              * @default label_scoring
@@ -1257,7 +1341,7 @@ export interface components {
              */
             method: "label_scoring" | "generation";
             /** Metrics */
-            metrics?: {
+            metrics: {
                 [key: string]: {
                     [key: string]: unknown;
                 };
@@ -1276,9 +1360,9 @@ export interface components {
              */
             samples_done: number;
             /** Samples Total */
-            samples_total?: number | null;
+            samples_total: number | null;
             /** Scoring Method */
-            scoring_method?: string | null;
+            scoring_method: string | null;
             /**
              * Split
              * @default test
@@ -1288,7 +1372,7 @@ export interface components {
             status: components["schemas"]["EvaluationStatus"];
         };
         /** EvaluationOptions */
-        EvaluationOptions: {
+        "EvaluationOptions-Input": {
             /**
              * Baseline
              * @description Evaluate the base model before training too
@@ -1310,6 +1394,29 @@ export interface components {
              */
             split: "validation" | "test";
         };
+        /** EvaluationOptions */
+        "EvaluationOptions-Output": {
+            /**
+             * Baseline
+             * @description Evaluate the base model before training too
+             * @default false
+             */
+            baseline: boolean;
+            /** Max Samples */
+            max_samples: number | null;
+            /**
+             * Method
+             * @default label_scoring
+             * @enum {string}
+             */
+            method: "label_scoring" | "generation" | "both";
+            /**
+             * Split
+             * @default test
+             * @enum {string}
+             */
+            split: "validation" | "test";
+        };
         /**
          * EvaluationStatus
          * @enum {string}
@@ -1318,21 +1425,21 @@ export interface components {
         /** Export */
         Export: {
             /** Created At */
-            created_at?: number;
-            error?: components["schemas"]["ApiError"] | null;
+            created_at: number;
+            error: components["schemas"]["ApiError"] | null;
             /** Finished At */
-            finished_at?: number | null;
+            finished_at: number | null;
             format: components["schemas"]["ExportFormat"];
             /** Heartbeat At */
-            heartbeat_at?: number | null;
+            heartbeat_at: number | null;
             /** Id */
             id: string;
             /** Job Id */
             job_id: string;
             /** Links */
-            links?: components["schemas"]["ExportLink"][];
+            links: components["schemas"]["ExportLink"][];
             /** Model */
-            model?: string | null;
+            model: string | null;
             /**
              * Object
              * @default export
@@ -1340,8 +1447,8 @@ export interface components {
              */
             object: "export";
             /** Phase */
-            phase?: string | null;
-            quantization?: components["schemas"]["Quantization"] | null;
+            phase: string | null;
+            quantization: components["schemas"]["Quantization"] | null;
             /** @default queued */
             status: components["schemas"]["ExportStatus"];
         };
@@ -1372,7 +1479,7 @@ export interface components {
             url: string;
         };
         /** ExportOptions */
-        ExportOptions: {
+        "ExportOptions-Input": {
             /**
              * Merged
              * @description Also export a merged 16-bit model
@@ -1384,6 +1491,20 @@ export interface components {
              * @description A Hugging Face repo id to push to
              */
             push_to_hub?: string | null;
+        };
+        /** ExportOptions */
+        "ExportOptions-Output": {
+            /**
+             * Merged
+             * @description Also export a merged 16-bit model
+             * @default true
+             */
+            merged: boolean;
+            /**
+             * Push To Hub
+             * @description A Hugging Face repo id to push to
+             */
+            push_to_hub: string | null;
         };
         /**
          * ExportStatus
@@ -1417,7 +1538,57 @@ export interface components {
              */
             status: "uploaded" | "processed" | "error";
             /** Status Details */
-            status_details?: string | null;
+            status_details: string | null;
+        };
+        /**
+         * GpuList
+         * @description `GET /v1/fine_tuning/gpus`: the GPUs `runtune.gpu` may name besides "auto", and where the
+         *     trainers run.
+         */
+        GpuList: {
+            /** Data */
+            data: components["schemas"]["GpuOffer"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+            /**
+             * Where
+             * @enum {string}
+             */
+            where: "cloud" | "local-gpu" | "local-cpu";
+        };
+        /**
+         * GpuOffer
+         * @description A GPU this deployment trains on (`runtune/gpus.json`), with its trainer job's shape and price.
+         */
+        GpuOffer: {
+            /** Cpu */
+            cpu: number;
+            /** Id */
+            id: string;
+            /** Instance Memory Gib */
+            instance_memory_gib: number;
+            /** Label */
+            label: string;
+            /** Memory Gib */
+            memory_gib: number;
+            /**
+             * Object
+             * @default gpu
+             * @constant
+             */
+            object: "gpu";
+            /** Usd Per Hour */
+            usd_per_hour: number;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -1453,7 +1624,7 @@ export interface components {
          * Hyperparameters
          * @description OpenAI's hyperparameters; `auto` is resolved by the training service before launch.
          */
-        Hyperparameters: {
+        "Hyperparameters-Input": {
             /**
              * Batch Size
              * @default auto
@@ -1470,72 +1641,103 @@ export interface components {
              */
             n_epochs?: number | "auto";
         };
+        /**
+         * Hyperparameters
+         * @description OpenAI's hyperparameters; `auto` is resolved by the training service before launch.
+         */
+        "Hyperparameters-Output": {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs: number | "auto";
+        };
+        /** ImagePart */
+        ImagePart: {
+            /** Image Index */
+            image_index: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "image";
+        };
         /** Job */
         Job: {
             /** Auto Hyperparameters */
-            auto_hyperparameters?: {
+            auto_hyperparameters: {
                 [key: string]: string;
             };
             /** Best Checkpoint */
-            best_checkpoint?: string | null;
+            best_checkpoint: string | null;
             /** Created At */
-            created_at?: number;
-            error?: components["schemas"]["ApiError"] | null;
+            created_at: number;
+            error: components["schemas"]["ApiError"] | null;
             /** Estimate */
-            estimate?: {
+            estimate: {
                 [key: string]: unknown;
             } | null;
             /** Estimated Finish */
-            estimated_finish?: number | null;
+            estimated_finish: number | null;
             /** Estimated Gpu Seconds */
-            estimated_gpu_seconds?: number | null;
+            estimated_gpu_seconds: number | null;
             /** Fine Tuned Model */
-            fine_tuned_model?: string | null;
+            fine_tuned_model: string | null;
             /** Finished At */
-            finished_at?: number | null;
+            finished_at: number | null;
             /** Gpu */
-            gpu?: string | null;
-            hyperparameters?: components["schemas"]["Hyperparameters"];
+            gpu: string | null;
+            hyperparameters: components["schemas"]["Hyperparameters-Output"];
             /** Id */
             id: string;
             /** Integrations */
-            integrations?: {
+            integrations: {
                 [key: string]: unknown;
             }[];
-            lineage?: components["schemas"]["Lineage"] | null;
+            lineage: components["schemas"]["Lineage"] | null;
             /** Metadata */
-            metadata?: {
+            metadata: {
                 [key: string]: string;
             } | null;
             /** Method */
-            method?: {
+            method: {
                 [key: string]: unknown;
             };
             /** Model */
             model: string;
             /** Model Deleted At */
-            model_deleted_at?: number | null;
+            model_deleted_at: number | null;
             /**
              * Object
              * @default fine_tuning.job
              * @constant
              */
             object: "fine_tuning.job";
-            options?: components["schemas"]["RuntuneOptions"];
+            options: components["schemas"]["RuntuneOptions-Output"];
             /**
              * Organization Id
              * @default org-runtune
              */
             organization_id: string;
-            phase?: components["schemas"]["JobPhase"] | null;
+            phase: components["schemas"]["JobPhase"] | null;
             /** Result Files */
-            result_files?: string[];
+            result_files: string[];
             /** Runtune */
-            runtune?: {
+            runtune: {
                 [key: string]: unknown;
             };
             /** Seconds Remaining */
-            seconds_remaining?: number | null;
+            seconds_remaining: number | null;
             /**
              * Seed
              * @default 42
@@ -1549,15 +1751,75 @@ export interface components {
              */
             steps_completed: number;
             /** Suffix */
-            suffix?: string | null;
+            suffix: string | null;
             /** Total Steps */
-            total_steps?: number | null;
+            total_steps: number | null;
             /** Trained Tokens */
-            trained_tokens?: number | null;
+            trained_tokens: number | null;
             /** Training File */
             training_file: string;
             /** Validation File */
-            validation_file?: string | null;
+            validation_file: string | null;
+        };
+        /**
+         * JobDeleted
+         * @description `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job (its model, checkpoints, exports).
+         */
+        JobDeleted: {
+            /** Checkpoints */
+            checkpoints: number;
+            /**
+             * Deleted
+             * @default true
+             * @constant
+             */
+            deleted: true;
+            /** Exports */
+            exports: string[];
+            /** Fine Tuned Model */
+            fine_tuned_model: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default fine_tuning.job
+             * @constant
+             */
+            object: "fine_tuning.job";
+        };
+        /**
+         * JobEvent
+         * @description A job's event, stored at `event_path(job_id, seq)` with `seq` alongside its API fields.
+         */
+        JobEvent: {
+            /** Created At */
+            created_at: number;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            } | null;
+            /** Id */
+            id: string;
+            /**
+             * Level
+             * @default info
+             * @enum {string}
+             */
+            level: "info" | "warn" | "error";
+            /** Message */
+            message: string;
+            /**
+             * Object
+             * @default fine_tuning.job.event
+             * @constant
+             */
+            object: "fine_tuning.job.event";
+            /**
+             * Type
+             * @default message
+             * @enum {string}
+             */
+            type: "message" | "metrics";
         };
         /** JobMethod */
         JobMethod: {
@@ -1600,11 +1862,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["ApiKey"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1617,11 +1879,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["Checkpoint"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1634,11 +1896,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["Dataset"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1651,11 +1913,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["Evaluation"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1668,11 +1930,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["Export"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1685,11 +1947,28 @@ export interface components {
             /** Data */
             data: components["schemas"]["FileObject"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** ListPage[JobEvent] */
+        ListPage_JobEvent_: {
+            /** Data */
+            data: components["schemas"]["JobEvent"][];
+            /** First Id */
+            first_id: string | null;
+            /** Has More */
+            has_more: boolean;
+            /** Last Id */
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1702,11 +1981,28 @@ export interface components {
             /** Data */
             data: components["schemas"]["Job"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** ListPage[Sample] */
+        ListPage_Sample_: {
+            /** Data */
+            data: components["schemas"]["Sample"][];
+            /** First Id */
+            first_id: string | null;
+            /** Has More */
+            has_more: boolean;
+            /** Last Id */
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1719,11 +2015,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["Upload"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1736,11 +2032,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["VibeCheck"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1753,11 +2049,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["WebhookDelivery"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1770,30 +2066,11 @@ export interface components {
             /** Data */
             data: components["schemas"]["WebhookEndpoint"][];
             /** First Id */
-            first_id?: string | null;
+            first_id: string | null;
             /** Has More */
             has_more: boolean;
             /** Last Id */
-            last_id?: string | null;
-            /**
-             * Object
-             * @default list
-             * @constant
-             */
-            object: "list";
-        };
-        /** ListPage[dict[str, Any]] */
-        ListPage_dict_str__Any__: {
-            /** Data */
-            data: {
-                [key: string]: unknown;
-            }[];
-            /** First Id */
-            first_id?: string | null;
-            /** Has More */
-            has_more: boolean;
-            /** Last Id */
-            last_id?: string | null;
+            last_id: string | null;
             /**
              * Object
              * @default list
@@ -1802,7 +2079,7 @@ export interface components {
             object: "list";
         };
         /** LoraOptions */
-        LoraOptions: {
+        "LoraOptions-Input": {
             /**
              * Alpha
              * @default 32
@@ -1830,6 +2107,93 @@ export interface components {
              */
             vision_tower: boolean;
         };
+        /** LoraOptions */
+        "LoraOptions-Output": {
+            /**
+             * Alpha
+             * @default 32
+             */
+            alpha: number;
+            /**
+             * Dropout
+             * @default 0.05
+             */
+            dropout: number;
+            /**
+             * Rank
+             * @default 16
+             */
+            rank: number;
+            /**
+             * Target Modules
+             * @default all-linear
+             */
+            target_modules: "all-linear" | string[];
+            /**
+             * Vision Tower
+             * @description Also adapt the vision encoder
+             * @default false
+             */
+            vision_tower: boolean;
+        };
+        /** ModelList */
+        ModelList: {
+            /** Data */
+            data: components["schemas"]["ModelObject"][];
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /**
+         * ModelObject
+         * @description The two kinds carry different fields, and a field a kind lacks is absent from its JSON, not
+         *     null: the routes answer with `response_model_exclude_unset`. So, unlike the other schemas (not an
+         *     `ApiModel`), every field with a default is optional in the OpenAPI document.
+         */
+        ModelObject: {
+            /** Created */
+            created: number;
+            /** Family */
+            family?: string | null;
+            /** Fine Tuning Job */
+            fine_tuning_job?: string | null;
+            /** Id */
+            id: string;
+            /** Instruction Tuned */
+            instruction_tuned?: boolean | null;
+            lineage?: components["schemas"]["Lineage"] | null;
+            /** Memory Gib */
+            memory_gib?: {
+                [key: string]: number;
+            } | null;
+            /** Methods */
+            methods?: string[] | null;
+            /** Modality */
+            modality?: ("text" | "vision") | null;
+            /** Name */
+            name?: string | null;
+            /**
+             * Object
+             * @default model
+             * @constant
+             */
+            object: "model";
+            /** Owned By */
+            owned_by: string;
+            /** Parameters */
+            parameters?: number | null;
+            /** Parent */
+            parent?: string | null;
+            /** Served */
+            served?: boolean | null;
+            /** Step Number */
+            step_number?: number | null;
+            /** Training File */
+            training_file?: string | null;
+        };
         /** Progress */
         Progress: {
             /**
@@ -1840,9 +2204,9 @@ export interface components {
             /** Phase */
             phase: string;
             /** Total */
-            total?: number | null;
+            total: number | null;
             /** Updated At */
-            updated_at?: number | null;
+            updated_at: number | null;
         };
         /**
          * Quantization
@@ -1851,10 +2215,80 @@ export interface components {
          */
         Quantization: "f16" | "q8_0" | "q4_k_m";
         /**
+         * RunEstimate
+         * @description `POST /v1/fine_tuning/estimate`: the estimate of the run the plan resolved, with what it resolved.
+         */
+        RunEstimate: {
+            /** Auto Hyperparameters */
+            auto_hyperparameters: {
+                [key: string]: string;
+            };
+            /** Basis */
+            basis: string | null;
+            /** Breakdown */
+            breakdown: {
+                [key: string]: number;
+            };
+            /**
+             * Calibrated Runs
+             * @default 0
+             */
+            calibrated_runs: number;
+            /** Gpu */
+            gpu: string | null;
+            /** Gpu Label */
+            gpu_label: string | null;
+            /** Gpu Seconds */
+            gpu_seconds: number | null;
+            /** Host Memory Gib */
+            host_memory_gib: number | null;
+            hyperparameters: components["schemas"]["Hyperparameters-Output"];
+            /** Instance Cpu */
+            instance_cpu: number | null;
+            /** Instance Memory Gib */
+            instance_memory_gib: number | null;
+            /** Machine */
+            machine: string | null;
+            /** Machine Label */
+            machine_label: string | null;
+            /** Memory Gib */
+            memory_gib: number;
+            /** Model */
+            model: string;
+            /** Needs Hub Token */
+            needs_hub_token: boolean;
+            /**
+             * Object
+             * @default fine_tuning.estimate
+             * @constant
+             */
+            object: "fine_tuning.estimate";
+            /** Reason */
+            reason: string | null;
+            /** Seconds */
+            seconds: number | null;
+            /** Seconds High */
+            seconds_high: number | null;
+            /** Seconds Low */
+            seconds_low: number | null;
+            /** Steps */
+            steps: number;
+            /** Tokens */
+            tokens: number;
+            /** Usd */
+            usd: number | null;
+            /** Usd High */
+            usd_high: number | null;
+            /** Usd Low */
+            usd_low: number | null;
+            /** Warnings */
+            warnings: string[];
+        };
+        /**
          * RuntuneOptions
          * @description Runtune's extension of the OpenAI job request (`method.supervised.runtune`): how to train.
          */
-        RuntuneOptions: {
+        "RuntuneOptions-Input": {
             /**
              * Checkpoint Every Minutes
              * @default 10
@@ -1865,8 +2299,8 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
-            evaluation?: components["schemas"]["EvaluationOptions"];
-            export?: components["schemas"]["ExportOptions"];
+            evaluation?: components["schemas"]["EvaluationOptions-Input"];
+            export?: components["schemas"]["ExportOptions-Input"];
             /**
              * Gpu
              * @default auto
@@ -1880,7 +2314,7 @@ export interface components {
              * @default true
              */
             gradient_checkpointing: boolean;
-            lora?: components["schemas"]["LoraOptions"];
+            lora?: components["schemas"]["LoraOptions-Input"];
             /**
              * Lr Scheduler
              * @default cosine
@@ -1898,12 +2332,109 @@ export interface components {
              * @enum {string}
              */
             method: "auto" | "qlora" | "lora" | "full";
-            speed?: components["schemas"]["SpeedOptions"];
+            speed?: components["schemas"]["SpeedOptions-Input"];
             /**
              * Warmup Ratio
              * @default 0.03
              */
             warmup_ratio: number;
+        };
+        /**
+         * RuntuneOptions
+         * @description Runtune's extension of the OpenAI job request (`method.supervised.runtune`): how to train.
+         */
+        "RuntuneOptions-Output": {
+            /**
+             * Checkpoint Every Minutes
+             * @default 10
+             */
+            checkpoint_every_minutes: number;
+            /**
+             * Checkpoint Every Steps
+             * @default 50
+             */
+            checkpoint_every_steps: number;
+            evaluation: components["schemas"]["EvaluationOptions-Output"];
+            export: components["schemas"]["ExportOptions-Output"];
+            /**
+             * Gpu
+             * @default auto
+             * @enum {string}
+             */
+            gpu: "auto" | "nvidia-l4" | "nvidia-rtx-pro-6000";
+            /** Gradient Accumulation Steps */
+            gradient_accumulation_steps: number | null;
+            /**
+             * Gradient Checkpointing
+             * @default true
+             */
+            gradient_checkpointing: boolean;
+            lora: components["schemas"]["LoraOptions-Output"];
+            /**
+             * Lr Scheduler
+             * @default cosine
+             * @enum {string}
+             */
+            lr_scheduler: "cosine" | "linear";
+            /**
+             * Max Length
+             * @default 1024
+             */
+            max_length: number;
+            /**
+             * Method
+             * @default auto
+             * @enum {string}
+             */
+            method: "auto" | "qlora" | "lora" | "full";
+            speed: components["schemas"]["SpeedOptions-Output"];
+            /**
+             * Warmup Ratio
+             * @default 0.03
+             */
+            warmup_ratio: number;
+        };
+        /**
+         * Sample
+         * @description One example as `GET /v1/datasets/{id}/samples` shows it (`runtune.datasets.previews.preview_row`).
+         */
+        Sample: {
+            /** Id */
+            id: string;
+            /** Images */
+            images: components["schemas"]["SampleImage"][];
+            /** Index */
+            index: number;
+            /** Label */
+            label: string | null;
+            /** Messages */
+            messages: components["schemas"]["SampleMessage"][];
+            /**
+             * Object
+             * @default dataset.sample
+             * @constant
+             */
+            object: "dataset.sample";
+            /** Split */
+            split: string;
+        };
+        /** SampleImage */
+        SampleImage: {
+            /** Height */
+            height: number;
+            /** Path */
+            path: string | null;
+            /** Thumbnail */
+            thumbnail: string;
+            /** Width */
+            width: number;
+        };
+        /** SampleMessage */
+        SampleMessage: {
+            /** Content */
+            content: (components["schemas"]["TextPart"] | components["schemas"]["ImagePart"])[];
+            /** Role */
+            role: string;
         };
         /** SecretValue */
         SecretValue: {
@@ -1918,12 +2449,42 @@ export interface components {
          * @description The trainer's speed switches (runtune/jobs/plan.py copies them into the plan; docs/performance.md
          *     has what each measured). Off by default: each is for the GPU and is measured there by bench/gpu.sh.
          */
-        SpeedOptions: {
+        "SpeedOptions-Input": {
             /**
              * Batch Tokens
              * @description Batches by token budget: as many examples as fit this many padded tokens (at most batch_size x 4, never fewer than one), instead of batch_size examples
              */
             batch_tokens?: number | null;
+            /**
+             * Bf16 Adapters
+             * @description LoRA adapters in bfloat16 rather than float32 (GPUs with bf16 only)
+             * @default false
+             */
+            bf16_adapters: boolean;
+            /**
+             * Liger Kernels
+             * @description Liger's Triton kernels (RMSNorm, RoPE, GeGLU, and the answer tokens' fused linear cross-entropy); on a machine without a GPU the trainer says so in an event and trains without them
+             * @default false
+             */
+            liger_kernels: boolean;
+            /**
+             * Torch Compile
+             * @description torch.compile the model's decoder layers
+             * @default false
+             */
+            torch_compile: boolean;
+        };
+        /**
+         * SpeedOptions
+         * @description The trainer's speed switches (runtune/jobs/plan.py copies them into the plan; docs/performance.md
+         *     has what each measured). Off by default: each is for the GPU and is measured there by bench/gpu.sh.
+         */
+        "SpeedOptions-Output": {
+            /**
+             * Batch Tokens
+             * @description Batches by token budget: as many examples as fit this many padded tokens (at most batch_size x 4, never fewer than one), instead of batch_size examples
+             */
+            batch_tokens: number | null;
             /**
              * Bf16 Adapters
              * @description LoRA adapters in bfloat16 rather than float32 (GPUs with bf16 only)
@@ -1966,14 +2527,24 @@ export interface components {
         };
         /** SupervisedMethod */
         SupervisedMethod: {
-            hyperparameters?: components["schemas"]["Hyperparameters"];
-            runtune?: components["schemas"]["RuntuneOptions"];
+            hyperparameters?: components["schemas"]["Hyperparameters-Input"];
+            runtune?: components["schemas"]["RuntuneOptions-Input"];
         };
         /**
          * TaskKind
          * @enum {string}
          */
         TaskKind: "classification" | "generation";
+        /** TextPart */
+        TextPart: {
+            /** Text */
+            text: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "text";
+        };
         /**
          * TrainConfig
          * @description A job's plan: every number and option its trainer runs with, computed once when its files are
@@ -1988,7 +2559,7 @@ export interface components {
              */
             batch_size: number;
             /** Batch Tokens */
-            batch_tokens?: number | null;
+            batch_tokens: number | null;
             /**
              * Bf16 Adapters
              * @default false
@@ -2017,7 +2588,7 @@ export interface components {
              */
             eval_baseline: boolean;
             /** Eval Max Samples */
-            eval_max_samples?: number | null;
+            eval_max_samples: number | null;
             /**
              * Eval Method
              * @default label_scoring
@@ -2036,7 +2607,7 @@ export interface components {
              */
             export_merged: boolean;
             /** Gpu */
-            gpu?: string | null;
+            gpu: string | null;
             /**
              * Gradient Accumulation Steps
              * @default 1
@@ -2050,7 +2621,7 @@ export interface components {
             /** Job Id */
             job_id: string;
             /** Labels */
-            labels?: string[];
+            labels: string[];
             /**
              * Learning Rate
              * @default 0.0002
@@ -2123,11 +2694,11 @@ export interface components {
              */
             pad_to_multiple_of: number;
             /** Parent Adapter */
-            parent_adapter?: string | null;
+            parent_adapter: string | null;
             /** Parent Model */
-            parent_model?: string | null;
+            parent_model: string | null;
             /** Push To Hub */
-            push_to_hub?: string | null;
+            push_to_hub: string | null;
             /**
              * Seed
              * @default 42
@@ -2141,7 +2712,7 @@ export interface components {
              */
             torch_compile: boolean;
             /** Validation Dataset Id */
-            validation_dataset_id?: string | null;
+            validation_dataset_id: string | null;
             /**
              * Warmup Ratio
              * @default 0.03
@@ -2161,7 +2732,7 @@ export interface components {
             /** Bytes */
             bytes: number;
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Expires At */
             expires_at: number;
             /** Filename */
@@ -2184,7 +2755,7 @@ export interface components {
             /** @default pending */
             status: components["schemas"]["UploadStatus"];
             /** Upload Url */
-            upload_url?: string | null;
+            upload_url: string | null;
         };
         /**
          * UploadStatus
@@ -2214,9 +2785,9 @@ export interface components {
              */
             image: boolean;
             /** Image Url */
-            image_url?: string | null;
+            image_url: string | null;
             /** Image Url Expires At */
-            image_url_expires_at?: number | null;
+            image_url_expires_at: number | null;
             /** Prompt */
             prompt: string;
             /** Tuned */
@@ -2227,7 +2798,7 @@ export interface components {
             /** Base Model */
             base_model: string;
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Id */
             id: string;
             /** Model */
@@ -2261,7 +2832,7 @@ export interface components {
             /** Attempted At */
             attempted_at: number;
             /** Error */
-            error?: string | null;
+            error: string | null;
             /** Event Id */
             event_id: string;
             /** Event Type */
@@ -2269,9 +2840,9 @@ export interface components {
             /** Id */
             id: string;
             /** Latency Ms */
-            latency_ms?: number | null;
+            latency_ms: number | null;
             /** Next Retry At */
-            next_retry_at?: number | null;
+            next_retry_at: number | null;
             /**
              * Object
              * @default webhook_delivery
@@ -2279,7 +2850,7 @@ export interface components {
              */
             object: "webhook_delivery";
             /** Status Code */
-            status_code?: number | null;
+            status_code: number | null;
             /** Succeeded */
             succeeded: boolean;
         };
@@ -2290,13 +2861,13 @@ export interface components {
          */
         WebhookEndpoint: {
             /** Created At */
-            created_at?: number;
+            created_at: number;
             /** Description */
-            description?: string | null;
+            description: string | null;
             /** Disabled At */
-            disabled_at?: number | null;
+            disabled_at: number | null;
             /** Disabled Reason */
-            disabled_reason?: string | null;
+            disabled_reason: string | null;
             /** Events */
             events: string[];
             /** Id */
@@ -2693,7 +3264,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ListPage_dict_str__Any__"];
+                    "application/json": components["schemas"]["ListPage_Sample_"];
                 };
             };
             /** @description Validation Error */
@@ -2724,9 +3295,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DatasetStats"];
                 };
             };
             /** @description Validation Error */
@@ -3181,9 +3750,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RunEstimate"];
                 };
             };
             /** @description Validation Error */
@@ -3212,9 +3779,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GpuList"];
                 };
             };
         };
@@ -3336,9 +3901,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["JobDeleted"];
                 };
             };
             /** @description Validation Error */
@@ -3444,7 +4007,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["ListPage_JobEvent_"];
                 };
             };
             /** @description Validation Error */
@@ -3599,9 +4162,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ModelList"];
                 };
             };
         };
@@ -3623,9 +4184,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ModelObject"];
                 };
             };
             /** @description Validation Error */
