@@ -110,15 +110,16 @@ class FileObject(ApiModel):
 
 
 class Distribution(ApiModel):
-    """A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`)."""
+    """A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
+    counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0)."""
 
     count: int
-    min: float
-    p10: float
-    p50: float
-    p90: float
-    max: float
-    mean: float
+    min: int | float
+    p10: int | float
+    p50: int | float
+    p90: int | float
+    max: int | float
+    mean: int | float
 
 
 class DatasetStats(BaseModel):

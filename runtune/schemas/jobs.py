@@ -444,7 +444,8 @@ class GpuOffer(ApiModel):
     object: Literal["gpu"] = "gpu"
     id: str
     label: str
-    memory_gib: float
+    # As runtune/gpus.json gives it: `int | float`, so 24 stays 24 in the JSON.
+    memory_gib: int | float
     cpu: int
     instance_memory_gib: int
     usd_per_hour: float

@@ -1285,7 +1285,8 @@ export interface components {
         DatasetStatus: "uploading" | "processing" | "ready" | "failed";
         /**
          * Distribution
-         * @description A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`).
+         * @description A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
+         *     counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0).
          */
         Distribution: {
             /** Count */
