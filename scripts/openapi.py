@@ -13,6 +13,8 @@ them may import another (tests/infra/test_import_graph.py).
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,25 +31,30 @@ OUT = Path(__file__).resolve().parent.parent / "frontend" / "openapi.json"
 TITLE = "Runtune"
 VERSION = "1"
 
-# The apps are only asked for their schema: the settings just have to pass validation (the local
-# profile's emulator hosts and internal credential are required, never used here). Given as init
-# arguments, they win over the environment, so the document does not depend on the caller's shell.
-_PLACEHOLDERS: dict[str, Any] = {
-    "profile": "local",
-    "FIRESTORE_EMULATOR_HOST": "unused:1",
-    "STORAGE_EMULATOR_HOST": "http://unused:1",
-    "FIREBASE_AUTH_EMULATOR_HOST": "unused:1",
-    "internal_token_sha256": "0" * 64,
-}
-
 
 def service_apps() -> dict[str, FastAPI]:
-    """Each private service's app, under the name the route table gives it."""
-    return {
-        "preprocessing": preprocessing_app(ServiceSettings(**_PLACEHOLDERS)),
-        "training": training_app(ServiceSettings(**_PLACEHOLDERS)),
-        "inference": inference_app(InferenceSettings(**_PLACEHOLDERS)),
-    }
+    """Each private service's app, under the name the route table gives it.
+
+    The schema is a function of the code alone: the settings are built without reading the
+    environment (`model_construct`), and the apps' lifespans, which would connect, never run.
+    Building an app configures the process's logging for that service; the caller keeps its own."""
+    token = {"internal_token_sha256": "0" * 64}
+    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    handlers, level, disabled = root.handlers[:], root.level, access.disabled
+    try:
+        return {
+            "preprocessing": preprocessing_app(ServiceSettings.model_construct(**token)),
+            "training": training_app(ServiceSettings.model_construct(**token)),
+            "inference": inference_app(InferenceSettings.model_construct(**token)),
+        }
+    finally:
+        root.handlers[:], access.disabled = handlers, disabled
+        root.setLevel(level)
+
+
+def is_public(path: str, service: str) -> bool:
+    """Whether the gateway forwards `path` (an OpenAPI path, `{name}` for a parameter) to `service`."""
+    return upstream_for(re.sub(r"\{[^}]+\}", "x", path)) == service
 
 
 def _merge_schemas(into: dict[str, Any], schemas: dict[str, Any], service: str) -> None:
@@ -64,7 +71,7 @@ def public_openapi(apps: dict[str, FastAPI] | None = None) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for service, app in (apps or service_apps()).items():
         document = app.openapi()
-        public = {path: item for path, item in document["paths"].items() if upstream_for(path) == service}
+        public = {path: item for path, item in document["paths"].items() if is_public(path, service)}
         paths.update(public)
         if public:
             _merge_schemas(schemas, document.get("components", {}).get("schemas", {}), service)
