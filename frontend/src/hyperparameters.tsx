@@ -12,14 +12,15 @@ const KNOWN = new Set(NAMES.map(([key]) => key));
  * tooltip says why), "auto" while the training file is still being validated. */
 export function Hyperparameters({ job }: { job: Job }) {
   const auto = job.auto_hyperparameters ?? {};
+  const resolved: Record<string, number | string> = job.hyperparameters ?? {};
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
-  const others = Object.keys(job.hyperparameters ?? {})
+  const others = Object.keys(resolved)
     .filter((key) => !KNOWN.has(key))
     .map((key): [string, string] => [key, key.replace(/_/g, " ")]);
   return (
     <dl class="facts" data-testid="hyperparameters">
       {[...NAMES, ...others].map(([key, label]) => {
-        const value = job.hyperparameters?.[key] ?? "auto";
+        const value = resolved[key] ?? "auto";
         const why = auto[key];
         return (
           <Fragment key={key}>
