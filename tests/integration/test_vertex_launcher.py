@@ -1,0 +1,287 @@
+"""VertexJobLauncher: the real `google-cloud-aiplatform` (aiplatform_v1) REST client against a fake of
+the Vertex AI API v1 JobService.
+
+Vertex AI has no emulator, so the fake implements the three calls the launcher makes (create, get and
+cancel a CustomJob), records every request, and the tests assert the request shape Vertex AI would
+receive: the worker pool (machine, accelerators, image, command, env), the scheduling (timeout, restart,
+Spot), the service account; and how the job's states and errors come back through the port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1 import AcceleratorType, Scheduling
+
+from runtune.adapters.vertex_launcher import VertexJobLauncher, trainer_command
+from runtune.compute import VERTEX_MACHINES
+from runtune.errors import UpstreamUnavailable
+from runtune.ports.launcher import DEADLINE_ENV, ExecutionState, LaunchRequest, Workload
+from tests.support import Recorded, fake_json_api
+
+PROJECT, NUMBER, REGION = "demo-proj", "123456789", "us-central1"
+PARENT = f"projects/{PROJECT}/locations/{REGION}"
+IMAGE = "us-central1-docker.pkg.dev/demo-proj/runtune/trainer:v1"
+TRAINER_SA = "runtune-trainer@demo-proj.iam.gserviceaccount.com"
+# The client sends enums as their numbers (the REST transport's `use_integers_for_enums`).
+H100, L4 = AcceleratorType.NVIDIA_H100_80GB.value, AcceleratorType.NVIDIA_L4.value
+STANDARD, SPOT = Scheduling.Strategy.STANDARD.value, Scheduling.Strategy.SPOT.value
+BASE_ENV = {"RUNTUNE_PROFILE": "gcp", "RUNTUNE_PROJECT_ID": PROJECT, "RUNTUNE_BUCKET": "demo-proj-runtune-data"}
+
+
+class FakeVertex:
+    """Just enough of aiplatform.googleapis.com/v1: customJobs.create, .get and .cancel."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.fail_create_with: tuple[int, str] | None = None
+        self.fail_get_with: int | None = None
+        self._next = 1000
+
+    def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        resource = path.removeprefix("/v1/")
+        if method == "POST" and resource == f"{PARENT}/customJobs":
+            if self.fail_create_with is not None:
+                code, status = self.fail_create_with
+                return code, _error(code, "create refused", status)
+            self._next += 1
+            # Vertex names the job with the project's number and an id of its own.
+            name = f"projects/{NUMBER}/locations/{REGION}/customJobs/{self._next}"
+            self.jobs[name] = {**(body or {}), "name": name, "state": "JOB_STATE_PENDING"}
+            return 200, self.jobs[name]
+        if method == "POST" and resource.endswith(":cancel"):
+            name = resource.removesuffix(":cancel")
+            if name not in self.jobs:
+                return 404, _error(404, f"CustomJob {name} not found")
+            if self.jobs[name]["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+                return 400, _error(400, "The job is already in a final state", "FAILED_PRECONDITION")
+            self.jobs[name]["state"] = "JOB_STATE_CANCELLING"
+            return 200, {}
+        if method == "GET" and self.fail_get_with is not None:
+            return self.fail_get_with, _error(self.fail_get_with, "backend error")
+        if method == "GET" and resource in self.jobs:
+            return 200, self.jobs[resource]
+        return 404, _error(404, f"{resource} not found")
+
+
+def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeVertex, str]]:
+    fake = FakeVertex()
+    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def launcher(fake: tuple[FakeVertex, str]) -> VertexJobLauncher:
+    _, endpoint = fake
+    return VertexJobLauncher(
+        PROJECT,
+        REGION,
+        image=IMAGE,
+        service_account=TRAINER_SA,
+        base_env=BASE_ENV,
+        client_options={"api_endpoint": endpoint},
+        credentials=AnonymousCredentials(),
+        rpc_timeout_s=5,
+    )
+
+
+def _request(machine: str = "a3-highgpu-8g", *, spot: bool = False, **fields: Any) -> LaunchRequest:
+    return LaunchRequest(
+        job_id="ftjob-123",
+        env={"RUNTUNE_JOB_SOURCE": "api"},
+        timeout_seconds=86_400,
+        machine=machine,
+        spot=spot,
+        **fields,
+    )
+
+
+def test_launch_creates_one_worker_pool_on_the_machine_with_the_trainer_contract(fake, launcher) -> None:
+    server, _ = fake
+
+    name = launcher.launch(_request("a3-highgpu-8g"))
+
+    assert name == f"projects/{NUMBER}/locations/{REGION}/customJobs/1001"
+    [sent] = server.requests
+    assert (sent.method, sent.path) == ("POST", f"/v1/{PARENT}/customJobs")
+    spec = sent.body["jobSpec"]
+    [pool] = spec["workerPoolSpecs"]
+    assert pool["machineSpec"] == {
+        "machineType": "a3-highgpu-8g",
+        "acceleratorType": H100,
+        "acceleratorCount": 8,
+    }
+    assert pool["replicaCount"] == "1"  # int64, a string in JSON
+    container = pool["containerSpec"]
+    assert container["imageUri"] == IMAGE
+    # Eight GPUs: one process each under torchrun, the job id the trainer's only argument.
+    assert container["command"] == ["torchrun", "--standalone", "--nproc_per_node", "8", "-m", "jobs.trainer"]
+    assert container["args"] == ["ftjob-123"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    # What Terraform sets on the Cloud Run trainer jobs, the request's variables, and the deadline.
+    assert env == {**BASE_ENV, "RUNTUNE_JOB_SOURCE": "api", DEADLINE_ENV: "86400"}
+    assert [item["name"] for item in container["env"]] == sorted(env)
+    assert spec["serviceAccount"] == TRAINER_SA
+    assert spec["scheduling"] == {"timeout": "86400s", "restartJobOnWorkerRestart": True, "strategy": STANDARD}
+    assert sent.body["displayName"] == "runtune-trainer-ftjob-123"
+
+
+def test_a_job_that_allows_spot_asks_for_spot_capacity(fake, launcher) -> None:
+    server, _ = fake
+    launcher.launch(_request("g2-standard-48", spot=True))
+
+    [sent] = server.requests
+    assert sent.body["jobSpec"]["scheduling"]["strategy"] == SPOT
+    [pool] = sent.body["jobSpec"]["workerPoolSpecs"]
+    assert pool["machineSpec"]["acceleratorType"] == L4
+    assert pool["machineSpec"]["acceleratorCount"] == 4
+
+
+def test_one_gpu_runs_the_trainer_as_on_cloud_run(fake, launcher) -> None:
+    server, _ = fake
+    launcher.launch(_request("a2-ultragpu-1g"))
+
+    [pool] = server.requests[0].body["jobSpec"]["workerPoolSpecs"]
+    assert pool["containerSpec"]["command"] == ["python", "-m", "jobs.trainer"]
+    assert pool["machineSpec"]["acceleratorCount"] == 1
+
+
+@pytest.mark.parametrize("shape", VERTEX_MACHINES, ids=lambda m: m.name)
+def test_every_machine_of_the_table_is_a_valid_request(fake, launcher, shape) -> None:
+    server, _ = fake
+    launcher.launch(_request(shape.name))
+
+    [pool] = server.requests[0].body["jobSpec"]["workerPoolSpecs"]
+    assert pool["machineSpec"]["acceleratorCount"] == shape.gpu_count
+    assert pool["containerSpec"]["command"] == trainer_command(shape.gpu_count)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"machine": "n1-standard-4"}, "machine must be one of"),
+        ({"machine": None}, "machine must be one of"),
+        ({"machine": "a3-highgpu-8g", "gpu": "nvidia-l4"}, "has nvidia-h100-80gb GPUs"),
+        ({"machine": "a3-highgpu-8g", "workload": Workload.ingest}, "Vertex AI runs training only"),
+        ({"machine": "a3-highgpu-8g", "env": {"HF_TOKEN": "x"}}, "looks like a secret"),
+        ({"machine": "a3-highgpu-8g", "env": {"CLOUD_RUN_JOB": "x"}}, "reserved for the launcher"),
+    ],
+)
+def test_requests_that_break_the_contract_are_refused_before_any_call(fake, launcher, request_fields, message) -> None:
+    server, _ = fake
+    with pytest.raises(ValueError, match=message):
+        launcher.launch(LaunchRequest(job_id="ftjob-1", **request_fields))
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "says"),
+    [
+        (429, "RESOURCE_EXHAUSTED", "quota"),
+        (403, "PERMISSION_DENIED", "permission denied"),
+        (400, "INVALID_ARGUMENT", "the request was refused: create refused"),
+        (503, "UNAVAILABLE", "Vertex AI is unavailable"),
+    ],
+)
+def test_a_refused_create_is_an_upstream_error_saying_why(fake, launcher, code, status, says) -> None:
+    server, _ = fake
+    server.fail_create_with = (code, status)
+    with pytest.raises(UpstreamUnavailable, match=says):
+        launcher.launch(_request())
+
+
+def test_cancel_calls_cancel_custom_job_and_the_job_shows_cancelling_then_cancelled(fake, launcher) -> None:
+    server, _ = fake
+    name = launcher.launch(_request())
+    server.jobs[name]["state"] = "JOB_STATE_RUNNING"
+
+    launcher.cancel(name)
+
+    assert (server.requests[-1].method, server.requests[-1].path) == ("POST", f"/v1/{name}:cancel")
+    status = launcher.status(name)
+    assert (status.state, status.reason) == (ExecutionState.running, "cancelling")
+    server.jobs[name]["state"] = "JOB_STATE_CANCELLED"
+    assert launcher.status(name).state is ExecutionState.cancelled
+
+
+def test_cancel_of_a_finished_or_missing_job_is_not_an_error(fake, launcher) -> None:
+    server, _ = fake
+    name = launcher.launch(_request())
+    server.jobs[name]["state"] = "JOB_STATE_SUCCEEDED"
+    launcher.cancel(name)  # 400 FAILED_PRECONDITION: already over
+    launcher.cancel(f"projects/{NUMBER}/locations/{REGION}/customJobs/999")  # 404
+    # Another launcher's name (a Cloud Run execution): nothing is called.
+    calls = len(server.requests)
+    launcher.cancel(f"{PARENT}/jobs/runtune-trainer-l4/executions/runtune-trainer-l4-abc12")
+    assert len(server.requests) == calls
+
+
+@pytest.mark.parametrize(
+    ("job", "state", "reason", "exit_code"),
+    [
+        ({"state": "JOB_STATE_QUEUED"}, ExecutionState.pending, None, None),
+        ({"state": "JOB_STATE_PENDING"}, ExecutionState.pending, None, None),
+        ({"state": "JOB_STATE_RUNNING"}, ExecutionState.running, None, None),
+        ({"state": "JOB_STATE_SUCCEEDED"}, ExecutionState.succeeded, None, 0),
+        ({"state": "JOB_STATE_CANCELLED"}, ExecutionState.cancelled, "cancelled", None),
+        (
+            {
+                "state": "JOB_STATE_FAILED",
+                "error": {"code": 3, "message": "The replica workerpool0-0 exited with a non-zero status of 3."},
+            },
+            ExecutionState.failed,
+            "exit code 3",
+            3,
+        ),
+        (
+            {
+                "state": "JOB_STATE_FAILED",
+                "error": {"code": 4, "message": "Job exceeded the timeout."},
+                "jobSpec": {"scheduling": {"timeout": "7200s"}},
+            },
+            ExecutionState.failed,
+            "timeout after 7200s",
+            None,
+        ),
+        (
+            {"state": "JOB_STATE_EXPIRED", "error": {"code": 4, "message": "No capacity"}},
+            ExecutionState.failed,
+            "expired before capacity was found: No capacity",
+            None,
+        ),
+        ({"state": "JOB_STATE_FAILED"}, ExecutionState.failed, "failed", None),
+        ({"state": "JOB_STATE_UNSPECIFIED"}, ExecutionState.unknown, None, None),
+    ],
+)
+def test_job_states_map_onto_the_launchers_states(fake, launcher, job, state, reason, exit_code) -> None:
+    server, _ = fake
+    name = f"projects/{NUMBER}/locations/{REGION}/customJobs/42"
+    server.jobs[name] = {"name": name, **job}
+
+    status = launcher.status(name)
+
+    assert (status.name, status.state, status.reason, status.exit_code) == (name, state, reason, exit_code)
+
+
+def test_status_of_a_missing_or_foreign_job_is_unknown_and_an_outage_is_an_upstream_error(fake, launcher) -> None:
+    server, _ = fake
+    missing = launcher.status(f"projects/{NUMBER}/locations/{REGION}/customJobs/7")
+    assert (missing.state, missing.reason) == (ExecutionState.unknown, "custom job not found")
+    # Another region's job is not this deployment's: no call.
+    calls = len(server.requests)
+    foreign = launcher.status(f"projects/{NUMBER}/locations/europe-west4/customJobs/7")
+    assert foreign.state is ExecutionState.unknown and len(server.requests) == calls
+
+    server.fail_get_with = 500
+    with pytest.raises(UpstreamUnavailable, match="status"):
+        launcher.status(f"projects/{NUMBER}/locations/{REGION}/customJobs/7")
