@@ -208,12 +208,20 @@ def offers(
     ]
 
 
-def choose(candidates: Sequence[Offer], compute: ComputeChoice, *, spot: bool = False) -> Offer | None:
-    """The offer a job runs on: among the fitting ones of the asked backend (both with `auto`), the
-    cheapest (at Spot prices where the job allows Spot), the faster of equals. None: nothing fits."""
+def choose(
+    candidates: Sequence[Offer], compute: ComputeChoice, *, spot: bool = False, max_seconds: float | None = None
+) -> Offer | None:
+    """The offer a job runs on: among the fitting ones of the asked backend (both with `auto`) that
+    end within `max_seconds` (the fastest of them when none does), the cheapest (at Spot prices where
+    the job allows Spot), the faster of equals. None: nothing fits."""
     fitting = [o for o in candidates if o.fits and compute in ("auto", o.backend)]
     if not fitting:
         return None
+    if max_seconds is not None:
+        in_time = [o for o in fitting if (o.seconds or 0) <= max_seconds]
+        if not in_time:
+            return min(fitting, key=lambda o: (o.seconds or 0, o.cost(spot)))
+        fitting = in_time
     return min(fitting, key=lambda o: (o.cost(spot), o.seconds or 0))
 
 

@@ -109,6 +109,7 @@ class Estimator:
         offered: Sequence[str],
         compute_choice: ComputeChoice = "auto",
         spot: bool = False,
+        max_hours: float | None = None,
     ) -> Estimate:
         def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
             return estimate(
@@ -126,10 +127,17 @@ class Estimator:
         fit = reckon(runs) if runs else published
         if not self.machines:
             return fit
-        return self.placed(model, shape, fit, compute_choice, spot=spot)
+        return self.placed(model, shape, fit, compute_choice, spot=spot, max_hours=max_hours)
 
     def placed(
-        self, model: ModelSpec, shape: RunShape, fit: Estimate, compute_choice: ComputeChoice, *, spot: bool
+        self,
+        model: ModelSpec,
+        shape: RunShape,
+        fit: Estimate,
+        compute_choice: ComputeChoice,
+        *,
+        spot: bool,
+        max_hours: float | None = None,
     ) -> Estimate:
         """`fit` (the run on Cloud Run) with every offered shape priced, restated for the one chosen:
         Cloud Run's GPU, or the cheapest Vertex machine that fits. A run Cloud Run could hold but not
@@ -138,10 +146,20 @@ class Estimator:
             model.figures(), shape, fit, machines=self.machines, task_timeout_s=self.cloud_run_timeout_s
         )
         listed = [offer.as_dict() for offer in offers]
-        chosen = compute.choose(offers, compute_choice, spot=spot)
+        max_seconds = max_hours * 3600 if max_hours is not None else None
+        chosen = compute.choose(offers, compute_choice, spot=spot, max_seconds=max_seconds)
+        late = []
+        if chosen is not None and max_seconds is not None and (chosen.seconds or 0) > max_seconds:
+            late = [
+                f"No shape finishes within {max_hours:g} h; the fastest, {chosen.label}, takes about "
+                f"{(chosen.seconds or 0) / 3600:.1f} h"
+            ]
         if chosen is not None and chosen.backend == "vertex":
             vertex = compute.priced_as(fit, chosen, spot=spot)
-            return replace(vertex, compute="vertex", gpu_count=chosen.gpu_count, spot=spot, offers=listed)
+            warnings = [*vertex.warnings, *late]
+            return replace(
+                vertex, compute="vertex", gpu_count=chosen.gpu_count, spot=spot, offers=listed, warnings=warnings
+            )
         if chosen is None and (fit.gpu is None or compute_choice == "vertex"):
             return replace(
                 fit,
@@ -152,7 +170,7 @@ class Estimator:
                 reason=_nowhere(fit, compute_choice),
                 offers=listed,
             )
-        warnings = list(fit.warnings)
+        warnings = [*fit.warnings, *late]
         if chosen is None:  # Cloud Run holds it, but not within one task: it resumes across tasks
             warnings.append(f"On Cloud Run this run {offers[0].reason}; it resumes from a checkpoint in the next task")
         return replace(fit, warnings=warnings, offers=listed)
@@ -433,7 +451,13 @@ def _size(
         weights_from="local" if model.is_tiny else "hub",
     )
     return resolved, estimator.estimate(
-        model, shape, gpu=options.gpu, offered=offered, compute_choice=options.compute, spot=options.spot
+        model,
+        shape,
+        gpu=options.gpu,
+        offered=offered,
+        compute_choice=options.compute,
+        spot=options.spot,
+        max_hours=options.max_hours,
     )
 
 

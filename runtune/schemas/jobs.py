@@ -137,6 +137,9 @@ class RuntuneOptions(BaseModel):
     # Whether Vertex AI may run it on Spot capacity (a fraction of the price; a preempted run restarts
     # and resumes from its newest checkpoint). `auto` then compares Spot prices. Cloud Run has no Spot.
     spot: bool = False
+    # With `auto`: only the shapes whose estimate ends within this many hours, the cheapest of them
+    # (the fastest that fits, with a warning, when none does).
+    max_hours: float | None = Field(default=None, gt=0, le=7 * 24)
 
 
 class TrainConfig(BaseModel):

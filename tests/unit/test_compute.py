@@ -6,6 +6,7 @@ Cloud Run offered Vertex instead of being refused; `auto` the cheapest that fits
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
 from google.cloud.aiplatform_v1 import AcceleratorType
@@ -48,7 +49,7 @@ def _estimator(machines: tuple[str, ...] = ALL, timeout_s: int | None = None) ->
 
 
 def test_the_machine_table_is_complete_and_names_real_accelerators() -> None:
-    data = json.loads(open("runtune/gpus.json", encoding="utf-8").read())["vertex"]
+    data = json.loads(resources.files("runtune").joinpath("gpus.json").read_text(encoding="utf-8"))["vertex"]
     assert data["prices"]["source"] and data["prices"]["read_on"]
     for machine in compute.VERTEX_MACHINES:
         assert machine.accelerator in AcceleratorType.__members__
@@ -169,3 +170,19 @@ def test_a_multi_gpu_machine_divides_the_training_not_the_rest() -> None:
     offers = {o["shape"]: o for o in fit.offers}
     one, eight = offers["a2-ultragpu-1g"]["seconds"], offers["a2-ultragpu-8g"]["seconds"]
     assert eight < one < 8 * eight  # faster, but loading, evaluation and export are not divided
+
+
+def test_auto_within_a_stated_time_takes_the_cheapest_that_finishes_in_it() -> None:
+    dataset = _dataset(50_000)
+    cheapest = plan.plan_job(_job(), dataset, offered=GPU_NAMES, estimator=_estimator())
+    hours = cheapest.estimate.seconds / 3600 / 4  # the cheapest takes four times longer
+
+    planned = plan.plan_job(_job(max_hours=hours), dataset, offered=GPU_NAMES, estimator=_estimator())
+
+    in_time = [o for o in planned.estimate.offers if o["fits"] and o["seconds"] <= hours * 3600]
+    assert planned.estimate.seconds <= hours * 3600
+    assert planned.estimate.usd == min(o["usd"] for o in in_time) > cheapest.estimate.usd
+    # Nothing finishes in a minute: the fastest, warned.
+    rushed = plan.plan_job(_job(max_hours=1 / 60), dataset, offered=GPU_NAMES, estimator=_estimator())
+    assert rushed.estimate.seconds == min(o["seconds"] for o in rushed.estimate.offers if o["fits"])
+    assert any(w.startswith("No shape finishes within") for w in rushed.warnings)
