@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from runtune.internal_auth import InternalCredentialVerifier
 
 if TYPE_CHECKING:
+    from runtune.adapters.vertex_launcher import VertexJobLauncher
     from runtune.api_keys import ApiKeyVerifier
     from runtune.internal_auth import InternalCredentialMinter, InternalCredentialVerifier
 
@@ -120,8 +121,31 @@ def job_launcher(settings: ServiceSettings, workload: Workload = Workload.train)
     from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 
     options = {"api_endpoint": settings.run_api_endpoint} if settings.run_api_endpoint else None
-    return CloudRunJobLauncher(
+    cloud_run = CloudRunJobLauncher(
         settings.project_id, settings.region, job_prefix=settings.cloud_run_job_prefix, client_options=options
+    )
+    if workload is not Workload.train or not settings.vertex_machines:
+        return cloud_run
+    # Training on both backends: each job launches where its plan put it (runtune/compute.py).
+    from runtune.adapters.compute_launcher import ComputeLauncher
+
+    return ComputeLauncher(cloud_run, vertex_launcher(settings))
+
+
+def vertex_launcher(settings: ServiceSettings) -> VertexJobLauncher:
+    """Vertex AI custom training with the trainer's image, account and environment (Terraform sets them)."""
+    from runtune.adapters.vertex_launcher import VertexJobLauncher
+
+    assert settings.vertex_trainer_image and settings.vertex_service_account  # the settings validator checks
+    options = {"api_endpoint": settings.vertex_api_endpoint} if settings.vertex_api_endpoint else None
+    return VertexJobLauncher(
+        settings.project_id,
+        settings.region,
+        image=settings.vertex_trainer_image,
+        service_account=settings.vertex_service_account,
+        base_env=settings.vertex_trainer_env,
+        job_prefix=settings.cloud_run_job_prefix,
+        client_options=options,
     )
 
 

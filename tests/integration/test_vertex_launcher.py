@@ -23,14 +23,14 @@ from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import DEADLINE_ENV, ExecutionState, LaunchRequest, Workload
 from tests.support import Recorded, fake_json_api
 
-PROJECT, NUMBER, REGION = "demo-proj", "123456789", "us-central1"
+PROJECT, NUMBER, REGION = "acme-proj", "123456789", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
-IMAGE = "us-central1-docker.pkg.dev/demo-proj/runtune/trainer:v1"
-TRAINER_SA = "runtune-trainer@demo-proj.iam.gserviceaccount.com"
+IMAGE = "us-central1-docker.pkg.dev/acme-proj/runtune/trainer:v1"
+TRAINER_SA = "runtune-trainer@acme-proj.iam.gserviceaccount.com"
 # The client sends enums as their numbers (the REST transport's `use_integers_for_enums`).
 H100, L4 = AcceleratorType.NVIDIA_H100_80GB.value, AcceleratorType.NVIDIA_L4.value
 STANDARD, SPOT = Scheduling.Strategy.STANDARD.value, Scheduling.Strategy.SPOT.value
-BASE_ENV = {"RUNTUNE_PROFILE": "gcp", "RUNTUNE_PROJECT_ID": PROJECT, "RUNTUNE_BUCKET": "demo-proj-runtune-data"}
+BASE_ENV = {"RUNTUNE_PROFILE": "gcp", "RUNTUNE_PROJECT_ID": PROJECT, "RUNTUNE_BUCKET": "acme-proj-runtune-data"}
 
 
 class FakeVertex:
@@ -285,3 +285,60 @@ def test_status_of_a_missing_or_foreign_job_is_unknown_and_an_outage_is_an_upstr
     server.fail_get_with = 500
     with pytest.raises(UpstreamUnavailable, match="status"):
         launcher.status(f"projects/{NUMBER}/locations/{REGION}/customJobs/7")
+
+
+def test_wiring_routes_each_job_to_the_backend_its_plan_chose(fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training service's launcher on a deployment with Vertex machines (runtune/wiring.py): a
+    request naming a machine becomes a CustomJob, one without runs the GPU's Cloud Run job; each
+    execution is followed and cancelled on its own backend."""
+    from runtune import wiring
+    from runtune.adapters.compute_launcher import ComputeLauncher
+    from runtune.settings import EMULATOR_VARIABLES, ServiceSettings
+    from tests.integration.test_cloud_run_launcher import FakeCloudRun
+
+    vertex, vertex_url = fake
+    cloud_run = FakeCloudRun()
+    for name in EMULATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    # Anonymous credentials: the Google clients would look for application default ones.
+    monkeypatch.setattr("google.auth.default", lambda *args, **kwargs: (AnonymousCredentials(), PROJECT))
+    with fake_json_api(lambda m, p, q, b: cloud_run.handle(m, p, b), cloud_run.requests) as run_url:
+        settings = ServiceSettings(
+            profile="gcp",
+            project_id=PROJECT,
+            region=REGION,
+            gateway_service_account="gw@acme-proj.iam.gserviceaccount.com",
+            service_audience="https://training.example",
+            run_api_endpoint=run_url,
+            vertex_api_endpoint=vertex_url,
+            vertex_machines=["a3-highgpu-8g"],
+            vertex_trainer_image=IMAGE,
+            vertex_service_account=TRAINER_SA,
+            vertex_trainer_env=BASE_ENV,
+        )
+        launcher = wiring.job_launcher(settings)
+        assert isinstance(launcher, ComputeLauncher)
+
+        custom_job = launcher.launch(_request("a3-highgpu-8g", spot=True))
+        execution = launcher.launch(LaunchRequest(job_id="ftjob-9", gpu="nvidia-l4"))
+
+        [created] = vertex.requests
+        assert created.body["jobSpec"]["scheduling"]["strategy"] == SPOT
+        env = {
+            item["name"]: item["value"]
+            for item in created.body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]
+        }
+        assert {key: env[key] for key in BASE_ENV} == BASE_ENV
+        [run] = cloud_run.requests
+        assert run.path.endswith("/jobs/runtune-trainer-l4:run")
+        cloud_run.executions[execution] = {"name": execution, "runningCount": 1}
+        vertex.jobs[custom_job]["state"] = "JOB_STATE_RUNNING"
+        assert launcher.status(custom_job).state is ExecutionState.running
+        assert launcher.status(execution).state is ExecutionState.running
+        launcher.cancel(custom_job)
+        launcher.cancel(execution)
+        assert vertex.requests[-1].path == f"/v1/{custom_job}:cancel"
+        assert cloud_run.requests[-1].path == f"/v2/{execution}:cancel"
+        assert launcher.status("local-123").state is ExecutionState.unknown
+    # Ingestion and evaluation launchers stay on Cloud Run alone.
+    assert not isinstance(wiring.job_launcher(settings, Workload.ingest), ComputeLauncher)
