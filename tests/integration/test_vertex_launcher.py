@@ -342,3 +342,60 @@ def test_wiring_routes_each_job_to_the_backend_its_plan_chose(fake, monkeypatch:
         assert launcher.status("local-123").state is ExecutionState.unknown
     # Ingestion and evaluation launchers stay on Cloud Run alone.
     assert not isinstance(wiring.job_launcher(settings, Workload.ingest), ComputeLauncher)
+
+
+@pytest.mark.emulators
+def test_the_job_service_launches_a_run_too_big_for_cloud_run_on_vertex(emulators, fake, launcher) -> None:
+    """Against the Firestore emulator: bf16 LoRA of a 27B model at batch 4 x 4096 tokens (about 100
+    GiB a GPU) is planned on the H200 machine, launched as its CustomJob with the Vertex timeout, and
+    the job records where it runs."""
+    import uuid
+
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.schemas import Dataset, DatasetStatus, TaskKind
+    from runtune.schemas.common import new_id
+    from runtune.schemas.jobs import CreateJobRequest
+    from services.training.jobs_service import JobService, SchedulingPolicy
+
+    server, _ = fake
+    store = FirestoreMetadataStore.for_project(emulators.project_id)
+    policy = SchedulingPolicy(
+        max_running_per_user=5,
+        heartbeat_stale_s=120,
+        start_timeout_s=900,
+        task_timeout_s=3600,
+        vertex_task_timeout_s=2 * 86_400,
+    )
+    service = JobService(store, launcher, policy, profile="gcp", vertex_machines=["a3-highgpu-8g", "a3-ultragpu-8g"])
+    uid = f"user-{uuid.uuid4().hex[:8]}"
+    dataset = Dataset(
+        id=new_id("file"),
+        owner=uid,
+        name="pets",
+        status=DatasetStatus.ready,
+        task_kind=TaskKind.classification,
+        modality="vision",
+        splits={"train": 400, "validation": 10},
+        labels=["cat", "dog"],
+    )
+    store.set(f"datasets/{dataset.id}", dataset.to_document())
+    options = {"method": "lora", "max_length": 4096, "spot": True}
+    request = CreateJobRequest.model_validate(
+        {
+            "model": "google/gemma-3-27b-it",
+            "training_file": dataset.id,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"batch_size": 4}, "runtune": options}},
+        }
+    )
+
+    created = service.create(uid, request, None)
+
+    [sent] = server.requests
+    spec = sent.body["jobSpec"]
+    assert spec["workerPoolSpecs"][0]["machineSpec"]["machineType"] == "a3-ultragpu-8g"
+    assert spec["workerPoolSpecs"][0]["containerSpec"]["args"] == [created.id]
+    assert spec["scheduling"] == {"timeout": "172800s", "restartJobOnWorkerRestart": True, "strategy": SPOT}
+    stored = service.jobs.get(created.id)
+    assert stored is not None and stored.execution_name == f"projects/{NUMBER}/locations/{REGION}/customJobs/1001"
+    assert (stored.machine, stored.gpu, stored.estimate["compute"]) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
+    assert stored.estimated_gpu_seconds == stored.estimate["seconds"] * 8
