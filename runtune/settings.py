@@ -207,9 +207,6 @@ class ServiceSettings(CommonSettings):
     vertex_machines: list[str] = Field(default_factory=list)
     vertex_trainer_image: str | None = None
     vertex_service_account: str | None = None
-    # What Terraform sets on the Cloud Run trainer jobs (local.env.trainer): a CustomJob has no deployed
-    # template, so every one carries the same variables.
-    vertex_trainer_env: dict[str, str] = Field(default_factory=dict)
     vertex_task_timeout_s: int = Field(default=3 * 24 * 3600, ge=60, le=7 * 24 * 3600)
     vertex_api_endpoint: str | None = None
     # Local profile: the command of each workload's executions, and how many run at once.

@@ -143,10 +143,21 @@ def vertex_launcher(settings: ServiceSettings) -> VertexJobLauncher:
         settings.region,
         image=settings.vertex_trainer_image,
         service_account=settings.vertex_service_account,
-        base_env=settings.vertex_trainer_env,
+        base_env=vertex_trainer_env(settings),
         job_prefix=settings.cloud_run_job_prefix,
         client_options=options,
     )
+
+
+# The trainer's settings Terraform sets on its Cloud Run jobs (infra/cloud_run.tf local.env.trainer);
+# the training service holds the same values (one deployment, one project, region and bucket).
+TRAINER_SETTINGS = ("profile", "project_id", "region", "bucket", "log_level")
+
+
+def vertex_trainer_env(settings: CommonSettings) -> dict[str, str]:
+    """What a Vertex AI CustomJob's trainer gets besides the launch contract: the variables the Cloud
+    Run trainer jobs have from Terraform (a CustomJob has no deployed template to carry them)."""
+    return {f"RUNTUNE_{name.upper()}": str(getattr(settings, name)) for name in TRAINER_SETTINGS}
 
 
 def local_trainer_env() -> dict[str, str]:

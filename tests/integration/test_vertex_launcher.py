@@ -314,7 +314,7 @@ def test_wiring_routes_each_job_to_the_backend_its_plan_chose(fake, monkeypatch:
             vertex_machines=["a3-highgpu-8g"],
             vertex_trainer_image=IMAGE,
             vertex_service_account=TRAINER_SA,
-            vertex_trainer_env=BASE_ENV,
+            bucket="acme-proj-runtune-data",
         )
         launcher = wiring.job_launcher(settings)
         assert isinstance(launcher, ComputeLauncher)
@@ -328,7 +328,9 @@ def test_wiring_routes_each_job_to_the_backend_its_plan_chose(fake, monkeypatch:
             item["name"]: item["value"]
             for item in created.body["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"]
         }
+        # The trainer jobs' variables (Terraform's local.env.trainer), from the service's own settings.
         assert {key: env[key] for key in BASE_ENV} == BASE_ENV
+        assert (env["RUNTUNE_REGION"], env["RUNTUNE_LOG_LEVEL"]) == (REGION, "INFO")
         [run] = cloud_run.requests
         assert run.path.endswith("/jobs/runtune-trainer-l4:run")
         cloud_run.executions[execution] = {"name": execution, "runningCount": 1}
