@@ -35,6 +35,9 @@ DEFAULT_RPC_TIMEOUT_S = 30.0
 # The trainer keeps the base checkpoint (bf16, up to ~62 GB for a 31B model) and the merged export on
 # the boot disk, which on Vertex is a real disk (not memory, as on Cloud Run).
 BOOT_DISK_GB = 500
+# How long a job may wait for its machine (or for Spot capacity) before Vertex expires it; the
+# reconciler waits as long (ExecutionStatus.waiting_for_capacity).
+DEFAULT_MAX_WAIT_S = 6 * 3600
 # Vertex's message for a replica's exit: "The replica workerpool0-0 exited with a non-zero status of 1."
 _EXIT_STATUS = re.compile(r"status of (\d+)", re.IGNORECASE)
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+: ")
@@ -82,8 +85,10 @@ class VertexJobLauncher:
         client_options: ClientOptions | dict[str, Any] | None = None,
         credentials: Credentials | None = None,
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+        max_wait_s: int = DEFAULT_MAX_WAIT_S,
     ) -> None:
         self._project_id, self._region, self._job_prefix = project_id, region, job_prefix
+        self._max_wait_s = max_wait_s
         self._image, self._service_account = image, service_account
         self._base_env = dict(base_env or {})
         self._rpc_timeout_s = rpc_timeout_s
@@ -141,6 +146,7 @@ class VertexJobLauncher:
             # resumes from the newest checkpoint; it never trains on with a lost rank.
             restart_job_on_worker_restart=True,
             strategy=strategy.SPOT if request.spot else strategy.STANDARD,
+            max_wait_duration=duration_pb2.Duration(seconds=self._max_wait_s),
         )
         return aiplatform_v1.CustomJob(
             display_name=f"{self._job_prefix}-trainer-{request.job_id}"[:128],
@@ -200,6 +206,8 @@ def custom_job_status(job: aiplatform_v1.CustomJob) -> ExecutionStatus:
         return ExecutionStatus(name, state, reason="cancelled")
     if state is ExecutionState.succeeded:
         return ExecutionStatus(name, state, exit_code=0)
+    if job.state in (_State.JOB_STATE_QUEUED, _State.JOB_STATE_PENDING):
+        return ExecutionStatus(name, state, reason="waiting for capacity", waiting_for_capacity=True)
     if state is not ExecutionState.failed:
         return ExecutionStatus(name, state)
     message = job.error.message if "error" in job else ""

@@ -62,6 +62,10 @@ class ExecutionStatus:
     state: ExecutionState
     reason: str | None = None
     exit_code: int | None = None
+    # Pending because the backend is still finding capacity (a Vertex AI job queued for its machine, or
+    # for Spot VMs): it bounds that wait itself (`scheduling.max_wait_duration`, then the job expires),
+    # so the reconciler waits instead of taking the silence for a lost trainer.
+    waiting_for_capacity: bool = False
 
 
 class JobLauncher(Protocol):

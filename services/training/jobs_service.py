@@ -601,6 +601,8 @@ class JobService:
     def _end_if_gone(self, job: Job, quiet_for: float) -> bool:
         assert job.execution_name
         status = self._launcher.status(job.execution_name)
+        if status.waiting_for_capacity and not job.stop_requested:
+            return False  # queued for its machine: the backend expires it when the wait runs out
         if (
             status.state in (ExecutionState.running, ExecutionState.pending)
             and quiet_for < 4 * self._policy.heartbeat_stale_s

@@ -132,7 +132,13 @@ def test_launch_creates_one_worker_pool_on_the_machine_with_the_trainer_contract
     assert env == {**BASE_ENV, "RUNTUNE_JOB_SOURCE": "api", DEADLINE_ENV: "86400"}
     assert [item["name"] for item in container["env"]] == sorted(env)
     assert spec["serviceAccount"] == TRAINER_SA
-    assert spec["scheduling"] == {"timeout": "86400s", "restartJobOnWorkerRestart": True, "strategy": STANDARD}
+    assert spec["scheduling"] == {
+        "timeout": "86400s",
+        "restartJobOnWorkerRestart": True,
+        "strategy": STANDARD,
+        # Bounded: past it Vertex expires the job (a failure the reconciler reports).
+        "maxWaitDuration": "21600s",
+    }
     assert sent.body["displayName"] == "runtune-trainer-ftjob-123"
 
 
@@ -229,8 +235,8 @@ def test_cancel_of_a_finished_or_missing_job_is_not_an_error(fake, launcher) -> 
 @pytest.mark.parametrize(
     ("job", "state", "reason", "exit_code"),
     [
-        ({"state": "JOB_STATE_QUEUED"}, ExecutionState.pending, None, None),
-        ({"state": "JOB_STATE_PENDING"}, ExecutionState.pending, None, None),
+        ({"state": "JOB_STATE_QUEUED"}, ExecutionState.pending, "waiting for capacity", None),
+        ({"state": "JOB_STATE_PENDING"}, ExecutionState.pending, "waiting for capacity", None),
         ({"state": "JOB_STATE_RUNNING"}, ExecutionState.running, None, None),
         ({"state": "JOB_STATE_SUCCEEDED"}, ExecutionState.succeeded, None, 0),
         ({"state": "JOB_STATE_CANCELLED"}, ExecutionState.cancelled, "cancelled", None),
@@ -396,8 +402,23 @@ def test_the_job_service_launches_a_run_too_big_for_cloud_run_on_vertex(emulator
     spec = sent.body["jobSpec"]
     assert spec["workerPoolSpecs"][0]["machineSpec"]["machineType"] == "a3-ultragpu-8g"
     assert spec["workerPoolSpecs"][0]["containerSpec"]["args"] == [created.id]
-    assert spec["scheduling"] == {"timeout": "172800s", "restartJobOnWorkerRestart": True, "strategy": SPOT}
+    assert spec["scheduling"]["timeout"] == "172800s" and spec["scheduling"]["strategy"] == SPOT
     stored = service.jobs.get(created.id)
     assert stored is not None and stored.execution_name == f"projects/{NUMBER}/locations/{REGION}/customJobs/1001"
     assert (stored.machine, stored.gpu, stored.estimate["compute"]) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
     assert stored.estimated_gpu_seconds == stored.estimate["seconds"] * 8
+
+    # Queued for its machine far past the start timeout: waited for, not taken for a lost trainer.
+    import time
+
+    later = time.time() + 4 * 3600
+    assert created.id not in service.reconcile(now=later)
+    assert [r.path for r in server.requests if r.path.endswith(":cancel")] == []
+    assert service.jobs.get(created.id).status.value == "queued"
+    # Vertex gives up after its max wait: the job fails saying so.
+    server.jobs[stored.execution_name].update(
+        state="JOB_STATE_EXPIRED", error={"code": 4, "message": "Resources were not available"}
+    )
+    assert created.id in service.reconcile(now=later)
+    failed = service.jobs.get(created.id)
+    assert failed.status.value == "failed" and "expired before capacity was found" in failed.error.message
