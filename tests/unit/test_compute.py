@@ -186,3 +186,16 @@ def test_auto_within_a_stated_time_takes_the_cheapest_that_finishes_in_it() -> N
     rushed = plan.plan_job(_job(max_hours=1 / 60), dataset, offered=GPU_NAMES, estimator=_estimator())
     assert rushed.estimate.seconds == min(o["seconds"] for o in rushed.estimate.offers if o["fits"])
     assert any(w.startswith("No shape finishes within") for w in rushed.warnings)
+
+
+def test_the_trainer_reads_the_bucket_through_vertex_ais_mount_where_cloud_runs_is_absent(tmp_path) -> None:
+    from runtune.models.loading import data_mount
+
+    cloud_run, vertex_root = tmp_path / "mnt" / "runtune-data", tmp_path / "gcs"
+    paths = {"cloud_run": cloud_run, "vertex_root": vertex_root}
+    # Neither mounted (the local platform): the Cloud Run path, which `locate_weights` finds empty.
+    assert data_mount("acme-runtune-data", **paths) == cloud_run
+    (vertex_root / "acme-runtune-data").mkdir(parents=True)
+    assert data_mount("acme-runtune-data", **paths) == vertex_root / "acme-runtune-data"
+    cloud_run.mkdir(parents=True)  # on Cloud Run its volume wins
+    assert data_mount("acme-runtune-data", **paths) == cloud_run
