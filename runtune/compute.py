@@ -21,7 +21,17 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Literal
 
-from runtune.estimate import GPU_TABLE_FILE, HEADROOM, TIMING, Estimate, Gpu, ModelFigures, RunShape, duration
+from runtune.estimate import (
+    GPU_TABLE_FILE,
+    HEADROOM,
+    TIMING,
+    Estimate,
+    Gpu,
+    ModelFigures,
+    RunShape,
+    duration,
+    host_memory_gib,
+)
 
 Backend = Literal["cloud_run", "vertex"]
 ComputeChoice = Literal["auto", "cloud_run", "vertex"]
@@ -63,6 +73,8 @@ def load_machines(data: dict[str, Any] | None = None) -> tuple[Machine, ...]:
             name=row["name"],
             accelerator=row["accelerator"],
             gpu_count=row["gpu_count"],
+            # The row the estimate's formulas take: figures per GPU, and the machine's vCPUs and memory
+            # in the instance fields (which on Cloud Run are the trainer job's).
             gpu=Gpu(
                 name=row["gpu"],
                 label=row["label"],
@@ -119,7 +131,9 @@ def vertex_prices() -> dict[str, tuple[float, float]]:
 @dataclass(frozen=True)
 class Offer:
     """A run priced on one shape: `shape` is the Cloud Run GPU's name or the Vertex machine type.
-    `spot_usd` only on Vertex (Cloud Run jobs have no Spot capacity); `reason` says why it does not fit."""
+    `spot_usd` only on Vertex (Cloud Run jobs have no Spot capacity); `reason` says why it does not fit,
+    `warning` what may still go wrong where it does (a Vertex machine's host memory; Cloud Run's is in
+    the estimate's warnings)."""
 
     backend: Backend
     shape: str
@@ -131,6 +145,7 @@ class Offer:
     usd: float | None = None
     spot_usd: float | None = None
     reason: str | None = None
+    warning: str | None = None
 
     def cost(self, spot: bool) -> float:
         assert self.usd is not None
@@ -148,6 +163,7 @@ class Offer:
             "usd": self.usd,
             "spot_usd": self.spot_usd,
             "reason": self.reason,
+            "warning": self.warning,
         }
 
 
@@ -173,6 +189,17 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
     if need_gib > m.gpu.memory_gib * HEADROOM:
         reason = f"needs about {need_gib:.0f} GiB a GPU; its GPUs have {m.gpu.memory_gib:.0f} GiB"
         return Offer("vertex", m.name, m.label, m.gpu.name, m.gpu_count, False, reason=reason)
+    # Every rank holds the encoded dataset in host memory; the checkpoint sits on the boot disk (a real
+    # disk on Vertex: only page cache, as a mounted one on Cloud Run).
+    # As on Cloud Run, more than the machine's memory is a warning, not a refusal (the figure is an
+    # upper bound: Python's lists of a large set's encoded tokens and images).
+    host = m.gpu_count * host_memory_gib(model, shape, m.gpu, weights_on_mount=True)
+    warning = None
+    if host > m.gpu.cloud_run_memory_gib:
+        warning = (
+            f"needs about {host:.0f} GiB of host memory ({m.gpu_count} processes); the {m.name} machine has "
+            f"{m.gpu.cloud_run_memory_gib} GiB, so the trainer may run out of memory: train on fewer examples"
+        )
     phases = duration(model, shape, m.gpu, tokens=tokens, steps=steps, cloud=True)
     # Vertex provisions VMs and pulls the image before the trainer starts, instead of Cloud Run's pull.
     phases["startup"] += VERTEX_TIMING.provision_s - TIMING.image_pull_s
@@ -189,6 +216,7 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
         seconds,
         round(seconds * on_demand / 3600, 2),
         round(seconds * spot / 3600, 2),
+        warning=warning,
     )
 
 
@@ -249,7 +277,7 @@ def priced_as(fit: Estimate, offer: Offer, *, spot: bool) -> Estimate:
         instance_cpu=machine(offer.shape).gpu.cloud_run_cpu,
         instance_memory_gib=machine(offer.shape).gpu.cloud_run_memory_gib,
         gpu_seconds=offer.seconds * offer.gpu_count,
-        # The Cloud Run instance's host-memory warning does not apply to the machine's own memory.
-        warnings=[w for w in fit.warnings if "host memory" not in w],
+        # The Cloud Run instance's host-memory warning is not the machine's: `vertex_offer` checked its own.
+        warnings=[offer.warning] if offer.warning else [],
         breakdown={},
     )

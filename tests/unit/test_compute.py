@@ -199,3 +199,15 @@ def test_the_trainer_reads_the_bucket_through_vertex_ais_mount_where_cloud_runs_
     assert data_mount("acme-runtune-data", **paths) == vertex_root / "acme-runtune-data"
     cloud_run.mkdir(parents=True)  # on Cloud Run its volume wins
     assert data_mount("acme-runtune-data", **paths) == cloud_run
+
+
+def test_a_vertex_machine_warns_when_its_processes_outgrow_its_memory() -> None:
+    # 50,000 vision examples held by each of eight processes: beyond an 8 x L4 machine's 384 GiB.
+    vision = _dataset(50_000).model_copy(update={"modality": "vision"})
+    job = _job("google/gemma-3-4b-it", compute="vertex")
+    fit = plan.plan_job(job, vision, offered=GPU_NAMES, estimator=_estimator(machines=("g2-standard-96",))).estimate
+    [offer] = [o for o in fit.offers if o["shape"] == "g2-standard-96"]
+    assert offer["fits"] and "host memory (8 processes)" in offer["warning"]
+    assert fit.warnings == [offer["warning"]]
+    small = plan.plan_job(job, _dataset(200), offered=GPU_NAMES, estimator=_estimator(machines=("g2-standard-96",)))
+    assert small.estimate.warnings == []
