@@ -281,3 +281,56 @@ def priced_as(fit: Estimate, offer: Offer, *, spot: bool) -> Estimate:
         warnings=[offer.warning] if offer.warning else [],
         breakdown={},
     )
+
+
+def place(
+    model: ModelFigures,
+    shape: RunShape,
+    fit: Estimate,
+    *,
+    machines: Sequence[str],
+    task_timeout_s: int | None,
+    choice: ComputeChoice,
+    spot: bool = False,
+    max_hours: float | None = None,
+) -> Estimate:
+    """`fit` (the run on Cloud Run) with every offered shape priced (`offers`), restated for the one
+    `choose` takes: Cloud Run's GPU, or a Vertex machine (`priced_as`). No GPU (the plan's
+    `does_not_fit`) when nothing holds the run."""
+    candidates = offers(model, shape, fit, machines=machines, task_timeout_s=task_timeout_s)
+    listed = [offer.as_dict() for offer in candidates]
+    max_seconds = max_hours * 3600 if max_hours is not None else None
+    chosen = choose(candidates, choice, spot=spot, max_seconds=max_seconds)
+    if chosen is None:
+        return _unplaced(fit, candidates, choice, machines, listed)
+    late = []
+    if max_seconds is not None and (chosen.seconds or 0) > max_seconds:
+        hours = (chosen.seconds or 0) / 3600
+        late = [f"No shape finishes within {max_hours:g} h; the fastest, {chosen.label}, takes about {hours:.1f} h"]
+    if chosen.backend == "cloud_run":
+        return replace(fit, warnings=[*fit.warnings, *late], offers=listed)
+    vertex = priced_as(fit, chosen, spot=spot)
+    warnings = [*vertex.warnings, *late]
+    return replace(vertex, compute="vertex", gpu_count=chosen.gpu_count, spot=spot, offers=listed, warnings=warnings)
+
+
+def _unplaced(
+    fit: Estimate, candidates: Sequence[Offer], choice: ComputeChoice, machines: Sequence[str], listed: list[Any]
+) -> Estimate:
+    if fit.gpu is not None and choice != "vertex":
+        # Cloud Run holds it, but not within one task, and no Vertex machine does: it stays on Cloud
+        # Run and resumes across tasks, as it would without Vertex.
+        late = f"On Cloud Run this run {candidates[0].reason}; it resumes from a checkpoint in the next task"
+        return replace(fit, warnings=[*fit.warnings, late], offers=listed)
+    largest = max((machine(name).gpu.memory_gib for name in machines), default=0)
+    vertex = (
+        f"needs about {fit.memory_gib:.0f} GiB of GPU memory a GPU; the largest GPU of the Vertex AI "
+        f"machines offered has {largest:.0f} GiB"
+    )
+    if choice == "cloud_run":
+        reason = fit.reason or "does not fit a Cloud Run GPU"
+    elif choice == "vertex" or fit.reason is None:
+        reason = vertex
+    else:
+        reason = f"{fit.reason}. On Vertex AI it {vertex}"
+    return replace(fit, gpu=None, gpu_label=None, seconds=None, usd=None, reason=reason, offers=listed)

@@ -19,7 +19,7 @@ trains the parent's adapter further, so its LoRA shape is the parent's (`continu
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from runtune import compute, throughput
@@ -127,66 +127,16 @@ class Estimator:
         fit = reckon(runs) if runs else published
         if not self.machines:
             return fit
-        return self.placed(model, shape, fit, compute_choice, spot=spot, max_hours=max_hours)
-
-    def placed(
-        self,
-        model: ModelSpec,
-        shape: RunShape,
-        fit: Estimate,
-        compute_choice: ComputeChoice,
-        *,
-        spot: bool,
-        max_hours: float | None = None,
-    ) -> Estimate:
-        """`fit` (the run on Cloud Run) with every offered shape priced, restated for the one chosen:
-        Cloud Run's GPU, or the cheapest Vertex machine that fits. A run Cloud Run could hold but not
-        within its task timeout stays there (with a warning) when no Vertex machine fits either."""
-        offers = compute.offers(
-            model.figures(), shape, fit, machines=self.machines, task_timeout_s=self.cloud_run_timeout_s
+        return compute.place(
+            model.figures(),
+            shape,
+            fit,
+            machines=self.machines,
+            task_timeout_s=self.cloud_run_timeout_s,
+            choice=compute_choice,
+            spot=spot,
+            max_hours=max_hours,
         )
-        listed = [offer.as_dict() for offer in offers]
-        max_seconds = max_hours * 3600 if max_hours is not None else None
-        chosen = compute.choose(offers, compute_choice, spot=spot, max_seconds=max_seconds)
-        late = []
-        if chosen is not None and max_seconds is not None and (chosen.seconds or 0) > max_seconds:
-            late = [
-                f"No shape finishes within {max_hours:g} h; the fastest, {chosen.label}, takes about "
-                f"{(chosen.seconds or 0) / 3600:.1f} h"
-            ]
-        if chosen is not None and chosen.backend == "vertex":
-            vertex = compute.priced_as(fit, chosen, spot=spot)
-            warnings = [*vertex.warnings, *late]
-            return replace(
-                vertex, compute="vertex", gpu_count=chosen.gpu_count, spot=spot, offers=listed, warnings=warnings
-            )
-        if chosen is None and (fit.gpu is None or compute_choice == "vertex"):
-            return replace(
-                fit,
-                gpu=None,
-                gpu_label=None,
-                seconds=None,
-                usd=None,
-                reason=_nowhere(fit, compute_choice),
-                offers=listed,
-            )
-        warnings = [*fit.warnings, *late]
-        if chosen is None:  # Cloud Run holds it, but not within one task: it resumes across tasks
-            warnings.append(f"On Cloud Run this run {offers[0].reason}; it resumes from a checkpoint in the next task")
-        return replace(fit, warnings=warnings, offers=listed)
-
-
-def _nowhere(fit: Estimate, compute_choice: ComputeChoice) -> str:
-    """Why no shape holds the run (the plan's `does_not_fit` message goes on from "it ...")."""
-    if compute_choice == "cloud_run":
-        return fit.reason or "does not fit a Cloud Run GPU"
-    largest = max(compute.machine(name).gpu.memory_gib for name in compute.VERTEX_MACHINE_NAMES)
-    vertex = (
-        f"needs about {fit.memory_gib:.0f} GiB of GPU memory a GPU, and no Vertex AI machine offered has one that large"
-    )
-    if compute_choice == "vertex" or fit.reason is None:
-        return f"{vertex} (the largest in the table: {largest:.0f} GiB)"
-    return f"{fit.reason}. On Vertex AI it {vertex}"
 
 
 PUBLISHED = Estimator()

@@ -148,7 +148,10 @@ def test_a_run_longer_than_the_cloud_run_task_is_offered_vertex() -> None:
 
 def test_a_run_nothing_holds_is_refused_saying_so_for_both_backends() -> None:
     job = _job(max_length=32_768).model_copy(update={"hyperparameters": Hyperparameters(batch_size=16)})
-    with pytest.raises(InvalidRequest, match="no Vertex AI machine offered") as refused:
+    with pytest.raises(
+        InvalidRequest,
+        match=r"On Vertex AI it needs about .* the largest GPU of the Vertex AI machines offered has 141 GiB",
+    ) as refused:
         plan.plan_job(job, _dataset(2_000), offered=GPU_NAMES, estimator=_estimator())
     assert refused.value.code == "does_not_fit"
 
