@@ -189,10 +189,8 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
     if need_gib > m.gpu.memory_gib * HEADROOM:
         reason = f"needs about {need_gib:.0f} GiB a GPU; its GPUs have {m.gpu.memory_gib:.0f} GiB"
         return Offer("vertex", m.name, m.label, m.gpu.name, m.gpu_count, False, reason=reason)
-    # Every rank holds the encoded dataset in host memory; the checkpoint sits on the boot disk (a real
-    # disk on Vertex: only page cache, as a mounted one on Cloud Run).
-    # As on Cloud Run, more than the machine's memory is a warning, not a refusal (the figure is an
-    # upper bound: Python's lists of a large set's encoded tokens and images).
+    # Host memory: every rank holds the encoded set; the base checkpoint sits on the boot disk (a real
+    # disk on Vertex, so only page cache). More than the machine has is a warning, as on Cloud Run.
     host = m.gpu_count * host_memory_gib(model, shape, m.gpu, weights_on_mount=True)
     warning = None
     if host > m.gpu.cloud_run_memory_gib:
