@@ -271,6 +271,12 @@ class Estimate(BaseModel):
     # The run's seconds on the chosen GPU (what the monthly GPU budget counts), also where the time
     # above is reckoned on this machine's CPU.
     gpu_seconds: int | None = None
+    # Where it trains (runtune/compute.py): Cloud Run's `gpu`, or the Vertex AI machine `machine` with
+    # `gpu_count` of them (at Spot prices when `spot`); and every shape the deployment offers, priced.
+    compute: str = "cloud_run"
+    gpu_count: int = 1
+    spot: bool = False
+    offers: list[dict[str, Any]] = Field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -22,7 +22,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtune import throughput
+from runtune import compute, throughput
+from runtune.compute import ComputeChoice
 from runtune.errors import InvalidRequest
 from runtune.estimate import Estimate, RunShape, RunTiming, Where, estimate, machine_name
 from runtune.jobs import hyperparameters
@@ -72,6 +73,9 @@ class Planned:
             "basis": fit.basis,
             "calibrated_runs": fit.calibrated_runs,
             "machine": fit.machine,
+            "compute": fit.compute,
+            "gpu_count": fit.gpu_count,
+            "spot": fit.spot,
             "warnings": self.warnings,
         }
 
@@ -81,10 +85,14 @@ class Estimator:
     """How a deployment reckons a run's time and cost: `where` its trainers run (Cloud Run GPUs, or
     the local platform's machine with or without a GPU) and, given the `store`, calibrated from its
     own finished runs of the same model, machine and method (runtune/throughput.py) once there are
-    some. The default: published figures on Cloud Run."""
+    some; the Vertex AI `machines` it offers besides (runtune/compute.py), and the Cloud Run trainer
+    job's task timeout, past which a run is offered Vertex instead. The default: published figures
+    on Cloud Run."""
 
     where: Where = "cloud"
     store: MetadataStore | None = None
+    machines: tuple[str, ...] = ()
+    cloud_run_timeout_s: int | None = None
 
     def measured(self, model: ModelSpec, gpu: str, method: str) -> list[RunTiming]:
         if self.store is None:
@@ -92,7 +100,17 @@ class Estimator:
         machine = machine_name(gpu, self.where)
         return throughput.measured(self.store, model=model.id, machine=machine, method=method)
 
-    def estimate(self, model: ModelSpec, shape: RunShape, *, gpu: str, offered: Sequence[str]) -> Estimate:
+    def estimate(
+        self,
+        model: ModelSpec,
+        shape: RunShape,
+        *,
+        gpu: str,
+        offered: Sequence[str],
+        compute_choice: ComputeChoice = "auto",
+        spot: bool = False,
+        max_hours: float | None = None,
+    ) -> Estimate:
         def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
             return estimate(
                 model.figures(),
@@ -106,7 +124,19 @@ class Estimator:
 
         published = reckon()
         runs = self.measured(model, published.gpu, shape.method) if published.gpu else []
-        return reckon(runs) if runs else published
+        fit = reckon(runs) if runs else published
+        if not self.machines:
+            return fit
+        return compute.place(
+            model.figures(),
+            shape,
+            fit,
+            machines=self.machines,
+            task_timeout_s=self.cloud_run_timeout_s,
+            choice=compute_choice,
+            spot=spot,
+            max_hours=max_hours,
+        )
 
 
 PUBLISHED = Estimator()
@@ -195,10 +225,22 @@ def check_offered(gpu: str, offered: Sequence[str], param: str) -> None:
 
 
 def check_options(
-    model: ModelSpec, options: RuntuneOptions, offered: Sequence[str], *, param: str = OPTIONS_PARAM
+    model: ModelSpec,
+    options: RuntuneOptions,
+    offered: Sequence[str],
+    *,
+    param: str = OPTIONS_PARAM,
+    machines: Sequence[str] = (),
 ) -> None:
     """The checks that need no dataset (answered at create, even while the file processes, and by
-    the estimate, whose request has the options at `param`)."""
+    the estimate, whose request has the options at `param`); `machines`: the Vertex AI machines the
+    deployment offers."""
+    if options.compute == "vertex" and not machines:
+        raise InvalidRequest(
+            "This deployment offers no Vertex AI machines; use compute 'cloud_run' or 'auto'",
+            param=f"{param}.compute",
+            code="compute_not_offered",
+        )
     if options.method == "full" and not model.full_finetune:
         raise InvalidRequest(
             f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'", param=f"{param}.method"
@@ -358,7 +400,15 @@ def _size(
         # bucket (it has no bucket access), so the others are reckoned from the Hub.
         weights_from="local" if model.is_tiny else "hub",
     )
-    return resolved, estimator.estimate(model, shape, gpu=options.gpu, offered=offered)
+    return resolved, estimator.estimate(
+        model,
+        shape,
+        gpu=options.gpu,
+        offered=offered,
+        compute_choice=options.compute,
+        spot=options.spot,
+        max_hours=options.max_hours,
+    )
 
 
 def plan_job(
@@ -381,7 +431,7 @@ def plan_job(
         raise ValueError(f"job {job.id} continues {lineage.parent!r}, planned with parent {parent!r}")
     model = check_model(lineage.root)
     options = continued_options(job.options, parent) if parent is not None else job.options
-    check_options(model, options, offered)
+    check_options(model, options, offered, machines=estimator.machines)
     check_dataset(model, training)
     examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
     held_out = held_out_examples(options.evaluation, training, validation)
@@ -433,6 +483,10 @@ def plan_job(
         push_to_hub=options.export.push_to_hub,
         seed=job.seed,
         gpu=fit.gpu,
+        compute=fit.compute,
+        machine=fit.machine if fit.compute == "vertex" else None,
+        gpu_count=fit.gpu_count,
+        spot=fit.spot,
         batch_tokens=options.speed.batch_tokens,
         liger_kernels=options.speed.liger_kernels,
         bf16_adapters=options.speed.bf16_adapters,
@@ -457,6 +511,7 @@ def with_plan(job: Job, planned: Planned) -> Job:
             "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
             "method": {**job.method, "supervised": supervised},
             "gpu": planned.plan.gpu,
+            "machine": planned.plan.machine,
             "estimated_gpu_seconds": planned.estimate.gpu_seconds,
             "estimate": planned.summary(),
         }

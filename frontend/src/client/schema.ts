@@ -900,7 +900,7 @@ export interface components {
          * ColumnMapping
          * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
          */
-        ColumnMapping: {
+        "ColumnMapping-Input": {
             /**
              * Answer
              * @description Column holding the assistant's answer (generation)
@@ -932,6 +932,42 @@ export interface components {
              */
             user?: string | null;
         };
+        /**
+         * ColumnMapping
+         * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
+         */
+        "ColumnMapping-Output": {
+            /**
+             * Answer
+             * @description Column holding the assistant's answer (generation)
+             */
+            answer: string | null;
+            /**
+             * Image
+             * @description Column holding the image (bytes, {bytes, path}, a path inside the uploaded archive, or a data URL)
+             */
+            image: string | null;
+            /**
+             * Label
+             * @description Column holding the class (classification)
+             */
+            label: string | null;
+            /**
+             * Split
+             * @description Column naming each row's split (train/validation/test)
+             */
+            split: string | null;
+            /**
+             * System
+             * @description A system prompt (literal text)
+             */
+            system: string | null;
+            /**
+             * User
+             * @description The user turn; `{column}` is replaced by that column's value, `{labels}` by the label set
+             */
+            user: string | null;
+        };
         /** CreateApiKeyRequest */
         CreateApiKeyRequest: {
             /**
@@ -957,8 +993,8 @@ export interface components {
          * @description `POST /v1/datasets`: from a completed upload or from the Hub (exactly one).
          */
         CreateDatasetRequest: {
-            hub?: components["schemas"]["HubSource"] | null;
-            mapping?: components["schemas"]["ColumnMapping"] | null;
+            hub?: components["schemas"]["HubSource-Input"] | null;
+            mapping?: components["schemas"]["ColumnMapping-Input"] | null;
             /**
              * Max Image Side
              * @description Longest image side after resizing; null keeps the size
@@ -973,7 +1009,7 @@ export interface components {
              * @default false
              */
             skip_bad_rows: boolean;
-            split?: components["schemas"]["SplitOptions"];
+            split?: components["schemas"]["SplitOptions-Input"];
             /** @description classification, generation, or auto/null: detected (a label column, an image folder, or a chat JSONL whose final answers are a small closed set mean classification) */
             task_kind?: components["schemas"]["TaskKind"] | null;
             /** Upload Id */
@@ -1600,7 +1636,7 @@ export interface components {
          * HubSource
          * @description A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets.
          */
-        HubSource: {
+        "HubSource-Input": {
             /** Config */
             config?: string | null;
             /** Id */
@@ -1614,6 +1650,31 @@ export interface components {
              * @description Hub split to import (default: all)
              */
             split?: string | null;
+            /**
+             * Token Secret
+             * @description Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token
+             * @default hf_token
+             */
+            token_secret: string | null;
+        };
+        /**
+         * HubSource
+         * @description A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets.
+         */
+        "HubSource-Output": {
+            /** Config */
+            config: string | null;
+            /** Id */
+            id: string;
+            /** Max Rows */
+            max_rows: number | null;
+            /** Revision */
+            revision: string | null;
+            /**
+             * Split
+             * @description Hub split to import (default: all)
+             */
+            split: string | null;
             /**
              * Token Secret
              * @description Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token
@@ -1673,6 +1734,31 @@ export interface components {
              */
             type: "image";
         };
+        /**
+         * IngestSpec
+         * @description What one ingestion reads, stored on its dataset so the execution needs only the dataset's id:
+         *     the options of the create call and exactly one input (an object in the bucket, or a Hub dataset).
+         */
+        IngestSpec: {
+            /** Filename */
+            filename: string | null;
+            hub: components["schemas"]["HubSource-Output"] | null;
+            mapping: components["schemas"]["ColumnMapping-Output"] | null;
+            /**
+             * Max Image Side
+             * @default 896
+             */
+            max_image_side: number | null;
+            /** Object Path */
+            object_path: string | null;
+            /**
+             * Skip Bad Rows
+             * @default false
+             */
+            skip_bad_rows: boolean;
+            split: components["schemas"]["SplitOptions-Output"];
+            task_kind: components["schemas"]["TaskKind"] | null;
+        };
         /** Job */
         Job: {
             /** Auto Hyperparameters */
@@ -1706,6 +1792,8 @@ export interface components {
                 [key: string]: unknown;
             }[];
             lineage: components["schemas"]["Lineage"] | null;
+            /** Machine */
+            machine: string | null;
             /** Metadata */
             metadata: {
                 [key: string]: string;
@@ -2235,8 +2323,18 @@ export interface components {
              * @default 0
              */
             calibrated_runs: number;
+            /**
+             * Compute
+             * @default cloud_run
+             */
+            compute: string;
             /** Gpu */
             gpu: string | null;
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
             /** Gpu Label */
             gpu_label: string | null;
             /** Gpu Seconds */
@@ -2264,6 +2362,10 @@ export interface components {
              * @constant
              */
             object: "fine_tuning.estimate";
+            /** Offers */
+            offers: {
+                [key: string]: unknown;
+            }[];
             /** Reason */
             reason: string | null;
             /** Seconds */
@@ -2272,6 +2374,11 @@ export interface components {
             seconds_high: number | null;
             /** Seconds Low */
             seconds_low: number | null;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /** Steps */
             steps: number;
             /** Tokens */
@@ -2300,6 +2407,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default auto
+             * @enum {string}
+             */
+            compute: "auto" | "cloud_run" | "vertex";
             evaluation?: components["schemas"]["EvaluationOptions-Input"];
             export?: components["schemas"]["ExportOptions-Input"];
             /**
@@ -2322,6 +2435,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Max Hours */
+            max_hours?: number | null;
             /**
              * Max Length
              * @default 1024
@@ -2334,6 +2449,11 @@ export interface components {
              */
             method: "auto" | "qlora" | "lora" | "full";
             speed?: components["schemas"]["SpeedOptions-Input"];
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /**
              * Warmup Ratio
              * @default 0.03
@@ -2355,6 +2475,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default auto
+             * @enum {string}
+             */
+            compute: "auto" | "cloud_run" | "vertex";
             evaluation: components["schemas"]["EvaluationOptions-Output"];
             export: components["schemas"]["ExportOptions-Output"];
             /**
@@ -2377,6 +2503,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Max Hours */
+            max_hours: number | null;
             /**
              * Max Length
              * @default 1024
@@ -2389,6 +2517,11 @@ export interface components {
              */
             method: "auto" | "qlora" | "lora" | "full";
             speed: components["schemas"]["SpeedOptions-Output"];
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /**
              * Warmup Ratio
              * @default 0.03
@@ -2509,7 +2642,28 @@ export interface components {
          * SplitOptions
          * @description A seeded stratified split, used when the data names no splits itself.
          */
-        SplitOptions: {
+        "SplitOptions-Input": {
+            /**
+             * Seed
+             * @default 42
+             */
+            seed: number;
+            /**
+             * Test
+             * @default 0.1
+             */
+            test: number;
+            /**
+             * Validation
+             * @default 0.1
+             */
+            validation: number;
+        };
+        /**
+         * SplitOptions
+         * @description A seeded stratified split, used when the data names no splits itself.
+         */
+        "SplitOptions-Output": {
             /**
              * Seed
              * @default 42
@@ -2576,6 +2730,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default cloud_run
+             * @enum {string}
+             */
+            compute: "cloud_run" | "vertex";
             /** Dataset Id */
             dataset_id: string;
             /**
@@ -2609,6 +2769,11 @@ export interface components {
             export_merged: boolean;
             /** Gpu */
             gpu: string | null;
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
             /**
              * Gradient Accumulation Steps
              * @default 1
@@ -2669,6 +2834,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Machine */
+            machine: string | null;
             /**
              * Max Grad Norm
              * @default 1
@@ -2705,6 +2872,11 @@ export interface components {
              * @default 42
              */
             seed: number;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /** @default generation */
             task_kind: components["schemas"]["TaskKind"];
             /**
