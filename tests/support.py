@@ -11,8 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -125,6 +126,47 @@ class Recorded:
 
 # (method, path, query, JSON body or None) -> (status, JSON answer)
 Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.5) -> Any:
+    """`check()`'s first true value, asked every `every_s` for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"condition not met in {timeout_s}s")
+
+
+def google_error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    """A Google API's error answer, as its REST transport sends it."""
+    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
+
+
+class FakeApi(Protocol):
+    """What `serve_fake` needs of a fake Google API: the requests it saw, and an answer to each."""
+
+    requests: list[Recorded]
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]: ...
+
+
+F = TypeVar("F", bound=FakeApi)
+
+
+@contextlib.contextmanager
+def serve_fake(fake: F) -> Iterator[tuple[F, str]]:
+    """`fake` served by `fake_json_api` (the query string unused): yields it and its base URL."""
+    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
+        yield fake, url
+
+
+def google_client(endpoint: str) -> dict[str, Any]:
+    """The keyword arguments that point a Google API client (through our adapters) at a fake."""
+    from google.auth.credentials import AnonymousCredentials
+
+    return {"client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials(), "rpc_timeout_s": 5}
 
 
 @contextlib.contextmanager
