@@ -55,12 +55,17 @@ class CloudRunJobLauncher(GoogleExecutions):
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     ) -> None:
         self._project_id, self._region, self._job_prefix = project_id, region, job_prefix
-        self._rpc_timeout_s = rpc_timeout_s
         # REST rather than gRPC: plain HTTPS works through every proxy, and it is the transport the
         # fake-server tests exercise. Clients are built here so missing credentials fail at startup.
         self._jobs = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=client_options)
         self._executions = run_v2.ExecutionsClient(
             credentials=credentials, transport="rest", client_options=client_options
+        )
+        super().__init__(
+            cancel=self._executions.cancel_execution,
+            get=self._executions.get_execution,
+            status_of=execution_status,
+            rpc_timeout_s=rpc_timeout_s,
         )
 
     def job_path(self, request: LaunchRequest) -> str:
@@ -91,15 +96,6 @@ class CloudRunJobLauncher(GoogleExecutions):
             },
         )
         return execution_name
-
-    def _cancel_call(self, execution_name: str) -> None:
-        self._executions.cancel_execution(name=execution_name, timeout=self._rpc_timeout_s)
-
-    def _status_call(self, execution_name: str) -> run_v2.Execution:
-        return self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
-
-    def _status_of(self, resource: run_v2.Execution) -> ExecutionStatus:
-        return execution_status(resource)
 
     def owns(self, execution_name: str) -> bool:
         # projects/P/locations/R/jobs/<prefix>-<workload>[-gpu]/executions/<id>: one of this deployment's jobs.

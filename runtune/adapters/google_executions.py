@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as google_exceptions
@@ -22,24 +23,26 @@ def error_fields(exc: google_exceptions.GoogleAPICallError) -> dict[str, Any]:
 
 class GoogleExecutions(ABC):
     """`cancel` and `status` of a `JobLauncher` whose executions live behind a Google API; a subclass
-    names them (`noun`, `a_noun`, `upstream`) and makes the three calls."""
+    names them (`noun`, `a_noun`, `upstream`), says which are its own (`owns`) and passes its client's
+    calls: `cancel` and `get` (each called with `name` and `timeout`), and `status_of` what `get` returns."""
 
     noun: ClassVar[str]  # in logs and reasons: "execution", "custom job"
     a_noun: ClassVar[str]  # "an execution"
     upstream: ClassVar[str]  # in errors users see: "the execution"
-    _rpc_timeout_s: float
+
+    def __init__(
+        self,
+        *,
+        cancel: Callable[..., Any],
+        get: Callable[..., Any],
+        status_of: Callable[[Any], ExecutionStatus],
+        rpc_timeout_s: float,
+    ) -> None:
+        self._cancel_rpc, self._get_rpc, self._status_of = cancel, get, status_of
+        self._rpc_timeout_s = rpc_timeout_s
 
     @abstractmethod
     def owns(self, execution_name: str) -> bool: ...
-
-    @abstractmethod
-    def _cancel_call(self, execution_name: str) -> None: ...
-
-    @abstractmethod
-    def _status_call(self, execution_name: str) -> Any: ...
-
-    @abstractmethod
-    def _status_of(self, resource: Any) -> ExecutionStatus: ...
 
     @property
     def _log(self) -> logging.Logger:
@@ -53,7 +56,7 @@ class GoogleExecutions(ABC):
             self._log.warning(refusal, extra={"execution": execution_name})
             return
         try:
-            self._cancel_call(execution_name)
+            self._cancel_rpc(name=execution_name, timeout=self._rpc_timeout_s)
         except google_exceptions.GoogleAPICallError as exc:
             # Refusals of an execution that is gone or already finished (their codes differ between
             # transports: FAILED_PRECONDITION is a plain 400 over REST) are the outcome the caller wanted.
@@ -70,7 +73,7 @@ class GoogleExecutions(ABC):
                 execution_name, ExecutionState.unknown, reason=f"not {self.a_noun} of this deployment"
             )
         try:
-            resource = self._status_call(execution_name)
+            resource = self._get_rpc(name=execution_name, timeout=self._rpc_timeout_s)
         except google_exceptions.NotFound:
             return ExecutionStatus(execution_name, ExecutionState.unknown, reason=f"{self.noun} not found")
         except google_exceptions.GoogleAPICallError as exc:

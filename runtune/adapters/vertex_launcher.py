@@ -93,10 +93,15 @@ class VertexJobLauncher(GoogleExecutions):
         self._max_wait_s = max_wait_s
         self._image, self._service_account = image, service_account
         self._base_env = dict(base_env or {})
-        self._rpc_timeout_s = rpc_timeout_s
         # Vertex AI serves each region's resources on the region's own endpoint.
         options = client_options or {"api_endpoint": f"{region}-aiplatform.googleapis.com"}
         self._jobs = aiplatform_v1.JobServiceClient(credentials=credentials, transport="rest", client_options=options)
+        super().__init__(
+            cancel=self._jobs.cancel_custom_job,
+            get=self._jobs.get_custom_job,
+            status_of=custom_job_status,
+            rpc_timeout_s=rpc_timeout_s,
+        )
 
     def launch(self, request: LaunchRequest) -> str:
         validate_launch_request(request, backend="vertex")
@@ -157,15 +162,6 @@ class VertexJobLauncher(GoogleExecutions):
                 worker_pool_specs=[pool], scheduling=scheduling, service_account=self._service_account
             ),
         )
-
-    def _cancel_call(self, execution_name: str) -> None:
-        self._jobs.cancel_custom_job(name=execution_name, timeout=self._rpc_timeout_s)
-
-    def _status_call(self, execution_name: str) -> aiplatform_v1.CustomJob:
-        return self._jobs.get_custom_job(name=execution_name, timeout=self._rpc_timeout_s)
-
-    def _status_of(self, resource: aiplatform_v1.CustomJob) -> ExecutionStatus:
-        return custom_job_status(resource)
 
     def owns(self, execution_name: str) -> bool:
         """`projects/<id or number>/locations/<region>/customJobs/<id>`: Vertex names its jobs by the

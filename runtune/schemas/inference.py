@@ -10,30 +10,37 @@ from pydantic import ConfigDict, Field
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
 
+class WorkStatus(StrEnum):
+    """An evaluation's or an export's status: queued until its execution starts, over once it
+    succeeded or failed."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+# The names each resource's code reads them by.
+EvaluationStatus = ExportStatus = WorkStatus
+
+
 class ExecutedResource(OwnedResource):
     """A resource that an execution of its own works on (an evaluation, an export): over once it
     succeeded or failed, with the launcher's name of that execution stored but never shown."""
 
     execution_name: str | None = Field(default=None, exclude=True)
     if TYPE_CHECKING:
-        # Each subclass's own StrEnum (its own name in the OpenAPI document), with these two values.
-        status: StrEnum
+        # Each subclass declares it, as the API shows it among its own fields.
+        status: WorkStatus
 
     @property
     def is_finished(self) -> bool:
-        return self.status in ("succeeded", "failed")
+        return self.status in (WorkStatus.succeeded, WorkStatus.failed)
 
     def to_document(self) -> dict[str, Any]:
         document = super().to_document()
         document["execution_name"] = self.execution_name
         return document
-
-
-class EvaluationStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
 
 
 class Evaluation(ExecutedResource):
@@ -76,13 +83,6 @@ class Quantization(StrEnum):
     f16 = "f16"
     q8_0 = "q8_0"
     q4_k_m = "q4_k_m"
-
-
-class ExportStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
 
 
 class ExportFile(ApiModel):

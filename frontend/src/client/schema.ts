@@ -1406,7 +1406,7 @@ export interface components {
              */
             split: string;
             /** @default queued */
-            status: components["schemas"]["EvaluationStatus"];
+            status: components["schemas"]["WorkStatus"];
         };
         /** EvaluationOptions */
         "EvaluationOptions-Input": {
@@ -1454,11 +1454,6 @@ export interface components {
              */
             split: "validation" | "test";
         };
-        /**
-         * EvaluationStatus
-         * @enum {string}
-         */
-        EvaluationStatus: "queued" | "running" | "succeeded" | "failed";
         /** Export */
         Export: {
             /** Created At */
@@ -1487,7 +1482,7 @@ export interface components {
             phase: string | null;
             quantization: components["schemas"]["Quantization"] | null;
             /** @default queued */
-            status: components["schemas"]["ExportStatus"];
+            status: components["schemas"]["WorkStatus"];
         };
         /** ExportFile */
         ExportFile: {
@@ -1543,11 +1538,6 @@ export interface components {
              */
             push_to_hub: string | null;
         };
-        /**
-         * ExportStatus
-         * @enum {string}
-         */
-        ExportStatus: "queued" | "running" | "succeeded" | "failed";
         /**
          * FileObject
          * @description The OpenAI `file` object.
@@ -3060,6 +3050,13 @@ export interface components {
             /** Url */
             url: string;
         };
+        /**
+         * WorkStatus
+         * @description An evaluation's or an export's status: queued until its execution starts, over once it
+         *     succeeded or failed.
+         * @enum {string}
+         */
+        WorkStatus: "queued" | "running" | "succeeded" | "failed";
     };
     responses: never;
     parameters: never;
