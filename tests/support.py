@@ -169,12 +169,24 @@ def google_client(endpoint: str) -> dict[str, Any]:
     return {"client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials(), "rpc_timeout_s": 5}
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A fake server's request handler that answers JSON (`send_json`)."""
+
+    def send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 @contextlib.contextmanager
 def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
     """A local fake of a JSON REST API (for the Google APIs that have no emulator): every request is
     appended to `requests` and answered by `handle`. Yields its base URL."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _serve(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -182,13 +194,7 @@ def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
             body = json.loads(raw) if raw else None
             query = parse_qs(url.query)
             requests.append(Recorded(self.command, url.path, query, body))
-            status, payload = handle(self.command, url.path, query, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(*handle(self.command, url.path, query, body))
 
         do_GET = do_POST = do_DELETE = _serve
 
