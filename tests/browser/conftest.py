@@ -6,6 +6,7 @@ Screenshots of every page go to `.runtune/screenshots/` (ignored by git), one fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +98,26 @@ def shots(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@contextlib.contextmanager
+def signed_in(
+    browser, url: str, email: str, password: str, *, failure_shot: Path | None = None, timeout_ms: int = 20_000
+) -> Iterator[Any]:
+    """A new laptop-sized page signed in as `email`, closed after; a failure inside is screenshotted
+    to `failure_shot` when given."""
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    try:
+        sign_in(page, url, email, password)
+        yield page
+    except Exception:
+        if failure_shot is not None:
+            page.screenshot(path=failure_shot, full_page=True)
+        raise
+    finally:
+        context.close()
 
 
 def sign_in(page, url: str, email: str, password: str) -> None:
