@@ -128,6 +128,23 @@ class Recorded:
 Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
 
 
+@contextlib.contextmanager
+def started_platform(local_dir: Any, project_id: str, **config: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The whole local platform on free ports (`config`: PlatformConfig's other fields), started:
+    yields it and its state, and stops it after."""
+    from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
+
+    running = LocalPlatform(
+        PlatformConfig(local_dir=local_dir, ports=PlatformPorts.free(), project_id=project_id, **config)
+    )
+    state = running.start()
+    assert running.emulators is not None
+    try:
+        yield running, state
+    finally:
+        running.stop()
+
+
 def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.5) -> Any:
     """`check()`'s first true value, asked every `every_s` for up to `timeout_s`."""
     deadline = time.monotonic() + timeout_s
@@ -180,6 +197,16 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A local server of `handler` on a free port, serving from a daemon thread: it and its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
 
 @contextlib.contextmanager
 def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
@@ -197,9 +224,6 @@ def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
             self.send_json(*handle(self.command, url.path, query, body))
 
         do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     # A short poll interval keeps shutdown (and so each test's teardown) fast.

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
+from tests.support import started_platform
 
 CHROMIUM = os.environ.get("RUNTUNE_CHROMIUM", "/usr/bin/chromium")
 DIST = REPO_ROOT / "frontend" / "dist"
@@ -49,10 +49,9 @@ def built_ui() -> Path:
 @pytest.fixture(scope="package")
 def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiPlatform]:
     local_dir = tmp_path_factory.mktemp("ui-platform")
-    config = PlatformConfig(
-        local_dir=local_dir,
-        ports=PlatformPorts.free(),
-        project_id="demo-runtune-ui",
+    with started_platform(
+        local_dir,
+        "demo-runtune-ui",
         gateway_env={"RUNTUNE_FRONTEND_DIR": str(built_ui)},
         service_env={
             # Jobs whose metadata names a script run the scripted trainer; the others the real one.
@@ -60,19 +59,13 @@ def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "RUNTUNE_HEARTBEAT_STALE_S": "30",
             "RUNTUNE_RECONCILE_EVERY_S": "2",
         },
-    )
-    running = LocalPlatform(config)
-    state = running.start()
-    assert running.emulators is not None
-    try:
+    ) as (running, state):
         yield UiPlatform(
             url=state["gateway_url"],
             auth_host=state["auth_emulator_host"],
             project_id=state["project_id"],
             emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
         )
-    finally:
-        running.stop()
 
 
 # Package scope: torn down after the last browser test. Playwright's sync API keeps an event loop

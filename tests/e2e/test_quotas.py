@@ -17,13 +17,12 @@ import httpx
 import pytest
 
 from runtune.adapters.firestore import FirestoreMetadataStore
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus
 from tests.datasets.builders import chat_line
 from tests.datasets.client import api, create, upload, wait
 from tests.e2e.jobs_support import put_dataset, wait_for
-from tests.support import sign_up
+from tests.support import sign_up, started_platform
 
 pytestmark = pytest.mark.platform
 
@@ -52,10 +51,9 @@ class QuotaPlatform:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuotaPlatform]:
-    config = PlatformConfig(
-        local_dir=tmp_path_factory.mktemp("quota-platform"),
-        ports=PlatformPorts.free(),
-        project_id="demo-runtune-quotas",
+    with started_platform(
+        tmp_path_factory.mktemp("quota-platform"),
+        "demo-runtune-quotas",
         demo_content=False,
         service_env={
             **LIMITS,
@@ -63,19 +61,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuotaPlatform
             "RUNTUNE_INGEST_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_ingest"]),
             "RUNTUNE_RECONCILE_EVERY_S": "1",
         },
-    )
-    running = LocalPlatform(config)
-    state = running.start()
-    assert running.emulators is not None
-    try:
+    ) as (running, state):
         yield QuotaPlatform(
             gateway_url=state["gateway_url"],
             auth_host=state["auth_emulator_host"],
             project_id=state["project_id"],
             emulator_env=running.emulators.endpoints.env(),
         )
-    finally:
-        running.stop()
 
 
 def client_for(platform: QuotaPlatform) -> httpx.Client:

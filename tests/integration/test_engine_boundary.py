@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -23,7 +21,7 @@ from runtune.ports.engine import EngineModelNotFound
 from runtune.schemas.common import new_id
 from runtune.schemas.jobs import Job, JobStatus, job_path
 from services.inference.service import InferenceService
-from tests.support import JsonHandler
+from tests.support import JsonHandler, serve_in_thread
 
 # What Gemma 3's template writes from the end of a user's text to the model's answer.
 OPENING = "<end_of_turn>\n<start_of_turn>model\n"
@@ -110,12 +108,7 @@ class FakeVllm:
                 # vLLM is a FastAPI app: a route it does not have (Runtune's scoring extension) is FastAPI's 404.
                 return self.send_json(404, {"detail": "Not Found"})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 def _render(body: dict) -> str:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from runtune.inference.evaluation import as_openai
 from runtune.models import registry
 from runtune.models.loading import load_processor, resolve_weights
 from runtune.training.chat import ChatFormat
-from tests.support import JsonHandler
+from tests.support import JsonHandler, serve_in_thread
 
 
 def _conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,12 +78,7 @@ class RenderingVllm:
                     return self.send_json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
                 return self.send_json(404, {"detail": "Not Found"})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 @pytest.fixture(params=["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"])
