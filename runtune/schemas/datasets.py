@@ -25,6 +25,8 @@ class DatasetStatus(StrEnum):
 class TaskKind(StrEnum):
     classification = "classification"
     generation = "generation"
+    # Pairs of answers to one prompt, the preferred one first: what a `dpo` job trains on.
+    preference = "preference"
 
 
 class Progress(BaseModel):
@@ -129,6 +131,8 @@ class ColumnMapping(BaseModel):
         "inside the uploaded archive, or a data URL)",
     )
     answer: str | None = Field(default=None, description="Column holding the assistant's answer (generation)")
+    chosen: str | None = Field(default=None, description="Column holding the preferred answer (preference)")
+    rejected: str | None = Field(default=None, description="Column holding the non-preferred answer (preference)")
     label: str | None = Field(default=None, description="Column holding the class (classification)")
     split: str | None = Field(default=None, description="Column naming each row's split (train/validation/test)")
 
@@ -192,8 +196,9 @@ class CreateDatasetRequest(BaseModel):
     mapping: ColumnMapping | None = None
     task_kind: TaskKind | None = Field(
         default=None,
-        description="classification, generation, or auto/null: detected (a label column, an image folder, or "
-        "a chat JSONL whose final answers are a small closed set mean classification)",
+        description="classification, generation, preference, or auto/null: detected (a label column, an image "
+        "folder, or a chat JSONL whose final answers are a small closed set mean classification; a preference "
+        "JSONL or chosen/rejected columns mean preference)",
     )
     split: SplitOptions = Field(default_factory=SplitOptions)
     max_image_side: int | None = Field(
