@@ -181,7 +181,7 @@ def assess(
 
 def _subject(job: CreateJobRequest | Job) -> tuple[str, RuntuneOptions]:
     if isinstance(job, CreateJobRequest):
-        return job.model, job.method.supervised.runtune
+        return job.model, job.method.runtune
     # A continued job's adapter is served on its chain's root base, like any other adapter.
     return job.base_model, job.options
 
