@@ -197,10 +197,23 @@ def check_offered(gpu: str, offered: Sequence[str], param: str) -> None:
 
 
 def check_options(
-    model: ModelSpec, options: RuntuneOptions, offered: Sequence[str], *, param: str = OPTIONS_PARAM
+    model: ModelSpec,
+    options: RuntuneOptions,
+    offered: Sequence[str],
+    *,
+    param: str = OPTIONS_PARAM,
+    objective: MethodType = "supervised",
 ) -> None:
     """The checks that need no dataset (answered at create, even while the file processes, and by
     the estimate, whose request has the options at `param`)."""
+    if objective == "dpo" and options.method == "full":
+        # The reference is the model with its adapter switched off: full fine-tuning has no adapter,
+        # and a second copy of the weights is what DPO on LoRA avoids.
+        raise InvalidRequest(
+            "A dpo job trains a LoRA adapter (its reference model is the base with the adapter off); use 'qlora' "
+            "or 'lora'",
+            param=f"{param}.method",
+        )
     if options.method == "full" and not model.full_finetune:
         raise InvalidRequest(
             f"Full fine-tuning of '{model.id}' does not fit one GPU; use 'qlora' or 'lora'", param=f"{param}.method"
@@ -405,7 +418,7 @@ def plan_job(
     method = job.method_asked
     param = method.options_param
     options = continued_options(job.options, parent, param=param) if parent is not None else job.options
-    check_options(model, options, offered, param=param)
+    check_options(model, options, offered, param=param, objective=method.type)
     check_dataset(model, training)
     check_objective(method.type, training, "training_file")
     if validation is not None:

@@ -118,7 +118,7 @@ class JobService:
         options, param = request.method.runtune, request.method.options_param
         if parent is not None:
             options = plan.continued_options(options, parent, asked=plan.lora_asked(options), param=param)
-        plan.check_options(model, options, self.offered_gpus, param=param)
+        plan.check_options(model, options, self.offered_gpus, param=param, objective=request.method.type)
         job = Job(
             id=new_id("ftjob"),
             owner=uid,

@@ -65,9 +65,7 @@ def _timed_run(store: Any, blobs: Any, examples: int) -> tuple[str, float]:
         f"datasets/{dataset_id}", {"splits": {"train": examples, "test": HELD_OUT}, "stats": _stats(blobs, dataset_id)}
     )
     # QLoRA pinned: `auto` would take bf16 LoRA for a tiny model, and calibration is kept per method.
-    job_id = new_job(
-        store, UID, MODEL, dataset_id, epochs=1, batch_size=BATCH, method="qlora", export={"merged": True}
-    )
+    job_id = new_job(store, UID, MODEL, dataset_id, epochs=1, batch_size=BATCH, method="qlora", export={"merged": True})
     env = trainer_environment(store, blobs)
     started = time.monotonic()
     code = run(job_id, env)

@@ -86,9 +86,9 @@ def test_a_bad_beta_is_refused_with_its_field(beta: object) -> None:
 
 
 def test_the_settings_of_the_other_type_are_refused() -> None:
-    with pytest.raises(ValidationError, match="method.dpo is given, but method.type is 'supervised'"):
+    with pytest.raises(ValidationError, match=r"method\.dpo is given, but method\.type is 'supervised'"):
         _request({"type": "supervised", "dpo": {}})
-    with pytest.raises(ValidationError, match="method.supervised is given, but method.type is 'dpo'"):
+    with pytest.raises(ValidationError, match=r"method\.supervised is given, but method\.type is 'dpo'"):
         _request({"type": "dpo", "supervised": {}})
 
 
@@ -128,3 +128,11 @@ def test_the_estimate_sizes_two_sequences_an_example_and_the_reference_pass() ->
     sft = plan.plan_job(_job(_request({"type": "supervised"})), _dataset(TaskKind.generation), offered=GPU_NAMES)
     dpo = plan.plan_job(_job(_request({"type": "dpo"})), _dataset(), offered=GPU_NAMES)
     assert dpo.estimate.seconds > sft.estimate.seconds
+
+
+def test_full_fine_tuning_has_no_adapter_to_switch_off_for_the_reference() -> None:
+    request = _request({"type": "dpo", "dpo": {"runtune": {"method": "full"}}})
+    job = _job(request).model_copy(update={"model": "tiny-gemma-3-text"})
+    with pytest.raises(InvalidRequest) as caught:
+        plan.plan_job(job, _dataset(modality="text"), offered=GPU_NAMES)
+    assert caught.value.param == "method.dpo.runtune.method" and "adapter" in caught.value.message
