@@ -2,10 +2,12 @@
 square's colour, non-preferred: another colour) ingested as the service does, a `dpo` job planned as
 the jobs API plans it, and the tiny Gemma 3 vision model tuned with the adapter-off reference. On the
 held-out pairs the implicit reward accuracy goes from chance (0.5: policy and reference are one model
-before training) to at least 0.9; every step's metrics event carries the loss and the rewards."""
+before training) to at least 0.9; every step's metrics event carries the loss and the rewards. A
+paused and resumed dpo job continues the uninterrupted run's loss curve, as a supervised one does."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,9 @@ UID = "user-dpo"
 MODEL = "tiny-gemma-3-vision"
 
 
-def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
+def _ingest(store: Any, blobs: Any, tmp_path: Path, per_colour: int = 16) -> Dataset:
     source = tmp_path / "colours.jsonl"
-    source.write_bytes(colour_preference_jsonl(per_colour=16))
+    source.write_bytes(colour_preference_jsonl(per_colour=per_colour))
     dataset_id = f"file-{uuid.uuid4().hex[:12]}"
     ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / "work")
     split = SplitOptions(validation=0.0, test=0.25, seed=3)
@@ -49,23 +51,14 @@ def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
     return dataset
 
 
-def _dpo_job(dataset: Dataset) -> Job:
+def _dpo_job(dataset: Dataset, *, batch_size: int = 4, **runtune: Any) -> Job:
     """The job as `POST /v1/fine_tuning/jobs` stores and plans it (services/training/jobs_service.py)."""
+    hyperparameters = {"beta": "auto", "n_epochs": 2, "batch_size": batch_size, "learning_rate_multiplier": 5}
+    options = {"method": "lora", "checkpoint_every_steps": 1000, "export": {"merged": False}} | runtune
     request = CreateJobRequest(
         model=MODEL,
         training_file=dataset.id,
-        method={
-            "type": "dpo",
-            "dpo": {
-                "hyperparameters": {"beta": "auto", "n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 5},
-                "runtune": {
-                    "method": "lora",
-                    "checkpoint_every_steps": 1000,
-                    "evaluation": {"baseline": True},
-                    "export": {"merged": False},
-                },
-            },
-        },
+        method={"type": "dpo", "dpo": {"hyperparameters": hyperparameters, "runtune": options}},
     )
     asked = Job(
         id=f"ftjob-{uuid.uuid4().hex[:12]}",
@@ -88,7 +81,7 @@ def test_dpo_raises_held_out_reward_accuracy_from_chance_to_090(
     dataset = _ingest(store, blobs, tmp_path)
     assert dataset.task_kind is TaskKind.preference and dataset.modality == "vision"
     assert dataset.splits == {"train": 36, "test": 12} and dataset.stats and dataset.stats["pairs"] == 48
-    job = _dpo_job(dataset)
+    job = _dpo_job(dataset, evaluation={"baseline": True})
     assert job.plan is not None and (job.plan.objective, job.plan.beta) == ("dpo", 0.1)
     store.set(job_path(job.id), job.to_document())
 
@@ -113,3 +106,48 @@ def test_dpo_raises_held_out_reward_accuracy_from_chance_to_090(
         assert 0 <= point["reward_accuracy"] <= 1 and "token_accuracy" not in point
     assert points[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: the policy starts as the reference
     assert points[-1]["loss"] < points[0]["loss"]
+
+
+def _curve(store: Any, job_id: str) -> list[tuple[int, float, float]]:
+    events = [doc for _, doc in store.query(f"{job_path(job_id)}/events") if doc.get("type") == "metrics"]
+    return [(e["data"]["step"], e["data"]["loss"], e["data"]["reward_margin"]) for e in events]
+
+
+@pytest.mark.timeout(900)
+def test_a_paused_dpo_job_resumes_on_the_uninterrupted_loss_curve(
+    store: Any, blobs: Any, local_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTUNE_STOP_POLL_S", "0.05")  # the pause lands within a step of being asked
+    dataset = _ingest(store, blobs, tmp_path, per_colour=8)
+    options = {"evaluation": {"max_samples": 2}}
+    reference, job = _dpo_job(dataset, batch_size=3, **options), _dpo_job(dataset, batch_size=3, **options)
+    for planned in (reference, job):
+        store.set(job_path(planned.id), planned.to_document())
+    assert run(reference.id, trainer_environment(store, blobs)) == 0
+    total = store.get(job_path(reference.id))["total_steps"]
+
+    def pause_once_training() -> None:  # what POST .../pause does to a running job
+        while (store.get(job_path(job.id)) or {}).get("phase") != "training":
+            threading.Event().wait(0.05)
+        store.update(job_path(job.id), {"pause_requested": True})
+
+    pauser = threading.Thread(target=pause_once_training, daemon=True)
+    pauser.start()
+    assert run(job.id, trainer_environment(store, blobs)) == 0
+    pauser.join(timeout=60)
+    paused = store.get(job_path(job.id))
+    assert paused["status"] == "paused", paused.get("error")
+    assert 0 < paused["steps_completed"] < total
+    # What POST .../resume leads to: the job queued again, its trainer started with the same plan.
+    store.update(job_path(job.id), {"status": "queued"})
+    assert run(job.id, trainer_environment(store, blobs)) == 0
+    done = store.get(job_path(job.id))
+    assert done["status"] == "succeeded", done.get("error")
+    messages = [doc["message"] for _, doc in store.query(f"{job_path(job.id)}/events")]
+    assert f"Resumed from the checkpoint at step {paused['steps_completed']}" in messages
+    resumed, uninterrupted = _curve(store, job.id), _curve(store, reference.id)
+    assert [step for step, _, _ in resumed] == list(range(1, total + 1))
+    for (step, loss, margin), (_, expected, expected_margin) in zip(resumed, uninterrupted, strict=True):
+        assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5), step
+        assert margin == pytest.approx(expected_margin, rel=1e-4, abs=1e-5), step
+    assert done["runtune"]["metrics"]["final"] == store.get(job_path(reference.id))["runtune"]["metrics"]["final"]
