@@ -123,7 +123,7 @@ export interface Dataset {
   filename: string | null;
   bytes: number;
   source: Record<string, string>;
-  task_kind: "classification" | "generation" | null;
+  task_kind: "classification" | "generation" | "preference" | null;
   modality: "text" | "vision" | null;
   splits: Record<string, number>;
   labels: string[];

@@ -12,14 +12,18 @@ const KNOWN = new Set(NAMES.map(([key]) => key));
  * tooltip says why), "auto" while the training file is still being validated. */
 export function Hyperparameters({ job }: { job: Job }) {
   const auto = job.auto_hyperparameters ?? {};
+  // The method's own hyperparameters (a dpo job's beta) beside OpenAI's three.
+  const type = job.method?.type ?? "supervised";
+  const ofMethod = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters ?? {};
+  const values = { ...ofMethod, ...(job.hyperparameters ?? {}) };
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
-  const others = Object.keys(job.hyperparameters ?? {})
+  const others = Object.keys(values)
     .filter((key) => !KNOWN.has(key))
     .map((key): [string, string] => [key, key.replace(/_/g, " ")]);
   return (
     <dl class="facts" data-testid="hyperparameters">
       {[...NAMES, ...others].map(([key, label]) => {
-        const value = job.hyperparameters?.[key] ?? "auto";
+        const value = values[key] ?? "auto";
         const why = auto[key];
         return (
           <Fragment key={key}>
