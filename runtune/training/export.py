@@ -100,6 +100,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
             f"- base model: `{config.model}`",
             *([f"- continued from: `{config.parent_model}` (the adapter holds all of it)"] * bool(config.parent_model)),
             f"- method: {config.method} (LoRA rank {config.lora_rank}, alpha {config.lora_alpha})",
+            *([f"- objective: DPO on preference pairs, beta {config.beta}"] * (config.objective == "dpo")),
             f"- epochs: {config.epochs}, batch size {config.batch_size} x {config.gradient_accumulation_steps}",
             f"- learning rate: {config.learning_rate} ({config.lr_scheduler}, warmup {config.warmup_ratio})",
             "",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import run
+from runtune.blob_layout import export_folder
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor
 from runtune.estimate import GPU_NAMES
@@ -97,6 +98,8 @@ def test_dpo_raises_held_out_reward_accuracy_from_chance_to_090(
     assert after["reward_accuracy"] >= 0.9, after
     assert after["reward_margin"] > 0 and after["chosen_reward"] > after["rejected_reward"]
     assert after["loss"] < before["loss"]
+    card = blobs.download_bytes(export_folder(UID, job.id, "adapter") + "README.md").decode()
+    assert "objective: DPO on preference pairs, beta 0.1" in card
 
     events = [doc for _, doc in store.query(f"{job_path(job.id)}/events")]
     points = [event["data"] for event in events if event.get("type") == "metrics"]

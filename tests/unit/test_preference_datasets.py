@@ -51,6 +51,8 @@ def test_a_preference_jsonl_with_images_becomes_pairs_in_the_shards(tmp_path) ->
     assert first.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": "red"}]}
     assert first.rejected == [{"role": "assistant", "content": [{"type": "text", "text": "a long wrong answer"}]}]
     assert first.rejected_messages()[:-1] == first.messages[:-1]
+    preview = json.loads(blobs.download_bytes("users/u/datasets/d/preview/train-00000.jsonl").splitlines()[0])
+    assert preview["rejected"][0]["role"] == "assistant" and preview["messages"][-1]["role"] == "assistant"
     stats = result.stats
     assert stats["pairs"] == 5 and stats["chosen_longer_share"] == 0.2
     assert stats["chosen_chars"]["max"] == len("a much longer preferred greeting")
