@@ -49,6 +49,17 @@ def encode_pair(fmt: ChatFormat, example: Example) -> EncodedPair:
     return EncodedPair(fmt.encode_for_training(example), fmt.encode_for_training(other))
 
 
+def compact_pair(pair: EncodedPair) -> EncodedPair:
+    """`compact` of both chats, the rejected one then holding the chosen's image tensors rather than
+    a copy (the same images of the same prompt: an 896 px image is megabytes, and the encoded set
+    stays in memory for the whole run)."""
+    chosen, rejected = compact(pair.chosen), compact(pair.rejected)
+    for key, value in chosen.extras.items():
+        if not key.endswith("token_type_ids") and key in rejected.extras:
+            rejected.extras[key] = value
+    return EncodedPair(chosen, rejected)
+
+
 def encode_all(fmt: ChatFormat, examples: Iterable[Example], max_length: int, *, pairs: bool = False) -> EncodedSplit:
     """Every example encoded (as a pair with `pairs`), what cannot be trained on counted and left out."""
     split = EncodedSplit(examples=[])
@@ -62,10 +73,7 @@ def encode_all(fmt: ChatFormat, examples: Iterable[Example], max_length: int, *,
         if len(encoded) > max_length:
             split.skipped_too_long += 1
             continue
-        if isinstance(encoded, EncodedPair):
-            split.examples.append(EncodedPair(compact(encoded.chosen), compact(encoded.rejected)))
-        else:
-            split.examples.append(compact(encoded))
+        split.examples.append(compact_pair(encoded) if isinstance(encoded, EncodedPair) else compact(encoded))
     return split
 
 

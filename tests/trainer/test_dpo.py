@@ -16,14 +16,19 @@ import pytest
 
 from jobs.trainer.recipe import run
 from runtune.blob_layout import export_folder
+from runtune.datasets.canonical import Example
 from runtune.datasets.limits import DatasetLimits
 from runtune.datasets.pipeline import IngestOptions, Ingestor
 from runtune.estimate import GPU_NAMES
 from runtune.jobs import plan
+from runtune.models.loading import load_processor, resolve_weights
+from runtune.models.registry import get
 from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
 from runtune.schemas.datasets import SplitOptions
 from runtune.schemas.jobs import CreateJobRequest, job_path
-from tests.datasets.builders import colour_preference_jsonl
+from runtune.training import data
+from runtune.training.chat import IGNORE_INDEX, ChatFormat
+from tests.datasets.builders import colour_preference_jsonl, jpeg
 from tests.trainer.conftest import trainer_environment
 
 pytestmark = pytest.mark.emulators
@@ -154,3 +159,27 @@ def test_a_paused_dpo_job_resumes_on_the_uninterrupted_loss_curve(
         assert loss == pytest.approx(expected, rel=1e-4, abs=1e-5), step
         assert margin == pytest.approx(expected_margin, rel=1e-4, abs=1e-5), step
     assert done["runtune"]["metrics"]["final"] == store.get(job_path(reference.id))["runtune"]["metrics"]["final"]
+
+
+def test_a_pair_encodes_both_chats_masked_on_their_answers_and_shares_the_images(local_dir: Path) -> None:
+
+    spec = get(MODEL)
+    fmt = ChatFormat(spec, load_processor(spec, resolve_weights(spec, local_dir)))
+    prompt = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which colour?"}]}
+    answer = {"role": "assistant", "content": [{"type": "text", "text": "red"}]}
+    other = {"role": "assistant", "content": [{"type": "text", "text": "a long wrong answer"}]}
+    example = Example(messages=[prompt, answer], images=[jpeg((200, 10, 10))], rejected=[other])
+    (pair,) = data.encode_all(fmt, [example], 4096, pairs=True).examples
+    labelled = [
+        [t for t, label in zip(c.input_ids, c.labels, strict=True) if label != IGNORE_INDEX]
+        for c in (pair.chosen, pair.rejected)
+    ]
+    assert fmt.tokenizer.decode(labelled[0]).startswith("red") and fmt.tokenizer.decode(labelled[1]).startswith(
+        "a long wrong"
+    )
+    # The same prompt tokens before each answer, and the image tensors held once.
+    first_answer = pair.chosen.labels.index(labelled[0][0])
+    assert pair.chosen.input_ids[:first_answer] == pair.rejected.input_ids[:first_answer]
+    images = [key for key in pair.chosen.extras if not key.endswith("token_type_ids")]
+    assert images and all(pair.rejected.extras[key] is pair.chosen.extras[key] for key in images)
+    assert len(pair) == len(pair.rejected) > len(pair.chosen)
