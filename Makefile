@@ -13,7 +13,7 @@ LLAMA_CPP_SDIST := $(LLAMA_CPP)/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz
 LLAMA_CPP_CMAKE := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test lint clean
+.PHONY: setup dev test lint clean openapi
 
 SETUP := $(VENV)/.installed $(TASKS_EMULATOR)/.installed $(LLAMA_CPP)/.installed node_modules/.installed frontend/dist/.built
 
@@ -65,6 +65,14 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 frontend/dist/.built: frontend/node_modules/.installed $(FRONTEND_SOURCES)
 	cd frontend && npm run build
 	touch $@
+
+# The web UI's API types from the services' own OpenAPI: the public document (scripts/openapi.py, the
+# paths the gateway forwards) into frontend/openapi.json, then TypeScript from it into
+# frontend/src/client/schema.ts (openapi-typescript, pinned in frontend/package.json). Run it after
+# changing a route or a schema; tests/infra/test_openapi.py fails while either file is stale.
+openapi: $(VENV)/.installed frontend/node_modules/.installed
+	$(PY) -m scripts.openapi frontend/openapi.json
+	cd frontend && npm run --silent generate-client
 
 # The browser tests (tests/browser) drive Debian's Chromium; a fresh machine gets it from Debian's
 # packages (as root, or through sudo), once.

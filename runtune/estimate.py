@@ -13,9 +13,11 @@ import json
 import math
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["qlora", "lora", "full"]
 # Where the trainer runs (see `estimate`).
@@ -238,8 +240,13 @@ class RunTiming:
         return self.tokens / max(self.train_s, 1e-6)
 
 
-@dataclass(frozen=True)
-class Estimate:
+class Estimate(BaseModel):
+    """What a run will take. A pydantic model (not a dataclass as its neighbours) because it is also
+    the body of `POST /v1/fine_tuning/estimate` (`runtune.schemas.jobs.RunEstimate`), whose OpenAPI
+    schema the web UI's types are generated from; every field is always in that body."""
+
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+
     tokens: int
     steps: int
     memory_gib: float
@@ -253,7 +260,7 @@ class Estimate:
     instance_cpu: int | None = None
     instance_memory_gib: int | None = None
     # What may go wrong although a GPU fits (host memory beyond the instance's, hours on a CPU).
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     # The range the run's duration and cost fall in, what it is based on, and where the time goes.
     seconds_low: int | None = None
     seconds_high: int | None = None
@@ -264,13 +271,13 @@ class Estimate:
     # Where the estimate's time was reckoned: the GPU's name, or "cpu" (the local machine without one).
     machine: str | None = None
     machine_label: str | None = None
-    breakdown: dict[str, int] = field(default_factory=dict)
+    breakdown: dict[str, int] = Field(default_factory=dict)
     # The run's seconds on the chosen GPU (what the monthly GPU budget counts), also where the time
     # above is reckoned on this machine's CPU.
     gpu_seconds: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def gpu_prices() -> dict[str, float]:
@@ -432,13 +439,13 @@ def estimate(
             "machine with a GPU; the tiny-* models train here in minutes"
         )
     return Estimate(
-        tokens,
-        steps,
-        need,
-        chosen.name,
-        chosen.label,
-        seconds,
-        usd,
+        tokens=tokens,
+        steps=steps,
+        memory_gib=need,
+        gpu=chosen.name,
+        gpu_label=chosen.label,
+        seconds=seconds,
+        usd=usd,
         host_memory_gib=host_memory_gib(model, shape, chosen, weights_on_mount=weights_on_mount),
         instance_cpu=chosen.cloud_run_cpu,
         instance_memory_gib=chosen.cloud_run_memory_gib,

@@ -68,6 +68,11 @@ class CommonSettings(BaseSettings):
     firestore_query_log: Path | None = None
     # How often the trainer reads its job's stop flags (cancel, pause), in seconds: one document read.
     stop_poll_s: float = Field(default=5.0, gt=0, le=60)
+    # How long after SIGTERM the trainer waits for its loop to reach a safe point before its watchdog
+    # records the stop and ends it. Cloud Run kills the task 10 s after SIGTERM, so the default leaves
+    # the record (at most 3 s) room; a longer grace suits only machines that wait longer (locally, tests
+    # on loaded CPUs where one step outlasts 5 s).
+    stop_grace_s: float = Field(default=5.0, gt=0, le=600)
 
     # Read from the variables the Google client libraries themselves read, so what the settings
     # validate is exactly what the clients will use.

@@ -1,6 +1,7 @@
 // The gateway's REST API, called with the Firebase ID token. Every error is an `ApiError` carrying the
 // envelope's fields, so a form can show it next to the field `param` names.
 import { idToken } from "./auth";
+import type { components } from "./client/schema";
 
 export interface Problem {
   param: string | null;
@@ -98,318 +99,47 @@ export function query(params: Record<string, string | number | undefined | null>
   return entries.length ? "?" + new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString() : "";
 }
 
-// -- shapes (runtune/schemas) ---------------------------------------------------------------------
+// -- shapes ------------------------------------------------------------------------------------
+// Generated from the services' OpenAPI (`make openapi`: runtune/schemas -> frontend/openapi.json ->
+// src/client/schema.ts), never written by hand here: these are the UI's names for them.
 
-export interface Page<T> {
-  object: "list";
-  data: T[];
-  has_more: boolean;
-  first_id?: string | null;
-  last_id?: string | null;
-}
+type Schemas = components["schemas"];
 
-export interface ApiErrorBody {
-  code: string;
-  message: string;
-  param?: string | null;
-}
+/** A list page (`runtune.schemas.common.ListPage`). OpenAPI has no generics: each `ListPage[T]` is a
+ * schema of its own (`ListPage_Job_`, ...), all alike but for `data`. */
+export type Page<T> = Omit<Schemas["ListPage_Job_"], "data"> & { data: T[] };
 
-export interface Dataset {
-  id: string;
-  object: "dataset";
-  created_at: number;
-  name: string;
-  status: "uploading" | "processing" | "ready" | "failed";
-  filename: string | null;
-  bytes: number;
-  source: Record<string, string>;
-  task_kind: "classification" | "generation" | "preference" | null;
-  modality: "text" | "vision" | null;
-  splits: Record<string, number>;
-  labels: string[];
-  label_counts: Record<string, number>;
-  warnings: string[];
-  progress: { phase: string; done: number; total: number | null } | null;
-  error: ApiErrorBody | null;
-}
-
-export interface Distribution {
-  count: number;
-  min: number;
-  p10: number;
-  p50: number;
-  p90: number;
-  max: number;
-  mean: number;
-}
-
-export interface DatasetStats {
-  object: "dataset.stats";
-  splits: Record<string, number>;
-  labels: string[];
-  label_counts: Record<string, number>;
-  warnings: string[];
-  [key: string]: unknown;
-}
-
-export interface SamplePart {
-  type: "text" | "image";
-  text?: string;
-  image_index?: number;
-}
-
-export interface Sample {
-  id: string;
-  index: number;
-  split: string;
-  messages: { role: string; content: SamplePart[] }[];
-  label: string | null;
-  images: { width: number; height: number; path: string | null; thumbnail: string }[];
-}
-
-export interface Upload {
-  id: string;
-  object: "upload";
-  filename: string;
-  bytes: number;
-  status: "pending" | "completed";
-  upload_url: string | null;
-}
-
-export type JobStatus = "validating_files" | "queued" | "running" | "paused" | "succeeded" | "failed" | "cancelled";
-
-export interface Job {
-  id: string;
-  object: "fine_tuning.job";
-  created_at: number;
-  model: string;
-  status: JobStatus;
-  training_file: string;
-  validation_file: string | null;
-  fine_tuned_model: string | null;
-  finished_at: number | null;
-  estimated_finish: number | null;
-  hyperparameters: Record<string, number | string>;
-  /** The hyperparameters asked for as `auto`, each with why it became its number. */
-  auto_hyperparameters?: Record<string, string>;
-  suffix: string | null;
-  metadata: Record<string, string> | null;
-  error: ApiErrorBody | null;
-  phase: string | null;
-  steps_completed: number;
-  total_steps: number | null;
-  seconds_remaining: number | null;
-  options: Record<string, unknown>;
-  runtune: Record<string, unknown>;
-  /** The request's `method` as given (`auto` kept), without `runtune` (that is `options`). */
-  method?: { type?: string } & Record<string, unknown>;
-  /** When the tuned model was deleted (`DELETE /v1/models/{id}`); the job stays. */
-  model_deleted_at?: number | null;
-  trained_tokens?: number | null;
-  gpu?: string | null;
-  seed?: number;
-  /** Where the job's model comes from (`model` may be one of the user's tuned models: continued fine-tuning). */
-  lineage?: Lineage | null;
-}
-
+export type ApiErrorBody = Schemas["ApiError"];
+export type Dataset = Schemas["Dataset"];
+export type Distribution = Schemas["Distribution"];
+export type DatasetStats = Schemas["DatasetStats"];
+export type Sample = Schemas["Sample"];
+export type Upload = Schemas["Upload"];
+export type JobStatus = Schemas["JobStatus"];
+export type Job = Schemas["Job"];
 /** `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job. */
-export interface JobDeleted {
-  id: string;
-  deleted: true;
-  fine_tuned_model: string | null;
-  checkpoints: number;
-  exports: string[];
-}
+export type JobDeleted = Schemas["JobDeleted"];
+export type JobEvent = Schemas["JobEvent"];
+export type Checkpoint = Schemas["Checkpoint"];
+export type Lineage = Schemas["Lineage"];
+export type Model = Schemas["ModelObject"];
+export type Estimate = Schemas["RunEstimate"];
+/** `GET /v1/fine_tuning/gpus`: the GPUs this deployment trains on, and where its trainers run. */
+export type Gpu = Schemas["GpuOffer"];
+export type GpuList = Schemas["GpuList"];
+export type Evaluation = Schemas["Evaluation"];
+export type ExportLink = Schemas["ExportLink"];
+export type Export = Schemas["Export"];
+export type ExportFormat = Schemas["ExportFormat"];
+export type Quantization = Schemas["Quantization"];
+export type VibeAnswer = Schemas["VibeAnswer"];
+export type VibeCheck = Schemas["VibeCheck"];
+export type ApiKey = Schemas["ApiKey"];
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type WebhookEndpoint = Schemas["WebhookEndpoint"];
+export type CreatedWebhookEndpoint = Schemas["CreatedWebhookEndpoint"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
 // A job in one of these may be paused (POST .../pause); a paused one resumed (POST .../resume).
 export const PAUSABLE: JobStatus[] = ["validating_files", "queued", "running"];
-
-export interface JobEvent {
-  id: string;
-  created_at: number;
-  level: "info" | "warn" | "error";
-  message: string;
-  type: "message" | "metrics";
-  data: Record<string, number> | null;
-}
-
-export interface Checkpoint {
-  id: string;
-  created_at: number;
-  fine_tuned_model_checkpoint: string;
-  step_number: number;
-  metrics: Record<string, number>;
-  best?: boolean;
-}
-
-/** Where a tuned model comes from: the base at the root of the chain, the model it was trained from,
- * and every model from the root to that parent. */
-export interface Lineage {
-  root: string;
-  parent: string;
-  chain: string[];
-}
-
-export interface Model {
-  id: string;
-  object: "model";
-  owned_by: string;
-  family?: string;
-  modality?: "text" | "vision";
-  parameters?: number;
-  instruction_tuned?: boolean;
-  methods?: string[];
-  memory_gib?: Record<string, number>;
-  /** What a tuned model was trained from: a base model, or the tuned model it continued. */
-  parent?: string;
-  lineage?: Lineage;
-  fine_tuning_job?: string;
-  /** A tuned model's run name (its `suffix`) and dataset, for pickers. */
-  name?: string | null;
-  training_file?: string;
-  step_number?: number;
-  created?: number;
-}
-
-export interface Estimate {
-  model: string;
-  hyperparameters: Record<string, number>;
-  tokens: number;
-  steps: number;
-  memory_gib: number;
-  gpu: string | null;
-  gpu_label: string | null;
-  seconds: number | null;
-  usd: number | null;
-  reason: string | null;
-  // The range the duration and cost fall in, and what it is based on ("calibrated from N finished
-  // runs" or "from published throughput"); where the time was reckoned ("cpu": this machine).
-  seconds_low?: number | null;
-  seconds_high?: number | null;
-  usd_low?: number | null;
-  usd_high?: number | null;
-  basis?: string | null;
-  calibrated_runs?: number;
-  machine?: string | null;
-  machine_label?: string | null;
-  warnings?: string[];
-  // The model's weights come from the Hugging Face Hub and this user has no token stored.
-  needs_hub_token?: boolean;
-}
-
-// `GET /v1/fine_tuning/gpus`: the GPUs this deployment trains on, and where its trainers run.
-export interface Gpu {
-  id: string;
-  label: string;
-  memory_gib: number;
-  usd_per_hour: number;
-}
-
-export interface GpuList {
-  data: Gpu[];
-  where: "cloud" | "local-gpu" | "local-cpu";
-}
-
-export interface Evaluation {
-  id: string;
-  object: "evaluation";
-  created_at: number;
-  status: "queued" | "running" | "succeeded" | "failed";
-  dataset_id: string;
-  split: string;
-  models: string[];
-  method: "label_scoring" | "generation";
-  metrics: Record<string, Record<string, unknown>>;
-  labels: string[];
-  max_samples: number | null;
-  samples_done: number;
-  scoring_method?: string | null;
-  samples_total: number | null;
-  error: ApiErrorBody | null;
-  finished_at: number | null;
-}
-
-export interface ExportLink {
-  name: string;
-  bytes: number;
-  url: string;
-  expires_at: number;
-}
-
-export interface Export {
-  id: string;
-  object: "export";
-  created_at: number;
-  job_id: string;
-  format: ExportFormat;
-  status: "queued" | "running" | "succeeded" | "failed";
-  model: string | null;
-  links: ExportLink[];
-  error: ApiErrorBody | null;
-  finished_at: number | null;
-  quantization: Quantization | null;
-  phase: string | null;
-}
-
-export type ExportFormat = "adapter" | "merged" | "gguf" | "ollama";
-export type Quantization = "f16" | "q8_0" | "q4_k_m";
-
-export interface VibeAnswer {
-  prompt: string;
-  image: boolean;
-  base: string;
-  tuned: string;
-}
-
-export interface VibeCheck {
-  id: string;
-  object: "vibe_check";
-  created_at: number;
-  model: string;
-  base_model: string;
-  results: VibeAnswer[];
-}
-
-export interface ApiKey {
-  id: string;
-  object: "api_key";
-  name: string;
-  prefix: string;
-  scopes: ("full" | "read_only")[];
-  created_at: number;
-  expires_at: number | null;
-  last_used_at: number | null;
-}
-
-export interface CreatedApiKey extends ApiKey {
-  key: string;
-}
-
-export interface WebhookEndpoint {
-  id: string;
-  object: "webhook_endpoint";
-  url: string;
-  events: string[];
-  description: string | null;
-  status: "enabled" | "disabled";
-  created_at: number;
-  disabled_reason: string | null;
-}
-
-export interface CreatedWebhookEndpoint extends WebhookEndpoint {
-  secret: string;
-}
-
-export interface WebhookDelivery {
-  id: string;
-  event_id: string;
-  event_type: string;
-  attempt: number;
-  attempted_at: number;
-  status_code: number | null;
-  latency_ms: number | null;
-  error: string | null;
-  succeeded: boolean;
-  next_retry_at: number | null;
-}

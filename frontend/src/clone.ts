@@ -8,7 +8,7 @@ type Options = Record<string, unknown>;
 /** The hyperparameters as asked: the request's (auto kept), else the resolved ones with `auto`
  * where the service chose the number. */
 export function askedHyperparameters(job: Job): Record<string, number | string> {
-  const type = job.method?.type ?? "supervised";
+  const type = String(job.method?.type ?? "supervised");
   const asked = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters;
   if (asked) return asked;
   const auto = job.auto_hyperparameters ?? {};
@@ -17,7 +17,7 @@ export function askedHyperparameters(job: Job): Record<string, number | string> 
 
 /** `POST /v1/fine_tuning/jobs`'s body for the same run again. */
 export function retryBody(job: Job): Record<string, unknown> {
-  const type = job.method?.type ?? "supervised";
+  const type = String(job.method?.type ?? "supervised");
   const section = (job.method?.[type] as Options | undefined) ?? {};
   return {
     model: job.model,

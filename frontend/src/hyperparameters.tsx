@@ -13,17 +13,17 @@ const KNOWN = new Set(NAMES.map(([key]) => key));
 export function Hyperparameters({ job }: { job: Job }) {
   const auto = job.auto_hyperparameters ?? {};
   // The method's own hyperparameters (a dpo job's beta) beside OpenAI's three.
-  const type = job.method?.type ?? "supervised";
+  const type = String(job.method?.type ?? "supervised");
   const ofMethod = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters ?? {};
-  const values = { ...ofMethod, ...(job.hyperparameters ?? {}) };
+  const resolved: Record<string, number | string> = { ...ofMethod, ...(job.hyperparameters ?? {}) };
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
-  const others = Object.keys(values)
+  const others = Object.keys(resolved)
     .filter((key) => !KNOWN.has(key))
     .map((key): [string, string] => [key, key.replace(/_/g, " ")]);
   return (
     <dl class="facts" data-testid="hyperparameters">
       {[...NAMES, ...others].map(([key, label]) => {
-        const value = values[key] ?? "auto";
+        const value = resolved[key] ?? "auto";
         const why = auto[key];
         return (
           <Fragment key={key}>

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from runtune.schemas.common import OwnedResource
+from runtune.schemas.common import ApiModel, OwnedResource
 
 Scope = Literal["full", "read_only"]
 
@@ -41,7 +41,7 @@ class CreatedApiKey(ApiKey):
     key: str
 
 
-class CreateApiKeyRequest(BaseModel):
+class CreateApiKeyRequest(ApiModel):
     name: str = Field(min_length=1, max_length=100, description="What the key is for, e.g. 'ci-pipeline'")
     scopes: list[Scope] = Field(default=["full"], min_length=1, max_length=2)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650, description="Never expires when omitted")

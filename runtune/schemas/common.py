@@ -39,7 +39,15 @@ def ascii_number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-class ApiError(BaseModel):
+class ApiModel(BaseModel):
+    """The base of every schema here. A field with a default is still always in the JSON the API
+    answers (FastAPI serializes whole models), so the OpenAPI document marks it required on the
+    response side, and the web UI's generated types (`make openapi`) need no `?` for it."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class ApiError(ApiModel):
     """The error carried by a failed resource (and the body of the REST error envelope)."""
 
     code: str
@@ -47,7 +55,7 @@ class ApiError(BaseModel):
     param: str | None = None
 
 
-class OwnedResource(BaseModel):
+class OwnedResource(ApiModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
@@ -61,7 +69,7 @@ class OwnedResource(BaseModel):
         return document
 
 
-class ListPage(BaseModel, Generic[T]):
+class ListPage(ApiModel, Generic[T]):
     """Cursor pagination as the OpenAI API does it: `after` an id, `limit`, `has_more`."""
 
     object: Literal["list"] = "list"

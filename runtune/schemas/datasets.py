@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from runtune.schemas.common import ApiError, OwnedResource
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
 # Gemma 3's SigLIP encoder sees 896x896 (pan-and-scan crops are 896 too): more pixels only cost
 # storage and decode time in the trainer, so images are scaled down to this longest side.
@@ -29,7 +29,7 @@ class TaskKind(StrEnum):
     preference = "preference"
 
 
-class Progress(BaseModel):
+class Progress(ApiModel):
     phase: str
     done: int = 0
     total: int | None = None
@@ -98,7 +98,7 @@ class Dataset(OwnedResource):
         )
 
 
-class FileObject(BaseModel):
+class FileObject(ApiModel):
     """The OpenAI `file` object."""
 
     id: str
@@ -111,10 +111,95 @@ class FileObject(BaseModel):
     status_details: str | None = None
 
 
+class Distribution(ApiModel):
+    """A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
+    counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0)."""
+
+    count: int
+    min: int | float
+    p10: int | float
+    p50: int | float
+    p90: int | float
+    max: int | float
+    mean: int | float
+
+
+class DatasetStats(BaseModel):
+    """`GET /v1/datasets/{id}/stats`: the dataset's counts, then what its ingestion measured (its
+    `stats`, which win where both name a key). The measured part is as the ingestion that made the
+    dataset wrote it: a key it lacks stays out of the answer (`response_model_exclude_unset`), and
+    keys newer than these pass through (`extra="allow"`); so no `ApiModel`, every default optional."""
+
+    model_config = ConfigDict(extra="allow")
+
+    object: Literal["dataset.stats"] = "dataset.stats"
+    id: str
+    task_kind: TaskKind | None
+    modality: Literal["text", "vision"] | None
+    splits: dict[str, int]
+    labels: list[str]
+    # Flat ({label: n}) without measured stats, per split ({split: {label: n}}) with them.
+    label_counts: dict[str, dict[str, int]] | dict[str, int]
+    warnings: list[str]
+    rows: int | None = None
+    task_kind_reason: str | None = None
+    prompt_chars: Distribution | None = None
+    answer_chars: Distribution | None = None
+    answer_words: Distribution | None = None
+    example_chars: Distribution | None = None
+    image_width: Distribution | None = None
+    image_height: Distribution | None = None
+    max_images_per_example: int | None = None
+    images: int | None = None
+    images_resized: int | None = None
+    duplicates_removed: int | None = None
+    near_empty_rows: int | None = None
+    skipped_rows: int | None = None
+    # The first problems of the skipped rows, in words.
+    skipped_examples: list[str] | None = None
+    ignored_files: int | None = None
+
+
+class TextPart(ApiModel):
+    type: Literal["text"] = "text"
+    text: str | None
+
+
+class ImagePart(ApiModel):
+    type: Literal["image"] = "image"
+    # Which of the sample's `images` stands here.
+    image_index: int
+
+
+class SampleMessage(ApiModel):
+    role: str
+    content: list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
+
+
+class SampleImage(ApiModel):
+    width: int
+    height: int
+    path: str | None
+    # A small JPEG as a data URL.
+    thumbnail: str
+
+
+class Sample(ApiModel):
+    """One example as `GET /v1/datasets/{id}/samples` shows it (`runtune.datasets.previews.preview_row`)."""
+
+    object: Literal["dataset.sample"] = "dataset.sample"
+    id: str
+    split: str
+    index: int
+    messages: list[SampleMessage]
+    label: str | None
+    images: list[SampleImage]
+
+
 # -- Requests and options of the datasets API (read by `runtune.datasets` when it ingests) ------
 
 
-class ColumnMapping(BaseModel):
+class ColumnMapping(ApiModel):
     """How a table's columns become a chat: a system prompt, the user turn, and the answer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -137,7 +222,7 @@ class ColumnMapping(BaseModel):
     split: str | None = Field(default=None, description="Column naming each row's split (train/validation/test)")
 
 
-class SplitOptions(BaseModel):
+class SplitOptions(ApiModel):
     """A seeded stratified split, used when the data names no splits itself."""
 
     model_config = ConfigDict(extra="forbid")
@@ -147,7 +232,7 @@ class SplitOptions(BaseModel):
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
 
 
-class HubSource(BaseModel):
+class HubSource(ApiModel):
     """A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets."""
 
     model_config = ConfigDict(extra="forbid")
@@ -162,7 +247,7 @@ class HubSource(BaseModel):
     max_rows: int | None = Field(default=None, ge=1)
 
 
-class IngestSpec(BaseModel):
+class IngestSpec(ApiModel):
     """What one ingestion reads, stored on its dataset so the execution needs only the dataset's id:
     the options of the create call and exactly one input (an object in the bucket, or a Hub dataset)."""
 
@@ -185,7 +270,7 @@ class IngestSpec(BaseModel):
         return self
 
 
-class CreateDatasetRequest(BaseModel):
+class CreateDatasetRequest(ApiModel):
     """`POST /v1/datasets`: from a completed upload or from the Hub (exactly one)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -248,7 +333,7 @@ class Upload(OwnedResource):
         return document
 
 
-class CreateUploadRequest(BaseModel):
+class CreateUploadRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from runtune.schemas.common import ApiError, OwnedResource
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
 
 class EvaluationStatus(StrEnum):
@@ -77,12 +77,12 @@ class ExportStatus(StrEnum):
     failed = "failed"
 
 
-class ExportFile(BaseModel):
+class ExportFile(ApiModel):
     path: str
     bytes: int
 
 
-class ExportLink(BaseModel):
+class ExportLink(ApiModel):
     """A file of an export as the API shows it: a download URL that stops working at `expires_at`."""
 
     name: str
@@ -122,7 +122,7 @@ class Export(OwnedResource):
         return document
 
 
-class CreateEvaluationRequest(BaseModel):
+class CreateEvaluationRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: str = Field(min_length=1, max_length=128)
@@ -133,7 +133,7 @@ class CreateEvaluationRequest(BaseModel):
     max_samples: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class CreateExportRequest(BaseModel):
+class CreateExportRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=300, description="The `ft:` id of one of your succeeded jobs")
@@ -146,7 +146,7 @@ class CreateExportRequest(BaseModel):
 MAX_VIBE_IMAGE_CHARS = 14_000_000  # a data URL of about 10 MB of image
 
 
-class VibePrompt(BaseModel):
+class VibePrompt(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=8_000)
@@ -155,7 +155,7 @@ class VibePrompt(BaseModel):
     )
 
 
-class CreateVibeCheckRequest(BaseModel):
+class CreateVibeCheckRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=300, description="The tuned model (an `ft:` id)")
@@ -167,7 +167,7 @@ class CreateVibeCheckRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
-class VibeAnswer(BaseModel):
+class VibeAnswer(ApiModel):
     prompt: str
     image: bool = False
     # The prompt's image: stored in the bucket (`image_path`, never inline in the document); the API

@@ -6,10 +6,10 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from runtune.estimate import GPU_NAMES
-from runtune.schemas.common import ApiError, OwnedResource, ascii_number
+from runtune.estimate import GPU_NAMES, Estimate, Where
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource, ascii_number
 from runtune.schemas.datasets import TaskKind
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
@@ -46,7 +46,7 @@ class JobPhase(StrEnum):
     done = "done"
 
 
-class Hyperparameters(BaseModel):
+class Hyperparameters(ApiModel):
     """OpenAI's hyperparameters; `auto` is resolved by the training service before launch."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +71,7 @@ class DpoHyperparameters(Hyperparameters):
 MethodType = Literal["supervised", "dpo"]
 
 
-class LoraOptions(BaseModel):
+class LoraOptions(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     rank: int = Field(default=16, ge=1, le=256)
@@ -81,7 +81,7 @@ class LoraOptions(BaseModel):
     vision_tower: bool = Field(default=False, description="Also adapt the vision encoder")
 
 
-class EvaluationOptions(BaseModel):
+class EvaluationOptions(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     baseline: bool = Field(default=False, description="Evaluate the base model before training too")
@@ -90,14 +90,14 @@ class EvaluationOptions(BaseModel):
     max_samples: int | None = Field(default=None, ge=1, le=100_000)
 
 
-class ExportOptions(BaseModel):
+class ExportOptions(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     merged: bool = Field(default=True, description="Also export a merged 16-bit model")
     push_to_hub: str | None = Field(default=None, description="A Hugging Face repo id to push to")
 
 
-class SpeedOptions(BaseModel):
+class SpeedOptions(ApiModel):
     """The trainer's speed switches (runtune/jobs/plan.py copies them into the plan; docs/performance.md
     has what each measured). Off by default: each is for the GPU and is measured there by bench/gpu.sh."""
 
@@ -121,7 +121,7 @@ class SpeedOptions(BaseModel):
     torch_compile: bool = Field(default=False, description="torch.compile the model's decoder layers")
 
 
-class RuntuneOptions(BaseModel):
+class RuntuneOptions(ApiModel):
     """Runtune's extension of the OpenAI job request (`method.supervised.runtune`): how to train."""
 
     model_config = ConfigDict(extra="forbid")
@@ -145,7 +145,7 @@ class RuntuneOptions(BaseModel):
     speed: SpeedOptions = Field(default_factory=SpeedOptions)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(ApiModel):
     """A job's plan: every number and option its trainer runs with, computed once when its files are
     ready (runtune/jobs/plan.py `plan_job`: `auto` resolved, validated, learning rate, GPU), stored on
     the job (`Job.plan`), read verbatim by the trainer and saved beside its checkpoints. Built by
@@ -219,7 +219,7 @@ class TrainConfig(BaseModel):
         return shown
 
 
-class Lineage(BaseModel):
+class Lineage(ApiModel):
     """Where a job's model comes from (Runtune's extension of the job and of the tuned Model object):
     `root`, the registry's base model at the start of the chain (what the trainer loads, the engine
     serves the adapter on and an evaluation compares against); `parent`, the model the job trained
@@ -393,7 +393,7 @@ def seq_of_event_id(value: str) -> int | None:
     return ascii_number(value.rsplit("-", 1)[-1])
 
 
-class JobEvent(BaseModel):
+class JobEvent(ApiModel):
     """A job's event, stored at `event_path(job_id, seq)` with `seq` alongside its API fields."""
 
     id: str
@@ -406,7 +406,7 @@ class JobEvent(BaseModel):
     seq: int = Field(exclude=True, default=0)
 
 
-class Checkpoint(BaseModel):
+class Checkpoint(ApiModel):
     id: str
     object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
     created_at: int
@@ -418,21 +418,21 @@ class Checkpoint(BaseModel):
     best: bool = False
 
 
-class SupervisedMethod(BaseModel):
+class SupervisedMethod(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
 
 
-class DpoMethod(BaseModel):
+class DpoMethod(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
     runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
 
 
-class JobMethod(BaseModel):
+class JobMethod(ApiModel):
     """OpenAI's `method`: its `type` and that type's settings (the other type's refused)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -483,7 +483,7 @@ def options_param(method_type: str) -> str:
     return f"method.{method_type}.runtune"
 
 
-class CreateJobRequest(BaseModel):
+class CreateJobRequest(ApiModel):
     """`POST /v1/fine_tuning/jobs`, as the `openai` SDK sends it (plus `method.supervised.runtune`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -511,3 +511,49 @@ class CreateJobRequest(BaseModel):
         if given == Hyperparameters() and self.hyperparameters is not None:
             return self.hyperparameters
         return given
+
+
+class JobDeleted(ApiModel):
+    """`DELETE /v1/fine_tuning/jobs/{id}`: what went with the job (its model, checkpoints, exports)."""
+
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    deleted: Literal[True] = True
+    fine_tuned_model: str | None
+    checkpoints: int
+    exports: list[str]
+
+
+class GpuOffer(ApiModel):
+    """A GPU this deployment trains on (`runtune/gpus.json`), with its trainer job's shape and price."""
+
+    object: Literal["gpu"] = "gpu"
+    id: str
+    label: str
+    # As runtune/gpus.json gives it: `int | float`, so 24 stays 24 in the JSON.
+    memory_gib: int | float
+    cpu: int
+    instance_memory_gib: int
+    usd_per_hour: float
+
+
+class GpuList(ApiModel):
+    """`GET /v1/fine_tuning/gpus`: the GPUs `runtune.gpu` may name besides "auto", and where the
+    trainers run."""
+
+    object: Literal["list"] = "list"
+    data: list[GpuOffer]
+    has_more: Literal[False] = False
+    where: Where
+
+
+class RunEstimate(Estimate):
+    """`POST /v1/fine_tuning/estimate`: the estimate of the run the plan resolved, with what it resolved."""
+
+    object: Literal["fine_tuning.estimate"] = "fine_tuning.estimate"
+    model: str
+    hyperparameters: Hyperparameters
+    # The hyperparameters asked for as "auto", each with why it became its number.
+    auto_hyperparameters: dict[str, str]
+    # Real Gemma weights come from the Hub: whether this user's token is missing, said before launch.
+    needs_hub_token: bool

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from runtune.schemas.common import OwnedResource
+from runtune.schemas.common import ApiModel, OwnedResource
 
 # Each kind of resource: the statuses whose arrival is an event, and the event's type.
 TRANSITIONS: dict[str, dict[str, str]] = {
@@ -51,7 +51,7 @@ class CreatedWebhookEndpoint(WebhookEndpoint):
     secret: str
 
 
-class CreateWebhookRequest(BaseModel):
+class CreateWebhookRequest(ApiModel):
     url: str = Field(min_length=1, max_length=2048, description="Where events are POSTed (https in the cloud)")
     events: list[str] = Field(default_factory=list, max_length=len(EVENT_TYPES), description="All when omitted")
     description: str | None = Field(default=None, max_length=500)
@@ -65,7 +65,7 @@ class CreateWebhookRequest(BaseModel):
         return sorted(set(events))
 
 
-class WebhookDelivery(BaseModel):
+class WebhookDelivery(ApiModel):
     """One attempt to deliver one event to one endpoint."""
 
     object: Literal["webhook_delivery"] = "webhook_delivery"

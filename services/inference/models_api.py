@@ -15,12 +15,13 @@ from runtune.api.deps import CurrentUser
 from runtune.inference.resolver import base_model_object, tuned_model_object
 from runtune.models import registry
 from runtune.schemas.jobs import parse_tuned_model_id
+from runtune.schemas.models import ModelObject
 from services.inference.deps import Inference
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("/{model_id:path}")
+@router.get("/{model_id:path}", response_model=ModelObject, response_model_exclude_unset=True)
 async def retrieve_model(model_id: str, request: Request, user: CurrentUser, inference: Inference) -> dict[str, Any]:
     spec = registry.lookup(model_id)
     if spec is not None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from runtune.api.deps import CurrentUser, Pagination
 from runtune.schemas.common import ListPage
-from runtune.schemas.datasets import CreateDatasetRequest, Dataset
+from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetStats, Sample
 from services.preprocessing.deps import Datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -37,11 +37,11 @@ def dataset_samples(
     datasets: Datasets,
     page: Pagination,
     split: Annotated[Literal["train", "validation", "test"], Query()] = "train",
-) -> ListPage[dict[str, Any]]:
+) -> ListPage[Sample]:
     return datasets.samples(user.uid, dataset_id, split, limit=page.limit, after=page.after)
 
 
-@router.get("/{dataset_id}/stats")
+@router.get("/{dataset_id}/stats", response_model=DatasetStats, response_model_exclude_unset=True)
 def dataset_stats(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
     return datasets.stats(user.uid, dataset_id)
 

@@ -34,6 +34,7 @@ from runtune.schemas.datasets import (
     DatasetStatus,
     IngestSpec,
     Progress,
+    Sample,
     TaskKind,
     Upload,
     UploadStatus,
@@ -439,7 +440,7 @@ class DatasetService:
             raise Conflict(f"dataset '{dataset_id}' is {dataset.status.value}{detail}", param="id", code="not_ready")
         return dataset
 
-    def samples(self, uid: str, dataset_id: str, split: str, *, limit: int, after: str | None) -> ListPage[dict]:
+    def samples(self, uid: str, dataset_id: str, split: str, *, limit: int, after: str | None) -> ListPage[Sample]:
         dataset = self._ready(uid, dataset_id)
         rows = dataset.splits.get(split, 0)
         start = 0
@@ -449,20 +450,21 @@ class DatasetService:
                 raise InvalidRequest(f"'after' must be a sample id of split '{split}'", param="after")
             start = index + 1
         end = min(rows, start + limit)
-        items: list[dict[str, Any]] = []
+        items: list[Sample] = []
         for page in range(start // PREVIEW_PAGE_ROWS, (end - 1) // PREVIEW_PAGE_ROWS + 1 if end > start else 0):
             for row in read_preview_page(self._blobs, uid, dataset.id, split, page):
                 if start <= row["index"] < end:
-                    items.append(row)
+                    items.append(Sample.model_validate(row))
         page_items = items[:limit]
         return ListPage(
             data=page_items,
             has_more=end < rows,
-            first_id=page_items[0]["id"] if page_items else None,
-            last_id=page_items[-1]["id"] if page_items else sample_id(split, start - 1) if start else None,
+            first_id=page_items[0].id if page_items else None,
+            last_id=page_items[-1].id if page_items else sample_id(split, start - 1) if start else None,
         )
 
     def stats(self, uid: str, dataset_id: str) -> dict[str, Any]:
+        """The `DatasetStats` fields, as a dict: the ingestion's keys it lacks stay unset (absent)."""
         dataset = self._ready(uid, dataset_id)
         return {
             "object": "dataset.stats",

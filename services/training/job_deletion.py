@@ -10,14 +10,12 @@ for its models from then on. The web UI deletes the model through `/v1/models` f
 
 from __future__ import annotations
 
-from typing import Any
-
 from runtune import owned
 from runtune.errors import Conflict
 from runtune.jobs import removal
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
-from runtune.schemas.jobs import job_path
+from runtune.schemas.jobs import JobDeleted, job_path
 
 
 class JobDeletion:
@@ -26,7 +24,7 @@ class JobDeletion:
         self._blobs = blobs
         self._jobs = owned.jobs(store)
 
-    def delete(self, uid: str, job_id: str) -> dict[str, Any]:
+    def delete(self, uid: str, job_id: str) -> JobDeleted:
         """In an order that a repeat finishes after any interruption: the model marked deleted, its
         files and exports, the job's other objects, its model checkpoints' documents, then the job's
         document tree last (until then the job is listed, and deleting it again resumes here)."""
@@ -45,11 +43,9 @@ class JobDeletion:
         self._blobs.delete_prefix(removal.job_folder(job))
         removal.remove_model_checkpoints(self._store, job.id, checkpoints)
         self._store.delete_tree(job_path(job.id))
-        return {
-            "id": job.id,
-            "object": "fine_tuning.job",
-            "deleted": True,
-            "fine_tuned_model": job.fine_tuned_model if job.model_deleted_at is None else None,
-            "checkpoints": len(checkpoints),
-            "exports": exports,
-        }
+        return JobDeleted(
+            id=job.id,
+            fine_tuned_model=job.fine_tuned_model if job.model_deleted_at is None else None,
+            checkpoints=len(checkpoints),
+            exports=exports,
+        )

@@ -15,7 +15,7 @@ from runtune.api.deps import CurrentUser, Pagination, Streams
 from runtune.errors import InvalidRequest
 from runtune.owned import JobCheckpoints
 from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
-from runtune.schemas.jobs import CreateJobRequest, seq_of_event_id
+from runtune.schemas.jobs import CreateJobRequest, JobDeleted, seq_of_event_id
 from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService
 
@@ -64,8 +64,8 @@ def get_job(job_id: str, user: CurrentUser, jobs: Jobs) -> Job:
     return jobs.get(user.uid, job_id)
 
 
-@router.delete("/{job_id}")
-def delete_job(job_id: str, request: Request, user: CurrentUser) -> dict[str, Any]:
+@router.delete("/{job_id}", response_model=JobDeleted)
+def delete_job(job_id: str, request: Request, user: CurrentUser) -> JobDeleted:
     """Runtune's own: an ended job and everything it produced (services/training/job_deletion.py)."""
     deletion: JobDeletion = request.app.state.job_deletion
     return deletion.delete(user.uid, job_id)
@@ -126,7 +126,8 @@ def job_metrics(
     return {"object": "list", "data": points[:limit], "has_more": len(points) > limit}
 
 
-@router.get("/{job_id}/events")
+# A page of events as JSON; the Server-Sent Events stream (`?stream=true`) sends the same objects one by one.
+@router.get("/{job_id}/events", response_model=ListPage[JobEvent])
 async def list_events(
     job_id: str,
     request: Request,

@@ -15,7 +15,8 @@ from runtune.inference.resolver import base_model_object, tuned_model_object
 from runtune.jobs import plan
 from runtune.jobs.hyperparameters import SequenceLengths
 from runtune.models import registry
-from runtune.schemas.jobs import Hyperparameters, JobStatus, RuntuneOptions
+from runtune.schemas.jobs import GpuList, GpuOffer, Hyperparameters, JobStatus, RunEstimate, RuntuneOptions
+from runtune.schemas.models import ModelList
 from services.training.jobs_service import JobService
 
 router = APIRouter(tags=["models"])
@@ -28,7 +29,8 @@ def _jobs(request: Request) -> JobService:
 Jobs = Annotated[JobService, Depends(_jobs)]
 
 
-@router.get("/v1/models")
+# A base model and a tuned one carry different fields: the one a model lacks stays out of its JSON.
+@router.get("/v1/models", response_model=ModelList, response_model_exclude_unset=True)
 def list_models(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
     # `GET /v1/models/{id}` and `DELETE` are the inference service's (it serves and unloads them).
     base = [base_model_object(spec, jobs.profile) for spec in registry.MODELS.values()]
@@ -50,8 +52,8 @@ class EstimateRequest(BaseModel):
     runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
 
 
-@router.post("/v1/fine_tuning/estimate")
-def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+@router.post("/v1/fine_tuning/estimate", response_model=RunEstimate)
+def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> RunEstimate:
     # The job plan's own checks (runtune/jobs/plan.py), with the estimate's field names.
     # A continued model is estimated on its chain's root base with its parent's LoRA shape, as its job is planned.
     parent = None if registry.lookup(body.model) else jobs.parent_for(user.uid, body.model)
@@ -81,34 +83,33 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> dict[s
         estimator=jobs.estimator,
     )
     hub = plan.hub_warning(spec, has_token=jobs.has_hub_token(user.uid))
-    answer = result.as_dict()
-    return {
-        "object": "fine_tuning.estimate",
-        "model": spec.id,
-        "hyperparameters": resolved.hyperparameters.model_dump(),
-        "auto_hyperparameters": resolved.auto,
-        **answer,
-        # Real Gemma weights come from the Hub: whether this user's token is missing, said before launch.
-        "needs_hub_token": hub is not None,
-        "warnings": [*answer["warnings"], *([hub] if hub else [])],
-    }
+    return RunEstimate(
+        **result.as_dict()
+        | {
+            "model": spec.id,
+            "hyperparameters": resolved.hyperparameters,
+            "auto_hyperparameters": resolved.auto,
+            # Real Gemma weights come from the Hub: whether this user's token is missing, said before launch.
+            "needs_hub_token": hub is not None,
+            "warnings": [*result.warnings, *([hub] if hub else [])],
+        }
+    )
 
 
-@router.get("/v1/fine_tuning/gpus")
-def list_gpus(user: CurrentUser, jobs: Jobs) -> dict[str, Any]:
+@router.get("/v1/fine_tuning/gpus", response_model=GpuList)
+def list_gpus(user: CurrentUser, jobs: Jobs) -> GpuList:
     """The GPUs this deployment trains on (what `runtune.gpu` may name, besides "auto"), with the shape
     and price of each one's trainer job, and where the trainers run."""
     data = [
-        {
-            "object": "gpu",
-            "id": gpu.name,
-            "label": gpu.label,
-            "memory_gib": gpu.memory_gib,
-            "cpu": gpu.cloud_run_cpu,
-            "instance_memory_gib": gpu.cloud_run_memory_gib,
-            "usd_per_hour": round(gpu_prices()[gpu.name] * 3600, 4),
-        }
+        GpuOffer(
+            id=gpu.name,
+            label=gpu.label,
+            memory_gib=gpu.memory_gib,
+            cpu=gpu.cloud_run_cpu,
+            instance_memory_gib=gpu.cloud_run_memory_gib,
+            usd_per_hour=round(gpu_prices()[gpu.name] * 3600, 4),
+        )
         for gpu in GPU_TABLE
         if gpu.name in jobs.offered_gpus
     ]
-    return {"object": "list", "data": data, "has_more": False, "where": jobs.where}
+    return GpuList(data=data, where=jobs.where)

@@ -12,22 +12,18 @@ test, decides nothing). A failure prints the request as a curl command.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable
 from typing import Any
 
 import hypothesis
 import pytest
 import requests
 import schemathesis
-from fastapi import FastAPI
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.schemas import APIOperation
 
-from gateway.routes import upstream_for
-from runtune.settings import InferenceSettings, ServiceSettings
+from scripts.openapi import is_public, service_apps
 from tests.datasets.builders import chat_line
 from tests.datasets.client import api, ingest
 from tests.support import sign_up
@@ -39,41 +35,15 @@ REQUEST_TIMEOUT_S = 60
 ENVELOPE_FIELDS = {"message", "type", "param", "code"}
 
 
-def _service_apps() -> dict[str, Callable[[], FastAPI]]:
-    from services.inference.app import create_app as inference
-    from services.preprocessing.app import create_app as preprocessing
-    from services.training.app import create_app as training
-
-    # The schema is a function of the code alone: settings are built without reading the
-    # environment (model_construct), and the apps' lifespans, which would connect, never run.
-    token = {"internal_token_sha256": "0" * 64}
-    return {
-        "preprocessing": lambda: preprocessing(ServiceSettings.model_construct(**token)),
-        "training": lambda: training(ServiceSettings.model_construct(**token)),
-        "inference": lambda: inference(InferenceSettings.model_construct(**token)),
-    }
-
-
-def _openapi(create_app: Callable[[], FastAPI]) -> dict[str, Any]:
-    # Building an app configures the process's logging for a service; the test process keeps its own.
-    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
-    handlers, level, disabled = root.handlers[:], root.level, access.disabled
-    try:
-        return create_app().openapi()
-    finally:
-        root.handlers[:], access.disabled = handlers, disabled
-        root.setLevel(level)
-
-
 def _operations() -> list[tuple[str, APIOperation]]:
     """(service, operation) for every operation the gateway routes to the service that defines it."""
     found = []
-    for service, create_app in _service_apps().items():
-        schema = schemathesis.openapi.from_dict(_openapi(create_app))
+    for service, app in service_apps().items():
+        schema = schemathesis.openapi.from_dict(app.openapi())
         for result in schema.get_all_operations():
             operation = result.ok()
             # `/v1/me` is served by every service, reached through the gateway only on training's.
-            if upstream_for(re.sub(r"\{[^}]+\}", "x", operation.path)) == service:
+            if is_public(operation.path, service):
                 found.append((service, operation))
     return found
 

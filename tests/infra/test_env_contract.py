@@ -46,6 +46,7 @@ DEPLOYABLES: dict[str, type[BaseSettings]] = {
 UNSET: dict[str, str] = {
     "local_dir": "the local platform's data folder; the gcp profile keeps nothing on local disk",
     "stop_poll_s": "the default (5 s) is the intended policy; the end-to-end tests read the stop flags faster",
+    "stop_grace_s": "the default (5 s) fits Cloud Run's 10 s from SIGTERM to SIGKILL; loaded test CPUs wait longer",
     "firestore_query_log": "the tests' record of Firestore query shapes; real Firestore checks indexes itself",
     "host": "set by the image: RUNTUNE_HOST in gateway/Dockerfile, uvicorn's UVICORN_HOST in services/Dockerfile",
     "port": "set by the image: RUNTUNE_PORT in gateway/Dockerfile, UVICORN_PORT in services/Dockerfile",

@@ -35,7 +35,14 @@ UID = "user-trainer-ddp"
 
 
 def _torchrun(job_id: str, attempt: int) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, "CLOUD_RUN_TASK_ATTEMPT": str(attempt), "OMP_NUM_THREADS": "1"}
+    # A long stop grace: on a loaded CPU one step can outlast the default 5 s, and the watchdog would
+    # then end the signalled rank on its own, which is not what these tests are about.
+    environment = {
+        **os.environ,
+        "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+        "OMP_NUM_THREADS": "1",
+        "RUNTUNE_STOP_GRACE_S": "120",
+    }
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     return subprocess.Popen(
         [*argv, "-m", "jobs.trainer", job_id], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

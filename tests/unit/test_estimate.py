@@ -132,7 +132,8 @@ def test_the_estimate_endpoint_returns_the_host_memory_for_the_export_asked(emul
 
     def ask(**runtune: object) -> dict:
         request = EstimateRequest(model="google/gemma-3-12b-it", examples=500, runtune=runtune)
-        return estimate_run(request, SimpleNamespace(uid="user-estimate"), jobs)  # type: ignore[arg-type]
+        answer = estimate_run(request, SimpleNamespace(uid="user-estimate"), jobs)  # type: ignore[arg-type]
+        return answer.model_dump(mode="json")  # the JSON the endpoint answers
 
     merged, adapter_only = ask(), ask(export={"merged": False})
     assert merged["instance_memory_gib"] == adapter_only["instance_memory_gib"] == 32

@@ -78,7 +78,7 @@ export function CompareRuns() {
   const valid = series("valid");
   const cells = (value: (c: Compared) => ComponentChildren) => compared.map(value);
   const hp = (key: string) => cells(({ job }) => {
-    const resolved = job.hyperparameters?.[key];
+    const resolved = (job.hyperparameters as Record<string, number | string> | undefined)?.[key];
     return job.auto_hyperparameters?.[key] ? `auto → ${resolved}` : String(resolved ?? askedHyperparameters(job)[key] ?? "—");
   });
   const option = (read: (o: Record<string, unknown>) => unknown) => cells(({ job }) => String(read((job.options ?? {}) as Record<string, unknown>) ?? "—"));

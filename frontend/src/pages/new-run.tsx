@@ -228,7 +228,7 @@ export function NewRun() {
   const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
   const ready = datasets.data?.data.filter((d) => d.status === "ready") ?? [];
   const selectedDataset = ready.find((d) => d.id === form.dataset);
-  const fits = (modality: string | undefined) => !selectedDataset?.modality || modality === selectedDataset.modality || modality === "vision";
+  const fits = (modality: string | null | undefined) => !selectedDataset?.modality || modality === selectedDataset.modality || modality === "vision";
   const allModels = models.data?.data ?? [];
   const modalityOf = (m: Model) => m.modality ?? allModels.find((b) => b.id === m.lineage?.root)?.modality;
   const baseModels = allModels.filter((m) => !continues(m.id) && fits(m.modality));

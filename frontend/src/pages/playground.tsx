@@ -34,7 +34,7 @@ export function Playground() {
   // named after the run it belongs to.
   const ofCheckpoint = (id: string): Model => {
     const run = listed.find((m) => id.startsWith(m.id + ":"));
-    return { ...(run ?? { object: "model", owned_by: "" }), id };
+    return { ...(run ?? { object: "model", owned_by: "", created: 0 }), id };
   };
   const tuned = model.startsWith("ft:") && !listed.some((m) => m.id === model) ? [ofCheckpoint(model), ...listed] : listed;
   const labelOf = (id: string) => modelLabel(tuned.find((m) => m.id === id) ?? ofCheckpoint(id), datasets);

@@ -59,7 +59,8 @@ function useEvents(jobId: string) {
         if (message.event === "done") return setDone(true);
         const event = JSON.parse(message.data) as JobEvent;
         if (event.type === "metrics" && event.data && typeof event.data.step === "number") {
-          const point = toPoint(event.data!);
+          // Metrics events carry numbers only (step, loss, ...).
+          const point = toPoint(event.data as Record<string, number>);
           setPoints((old) => merged(old, point));
         } else {
           setEvents((old) => [event, ...old]);
