@@ -23,6 +23,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,9 +273,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     if config.eval_baseline and earlier_baseline and position.step > 0:
         metrics["baseline"] = earlier_baseline  # measured by the attempt that wrote the checkpoint
     elif config.eval_baseline and eval_examples and position.step == 0:
-        # The root base model (a continued job's too: its parent's adapter is switched off for it).
+        # The root base model (a continued job's too: its parent's adapter is switched off for it);
+        # a dpo job's rewards are relative to the model it starts from, which is its baseline.
         reporter.phase(JobPhase.evaluating, "Evaluating the base model (baseline)")
-        with setup.base_only(model, config):
+        with nullcontext() if config.objective == "dpo" else setup.base_only(model, config):
             metrics["baseline"] = evaluate(model, fmt, config, eval_examples)
         reporter.update(runtune={**(job.runtune or {}), "metrics": {"baseline": finite(metrics["baseline"])}})
         reporter.message(f"Baseline: {headline(metrics['baseline'])}")
@@ -538,7 +540,9 @@ class Cadence:
 
 def objective_of(config: TrainConfig, pad_id: int) -> loop.Objective:
     if config.objective == "dpo":
-        return preference.Dpo(config.beta, pad_id, config.pad_to_multiple_of)
+        # The reference is the model the job starts from: the base, or the parent it continues.
+        reference = preference.parent_adapter if config.parent_adapter else preference.adapter_disabled
+        return preference.Dpo(config.beta, pad_id, config.pad_to_multiple_of, reference=reference)
     return loop.Supervised(pad_id, config.pad_to_multiple_of)
 
 
@@ -820,7 +824,8 @@ def evaluate(model: Any, fmt: ChatFormat, config: TrainConfig, examples: list[Ex
     if config.objective == "dpo":
         # Held-out pairs: how often the implicit reward prefers the preferred answer, and by how much.
         pairs = data.encode_all(fmt, examples, config.max_length, pairs=True).examples
-        objective = preference.Dpo(config.beta, fmt.tokenizer.pad_token_id, config.pad_to_multiple_of)
+        objective = objective_of(config, fmt.tokenizer.pad_token_id)
+        assert isinstance(objective, preference.Dpo)
         return {"preference": preference.evaluate_pairs(model, pairs, objective)}
     if config.task_kind is TaskKind.classification:
         # Label scoring always (cheap, and what the headline reports); free generation when asked.

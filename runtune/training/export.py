@@ -155,7 +155,10 @@ def save_adapter(
     export's `adapter/` and each model checkpoint's folder (runtune.training.model_checkpoints)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / ADAPTER
-        model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json
+        # adapter_model.safetensors + adapter_config.json of the trained adapter alone (a continued dpo
+        # job's frozen reference adapter is not part of its model).
+        adapters = getattr(model, "peft_config", None) or {}
+        model.save_pretrained(folder, **({"selected_adapters": ["default"]} if len(adapters) > 1 else {}))
         _describe(folder, config, spec, processor, card)
         upload_dir(blobs, folder, prefix)
 

@@ -6,17 +6,20 @@ tokens, exactly those the supervised loss trains: the prompt is context only). W
 the reference's scores of the chosen (c) and rejected (r) chats, the implicit rewards are
 `beta * (policy - reference)` of each, and the loss is `-log sigmoid(reward_c - reward_r)`.
 
-The reference is the same weights with the LoRA adapter switched off (`model.disable_adapter()`,
-under no_grad): no second copy of the model. A new adapter starts at zero (LoRA's B matrices), so at
-step 0 the policy is the reference, every reward is 0 and the loss is log 2. Both chats of a batch's
+The reference is the model the job starts from, under no_grad: for a new adapter the same weights with
+the adapter switched off (`model.disable_adapter()`), for a job that continues an `ft:` model its
+parent's adapter, loaded a second time frozen (`parent_adapter`; runtune/training/model.py): no
+second copy of the weights either way. A new adapter starts at zero (LoRA's B matrices) and a
+continued one as the parent's, so at step 0 the policy is the reference, every reward is 0 and the
+loss is log 2. Both chats of a batch's
 pairs go through the model as one batch (chosen rows, then rejected rows), once with the adapter and
 once without.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,6 +27,7 @@ import torch
 
 from runtune.training.chat import IGNORE_INDEX
 from runtune.training.data import EncodedPair, collate_pairs
+from runtune.training.model import REFERENCE_ADAPTER
 
 # What a step's metrics event carries besides the loss (means over the step's pairs), and what an
 # evaluation of held-out pairs reports.
@@ -36,6 +40,20 @@ Reference = Callable[[Any], AbstractContextManager[Any]]
 def adapter_disabled(model: Any) -> AbstractContextManager[Any]:
     """The reference model: the trained model with its adapter off (peft's `disable_adapter`)."""
     return model.disable_adapter()
+
+
+@contextmanager
+def parent_adapter(model: Any) -> Iterator[None]:
+    """The reference model of a continued job: its frozen copy of the parent's adapter active, without
+    dropout; then the trained adapter again (peft's `set_adapter` also leaves it the trainable one)."""
+    was_training = model.training
+    model.eval()
+    model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter("default")
+        model.train(was_training)
 
 
 def sequence_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:

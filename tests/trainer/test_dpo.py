@@ -28,7 +28,7 @@ from runtune.schemas.datasets import SplitOptions
 from runtune.schemas.jobs import CreateJobRequest, job_path
 from runtune.training import data
 from runtune.training.chat import IGNORE_INDEX, ChatFormat
-from tests.datasets.builders import colour_preference_jsonl, jpeg
+from tests.datasets.builders import chat_line, colour_preference_jsonl, jpeg, preference_line
 from tests.trainer.conftest import trainer_environment
 
 pytestmark = pytest.mark.emulators
@@ -183,3 +183,83 @@ def test_a_pair_encodes_both_chats_masked_on_their_answers_and_shares_the_images
     images = [key for key in pair.chosen.extras if not key.endswith("token_type_ids")]
     assert images and all(pair.rejected.extras[key] is pair.chosen.extras[key] for key in images)
     assert len(pair) == len(pair.rejected) > len(pair.chosen)
+
+
+def _text_set(store: Any, blobs: Any, tmp_path: Path, name: str, lines: list[str]) -> Dataset:
+    source = tmp_path / name
+    source.write_text("\n".join(lines) + "\n")
+    dataset_id = f"file-{uuid.uuid4().hex[:12]}"
+    ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / f"work-{name}")
+    result = ingestor.ingest_file(source, name, IngestOptions(split=SplitOptions(validation=0.0, test=0.0)))
+    dataset = Dataset(
+        id=dataset_id,
+        owner=UID,
+        name=name,
+        status=DatasetStatus.ready,
+        task_kind=result.task_kind,
+        modality=result.modality,  # type: ignore[arg-type]
+        splits=result.splits,
+        stats=result.stats,
+    )
+    store.set(f"datasets/{dataset_id}", dataset.to_document())
+    return dataset
+
+
+def _planned(store: Any, request: CreateJobRequest, dataset: Dataset, parent: plan.Parent | None = None) -> Job:
+    asked = Job(
+        id=f"ftjob-{uuid.uuid4().hex[:12]}",
+        owner=UID,
+        model=request.model,
+        training_file=dataset.id,
+        status=JobStatus.queued,
+        hyperparameters=request.resolved_hyperparameters(),
+        method=request.method.shown(),
+        options=request.method.runtune,
+        lineage=plan.lineage_of(request.model, parent),
+    )
+    job = plan.with_plan(asked, plan.plan_job(asked, dataset, offered=GPU_NAMES, parent=parent))
+    store.set(job_path(job.id), job.to_document())
+    return job
+
+
+@pytest.mark.timeout(900)
+def test_a_dpo_job_on_a_tuned_model_takes_its_parent_as_the_reference(
+    store: Any, blobs: Any, local_dir: Path, tmp_path: Path
+) -> None:
+    """OpenAI's recipe, supervised then DPO on the `ft:` model: the reference is the parent (its
+    adapter loaded a second time, frozen), so the first step's loss is log 2 although the parent's
+    adapter is far from zero; the export holds the trained adapter alone."""
+    text = "tiny-gemma-3-text"
+    options = {"method": "lora", "checkpoint_every_steps": 1000, "export": {"merged": False}}
+    chats = _text_set(store, blobs, tmp_path, "sft.jsonl", [chat_line(f"Greet guest {i}", "Hello!") for i in range(8)])
+    sft = CreateJobRequest(
+        model=text,
+        training_file=chats.id,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4}, "runtune": options},
+        },
+    )
+    parent_job = _planned(store, sft, chats)
+    assert run(parent_job.id, trainer_environment(store, blobs)) == 0
+    parent_done = Job.model_validate(store.get(job_path(parent_job.id)))
+    assert parent_done.status is JobStatus.succeeded and parent_done.fine_tuned_model
+    parent = plan.Parent.of(parent_done, export_folder(UID, parent_job.id, "adapter"))
+
+    pairs = [preference_line(f"Greet guest {i}", "Hello!", f"Go away, guest {i}.") for i in range(8)]
+    preferences = _text_set(store, blobs, tmp_path, "pairs.jsonl", pairs)
+    dpo = CreateJobRequest(
+        model=parent_done.fine_tuned_model,
+        training_file=preferences.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "batch_size": 4}, "runtune": options}},
+    )
+    child = _planned(store, dpo, preferences, parent)
+    assert child.plan is not None and child.plan.parent_adapter == parent.adapter
+    assert run(child.id, trainer_environment(store, blobs)) == 0
+    done = store.get(job_path(child.id))
+    assert done["status"] == "succeeded", done.get("error")
+    losses = [e["data"]["loss"] for _, e in store.query(f"{job_path(child.id)}/events") if e.get("type") == "metrics"]
+    assert len(losses) == 2 and losses[0] == pytest.approx(0.6931, abs=1e-3)
+    exported = [info.path for info in blobs.list(export_folder(UID, child.id, "adapter"))]
+    assert any(path.endswith("/adapter/adapter_model.safetensors") for path in exported)
+    assert not any("/reference/" in path for path in exported), exported
