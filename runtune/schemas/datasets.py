@@ -158,6 +158,11 @@ class DatasetStats(BaseModel):
     # The first problems of the skipped rows, in words.
     skipped_examples: list[str] | None = None
     ignored_files: int | None = None
+    # A preference set's pairs: the answers' lengths, and the share whose preferred answer is longer.
+    pairs: int | None = None
+    chosen_chars: Distribution | None = None
+    rejected_chars: Distribution | None = None
+    chosen_longer_share: float | None = None
 
 
 class TextPart(ApiModel):
@@ -193,6 +198,8 @@ class Sample(ApiModel):
     index: int
     messages: list[SampleMessage]
     label: str | None
+    # A preference pair's non-preferred answer (the preferred one ends `messages`); null otherwise.
+    rejected: list[SampleMessage] | None = None
     images: list[SampleImage]
 
 

@@ -1234,6 +1234,9 @@ export interface components {
         DatasetStats: {
             answer_chars?: components["schemas"]["Distribution"] | null;
             answer_words?: components["schemas"]["Distribution"] | null;
+            chosen_chars?: components["schemas"]["Distribution"] | null;
+            /** Chosen Longer Share */
+            chosen_longer_share?: number | null;
             /** Duplicates Removed */
             duplicates_removed?: number | null;
             example_chars?: components["schemas"]["Distribution"] | null;
@@ -1269,7 +1272,10 @@ export interface components {
              * @constant
              */
             object: "dataset.stats";
+            /** Pairs */
+            pairs?: number | null;
             prompt_chars?: components["schemas"]["Distribution"] | null;
+            rejected_chars?: components["schemas"]["Distribution"] | null;
             /** Rows */
             rows?: number | null;
             /** Skipped Examples */
@@ -2461,6 +2467,8 @@ export interface components {
              * @constant
              */
             object: "dataset.sample";
+            /** Rejected */
+            rejected: components["schemas"]["SampleMessage"][] | null;
             /** Split */
             split: string;
         };
