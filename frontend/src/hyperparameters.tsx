@@ -19,7 +19,7 @@ export function Hyperparameters({ job }: { job: Job }) {
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
   const others = Object.keys(resolved)
     .filter((key) => !KNOWN.has(key))
-    .map((key): [string, string] => [key, key.replace(/_/g, " ")]);
+    .map((key): [string, string] => [key, key === "beta" ? "DPO beta" : key.replace(/_/g, " ")]);
   return (
     <dl class="facts" data-testid="hyperparameters">
       {[...NAMES, ...others].map(([key, label]) => {
