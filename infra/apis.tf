@@ -1,5 +1,6 @@
 locals {
   apis = toset([
+    "aiplatform.googleapis.com",           # Vertex AI custom training (multi-GPU and Spot runs)
     "apikeys.googleapis.com",              # the Firebase web app's browser key
     "artifactregistry.googleapis.com",     # images
     "cloudbuild.googleapis.com",           # image builds

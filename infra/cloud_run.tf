@@ -45,6 +45,12 @@ locals {
       RUNTUNE_CLOUD_RUN_JOB_PREFIX   = local.job_prefix
       RUNTUNE_OFFERED_GPUS           = jsonencode(local.trainer_gpus)
       RUNTUNE_TRAINER_TASK_TIMEOUT_S = tostring(var.trainer_task_timeout_s)
+      # Vertex AI custom training (runtune/adapters/vertex_launcher.py): the machines offered, and what a
+      # CustomJob runs: the trainer's image and account (those of the trainer jobs).
+      RUNTUNE_VERTEX_MACHINES        = jsonencode(local.vertex_machines)
+      RUNTUNE_VERTEX_TRAINER_IMAGE   = local.images.trainer
+      RUNTUNE_VERTEX_SERVICE_ACCOUNT = google_service_account.sa["trainer"].email
+      RUNTUNE_VERTEX_TASK_TIMEOUT_S  = tostring(var.vertex_task_timeout_s)
       # Webhooks: the queue the outbox sweep fills, the account its tasks call the dispatcher as.
       RUNTUNE_WEBHOOK_QUEUE                    = "${local.job_prefix}-webhooks"
       RUNTUNE_WEBHOOK_DISPATCH_SERVICE_ACCOUNT = google_service_account.sa["webhooks"].email
@@ -98,6 +104,8 @@ locals {
       RUNTUNE_BUCKET     = local.data_bucket
       RUNTUNE_LOG_LEVEL  = var.log_level
     }
+    # The same variables reach every Vertex AI CustomJob from the training service's own settings
+    # (runtune/wiring.py vertex_trainer_env; tests/infra/test_env_contract.py checks they agree).
     trainer = {
       RUNTUNE_PROFILE    = "gcp"
       RUNTUNE_PROJECT_ID = var.project_id

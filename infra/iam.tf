@@ -10,7 +10,7 @@ locals {
     preprocessing = "Runtune preprocessing service (datasets)"
     training      = "Runtune training service (jobs; runs the trainer job)"
     inference     = "Runtune inference service (chat, evaluations, exports)"
-    trainer       = "Runtune trainer (GPU Cloud Run job)"
+    trainer       = "Runtune trainer (GPU Cloud Run job, Vertex AI custom job)"
     evaluate      = "Runtune evaluations (CPU Cloud Run job; calls the engine)"
     ingest        = "Runtune dataset ingestion (CPU Cloud Run job)"
     convert       = "Runtune GGUF conversions (CPU Cloud Run job)"
@@ -106,8 +106,33 @@ resource "google_project_iam_custom_role" "job_runner" {
   depends_on = [google_project_service.apis]
 }
 
-# Starting an execution of the trainer job runs code as the trainer's account: the training service
-# may act as that one account, nothing else.
+# What the Vertex AI launcher calls: create a CustomJob (running as the trainer's account), read it
+# (status, reconciliation), cancel it. Custom jobs have no IAM resource narrower than the project;
+# roles/aiplatform.user would also let the service deploy models, read datasets and run notebooks.
+resource "google_project_iam_custom_role" "vertex_job_runner" {
+  project     = var.project_id
+  role_id     = "runtuneVertexJobRunner"
+  title       = "Runtune Vertex AI job runner"
+  description = "Create Vertex AI custom training jobs, read and cancel them (the training service)."
+  permissions = [
+    "aiplatform.customJobs.cancel",
+    "aiplatform.customJobs.create",
+    "aiplatform.customJobs.get",
+  ]
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "training_runs_vertex_jobs" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.vertex_job_runner.id
+  member  = google_service_account.sa["training"].member
+}
+
+# Starting an execution of the trainer job (or a Vertex AI CustomJob with the trainer's account as its
+# service_account) runs code as the trainer's account: the training service may act as that one
+# account, nothing else. The trainer reaches the bucket and Firestore with its own grants on either
+# backend; Vertex AI pulls the image from this project's registry with its own service agent.
 resource "google_service_account_iam_member" "training_acts_as_trainer" {
   service_account_id = google_service_account.sa["trainer"].name
   role               = "roles/iam.serviceAccountUser"

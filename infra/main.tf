@@ -60,6 +60,9 @@ locals {
   }
   # The GPUs this deployment has a trainer job for; null offers every GPU of the table.
   trainer_gpus = var.trainer_gpus == null ? local.gpu_names : distinct(var.trainer_gpus)
+  # The Vertex AI machines it may train on besides (runtune/compute.py); null offers every one.
+  vertex_machine_names = [for machine in local.gpu_table.vertex.machines : machine.name]
+  vertex_machines      = var.vertex_machines == null ? local.vertex_machine_names : distinct(var.vertex_machines)
 
   # Firestore TTL policies, collection => its Timestamp field (runtune/indexes.py TTL_POLICIES).
   ttl_fields = {

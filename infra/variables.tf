@@ -31,6 +31,28 @@ variable "trainer_gpus" {
   }
 }
 
+variable "vertex_machines" {
+  description = "Vertex AI machine types the deployment may also train on (runtune/gpus.json `vertex`: g2-standard-12/48/96 with 1-8 L4, a2-ultragpu-1g/8g with A100 80 GB, a3-highgpu-8g with H100, a3-ultragpu-8g with H200). A run too big or too long for a Cloud Run GPU is planned on the cheapest that fits, and `auto` takes the cheapest shape of all. Empty (the default) trains on Cloud Run alone: request the machines' GPU quota for Vertex AI custom training first (docs/architecture.md, \"Compute backends\"). null offers every machine of the table."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = var.vertex_machines == null || alltrue([for m in coalesce(var.vertex_machines, []) : contains(local.vertex_machine_names, m)])
+    error_message = "vertex_machines must be null or machines of runtune/gpus.json `vertex` (g2-standard-12, g2-standard-48, g2-standard-96, a2-ultragpu-1g, a2-ultragpu-8g, a3-highgpu-8g, a3-ultragpu-8g)."
+  }
+}
+
+variable "vertex_task_timeout_s" {
+  description = "Timeout of a Vertex AI training job, in seconds (Vertex AI allows up to 7 days); a restarted worker restarts the job, which resumes from its newest checkpoint."
+  type        = number
+  default     = 259200
+
+  validation {
+    condition     = var.vertex_task_timeout_s >= 60 && var.vertex_task_timeout_s <= 604800
+    error_message = "vertex_task_timeout_s must be between 60 and 604800 (7 days)."
+  }
+}
+
 variable "engine_gpu_type" {
   description = "GPU of the vLLM engine service: one of runtune/gpus.json (nvidia-l4 or nvidia-rtx-pro-6000)."
   type        = string

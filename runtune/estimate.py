@@ -275,6 +275,12 @@ class Estimate(BaseModel):
     # The run's seconds on the chosen GPU (what the monthly GPU budget counts), also where the time
     # above is reckoned on this machine's CPU.
     gpu_seconds: int | None = None
+    # Where it trains (runtune/compute.py): Cloud Run's `gpu`, or the Vertex AI machine `machine` with
+    # `gpu_count` of them (at Spot prices when `spot`); and every shape the deployment offers, priced.
+    compute: str = "cloud_run"
+    gpu_count: int = 1
+    spot: bool = False
+    offers: list[dict[str, Any]] = Field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -327,7 +333,8 @@ def host_memory_phases(
     exports the trained model from the GPU, and `export_merged=False` skips the merge."""
     checkpoint = model.parameters * 2
     staged = 0 if weights_on_mount else checkpoint
-    tokens = min(shape.mean_tokens, shape.max_length)
+    # A preference pair holds two chats' tokens and one copy of its images (runtune/training/data.py).
+    tokens = min(shape.mean_tokens, shape.max_length) * shape.sequences_per_example
     dataset = shape.examples * (tokens * TOKEN_HOST_BYTES + model.tokens_per_image * IMAGE_HOST_BYTES_PER_TOKEN)
     training = staged + min(checkpoint, CHECKPOINT_SHARD_BYTES) + dataset
     exporting = 0.0

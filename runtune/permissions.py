@@ -38,6 +38,7 @@ DATA_BUCKET = "bucket:data"
 # role is both sufficient and narrow, the exact permissions the adapters' calls need.
 USER_SECRETS_MANAGER = "custom:user_secrets"
 JOB_RUNNER = "custom:job_runner"
+VERTEX_JOB_RUNNER = "custom:vertex_job_runner"
 CUSTOM_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # SecretManagerStore: create and list (checked on the project); add, access, list and destroy
     # versions, delete (checked on the secret).
@@ -59,6 +60,12 @@ CUSTOM_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # run.executions.get, so every status read would 403; roles/run.developer would also let the
     # service rewrite or delete the job (its image, its account).
     JOB_RUNNER: frozenset({"run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}),
+    # VertexJobLauncher: create_custom_job, get_custom_job, cancel_custom_job (checked on the project:
+    # custom jobs have no narrower IAM resource). roles/aiplatform.user would also deploy models,
+    # read datasets and endpoints.
+    VERTEX_JOB_RUNNER: frozenset(
+        {"aiplatform.customJobs.create", "aiplatform.customJobs.get", "aiplatform.customJobs.cancel"}
+    ),
 }
 
 
@@ -85,6 +92,8 @@ class Permissions:
     list, delete). `deployment_secrets`: Terraform's secrets (`google_secret_manager_secret.<name>`)
     it reads. `signs_urls`: V4 signed URLs, signed as itself through IAM signBlob. `runs_jobs`: Cloud Run
     jobs it starts (with overrides), follows and cancels; each runs as the deployable of that name.
+    `runs_vertex_jobs`: the deployables whose accounts the Vertex AI custom jobs it creates, follows
+    and cancels run as.
     `invokes`: Cloud Run services it calls. `verifies_users`: looks Firebase Auth users up.
     `enqueues`: Cloud Tasks queues it adds tasks to -> the account those tasks call their target as
     (an OIDC token Cloud Tasks mints for it, so the enqueuer may act as that account).
@@ -97,6 +106,7 @@ class Permissions:
     deployment_secrets: tuple[str, ...] = ()
     signs_urls: bool = False
     runs_jobs: tuple[str, ...] = ()
+    runs_vertex_jobs: tuple[str, ...] = ()
     invokes: tuple[str, ...] = ()
     verifies_users: bool = False
     enqueues: Mapping[str, str] = field(default_factory=dict)
@@ -199,6 +209,8 @@ DEPLOYABLES: dict[str, Permissions] = {
         # The users' tokens, and the webhook endpoints' signing secrets (runtune/webhooks/endpoints.py).
         user_secrets="manage",
         runs_jobs=("trainer",),
+        # Runs too big or too long for Cloud Run: Vertex AI custom jobs running as the trainer.
+        runs_vertex_jobs=("trainer",),
         # The outbox sweep enqueues one task per (event, endpoint); Cloud Tasks calls the dispatcher
         # (this service) as `webhooks`.
         enqueues={"webhooks": "webhooks"},
@@ -308,6 +320,11 @@ def required_grants(deployable: str, permissions: Permissions | None = None) -> 
         grant(JOB_RUNNER, f"job:{job}")
         # An execution runs code as the job's account: the caller may act as that one account.
         grant("roles/iam.serviceAccountUser", f"service_account:{job}")
+    if p.runs_vertex_jobs:
+        grant(VERTEX_JOB_RUNNER, PROJECT)
+    for account in p.runs_vertex_jobs:
+        # A CustomJob with `service_account` runs its code as that account: the creator must act as it.
+        grant("roles/iam.serviceAccountUser", f"service_account:{account}")
     for service in p.invokes:
         grant("roles/run.invoker", f"service:{service}")
     for queue, account in p.enqueues.items():

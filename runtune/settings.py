@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runtune import serving
+from runtune.compute import VERTEX_MACHINE_NAMES
 from runtune.estimate import GPU_TABLE
 from runtune.quotas import Quotas
 
@@ -204,6 +205,15 @@ class ServiceSettings(CommonSettings):
     cloud_run_job_prefix: str = "runtune"
     # The GPU types this deployment has a trainer job for (Terraform sets it from its GPU list).
     offered_gpus: list[str] = Field(default_factory=lambda: [gpu.name for gpu in GPU_TABLE])
+    # Vertex AI custom training (runtune/compute.py, runtune/adapters/vertex_launcher.py): the machine
+    # types of the Vertex table this deployment may train on (empty: Cloud Run only; Terraform sets it),
+    # the trainer's image and service account the CustomJobs run with, and their timeout (Vertex runs
+    # for days: the trainer job's Cloud Run limit does not apply).
+    vertex_machines: list[str] = Field(default_factory=list)
+    vertex_trainer_image: str | None = None
+    vertex_service_account: str | None = None
+    vertex_task_timeout_s: int = Field(default=3 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+    vertex_api_endpoint: str | None = None
     # Local profile: the command of each workload's executions, and how many run at once.
     trainer_command: list[str] = ["python", "-m", "jobs.trainer"]
     ingest_command: list[str] = ["python", "-m", "jobs.ingest"]
@@ -270,6 +280,14 @@ class ServiceSettings(CommonSettings):
         known = {gpu.name for gpu in GPU_TABLE}
         if unknown := [name for name in self.offered_gpus if name not in known]:
             raise SettingsError(f"RUNTUNE_OFFERED_GPUS names GPUs not in the GPU table: {', '.join(unknown)}")
+        if unknown := [name for name in self.vertex_machines if name not in VERTEX_MACHINE_NAMES]:
+            raise SettingsError(f"RUNTUNE_VERTEX_MACHINES names machines not in the Vertex table: {', '.join(unknown)}")
+        if self.vertex_machines and self.is_local:
+            raise SettingsError("profile 'local' has no Vertex AI: unset RUNTUNE_VERTEX_MACHINES")
+        if self.vertex_machines and not (self.vertex_trainer_image and self.vertex_service_account):
+            raise SettingsError(
+                "RUNTUNE_VERTEX_MACHINES needs RUNTUNE_VERTEX_TRAINER_IMAGE and RUNTUNE_VERTEX_SERVICE_ACCOUNT"
+            )
         return self
 
     @property

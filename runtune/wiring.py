@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from runtune.internal_auth import InternalCredentialVerifier
 
 if TYPE_CHECKING:
+    from runtune.adapters.vertex_launcher import VertexJobLauncher
     from runtune.api_keys import ApiKeyVerifier
     from runtune.internal_auth import InternalCredentialMinter, InternalCredentialVerifier
 
@@ -120,9 +121,43 @@ def job_launcher(settings: ServiceSettings, workload: Workload = Workload.train)
     from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 
     options = {"api_endpoint": settings.run_api_endpoint} if settings.run_api_endpoint else None
-    return CloudRunJobLauncher(
+    cloud_run = CloudRunJobLauncher(
         settings.project_id, settings.region, job_prefix=settings.cloud_run_job_prefix, client_options=options
     )
+    if workload is not Workload.train or not settings.vertex_machines:
+        return cloud_run
+    # Training on both backends: each job launches where its plan put it (runtune/compute.py).
+    from runtune.adapters.compute_launcher import ComputeLauncher
+
+    return ComputeLauncher(cloud_run, vertex_launcher(settings))
+
+
+def vertex_launcher(settings: ServiceSettings) -> VertexJobLauncher:
+    """Vertex AI custom training with the trainer's image, account and environment (Terraform sets them)."""
+    from runtune.adapters.vertex_launcher import VertexJobLauncher
+
+    assert settings.vertex_trainer_image and settings.vertex_service_account  # the settings validator checks
+    options = {"api_endpoint": settings.vertex_api_endpoint} if settings.vertex_api_endpoint else None
+    return VertexJobLauncher(
+        settings.project_id,
+        settings.region,
+        image=settings.vertex_trainer_image,
+        service_account=settings.vertex_service_account,
+        base_env=vertex_trainer_env(settings),
+        job_prefix=settings.cloud_run_job_prefix,
+        client_options=options,
+    )
+
+
+# The trainer's settings Terraform sets on its Cloud Run jobs (infra/cloud_run.tf local.env.trainer);
+# the training service holds the same values (one deployment, one project, region and bucket).
+TRAINER_SETTINGS = ("profile", "project_id", "region", "bucket", "log_level")
+
+
+def vertex_trainer_env(settings: CommonSettings) -> dict[str, str]:
+    """What a Vertex AI CustomJob's trainer gets besides the launch contract: the variables the Cloud
+    Run trainer jobs have from Terraform (a CustomJob has no deployed template to carry them)."""
+    return {f"RUNTUNE_{name.upper()}": str(getattr(settings, name)) for name in TRAINER_SETTINGS}
 
 
 def local_trainer_env() -> dict[str, str]:

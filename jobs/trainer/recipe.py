@@ -36,7 +36,7 @@ from runtune.blob_layout import job_prefix
 from runtune.datasets.canonical import Example, read_split
 from runtune.estimate import RunTiming, machine_name
 from runtune.jobs.plan import HUB_TOKEN_SECRETS, held_out_sources
-from runtune.models.loading import load_processor, locate_weights
+from runtune.models.loading import data_mount, load_processor, locate_weights
 from runtune.models.registry import get
 from runtune.ports.blobs import BlobStore
 from runtune.ports.metadata import MetadataStore
@@ -776,7 +776,8 @@ def load_model(spec: Any, config: TrainConfig, env: Environment, token: str | No
     """The weights' location, the processor and the base model (quantized for QLoRA), or a
     `TrainerError` saying what to fix."""
     try:
-        weights_path = locate_weights(spec, local_dir=env.settings.local_dir, blobs=env.blobs)
+        mount = data_mount(env.settings.bucket)  # Cloud Run's volume, or Vertex AI's /gcs/<bucket>
+        weights_path = locate_weights(spec, local_dir=env.settings.local_dir, blobs=env.blobs, mount=mount)
         processor = load_processor(spec, weights_path, token=token)
         base = setup.load_base(spec, weights_path, config.method, token=token)
     except (OSError, ValueError, KeyError) as exc:

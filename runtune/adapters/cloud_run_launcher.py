@@ -91,7 +91,7 @@ class CloudRunJobLauncher:
         return execution_name
 
     def cancel(self, execution_name: str) -> None:
-        if not self._owns(execution_name):
+        if not self.owns(execution_name):
             # A name from another launcher (say, a local one before a profile switch): nothing to stop here.
             log.warning("cancel ignored: not an execution of this deployment", extra={"execution": execution_name})
             return
@@ -108,7 +108,7 @@ class CloudRunJobLauncher:
         log.info("execution cancel requested", extra={"execution": execution_name})
 
     def status(self, execution_name: str) -> ExecutionStatus:
-        if not self._owns(execution_name):
+        if not self.owns(execution_name):
             return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not an execution of this deployment")
         try:
             execution = self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
@@ -126,7 +126,7 @@ class CloudRunJobLauncher:
             return False
         return state in _FINISHED
 
-    def _owns(self, execution_name: str) -> bool:
+    def owns(self, execution_name: str) -> bool:
         # projects/P/locations/R/jobs/<prefix>-<workload>[-gpu]/executions/<id>: one of this deployment's jobs.
         jobs = f"projects/{self._project_id}/locations/{self._region}/jobs/{self._job_prefix}-"
         job, sep, execution = execution_name.removeprefix(jobs).partition("/executions/")

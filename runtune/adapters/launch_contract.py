@@ -7,13 +7,16 @@ readable by anyone allowed to describe the execution); executions fetch them fro
 
 Which job runs a request: one Cloud Run job per workload, and for training one per GPU type of
 `runtune.estimate.GPU_TABLE` (Terraform generates them from the same table), so the GPU the estimate
-chose is the GPU the run gets.
+chose is the GPU the run gets. A training request with a `machine` runs on Vertex AI instead: a
+CustomJob on that machine of `runtune.compute.VERTEX_MACHINES`, with the same argv and environment
+(runtune/adapters/vertex_launcher.py).
 """
 
 from __future__ import annotations
 
 import re
 
+from runtune.compute import VERTEX_MACHINE_NAMES, Backend, machine
 from runtune.estimate import GPU_NAMES
 from runtune.ports.launcher import DEADLINE_ENV, LaunchRequest, Workload
 
@@ -63,19 +66,38 @@ def looks_like_secret(env_name: str) -> bool:
     return any(marker in upper for marker in SECRET_NAME_MARKERS)
 
 
-def validate_launch_request(request: LaunchRequest) -> None:
-    """Raise ValueError for a request that breaks the contract; messages name variables, never values."""
+def validate_launch_request(request: LaunchRequest, backend: Backend = "cloud_run") -> None:
+    """Raise ValueError for a request that breaks the contract, or that `backend` cannot run (a
+    Vertex machine on Cloud Run, a Cloud Run job on Vertex); messages name variables, never values."""
     if not JOB_ID_PATTERN.fullmatch(request.job_id):
         raise ValueError("job_id must be 1-128 characters of letters, digits, '_' or '-'")
     if not 1 <= request.timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise ValueError(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}")
     if request.task_count < 1:
         raise ValueError("task_count must be at least 1")
-    cloud_run_job_name(request.workload, request.gpu)
+    if backend == "vertex":
+        _validate_vertex(request)
+    elif request.machine is not None:
+        raise ValueError(f"machine {request.machine!r} is a Vertex AI machine; this launcher runs Cloud Run jobs")
+    else:
+        cloud_run_job_name(request.workload, request.gpu)
     if DEADLINE_ENV in request.env:
         raise ValueError(f"environment variable {DEADLINE_ENV!r} is set by the launcher from timeout_seconds")
     for env_name in request.env:
         _validate_env_name(env_name)
+
+
+def _validate_vertex(request: LaunchRequest) -> None:
+    if request.workload is not Workload.train:
+        raise ValueError(f"a {request.workload} execution runs on Cloud Run; Vertex AI runs training only")
+    if request.machine not in VERTEX_MACHINE_NAMES:
+        raise ValueError(
+            f"machine must be one of {', '.join(VERTEX_MACHINE_NAMES)} on Vertex AI, not {request.machine!r}"
+        )
+    if request.gpu is not None and request.gpu != machine(request.machine).gpu.name:
+        raise ValueError(
+            f"machine {request.machine!r} has {machine(request.machine).gpu.name} GPUs, not {request.gpu!r}"
+        )
 
 
 def _validate_env_name(env_name: str) -> None:

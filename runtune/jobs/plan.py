@@ -22,7 +22,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtune import throughput
+from runtune import compute, throughput
+from runtune.compute import ComputeChoice
 from runtune.errors import InvalidRequest
 from runtune.estimate import Estimate, RunShape, RunTiming, Where, estimate, machine_name
 from runtune.jobs import hyperparameters
@@ -74,6 +75,9 @@ class Planned:
             "basis": fit.basis,
             "calibrated_runs": fit.calibrated_runs,
             "machine": fit.machine,
+            "compute": fit.compute,
+            "gpu_count": fit.gpu_count,
+            "spot": fit.spot,
             "warnings": self.warnings,
         }
 
@@ -83,10 +87,14 @@ class Estimator:
     """How a deployment reckons a run's time and cost: `where` its trainers run (Cloud Run GPUs, or
     the local platform's machine with or without a GPU) and, given the `store`, calibrated from its
     own finished runs of the same model, machine and method (runtune/throughput.py) once there are
-    some. The default: published figures on Cloud Run."""
+    some; the Vertex AI `machines` it offers besides (runtune/compute.py), and the Cloud Run trainer
+    job's task timeout, past which a run is offered Vertex instead. The default: published figures
+    on Cloud Run."""
 
     where: Where = "cloud"
     store: MetadataStore | None = None
+    machines: tuple[str, ...] = ()
+    cloud_run_timeout_s: int | None = None
 
     def measured(self, model: ModelSpec, gpu: str, method: str) -> list[RunTiming]:
         if self.store is None:
@@ -94,7 +102,17 @@ class Estimator:
         machine = machine_name(gpu, self.where)
         return throughput.measured(self.store, model=model.id, machine=machine, method=method)
 
-    def estimate(self, model: ModelSpec, shape: RunShape, *, gpu: str, offered: Sequence[str]) -> Estimate:
+    def estimate(
+        self,
+        model: ModelSpec,
+        shape: RunShape,
+        *,
+        gpu: str,
+        offered: Sequence[str],
+        compute_choice: ComputeChoice = "auto",
+        spot: bool = False,
+        max_hours: float | None = None,
+    ) -> Estimate:
         def reckon(runs: Sequence[RunTiming] = ()) -> Estimate:
             return estimate(
                 model.figures(),
@@ -108,7 +126,19 @@ class Estimator:
 
         published = reckon()
         runs = self.measured(model, published.gpu, shape.method) if published.gpu else []
-        return reckon(runs) if runs else published
+        fit = reckon(runs) if runs else published
+        if not self.machines:
+            return fit
+        return compute.place(
+            model.figures(),
+            shape,
+            fit,
+            machines=self.machines,
+            task_timeout_s=self.cloud_run_timeout_s,
+            choice=compute_choice,
+            spot=spot,
+            max_hours=max_hours,
+        )
 
 
 PUBLISHED = Estimator()
@@ -203,9 +233,11 @@ def check_options(
     *,
     param: str = OPTIONS_PARAM,
     objective: MethodType = "supervised",
+    machines: Sequence[str] = (),
 ) -> None:
     """The checks that need no dataset (answered at create, even while the file processes, and by
-    the estimate, whose request has the options at `param`)."""
+    the estimate, whose request has the options at `param`); `machines`: the Vertex AI machines the
+    deployment offers."""
     if objective == "dpo" and options.method == "full":
         # The reference is the model with its adapter switched off: full fine-tuning has no adapter,
         # and a second copy of the weights is what DPO on LoRA avoids.
@@ -213,6 +245,12 @@ def check_options(
             "A dpo job trains a LoRA adapter (its reference model is the base with the adapter off); use 'qlora' "
             "or 'lora'",
             param=f"{param}.method",
+        )
+    if options.compute == "vertex" and not machines:
+        raise InvalidRequest(
+            "This deployment offers no Vertex AI machines; use compute 'cloud_run' or 'auto'",
+            param=f"{param}.compute",
+            code="compute_not_offered",
         )
     if options.method == "full" and not model.full_finetune:
         raise InvalidRequest(
@@ -393,7 +431,15 @@ def _size(
         # bucket (it has no bucket access), so the others are reckoned from the Hub.
         weights_from="local" if model.is_tiny else "hub",
     )
-    return resolved, estimator.estimate(model, shape, gpu=options.gpu, offered=offered)
+    return resolved, estimator.estimate(
+        model,
+        shape,
+        gpu=options.gpu,
+        offered=offered,
+        compute_choice=options.compute,
+        spot=options.spot,
+        max_hours=options.max_hours,
+    )
 
 
 def plan_job(
@@ -418,7 +464,7 @@ def plan_job(
     method = job.method_asked
     param = method.options_param
     options = continued_options(job.options, parent, param=param) if parent is not None else job.options
-    check_options(model, options, offered, param=param, objective=method.type)
+    check_options(model, options, offered, param=param, objective=method.type, machines=estimator.machines)
     check_dataset(model, training)
     check_objective(method.type, training, "training_file")
     if validation is not None:
@@ -476,6 +522,10 @@ def plan_job(
         push_to_hub=options.export.push_to_hub,
         seed=job.seed,
         gpu=fit.gpu,
+        compute=fit.compute,
+        machine=fit.machine if fit.compute == "vertex" else None,
+        gpu_count=fit.gpu_count,
+        spot=fit.spot,
         batch_tokens=options.speed.batch_tokens,
         liger_kernels=options.speed.liger_kernels,
         bf16_adapters=options.speed.bf16_adapters,
@@ -511,6 +561,7 @@ def with_plan(job: Job, planned: Planned) -> Job:
             "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
             "method": {**job.method, "type": kind, kind: settings},
             "gpu": planned.plan.gpu,
+            "machine": planned.plan.machine,
             "estimated_gpu_seconds": planned.estimate.gpu_seconds,
             "estimate": planned.summary(),
         }

@@ -4,8 +4,9 @@ and where the weights come from.
 Weights sources, in the order `locate_weights` tries them for a registry model:
 - the tiny local models: built into the local data folder on first use;
 - a copy staged in the data bucket under `models/{hf_id}/` (for example by `gcloud storage cp -r`),
-  read through the bucket's volume where it is mounted (`DATA_MOUNT`, the trainer's Cloud Storage
-  FUSE volume), else downloaded in parallel to a local cache;
+  read through the bucket's volume where it is mounted (`data_mount`: `DATA_MOUNT`, the Cloud Run
+  trainer's Cloud Storage FUSE volume, or on Vertex AI its own FUSE mount `/gcs/<bucket>`), else
+  downloaded in parallel to a local cache;
 - the Hugging Face Hub, with the user's token (Gemma repositories are gated).
 `fetch_weights` also takes an explicit source: a local or mounted folder, a `gs://bucket/prefix`, or
 a Hugging Face id.
@@ -30,6 +31,8 @@ log = logging.getLogger("runtune.models")
 
 # Where the Cloud Run trainer job mounts the data bucket (infra/main.tf, local.data_mount_path).
 DATA_MOUNT = Path("/mnt/runtune-data")
+# Where Vertex AI custom training mounts the buckets its job's account may read (Cloud Storage FUSE).
+VERTEX_MOUNT_ROOT = Path("/gcs")
 # Bucket folder an operator stages base models in: `models/{hf_id}/config.json`, ...
 STAGED_PREFIX = "models/"
 DOWNLOAD_THREADS = 16
@@ -42,6 +45,13 @@ def resolve_weights(spec: ModelSpec, local_dir: Path) -> str:
         return str(ensure_tiny_model(spec.id, tiny_dir(local_dir, spec.id)))
     assert spec.hf_id is not None
     return spec.hf_id
+
+
+def data_mount(bucket: str, *, cloud_run: Path = DATA_MOUNT, vertex_root: Path = VERTEX_MOUNT_ROOT) -> Path:
+    """Where this trainer sees the data bucket: the Cloud Run job's volume, or where a Vertex AI
+    CustomJob mounts it (`/gcs/<bucket>`); the Cloud Run path (absent, so unused) elsewhere."""
+    vertex = vertex_root / bucket
+    return vertex if not cloud_run.is_dir() and vertex.is_dir() else cloud_run
 
 
 def staged_prefix(spec: ModelSpec) -> str:

@@ -2,7 +2,9 @@
 
 Four workloads run as executions of their own, never in a request-serving instance: training (a GPU
 job per GPU type), dataset ingestion, evaluations and GGUF conversions (CPU jobs). Each is a Cloud Run job in the cloud
-and a child process of the local launcher on a workstation.
+and a child process of the local launcher on a workstation; a training run too big or too long for one
+Cloud Run GPU is a Vertex AI CustomJob instead (`LaunchRequest.machine`). Every launcher reports the
+same `ExecutionState`s, so the reconciler treats the backends alike.
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ class LaunchRequest:
     timeout_seconds: int = 3600
     task_count: int = 1
     workload: Workload = Workload.train
-    # Cloud Run's accelerator name (runtune.estimate.GPU_TABLE): required for training, absent otherwise.
+    # Cloud Run's accelerator name (runtune.estimate.GPU_TABLE): required for training on Cloud Run,
+    # absent otherwise; on Vertex the machine's GPU (or absent: the machine names it).
     gpu: str | None = None
+    # Training on Vertex AI: the machine type of the Vertex machine table (runtune/compute.py), its
+    # GPUs run under torchrun when more than one, and whether Spot capacity may run it. None: Cloud Run.
+    machine: str | None = None
+    spot: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ class ExecutionStatus:
     state: ExecutionState
     reason: str | None = None
     exit_code: int | None = None
+    # Pending because the backend is still finding capacity (a Vertex AI job queued for its machine, or
+    # for Spot VMs): it bounds that wait itself (`scheduling.max_wait_duration`, then the job expires),
+    # so the reconciler waits instead of taking the silence for a lost trainer.
+    waiting_for_capacity: bool = False
 
 
 class JobLauncher(Protocol):

@@ -347,3 +347,8 @@ class CreateUploadRequest(ApiModel):
     bytes: int = Field(ge=0)
     mime_type: str = Field(default="application/octet-stream", max_length=200)
     purpose: str = Field(default="fine-tune", max_length=64)
+
+
+# `Dataset.ingest` names a class defined below it: complete the model at import, so that its schema
+# (and the OpenAPI document generated from it) is the same before and after its first use.
+Dataset.model_rebuild()

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from runtune.compute import Backend, ComputeChoice
 from runtune.estimate import GPU_NAMES, Estimate, Where
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource, ascii_number
 from runtune.schemas.datasets import TaskKind
@@ -143,6 +144,16 @@ class RuntuneOptions(ApiModel):
     # one its deployment offers no trainer job for.
     gpu: GpuChoice = "auto"
     speed: SpeedOptions = Field(default_factory=SpeedOptions)
+    # Where the run trains (runtune/compute.py): `auto`, the cheapest shape that fits among Cloud Run's
+    # GPUs and the deployment's Vertex AI machines; `cloud_run` or `vertex` to insist. `gpu` names a
+    # Cloud Run GPU; on Vertex the machine comes with its GPUs.
+    compute: ComputeChoice = "auto"
+    # Whether Vertex AI may run it on Spot capacity (a fraction of the price; a preempted run restarts
+    # and resumes from its newest checkpoint). `auto` then compares Spot prices. Cloud Run has no Spot.
+    spot: bool = False
+    # With `auto`: only the shapes whose estimate ends within this many hours, the cheapest of them
+    # (the fastest that fits, with a warning, when none does).
+    max_hours: float | None = Field(default=None, gt=0, le=7 * 24)
 
 
 class TrainConfig(ApiModel):
@@ -199,6 +210,12 @@ class TrainConfig(ApiModel):
     seed: int = 42
     # The GPU the run was planned for (and launched on); None outside a job.
     gpu: str | None = None
+    # Where: Cloud Run (`gpu`'s trainer job), or the Vertex AI `machine` (runtune/compute.py) with
+    # `gpu_count` GPUs, data-parallel under torchrun when more than one, on Spot capacity if `spot`.
+    compute: Backend = "cloud_run"
+    machine: str | None = None
+    gpu_count: int = 1
+    spot: bool = False
     # Continued fine-tuning (`model` was one of the owner's `ft:` models): that model's id and its
     # adapter folder, which the trainer loads onto `model` (the chain's root base) as trainable, so
     # the new adapter holds the whole delta from the root. None when training starts from the base.
@@ -284,8 +301,10 @@ class Job(OwnedResource):
     # The Cloud Run GPU the trainer runs on (the one asked for, or the estimate's choice); the
     # launcher runs that GPU's trainer job. None only on jobs stored before it was recorded.
     gpu: str | None = None
-    # The estimate's GPU seconds for the run on that GPU: what counts against its owner's monthly
-    # GPU budget (runtune/quotas.py).
+    # The Vertex AI machine type the run trains on (None: a Cloud Run GPU).
+    machine: str | None = None
+    # The estimate's GPU seconds for the run on that GPU (all the machine's GPUs on Vertex): what counts
+    # against its owner's monthly GPU budget (runtune/quotas.py).
     estimated_gpu_seconds: int | None = None
     # The estimate before launch: its range, what it is based on, and its warnings (a Hub token
     # missing, hours on a CPU); services/training/jobs_service.py `estimate_summary`.

@@ -46,9 +46,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 heartbeat_stale_s=settings.heartbeat_stale_s,
                 start_timeout_s=settings.start_timeout_s,
                 task_timeout_s=settings.trainer_task_timeout_s,
+                vertex_task_timeout_s=settings.vertex_task_timeout_s,
             ),
             profile=settings.profile,
             offered_gpus=settings.offered_gpus,
+            vertex_machines=settings.vertex_machines,
             quotas=settings.quotas,
             secrets=app.state.secrets,
         )

@@ -39,6 +39,7 @@ from runtune.schemas.jobs import (
     Job,
     JobPhase,
     JobStatus,
+    TrainConfig,
     job_path,
     parse_tuned_model_id,
 )
@@ -61,6 +62,8 @@ class SchedulingPolicy:
     # A launched job whose trainer never started is checked after this long.
     start_timeout_s: float
     task_timeout_s: int
+    # A Vertex AI CustomJob's timeout (runs of days; ServiceSettings.vertex_task_timeout_s).
+    vertex_task_timeout_s: int = 3 * 24 * 3600
 
 
 class JobService:
@@ -76,6 +79,7 @@ class JobService:
         quotas: Quotas | None = None,
         secrets: SecretStore | None = None,
         where: Where | None = None,
+        vertex_machines: Sequence[str] = (),
     ) -> None:
         self._store = store
         self._models = ModelResolver(store)
@@ -95,7 +99,14 @@ class JobService:
         # Where trainers run (Cloud Run GPUs, or the local platform's machine, with or without a
         # GPU), and the platform's finished runs that calibrate the estimates.
         self.where: Where = where or ("cloud" if profile == "gcp" else local_where())
-        self.estimator = plan.Estimator(self.where, store)
+        # The Vertex AI machines offered besides (ServiceSettings.vertex_machines): a run too big or
+        # too long for a Cloud Run trainer task (its timeout) is planned on one of them.
+        self.estimator = plan.Estimator(
+            self.where,
+            store,
+            machines=tuple(vertex_machines),
+            cloud_run_timeout_s=policy.task_timeout_s if vertex_machines else None,
+        )
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -118,7 +129,14 @@ class JobService:
         options, param = request.method.runtune, request.method.options_param
         if parent is not None:
             options = plan.continued_options(options, parent, asked=plan.lora_asked(options), param=param)
-        plan.check_options(model, options, self.offered_gpus, param=param, objective=request.method.type)
+        plan.check_options(
+            model,
+            options,
+            self.offered_gpus,
+            machines=self.estimator.machines,
+            param=param,
+            objective=request.method.type,
+        )
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
@@ -269,12 +287,28 @@ class JobService:
         """Refuse a GPU this deployment has no trainer job for (a 400 naming it and what is offered)."""
         plan.check_offered(gpu, self.offered_gpus, param)
 
-    def _gpu_for(self, job: Job) -> str:
-        """The GPU a queued job launches on: its plan's. A job stored before plans existed is planned
-        now by the same function, from what it stored (its numbers, and the GPU it shows when it
-        has one), and fails like a new job if it cannot run; a GPU the deployment stopped offering
-        since the job was planned is refused rather than launched on a trainer job that no longer
-        exists."""
+    def _launch_request(self, job: Job, config: TrainConfig) -> LaunchRequest:
+        """What the launcher starts for a planned job: its Cloud Run GPU's trainer job, or its Vertex
+        AI machine (on Spot when the job allows it), with the backend's task timeout."""
+        if config.compute == "vertex":
+            return LaunchRequest(
+                job_id=job.id,
+                env=self._launch_env,
+                timeout_seconds=self._policy.vertex_task_timeout_s,
+                gpu=config.gpu,
+                machine=config.machine,
+                spot=config.spot,
+            )
+        return LaunchRequest(
+            job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s, gpu=config.gpu
+        )
+
+    def _placement_of(self, job: Job) -> TrainConfig:
+        """Where a queued job launches (its GPU, and on Vertex its machine): its plan's. A job stored
+        before plans existed is planned now by the same function, from what it stored (its numbers,
+        and the GPU it shows when it has one), and fails like a new job if it cannot run; a GPU (or a
+        Vertex machine) the deployment stopped offering since the job was planned is refused rather
+        than launched on a trainer job that no longer exists."""
         config = job.plan
         if config is None:
             training = self.dataset_for(job.owner, job.training_file, "training_file")
@@ -285,8 +319,16 @@ class JobService:
             self.jobs.update_if(job.id, lambda current: plan.with_plan(current, planned))
             config = planned.plan
         assert config.gpu is not None  # plan_job refuses a run that fits no GPU
+        if config.compute == "vertex":
+            if config.machine not in self.estimator.machines:
+                raise InvalidRequest(
+                    f"Vertex AI machine '{config.machine}' is no longer offered by this deployment",
+                    param="machine",
+                    code="compute_not_offered",
+                )
+            return config
         self.check_offered(config.gpu, "gpu")
-        return config.gpu
+        return config
 
     def dataset_for(self, uid: str, dataset_id: str, param: str, *, allow_processing: bool = False) -> Dataset:
         """The caller's dataset, ready to train on (or, with `allow_processing`, on its way there);
@@ -367,14 +409,13 @@ class JobService:
         if self.jobs.update_if(job.id, claim) is None:
             return
         try:
-            gpu = self._gpu_for(job)
+            config = self._placement_of(job)
         except RuntuneError as exc:  # the run no longer fits what this deployment offers
             self._fail(job.id, exc.code or "launch_failed", f"The trainer could not be started: {exc.message}")
             return
+        gpu = config.gpu
         try:
-            execution = self._launcher.launch(
-                LaunchRequest(job_id=job.id, env=self._launch_env, timeout_seconds=self._policy.task_timeout_s, gpu=gpu)
-            )
+            execution = self._launcher.launch(self._launch_request(job, config))
         except Exception as exc:  # the launcher's own errors carry no secrets
             log.exception("launch failed", extra={"job_id": job.id})
             self._fail(job.id, "launch_failed", f"The trainer could not be started: {exc}")
@@ -382,10 +423,11 @@ class JobService:
         stored = self.jobs.update_if(
             job.id,
             lambda current: current.model_copy(
-                update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu}
+                update={"execution_name": execution, "heartbeat_at": time.time(), "gpu": gpu, "machine": config.machine}
             ),
         )
-        self._event(job.id, f"Trainer launched ({execution.rsplit('/', 1)[-1]})")
+        where = f" on Vertex AI, {config.machine}{' (Spot)' if config.spot else ''}" if config.machine else ""
+        self._event(job.id, f"Trainer launched{where} ({execution.rsplit('/', 1)[-1]})")
         if stored is not None and (
             stored.cancel_requested or stored.status.is_terminal or stored.status is JobStatus.paused
         ):
@@ -566,6 +608,8 @@ class JobService:
     def _end_if_gone(self, job: Job, quiet_for: float) -> bool:
         assert job.execution_name
         status = self._launcher.status(job.execution_name)
+        if status.waiting_for_capacity and not job.stop_requested:
+            return False  # queued for its machine: the backend expires it when the wait runs out
         if (
             status.state in (ExecutionState.running, ExecutionState.pending)
             and quiet_for < 4 * self._policy.heartbeat_stale_s

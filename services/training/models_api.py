@@ -61,7 +61,7 @@ def estimate_run(body: EstimateRequest, user: CurrentUser, jobs: Jobs) -> RunEst
     options = body.runtune
     if parent is not None:
         options = plan.continued_options(options, parent, asked=plan.lora_asked(options), param="runtune")
-    plan.check_options(spec, options, jobs.offered_gpus, param="runtune")
+    plan.check_options(spec, options, jobs.offered_gpus, param="runtune", machines=jobs.estimator.machines)
     if body.training_file is not None:
         dataset = jobs.dataset_for(user.uid, body.training_file, "training_file")
         examples = plan.training_examples(dataset)

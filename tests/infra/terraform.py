@@ -33,6 +33,9 @@ GPU_LOCALS = {
         '"${gpu.cloud_run_memory_gib}Gi"}}'
     ),
     "trainer_gpus": "var.trainer_gpus == null ? local.gpu_names : distinct(var.trainer_gpus)",
+    # The Vertex AI machines of the same file (runtune/compute.py VERTEX_MACHINES).
+    "vertex_machine_names": "[for machine in local.gpu_table.vertex.machines : machine.name]",
+    "vertex_machines": "var.vertex_machines == null ? local.vertex_machine_names : distinct(var.vertex_machines)",
 }
 
 _OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
@@ -109,6 +112,11 @@ class Config:
         assert re.sub(r"\s+", " ", str(written)) == GPU_LOCALS[name], f"local.{name} changed: {value!r}"
         if name == "gpu_table":
             return json.loads((INFRA / ".." / "runtune" / "gpus.json").read_text())
+        if name == "vertex_machine_names":
+            return [machine["name"] for machine in self.local_value("gpu_table")["vertex"]["machines"]]
+        if name == "vertex_machines":
+            asked = self.variable_values(variables)["vertex_machines"]
+            return self.local_value("vertex_machine_names") if asked is None else list(dict.fromkeys(asked))
         gpus = self.local_value("gpu_table")["gpus"]
         if name == "gpu_names":
             return [gpu["name"] for gpu in gpus]
@@ -226,6 +234,11 @@ class Renderer:
             return self.urls[match.group(1)]
         if expr == "local.ui_origin":
             return self.render(self.variables["ui_origin"]) or self.urls["gateway"]
+        if match := re.fullmatch(r"local\.images\.(\w+)", expr):
+            # `images` maps each image's name to `<registry>/<name>:<tag>` (infra/main.tf).
+            assert "${local.registry}/${key}:${var.image_tag}" in str(self.config.locals["images"])
+            registry = self.render(self.config.locals["registry"])
+            return f"{registry}/{match.group(1)}:{self.render(self.variables['image_tag'])}"
         if match := re.fullmatch(r"local\.(\w+)\.(\w+)", expr):
             return self.render(self.local(match.group(1))[match.group(2)])
         if match := re.fullmatch(r'local\.(\w+)\["([^"]+)"\]\.(\w+)', expr):

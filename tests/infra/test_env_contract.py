@@ -61,6 +61,7 @@ UNSET: dict[str, str] = {
     "local_max_concurrent_jobs": "the local launcher's queue only",
     "local_max_concurrent_cpu_jobs": "the local launcher's queue only",
     "run_api_endpoint": "points the Cloud Run client at the tests' fake server; the default endpoint in the cloud",
+    "vertex_api_endpoint": "points the Vertex AI client at the tests' fake server; the region's endpoint in the cloud",
     "rate_limit_per_minute": "the default (600 per user per minute per gateway instance) is the intended policy",
     "rate_limit_burst": "the default burst (120) is the intended policy",
     "token_check_revoked": "the default (True) is the safe choice: disabled users and revoked sessions are refused",
@@ -103,6 +104,10 @@ UNSET: dict[str, str] = {
 _TRAINER_ONLY = {
     "offered_gpus": "only the training service launches the trainer jobs (one per GPU offered)",
     "trainer_task_timeout_s": "only the training service launches the trainer",
+    **{
+        f"vertex_{name}": "only the training service launches the trainer on Vertex AI"
+        for name in ("machines", "trainer_image", "service_account", "task_timeout_s")
+    },
 }
 _WEBHOOKS_ONLY = {
     f"webhook_{name}": "only the training service sweeps the outbox and dispatches webhooks"
@@ -219,6 +224,12 @@ def test_rendered_environment_loads_under_the_gcp_profile(
             # By default every GPU of the table is offered: one trainer job each (tests/infra/test_gpu.py).
             assert loaded.offered_gpus == [gpu.name for gpu in GPU_TABLE]
             assert loaded.cloud_run_job_prefix == tf.locals["job_prefix"]
+            # Vertex AI is opt-in (its GPU quota is requested first); its jobs run the trainer's image
+            # as the trainer's account.
+            assert loaded.vertex_machines == tf.variables["vertex_machines"]["default"] == []
+            assert loaded.vertex_trainer_image == renderer.render("${local.images.trainer}")
+            assert loaded.vertex_service_account == f"runtune-trainer@{PROJECT_ID}.iam.gserviceaccount.com"
+            assert loaded.vertex_task_timeout_s == tf.variables["vertex_task_timeout_s"]["default"]
     if isinstance(loaded, EngineClientSettings):
         # The inference service and its evaluation executions reach the engine alike.
         assert loaded.engine_url == f"https://runtune-engine-{PROJECT_NUMBER}.us-central1.run.app"
@@ -243,3 +254,22 @@ def test_no_local_only_or_emulator_variable_is_set(tf: Config) -> None:
     for deployable, env in tf.locals["env"].items():
         assert not forbidden & set(env), deployable
         assert env["RUNTUNE_PROFILE"] == "gcp", deployable
+
+
+def test_vertex_jobs_get_the_environment_terraform_gives_the_trainer_jobs(
+    tf: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CustomJob has no deployed template: the training service sends the trainer's variables from
+    its own settings (runtune/wiring.py vertex_trainer_env), the same names and values Terraform sets
+    on the Cloud Run trainer jobs."""
+    from runtune.wiring import vertex_trainer_env
+
+    renderer = Renderer(tf, {"project_id": PROJECT_ID, "image_tag": "0" * 40}, PROJECT_NUMBER)
+    rendered = {
+        role: {n: renderer.render(v) for n, v in tf.locals["env"][role].items()} for role in ("training", "trainer")
+    }
+    for name in [*EMULATOR_VARIABLES, *(n for n in os.environ if n.startswith("RUNTUNE_"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in rendered["training"].items():
+        monkeypatch.setenv(name, value)
+    assert vertex_trainer_env(ServiceSettings()) == rendered["trainer"]

@@ -900,7 +900,7 @@ export interface components {
          * ColumnMapping
          * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
          */
-        ColumnMapping: {
+        "ColumnMapping-Input": {
             /**
              * Answer
              * @description Column holding the assistant's answer (generation)
@@ -942,6 +942,52 @@ export interface components {
              */
             user?: string | null;
         };
+        /**
+         * ColumnMapping
+         * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
+         */
+        "ColumnMapping-Output": {
+            /**
+             * Answer
+             * @description Column holding the assistant's answer (generation)
+             */
+            answer: string | null;
+            /**
+             * Chosen
+             * @description Column holding the preferred answer (preference)
+             */
+            chosen: string | null;
+            /**
+             * Image
+             * @description Column holding the image (bytes, {bytes, path}, a path inside the uploaded archive, or a data URL)
+             */
+            image: string | null;
+            /**
+             * Label
+             * @description Column holding the class (classification)
+             */
+            label: string | null;
+            /**
+             * Rejected
+             * @description Column holding the non-preferred answer (preference)
+             */
+            rejected: string | null;
+            /**
+             * Split
+             * @description Column naming each row's split (train/validation/test)
+             */
+            split: string | null;
+            /**
+             * System
+             * @description A system prompt (literal text)
+             */
+            system: string | null;
+            /**
+             * User
+             * @description The user turn; `{column}` is replaced by that column's value, `{labels}` by the label set
+             */
+            user: string | null;
+        };
         /** CreateApiKeyRequest */
         CreateApiKeyRequest: {
             /**
@@ -967,8 +1013,8 @@ export interface components {
          * @description `POST /v1/datasets`: from a completed upload or from the Hub (exactly one).
          */
         CreateDatasetRequest: {
-            hub?: components["schemas"]["HubSource"] | null;
-            mapping?: components["schemas"]["ColumnMapping"] | null;
+            hub?: components["schemas"]["HubSource-Input"] | null;
+            mapping?: components["schemas"]["ColumnMapping-Input"] | null;
             /**
              * Max Image Side
              * @description Longest image side after resizing; null keeps the size
@@ -983,7 +1029,7 @@ export interface components {
              * @default false
              */
             skip_bad_rows: boolean;
-            split?: components["schemas"]["SplitOptions"];
+            split?: components["schemas"]["SplitOptions-Input"];
             /** @description classification, generation, preference, or auto/null: detected (a label column, an image folder, or a chat JSONL whose final answers are a small closed set mean classification; a preference JSONL or chosen/rejected columns mean preference) */
             task_kind?: components["schemas"]["TaskKind"] | null;
             /** Upload Id */
@@ -1647,7 +1693,7 @@ export interface components {
          * HubSource
          * @description A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets.
          */
-        HubSource: {
+        "HubSource-Input": {
             /** Config */
             config?: string | null;
             /** Id */
@@ -1661,6 +1707,31 @@ export interface components {
              * @description Hub split to import (default: all)
              */
             split?: string | null;
+            /**
+             * Token Secret
+             * @description Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token
+             * @default hf_token
+             */
+            token_secret: string | null;
+        };
+        /**
+         * HubSource
+         * @description A dataset on the Hugging Face Hub; the token comes from the caller's stored secrets.
+         */
+        "HubSource-Output": {
+            /** Config */
+            config: string | null;
+            /** Id */
+            id: string;
+            /** Max Rows */
+            max_rows: number | null;
+            /** Revision */
+            revision: string | null;
+            /**
+             * Split
+             * @description Hub split to import (default: all)
+             */
+            split: string | null;
             /**
              * Token Secret
              * @description Name of the caller's secret (PUT /v1/secrets/{name}) with a Hub token
@@ -1720,6 +1791,31 @@ export interface components {
              */
             type: "image";
         };
+        /**
+         * IngestSpec
+         * @description What one ingestion reads, stored on its dataset so the execution needs only the dataset's id:
+         *     the options of the create call and exactly one input (an object in the bucket, or a Hub dataset).
+         */
+        IngestSpec: {
+            /** Filename */
+            filename: string | null;
+            hub: components["schemas"]["HubSource-Output"] | null;
+            mapping: components["schemas"]["ColumnMapping-Output"] | null;
+            /**
+             * Max Image Side
+             * @default 896
+             */
+            max_image_side: number | null;
+            /** Object Path */
+            object_path: string | null;
+            /**
+             * Skip Bad Rows
+             * @default false
+             */
+            skip_bad_rows: boolean;
+            split: components["schemas"]["SplitOptions-Output"];
+            task_kind: components["schemas"]["TaskKind"] | null;
+        };
         /** Job */
         Job: {
             /** Auto Hyperparameters */
@@ -1753,6 +1849,8 @@ export interface components {
                 [key: string]: unknown;
             }[];
             lineage: components["schemas"]["Lineage"] | null;
+            /** Machine */
+            machine: string | null;
             /** Metadata */
             metadata: {
                 [key: string]: string;
@@ -2286,8 +2384,18 @@ export interface components {
              * @default 0
              */
             calibrated_runs: number;
+            /**
+             * Compute
+             * @default cloud_run
+             */
+            compute: string;
             /** Gpu */
             gpu: string | null;
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
             /** Gpu Label */
             gpu_label: string | null;
             /** Gpu Seconds */
@@ -2315,6 +2423,10 @@ export interface components {
              * @constant
              */
             object: "fine_tuning.estimate";
+            /** Offers */
+            offers: {
+                [key: string]: unknown;
+            }[];
             /** Reason */
             reason: string | null;
             /** Seconds */
@@ -2323,6 +2435,11 @@ export interface components {
             seconds_high: number | null;
             /** Seconds Low */
             seconds_low: number | null;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /** Steps */
             steps: number;
             /** Tokens */
@@ -2351,6 +2468,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default auto
+             * @enum {string}
+             */
+            compute: "auto" | "cloud_run" | "vertex";
             evaluation?: components["schemas"]["EvaluationOptions-Input"];
             export?: components["schemas"]["ExportOptions-Input"];
             /**
@@ -2373,6 +2496,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Max Hours */
+            max_hours?: number | null;
             /**
              * Max Length
              * @default 1024
@@ -2385,6 +2510,11 @@ export interface components {
              */
             method: "auto" | "qlora" | "lora" | "full";
             speed?: components["schemas"]["SpeedOptions-Input"];
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /**
              * Warmup Ratio
              * @default 0.03
@@ -2406,6 +2536,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default auto
+             * @enum {string}
+             */
+            compute: "auto" | "cloud_run" | "vertex";
             evaluation: components["schemas"]["EvaluationOptions-Output"];
             export: components["schemas"]["ExportOptions-Output"];
             /**
@@ -2428,6 +2564,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Max Hours */
+            max_hours: number | null;
             /**
              * Max Length
              * @default 1024
@@ -2440,6 +2578,11 @@ export interface components {
              */
             method: "auto" | "qlora" | "lora" | "full";
             speed: components["schemas"]["SpeedOptions-Output"];
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /**
              * Warmup Ratio
              * @default 0.03
@@ -2562,7 +2705,28 @@ export interface components {
          * SplitOptions
          * @description A seeded stratified split, used when the data names no splits itself.
          */
-        SplitOptions: {
+        "SplitOptions-Input": {
+            /**
+             * Seed
+             * @default 42
+             */
+            seed: number;
+            /**
+             * Test
+             * @default 0.1
+             */
+            test: number;
+            /**
+             * Validation
+             * @default 0.1
+             */
+            validation: number;
+        };
+        /**
+         * SplitOptions
+         * @description A seeded stratified split, used when the data names no splits itself.
+         */
+        "SplitOptions-Output": {
             /**
              * Seed
              * @default 42
@@ -2634,6 +2798,12 @@ export interface components {
              * @default 50
              */
             checkpoint_every_steps: number;
+            /**
+             * Compute
+             * @default cloud_run
+             * @enum {string}
+             */
+            compute: "cloud_run" | "vertex";
             /** Dataset Id */
             dataset_id: string;
             /**
@@ -2667,6 +2837,11 @@ export interface components {
             export_merged: boolean;
             /** Gpu */
             gpu: string | null;
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
             /**
              * Gradient Accumulation Steps
              * @default 1
@@ -2727,6 +2902,8 @@ export interface components {
              * @enum {string}
              */
             lr_scheduler: "cosine" | "linear";
+            /** Machine */
+            machine: string | null;
             /**
              * Max Grad Norm
              * @default 1
@@ -2769,6 +2946,11 @@ export interface components {
              * @default 42
              */
             seed: number;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
             /** @default generation */
             task_kind: components["schemas"]["TaskKind"];
             /**
