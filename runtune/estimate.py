@@ -201,6 +201,10 @@ class RunShape:
     eval_generation: bool = False
     gradient_checkpointing: bool = True
     weights_from: WeightsFrom = "hub"
+    # DPO: every example is two sequences (the chosen and the rejected chat) in the same micro-batch,
+    # and a forward pass of the reference model (the adapter disabled, no gradients) over both.
+    sequences_per_example: int = 1
+    reference_pass: bool = False
 
 
 @dataclass(frozen=True)
@@ -290,7 +294,7 @@ def memory_gib(model: ModelFigures, shape: RunShape) -> float:
         shape.lora_rank * model.num_layers * (4 * 2 * model.hidden_size + 3 * (model.hidden_size + intermediate))
     )
     trainable = lora_params * 12 if shape.method != "full" else model.parameters * 4.0
-    tokens = shape.batch_size * shape.max_length
+    tokens = shape.batch_size * shape.sequences_per_example * shape.max_length
     activations = tokens * model.hidden_size * 2 * (model.num_layers + 16) + tokens * intermediate * 2 * 3
     logits = tokens * model.vocab_size * 4 * 2  # logits and their gradient
     return round((weights + trainable + activations + logits) / GIB + OVERHEAD_GIB, 2)
@@ -317,7 +321,8 @@ def host_memory_phases(
     exports the trained model from the GPU, and `export_merged=False` skips the merge."""
     checkpoint = model.parameters * 2
     staged = 0 if weights_on_mount else checkpoint
-    tokens = min(shape.mean_tokens, shape.max_length)
+    # A preference pair holds two chats' tokens and one copy of its images (runtune/training/data.py).
+    tokens = min(shape.mean_tokens, shape.max_length) * shape.sequences_per_example
     dataset = shape.examples * (tokens * TOKEN_HOST_BYTES + model.tokens_per_image * IMAGE_HOST_BYTES_PER_TOKEN)
     training = staged + min(checkpoint, CHECKPOINT_SHARD_BYTES) + dataset
     exporting = 0.0
@@ -385,7 +390,7 @@ def estimate(
     candidates = [g for g in allowed if gpu in ("auto", g.name)]
     if not candidates:
         raise ValueError(f"gpu {gpu!r} is not among the GPUs offered: {', '.join(g.name for g in allowed) or 'none'}")
-    tokens_per_epoch = int(shape.examples * min(shape.mean_tokens, shape.max_length))
+    tokens_per_epoch = int(shape.examples * shape.sequences_per_example * min(shape.mean_tokens, shape.max_length))
     tokens = tokens_per_epoch * shape.epochs
     per_step = shape.batch_size * shape.gradient_accumulation_steps
     steps = math.ceil(shape.examples / per_step) * shape.epochs
@@ -473,7 +478,7 @@ def flops_per_token(model: ModelFigures, shape: RunShape) -> float:
     pass once more in the backward. QLoRA pays ~30% on its matmuls to dequantise NF4. Attention adds
     ~4 x layers x hidden x sequence per token and pass (scores and the weighted sum)."""
     backward = 4.0 if shape.method == "full" else 2.0
-    passes = 2.0 + backward + (2.0 if shape.gradient_checkpointing else 0.0)
+    passes = 2.0 + backward + (2.0 if shape.gradient_checkpointing else 0.0) + (2.0 if shape.reference_pass else 0.0)
     dequantise = 1.3 if shape.method == "qlora" else 1.0
     sequence = min(shape.mean_tokens, shape.max_length)
     attention = 2.0 * model.num_layers * model.hidden_size * sequence * passes

@@ -22,7 +22,7 @@ all, so it is always trained for download.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from runtune.errors import InvalidRequest
 from runtune.models import registry
 from runtune.models.registry import ModelSpec
-from runtune.schemas.jobs import CreateJobRequest, Job, RuntuneOptions
+from runtune.schemas.jobs import CreateJobRequest, Job, RuntuneOptions, options_param
 
 CONTRACT_PATH = Path(__file__).with_name("serving.json")
 # The ranks vLLM's `--max-lora-rank` accepts (vllm.config.lora.MaxLoRARanks).
@@ -176,12 +176,29 @@ def assess(
                 ),
             )
         )
-    return Verdict(problems=tuple(_adapter_problems(registry.lookup(model), options, contract)))
+    problems = _adapter_problems(registry.lookup(model), options, contract)
+    return Verdict(problems=tuple(_for_method(problem, _method_type(job)) for problem in problems))
+
+
+def _method_type(job: CreateJobRequest | Job) -> str:
+    return job.method.type if isinstance(job, CreateJobRequest) else job.method_asked.type
+
+
+def _for_method(problem: Problem, method_type: str) -> Problem:
+    """The problem naming the options where the request has them (`method.dpo.runtune` for dpo)."""
+    theirs = options_param(method_type)
+    if theirs == OPTIONS_PARAM:
+        return problem
+    return replace(
+        problem,
+        param=problem.param.replace(OPTIONS_PARAM, theirs),
+        message=problem.message.replace(OPTIONS_PARAM, theirs),
+    )
 
 
 def _subject(job: CreateJobRequest | Job) -> tuple[str, RuntuneOptions]:
     if isinstance(job, CreateJobRequest):
-        return job.model, job.method.supervised.runtune
+        return job.model, job.method.runtune
     # A continued job's adapter is served on its chain's root base, like any other adapter.
     return job.base_model, job.options
 

@@ -45,6 +45,7 @@ export function formFromJob(job: Job, defaults: Form): Form {
     epochs: text(hp.n_epochs, "auto"),
     batchSize: text(hp.batch_size, "auto"),
     lrMultiplier: text(hp.learning_rate_multiplier, "auto"),
+    beta: text(hp.beta, "auto"),
     method: o.method === "lora" || o.method === "qlora" ? o.method : "auto",
     rank: Number(lora.rank ?? defaults.rank),
     alpha: Number(lora.alpha ?? defaults.alpha),

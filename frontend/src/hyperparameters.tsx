@@ -12,11 +12,14 @@ const KNOWN = new Set(NAMES.map(([key]) => key));
  * tooltip says why), "auto" while the training file is still being validated. */
 export function Hyperparameters({ job }: { job: Job }) {
   const auto = job.auto_hyperparameters ?? {};
-  const resolved: Record<string, number | string> = job.hyperparameters ?? {};
+  // The method's own hyperparameters (a dpo job's beta) beside OpenAI's three.
+  const type = String(job.method?.type ?? "supervised");
+  const ofMethod = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters ?? {};
+  const resolved: Record<string, number | string> = { ...ofMethod, ...(job.hyperparameters ?? {}) };
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
   const others = Object.keys(resolved)
     .filter((key) => !KNOWN.has(key))
-    .map((key): [string, string] => [key, key.replace(/_/g, " ")]);
+    .map((key): [string, string] => [key, key === "beta" ? "DPO beta" : key.replace(/_/g, " ")]);
   return (
     <dl class="facts" data-testid="hyperparameters">
       {[...NAMES, ...others].map(([key, label]) => {

@@ -30,13 +30,15 @@ const HEADLINES: [string, string][] = [
   ["exact_match", "Exact match"],
   ["token_f1", "Token F1"],
   ["rouge_l", "ROUGE-L"],
+  ["reward_accuracy", "Reward accuracy"],
+  ["reward_margin", "Reward margin"],
   ["samples", "Samples"],
 ];
 
 /** The main report of one model's evaluation (label scoring if present, else generation, else itself). */
 export function mainReport(metrics: Record<string, unknown> | undefined | null): Report | null {
   if (!metrics) return null;
-  const report = (metrics.label_scoring ?? metrics.generation ?? metrics) as Report;
+  const report = (metrics.label_scoring ?? metrics.generation ?? metrics.preference ?? metrics) as Report;
   return typeof report === "object" ? report : null;
 }
 

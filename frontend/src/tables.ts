@@ -108,6 +108,9 @@ export interface Mapping {
   image: string;
   answer: string;
   label: string;
+  /** A preference set's preferred and non-preferred answer columns (a `dpo` run's data). */
+  chosen: string;
+  rejected: string;
   split: string;
 }
 
@@ -115,15 +118,22 @@ const IMAGE = ["image", "img", "image_path", "image_file", "file_name", "filenam
 const LABEL = ["label", "labels", "class", "category", "fine_label", "breed"];
 const ANSWER = ["answer", "caption", "text", "output", "response", "completion", "target"];
 const QUESTION = ["question", "prompt", "query", "instruction", "input"];
+const CHOSEN = ["chosen", "preferred", "preferred_output"];
+const REJECTED = ["rejected", "non_preferred", "non_preferred_output"];
 
 /** The same guess the server makes (runtune/datasets/detect.py) when no mapping is given. */
 export function guessMapping(columns: string[]): Mapping {
   const lowered = new Map(columns.map((c) => [c.toLowerCase(), c]));
   const pick = (names: string[]) => names.map((n) => lowered.get(n)).find(Boolean) ?? "";
+  const [chosen, rejected] = [pick(CHOSEN), pick(REJECTED)];
+  if (chosen && rejected) {
+    const question = pick(QUESTION);
+    return { system: "", user: question ? `{${question}}` : "", image: pick(IMAGE), answer: "", label: "", chosen, rejected, split: lowered.get("split") ?? "" };
+  }
   const label = pick(LABEL);
   const answer = label ? "" : pick(ANSWER);
   const question = pick(QUESTION) || (label ? pick(["text", "sentence", "content"]) : "");
-  return { system: "", user: question ? `{${question}}` : "", image: pick(IMAGE), answer, label, split: lowered.get("split") ?? "" };
+  return { system: "", user: question ? `{${question}}` : "", image: pick(IMAGE), answer, label, chosen: "", rejected: "", split: lowered.get("split") ?? "" };
 }
 
 export function render(template: string, row: Row, labels: string[]): { text: string; missing: string[] } {

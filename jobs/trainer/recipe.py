@@ -23,6 +23,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from runtune.schemas import Job, JobPhase, JobStatus, TaskKind
 from runtune.schemas.common import ApiError
 from runtune.schemas.jobs import StopRequest, TrainConfig, job_path, tuned_model_id
 from runtune.settings import CommonSettings
-from runtune.training import checkpoints, data, evaluation, export, loop, model_checkpoints, validation
+from runtune.training import checkpoints, data, evaluation, export, loop, model_checkpoints, preference, validation
 from runtune.training import model as setup
 from runtune.training.chat import ChatFormat
 from runtune.training.checkpoints import Position
@@ -254,7 +255,9 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     total_steps = batches.total_steps()
     optimizer = setup.optimizer(model, config)
     scheduler = setup.scheduler(optimizer, config, total_steps)
-    training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps)
+    # What each step minimises: the answers' cross-entropy, or (dpo) the preference pairs' DPO loss.
+    objective = objective_of(config, fmt.tokenizer.pad_token_id)
+    training = Training(env, reporter, trackers, config, fmt, model, optimizer, scheduler, total_steps, objective)
     training.reported_step = job.steps_completed
     # Validation during training: a capped sample of the validation data, at intervals.
     valid = validation.prepare(env.blobs, fmt, config, total_steps)
@@ -270,9 +273,10 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
     if config.eval_baseline and earlier_baseline and position.step > 0:
         metrics["baseline"] = earlier_baseline  # measured by the attempt that wrote the checkpoint
     elif config.eval_baseline and eval_examples and position.step == 0:
-        # The root base model (a continued job's too: its parent's adapter is switched off for it).
+        # The root base model (a continued job's too: its parent's adapter is switched off for it);
+        # a dpo job's rewards are relative to the model it starts from, which is its baseline.
         reporter.phase(JobPhase.evaluating, "Evaluating the base model (baseline)")
-        with setup.base_only(model, config):
+        with nullcontext() if config.objective == "dpo" else setup.base_only(model, config):
             metrics["baseline"] = evaluate(model, fmt, config, eval_examples)
         reporter.update(runtune={**(job.runtune or {}), "metrics": {"baseline": finite(metrics["baseline"])}})
         reporter.message(f"Baseline: {headline(metrics['baseline'])}")
@@ -303,6 +307,7 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
             max_grad_norm=config.max_grad_norm,
             world=world,
             accumulation=config.gradient_accumulation_steps,
+            objective=objective,
         )
         position = batches.advance(position, len(group))
         times.add(stats.seconds)
@@ -379,7 +384,8 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         hub_token = hugging_face_token(env.secrets, config.owner)
         locations["hub"] = export.push_to_hub(env.blobs, locations, config.push_to_hub, hub_token)
     trained_tokens = int(sum(record.get("tokens", 0) for record in history))
-    if first_attempt:
+    # A dpo run's tokens cost another (reference) pass: not a measurement of the supervised rate.
+    if first_attempt and config.objective == "supervised":
         timing = RunTiming(
             tokens=trained_tokens,
             steps=position.step,
@@ -437,6 +443,7 @@ class Training:
     optimizer: Any
     scheduler: Any
     total_steps: int
+    objective: loop.Objective
     history: list[dict[str, Any]] = field(default_factory=list)
     reported_step: int = 0  # the job's `steps_completed` when this attempt started
 
@@ -531,10 +538,19 @@ class Cadence:
         self.last = time.monotonic()
 
 
+def objective_of(config: TrainConfig, pad_id: int) -> loop.Objective:
+    if config.objective == "dpo":
+        # The reference is the model the job starts from: the base, or the parent it continues.
+        reference = preference.parent_adapter if config.parent_adapter else preference.adapter_disabled
+        return preference.Dpo(config.beta, pad_id, config.pad_to_multiple_of, reference=reference)
+    return loop.Supervised(pad_id, config.pad_to_multiple_of)
+
+
 def encode_training_set(blobs: BlobStore, fmt: ChatFormat, config: TrainConfig, reporter: JobReporter) -> Any:
-    """The training split encoded (what is too long or has no answer skipped, and said), or a
-    `TrainerError` when nothing is left to train on."""
-    split = data.encode_all(fmt, read_split(blobs, config.owner, config.dataset_id, "train"), config.max_length)
+    """The training split encoded (as pairs for a dpo job; what is too long or has no answer
+    skipped, and said), or a `TrainerError` when nothing is left to train on."""
+    rows = read_split(blobs, config.owner, config.dataset_id, "train")
+    split = data.encode_all(fmt, rows, config.max_length, pairs=config.objective == "dpo")
     if not split.examples:
         raise TrainerError(
             "invalid_dataset",
@@ -621,6 +637,8 @@ def measure_validation(training: Training, valid: validation.Validation) -> dict
     """`valid_loss` and `valid_token_accuracy` of the validation sample, as the model stands (shared
     among the ranks and all-reduced when data-parallel)."""
     pad_id = training.fmt.tokenizer.pad_token_id
+    if isinstance(training.objective, preference.Dpo):
+        return validation.measure_pairs(training.model, valid.examples, training.objective, world=training.env.world)
     return validation.measure(
         training.model,
         valid.examples,
@@ -656,7 +674,7 @@ def report_step(
     record = finite(
         {
             "loss": stats.loss,
-            "token_accuracy": stats.token_accuracy,
+            **stats.metrics,
             **measured,
             "lr": stats.lr,
             "grad_norm": stats.grad_norm,
@@ -804,6 +822,12 @@ def held_out(blobs: BlobStore, config: TrainConfig) -> list[Example]:
 
 
 def evaluate(model: Any, fmt: ChatFormat, config: TrainConfig, examples: list[Example]) -> dict[str, Any]:
+    if config.objective == "dpo":
+        # Held-out pairs: how often the implicit reward prefers the preferred answer, and by how much.
+        pairs = data.encode_all(fmt, examples, config.max_length, pairs=True).examples
+        objective = objective_of(config, fmt.tokenizer.pad_token_id)
+        assert isinstance(objective, preference.Dpo)
+        return {"preference": preference.evaluate_pairs(model, pairs, objective)}
     if config.task_kind is TaskKind.classification:
         # Label scoring always (cheap, and what the headline reports); free generation when asked.
         with_generation = config.eval_method in ("generation", "both")
@@ -812,6 +836,9 @@ def evaluate(model: Any, fmt: ChatFormat, config: TrainConfig, examples: list[Ex
 
 
 def headline(result: dict[str, Any]) -> str:
+    if "preference" in result:
+        pairs = result["preference"]
+        return f"reward accuracy {pairs['reward_accuracy']:.3f}, reward margin {pairs['reward_margin']:.3f}"
     if "label_scoring" in result:
         scored = result["label_scoring"]
         return f"accuracy {scored['accuracy']:.3f}, macro-F1 {scored['macro_f1']:.3f}"

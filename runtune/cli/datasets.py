@@ -63,7 +63,7 @@ def upload(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="File or archive to upload"),
     name: str | None = typer.Option(None, help="Dataset name (default: the file name)"),
     mapping: list[str] = typer.Option([], help="Column mapping: JSON, or key=column (repeatable)"),
-    task_kind: str | None = typer.Option(None, help="classification or generation (default: detected)"),
+    task_kind: str | None = typer.Option(None, help="classification, generation or preference (default: detected)"),
     max_image_side: int = typer.Option(896, help="Longest image side after resizing"),
     skip_bad_rows: bool = typer.Option(False, help="Skip (and count) bad rows instead of failing"),
     wait: bool = typer.Option(True, help="Wait until the dataset is ready or failed"),

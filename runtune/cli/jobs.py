@@ -28,28 +28,19 @@ def create(
     lora_rank: int = typer.Option(16, help="LoRA rank"),
     suffix: str | None = typer.Option(None, help="A suffix for the fine-tuned model id"),
     validation: str | None = typer.Option(None, help="Validation dataset id"),
+    dpo: bool = typer.Option(False, "--dpo", help="Preference tuning (DPO) on a preference dataset"),
+    beta: float | None = typer.Option(None, help="DPO's beta (default: auto, 0.1); implies --dpo"),
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the run with a progress bar"),
 ) -> None:
     """Launch a fine-tuning job."""
-    hyperparameters = {
-        key: value
-        for key, value in {
-            "n_epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate_multiplier": lr_multiplier,
-        }.items()
-        if value is not None
-    }
+    hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier}
+    runtune = {"method": method, "lora": {"rank": lora_rank}}
     body: dict[str, Any] = {
         "model": model,
         "training_file": dataset,
-        "method": {
-            "type": "supervised",
-            "supervised": {
-                "hyperparameters": hyperparameters,
-                "runtune": {"method": method, "lora": {"rank": lora_rank}},
-            },
-        },
+        "method": method_body(
+            "dpo" if dpo or beta is not None else "supervised", hyperparameters | {"beta": beta}, runtune
+        ),
     }
     if suffix:
         body["suffix"] = suffix
@@ -66,15 +57,24 @@ def create(
         _watch(api, job["id"])
 
 
+def method_body(kind: str, hyperparameters: dict[str, Any], runtune: dict[str, Any]) -> dict[str, Any]:
+    """The request's `method` of `kind` (supervised or dpo) with the hyperparameters given (None: auto;
+    beta only for dpo)."""
+    given = {k: v for k, v in hyperparameters.items() if v is not None and (kind == "dpo" or k != "beta")}
+    return {"type": kind, kind: {"hyperparameters": given, "runtune": runtune}}
+
+
 def hyperparameters_line(job: dict[str, Any]) -> str:
     """`n_epochs auto → 4, batch_size 8, ...`: what the job trains with, and which came from `auto`
-    (still `auto` while its training file is validated)."""
+    (still `auto` while its training file is validated); a dpo job's beta too."""
     auto = job.get("auto_hyperparameters") or {}
-    values = job.get("hyperparameters") or {}
-    return ", ".join(
-        f"{name} {'auto → ' if name in auto else ''}{values.get(name, 'auto')}"
-        for name in ("n_epochs", "batch_size", "learning_rate_multiplier")
-    )
+    values = dict(job.get("hyperparameters") or {})
+    names = ["n_epochs", "batch_size", "learning_rate_multiplier"]
+    method = job.get("method") or {}
+    if method.get("type") == "dpo":
+        values["beta"] = ((method.get("dpo") or {}).get("hyperparameters") or {}).get("beta", "auto")
+        names.append("beta")
+    return ", ".join(f"{name} {'auto → ' if name in auto else ''}{values.get(name, 'auto')}" for name in names)
 
 
 @app.command("list")

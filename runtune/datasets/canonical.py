@@ -8,7 +8,10 @@ example in the TRL vision layout:
   the n-th `{"type": "image"}` part refers to the n-th entry of `images`;
 - `images`: `[{"bytes": <encoded image>, "path": <name it came from, or null>}]` (the layout
   `datasets.Image` uses, so `datasets.load_dataset("parquet")` reads them back as images);
-- `label`: the answer's class for classification sets, else null.
+- `label`: the answer's class for classification sets, else null;
+- `rejected`: a preference pair's non-preferred answer (a list of one assistant message, as in
+  `messages`), whose preferred answer is the last message of `messages`; null for every other set.
+  So a preference row read as a chat is its prompt and preferred answer, and one reader serves both.
 
 Image bytes live inside the shards, so a trainer streams a few large objects, never thousands of
 small ones. A content part is stored as `{"type", "text"}` with `text` null for image parts, which
@@ -53,6 +56,7 @@ SCHEMA = pa.schema(
         pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
         pa.field("images", pa.list_(IMAGE_TYPE), nullable=False),
         pa.field("label", pa.string(), nullable=True),
+        pa.field("rejected", pa.list_(MESSAGE_TYPE), nullable=True),
     ]
 )
 
@@ -63,37 +67,59 @@ class Example:
     images: list[bytes] = field(default_factory=list)
     image_paths: list[str | None] = field(default_factory=list)
     label: str | None = None
+    # A preference pair's non-preferred answer; the preferred one is `messages[-1]`.
+    rejected: list[dict[str, Any]] | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        return self.rejected is not None
+
+    def rejected_messages(self) -> list[dict[str, Any]]:
+        """The pair's other chat: the same prompt with the non-preferred answer."""
+        assert self.rejected is not None
+        return [*self.messages[:-1], *self.rejected]
 
     def to_row(self) -> dict[str, Any]:
         paths = self.image_paths or [None] * len(self.images)
         return {
-            "messages": [
-                {"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]]}
-                for m in self.messages
-            ],
+            "messages": _stored_messages(self.messages),
             "images": [{"bytes": data, "path": path} for data, path in zip(self.images, paths, strict=True)],
             "label": self.label,
+            "rejected": _stored_messages(self.rejected) if self.rejected is not None else None,
         }
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Example:
         images = row.get("images") or []
         paths = [image.get("path") for image in images]
+        rejected = row.get("rejected")  # absent in shards written before preference sets
         return cls(
-            messages=[
-                {
-                    "role": m["role"],
-                    "content": [
-                        {"type": "text", "text": p["text"]} if p["type"] == "text" else {"type": p["type"]}
-                        for p in m["content"]
-                    ],
-                }
-                for m in row["messages"]
-            ],
+            messages=_read_messages(row["messages"]),
             images=[image["bytes"] for image in images],
             image_paths=paths if any(path is not None for path in paths) else [],
             label=row.get("label"),
+            rejected=_read_messages(rejected) if rejected is not None else None,
         )
+
+
+def _stored_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]]}
+        for m in messages
+    ]
+
+
+def _read_messages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": m["role"],
+            "content": [
+                {"type": "text", "text": p["text"]} if p["type"] == "text" else {"type": p["type"]}
+                for p in m["content"]
+            ],
+        }
+        for m in rows
+    ]
 
 
 def shard_path(uid: str, dataset_id: str, split: str, index: int) -> str:

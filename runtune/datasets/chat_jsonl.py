@@ -90,14 +90,8 @@ def read_chat_jsonl(
 def chat_example(record: Any, where: Location, resolver: ImageResolver, *, labels_from_answer: bool) -> RawExample:
     if not isinstance(record, dict) or not isinstance(record.get("messages"), list) or not record["messages"]:
         raise DataError("expected an object with a non-empty 'messages' list", where.at(field="messages"))
-    messages: list[dict[str, Any]] = []
     images: list[RawImage] = []
-    for index, message in enumerate(record["messages"]):
-        at = where.at(field=f"messages[{index}]")
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise DataError("each message needs a 'role' of system, user or assistant", at.at(field=f"{at.field}.role"))
-        parts = _parts(message.get("content"), at.at(field=f"{at.field}.content"), resolver, images)
-        messages.append({"role": message["role"], "content": parts})
+    messages = chat_messages(record["messages"], where, "messages", resolver, images)
     if messages[-1]["role"] != "assistant":
         raise DataError("the last message must be the assistant's answer", where.at(field="messages"), code="no_answer")
     label = None
@@ -106,6 +100,22 @@ def chat_example(record: Any, where: Location, resolver: ImageResolver, *, label
         if not label:
             raise DataError("the answer (the label) is empty", where.at(field=f"messages[{len(messages) - 1}]"))
     return RawExample(messages=messages, where=where, images=images, label=label)
+
+
+def chat_messages(
+    raw: list[Any], where: Location, field: str, resolver: ImageResolver, images: list[RawImage], roles=ROLES
+) -> list[dict[str, Any]]:
+    """The messages of the list at `field` in the canonical layout, their images appended to `images`
+    (a preference line's `input.messages` and outputs are read by this too)."""
+    messages: list[dict[str, Any]] = []
+    for index, message in enumerate(raw):
+        at = where.at(field=f"{field}[{index}]")
+        if not isinstance(message, dict) or message.get("role") not in roles:
+            allowed = " or ".join(sorted(roles))
+            raise DataError(f"each message needs a 'role' of {allowed}", at.at(field=f"{at.field}.role"))
+        parts = _parts(message.get("content"), at.at(field=f"{at.field}.content"), resolver, images)
+        messages.append({"role": message["role"], "content": parts})
+    return messages
 
 
 def final_answer(record: Any) -> str | None:

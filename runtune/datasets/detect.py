@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runtune.datasets.archives import ARCHIVE_SUFFIXES, is_archive_name
 from runtune.datasets.chat_jsonl import numbered_lines
+from runtune.datasets.preference import is_preference_record
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.tables import TABLE_SUFFIXES
 from runtune.schemas.datasets import ColumnMapping
@@ -19,10 +20,13 @@ _LABEL_NAMES = ("label", "labels", "class", "category", "fine_label", "breed")
 _ANSWER_NAMES = ("answer", "caption", "text", "output", "response", "completion", "target")
 _QUESTION_NAMES = ("question", "prompt", "query", "instruction", "input")
 _SPLIT_NAMES = ("split",)
+_CHOSEN_NAMES = ("chosen", "preferred", "preferred_output")
+_REJECTED_NAMES = ("rejected", "non_preferred", "non_preferred_output")
 
 
 class InputKind(StrEnum):
     chat_jsonl = "chat_jsonl"
+    preference_jsonl = "preference_jsonl"
     table = "table"
     image_folder = "image_folder"
     hub = "hub"
@@ -42,14 +46,17 @@ def input_kind(path: Path, display: str, mapping: ColumnMapping | None, max_line
     """What the file at `path` is, by its name (`display`) and, for JSONL, its first record: the one
     detection, for an uploaded file and for the table inside an uploaded archive alike.
 
-    A `.jsonl`/`.ndjson` whose first record has a `messages` list is an OpenAI chat JSONL, unless a
-    column mapping was given (then it is a table of the mapped columns).
+    A `.jsonl`/`.ndjson` whose first record has a `messages` list is an OpenAI chat JSONL, one whose
+    first record has `input` and `preferred_output` an OpenAI preference JSONL, unless a column mapping
+    was given (then it is a table of the mapped columns).
     """
     name = display.lower()
     if is_archive_name(name):
         return InputKind.image_folder  # refined once unpacked
-    if name.endswith((".jsonl", ".ndjson")) and mapping is None and _first_record_is_chat(path, max_line_bytes):
-        return InputKind.chat_jsonl
+    if name.endswith((".jsonl", ".ndjson")) and mapping is None:
+        kind = _first_record_kind(path, max_line_bytes)
+        if kind is not None:
+            return kind
     if name.endswith(TABLE_SUFFIXES):
         return InputKind.table
     raise DataError(
@@ -57,16 +64,19 @@ def input_kind(path: Path, display: str, mapping: ColumnMapping | None, max_line
     )
 
 
-def _first_record_is_chat(path: Path, max_line_bytes: int) -> bool:
+def _first_record_kind(path: Path, max_line_bytes: int) -> InputKind | None:
+    """Chat or preference JSONL by the first record; None for a table of records."""
     for _, text in numbered_lines(path, path.name, max_line_bytes):
         if isinstance(text, DataError):
-            return True  # let the chat reader report the line (too long, not UTF-8)
+            return InputKind.chat_jsonl  # let the chat reader report the line (too long, not UTF-8)
         try:
             first = json.loads(text)
         except (json.JSONDecodeError, RecursionError):
-            return True  # let the chat reader report the malformed line
-        return isinstance(first, dict) and isinstance(first.get("messages"), list)
-    return True
+            return InputKind.chat_jsonl  # let the chat reader report the malformed line
+        if is_preference_record(first):
+            return InputKind.preference_jsonl
+        return InputKind.chat_jsonl if isinstance(first, dict) and isinstance(first.get("messages"), list) else None
+    return InputKind.chat_jsonl
 
 
 def guess_mapping(columns: list[str], display: str, label_columns: set[str]) -> ColumnMapping:
@@ -75,6 +85,17 @@ def guess_mapping(columns: list[str], display: str, label_columns: set[str]) -> 
 
     def pick(names: tuple[str, ...]) -> str | None:
         return next((lowered[name] for name in names if name in lowered), None)
+
+    chosen, rejected = pick(_CHOSEN_NAMES), pick(_REJECTED_NAMES)
+    if chosen and rejected:  # a preference table (TRL's and most Hub sets' names)
+        question = pick(_QUESTION_NAMES)
+        return ColumnMapping(
+            image=pick(_IMAGE_NAMES),
+            user="{" + question + "}" if question else None,
+            chosen=chosen,
+            rejected=rejected,
+            split=pick(_SPLIT_NAMES),
+        )
 
     label = next(iter(sorted(label_columns)), None) or pick(_LABEL_NAMES)
     answer = None if label else pick(_ANSWER_NAMES)

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -32,6 +32,7 @@ from runtune.datasets.hub import SPLIT_COLUMN, open_hub_dataset
 from runtune.datasets.image_folder import find_image_folder, read_image_folder
 from runtune.datasets.images import NormalizedImage, normalize_image
 from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.preference import read_preference_jsonl
 from runtune.datasets.previews import PreviewWriter
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import RawExample, Rows
@@ -164,6 +165,8 @@ class Ingestor:
         resolver = ImageResolver(None, max_bytes=self._limits.max_image_file_bytes)
         if kind is InputKind.chat_jsonl:
             return self._chat(path, display, resolver, options)
+        if kind is InputKind.preference_jsonl:
+            return self._preference(path, display, resolver, options)
         table = open_table(path, display, self._limits)
         return self._table(table, resolver, options)
 
@@ -193,9 +196,13 @@ class Ingestor:
             inner_name = f"{display}!{inner.relative_to(root).as_posix()}"
             base = PurePosixPath(inner.parent.relative_to(root).as_posix())
             resolver = ImageResolver(root, max_bytes=self._limits.max_image_file_bytes, base=base)
-            if input_kind(inner, inner_name, options.mapping, self._limits.max_line_bytes) is InputKind.chat_jsonl:
+            inner_kind = input_kind(inner, inner_name, options.mapping, self._limits.max_line_bytes)
+            if inner_kind is InputKind.chat_jsonl:
                 return self._chat(inner, inner_name, resolver, options)
+            if inner_kind is InputKind.preference_jsonl:
+                return self._preference(inner, inner_name, resolver, options)
             return self._table(open_table(inner, inner_name, self._limits), resolver, options)
+        _not_preference(options.task_kind, "an image folder")
         folder = find_image_folder(root, display)
         total = folder.count()
         rows = read_image_folder(folder, options.mapping, self._limits.max_image_file_bytes)
@@ -207,6 +214,7 @@ class Ingestor:
 
     def _chat(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> IngestResult:
         """A chat JSONL: its task kind detected first (runtune/datasets/task_kind.py) unless given."""
+        _not_preference(options.task_kind, "a chat JSONL")
         reason = _GIVEN
         if options.task_kind is None:
             detection = detect_chat_task(path, display, self._limits.max_line_bytes)
@@ -216,6 +224,13 @@ class Ingestor:
             path, display, resolver, labels_from_answer=classification, max_line_bytes=self._limits.max_line_bytes
         )
         return self._run(InputKind.chat_jsonl, rows, options, None, task_reason=reason)
+
+    def _preference(self, path: Path, display: str, resolver: ImageResolver, options: IngestOptions) -> IngestResult:
+        """An OpenAI preference JSONL (runtune/datasets/preference.py): pairs, whatever the request says."""
+        reason = _preference_task(options.task_kind, "a preference JSONL (input, preferred and non-preferred output)")
+        rows = read_preference_jsonl(path, display, resolver, max_line_bytes=self._limits.max_line_bytes)
+        options = _with_task(options, TaskKind.preference)
+        return self._run(InputKind.preference_jsonl, rows, options, None, task_reason=reason)
 
     def _table(
         self,
@@ -235,8 +250,12 @@ class Ingestor:
                 mapping = mapping.model_copy(update={"split": default_split})
         if mapping.user is None and mapping.label is not None and mapping.image is not None:
             mapping = mapping.model_copy(update={"user": "What is shown in this image? Answer with one label."})
-        task = options.task_kind or (TaskKind.classification if mapping.label else TaskKind.generation)
-        reason = _GIVEN if options.task_kind else ("a label column" if mapping.label else "no label column")
+        if mapping.chosen is not None:
+            task, reason = TaskKind.preference, _preference_task(options.task_kind, "chosen and rejected columns")
+        else:
+            _not_preference(options.task_kind, "a table without 'chosen' and 'rejected' columns in its mapping")
+            task = options.task_kind or (TaskKind.classification if mapping.label else TaskKind.generation)
+            reason = _GIVEN if options.task_kind else ("a label column" if mapping.label else "no label column")
         options = _with_task(_with_mapping(options, mapping), task)
         return self._run(kind, table_rows(table, mapping, resolver), options, None, task_reason=reason)
 
@@ -322,7 +341,7 @@ class Ingestor:
         modality = "vision" if stats.images else "text"
         return IngestResult(
             kind=kind,
-            task_kind=TaskKind.classification if classification else TaskKind.generation,
+            task_kind=options.task_kind or TaskKind.generation,
             modality=modality,
             splits={split: count for split, count in stats.rows.items() if count},
             labels=sorted(labels) if classification else [],
@@ -362,6 +381,7 @@ class Ingestor:
             images=[image.data for image in images],
             image_paths=[raw.path for raw in row.images] if any(raw.path for raw in row.images) else [],
             label=row.label,
+            rejected=row.rejected,
         )
         resized, kept = sum(image.resized for image in images), sum(image.kept for image in images)
         return _Converted(example, images, resized, kept, row.split, row.where)
@@ -402,11 +422,35 @@ def _row_key(item: _Converted) -> int:
     for image in item.images:
         digest.update(image.digest)
     digest.update((item.example.label or "").encode())
+    if item.example.rejected is not None:  # a pair is the same pair only with the same other answer
+        digest.update(json.dumps(item.example.rejected, sort_keys=True).encode())
     return int.from_bytes(digest.digest(), "big")
 
 
 def _without_label(example: Example) -> Example:
-    return Example(example.messages, example.images, example.image_paths, None) if example.label else example
+    return replace(example, label=None) if example.label else example
+
+
+def _not_preference(given: TaskKind | None, what: str) -> None:
+    if given is TaskKind.preference:
+        raise DataError(
+            f"task_kind 'preference' needs pairs (a preference JSONL, or a table mapped to 'chosen' and "
+            f"'rejected'); the input is {what}",
+            None,
+            code="task_kind_mismatch",
+        )
+
+
+def _preference_task(given: TaskKind | None, what: str) -> str:
+    """Why a set of pairs is a preference set; a request that named another task kind is refused."""
+    if given is not None and given is not TaskKind.preference:
+        raise DataError(
+            f"the input is {what}, a preference set; task_kind '{given.value}' does not apply (use 'preference' "
+            "or leave it unset)",
+            None,
+            code="task_kind_mismatch",
+        )
+    return f"{what}: pairs of a preferred and a non-preferred answer"
 
 
 def _with_mapping(options: IngestOptions, mapping: ColumnMapping | None) -> IngestOptions:

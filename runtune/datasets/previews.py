@@ -46,6 +46,12 @@ def preview_row(split: str, index: int, example: Example, images: list[Normalize
         "index": index,
         "messages": messages,
         "label": example.label,
+        # A preference pair's non-preferred answer (text only); the preferred one ends `messages`.
+        **(
+            {"rejected": [{"role": m["role"], "content": m["content"]} for m in example.rejected]}
+            if example.rejected
+            else {}
+        ),
         "images": [
             {"width": image.width, "height": image.height, "path": path, "thumbnail": image.thumbnail_data_url()}
             for image, path in zip(images, example.image_paths or [None] * len(images), strict=True)

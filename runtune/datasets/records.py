@@ -37,6 +37,8 @@ class RawExample:
     images: list[RawImage] = field(default_factory=list)
     label: str | None = None
     split: str | None = None
+    # A preference pair's non-preferred answer (one assistant message); `messages` ends with the preferred one.
+    rejected: list[dict[str, Any]] | None = None
 
 
 # Readers yield a DataError in place of a bad row, so the pipeline decides: fail the dataset, or

@@ -83,6 +83,12 @@ class StatsCollector:
         # Every message's text of an example: with the images, what sizes a training batch
         # (runtune/jobs/hyperparameters.py reads its mean and max as token lengths).
         self.example_chars = Reservoir(seed + 5)
+        # Preference pairs: their answers' lengths, and how often the preferred one is the longer
+        # (a set where it nearly always is may teach length rather than quality).
+        self.pairs = 0
+        self.chosen_longer = 0
+        self.chosen_chars = Reservoir(seed + 6)
+        self.rejected_chars = Reservoir(seed + 7)
         self.max_images = 0
         self.images = 0
         self.resized = 0
@@ -100,7 +106,16 @@ class StatsCollector:
         self.prompt_chars.add(len(prompt))
         self.answer_chars.add(len(answer))
         self.answer_words.add(len(answer.split()))
-        self.example_chars.add(len(_text(example, None)))
+        example_chars = len(_text(example, None))
+        if example.rejected is not None:
+            rejected = _text(Example(example.rejected), "assistant").strip()
+            self.pairs += 1
+            self.chosen_longer += len(answer) > len(rejected)
+            self.chosen_chars.add(len(answer))
+            self.rejected_chars.add(len(rejected))
+            # A pair trains on both chats: the longer one is what a batch is sized for.
+            example_chars += max(0, len(rejected) - len(answer))
+        self.example_chars.add(example_chars)
         self.max_images = max(self.max_images, len(images))
         if not answer or (not images and len(prompt.strip()) < 3):
             self.near_empty += 1
@@ -134,6 +149,7 @@ class StatsCollector:
             "answer_chars": self.answer_chars.summary(),
             "answer_words": self.answer_words.summary(),
             "example_chars": self.example_chars.summary(),
+            **self._pair_summary(),
             "max_images_per_example": self.max_images,
             "images": self.images,
             "images_resized": self.resized,
@@ -146,8 +162,23 @@ class StatsCollector:
             "ignored_files": self.ignored_files,
         }
 
+    def _pair_summary(self) -> dict[str, Any]:
+        if not self.pairs:
+            return {}
+        return {
+            "pairs": self.pairs,
+            "chosen_chars": self.chosen_chars.summary(),
+            "rejected_chars": self.rejected_chars.summary(),
+            "chosen_longer_share": round(self.chosen_longer / self.pairs, 4),
+        }
+
     def warnings(self, classification: bool) -> list[str]:
         notes: list[str] = []
+        if self.pairs >= 20 and self.chosen_longer / self.pairs >= 0.9:
+            notes.append(
+                f"the preferred answer is the longer one in {self.chosen_longer} of {self.pairs} pairs: "
+                "preference tuning may learn to answer at length rather than better"
+            )
         if self.duplicates:
             notes.append(f"{self.duplicates} duplicate rows (same images, text and label) were removed")
         if self.near_empty:

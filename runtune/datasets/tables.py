@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from runtune.datasets.chat_jsonl import numbered_lines, parse_json_line
 from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.preference import answer_message, check_pair
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import IMAGE_PART, RawExample, Rows, canonical_split, text_part
 from runtune.datasets.resolve import ImageResolver
@@ -309,7 +310,8 @@ def hf_label_names(metadata: dict[bytes, bytes] | None) -> dict[str, list[str]] 
 def check_mapping(mapping: ColumnMapping, columns: Iterable[str], display: str) -> None:
     """Every mapped column and template placeholder must exist; the error lists those that do."""
     known = set(columns)
-    wanted = [(f"mapping.{name}", getattr(mapping, name)) for name in ("image", "answer", "label", "split")] + [
+    columns_of = ("image", "answer", "label", "chosen", "rejected", "split")
+    wanted = [(f"mapping.{name}", getattr(mapping, name)) for name in columns_of] + [
         ("mapping.user", placeholder) for placeholder in placeholders(mapping.user)
     ]
     for param, column in wanted:
@@ -319,8 +321,25 @@ def check_mapping(mapping: ColumnMapping, columns: Iterable[str], display: str) 
                 Location(display, field=column),
                 code="unknown_column",
             )
-    if mapping.answer is None and mapping.label is None:
-        raise DataError("the mapping needs an 'answer' or a 'label' column", Location(display), code="no_answer")
+    if (mapping.chosen is None) != (mapping.rejected is None):
+        missing = "rejected" if mapping.rejected is None else "chosen"
+        raise DataError(
+            f"a preference mapping needs both 'chosen' and 'rejected' columns; '{missing}' is missing",
+            Location(display, field=f"mapping.{missing}"),
+            code="no_answer",
+        )
+    if mapping.chosen is not None and (mapping.answer is not None or mapping.label is not None):
+        raise DataError(
+            "a preference mapping (chosen, rejected) takes no 'answer' or 'label' column",
+            Location(display, field="mapping.answer" if mapping.answer else "mapping.label"),
+            code="invalid_mapping",
+        )
+    if mapping.answer is None and mapping.label is None and mapping.chosen is None:
+        raise DataError(
+            "the mapping needs an 'answer' or a 'label' column (or 'chosen' and 'rejected')",
+            Location(display),
+            code="no_answer",
+        )
 
 
 def placeholders(template: str | None) -> list[str]:
@@ -374,7 +393,12 @@ def mapped_example(
     if mapping.label and not label:
         raise DataError("the label is empty", where.at(field=mapping.label), code="empty_label")
     answer = text(mapping.answer).strip() if mapping.answer else label
+    rejected = None
+    if mapping.chosen and mapping.rejected:
+        answer, other = text(mapping.chosen).strip(), text(mapping.rejected).strip()
+        check_pair(answer, other, where.at(field=mapping.chosen), where.at(field=mapping.rejected))
+        rejected = [answer_message(other)]
     messages = [{"role": "system", "content": [text_part(mapping.system)]}] if mapping.system else []
-    messages += [{"role": "user", "content": content}, {"role": "assistant", "content": [text_part(answer or "")]}]
+    messages += [{"role": "user", "content": content}, answer_message(answer or "")]
     split = canonical_split(value(mapping.split), where.at(field=mapping.split)) if mapping.split else None
-    return RawExample(messages=messages, where=where, images=images, label=label, split=split)
+    return RawExample(messages=messages, where=where, images=images, label=label, split=split, rejected=rejected)

@@ -47,6 +47,9 @@ class SequenceLengths:
 
     mean_tokens: float
     longest_tokens: int | None = None
+    # Preference pairs (a DPO set): each example trains as two sequences (the chosen and the rejected
+    # chat, the lengths above being the longer's) plus the reference model's forward pass over both.
+    pairs: bool = False
 
     @classmethod
     def typical(cls, model: ModelSpec) -> SequenceLengths:
@@ -64,7 +67,7 @@ class SequenceLengths:
         images_most = int(stats.get("max_images_per_example") or math.ceil(images_mean))
         mean = text["mean"] / CHARS_PER_TOKEN + TEMPLATE_TOKENS + images_mean * model.tokens_per_image
         longest = text["max"] / CHARS_PER_TOKEN + TEMPLATE_TOKENS + images_most * model.tokens_per_image
-        return cls(round(mean, 1), math.ceil(longest))
+        return cls(round(mean, 1), math.ceil(longest), pairs=bool(stats.get("pairs")))
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ def run_shape(
         eval_generation=evaluation.method != "label_scoring",
         gradient_checkpointing=options.gradient_checkpointing,
         weights_from=weights_from,
+        sequences_per_example=2 if lengths.pairs else 1,
+        reference_pass=lengths.pairs,
     )
 
 

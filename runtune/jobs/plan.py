@@ -34,11 +34,13 @@ from runtune.ports.metadata import MetadataStore
 from runtune.schemas import Dataset, TaskKind
 from runtune.schemas.datasets import SplitOptions
 from runtune.schemas.jobs import (
+    DEFAULT_BETA,
     EvaluationOptions,
     Hyperparameters,
     Job,
     Lineage,
     LoraOptions,
+    MethodType,
     RuntuneOptions,
     TrainConfig,
 )
@@ -230,11 +232,20 @@ def check_options(
     offered: Sequence[str],
     *,
     param: str = OPTIONS_PARAM,
+    objective: MethodType = "supervised",
     machines: Sequence[str] = (),
 ) -> None:
     """The checks that need no dataset (answered at create, even while the file processes, and by
     the estimate, whose request has the options at `param`); `machines`: the Vertex AI machines the
     deployment offers."""
+    if objective == "dpo" and options.method == "full":
+        # The reference is the model with its adapter switched off: full fine-tuning has no adapter,
+        # and a second copy of the weights is what DPO on LoRA avoids.
+        raise InvalidRequest(
+            "A dpo job trains a LoRA adapter (its reference model is the base with the adapter off); use 'qlora' "
+            "or 'lora'",
+            param=f"{param}.method",
+        )
     if options.compute == "vertex" and not machines:
         raise InvalidRequest(
             "This deployment offers no Vertex AI machines; use compute 'cloud_run' or 'auto'",
@@ -251,6 +262,26 @@ def check_options(
             param=f"{param}.lora.vision_tower",
         )
     check_offered(options.gpu, offered, f"{param}.gpu")
+
+
+def check_objective(objective: MethodType, dataset: Dataset, param: str) -> None:
+    """A `dpo` job trains on preference pairs, and only a `dpo` job does (a 400 naming the file)."""
+    pairs = dataset.task_kind is TaskKind.preference
+    if objective == "dpo" and not pairs:
+        raise InvalidRequest(
+            f"A dpo job trains on preference pairs, and dataset '{dataset.id}' is a {dataset.task_kind or 'generation'}"
+            " set; upload a preference JSONL (input, preferred_output, non_preferred_output) or a table mapped to "
+            "chosen and rejected",
+            param=param,
+            code="invalid_dataset_kind",
+        )
+    if objective != "dpo" and pairs:
+        raise InvalidRequest(
+            f"Dataset '{dataset.id}' is a preference set (pairs of answers), which a {objective} job cannot train "
+            "on; use method type 'dpo'",
+            param=param,
+            code="invalid_dataset_kind",
+        )
 
 
 def check_dataset(model: ModelSpec, training: Dataset) -> None:
@@ -417,9 +448,15 @@ def plan_job(
     if lineage.is_continued != (parent is not None) or (parent is not None and parent.model != lineage.parent):
         raise ValueError(f"job {job.id} continues {lineage.parent!r}, planned with parent {parent!r}")
     model = check_model(lineage.root)
-    options = continued_options(job.options, parent) if parent is not None else job.options
-    check_options(model, options, offered, machines=estimator.machines)
+    method = job.method_asked
+    param = method.options_param
+    options = continued_options(job.options, parent, param=param) if parent is not None else job.options
+    check_options(model, options, offered, param=param, objective=method.type, machines=estimator.machines)
     check_dataset(model, training)
+    check_objective(method.type, training, "training_file")
+    if validation is not None:
+        check_objective(method.type, validation, "validation_file")
+    beta, beta_reason = resolve_beta(method.beta) if method.type == "dpo" else (DEFAULT_BETA, {})
     examples, lengths = training_examples(training), SequenceLengths.of_stats(training.stats, model)
     held_out = held_out_examples(options.evaluation, training, validation)
     options, method_reason = resolve_method(model, job.hyperparameters, options, examples, lengths, offered)
@@ -430,10 +467,10 @@ def plan_job(
         raise InvalidRequest(
             f"speed.batch_tokens ({options.speed.batch_tokens}) must hold one sequence of max_length "
             f"({options.max_length})",
-            param=f"{OPTIONS_PARAM}.speed.batch_tokens",
+            param=f"{param}.speed.batch_tokens",
         )
     if fit.gpu is None:
-        raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=OPTIONS_PARAM, code="does_not_fit")
+        raise InvalidRequest(f"This run cannot fit a GPU: it {fit.reason}", param=param, code="does_not_fit")
     multiplier = float(resolved.hyperparameters.learning_rate_multiplier)  # type: ignore[arg-type]
     plan = TrainConfig(
         job_id=job.id,
@@ -445,6 +482,8 @@ def plan_job(
         validation_dataset_id=job.validation_file,
         task_kind=training.task_kind or TaskKind.generation,
         labels=list(training.labels),
+        objective=method.type,
+        beta=beta,
         method=options.method,
         lora_rank=options.lora.rank,
         lora_alpha=options.lora.alpha,
@@ -480,23 +519,34 @@ def plan_job(
         torch_compile=options.speed.torch_compile,
     )
     hub = hub_warning(model, has_token=has_hub_token)
-    auto = {**resolved.auto, **({"method": method_reason} if method_reason else {})}
+    auto = {**resolved.auto, **({"method": method_reason} if method_reason else {}), **beta_reason}
     return Planned(plan, auto, fit, [*fit.warnings, *([hub] if hub else [])])
+
+
+def resolve_beta(beta: float | str) -> tuple[float, dict[str, str]]:
+    """DPO's beta, and why when it was `auto`."""
+    if beta != "auto":
+        return float(beta), {}
+    return DEFAULT_BETA, {
+        "beta": f"DPO's usual default ({DEFAULT_BETA}): how strongly the model is kept near the reference"
+    }
 
 
 def with_plan(job: Job, planned: Planned) -> Job:
     """`job` with its plan stored and the parts the API shows written from it: the numbers in
-    `hyperparameters` and `method.supervised.hyperparameters` (as OpenAI's job shows them), why each
-    `auto` one became so (a reason stored earlier is kept), the GPU, the GPU seconds the owner's
-    budget counts and the estimate's summary."""
-    shown = planned.plan.hyperparameters()
-    supervised = {**job.method.get("supervised", {}), "hyperparameters": shown.model_dump(mode="json")}
+    `hyperparameters` and `method.<type>.hyperparameters` (as OpenAI's job shows them; a dpo job's
+    with its beta), why each `auto` one became so (a reason stored earlier is kept), the GPU, the GPU
+    seconds the owner's budget counts and the estimate's summary."""
+    config = planned.plan
+    shown = config.hyperparameters()
+    kind = config.objective
+    settings = {**job.method.get(kind, {}), "hyperparameters": config.method_hyperparameters().model_dump(mode="json")}
     return job.model_copy(
         update={
             "plan": planned.plan,
             "hyperparameters": shown,
             "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
-            "method": {**job.method, "supervised": supervised},
+            "method": {**job.method, "type": kind, kind: settings},
             "gpu": planned.plan.gpu,
             "machine": planned.plan.machine,
             "estimated_gpu_seconds": planned.estimate.gpu_seconds,

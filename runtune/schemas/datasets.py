@@ -25,6 +25,8 @@ class DatasetStatus(StrEnum):
 class TaskKind(StrEnum):
     classification = "classification"
     generation = "generation"
+    # Pairs of answers to one prompt, the preferred one first: what a `dpo` job trains on.
+    preference = "preference"
 
 
 class Progress(ApiModel):
@@ -156,6 +158,11 @@ class DatasetStats(BaseModel):
     # The first problems of the skipped rows, in words.
     skipped_examples: list[str] | None = None
     ignored_files: int | None = None
+    # A preference set's pairs: the answers' lengths, and the share whose preferred answer is longer.
+    pairs: int | None = None
+    chosen_chars: Distribution | None = None
+    rejected_chars: Distribution | None = None
+    chosen_longer_share: float | None = None
 
 
 class TextPart(ApiModel):
@@ -191,6 +198,8 @@ class Sample(ApiModel):
     index: int
     messages: list[SampleMessage]
     label: str | None
+    # A preference pair's non-preferred answer (the preferred one ends `messages`); null otherwise.
+    rejected: list[SampleMessage] | None = None
     images: list[SampleImage]
 
 
@@ -214,6 +223,8 @@ class ColumnMapping(ApiModel):
         "inside the uploaded archive, or a data URL)",
     )
     answer: str | None = Field(default=None, description="Column holding the assistant's answer (generation)")
+    chosen: str | None = Field(default=None, description="Column holding the preferred answer (preference)")
+    rejected: str | None = Field(default=None, description="Column holding the non-preferred answer (preference)")
     label: str | None = Field(default=None, description="Column holding the class (classification)")
     split: str | None = Field(default=None, description="Column naming each row's split (train/validation/test)")
 
@@ -277,8 +288,9 @@ class CreateDatasetRequest(ApiModel):
     mapping: ColumnMapping | None = None
     task_kind: TaskKind | None = Field(
         default=None,
-        description="classification, generation, or auto/null: detected (a label column, an image folder, or "
-        "a chat JSONL whose final answers are a small closed set mean classification)",
+        description="classification, generation, preference, or auto/null: detected (a label column, an image "
+        "folder, or a chat JSONL whose final answers are a small closed set mean classification; a preference "
+        "JSONL or chosen/rejected columns mean preference)",
     )
     split: SplitOptions = Field(default_factory=SplitOptions)
     max_image_side: int | None = Field(

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from runtune.compute import Backend, ComputeChoice
 from runtune.estimate import GPU_NAMES, Estimate, Where
@@ -56,6 +56,20 @@ class Hyperparameters(ApiModel):
     batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     # Multiplies the method's base learning rate (2e-4 for LoRA/QLoRA, 2e-5 for full fine-tuning).
     learning_rate_multiplier: Annotated[float, Field(gt=0, le=10)] | Literal["auto"] = "auto"
+
+
+# DPO's beta when `auto`: the strength of the pull towards the reference model (TRL's and the DPO
+# paper's default; OpenAI documents none).
+DEFAULT_BETA = 0.1
+
+
+class DpoHyperparameters(Hyperparameters):
+    """OpenAI's DPO hyperparameters: the supervised three and `beta`."""
+
+    beta: Annotated[float, Field(gt=0, le=2)] | Literal["auto"] = "auto"
+
+
+MethodType = Literal["supervised", "dpo"]
 
 
 class LoraOptions(ApiModel):
@@ -157,6 +171,10 @@ class TrainConfig(ApiModel):
     validation_dataset_id: str | None = None
     task_kind: TaskKind = TaskKind.generation
     labels: list[str] = Field(default_factory=list)
+    # What the run optimises (the API's `method.type`): the answers' cross-entropy, or the DPO loss on
+    # preference pairs with `beta`. `method` is how the weights train (the LoRA/QLoRA/full choice).
+    objective: MethodType = "supervised"
+    beta: float = DEFAULT_BETA
     method: Literal["qlora", "lora", "full"] = "qlora"
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -209,6 +227,13 @@ class TrainConfig(ApiModel):
         return Hyperparameters(
             n_epochs=self.epochs, batch_size=self.batch_size, learning_rate_multiplier=self.learning_rate_multiplier
         )
+
+    def method_hyperparameters(self) -> Hyperparameters:
+        """What `method.<type>.hyperparameters` shows: DPO's with its beta."""
+        shown = self.hyperparameters()
+        if self.objective == "dpo":
+            return DpoHyperparameters(**shown.model_dump(), beta=self.beta)
+        return shown
 
 
 class Lineage(ApiModel):
@@ -297,6 +322,11 @@ class Job(OwnedResource):
     # from their base `model`): read it through `lineage_or_base`.
     lineage: Lineage | None = None
     runtune: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def method_asked(self) -> JobMethod:
+        """`method` as a `JobMethod` (stored as a dict, OpenAI's shape; empty on the oldest jobs: supervised)."""
+        return JobMethod.model_validate(self.method or {})
 
     @property
     def lineage_or_base(self) -> Lineage:
@@ -414,11 +444,62 @@ class SupervisedMethod(ApiModel):
     runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
 
 
-class JobMethod(ApiModel):
+class DpoMethod(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["supervised"] = "supervised"
-    supervised: SupervisedMethod = Field(default_factory=SupervisedMethod)
+    hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
+    runtune: RuntuneOptions = Field(default_factory=RuntuneOptions)
+
+
+class JobMethod(ApiModel):
+    """OpenAI's `method`: its `type` and that type's settings (the other type's refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: MethodType = "supervised"
+    supervised: SupervisedMethod | None = None
+    dpo: DpoMethod | None = None
+
+    @model_validator(mode="after")
+    def _settings_of_its_type(self) -> JobMethod:
+        other = "dpo" if self.type == "supervised" else "supervised"
+        if getattr(self, other) is not None:
+            raise ValueError(f"method.{other} is given, but method.type is '{self.type}'")
+        if self.type == "supervised" and self.supervised is None:
+            self.supervised = SupervisedMethod()
+        if self.type == "dpo" and self.dpo is None:
+            self.dpo = DpoMethod()
+        return self
+
+    @property
+    def settings(self) -> SupervisedMethod | DpoMethod:
+        chosen = self.supervised if self.type == "supervised" else self.dpo
+        assert chosen is not None  # filled in by the validator
+        return chosen
+
+    @property
+    def runtune(self) -> RuntuneOptions:
+        return self.settings.runtune
+
+    @property
+    def options_param(self) -> str:
+        """Where the Runtune options sit in the request, as errors name them."""
+        return options_param(self.type)
+
+    def shown(self) -> dict[str, Any]:
+        """What a job stores and shows of it: the type and its hyperparameters (the options are the job's own)."""
+        return {
+            "type": self.type,
+            self.type: {"hyperparameters": self.settings.hyperparameters.model_dump(mode="json")},
+        }
+
+    @property
+    def beta(self) -> float | Literal["auto"]:
+        return self.dpo.hyperparameters.beta if self.dpo is not None else "auto"
+
+
+def options_param(method_type: str) -> str:
+    return f"method.{method_type}.runtune"
 
 
 class CreateJobRequest(ApiModel):
@@ -440,7 +521,12 @@ class CreateJobRequest(ApiModel):
     integrations: list[dict[str, Any]] | None = None
 
     def resolved_hyperparameters(self) -> Hyperparameters:
-        given = self.method.supervised.hyperparameters
+        """OpenAI's three as given (the method's, else the legacy top-level ones); DPO's beta is the method's."""
+        given = Hyperparameters(
+            **self.method.settings.hyperparameters.model_dump(
+                include={"n_epochs", "batch_size", "learning_rate_multiplier"}
+            )
+        )
         if given == Hyperparameters() and self.hyperparameters is not None:
             return self.hyperparameters
         return given

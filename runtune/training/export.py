@@ -100,6 +100,7 @@ def model_card(config: TrainConfig, metrics: dict[str, Any]) -> str:
             f"- base model: `{config.model}`",
             *([f"- continued from: `{config.parent_model}` (the adapter holds all of it)"] * bool(config.parent_model)),
             f"- method: {config.method} (LoRA rank {config.lora_rank}, alpha {config.lora_alpha})",
+            *([f"- objective: DPO on preference pairs, beta {config.beta}"] * (config.objective == "dpo")),
             f"- epochs: {config.epochs}, batch size {config.batch_size} x {config.gradient_accumulation_steps}",
             f"- learning rate: {config.learning_rate} ({config.lr_scheduler}, warmup {config.warmup_ratio})",
             "",
@@ -154,7 +155,10 @@ def save_adapter(
     export's `adapter/` and each model checkpoint's folder (runtune.training.model_checkpoints)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / ADAPTER
-        model.save_pretrained(folder)  # adapter_model.safetensors + adapter_config.json
+        # adapter_model.safetensors + adapter_config.json of the trained adapter alone (a continued dpo
+        # job's frozen reference adapter is not part of its model).
+        adapters = getattr(model, "peft_config", None) or {}
+        model.save_pretrained(folder, **({"selected_adapters": ["default"]} if len(adapters) > 1 else {}))
         _describe(folder, config, spec, processor, card)
         upload_dir(blobs, folder, prefix)
 

@@ -100,11 +100,17 @@ def enable_checkpointing(model: Any) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+# A continued dpo job's reference model: the parent's adapter loaded a second time, frozen (a LoRA
+# adapter is megabytes, the weights under it are shared), beside the trained `default` one.
+REFERENCE_ADAPTER = "reference"
+
+
 def prepare(model: Any, config: TrainConfig, *, adapter: Path | None = None) -> Any:
     """Adapters (or full training), gradient checkpointing; returns the model to train. With
     `adapter` (continued fine-tuning: the parent model's adapter folder, `TrainConfig.parent_adapter`)
     that adapter is loaded trainable instead of a new one, so training continues where the parent
-    ended and the result is one adapter holding the whole delta from the base `model`.
+    ended and the result is one adapter holding the whole delta from the base `model`; a dpo job
+    also loads it frozen as `REFERENCE_ADAPTER`, its reference model (runtune/training/preference.py).
 
     QLoRA deliberately skips peft's `prepare_model_for_kbit_training`: it casts every weight that is
     not 4-bit (the 262k-row embedding, the vision tower, the norms) to float32, which on Gemma 3 4B
@@ -122,6 +128,8 @@ def prepare(model: Any, config: TrainConfig, *, adapter: Path | None = None) -> 
     if adapter is not None:
         # Its own adapter_config.json gives the shape (the plan copied it: runtune/jobs/plan.py).
         model = PeftModel.from_pretrained(model, adapter, is_trainable=True, autocast_adapter_dtype=True)
+        if config.objective == "dpo":
+            model.load_adapter(adapter, adapter_name=REFERENCE_ADAPTER, is_trainable=False)
         _adapter_dtype(model, config)
         if config.gradient_checkpointing:
             model.enable_input_require_grads()

@@ -6,7 +6,10 @@ Bounded cost: at most `MAX_EXAMPLES` examples (the first of the validation data,
 so points compare), measured `POINTS_PER_RUN` times in a run plus at each model checkpoint. The
 validation data is the job's validation file, else the training dataset's `validation` split; the
 final evaluation's split (`evaluation.split`, by default `test`) is not used, so the test set stays
-unseen until the end."""
+unseen until the end.
+
+A `dpo` job validates its held-out pairs the same way: `valid_loss` is their DPO loss and
+`valid_reward_accuracy` the share the implicit reward orders right (`measure_pairs`)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from runtune.training import data
 from runtune.training.chat import IGNORE_INDEX, ChatFormat, Encoded
 from runtune.training.distributed import SINGLE, World
 from runtune.training.loop import answer_scores
+from runtune.training.preference import Dpo, evaluate_pairs
 
 MAX_EXAMPLES = 64
 POINTS_PER_RUN = 10
@@ -31,7 +35,7 @@ BATCH = 8
 
 @dataclass
 class Validation:
-    examples: list[Encoded]
+    examples: list[Any]  # `Encoded`, or `EncodedPair` for a dpo job
     every_steps: int
 
     def due(self, step: int) -> bool:
@@ -48,7 +52,8 @@ def prepare(blobs: BlobStore, fmt: ChatFormat, config: TrainConfig, total_steps:
     examples: list[Encoded] = []
     for dataset_id, split in sources:
         rows = read_split(blobs, config.owner, dataset_id, split)
-        examples = data.encode_all(fmt, islice(rows, MAX_EXAMPLES), config.max_length).examples
+        pairs = config.objective == "dpo"
+        examples = data.encode_all(fmt, islice(rows, MAX_EXAMPLES), config.max_length, pairs=pairs).examples
         if examples:
             break
     return Validation(examples, every_steps=max(1, math.ceil(total_steps / POINTS_PER_RUN)))
@@ -80,3 +85,14 @@ def measure(
         model.train(was_training)
     loss_sum, correct, tokens = world.sum([loss_sum, correct, tokens])
     return {"valid_loss": loss_sum / max(tokens, 1), "valid_token_accuracy": correct / max(tokens, 1)}
+
+
+def measure_pairs(
+    model: Any, pairs: list[data.EncodedPair], objective: Dpo, *, world: World = SINGLE
+) -> dict[str, float]:
+    """`valid_loss` (the DPO loss) and `valid_reward_accuracy` of held-out pairs, shared among the
+    ranks as `measure` shares its examples."""
+    mine = pairs[world.rank :: world.size]
+    result = evaluate_pairs(model, mine, objective)
+    loss_sum, right, count = world.sum([result["loss"] * len(mine), result["reward_accuracy"] * len(mine), len(mine)])
+    return {"valid_loss": loss_sum / max(count, 1), "valid_reward_accuracy": right / max(count, 1)}

@@ -126,10 +126,17 @@ class JobService:
             if request.validation_file
             else None
         )
-        options = request.method.supervised.runtune
+        options, param = request.method.runtune, request.method.options_param
         if parent is not None:
-            options = plan.continued_options(options, parent, asked=plan.lora_asked(options))
-        plan.check_options(model, options, self.offered_gpus, machines=self.estimator.machines)
+            options = plan.continued_options(options, parent, asked=plan.lora_asked(options), param=param)
+        plan.check_options(
+            model,
+            options,
+            self.offered_gpus,
+            machines=self.estimator.machines,
+            param=param,
+            objective=request.method.type,
+        )
         job = Job(
             id=new_id("ftjob"),
             owner=uid,
@@ -137,7 +144,7 @@ class JobService:
             training_file=request.training_file,
             validation_file=request.validation_file,
             hyperparameters=request.resolved_hyperparameters(),
-            method=request.method.model_dump(mode="json", exclude={"supervised": {"runtune"}}),
+            method=request.method.shown(),
             options=options,
             suffix=request.suffix,
             seed=request.seed if request.seed is not None else 42,

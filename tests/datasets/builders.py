@@ -166,3 +166,35 @@ def colour_chat_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
             messages = [{"role": "user", "content": content}, {"role": "assistant", "content": name}]
             lines.append(json.dumps({"messages": messages}))
     return ("\n".join(lines) + "\n").encode()
+
+
+def preference_line(
+    question: str, chosen: str | None, rejected: str | None, image: bytes | None = None, *, url: str | None = None
+) -> str:
+    """One line of OpenAI's preference JSONL; an answer given as None is left out of the line."""
+    content: list[dict] = []
+    if image is not None or url is not None:
+        content.append({"type": "image_url", "image_url": {"url": url or data_url(image or b"")}})
+    content.append({"type": "text", "text": question})
+    record: dict = {"input": {"messages": [{"role": "user", "content": content}]}}
+    if chosen is not None:
+        record["preferred_output"] = [{"role": "assistant", "content": chosen}]
+    if rejected is not None:
+        record["non_preferred_output"] = [{"role": "assistant", "content": rejected}]
+    return json.dumps(record)
+
+
+def colour_preference_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
+    """An OpenAI preference JSONL of jittered solid red, green and blue squares: the preferred answer
+    names the square's colour, the non-preferred one another colour (seeded)."""
+    rng = random.Random(seed)
+    names = list(SOLID_COLOURS)
+    lines = []
+    for i in range(per_colour):
+        for name, rgb in SOLID_COLOURS.items():
+            shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)
+            out = io.BytesIO()
+            Image.new("RGB", (32, 32), shade).save(out, format="PNG")  # type: ignore[arg-type]
+            wrong = rng.choice([other for other in names if other != name])
+            lines.append(preference_line(COLOUR_PROMPTS[i % len(COLOUR_PROMPTS)], name, wrong, out.getvalue()))
+    return ("\n".join(lines) + "\n").encode()

@@ -3,8 +3,8 @@
 flag; its first event names the Cloud Run job it runs as) with a behaviour picked by the job's
 `metadata.script`, in seconds instead of minutes:
 
-- `succeed`: run 6 steps, write metrics events (validation at steps 3 and 6) and a model checkpoint,
-  end `succeeded`;
+- `succeed`: run 6 steps, write metrics events (validation at steps 3 and 6; a dpo job's rewards) and
+  a model checkpoint, end `succeeded`;
 - `hang`: report `running` once, then stop heartbeating while staying alive;
 - `crash`: report `running`, then exit 3 without finishing the job;
 - `slow`: run steps for up to a minute, checking the cancel flag, so a test can cancel it;
@@ -77,6 +77,9 @@ def main(job_id: str) -> int:
             events.add(job_id, "Job cancelled")
             return 0
         data = {"step": step, "train_loss": 2.0 / step}
+        if job.method_asked.type == "dpo":  # a dpo job's step reports its rewards, as the real trainer does
+            data |= {"reward_accuracy": 0.5 + step / 12, "reward_margin": step / 6}
+            data |= {"chosen_reward": step / 12, "rejected_reward": -step / 12}
         if step % 3 == 0:  # validation every few steps, in the step's event, as the real trainer reports it
             data |= {"valid_loss": 2.5 / step, "valid_token_accuracy": step / 10}
         events.append(job_id, [NewEvent(f"step {step}", type="metrics", data=data)])

@@ -16,6 +16,7 @@ from tests.datasets.builders import (
     chat_line,
     image_folder_files,
     jpeg,
+    preference_line,
     write_tar,
     write_zip,
 )
@@ -66,6 +67,30 @@ def test_samples_pages_and_stats(client, tmp_path) -> None:
     assert stats["rows"] == 260 and stats["image_width"]["max"] == 64
     assert stats["label_counts"]["train"]["cat"] >= 110
     assert "no test examples: evaluation will have nothing to measure on that split" in stats["warnings"]
+
+
+def test_a_preference_csv_mapped_through_the_api_shows_its_pairs(client, tmp_path) -> None:
+    rows = ["photo,ask,better,worse"] + [f"img/{i}.jpg,Colour of {i}?,red,green" for i in range(6)]
+    files = {"pairs/data.csv": "\n".join(rows).encode()}
+    files |= {f"pairs/img/{i}.jpg": jpeg((200, 0, 0), seed=i) for i in range(6)}
+    mapping = {"image": "photo", "user": "{ask}", "chosen": "better", "rejected": "worse"}
+    split = {"validation": 0.0, "test": 0.0}
+    dataset = ingest(client, "p.zip", write_zip(tmp_path / "p.zip", files).read_bytes(), mapping=mapping, split=split)
+    assert dataset["status"] == "ready", dataset
+    assert (dataset["task_kind"], dataset["modality"], dataset["splits"]) == ("preference", "vision", {"train": 6})
+    sample = client.get(f"/v1/datasets/{dataset['id']}/samples").json()["data"][0]
+    assert sample["messages"][-1]["content"] == [{"type": "text", "text": "red"}]
+    assert sample["rejected"] == [{"role": "assistant", "content": [{"type": "text", "text": "green"}]}]
+    stats = client.get(f"/v1/datasets/{dataset['id']}/stats").json()
+    assert (stats["pairs"], stats["chosen_longer_share"]) == (6, 0.0)
+    # A bad pair fails the dataset naming the line and the field.
+    bad = preference_line("q", "same", "same")
+    failed = ingest(client, "bad.jsonl", (preference_line("q", "a", "b") + "\n" + bad + "\n").encode())
+    assert failed["status"] == "failed"
+    assert failed["error"]["message"] == (
+        "bad.jsonl, line 2, field 'non_preferred_output': the preferred and non-preferred answers are identical: "
+        "a pair must say which answer is better"
+    )
 
 
 def test_user_splits_from_folders(client, tmp_path) -> None:

@@ -205,7 +205,11 @@ def test_list_paginates_and_filters_by_metadata(platform, user, client) -> None:
             {"method": {"type": "supervised", "supervised": {"hyperparameters": {"learning_rate_multiplier": 1e9}}}},
             "method.supervised.hyperparameters.learning_rate_multiplier",
         ),
-        ({"method": {"type": "dpo"}}, "method.type"),
+        ({"method": {"type": "reinforcement"}}, "method.type"),
+        # A dpo job on a classification set (pairs are what it trains on).
+        ({"method": {"type": "dpo"}}, "training_file"),
+        ({"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0}}}}, "method.dpo.hyperparameters.beta"),
+        ({"method": {"type": "dpo", "supervised": {}}}, "method"),
         (
             {"method": {"type": "supervised", "supervised": {"runtune": {"lora": {"rank": 100000}}}}},
             "method.supervised.runtune.lora.rank",

@@ -6,7 +6,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.datasets.builders import chat_line
+from tests.datasets.builders import chat_line, preference_line
 from tests.datasets.client import api, create, upload
 from tests.e2e.jobs_support import put_dataset, wait_for
 from tests.support import cli_login
@@ -69,6 +69,39 @@ def test_cancel_and_errors_through_the_sdk(platform, user, sdk: OpenAI) -> None:
 
 def _chat_jsonl(rows: int) -> bytes:
     return ("\n".join(chat_line(f"Which colour is number {i}?", "red") for i in range(rows)) + "\n").encode()
+
+
+def test_a_dpo_job_through_the_sdk_on_a_preference_file(sdk: OpenAI) -> None:
+    """OpenAI's DPO call, unmodified: a preference JSONL uploaded, a `dpo` job created on it at once
+    (beta given, the rest auto), its events and checkpoints listed; a preference file is refused for
+    a supervised job and a chat file for a dpo job, each naming the training file."""
+    lines = [preference_line(f"Greet visitor {i}", f"Good morning, visitor {i}!", "what") for i in range(12)]
+    body = ("\n".join(lines) + "\n").encode()
+    file = sdk.files.create(file=("prefs.jsonl", body, "application/x-ndjson"), purpose="fine-tune")
+    job = sdk.fine_tuning.jobs.create(
+        model="tiny-gemma-3-vision",
+        training_file=file.id,
+        metadata={"script": "succeed"},
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}},
+    )
+    assert job.method is not None and job.method.type == "dpo" and job.method.supervised is None
+    wait_for(lambda: sdk.fine_tuning.jobs.retrieve(job.id).status == "succeeded")
+    done = sdk.fine_tuning.jobs.retrieve(job.id)
+    assert done.method is not None and done.method.dpo is not None
+    shown = done.method.dpo.hyperparameters
+    assert shown is not None and shown.beta == 0.2 and isinstance(shown.n_epochs, int)
+    events = sdk.fine_tuning.jobs.list_events(job.id, limit=50)
+    assert events.data[0].message == "The job has successfully completed"
+    assert [c.step_number for c in sdk.fine_tuning.jobs.checkpoints.list(job.id).data] == [3]
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.fine_tuning.jobs.create(model="tiny-gemma-3-vision", training_file=file.id)
+    assert refused.value.body["param"] == "training_file" and "dpo" in refused.value.body["message"]
+    chat = sdk.files.create(file=("chat.jsonl", _chat_jsonl(12), "application/x-ndjson"), purpose="fine-tune")
+    wait_for(lambda: sdk.files.retrieve(chat.id).status == "processed")
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.fine_tuning.jobs.create(model="tiny-gemma-3-vision", training_file=chat.id, method={"type": "dpo"})
+    assert refused.value.body["param"] == "training_file" and "preference" in refused.value.body["message"]
 
 
 def test_files_create_then_jobs_create_at_once_as_openai_quickstart(sdk: OpenAI) -> None:

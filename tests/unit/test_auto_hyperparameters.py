@@ -121,3 +121,23 @@ def test_the_cli_line_marks_what_auto_chose() -> None:
     assert hyperparameters_line(job) == "n_epochs auto → 4, batch_size 8, learning_rate_multiplier auto → 1.0"
     waiting = {"hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}}
     assert hyperparameters_line(waiting) == "n_epochs auto, batch_size auto, learning_rate_multiplier auto"
+
+
+def test_the_cli_builds_a_dpo_method_and_shows_its_beta() -> None:
+    from runtune.cli.jobs import hyperparameters_line, method_body
+    from runtune.schemas.jobs import JobMethod
+
+    body = method_body("dpo", {"n_epochs": 2, "batch_size": None, "beta": 0.3}, {"method": "qlora"})
+    assert body == {
+        "type": "dpo",
+        "dpo": {"hyperparameters": {"n_epochs": 2, "beta": 0.3}, "runtune": {"method": "qlora"}},
+    }
+    assert JobMethod.model_validate(body).beta == 0.3
+    supervised = method_body("supervised", {"n_epochs": None, "beta": None}, {})
+    assert supervised == {"type": "supervised", "supervised": {"hyperparameters": {}, "runtune": {}}}
+    job = {
+        "hyperparameters": {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 1.0},
+        "auto_hyperparameters": {"beta": "why"},
+        "method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.1}}},
+    }
+    assert hyperparameters_line(job).endswith("learning_rate_multiplier 1.0, beta auto → 0.1")

@@ -185,3 +185,10 @@ def test_a_saved_adapter_is_checked_as_vllm_would(config: dict[str, Any], names:
 
 def test_tower_adapters_load_where_the_contract_enables_them() -> None:
     assert serving.adapter_problem({"r": 8}, [TOWER], SPEC, contract(tower_connector_lora=True)) is None
+
+
+def test_a_dpo_jobs_problems_name_its_own_options() -> None:
+    body = {"type": "dpo", "dpo": {"runtune": {"lora": {"rank": 128}}}}
+    dpo = CreateJobRequest.model_validate({"model": CLOUD_BASE, "training_file": "file-x", "method": body})
+    (problem,) = serving.assess(dpo, profile="gcp", contract=contract(max_lora_rank=64)).problems
+    assert problem.param == "method.dpo.runtune.lora.rank" and problem.code == "lora_rank_not_servable"

@@ -907,6 +907,11 @@ export interface components {
              */
             answer?: string | null;
             /**
+             * Chosen
+             * @description Column holding the preferred answer (preference)
+             */
+            chosen?: string | null;
+            /**
              * Image
              * @description Column holding the image (bytes, {bytes, path}, a path inside the uploaded archive, or a data URL)
              */
@@ -916,6 +921,11 @@ export interface components {
              * @description Column holding the class (classification)
              */
             label?: string | null;
+            /**
+             * Rejected
+             * @description Column holding the non-preferred answer (preference)
+             */
+            rejected?: string | null;
             /**
              * Split
              * @description Column naming each row's split (train/validation/test)
@@ -943,6 +953,11 @@ export interface components {
              */
             answer: string | null;
             /**
+             * Chosen
+             * @description Column holding the preferred answer (preference)
+             */
+            chosen: string | null;
+            /**
              * Image
              * @description Column holding the image (bytes, {bytes, path}, a path inside the uploaded archive, or a data URL)
              */
@@ -952,6 +967,11 @@ export interface components {
              * @description Column holding the class (classification)
              */
             label: string | null;
+            /**
+             * Rejected
+             * @description Column holding the non-preferred answer (preference)
+             */
+            rejected: string | null;
             /**
              * Split
              * @description Column naming each row's split (train/validation/test)
@@ -1010,7 +1030,7 @@ export interface components {
              */
             skip_bad_rows: boolean;
             split?: components["schemas"]["SplitOptions-Input"];
-            /** @description classification, generation, or auto/null: detected (a label column, an image folder, or a chat JSONL whose final answers are a small closed set mean classification) */
+            /** @description classification, generation, preference, or auto/null: detected (a label column, an image folder, or a chat JSONL whose final answers are a small closed set mean classification; a preference JSONL or chosen/rejected columns mean preference) */
             task_kind?: components["schemas"]["TaskKind"] | null;
             /** Upload Id */
             upload_id?: string | null;
@@ -1260,6 +1280,9 @@ export interface components {
         DatasetStats: {
             answer_chars?: components["schemas"]["Distribution"] | null;
             answer_words?: components["schemas"]["Distribution"] | null;
+            chosen_chars?: components["schemas"]["Distribution"] | null;
+            /** Chosen Longer Share */
+            chosen_longer_share?: number | null;
             /** Duplicates Removed */
             duplicates_removed?: number | null;
             example_chars?: components["schemas"]["Distribution"] | null;
@@ -1295,7 +1318,10 @@ export interface components {
              * @constant
              */
             object: "dataset.stats";
+            /** Pairs */
+            pairs?: number | null;
             prompt_chars?: components["schemas"]["Distribution"] | null;
+            rejected_chars?: components["schemas"]["Distribution"] | null;
             /** Rows */
             rows?: number | null;
             /** Skipped Examples */
@@ -1339,6 +1365,37 @@ export interface components {
             p50: number;
             /** P90 */
             p90: number;
+        };
+        /**
+         * DpoHyperparameters
+         * @description OpenAI's DPO hyperparameters: the supervised three and `beta`.
+         */
+        DpoHyperparameters: {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size?: number | "auto";
+            /**
+             * Beta
+             * @default auto
+             */
+            beta?: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier?: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs?: number | "auto";
+        };
+        /** DpoMethod */
+        DpoMethod: {
+            hyperparameters?: components["schemas"]["DpoHyperparameters"];
+            runtune?: components["schemas"]["RuntuneOptions-Input"];
         };
         /** EstimateRequest */
         EstimateRequest: {
@@ -1900,15 +1957,19 @@ export interface components {
              */
             type: "message" | "metrics";
         };
-        /** JobMethod */
+        /**
+         * JobMethod
+         * @description OpenAI's `method`: its `type` and that type's settings (the other type's refused).
+         */
         JobMethod: {
-            supervised?: components["schemas"]["SupervisedMethod"];
+            dpo?: components["schemas"]["DpoMethod"] | null;
+            supervised?: components["schemas"]["SupervisedMethod"] | null;
             /**
              * Type
              * @default supervised
-             * @constant
+             * @enum {string}
              */
-            type: "supervised";
+            type: "supervised" | "dpo";
         };
         /**
          * JobPhase
@@ -2539,6 +2600,8 @@ export interface components {
              * @constant
              */
             object: "dataset.sample";
+            /** Rejected */
+            rejected: components["schemas"]["SampleMessage"][] | null;
             /** Split */
             split: string;
         };
@@ -2679,7 +2742,7 @@ export interface components {
          * TaskKind
          * @enum {string}
          */
-        TaskKind: "classification" | "generation";
+        TaskKind: "classification" | "generation" | "preference";
         /** TextPart */
         TextPart: {
             /** Text */
@@ -2705,6 +2768,11 @@ export interface components {
             batch_size: number;
             /** Batch Tokens */
             batch_tokens: number | null;
+            /**
+             * Beta
+             * @default 0.1
+             */
+            beta: number;
             /**
              * Bf16 Adapters
              * @default false
@@ -2844,6 +2912,12 @@ export interface components {
             method: "qlora" | "lora" | "full";
             /** Model */
             model: string;
+            /**
+             * Objective
+             * @default supervised
+             * @enum {string}
+             */
+            objective: "supervised" | "dpo";
             /** Owner */
             owner: string;
             /**

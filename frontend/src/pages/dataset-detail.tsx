@@ -72,7 +72,12 @@ function Samples({ dataset }: { dataset: Dataset }) {
               )}
               <figcaption>
                 {sample.label && <span class="label-chip">{sample.label}</span>}
-                {!sample.label && answer && <span class="answer">{answer}</span>}
+                {!sample.label && answer && <span class="answer">{sample.rejected ? `✓ ${answer}` : answer}</span>}
+                {sample.rejected && (
+                  <span class="answer rejected" data-testid="rejected-answer">
+                    ✗ {sample.rejected.flatMap((m) => m.content.filter((p) => p.type === "text").map((p) => p.text ?? "")).join(" ")}
+                  </span>
+                )}
                 <span class="prompt" title={prompt}>
                   {prompt}
                 </span>

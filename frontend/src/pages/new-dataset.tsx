@@ -5,7 +5,10 @@ import { ARCHIVE_SUFFIXES, type BadLine, type Mapping, type Preview, type Row, T
 import { UploadFailed, resumableUpload } from "../upload";
 import { ErrorBox, Field, ProgressBar, asApiError, errorFor, formError, formatBytes } from "../ui";
 
-type TaskKind = "" | "classification" | "generation";
+type TaskKind = "" | "classification" | "generation" | "preference";
+
+/** A JSONL the server reads without a mapping: OpenAI's chat format, or its preference format. */
+const needsNoMapping = (columns: string[]) => columns.includes("messages") || columns.includes("preferred_output");
 
 function mappingBody(mapping: Mapping): Record<string, string> | undefined {
   const body = Object.fromEntries(Object.entries(mapping).filter(([, v]) => v.trim() !== ""));
@@ -22,7 +25,10 @@ function problemsOf(file: File | null, name: string, preview: Preview | null, ma
     problems.push({ param: "file", message: `Not a file type Runtune reads: use ${[...ARCHIVE_SUFFIXES, ...TABLE_SUFFIXES].join(", ")}` });
   if (name.trim().length > NAME_MAX) problems.push({ param: "name", message: `At most ${NAME_MAX} characters (this one has ${name.trim().length})` });
   if (preview && mapping) {
-    if (!mapping.answer && !mapping.label) problems.push({ param: "mapping.answer", message: "Choose an answer column, or a label column for classification" });
+    const pairs = Boolean(mapping.chosen || mapping.rejected);
+    if (pairs && !(mapping.chosen && mapping.rejected))
+      problems.push({ param: mapping.chosen ? "mapping.rejected" : "mapping.chosen", message: "A preference set needs both a chosen and a rejected column" });
+    if (!pairs && !mapping.answer && !mapping.label) problems.push({ param: "mapping.answer", message: "Choose an answer column, or a label column for classification" });
     const unknown = render(mapping.user, preview.rows[0] ?? {}, []).missing.filter((c) => !preview.columns.includes(c));
     if (unknown.length) problems.push({ param: "mapping.user", message: `No column named ${unknown.join(", ")}; the columns are ${preview.columns.join(", ")}` });
   }
@@ -72,6 +78,8 @@ function MappingEditor(props: { columns: string[]; rows: Row[]; mapping: Mapping
         {columnSelect("image", "Image column")}
         {columnSelect("label", "Label column (classification)")}
         {columnSelect("answer", "Answer column (generation)")}
+        {columnSelect("chosen", "Chosen answer column (preference)")}
+        {columnSelect("rejected", "Rejected answer column (preference)")}
         {columnSelect("split", "Split column")}
       </div>
       <Field label="System prompt" error={errorFor(error, "mapping.system")}>
@@ -84,7 +92,7 @@ function MappingEditor(props: { columns: string[]; rows: Row[]; mapping: Mapping
       <div class="chat-preview" data-testid="mapping-preview">
         {rows.slice(0, 3).map((row, i) => {
           const user = render(mapping.user, row, labels);
-          const answer = mapping.label ? row[mapping.label] : mapping.answer ? row[mapping.answer] : null;
+          const answer = mapping.label ? row[mapping.label] : mapping.answer ? row[mapping.answer] : mapping.chosen ? row[mapping.chosen] : null;
           return (
             <div class="chat" key={i}>
               {mapping.system && <div class="turn system">{mapping.system}</div>}
@@ -94,6 +102,7 @@ function MappingEditor(props: { columns: string[]; rows: Row[]; mapping: Mapping
                 {user.missing.length > 0 && <span class="field-error">unknown column: {user.missing.join(", ")}</span>}
               </div>
               <div class="turn assistant">{answer !== null && answer !== undefined ? String(answer) : <span class="field-error">no answer or label column</span>}</div>
+              {mapping.rejected && <div class="turn assistant rejected">✗ {String(row[mapping.rejected] ?? "")}</div>}
             </div>
           );
         })}
@@ -120,7 +129,7 @@ function UploadForm() {
     if (!file || kindOf(file.name) !== "table") return;
     void previewRows(file).then((result) => {
       setPreview(result);
-      if (result && !result.columns.includes("messages")) setMapping(guessMapping(result.columns));
+      if (result && !needsNoMapping(result.columns)) setMapping(guessMapping(result.columns));
     });
   }, [file]);
 
@@ -175,10 +184,12 @@ function UploadForm() {
             <option value="">Detect (a label column or folders mean classification)</option>
             <option value="classification">Classification</option>
             <option value="generation">Generation (captions, VQA, chat)</option>
+            <option value="preference">Preference pairs (for DPO)</option>
           </select>
         </Field>
       </div>
       {preview && preview.columns.includes("messages") && <p class="muted">OpenAI chat format: no mapping needed.</p>}
+      {preview && preview.columns.includes("preferred_output") && <p class="muted">OpenAI preference format (for DPO runs): no mapping needed.</p>}
       {preview && <BadLines bad={preview.bad} />}
       {preview && preview.bad.length > 0 && (
         <label class="check">

@@ -12,6 +12,8 @@ export interface Form {
   epochs: string;
   batchSize: string;
   lrMultiplier: string;
+  /** DPO's beta ("auto": 0.1), sent when the dataset is a preference set (the run is then `dpo`). */
+  beta: string;
   method: "auto" | "qlora" | "lora";
   rank: number;
   alpha: number;
@@ -43,6 +45,7 @@ const DEFAULTS: Form = {
   epochs: "auto",
   batchSize: "auto",
   lrMultiplier: "auto",
+  beta: "auto",
   method: "auto",
   rank: 16,
   alpha: 32,
@@ -82,6 +85,10 @@ function parseMetadata(text: string): Record<string, string> | undefined {
     });
   return pairs.length ? Object.fromEntries(pairs) : undefined;
 }
+
+/** The method a run on `dataset` takes: DPO on preference pairs, supervised on everything else (the
+ * server refuses any other pairing). */
+export const tuningOf = (dataset: Dataset | undefined): "supervised" | "dpo" => (dataset?.task_kind === "preference" ? "dpo" : "supervised");
 
 /** Continued fine-tuning: the model is one of the user's own tuned models, whose adapter trains on as it is. */
 const continues = (model: string) => model.startsWith("ft:");
@@ -246,6 +253,8 @@ export function NewRun() {
     setError(null);
     try {
       const { hyperparameters, runtune } = body(form);
+      const tuning = tuningOf(selectedDataset);
+      const asked = tuning === "dpo" ? { ...hyperparameters, beta: autoOr(form.beta) } : hyperparameters;
       const job = await post<Job>(
         "/v1/fine_tuning/jobs",
         {
@@ -253,7 +262,7 @@ export function NewRun() {
           training_file: form.dataset,
           suffix: form.suffix.trim() || undefined,
           metadata: parseMetadata(form.metadata),
-          method: { type: "supervised", supervised: { hyperparameters, runtune } },
+          method: { type: tuning, [tuning]: { hyperparameters: asked, runtune } },
         },
         { "Idempotency-Key": idempotencyKey },
       );
@@ -266,7 +275,7 @@ export function NewRun() {
 
   if (datasets.loading || models.loading || cloned.loading) return <Loading />;
   if (datasets.error || models.error || cloned.error) return <ErrorBox error={datasets.error ?? models.error ?? cloned.error} />;
-  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata", "push_to_hub"];
+  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "beta", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata", "push_to_hub"];
   return (
     <section>
       <div class="page-head">
@@ -351,6 +360,11 @@ export function NewRun() {
               <Field label="Learning-rate multiplier" error={errorFor(error, "learning_rate_multiplier")}>
                 <input name="lr_multiplier" value={form.lrMultiplier} onInput={input("lrMultiplier")} />
               </Field>
+              {tuningOf(selectedDataset) === "dpo" && (
+                <Field label="DPO beta" error={errorFor(error, "beta")} hint="Preference pairs train with DPO; beta keeps the model near its base (auto: 0.1)">
+                  <input name="beta" value={form.beta} onInput={input("beta")} />
+                </Field>
+              )}
             </div>
             <details class="advanced" ref={advanced}>
               <summary>Advanced</summary>

@@ -15,6 +15,11 @@ export interface Point {
   lr: number | null;
   /** The held-out loss, on the steps the trainer measured it (`valid_loss`). */
   valid: number | null;
+  /** A dpo run's implicit rewards: the share of pairs ordered right, the margin, each answer's reward. */
+  rewardAccuracy: number | null;
+  rewardMargin: number | null;
+  chosenReward: number | null;
+  rejectedReward: number | null;
 }
 
 export function toPoint(data: Record<string, number>): Point {
@@ -23,13 +28,19 @@ export function toPoint(data: Record<string, number>): Point {
     loss: data.loss ?? data.train_loss ?? null,
     lr: data.lr ?? data.learning_rate ?? null,
     valid: data.valid_loss ?? null,
+    rewardAccuracy: data.reward_accuracy ?? null,
+    rewardMargin: data.reward_margin ?? null,
+    chosenReward: data.chosen_reward ?? null,
+    rejectedReward: data.rejected_reward ?? null,
   };
 }
 
 /** A step's point merged into the curve (a later event of the same step adds to it, never erases). */
 function merged(old: Point[], point: Point): Point[] {
   const before = old.find((p) => p.step === point.step);
-  const next = before ? { step: point.step, loss: point.loss ?? before.loss, lr: point.lr ?? before.lr, valid: point.valid ?? before.valid } : point;
+  const next = before
+    ? (Object.fromEntries(Object.entries(point).map(([key, value]) => [key, value ?? before[key as keyof Point]])) as unknown as Point)
+    : point;
   return [...old.filter((p) => p.step !== point.step), next].sort((a, b) => a.step - b.step);
 }
 
@@ -105,6 +116,8 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
   const loss = points.filter((p) => p.loss !== null).map((p) => ({ x: p.step, y: p.loss! }));
   const lr = points.filter((p) => p.lr !== null).map((p) => ({ x: p.step, y: p.lr! }));
   const valid = points.filter((p) => p.valid !== null).map((p) => ({ x: p.step, y: p.valid! }));
+  const series = (key: keyof Point) => points.filter((p) => p[key] !== null).map((p) => ({ x: p.step, y: p[key] as number }));
+  const rewarded = points.some((p) => p.rewardAccuracy !== null);
   const [retrying, setRetrying] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [confirmCancel, setConfirmCancel] = useState(false);
@@ -234,6 +247,27 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
           <LineChart series={[{ name: "learning rate", color: "#0891b2", points: lr }]} xLabel="step" testId="lr-chart" empty={empty} />
         </div>
       </div>
+      {rewarded && (
+        <div class="grid-2" data-testid="reward-charts">
+          <div class="card">
+            <h3>Rewards (DPO)</h3>
+            <LineChart
+              series={[
+                { name: "chosen reward", color: "#16a34a", points: series("chosenReward") },
+                { name: "rejected reward", color: "#dc2626", points: series("rejectedReward") },
+                { name: "margin", color: "#4f46e5", points: series("rewardMargin") },
+              ]}
+              xLabel="step"
+              testId="reward-chart"
+              empty={empty}
+            />
+          </div>
+          <div class="card">
+            <h3>Reward accuracy</h3>
+            <LineChart series={[{ name: "reward accuracy", color: "#ea580c", points: series("rewardAccuracy") }]} xLabel="step" testId="reward-accuracy-chart" empty={empty} />
+          </div>
+        </div>
+      )}
       {(metrics.final || metrics.baseline) && (
         <div class="card">
           <h3>Evaluation (held-out {String(job.options?.["evaluation"] && (job.options["evaluation"] as Record<string, unknown>).split) || "split"})</h3>
