@@ -128,10 +128,21 @@ class Recorded:
 Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
 
 
+@dataclass(frozen=True)
+class StartedPlatform:
+    """What a test needs of a running local platform: its gateway, the Auth emulator, the project and
+    the variables that point a client at its emulators (and its folder)."""
+
+    url: str
+    auth_host: str
+    project_id: str
+    emulator_env: dict[str, str]
+
+
 @contextlib.contextmanager
-def started_platform(local_dir: Any, project_id: str, **config: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+def started_platform(local_dir: Any, project_id: str, **config: Any) -> Iterator[tuple[Any, StartedPlatform]]:
     """The whole local platform on free ports (`config`: PlatformConfig's other fields), started:
-    yields it and its state, and stops it after."""
+    yields it and what tests reach it by, and stops it after."""
     from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 
     running = LocalPlatform(
@@ -140,7 +151,15 @@ def started_platform(local_dir: Any, project_id: str, **config: Any) -> Iterator
     state = running.start()
     assert running.emulators is not None
     try:
-        yield running, state
+        yield (
+            running,
+            StartedPlatform(
+                url=state["gateway_url"],
+                auth_host=state["auth_emulator_host"],
+                project_id=state["project_id"],
+                emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
+            ),
+        )
     finally:
         running.stop()
 

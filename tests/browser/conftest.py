@@ -13,28 +13,19 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
-from tests.support import started_platform
+from tests.support import StartedPlatform, started_platform
 
 CHROMIUM = os.environ.get("RUNTUNE_CHROMIUM", "/usr/bin/chromium")
 DIST = REPO_ROOT / "frontend" / "dist"
 SCREENSHOTS = DEFAULT_LOCAL_DIR / "screenshots"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-
-
-@dataclass(frozen=True)
-class UiPlatform:
-    url: str
-    auth_host: str
-    project_id: str
-    emulator_env: dict[str, str]
 
 
 # Package scope: built and started for the browser tests, stopped after the last of them.
@@ -47,7 +38,7 @@ def built_ui() -> Path:
 
 
 @pytest.fixture(scope="package")
-def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiPlatform]:
+def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartedPlatform]:
     local_dir = tmp_path_factory.mktemp("ui-platform")
     with started_platform(
         local_dir,
@@ -59,13 +50,8 @@ def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "RUNTUNE_HEARTBEAT_STALE_S": "30",
             "RUNTUNE_RECONCILE_EVERY_S": "2",
         },
-    ) as (running, state):
-        yield UiPlatform(
-            url=state["gateway_url"],
-            auth_host=state["auth_emulator_host"],
-            project_id=state["project_id"],
-            emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
-        )
+    ) as (_, started):
+        yield started
 
 
 # Package scope: torn down after the last browser test. Playwright's sync API keeps an event loop
