@@ -18,8 +18,6 @@ from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.datasets import Progress
 from tests.support import pets_dataset, wait_for
 
-__all__ = ["wait_for"]  # the e2e tests import it from here
-
 
 def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.ready, modality: str = "vision") -> str:
     """A dataset document as the preprocessing service leaves it (the jobs API reads only the document)."""
