@@ -104,7 +104,7 @@ def test_estimate_lists_every_offer_and_marks_the_chosen_one(gateway: list[Recor
     ("args", "flag"),
     [(["--compute", "gke"], "--compute"), (["--compute", "cloud_run", "--max-hours", "2"], "--max-hours")],
 )
-def test_bad_compute_options_are_refused_before_any_request(gateway: list[Recorded], args: list[str], flag: str) -> None:
+def test_bad_compute_options_are_refused_unsent(gateway: list[Recorded], args: list[str], flag: str) -> None:
     result = _run("create", *args)
     assert result.exit_code == 2 and flag in result.output
     assert gateway == []
