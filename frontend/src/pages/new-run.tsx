@@ -435,7 +435,7 @@ export function NewRun() {
             </details>
           </div>
           <div class="card" data-testid="compute">
-            <h3>Where it trains</h3>
+            <h3>Compute</h3>
             <div class="grid-3">
               <Field
                 label="Where it trains"
