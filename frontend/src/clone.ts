@@ -57,6 +57,9 @@ export function formFromJob(job: Job, defaults: Form): Form {
     baseline: Boolean(evaluation.baseline),
     evalMethod: (evaluation.method as Form["evalMethod"]) ?? defaults.evalMethod,
     gpu: (o.gpu as Form["gpu"]) ?? defaults.gpu,
+    compute: o.compute === "cloud_run" || o.compute === "vertex" ? o.compute : "auto",
+    spot: Boolean(o.spot),
+    maxHours: o.max_hours === undefined || o.max_hours === null ? "" : String(o.max_hours),
     suffix: job.suffix ?? "",
     metadata: Object.entries(job.metadata ?? {})
       .map(([k, v]) => `${k}=${v}`)

@@ -29,9 +29,17 @@ export function modelLabel(model: Model, datasets?: Map<string, Dataset> | null)
   ].join("");
 }
 
-/** "tiny-gemma-3-vision → ft:…:ftjob-a → this": a continued model's chain, root first. */
-export function lineageText(lineage: Lineage): string {
-  return [...lineage.chain.map((id) => (id.startsWith("ft:") ? (id.split(":")[2] ?? id) : id)), "this model"].join(" → ");
+/** The run names (`name`, the suffix) of the user's tuned models, by model id (a deleted one is absent). */
+export function useModelNames(): Map<string, string> {
+  const list = useResource(() => get<Page<Model>>("/v1/models"), []);
+  return new Map((list.data?.data ?? []).filter((m) => m.name).map((m) => [m.id, m.name as string]));
+}
+
+/** "tiny-gemma-3-vision → shapes-a → this model": a continued model's chain, root first, each tuned
+ * model by its run name where `names` has it (else its job id). */
+export function lineageText(lineage: Lineage, names?: Map<string, string>): string {
+  const named = (id: string) => (id.startsWith("ft:") ? names?.get(id) || (id.split(":")[2] ?? id) : id);
+  return [...lineage.chain.map(named), "this model"].join(" → ");
 }
 
 /** An id in small type, whole on hover, with a button that copies it. */

@@ -1,10 +1,10 @@
-"""`runtune jobs ...`: create, watch, list, show, follow, pause, resume and cancel fine-tuning jobs; list
-their checkpoints."""
+"""`runtune jobs ...`: estimate, create, watch, list, show, follow, pause, resume and cancel fine-tuning
+jobs; list their checkpoints."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.console import Console
@@ -12,29 +12,151 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from runtune.cli.api import ApiClient, ApiError, call, client, fail
+from runtune.compute import ComputeChoice
 
 app = typer.Typer(help="Fine-tuning jobs.", no_args_is_help=True)
 console = Console()
 
 
+# The options `create` and `estimate` share: what is trained, how, and where (runtune/compute.py).
+DATASET = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on")
+MODEL = typer.Option(..., "--model", "-m", help="A base model id, or your ft: model to continue")
+EPOCHS = typer.Option(None, help="n_epochs (default: auto)")
+BATCH_SIZE = typer.Option(None, help="batch_size (default: auto)")
+LR_MULTIPLIER = typer.Option(None, help="learning_rate_multiplier (default: auto)")
+METHOD = typer.Option("auto", help="auto (bf16 LoRA where it fits the GPU, else QLoRA), qlora, lora or full")
+LORA_RANK = typer.Option(16, help="LoRA rank")
+COMPUTE = typer.Option(
+    "auto",
+    "--compute",
+    help="Where it trains: auto (the cheapest shape that fits), cloud_run (one GPU) or vertex (Vertex AI, 1-8 GPUs)",
+)
+SPOT = typer.Option(
+    False,
+    "--spot/--no-spot",
+    help="Let Vertex AI use Spot capacity: cheaper, but the machine may be preempted (the run then resumes "
+    "from its newest checkpoint); Cloud Run has no Spot",
+)
+MAX_HOURS = typer.Option(None, "--max-hours", min=0, help="With --compute auto: only shapes that finish within this")
+
+
+def training_options(
+    *, method: str, lora_rank: int, compute: str, spot: bool, max_hours: float | None
+) -> dict[str, Any]:
+    """The request's `runtune` options; a `compute` that is not a choice is an error naming the flag."""
+    if compute not in get_args(ComputeChoice):
+        raise typer.BadParameter(f"must be one of {', '.join(get_args(ComputeChoice))}", param_hint="--compute")
+    if max_hours is not None and compute != "auto":
+        raise typer.BadParameter("narrows only --compute auto's choice", param_hint="--max-hours")
+    options: dict[str, Any] = {"method": method, "lora": {"rank": lora_rank}, "compute": compute, "spot": spot}
+    if max_hours is not None:
+        options["max_hours"] = max_hours
+    return options
+
+
+def _hyperparameters(epochs: int | None, batch_size: int | None, lr_multiplier: float | None) -> dict[str, Any]:
+    given = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+@app.command()
+def estimate(
+    dataset: str = DATASET,
+    model: str = MODEL,
+    epochs: int | None = EPOCHS,
+    batch_size: int | None = BATCH_SIZE,
+    lr_multiplier: float | None = LR_MULTIPLIER,
+    method: str = METHOD,
+    lora_rank: int = LORA_RANK,
+    compute: str = COMPUTE,
+    spot: bool = SPOT,
+    max_hours: float | None = MAX_HOURS,
+) -> None:
+    """What a run would take, on every shape this deployment offers, and where it would train."""
+    runtune = training_options(method=method, lora_rank=lora_rank, compute=compute, spot=spot, max_hours=max_hours)
+    body = {
+        "model": model,
+        "training_file": dataset,
+        "hyperparameters": _hyperparameters(epochs, batch_size, lr_multiplier),
+        "runtune": runtune,
+    }
+    answer = call("POST", "/v1/fine_tuning/estimate", json=body)
+    for line in estimate_lines(answer):
+        console.print(line, highlight=False)
+    if answer.get("offers"):
+        console.print(offers_table(answer))
+
+
+def where_line(estimate: dict[str, Any]) -> str:
+    """Where the estimate's run trains, in words: the Vertex machine (and Spot), or Cloud Run's GPU."""
+    if estimate.get("gpu") is None:
+        return f"does not fit: {estimate.get('reason') or 'no shape holds it'}"
+    if estimate.get("compute") == "vertex":
+        capacity = "Spot capacity" if estimate.get("spot") else "on demand"
+        return f"Vertex AI, {estimate.get('gpu_label')} ({capacity})"
+    if estimate.get("machine") == "cpu":
+        return str(estimate.get("machine_label") or "this machine's CPU")
+    return f"Cloud Run, {estimate.get('gpu_label')}"
+
+
+def estimate_lines(estimate: dict[str, Any]) -> list[str]:
+    seconds, usd = estimate.get("seconds"), estimate.get("usd")
+    lines = [
+        f"trains on: {where_line(estimate)}",
+        f"steps {estimate['steps']}, tokens {estimate['tokens']}, GPU memory {estimate['memory_gib']:.1f} GiB",
+    ]
+    if seconds is not None:
+        lines.append(f"time about {_hours(seconds)}, cost {'free' if not usd else f'${usd:.2f}'}")
+    lines += [f"warning: {warning}" for warning in estimate.get("warnings") or []]
+    return lines
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _chosen(offer: dict[str, Any], estimate: dict[str, Any]) -> bool:
+    if estimate.get("gpu") is None or offer["backend"] != estimate.get("compute"):
+        return False
+    return offer["shape"] == (estimate.get("machine") if offer["backend"] == "vertex" else estimate.get("gpu"))
+
+
+def offers_table(estimate: dict[str, Any]) -> Table:
+    """Every shape the run was priced on: time, on-demand and Spot cost, the chosen one marked."""
+    table = Table("", "backend", "machine / GPUs", "time", "on demand", "Spot", "fits", title="Offers")
+    for offer in estimate["offers"]:
+        spot = f"${offer['spot_usd']:.2f}" if offer.get("spot_usd") is not None else "-"
+        usd = f"${offer['usd']:.2f}" if offer.get("usd") is not None else "-"
+        fits = "yes" if offer["fits"] else f"no: {offer.get('reason') or ''}"
+        backend = {"cloud_run": "Cloud Run", "vertex": "Vertex AI"}[offer["backend"]]
+        chosen = "*" if _chosen(offer, estimate) else ""
+        table.add_row(chosen, backend, offer["label"], _hours(offer.get("seconds")), usd, spot, fits)
+    return table
+
+
 @app.command()
 def create(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on"),
-    model: str = typer.Option(..., "--model", "-m", help="A base model id, or your ft: model to continue"),
-    epochs: int | None = typer.Option(None, help="n_epochs (default: auto)"),
-    batch_size: int | None = typer.Option(None, help="batch_size (default: auto)"),
-    lr_multiplier: float | None = typer.Option(None, help="learning_rate_multiplier (default: auto)"),
-    method: str = typer.Option("qlora", help="qlora, lora or full"),
-    lora_rank: int = typer.Option(16, help="LoRA rank"),
+    dataset: str = DATASET,
+    model: str = MODEL,
+    epochs: int | None = EPOCHS,
+    batch_size: int | None = BATCH_SIZE,
+    lr_multiplier: float | None = LR_MULTIPLIER,
+    method: str = METHOD,
+    lora_rank: int = LORA_RANK,
+    compute: str = COMPUTE,
+    spot: bool = SPOT,
+    max_hours: float | None = MAX_HOURS,
     suffix: str | None = typer.Option(None, help="A suffix for the fine-tuned model id"),
     validation: str | None = typer.Option(None, help="Validation dataset id"),
     dpo: bool = typer.Option(False, "--dpo", help="Preference tuning (DPO) on a preference dataset"),
     beta: float | None = typer.Option(None, help="DPO's beta (default: auto, 0.1); implies --dpo"),
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the run with a progress bar"),
 ) -> None:
-    """Launch a fine-tuning job."""
+    """Launch a fine-tuning job (`runtune jobs estimate` first shows where it would train, and for how much)."""
     hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier}
-    runtune = {"method": method, "lora": {"rank": lora_rank}}
+    runtune = training_options(method=method, lora_rank=lora_rank, compute=compute, spot=spot, max_hours=max_hours)
     body: dict[str, Any] = {
         "model": model,
         "training_file": dataset,
@@ -53,6 +175,8 @@ def create(
         raise fail(exc) from exc
     console.print(f"Created [bold]{job['id']}[/] ({job['status']})")
     console.print(f"hyperparameters: {hyperparameters_line(job)}")
+    if job.get("estimate"):
+        console.print(f"trains on: {job_where_line(job)}", highlight=False)
     if watch:
         _watch(api, job["id"])
 
@@ -62,6 +186,17 @@ def method_body(kind: str, hyperparameters: dict[str, Any], runtune: dict[str, A
     beta only for dpo)."""
     given = {k: v for k, v in hyperparameters.items() if v is not None and (kind == "dpo" or k != "beta")}
     return {"type": kind, kind: {"hyperparameters": given, "runtune": runtune}}
+
+
+def job_where_line(job: dict[str, Any]) -> str:
+    """Where a planned job trains: its Vertex machine (GPU count, Spot) or its Cloud Run GPU."""
+    summary = job.get("estimate") or {}
+    if summary.get("compute") == "vertex" and job.get("machine"):
+        capacity = "Spot capacity" if summary.get("spot") else "on demand"
+        return f"Vertex AI, {job['machine']} ({summary.get('gpu_count', 1)} x {job.get('gpu')}, {capacity})"
+    if summary.get("machine") == "cpu":
+        return "this machine's CPU"
+    return f"Cloud Run, {job.get('gpu')}"
 
 
 def hyperparameters_line(job: dict[str, Any]) -> str:

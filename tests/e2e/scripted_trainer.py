@@ -33,6 +33,7 @@ from runtune.schemas.jobs import (
     checkpoint_model_id,
     job_path,
     model_checkpoint_path,
+    tuned_model_id,
 )
 from runtune.settings import CommonSettings
 from runtune.training.reporting import JobReporter
@@ -87,7 +88,7 @@ def main(job_id: str) -> int:
             checkpoint = Checkpoint(
                 id=checkpoint_id(job_id, 3),
                 created_at=int(time.time()),
-                fine_tuned_model_checkpoint=checkpoint_model_id(job.model, job_id, 3),
+                fine_tuned_model_checkpoint=checkpoint_model_id(job.base_model, job_id, 3),
                 fine_tuning_job_id=job_id,
                 step_number=3,
                 metrics={"step": 3, "train_loss": 0.66},
@@ -95,11 +96,14 @@ def main(job_id: str) -> int:
             # As runtune.training.model_checkpoints writes it (the adapter's files are the test's to put).
             adapter = f"users/{job.owner}/jobs/{job_id}/export/checkpoints/step-000003/"
             store.set(model_checkpoint_path(job_id, 3), checkpoint.model_dump(mode="json") | {"adapter": adapter})
+    # Named as the real trainer names it: a continued job's model is on its chain's root (`ft:<root>:<job>`).
     # Ended through the real trainer's reporter: its last event before the status (a reader that sees
     # the job ended, the SSE stream, has its last event to read), and the webhook event written in
     # the status's own transaction.
     JobReporter(store, job_id).finish(
-        JobStatus.succeeded, "The job has successfully completed", fine_tuned_model=f"ft:{job.model}:{job_id}"
+        JobStatus.succeeded,
+        "The job has successfully completed",
+        fine_tuned_model=tuned_model_id(job.base_model, job_id),
     )
     return 0
 

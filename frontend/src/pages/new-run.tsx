@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Model, type Page, get, post } from "../api";
 import { formFromJob } from "../clone";
+import { type ComputeChoice, Offers, SPOT_WORDS, placeWords } from "../compute";
 import { lineageText, modelLabel } from "../names";
 import { Link, navigate } from "../router";
 import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
@@ -25,6 +26,11 @@ export interface Form {
   baseline: boolean;
   evalMethod: "label_scoring" | "generation" | "both";
   gpu: string; // "auto" or a GPU of GET /v1/fine_tuning/gpus
+  /** Where it trains (`runtune.compute`), whether Vertex AI may use Spot capacity, and with `auto` the
+   * hours it must finish within ("" for no limit). */
+  compute: ComputeChoice;
+  spot: boolean;
+  maxHours: string;
   suffix: string;
   metadata: string;
   /** A Hugging Face repo id the trainer pushes the adapter to, with the stored `hf_token`. */
@@ -57,6 +63,9 @@ const DEFAULTS: Form = {
   baseline: false,
   evalMethod: "label_scoring",
   gpu: "auto",
+  compute: "auto",
+  spot: false,
+  maxHours: "",
   suffix: "",
   metadata: "",
   pushToHub: "",
@@ -109,11 +118,21 @@ function body(form: Form) {
       evaluation: { ...(form.carried?.evaluation as object), baseline: form.baseline, method: form.evalMethod },
       export: { ...(form.carried?.export as object), push_to_hub: form.pushToHub.trim() || null },
       gpu: form.gpu,
+      compute: form.compute,
+      // Cloud Run has no Spot capacity; a time limit only narrows `auto`'s choice.
+      spot: form.compute !== "cloud_run" && form.spot,
+      max_hours: form.compute === "auto" ? maxHours(form) : null,
     },
   };
 }
 
-function EstimatePanel({ form }: { form: Form }) {
+/** The "finish within" hours as the API takes them: a positive number, or none. */
+function maxHours(form: Form): number | null {
+  const hours = Number(form.maxHours);
+  return form.maxHours.trim() !== "" && Number.isFinite(hours) ? hours : null;
+}
+
+function EstimatePanel({ form, where }: { form: Form; where?: GpuList["where"] }) {
   const [estimate, setEstimate] = useState<Estimate | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [loading, setLoading] = useState(false);
@@ -151,14 +170,14 @@ function EstimatePanel({ form }: { form: Form }) {
           <dd>{estimate.tokens.toLocaleString()}</dd>
           <dt>GPU memory</dt>
           <dd>{estimate.memory_gib.toFixed(1)} GiB</dd>
-          <dt>GPU</dt>
-          <dd>{estimate.gpu_label ?? <span class="field-error">{estimateWords(estimate.reason ?? "does not fit")}</span>}</dd>
-          {estimate.machine === "cpu" && (
-            <>
-              <dt>Runs on</dt>
-              <dd>{estimate.machine_label}</dd>
-            </>
-          )}
+          <dt>Where it trains</dt>
+          <dd data-testid="estimate-where">
+            {estimate.gpu_label ? (
+              placeWords({ compute: estimate.compute, machine: estimate.machine, spot: estimate.spot, gpuLabel: estimate.gpu_label, machineLabel: estimate.machine_label }, where)
+            ) : (
+              <span class="field-error">{estimateWords(estimate.reason ?? "does not fit")}</span>
+            )}
+          </dd>
           <dt>Duration</dt>
           <dd data-testid="estimate-duration">
             {estimate.seconds_low != null && estimate.seconds_high != null
@@ -185,6 +204,7 @@ function EstimatePanel({ form }: { form: Form }) {
           </dd>
         </dl>
       )}
+      {estimate && !error && <Offers estimate={estimate} choice={form.compute} spot={form.spot} maxHours={maxHours(form)} />}
       {estimate && !error && estimate.needs_hub_token && (
         <p class="field-error" data-testid="estimate-hub">
           This model's weights come from the Hugging Face Hub: add your Hugging Face token in{" "}
@@ -221,7 +241,7 @@ export function NewRun() {
   // A problem in a folded field unfolds "Advanced", so every problem is in sight at once.
   const advanced = useRef<HTMLDetailsElement>(null);
   useEffect(() => {
-    if (advanced.current && error?.problems.some((p) => p.param && !/\.hyperparameters\.|^(model|training_file)$/.test(p.param))) advanced.current.open = true;
+    if (advanced.current && error?.problems.some((p) => p.param && !/\.hyperparameters\.|^(model|training_file)$|\.(compute|spot|max_hours)$/.test(p.param))) advanced.current.open = true;
   }, [error]);
   const datasets = useResource(() => get<Page<Dataset>>("/v1/datasets?limit=100"), []);
   const models = useResource(() => get<Page<Model>>("/v1/models"), []);
@@ -234,6 +254,7 @@ export function NewRun() {
   const baseModels = allModels.filter((m) => !continues(m.id) && fits(m.modality));
   // The user's own tuned models (not their checkpoints): a run may continue one of them.
   const tunedModels = allModels.filter((m) => continues(m.id) && m.step_number === undefined && fits(modalityOf(m)));
+  const tunedNames = new Map(tunedModels.filter((m) => m.name).map((m) => [m.id, m.name as string]));
   const datasetNames = useMemo(() => new Map(ready.map((d) => [d.id, d])), [ready.length]);
 
   useEffect(() => {
@@ -275,7 +296,7 @@ export function NewRun() {
 
   if (datasets.loading || models.loading || cloned.loading) return <Loading />;
   if (datasets.error || models.error || cloned.error) return <ErrorBox error={datasets.error ?? models.error ?? cloned.error} />;
-  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "beta", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "suffix", "metadata", "push_to_hub"];
+  const fields = ["training_file", "model", "n_epochs", "batch_size", "learning_rate_multiplier", "beta", "runtune.method", "rank", "alpha", "dropout", "max_length", "lr_scheduler", "warmup_ratio", "checkpoint_every_steps", "evaluation", "gpu", "compute", "spot", "max_hours", "suffix", "metadata", "push_to_hub"];
   return (
     <section>
       <div class="page-head">
@@ -333,7 +354,7 @@ export function NewRun() {
                         <input type="radio" name="model" value={m.id} checked={form.model === m.id} onChange={() => set("model", m.id)} />
                         <strong>{m.name || m.fine_tuning_job}</strong>
                         <span class="muted">{modelLabel(m, datasetNames)}</span>
-                        <span>{m.lineage ? lineageText(m.lineage) : m.parent}</span>
+                        <span>{m.lineage ? lineageText(m.lineage, tunedNames) : m.parent}</span>
                       </label>
                     ))}
                   </div>
@@ -427,7 +448,35 @@ export function NewRun() {
               </Field>
             </details>
           </div>
-          <EstimatePanel form={form} />
+          <div class="card" data-testid="compute">
+            <h3>Compute</h3>
+            <div class="grid-3">
+              <Field
+                label="Where it trains"
+                error={errorFor(error, "compute")}
+                hint={gpus?.where && gpus.where !== "cloud" ? "This local platform trains on this machine; Vertex AI needs a cloud deployment that offers its machines" : "Auto picks the cheapest shape that fits; the estimate below compares them"}
+              >
+                <select name="compute" value={form.compute} onChange={input("compute")}>
+                  <option value="auto">Auto: the cheapest that fits</option>
+                  <option value="cloud_run">Cloud Run (one GPU)</option>
+                  <option value="vertex">Vertex AI (one to eight GPUs)</option>
+                </select>
+              </Field>
+              <Field label="Finish within (hours)" error={errorFor(error, "max_hours")} hint={form.compute === "auto" ? "Only shapes that finish in time; empty for no limit" : "Only with Auto"}>
+                <input name="max_hours" type="number" min="0" step="0.5" value={form.maxHours} onInput={input("maxHours")} placeholder="no limit" disabled={form.compute !== "auto"} />
+              </Field>
+              <div>
+                <label class="check">
+                  <input type="checkbox" name="spot" checked={form.spot && form.compute !== "cloud_run"} onChange={input("spot")} disabled={form.compute === "cloud_run"} /> Use Spot capacity (Vertex AI only)
+                </label>
+                <p class="hint" data-testid="spot-hint">
+                  {SPOT_WORDS}
+                </p>
+                {errorFor(error, "spot") && <span class="field-error">{errorFor(error, "spot")}</span>}
+              </div>
+            </div>
+          </div>
+          <EstimatePanel form={form} where={gpus?.where} />
           <ErrorBox error={formError(error, fields)} />
           <button class="primary" type="submit" disabled={busy || !form.model}>
             {busy ? "Launching…" : "Launch run"}

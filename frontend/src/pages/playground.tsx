@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Model, type Page, type VibeCheck, get, post } from "../api";
-import { IdChip, modelLabel, useDatasets } from "../names";
+import { IdChip, lineageText, modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
 import { Empty, ErrorBox, Field, Loading, asApiError, errorFor, formError, useResource } from "../ui";
 
@@ -49,6 +49,12 @@ export function Playground() {
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
   const chosen = model || tuned[0]?.id || "";
+  // A continued model's chain (root base, then each tuned model it trained on from), by run name.
+  const names = new Map(listed.filter((m) => m.name).map((m) => [m.id, m.name as string]));
+  const lineageOf = (id: string) => {
+    const lineage = tuned.find((m) => m.id === id)?.lineage;
+    return lineage && lineage.parent !== lineage.root ? lineage : undefined;
+  };
 
   const pick = async (file: File | undefined) => {
     setError(null);
@@ -108,6 +114,11 @@ export function Playground() {
                 ))}
               </select>
               {chosen && <IdChip id={chosen} label={chosen.length > 48 ? `${chosen.slice(0, 45)}…` : chosen} />}
+              {lineageOf(chosen) && (
+                <span class="hint" data-testid="model-lineage">
+                  Continued: {lineageText(lineageOf(chosen)!, names)}
+                </span>
+              )}
             </Field>
             <Field label="Prompt" error={errorFor(error, "prompt", "prompts")}>
               <textarea name="prompt" rows={3} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} />

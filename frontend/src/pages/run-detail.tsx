@@ -1,9 +1,10 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Export, type Job, type JobDeleted, type JobEvent, type Lineage, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
+import { type Checkpoint, type Export, type GpuList, type Job, type JobDeleted, type JobEvent, type Lineage, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
 import { LineChart } from "../charts";
 import { retryBody } from "../clone";
+import { SPOT_WORDS, placeWords } from "../compute";
 import { Hyperparameters, TrainingOptions } from "../hyperparameters";
-import { DatasetRef, IdChip } from "../names";
+import { DatasetRef, IdChip, useModelNames } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link, navigate } from "../router";
 import { followEvents } from "../sse";
@@ -217,6 +218,7 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
             {job.total_steps ? ` of ${job.total_steps}` : ""}
           </span>
           <span>ETA {live ? formatDuration(job.seconds_remaining) : "—"}</span>
+          <WhereLine job={job} live={live} />
           {job.fine_tuned_model && (
             <span>
               Model <code data-testid="fine-tuned-model">{job.fine_tuned_model}</code>
@@ -389,8 +391,24 @@ export function RunDetail({ id }: { id: string }) {
   );
 }
 
+/** Where the run trains (or trained): its plan's backend and machine, from the job's estimate summary. */
+function WhereLine({ job, live }: { job: Job; live: boolean }) {
+  const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
+  const summary = (job.estimate ?? {}) as { compute?: string; machine?: string | null; gpu_count?: number; spot?: boolean };
+  if (!job.gpu && summary.machine !== "cpu") return null; // not planned yet: its files are still validated
+  const vertex = summary.compute === "vertex" && job.machine;
+  const gpuLabel = vertex ? `${summary.gpu_count ?? 1} x ${job.gpu}, ${job.machine}` : gpus?.data.find((gpu) => gpu.id === job.gpu)?.label ?? job.gpu;
+  const place = placeWords({ compute: summary.compute, machine: vertex ? job.machine : summary.machine, spot: summary.spot, gpuLabel, machineLabel: summary.machine === "cpu" ? "this machine's CPU" : null }, gpus?.where);
+  return (
+    <span data-testid="run-where" title={summary.spot ? SPOT_WORDS : undefined}>
+      {live ? "Trains on" : job.status === "succeeded" ? "Trained on" : "Planned on"} {place}
+    </span>
+  );
+}
+
 /** A continued run's chain: its root base, then each tuned model it descends from (a link to its run). */
 function LineageLine({ lineage }: { lineage: Lineage }) {
+  const names = useModelNames();
   return (
     <p class="muted" data-testid="lineage">
       Continues{" "}
@@ -401,7 +419,7 @@ function LineageLine({ lineage }: { lineage: Lineage }) {
             {i > 0 && " → "}
             {run ? (
               <Link href={`/runs/${run}`} title={id}>
-                {run}
+                {names.get(id) || run}
               </Link>
             ) : (
               <code title="base model">{id}</code>
@@ -409,7 +427,7 @@ function LineageLine({ lineage }: { lineage: Lineage }) {
           </span>
         );
       })}
-      {" "}(base {lineage.root})
+      {" → this run"}
     </p>
   );
 }
