@@ -18,7 +18,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 from runtune.estimate import (
@@ -30,6 +29,8 @@ from runtune.estimate import (
     ModelFigures,
     RunShape,
     duration,
+    gpu_from_row,
+    gpu_table_data,
     host_memory_gib,
 )
 
@@ -61,13 +62,9 @@ class VertexTiming:
     data_parallel_efficiency: float
 
 
-def _table() -> dict[str, Any]:
-    return json.loads(resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8"))
-
-
 def load_machines(data: dict[str, Any] | None = None) -> tuple[Machine, ...]:
     """The Vertex machine table of runtune/gpus.json (or of `data`, the same JSON)."""
-    rows = (data or _table())["vertex"]["machines"]
+    rows = (data or gpu_table_data())["vertex"]["machines"]
     machines = tuple(
         Machine(
             name=row["name"],
@@ -75,18 +72,15 @@ def load_machines(data: dict[str, Any] | None = None) -> tuple[Machine, ...]:
             gpu_count=row["gpu_count"],
             # The row the estimate's formulas take: figures per GPU, and the machine's vCPUs and memory
             # in the instance fields (which on Cloud Run are the trainer job's).
-            gpu=Gpu(
+            gpu=gpu_from_row(
+                row,
                 name=row["gpu"],
-                label=row["label"],
                 memory_gib=row["gpu_memory_gib"],
-                bf16_tflops=row["bf16_tflops"],
-                mfu=row["mfu"],
                 min_cpu=row["vcpus"],
                 min_memory_gib=row["memory_gib"],
                 usd_per_second=row["usd_per_hour"] / 3600,
                 cloud_run_cpu=row["vcpus"],
                 cloud_run_memory_gib=row["memory_gib"],
-                memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
             ),
             usd_per_hour=row["usd_per_hour"],
             spot_usd_per_hour=row["spot_usd_per_hour"],
@@ -102,7 +96,7 @@ def load_machines(data: dict[str, Any] | None = None) -> tuple[Machine, ...]:
 
 
 def load_vertex_timing(data: dict[str, Any] | None = None) -> VertexTiming:
-    row = (data or _table())["vertex"]["timing"]
+    row = (data or gpu_table_data())["vertex"]["timing"]
     return VertexTiming(row["provision_s"], row["data_parallel_efficiency"])
 
 

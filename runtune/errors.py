@@ -15,6 +15,14 @@ class RuntuneError(Exception):
     error_type = "server_error"
     default_code: str | None = None
 
+    def __init_subclass__(
+        cls, *, status: int | None = None, error_type: str = "invalid_request_error", code: str | None = None
+    ) -> None:
+        # A subclass without a status (a finer kind of one of those below) keeps its parent's.
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code, cls.error_type, cls.default_code = status, error_type, code
+
     def __init__(
         self,
         message: str,
@@ -33,61 +41,36 @@ class RuntuneError(Exception):
         return error_envelope(self.message, self.error_type, param=self.param, code=self.code)
 
 
-class InvalidRequest(RuntuneError):
-    status_code = 400
-    error_type = "invalid_request_error"
+# The expected failures: each its status, the envelope's `type` (invalid_request_error unless said)
+# and its default `code`.
+class InvalidRequest(RuntuneError, status=400): ...
 
 
-class Unauthenticated(RuntuneError):
-    status_code = 401
-    error_type = "authentication_error"
-    default_code = "invalid_token"
+class Unauthenticated(RuntuneError, status=401, error_type="authentication_error", code="invalid_token"): ...
 
 
-class PermissionDenied(RuntuneError):
-    status_code = 403
-    error_type = "permission_error"
+class PermissionDenied(RuntuneError, status=403, error_type="permission_error"): ...
 
 
-class NotFound(RuntuneError):
-    status_code = 404
-    error_type = "invalid_request_error"
-    default_code = "not_found"
+class NotFound(RuntuneError, status=404, code="not_found"): ...
 
 
-class Conflict(RuntuneError):
-    status_code = 409
-    error_type = "invalid_request_error"
-    default_code = "conflict"
+class Conflict(RuntuneError, status=409, code="conflict"): ...
 
 
-class PayloadTooLarge(RuntuneError):
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "payload_too_large"
+class PayloadTooLarge(RuntuneError, status=413, code="payload_too_large"): ...
 
 
-class UnsupportedMediaType(RuntuneError):
-    status_code = 415
-    error_type = "invalid_request_error"
-    default_code = "unsupported_media_type"
+class UnsupportedMediaType(RuntuneError, status=415, code="unsupported_media_type"): ...
 
 
-class Unprocessable(RuntuneError):
-    status_code = 422
-    error_type = "invalid_request_error"
+class Unprocessable(RuntuneError, status=422): ...
 
 
-class RateLimited(RuntuneError):
-    status_code = 429
-    error_type = "rate_limit_error"
-    default_code = "rate_limit_exceeded"
+class RateLimited(RuntuneError, status=429, error_type="rate_limit_error", code="rate_limit_exceeded"): ...
 
 
-class UpstreamUnavailable(RuntuneError):
-    status_code = 503
-    error_type = "server_error"
-    default_code = "upstream_unavailable"
+class UpstreamUnavailable(RuntuneError, status=503, error_type="server_error", code="upstream_unavailable"): ...
 
 
 def error_envelope(

@@ -9,6 +9,7 @@ date and can be overridden with `RUNTUNE_GPU_PRICES` (JSON).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -76,30 +77,28 @@ class Timing:
 GPU_TABLE_FILE = "gpus.json"
 
 
+def gpu_table_data() -> dict[str, Any]:
+    """runtune/gpus.json as read (the Cloud Run GPUs, the timing, the CPU and the Vertex machines)."""
+    return json.loads(resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8"))
+
+
+def gpu_from_row(row: dict[str, Any], **fields: Any) -> Gpu:
+    """A Gpu from a row of runtune/gpus.json: each of Gpu's fields the row holds under its own name,
+    then `fields` (those the row names otherwise or derives), which win."""
+    named = {field.name: row[field.name] for field in dataclasses.fields(Gpu) if field.name in row}
+    return Gpu(**(named | fields))
+
+
 def load_gpu_table(text: str | None = None) -> tuple[Gpu, ...]:
     """The GPU table from runtune/gpus.json (or from `text`, the same JSON)."""
-    if text is None:
-        text = resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8")
-    data = json.loads(text)
+    data = gpu_table_data() if text is None else json.loads(text)
     per_vcpu, per_gib = data["prices"]["usd_per_vcpu_second"], data["prices"]["usd_per_gib_second"]
     table = tuple(
-        Gpu(
-            name=row["name"],
-            label=row["label"],
-            memory_gib=row["memory_gib"],
-            bf16_tflops=row["bf16_tflops"],
-            mfu=row["mfu"],
-            min_cpu=row["min_cpu"],
-            min_memory_gib=row["min_memory_gib"],
+        gpu_from_row(
+            row,
             usd_per_second=row["gpu_usd_per_second"]
             + row["cloud_run_cpu"] * per_vcpu
             + row["cloud_run_memory_gib"] * per_gib,
-            cloud_run_cpu=row["cloud_run_cpu"],
-            cloud_run_memory_gib=row["cloud_run_memory_gib"],
-            memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
-            process_start_s=row["process_start_s"],
-            step_overhead_s=row["step_overhead_s"],
-            throughput_source=row["throughput_source"],
         )
         for row in data["gpus"]
     )
@@ -111,12 +110,8 @@ def load_gpu_table(text: str | None = None) -> tuple[Gpu, ...]:
     return table
 
 
-def _table_data() -> dict[str, Any]:
-    return json.loads(resources.files("runtune").joinpath(GPU_TABLE_FILE).read_text(encoding="utf-8"))
-
-
 def load_timing(data: dict[str, Any] | None = None) -> Timing:
-    row = (data or _table_data())["timing"]
+    row = (data or gpu_table_data())["timing"]
     low, high = row["published_range"]
     return Timing(
         image_pull_s=row["image_pull_s"],
@@ -134,23 +129,16 @@ def load_timing(data: dict[str, Any] | None = None) -> Timing:
 def load_cpu(data: dict[str, Any] | None = None) -> Gpu:
     """The local machine without a GPU, as a row of the same shape (measured figures, no price:
     the local platform's runs cost nothing)."""
-    row = (data or _table_data())["cpu"]
-    return Gpu(
-        name=row["name"],
-        label=row["label"],
+    row = (data or gpu_table_data())["cpu"]
+    return gpu_from_row(
+        row,
         memory_gib=0,
         bf16_tflops=row["effective_tflops"],
-        mfu=row["mfu"],
         min_cpu=0,
         min_memory_gib=0,
         usd_per_second=0.0,
         cloud_run_cpu=0,
         cloud_run_memory_gib=0,
-        memory_bandwidth_gbs=row["memory_bandwidth_gbs"],
-        process_start_s=row["process_start_s"],
-        step_overhead_s=row["step_overhead_s"],
-        eval_example_s=row["eval_example_s"],
-        export_fixed_s=row["export_fixed_s"],
         throughput_source=row["source"],
     )
 

@@ -60,6 +60,13 @@ class OwnedCollection(Generic[R]):
         rows = self._store.query(self._collection, where=[Where(field, "==", value)], limit=limit)
         return [self._model.model_validate(document) for _, document in rows]
 
+    def few_owned(self, uid: str, most: int) -> list[R]:
+        """A user's resources of a kind each user holds at most `most` of (API keys, webhook endpoints),
+        newest first: a single-field equality (no composite index), `most + 1` read so that a caller
+        can tell one too many."""
+        found = self.where_equal("owner", uid, limit=most + 1)
+        return sorted(found, key=lambda resource: (resource.created_at, resource.id), reverse=True)
+
     def where_in(self, field: str, values: list[Any], *, owner: str | None = None) -> list[R]:
         """Those whose `field` is one of `values` (of one owner, or whoever owns them), oldest first."""
         where = [Where(field, "in", values)]

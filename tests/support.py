@@ -11,8 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -127,12 +128,111 @@ class Recorded:
 Handle = Callable[[str, str, dict[str, list[str]], Any], tuple[int, Any]]
 
 
+@dataclass(frozen=True)
+class StartedPlatform:
+    """What a test needs of a running local platform: its gateway, the Auth emulator, the project and
+    the variables that point a client at its emulators (and its folder)."""
+
+    url: str
+    auth_host: str
+    project_id: str
+    emulator_env: dict[str, str]
+
+
+@contextlib.contextmanager
+def started_platform(local_dir: Any, project_id: str, **config: Any) -> Iterator[tuple[Any, StartedPlatform]]:
+    """The whole local platform on free ports (`config`: PlatformConfig's other fields), started:
+    yields it and what tests reach it by, and stops it after."""
+    from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
+
+    running = LocalPlatform(
+        PlatformConfig(local_dir=local_dir, ports=PlatformPorts.free(), project_id=project_id, **config)
+    )
+    state = running.start()
+    assert running.emulators is not None
+    try:
+        yield (
+            running,
+            StartedPlatform(
+                url=state["gateway_url"],
+                auth_host=state["auth_emulator_host"],
+                project_id=state["project_id"],
+                emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
+            ),
+        )
+    finally:
+        running.stop()
+
+
+def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.5) -> Any:
+    """`check()`'s first true value, asked every `every_s` for up to `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"condition not met in {timeout_s}s")
+
+
+def google_error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
+    """A Google API's error answer, as its REST transport sends it."""
+    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
+
+
+class FakeApi(Protocol):
+    """What `serve_fake` needs of a fake Google API: the requests it saw, and an answer to each."""
+
+    requests: list[Recorded]
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]: ...
+
+
+F = TypeVar("F", bound=FakeApi)
+
+
+@contextlib.contextmanager
+def serve_fake(fake: F) -> Iterator[tuple[F, str]]:
+    """`fake` served by `fake_json_api` (the query string unused): yields it and its base URL."""
+    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
+        yield fake, url
+
+
+def google_client(endpoint: str) -> dict[str, Any]:
+    """The keyword arguments that point a Google API client (through our adapters) at a fake."""
+    from google.auth.credentials import AnonymousCredentials
+
+    return {"client_options": {"api_endpoint": endpoint}, "credentials": AnonymousCredentials(), "rpc_timeout_s": 5}
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A fake server's request handler that answers JSON (`send_json`)."""
+
+    def send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A local server of `handler` on a free port, serving from a daemon thread: it and its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
 @contextlib.contextmanager
 def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
     """A local fake of a JSON REST API (for the Google APIs that have no emulator): every request is
     appended to `requests` and answered by `handle`. Yields its base URL."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _serve(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -140,18 +240,9 @@ def fake_json_api(handle: Handle, requests: list[Recorded]) -> Iterator[str]:
             body = json.loads(raw) if raw else None
             query = parse_qs(url.query)
             requests.append(Recorded(self.command, url.path, query, body))
-            status, payload = handle(self.command, url.path, query, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_json(*handle(self.command, url.path, query, body))
 
         do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-            pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     # A short poll interval keeps shutdown (and so each test's teardown) fast.

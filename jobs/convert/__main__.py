@@ -13,6 +13,7 @@ import logging
 import sys
 
 from runtune.inference.conversion import ConversionRunner, export_path
+from runtune.inference.pending import pending_work
 from runtune.schemas.inference import Export
 from runtune.settings import ConvertSettings
 
@@ -28,14 +29,9 @@ def main(argv: list[str]) -> int:
     if settings is None:
         return 2
     store = metadata_store(settings, deployable=DEPLOYABLE)
-    document = store.get(export_path(argv[0])) if "/" not in argv[0] else None
-    if document is None:
-        log.error("export not found", extra={"export": argv[0]})
-        return 3
-    export = Export.model_validate(document)
-    if export.is_finished:
-        log.info("export already over", extra={"export": export.id, "status": export.status.value})
-        return 0
+    export = pending_work(store, export_path, argv[0], Export, log=log)
+    if isinstance(export, int):
+        return export
     runner = ConversionRunner(
         store,
         blob_store(settings, deployable=DEPLOYABLE),

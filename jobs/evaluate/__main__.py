@@ -15,6 +15,7 @@ import logging
 import sys
 
 from runtune.inference.evaluation import EvaluationRunner, evaluation_path
+from runtune.inference.pending import pending_work
 from runtune.inference.serving import build_serving
 from runtune.schemas.inference import Evaluation
 from runtune.settings import EvaluateSettings
@@ -28,23 +29,16 @@ def main(argv: list[str]) -> int:
     from runtune.wiring import execution_settings
 
     settings = execution_settings("evaluate", argv, EvaluateSettings, argument="evaluation_id")
-    if settings is None:
-        return 2
-    return asyncio.run(evaluate(argv[0], settings))
+    return 2 if settings is None else asyncio.run(evaluate(argv[0], settings))
 
 
 async def evaluate(evaluation_id: str, settings: EvaluateSettings) -> int:
     from runtune.wiring import blob_store, metadata_store
 
     store = metadata_store(settings, deployable=DEPLOYABLE)
-    document = store.get(evaluation_path(evaluation_id)) if "/" not in evaluation_id else None
-    if document is None:
-        log.error("evaluation not found", extra={"evaluation": evaluation_id})
-        return 3
-    evaluation = Evaluation.model_validate(document)
-    if evaluation.is_finished:
-        log.info("evaluation already over", extra={"evaluation": evaluation_id, "status": evaluation.status.value})
-        return 0
+    evaluation = pending_work(store, evaluation_path, evaluation_id, Evaluation, log=log)
+    if isinstance(evaluation, int):
+        return evaluation
     serving = build_serving(settings, store, blob_store(settings, deployable=DEPLOYABLE))
     runner = EvaluationRunner(
         serving, store, concurrency=settings.evaluation_concurrency, heartbeat_s=settings.evaluation_heartbeat_s

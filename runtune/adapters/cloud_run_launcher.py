@@ -19,6 +19,7 @@ from google.auth.credentials import Credentials
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
 
+from runtune.adapters.google_executions import GoogleExecutions, error_fields
 from runtune.adapters.launch_contract import (
     DEFAULT_JOB_PREFIX,
     cloud_run_job_name,
@@ -36,11 +37,12 @@ _EXIT_CODE = re.compile(r"exit(?:ed with an)? code(?: of)?:?\s*(\d+)", re.IGNORE
 _TIMEOUT = re.compile(r"time(?:d)?\s?out", re.IGNORECASE)
 
 _Condition = run_v2.Condition
-_FINISHED = frozenset({ExecutionState.succeeded, ExecutionState.failed, ExecutionState.cancelled})
 
 
-class CloudRunJobLauncher:
+class CloudRunJobLauncher(GoogleExecutions):
     """`JobLauncher` on the Cloud Run Admin API v2 (REST transport)."""
+
+    noun, a_noun, upstream = "execution", "an execution", "the execution"
 
     def __init__(
         self,
@@ -53,12 +55,17 @@ class CloudRunJobLauncher:
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     ) -> None:
         self._project_id, self._region, self._job_prefix = project_id, region, job_prefix
-        self._rpc_timeout_s = rpc_timeout_s
         # REST rather than gRPC: plain HTTPS works through every proxy, and it is the transport the
         # fake-server tests exercise. Clients are built here so missing credentials fail at startup.
         self._jobs = run_v2.JobsClient(credentials=credentials, transport="rest", client_options=client_options)
         self._executions = run_v2.ExecutionsClient(
             credentials=credentials, transport="rest", client_options=client_options
+        )
+        super().__init__(
+            cancel=self._executions.cancel_execution,
+            get=self._executions.get_execution,
+            status_of=execution_status,
+            rpc_timeout_s=rpc_timeout_s,
         )
 
     def job_path(self, request: LaunchRequest) -> str:
@@ -74,7 +81,7 @@ class CloudRunJobLauncher:
         except google_exceptions.GoogleAPICallError as exc:
             log.error(
                 "execution not started",
-                extra={"job_id": request.job_id, "cloud_run_job": job_path, **_error_fields(exc)},
+                extra={"job_id": request.job_id, "cloud_run_job": job_path, **error_fields(exc)},
             )
             raise UpstreamUnavailable(f"Could not start the {request.workload} execution") from exc
         execution_name = _execution_name(operation)
@@ -89,42 +96,6 @@ class CloudRunJobLauncher:
             },
         )
         return execution_name
-
-    def cancel(self, execution_name: str) -> None:
-        if not self.owns(execution_name):
-            # A name from another launcher (say, a local one before a profile switch): nothing to stop here.
-            log.warning("cancel ignored: not an execution of this deployment", extra={"execution": execution_name})
-            return
-        try:
-            self._executions.cancel_execution(name=execution_name, timeout=self._rpc_timeout_s)
-        except google_exceptions.GoogleAPICallError as exc:
-            # Refusals of an execution that is gone or already finished (their codes differ between
-            # transports: FAILED_PRECONDITION is a plain 400 over REST) are the outcome the caller wanted.
-            if isinstance(exc, google_exceptions.NotFound) or self._is_finished(execution_name):
-                log.info("cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)})
-                return
-            log.error("cancel failed", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not cancel the execution") from exc
-        log.info("execution cancel requested", extra={"execution": execution_name})
-
-    def status(self, execution_name: str) -> ExecutionStatus:
-        if not self.owns(execution_name):
-            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not an execution of this deployment")
-        try:
-            execution = self._executions.get_execution(name=execution_name, timeout=self._rpc_timeout_s)
-        except google_exceptions.NotFound:
-            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="execution not found")
-        except google_exceptions.GoogleAPICallError as exc:
-            log.error("execution status unavailable", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not read the execution's status") from exc
-        return execution_status(execution)
-
-    def _is_finished(self, execution_name: str) -> bool:
-        try:
-            state = self.status(execution_name).state
-        except UpstreamUnavailable:
-            return False
-        return state in _FINISHED
 
     def owns(self, execution_name: str) -> bool:
         # projects/P/locations/R/jobs/<prefix>-<workload>[-gpu]/executions/<id>: one of this deployment's jobs.
@@ -154,11 +125,6 @@ def _execution_name(operation: Any) -> str:
         log.error("run operation carried no execution name", extra={"operation": operation.operation.name})
         raise UpstreamUnavailable("Cloud Run accepted the run but did not name its execution")
     return str(name)
-
-
-def _error_fields(exc: google_exceptions.GoogleAPICallError) -> dict[str, Any]:
-    # Google's error text describes the resource and the failure, never our request payload.
-    return {"error_class": type(exc).__name__, "error_code": exc.code, "error_detail": exc.message}
 
 
 def execution_status(execution: run_v2.Execution) -> ExecutionStatus:

@@ -24,6 +24,7 @@ from google.auth.credentials import Credentials
 from google.cloud import aiplatform_v1
 from google.protobuf import duration_pb2
 
+from runtune.adapters.google_executions import GoogleExecutions, error_fields
 from runtune.adapters.launch_contract import DEFAULT_JOB_PREFIX, execution_env, validate_launch_request
 from runtune.compute import machine
 from runtune.errors import UpstreamUnavailable
@@ -44,7 +45,6 @@ _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+: ")
 _TIMEOUT = re.compile(r"time(?:d)?\s?out|deadline", re.IGNORECASE)
 
 _State = aiplatform_v1.JobState
-_FINISHED = frozenset({ExecutionState.succeeded, ExecutionState.failed, ExecutionState.cancelled})
 # Vertex's job states in the port's terms: what the reconciler decides on.
 _STATES: dict[int, ExecutionState] = {
     _State.JOB_STATE_QUEUED: ExecutionState.pending,
@@ -70,8 +70,10 @@ def trainer_command(gpu_count: int) -> list[str]:
     return ["torchrun", "--standalone", "--nproc_per_node", str(gpu_count), "-m", "jobs.trainer"]
 
 
-class VertexJobLauncher:
+class VertexJobLauncher(GoogleExecutions):
     """`JobLauncher` on the Vertex AI API v1 `JobService` (REST transport), training only."""
+
+    noun, a_noun, upstream = "custom job", "a custom job", "the Vertex AI training job"
 
     def __init__(
         self,
@@ -91,10 +93,15 @@ class VertexJobLauncher:
         self._max_wait_s = max_wait_s
         self._image, self._service_account = image, service_account
         self._base_env = dict(base_env or {})
-        self._rpc_timeout_s = rpc_timeout_s
         # Vertex AI serves each region's resources on the region's own endpoint.
         options = client_options or {"api_endpoint": f"{region}-aiplatform.googleapis.com"}
         self._jobs = aiplatform_v1.JobServiceClient(credentials=credentials, transport="rest", client_options=options)
+        super().__init__(
+            cancel=self._jobs.cancel_custom_job,
+            get=self._jobs.get_custom_job,
+            status_of=custom_job_status,
+            rpc_timeout_s=rpc_timeout_s,
+        )
 
     def launch(self, request: LaunchRequest) -> str:
         validate_launch_request(request, backend="vertex")
@@ -104,7 +111,7 @@ class VertexJobLauncher:
                 parent=parent, custom_job=self.custom_job(request), timeout=self._rpc_timeout_s
             )
         except google_exceptions.GoogleAPICallError as exc:
-            log.error("custom job not created", extra={"job_id": request.job_id, **_error_fields(exc)})
+            log.error("custom job not created", extra={"job_id": request.job_id, **error_fields(exc)})
             raise UpstreamUnavailable(f"Could not start the Vertex AI training job: {_refusal(exc)}") from exc
         if not created.name:
             raise UpstreamUnavailable("Vertex AI accepted the training job but did not name it")
@@ -156,44 +163,11 @@ class VertexJobLauncher:
             ),
         )
 
-    def cancel(self, execution_name: str) -> None:
-        if not self.owns(execution_name):
-            log.warning("cancel ignored: not a custom job of this deployment", extra={"execution": execution_name})
-            return
-        try:
-            self._jobs.cancel_custom_job(name=execution_name, timeout=self._rpc_timeout_s)
-        except google_exceptions.GoogleAPICallError as exc:
-            # Gone, or already over (FAILED_PRECONDITION, a 400 over REST): what the caller wanted.
-            if isinstance(exc, google_exceptions.NotFound) or self._is_finished(execution_name):
-                log.info("cancel had nothing to stop", extra={"execution": execution_name, **_error_fields(exc)})
-                return
-            log.error("cancel failed", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not cancel the Vertex AI training job") from exc
-        log.info("custom job cancel requested", extra={"execution": execution_name})
-
-    def status(self, execution_name: str) -> ExecutionStatus:
-        if not self.owns(execution_name):
-            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="not a custom job of this deployment")
-        try:
-            job = self._jobs.get_custom_job(name=execution_name, timeout=self._rpc_timeout_s)
-        except google_exceptions.NotFound:
-            return ExecutionStatus(execution_name, ExecutionState.unknown, reason="custom job not found")
-        except google_exceptions.GoogleAPICallError as exc:
-            log.error("custom job status unavailable", extra={"execution": execution_name, **_error_fields(exc)})
-            raise UpstreamUnavailable("Could not read the Vertex AI training job's status") from exc
-        return custom_job_status(job)
-
     def owns(self, execution_name: str) -> bool:
         """`projects/<id or number>/locations/<region>/customJobs/<id>`: Vertex names its jobs by the
         project's number, so the region and the collection say whose it is."""
         pattern = rf"projects/[^/]+/locations/{re.escape(self._region)}/customJobs/[0-9]+"
         return re.fullmatch(pattern, execution_name) is not None
-
-    def _is_finished(self, execution_name: str) -> bool:
-        try:
-            return self.status(execution_name).state in _FINISHED
-        except UpstreamUnavailable:
-            return False
 
 
 def custom_job_status(job: aiplatform_v1.CustomJob) -> ExecutionStatus:
@@ -234,7 +208,3 @@ def _refusal(exc: google_exceptions.GoogleAPICallError) -> str:
         # Over REST the message starts with the request's method and URL: only Vertex's own words.
         return f"the request was refused: {_REQUEST_LINE.sub('', exc.message or '')}"
     return "Vertex AI is unavailable"
-
-
-def _error_fields(exc: google_exceptions.GoogleAPICallError) -> dict[str, Any]:
-    return {"error_class": type(exc).__name__, "error_code": exc.code, "error_detail": exc.message}

@@ -9,7 +9,7 @@ inside the uploaded archive when the JSONL came in one.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,9 +69,9 @@ def parse_json_line(text: str, where: Location) -> Any:
         raise DataError("the JSON is nested too deeply", where, code="invalid_json") from exc
 
 
-def read_chat_jsonl(
-    path: Path, display: str, resolver: ImageResolver, *, labels_from_answer: bool, max_line_bytes: int
-) -> Rows:
+def read_jsonl(path: Path, display: str, max_line_bytes: int, example: Callable[[Any, Location], RawExample]) -> Rows:
+    """Each line of a JSONL file as `example(record, where)` makes it, or the DataError that says why
+    it could not (a file without a line is one error)."""
     seen_any = False
     for number, text in numbered_lines(path, display, max_line_bytes):
         seen_any = True
@@ -80,11 +80,20 @@ def read_chat_jsonl(
             continue
         where = Location(display, number, row_word="line")
         try:
-            yield chat_example(parse_json_line(text, where), where, resolver, labels_from_answer=labels_from_answer)
+            yield example(parse_json_line(text, where), where)
         except DataError as exc:
             yield exc
     if not seen_any:
         raise DataError("the file has no examples (it is empty)", Location(display), code="empty_file")
+
+
+def read_chat_jsonl(
+    path: Path, display: str, resolver: ImageResolver, *, labels_from_answer: bool, max_line_bytes: int
+) -> Rows:
+    def example(record: Any, where: Location) -> RawExample:
+        return chat_example(record, where, resolver, labels_from_answer=labels_from_answer)
+
+    yield from read_jsonl(path, display, max_line_bytes, example)
 
 
 def chat_example(record: Any, where: Location, resolver: ImageResolver, *, labels_from_answer: bool) -> RawExample:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtune.datasets.chat_jsonl import chat_messages, numbered_lines, parse_json_line
+from runtune.datasets.chat_jsonl import chat_messages, read_jsonl
 from runtune.datasets.problems import DataError, Location
 from runtune.datasets.records import RawExample, RawImage, Rows, text_part
 from runtune.datasets.resolve import ImageResolver
@@ -29,19 +29,10 @@ def is_preference_record(record: Any) -> bool:
 
 
 def read_preference_jsonl(path: Path, display: str, resolver: ImageResolver, *, max_line_bytes: int) -> Rows:
-    seen_any = False
-    for number, text in numbered_lines(path, display, max_line_bytes):
-        seen_any = True
-        if isinstance(text, DataError):
-            yield text
-            continue
-        where = Location(display, number, row_word="line")
-        try:
-            yield preference_example(parse_json_line(text, where), where, resolver)
-        except DataError as exc:
-            yield exc
-    if not seen_any:
-        raise DataError("the file has no examples (it is empty)", Location(display), code="empty_file")
+    def example(record: Any, where: Location) -> RawExample:
+        return preference_example(record, where, resolver)
+
+    yield from read_jsonl(path, display, max_line_bytes, example)
 
 
 def preference_example(record: Any, where: Location, resolver: ImageResolver) -> RawExample:

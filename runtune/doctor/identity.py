@@ -92,20 +92,18 @@ def identity_checks(expected: ExpectedRoles, policies: PolicyReader, project: st
 
 def grant_command(email: str, wanted: RoleOn, project: str, region: str) -> str:
     kind, _, target = wanted.resource.partition(":")
-    binding = f"--member=serviceAccount:{email} --role={wanted.role}"
-    if kind == "project":
-        return f"gcloud projects add-iam-policy-binding {project} {binding}"
-    if kind == "bucket":
-        return f"gcloud storage buckets add-iam-policy-binding gs://{target} {binding}"
-    if kind == "job":
-        return f"gcloud run jobs add-iam-policy-binding {target} --region={region} {binding}"
-    if kind == "service":
-        return f"gcloud run services add-iam-policy-binding {target} --region={region} {binding}"
-    if kind == "secret":
-        return f"gcloud secrets add-iam-policy-binding {target} --project={project} {binding}"
-    if kind == "service_account":
-        return f"gcloud iam service-accounts add-iam-policy-binding {target} --project={project} {binding}"
-    raise ValueError(f"unknown resource kind in {wanted.resource!r}")
+    # Each kind's gcloud group and the resource as it names it.
+    on = {
+        "project": f"projects add-iam-policy-binding {project}",
+        "bucket": f"storage buckets add-iam-policy-binding gs://{target}",
+        "job": f"run jobs add-iam-policy-binding {target} --region={region}",
+        "service": f"run services add-iam-policy-binding {target} --region={region}",
+        "secret": f"secrets add-iam-policy-binding {target} --project={project}",
+        "service_account": f"iam service-accounts add-iam-policy-binding {target} --project={project}",
+    }
+    if kind not in on:
+        raise ValueError(f"unknown resource kind in {wanted.resource!r}")
+    return f"gcloud {on[kind]} --member=serviceAccount:{email} --role={wanted.role}"
 
 
 class _Grant(Protocol):

@@ -20,17 +20,27 @@ def _get(url: str, headers: dict[str, str] | None, timeout_s: float) -> httpx.Re
     return httpx.get(url, headers=headers, timeout=timeout_s, follow_redirects=False)
 
 
+def _answered(
+    name: str, url: str, fix: str, headers: dict[str, str] | None, timeout_s: float
+) -> httpx.Response | Check:
+    """`url`'s 2xx answer, or the failed check that says why there is none."""
+    try:
+        response = _get(url, headers, timeout_s)
+    except httpx.HTTPError as exc:
+        return Check.failed(name, f"{url} is not reachable ({type(exc).__name__})", fix)
+    if not response.is_success:
+        return Check.failed(name, f"{url} answered {response.status_code}", fix)
+    return response
+
+
 def healthy(
     name: str, base_url: str, fix: str, *, path: str = "/healthz", timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Check:
     """The component answers its health path with a 2xx."""
     url = f"{base_url.rstrip('/')}{path}"
-    try:
-        response = _get(url, None, timeout_s)
-    except httpx.HTTPError as exc:
-        return Check.failed(name, f"{url} is not reachable ({type(exc).__name__})", fix)
-    if not response.is_success:
-        return Check.failed(name, f"{url} answered {response.status_code}", fix)
+    response = _answered(name, url, fix, None, timeout_s)
+    if isinstance(response, Check):
+        return response
     return Check.passed(name, f"{url} answers {response.status_code}")
 
 
@@ -75,12 +85,9 @@ def engine_serves(
     """The engine's `GET /v1/models` (OpenAI-compatible: vLLM and the local engine) lists every base."""
     url = f"{base_url.rstrip('/')}/v1/models"
     headers = {"authorization": authorization} if authorization else None
-    try:
-        response = _get(url, headers, timeout_s)
-    except httpx.HTTPError as exc:
-        return Check.failed(name, f"{url} is not reachable ({type(exc).__name__})", fix)
-    if not response.is_success:
-        return Check.failed(name, f"{url} answered {response.status_code}", fix)
+    response = _answered(name, url, fix, headers, timeout_s)
+    if isinstance(response, Check):
+        return response
     try:
         served = {str(model["id"]) for model in response.json()["data"]}
     except (ValueError, KeyError, TypeError):

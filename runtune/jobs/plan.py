@@ -373,50 +373,6 @@ def size_run(
     reckons it. The estimate endpoint's answer, and the plan's numbers. An `auto` method is resolved
     first (`resolve_method`)."""
     options, _ = resolve_method(model, given, options, examples, lengths, offered)
-    return _size(model, given, options, examples, lengths, offered, held_out=held_out, estimator=estimator)
-
-
-def resolve_method(
-    model: ModelSpec,
-    given: Hyperparameters,
-    options: RuntuneOptions,
-    examples: int,
-    lengths: SequenceLengths,
-    offered: Sequence[str],
-) -> tuple[RuntuneOptions, str | None]:
-    """`options` with an `auto` method decided from the GPU memory table, and why: bf16 LoRA (no
-    4-bit weights to dequantise in every matmul) where it fits the GPU that QLoRA would get, at the
-    batch QLoRA would get; QLoRA otherwise. A method the job names is kept as it is (None: no reason)."""
-    if options.method != "auto":
-        return options, None
-    quantized = options.model_copy(update={"method": "qlora"})
-    plain = options.model_copy(update={"method": "lora"})
-    q_resolved, q_fit = _size(model, given, quantized, examples, lengths, offered)
-    l_resolved, l_fit = _size(model, given, plain, examples, lengths, offered)
-    if l_fit.gpu is not None and l_fit.gpu == q_fit.gpu and l_resolved.batch_size == q_resolved.batch_size:
-        return plain, (
-            f"bf16 LoRA (no 4-bit dequantisation) fits the {l_fit.gpu_label} at batch {l_resolved.batch_size} "
-            f"({l_fit.memory_gib:.1f} GiB)"
-        )
-    if q_fit.gpu is None:
-        return quantized, "QLoRA, the smallest footprint"
-    return quantized, (
-        f"QLoRA: bf16 LoRA ({l_fit.memory_gib:.1f} GiB) does not fit the {q_fit.gpu_label} at batch "
-        f"{q_resolved.batch_size}"
-    )
-
-
-def _size(
-    model: ModelSpec,
-    given: Hyperparameters,
-    options: RuntuneOptions,
-    examples: int,
-    lengths: SequenceLengths,
-    offered: Sequence[str],
-    *,
-    held_out: int = 0,
-    estimator: Estimator = PUBLISHED,
-) -> tuple[Resolved, Estimate]:
     resolved = hyperparameters.resolve(
         given, model=model, examples=examples, options=options, lengths=lengths, offered=offered
     )
@@ -439,6 +395,37 @@ def _size(
         compute_choice=options.compute,
         spot=options.spot,
         max_hours=options.max_hours,
+    )
+
+
+def resolve_method(
+    model: ModelSpec,
+    given: Hyperparameters,
+    options: RuntuneOptions,
+    examples: int,
+    lengths: SequenceLengths,
+    offered: Sequence[str],
+) -> tuple[RuntuneOptions, str | None]:
+    """`options` with an `auto` method decided from the GPU memory table, and why: bf16 LoRA (no
+    4-bit weights to dequantise in every matmul) where it fits the GPU that QLoRA would get, at the
+    batch QLoRA would get; QLoRA otherwise. A method the job names is kept as it is (None: no reason)."""
+    if options.method != "auto":
+        return options, None
+    quantized = options.model_copy(update={"method": "qlora"})
+    plain = options.model_copy(update={"method": "lora"})
+    # Each sized as named (size_run resolves no method then).
+    q_resolved, q_fit = size_run(model, given, quantized, examples, lengths, offered)
+    l_resolved, l_fit = size_run(model, given, plain, examples, lengths, offered)
+    if l_fit.gpu is not None and l_fit.gpu == q_fit.gpu and l_resolved.batch_size == q_resolved.batch_size:
+        return plain, (
+            f"bf16 LoRA (no 4-bit dequantisation) fits the {l_fit.gpu_label} at batch {l_resolved.batch_size} "
+            f"({l_fit.memory_gib:.1f} GiB)"
+        )
+    if q_fit.gpu is None:
+        return quantized, "QLoRA, the smallest footprint"
+    return quantized, (
+        f"QLoRA: bf16 LoRA ({l_fit.memory_gib:.1f} GiB) does not fit the {q_fit.gpu_label} at batch "
+        f"{q_resolved.batch_size}"
     )
 
 

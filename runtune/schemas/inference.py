@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource
 
 
-class EvaluationStatus(StrEnum):
+class WorkStatus(StrEnum):
+    """An evaluation's or an export's status: queued until its execution starts, over once it
+    succeeded or failed."""
+
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
 
 
-class Evaluation(OwnedResource):
+# The names each resource's code reads them by.
+EvaluationStatus = ExportStatus = WorkStatus
+
+
+class ExecutedResource(OwnedResource):
+    """A resource that an execution of its own works on (an evaluation, an export): over once it
+    succeeded or failed, with the launcher's name of that execution stored but never shown."""
+
+    execution_name: str | None = Field(default=None, exclude=True)
+    if TYPE_CHECKING:
+        # Each subclass declares it, as the API shows it among its own fields.
+        status: WorkStatus
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (WorkStatus.succeeded, WorkStatus.failed)
+
+    def to_document(self) -> dict[str, Any]:
+        document = super().to_document()
+        document["execution_name"] = self.execution_name
+        return document
+
+
+class Evaluation(ExecutedResource):
     object: Literal["evaluation"] = "evaluation"
     status: EvaluationStatus = EvaluationStatus.queued
     dataset_id: str
@@ -37,17 +63,6 @@ class Evaluation(OwnedResource):
     # The evaluation's execution (`jobs/evaluate`) beats this while it works; the inference service
     # checks the execution of one whose beat is overdue, and fails it if the execution ended.
     heartbeat_at: int | None = None
-    # The launcher's name of the execution running it: internal, stored but never shown.
-    execution_name: str | None = Field(default=None, exclude=True)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (EvaluationStatus.succeeded, EvaluationStatus.failed)
-
-    def to_document(self) -> dict[str, Any]:
-        document = super().to_document()
-        document["execution_name"] = self.execution_name
-        return document
 
 
 class ExportFormat(StrEnum):
@@ -70,13 +85,6 @@ class Quantization(StrEnum):
     q4_k_m = "q4_k_m"
 
 
-class ExportStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-
-
 class ExportFile(ApiModel):
     path: str
     bytes: int
@@ -91,7 +99,7 @@ class ExportLink(ApiModel):
     expires_at: int
 
 
-class Export(OwnedResource):
+class Export(ExecutedResource):
     object: Literal["export"] = "export"
     job_id: str
     format: ExportFormat
@@ -107,18 +115,11 @@ class Export(OwnedResource):
     quantization: Quantization | None = None
     phase: str | None = None
     heartbeat_at: int | None = None
-    # The launcher's name of the conversion's execution: internal, stored but never shown.
-    execution_name: str | None = Field(default=None, exclude=True)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (ExportStatus.succeeded, ExportStatus.failed)
 
     def to_document(self) -> dict[str, Any]:
         document = super().to_document()
         document["files"] = [file.model_dump() for file in self.files]
         document["links"] = []
-        document["execution_name"] = self.execution_name
         return document
 
 

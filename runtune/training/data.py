@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -87,18 +87,29 @@ def compact(encoded: Encoded) -> Encoded:
     return encoded
 
 
-def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The batches of one epoch, as lists of example indices; a pure function of its arguments."""
+def _shuffled_batches(
+    lengths: list[int], window: int, seed: int, epoch: int, cut: Callable[[list[int]], Iterable[list[int]]]
+) -> list[list[int]]:
+    """One epoch's batches: the examples shuffled, sorted by length within windows of `window` (so a
+    batch pads little), each window `cut` into batches, the batches shuffled; a pure function of its
+    arguments."""
     rng = random.Random(f"{seed}-{epoch}")
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    window = batch_size * GROUP_WINDOW_BATCHES
     batches: list[list[int]] = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda index: lengths[index])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        batches.extend(cut(sorted(order[start : start + window], key=lambda index: lengths[index])))
     rng.shuffle(batches)
     return batches
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of one epoch, as lists of example indices; a pure function of its arguments."""
+
+    def cut(chunk: list[int]) -> Iterable[list[int]]:
+        return (chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+
+    return _shuffled_batches(lengths, batch_size * GROUP_WINDOW_BATCHES, seed, epoch, cut)
 
 
 # Batches by token budget (`TrainConfig.batch_tokens`) hold at most this many times `batch_size`.
@@ -112,23 +123,19 @@ def token_batches(
     (as `epoch_batches`), then as many consecutive ones a batch as fit `budget` padded tokens (the
     batch's longest, rounded up to `multiple`, times its rows) and `max_batch` rows; an example over
     the budget alone is a batch of one. Every example once; a pure function of its arguments."""
-    rng = random.Random(f"{seed}-{epoch}")
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = max_batch * GROUP_WINDOW_BATCHES
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
+
+    def cut(chunk: list[int]) -> Iterable[list[int]]:
         current: list[int] = []
-        for index in sorted(order[start : start + window], key=lambda i: lengths[i]):
+        for index in chunk:
             width = math.ceil(lengths[index] / multiple) * multiple  # sorted: the longest so far
             if current and (width * (len(current) + 1) > budget or len(current) >= max_batch):
-                batches.append(current)
+                yield current
                 current = []
             current.append(index)
         if current:
-            batches.append(current)
-    rng.shuffle(batches)
-    return batches
+            yield current
+
+    return _shuffled_batches(lengths, max_batch * GROUP_WINDOW_BATCHES, seed, epoch, cut)
 
 
 def steps_per_epoch(examples: int, batch_size: int, accumulation: int) -> int:

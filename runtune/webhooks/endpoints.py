@@ -35,5 +35,4 @@ def deliveries_path(endpoint_id: str) -> str:
 
 def owned(collection: OwnedCollection[WebhookEndpoint], uid: str) -> list[WebhookEndpoint]:
     """The user's endpoints, newest first (a single-field equality, bounded: no composite index)."""
-    found = collection.where_equal("owner", uid, limit=MAX_ENDPOINTS_PER_USER + 1)
-    return sorted(found, key=lambda endpoint: (endpoint.created_at, endpoint.id), reverse=True)
+    return collection.few_owned(uid, MAX_ENDPOINTS_PER_USER)

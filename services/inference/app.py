@@ -4,7 +4,6 @@ the cloud, the local engine server on the laptop)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,8 +23,6 @@ from services.inference.service import InferenceService
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
 DEPLOYABLE = "inference"
-
-log = logging.getLogger("runtune.inference")
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:

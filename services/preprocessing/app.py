@@ -7,7 +7,6 @@ once it has responded, and one user's file can only exhaust its own execution.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +25,6 @@ from services.preprocessing.service import DatasetService, IngestPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
 DEPLOYABLE = "preprocessing"
-
-log = logging.getLogger("runtune.preprocessing")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

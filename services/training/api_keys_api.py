@@ -27,15 +27,9 @@ def key_collection(request: Request) -> OwnedCollection[ApiKey]:
 Keys = Annotated[OwnedCollection[ApiKey], Depends(key_collection)]
 
 
-def _owned(keys: OwnedCollection[ApiKey], uid: str) -> list[ApiKey]:
-    # A single-field equality (no composite index), bounded by MAX_KEYS_PER_USER; newest first.
-    found = keys.where_equal("owner", uid, limit=MAX_KEYS_PER_USER + 1)
-    return sorted(found, key=lambda key: (key.created_at, key.id), reverse=True)
-
-
 @router.post("", response_model=CreatedApiKey)
 def create_api_key(body: CreateApiKeyRequest, user: SignedInUser, keys: Keys) -> CreatedApiKey:
-    if len(_owned(keys, user.uid)) >= MAX_KEYS_PER_USER:
+    if len(keys.few_owned(user.uid, MAX_KEYS_PER_USER)) >= MAX_KEYS_PER_USER:
         raise InvalidRequest(
             f"You have {MAX_KEYS_PER_USER} API keys, the most one user may hold; revoke one first",
             code="too_many_api_keys",
@@ -59,7 +53,7 @@ def create_api_key(body: CreateApiKeyRequest, user: SignedInUser, keys: Keys) ->
 
 @router.get("", response_model=ListPage[ApiKey])
 def list_api_keys(user: CurrentUser, keys: Keys) -> ListPage[ApiKey]:
-    return ListPage.from_overfetch(_owned(keys, user.uid), MAX_KEYS_PER_USER)
+    return ListPage.from_overfetch(keys.few_owned(user.uid, MAX_KEYS_PER_USER), MAX_KEYS_PER_USER)
 
 
 @router.get("/{key_id}", response_model=ApiKey)

@@ -4,7 +4,6 @@ webhooks' dispatcher (called by the queue, not the gateway) and outbox sweep."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,8 +24,6 @@ from services.training.jobs_service import JobService, SchedulingPolicy
 
 # Its name in runtune/permissions.py: locally its adapters refuse what its cloud account could not do.
 DEPLOYABLE = "training"
-
-log = logging.getLogger("runtune.training")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

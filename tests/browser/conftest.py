@@ -6,33 +6,26 @@ Screenshots of every page go to `.runtune/screenshots/` (ignored by git), one fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
+from tests.support import StartedPlatform, started_platform
 
 CHROMIUM = os.environ.get("RUNTUNE_CHROMIUM", "/usr/bin/chromium")
 DIST = REPO_ROOT / "frontend" / "dist"
 SCREENSHOTS = DEFAULT_LOCAL_DIR / "screenshots"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-
-
-@dataclass(frozen=True)
-class UiPlatform:
-    url: str
-    auth_host: str
-    project_id: str
-    emulator_env: dict[str, str]
 
 
 # Package scope: built and started for the browser tests, stopped after the last of them.
@@ -45,12 +38,11 @@ def built_ui() -> Path:
 
 
 @pytest.fixture(scope="package")
-def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiPlatform]:
+def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartedPlatform]:
     local_dir = tmp_path_factory.mktemp("ui-platform")
-    config = PlatformConfig(
-        local_dir=local_dir,
-        ports=PlatformPorts.free(),
-        project_id="demo-runtune-ui",
+    with started_platform(
+        local_dir,
+        "demo-runtune-ui",
         gateway_env={"RUNTUNE_FRONTEND_DIR": str(built_ui)},
         service_env={
             # Jobs whose metadata names a script run the scripted trainer; the others the real one.
@@ -58,19 +50,8 @@ def ui_platform(built_ui: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "RUNTUNE_HEARTBEAT_STALE_S": "30",
             "RUNTUNE_RECONCILE_EVERY_S": "2",
         },
-    )
-    running = LocalPlatform(config)
-    state = running.start()
-    assert running.emulators is not None
-    try:
-        yield UiPlatform(
-            url=state["gateway_url"],
-            auth_host=state["auth_emulator_host"],
-            project_id=state["project_id"],
-            emulator_env={**running.emulators.endpoints.env(), "RUNTUNE_LOCAL_DIR": str(local_dir)},
-        )
-    finally:
-        running.stop()
+    ) as (_, started):
+        yield started
 
 
 # Package scope: torn down after the last browser test. Playwright's sync API keeps an event loop
@@ -96,6 +77,26 @@ def shots(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
+
+
+@contextlib.contextmanager
+def signed_in(
+    browser, url: str, email: str, password: str, *, failure_shot: Path | None = None, timeout_ms: int = 20_000
+) -> Iterator[Any]:
+    """A new laptop-sized page signed in as `email`, closed after; a failure inside is screenshotted
+    to `failure_shot` when given."""
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    try:
+        sign_in(page, url, email, password)
+        yield page
+    except Exception:
+        if failure_shot is not None:
+            page.screenshot(path=failure_shot, full_page=True)
+        raise
+    finally:
+        context.close()
 
 
 def sign_in(page, url: str, email: str, password: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import LAPTOP, sign_in
+from tests.browser.conftest import signed_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -13,11 +13,8 @@ pytestmark = pytest.mark.platform
 
 def test_create_use_and_revoke_an_api_key(ui_platform, browser, shots) -> None:
     user = sign_up(ui_platform.auth_host, password="right-password")
-    context = browser.new_context(viewport=LAPTOP)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    try:
-        sign_in(page, ui_platform.url, user["email"], "right-password")
+    failure = shots / "failure.png"
+    with signed_in(browser, ui_platform.url, user["email"], "right-password", failure_shot=failure) as page:
         page.goto(f"{ui_platform.url}/settings")
 
         keys = page.get_by_test_id("api-keys")
@@ -41,8 +38,3 @@ def test_create_use_and_revoke_an_api_key(ui_platform, browser, shots) -> None:
         page.get_by_test_id("api-key-table").wait_for(state="detached")
         after = httpx.get(f"{ui_platform.url}/v1/me", headers={"authorization": f"Bearer {secret}"})
         assert after.status_code == 401
-    except Exception:
-        page.screenshot(path=shots / "failure.png", full_page=True)
-        raise
-    finally:
-        context.close()

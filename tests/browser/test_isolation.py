@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import LAPTOP, PHONE, sign_in
+from tests.browser.conftest import PHONE, signed_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -32,11 +32,7 @@ def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots
     owner, dataset_id, job_id = _owned_dataset_and_run(ui_platform)
     stranger = sign_up(ui_platform.auth_host, password="stranger-password")
 
-    context = browser.new_context(viewport=LAPTOP)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    try:
-        sign_in(page, ui_platform.url, stranger["email"], "stranger-password")
+    with signed_in(browser, ui_platform.url, stranger["email"], "stranger-password") as page:
         page.goto(f"{ui_platform.url}/datasets/{dataset_id}")
         page.get_by_test_id("not-found").wait_for()
         assert "Dataset not found" in page.get_by_test_id("not-found").inner_text()
@@ -51,15 +47,9 @@ def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots
         # Their own lists are empty: nothing of the owner's leaks into them either.
         page.goto(f"{ui_platform.url}/runs")
         page.get_by_text("No runs yet").wait_for()
-    finally:
-        context.close()
 
     # The owner reaches both through the same URLs.
-    context = browser.new_context(viewport=LAPTOP)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    try:
-        sign_in(page, ui_platform.url, owner["email"], "owner-password")
+    with signed_in(browser, ui_platform.url, owner["email"], "owner-password") as page:
         page.goto(f"{ui_platform.url}/datasets/{dataset_id}")
         page.get_by_role("heading", name="demo shapes").wait_for()
         page.goto(f"{ui_platform.url}/runs/{job_id}")
@@ -67,5 +57,3 @@ def test_another_users_dataset_and_run_are_not_found(ui_platform, browser, shots
         page.locator(".status-succeeded").first.wait_for()
         assert page.get_by_test_id("not-found").count() == 0
         page.screenshot(path=shots / "03-owner-sees-run.png")
-    finally:
-        context.close()

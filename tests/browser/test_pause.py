@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from runtune.schemas import DatasetStatus
-from tests.browser.conftest import LAPTOP, sign_in
+from tests.browser.conftest import signed_in
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -25,11 +25,7 @@ def test_pause_resume_and_cancel_buttons_follow_the_status(ui_platform, browser,
         assert job.status_code == 200, job.text
         job_id = job.json()["id"]
 
-    context = browser.new_context(viewport=LAPTOP)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    try:
-        sign_in(page, ui_platform.url, user["email"], "pause-password")
+    with signed_in(browser, ui_platform.url, user["email"], "pause-password") as page:
         page.goto(f"{ui_platform.url}/runs/{job_id}")
         status = page.locator(".run-status .status")
         page.locator(".run-status .status-validating_files").wait_for()
@@ -55,5 +51,3 @@ def test_pause_resume_and_cancel_buttons_follow_the_status(ui_platform, browser,
         page.locator(".run-status .status-cancelled").wait_for()
         for name in ("Pause", "Resume", "Cancel run"):
             assert page.get_by_role("button", name=name).count() == 0, name
-    finally:
-        context.close()

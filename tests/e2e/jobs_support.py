@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -18,7 +16,7 @@ import pytest
 from runtune.schemas import Dataset, DatasetStatus, TaskKind
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.datasets import Progress
-from tests.support import pets_dataset
+from tests.support import pets_dataset, wait_for
 
 
 def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.ready, modality: str = "vision") -> str:
@@ -39,16 +37,6 @@ def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.rea
             patch.setenv(name, value)
         FirestoreMetadataStore.for_project(platform.project_id).set(f"datasets/{dataset.id}", dataset.to_document())
     return dataset.id
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float = 60, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met in {timeout_s}s")
 
 
 def job_status(client: httpx.Client, job_id: str) -> str:

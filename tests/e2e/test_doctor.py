@@ -13,26 +13,18 @@ import pytest
 from typer.testing import CliRunner
 
 from runtune.cli.main import app
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts, read_state
+from runtune.dev.platform import LocalPlatform, read_state
 from runtune.doctor.local import local_checks
+from tests.support import started_platform
 
 SCRIPTED = json.dumps([sys.executable, "-m", "tests.e2e.scripted_trainer"])
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    config = PlatformConfig(
-        local_dir=tmp_path_factory.mktemp("doctor"),
-        ports=PlatformPorts.free(),
-        project_id="demo-runtune-doctor",
-        demo_content=False,
-    )
-    platform = LocalPlatform(config)
-    platform.start()
-    try:
+    local_dir = tmp_path_factory.mktemp("doctor")
+    with started_platform(local_dir, "demo-runtune-doctor", demo_content=False) as (platform, _):
         yield platform
-    finally:
-        platform.stop()
 
 
 @pytest.fixture

@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
 from runtune.adapters.firestore import FirestoreMetadataStore
-from runtune.dev.platform import LocalPlatform, PlatformConfig, PlatformPorts
 from runtune.schemas.common import new_id, now_ts
 from runtune.schemas.inference import Evaluation, EvaluationStatus
 from tests.datasets.builders import chat_line
 from tests.datasets.client import api, create, upload, wait
 from tests.e2e.jobs_support import put_dataset, wait_for
-from tests.support import sign_up
+from tests.support import StartedPlatform, sign_up, started_platform
 
 pytestmark = pytest.mark.platform
 
@@ -42,20 +40,11 @@ LIMITS = {
 }
 
 
-@dataclass(frozen=True)
-class QuotaPlatform:
-    gateway_url: str
-    auth_host: str
-    project_id: str
-    emulator_env: dict[str, str]
-
-
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuotaPlatform]:
-    config = PlatformConfig(
-        local_dir=tmp_path_factory.mktemp("quota-platform"),
-        ports=PlatformPorts.free(),
-        project_id="demo-runtune-quotas",
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartedPlatform]:
+    with started_platform(
+        tmp_path_factory.mktemp("quota-platform"),
+        "demo-runtune-quotas",
         demo_content=False,
         service_env={
             **LIMITS,
@@ -63,24 +52,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuotaPlatform
             "RUNTUNE_INGEST_COMMAND": json.dumps([sys.executable, "-m", "tests.e2e.scripted_ingest"]),
             "RUNTUNE_RECONCILE_EVERY_S": "1",
         },
-    )
-    running = LocalPlatform(config)
-    state = running.start()
-    assert running.emulators is not None
-    try:
-        yield QuotaPlatform(
-            gateway_url=state["gateway_url"],
-            auth_host=state["auth_emulator_host"],
-            project_id=state["project_id"],
-            emulator_env=running.emulators.endpoints.env(),
-        )
-    finally:
-        running.stop()
+    ) as (_, started):
+        yield started
 
 
-def client_for(platform: QuotaPlatform) -> httpx.Client:
+def client_for(platform: StartedPlatform) -> httpx.Client:
     user = sign_up(platform.auth_host)
-    client = api(platform.gateway_url, user["id_token"])
+    client = api(platform.url, user["id_token"])
     client.uid = user["uid"]  # type: ignore[attr-defined]
     return client
 
@@ -143,7 +121,7 @@ def test_stored_bytes_are_bounded_per_user(platform) -> None:
         assert theirs.post("/v1/uploads", json={"filename": "b.jsonl", "bytes": 600_000}).status_code == 200
 
 
-def job(client: httpx.Client, platform: QuotaPlatform, script: str) -> httpx.Response:
+def job(client: httpx.Client, platform: StartedPlatform, script: str) -> httpx.Response:
     body = {"model": MODEL, "training_file": put_dataset(platform, client.uid), "metadata": {"script": script}}  # type: ignore[attr-defined]
     return client.post("/v1/fine_tuning/jobs", json=body)
 

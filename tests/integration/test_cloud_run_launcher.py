@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from http import HTTPStatus
 from typing import Any
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 
 from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import ExecutionState, LaunchRequest, Workload
-from tests.support import Recorded, fake_json_api
+from tests.support import Recorded, google_client, google_error, serve_fake
 
 PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer-l4"
 JOBS = f"projects/{PROJECT}/locations/{REGION}/jobs"
@@ -39,21 +37,21 @@ class FakeCloudRun:
         resource = path.removeprefix("/v2/")
         if method == "POST" and resource.endswith(":run"):
             if self.fail_run_with is not None:
-                return self.fail_run_with, _error(self.fail_run_with, "run refused")
+                return self.fail_run_with, google_error(self.fail_run_with, "run refused")
             job = resource.removesuffix(":run")
             return 200, _operation("op-run", {"name": f"{job}/executions/{job.rsplit('/', 1)[-1]}-abc12"})
         if method == "POST" and resource.endswith(":cancel"):
             execution = resource.removesuffix(":cancel")
             if execution not in self.executions:
-                return 404, _error(404, f"Resource '{execution}' was not found")
+                return 404, google_error(404, f"Resource '{execution}' was not found")
             if self.fail_cancel_with is not None:
-                return self.fail_cancel_with, _error(self.fail_cancel_with, "cancel refused")
+                return self.fail_cancel_with, google_error(self.fail_cancel_with, "cancel refused")
             if "completionTime" in self.executions[execution]:
-                return 400, _error(400, "Execution already completed", "FAILED_PRECONDITION")
+                return 400, google_error(400, "Execution already completed", "FAILED_PRECONDITION")
             return 200, _operation("op-cancel", {"name": execution})
         if method == "GET" and resource in self.executions:
             return 200, self.executions[resource]
-        return 404, _error(404, f"Resource '{resource}' was not found")
+        return 404, google_error(404, f"Resource '{resource}' was not found")
 
 
 def _operation(op_id: str, execution: dict[str, Any]) -> dict[str, Any]:
@@ -65,15 +63,10 @@ def _operation(op_id: str, execution: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeCloudRun, str]]:
-    fake = FakeCloudRun()
-    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
-        yield fake, url
+    with serve_fake(FakeCloudRun()) as served:
+        yield served
 
 
 @pytest.fixture
@@ -82,9 +75,7 @@ def launcher(fake: tuple[FakeCloudRun, str]) -> CloudRunJobLauncher:
     return CloudRunJobLauncher(
         PROJECT,
         REGION,
-        client_options={"api_endpoint": endpoint},
-        credentials=AnonymousCredentials(),
-        rpc_timeout_s=5,
+        **google_client(endpoint),
     )
 
 

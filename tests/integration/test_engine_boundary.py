@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,6 +21,7 @@ from runtune.ports.engine import EngineModelNotFound
 from runtune.schemas.common import new_id
 from runtune.schemas.jobs import Job, JobStatus, job_path
 from services.inference.service import InferenceService
+from tests.support import JsonHandler, serve_in_thread
 
 # What Gemma 3's template writes from the end of a user's text to the model's answer.
 OPENING = "<end_of_turn>\n<start_of_turn>model\n"
@@ -37,26 +36,18 @@ class FakeVllm:
         self.authorizations: list[str | None] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"
 
             def _body(self) -> dict | None:
                 length = int(self.headers.get("content-length") or 0)
                 return json.loads(self.rfile.read(length)) if length else None
 
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self) -> None:
                 fake.requests.append(("GET", self.path, None))
                 fake.authorizations.append(self.headers.get("authorization"))
                 ids = ["google/gemma-3-4b-it", *sorted(fake.adapters)]
-                self._json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+                self.send_json(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
             def do_POST(self) -> None:
                 body = self._body()
@@ -64,23 +55,23 @@ class FakeVllm:
                 assert body is not None
                 if self.path == "/v1/load_lora_adapter":
                     if body["lora_name"] in fake.adapters:
-                        return self._json(400, {"error": {"message": "already loaded", "type": "BadRequestError"}})
+                        return self.send_json(400, {"error": {"message": "already loaded", "type": "BadRequestError"}})
                     fake.adapters.add(body["lora_name"])
-                    return self._json(200, {})
+                    return self.send_json(200, {})
                 if self.path == "/v1/unload_lora_adapter":
                     if body["lora_name"] not in fake.adapters:
                         message = f"The lora adapter '{body['lora_name']}' cannot be found."
-                        return self._json(404, {"error": {"message": message, "type": "NotFoundError"}})
+                        return self.send_json(404, {"error": {"message": message, "type": "NotFoundError"}})
                     fake.adapters.discard(body["lora_name"])
-                    return self._json(200, {})
+                    return self.send_json(200, {})
                 if self.path == "/tokenize":  # one token per character of the rendered conversation
                     tokens = [ord(c) for c in _render(body)]
-                    return self._json(200, {"count": len(tokens), "max_model_len": 8192, "tokens": tokens})
+                    return self.send_json(200, {"count": len(tokens), "max_model_len": 8192, "tokens": tokens})
                 if self.path == "/detokenize":
-                    return self._json(200, {"prompt": "".join(chr(t) for t in body["tokens"])})
+                    return self.send_json(200, {"prompt": "".join(chr(t) for t in body["tokens"])})
                 if self.path == "/v1/chat/completions":
                     if body["model"] not in {"google/gemma-3-4b-it", *fake.adapters}:
-                        return self._json(404, {"error": {"message": f"model {body['model']} not found"}})
+                        return self.send_json(404, {"error": {"message": f"model {body['model']} not found"}})
                     if body.get("prompt_logprobs") is not None:
                         # Prompt tokens: a shared prefix, then one token per character of the
                         # continuation; "dog" is the likely one.
@@ -88,9 +79,10 @@ class FakeVllm:
                         logprob = -0.1 if text.startswith("dog") else -2.0
                         entries = [None, {"7": {"logprob": -0.5, "rank": 1}}, {"8": {"logprob": -0.5, "rank": 1}}]
                         entries += [{str(ord(c)): {"logprob": logprob, "rank": 1}} for c in text]
-                        return self._json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
+                        answer = {"object": "chat.completion", "choices": [], "prompt_logprobs": entries}
+                        return self.send_json(200, answer)
                     if body.get("logprobs"):
-                        return self._json(200, _top_logprobs(body))
+                        return self.send_json(200, _top_logprobs(body))
                     if body.get("stream"):
                         self.send_response(200)
                         self.send_header("content-type", "text/event-stream")
@@ -104,7 +96,7 @@ class FakeVllm:
                         self.wfile.write(b"data: [DONE]\n\n")
                         self.close_connection = True
                         return None
-                    return self._json(
+                    return self.send_json(
                         200,
                         {
                             "id": "chatcmpl-1",
@@ -114,14 +106,9 @@ class FakeVllm:
                         },
                     )
                 # vLLM is a FastAPI app: a route it does not have (Runtune's scoring extension) is FastAPI's 404.
-                return self._json(404, {"detail": "Not Found"})
+                return self.send_json(404, {"detail": "Not Found"})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 def _render(body: dict) -> str:

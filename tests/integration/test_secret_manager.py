@@ -11,7 +11,6 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 import google_crc32c
@@ -21,7 +20,13 @@ from google.cloud import secretmanager
 
 from runtune.adapters.secret_manager import SecretManagerStore
 from runtune.errors import InvalidRequest, UpstreamUnavailable
-from tests.support import Recorded, assert_secret_name_refused, assert_secret_values_not_logged, fake_json_api
+from tests.support import (
+    Recorded,
+    assert_secret_name_refused,
+    assert_secret_values_not_logged,
+    fake_json_api,
+    google_error,
+)
 
 PROJECT = "demo-proj"
 UID = "firebase|user:42/odd chars"
@@ -35,10 +40,6 @@ class _Secret:
     versions: list[dict[str, Any]] = field(default_factory=list)  # {"data": b64, "state": ...}
 
 
-def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
-
-
 class FakeSecretManager:
     """Just enough of secretmanager.googleapis.com/v1 for the store, with its real status codes."""
 
@@ -49,10 +50,10 @@ class FakeSecretManager:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         if self.refuse_all:
-            return 403, _error(403, "caller lacks permission", "PERMISSION_DENIED")
+            return 403, google_error(403, "caller lacks permission", "PERMISSION_DENIED")
         prefix = f"/v1/projects/{PROJECT}/secrets"
         if not path.startswith(prefix):
-            return 404, _error(404, "unknown path")
+            return 404, google_error(404, "unknown path")
         rest = path.removeprefix(prefix).lstrip("/")
         if not rest:
             if method == "POST":
@@ -61,7 +62,7 @@ class FakeSecretManager:
         secret_id, _, tail = rest.partition("/")
         secret_id, _, verb = secret_id.partition(":")
         if secret_id not in self.secrets:
-            return 404, _error(404, f"Secret [{secret_id}] not found")
+            return 404, google_error(404, f"Secret [{secret_id}] not found")
         return self._on_secret(method, secret_id, verb, tail, query)
 
     def _on_secret(
@@ -83,23 +84,23 @@ class FakeSecretManager:
         version_ref, _, action = tail.removeprefix("versions/").partition(":")
         number = len(secret.versions) if version_ref == "latest" else int(version_ref)
         if not 1 <= number <= len(secret.versions):
-            return 404, _error(404, "version not found")
+            return 404, google_error(404, "version not found")
         version = secret.versions[number - 1]
         if action == "destroy":
             version.update(state="DESTROYED", data=None)
             return 200, self._version_json(secret_id, number, version)
         if action == "access":
             if version["state"] != "ENABLED":
-                return 400, _error(400, "version is destroyed", "FAILED_PRECONDITION")
+                return 400, google_error(400, "version is destroyed", "FAILED_PRECONDITION")
             data = base64.b64decode(version["data"])
             name = self._version_json(secret_id, number, version)["name"]
             payload = {"data": version["data"], "dataCrc32c": str(google_crc32c.value(data))}
             return 200, {"name": name, "payload": payload}
-        return 404, _error(404, "unsupported")
+        return 404, google_error(404, "unsupported")
 
     def _create(self, secret_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         if secret_id in self.secrets:
-            return 409, _error(409, f"Secret [{secret_id}] already exists", "ALREADY_EXISTS")
+            return 409, google_error(409, f"Secret [{secret_id}] already exists", "ALREADY_EXISTS")
         self.secrets[secret_id] = _Secret(labels=body.get("labels", {}))
         return 200, {"name": f"projects/{PROJECT}/secrets/{secret_id}", **body}
 

@@ -10,7 +10,6 @@ Spot), the service account; and how the job's states and errors come back throug
 from __future__ import annotations
 
 from collections.abc import Iterator
-from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from runtune.adapters.vertex_launcher import VertexJobLauncher, trainer_command
 from runtune.compute import VERTEX_MACHINES
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import DEADLINE_ENV, ExecutionState, LaunchRequest, Workload
-from tests.support import Recorded, fake_json_api
+from tests.support import Recorded, fake_json_api, google_client, google_error, serve_fake
 
 PROJECT, NUMBER, REGION = "acme-proj", "123456789", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
@@ -48,7 +47,7 @@ class FakeVertex:
         if method == "POST" and resource == f"{PARENT}/customJobs":
             if self.fail_create_with is not None:
                 code, status = self.fail_create_with
-                return code, _error(code, "create refused", status)
+                return code, google_error(code, "create refused", status)
             self._next += 1
             # Vertex names the job with the project's number and an id of its own.
             name = f"projects/{NUMBER}/locations/{REGION}/customJobs/{self._next}"
@@ -57,27 +56,22 @@ class FakeVertex:
         if method == "POST" and resource.endswith(":cancel"):
             name = resource.removesuffix(":cancel")
             if name not in self.jobs:
-                return 404, _error(404, f"CustomJob {name} not found")
+                return 404, google_error(404, f"CustomJob {name} not found")
             if self.jobs[name]["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
-                return 400, _error(400, "The job is already in a final state", "FAILED_PRECONDITION")
+                return 400, google_error(400, "The job is already in a final state", "FAILED_PRECONDITION")
             self.jobs[name]["state"] = "JOB_STATE_CANCELLING"
             return 200, {}
         if method == "GET" and self.fail_get_with is not None:
-            return self.fail_get_with, _error(self.fail_get_with, "backend error")
+            return self.fail_get_with, google_error(self.fail_get_with, "backend error")
         if method == "GET" and resource in self.jobs:
             return 200, self.jobs[resource]
-        return 404, _error(404, f"{resource} not found")
-
-
-def _error(code: int, message: str, status: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status or HTTPStatus(code).name}}
+        return 404, google_error(404, f"{resource} not found")
 
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeVertex, str]]:
-    fake = FakeVertex()
-    with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
-        yield fake, url
+    with serve_fake(FakeVertex()) as served:
+        yield served
 
 
 @pytest.fixture
@@ -89,9 +83,7 @@ def launcher(fake: tuple[FakeVertex, str]) -> VertexJobLauncher:
         image=IMAGE,
         service_account=TRAINER_SA,
         base_env=BASE_ENV,
-        client_options={"api_endpoint": endpoint},
-        credentials=AnonymousCredentials(),
-        rpc_timeout_s=5,
+        **google_client(endpoint),
     )
 
 
@@ -220,7 +212,7 @@ def test_cancel_calls_cancel_custom_job_and_the_job_shows_cancelling_then_cancel
     assert launcher.status(name).state is ExecutionState.cancelled
 
 
-def test_cancel_of_a_finished_or_missing_job_is_not_an_error(fake, launcher) -> None:
+def test_cancel_of_a_finished_or_missing_job_is_not_angoogle_error(fake, launcher) -> None:
     server, _ = fake
     name = launcher.launch(_request())
     server.jobs[name]["state"] = "JOB_STATE_SUCCEEDED"
@@ -279,7 +271,7 @@ def test_job_states_map_onto_the_launchers_states(fake, launcher, job, state, re
     assert (status.name, status.state, status.reason, status.exit_code) == (name, state, reason, exit_code)
 
 
-def test_status_of_a_missing_or_foreign_job_is_unknown_and_an_outage_is_an_upstream_error(fake, launcher) -> None:
+def test_status_of_a_missing_or_foreign_job_is_unknown_and_an_outage_is_an_upstreamgoogle_error(fake, launcher) -> None:
     server, _ = fake
     missing = launcher.status(f"projects/{NUMBER}/locations/{REGION}/customJobs/7")
     assert (missing.state, missing.reason) == (ExecutionState.unknown, "custom job not found")

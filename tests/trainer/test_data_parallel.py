@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 from runtune.training import checkpoints
 from runtune.training.distributed import SINGLE, World
+from tests.support import wait_for
 from tests.trainer.conftest import new_dataset, new_job, trainer_environment
 
 UID = "user-trainer-ddp"
@@ -59,15 +59,6 @@ def _worker(launcher: subprocess.Popen[bytes], rank: int) -> int | None:
         if f"RANK={rank}".encode() in environ:
             return int(child)
     return None
-
-
-def _wait_for(condition: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def _events(store: Any, job_id: str) -> list[dict[str, Any]]:
@@ -129,7 +120,11 @@ def test_two_ranks_train_the_one_process_curve_and_a_killed_rank_resumes(
     job_id = new_job(store, UID, "tiny-gemma-3-vision", dataset_id, **options)
     first = _torchrun(job_id, attempt=0)
     try:
-        _wait_for(lambda: store.query(f"{job_path(job_id)}/checkpoints") or first.poll() is not None, 300)
+        wait_for(
+            lambda: store.query(f"{job_path(job_id)}/checkpoints") or first.poll() is not None,
+            timeout_s=300,
+            every_s=0.1,
+        )
         worker = _worker(first, rank=1)
         assert worker is not None and first.poll() is None, "the first attempt ended before its first checkpoint"
         os.kill(worker, signal.SIGKILL)  # no chance to clean up; torchrun stops rank 0 and exits
@@ -194,7 +189,11 @@ def test_a_sigterm_to_one_rank_stops_both_at_one_step_as_rank_0_records_it(
     job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     launcher = _torchrun(job_id, attempt=0)
     try:
-        _wait_for(lambda: (store.get(job_path(job_id)) or {}).get("phase") == "training" or launcher.poll(), 240)
+        wait_for(
+            lambda: (store.get(job_path(job_id)) or {}).get("phase") == "training" or launcher.poll(),
+            timeout_s=240,
+            every_s=0.1,
+        )
         worker = _worker(launcher, rank=1)
         assert worker is not None and launcher.poll() is None
         # What the jobs API does on cancel: the flag, then a stop signal (here to rank 1 only).

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -15,19 +14,11 @@ import pytest
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
+from tests.support import wait_for
 from tests.trainer.conftest import new_dataset, new_job
 
 pytestmark = pytest.mark.emulators
 UID = "user-trainer-pause"
-
-
-def _wait_for(condition: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_a_pause_checkpoints_the_step_and_ends_the_attempt_paused(store: Any, blobs: Any, local_dir: Any) -> None:
@@ -41,7 +32,7 @@ def test_a_pause_checkpoints_the_step_and_ends_the_attempt_paused(store: Any, bl
     argv = [sys.executable, "-m", "jobs.trainer", job_id]
     trainer = subprocess.Popen(argv, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: (store.get(job_path(job_id)) or {}).get("phase") == "training", 240)
+        wait_for(lambda: (store.get(job_path(job_id)) or {}).get("phase") == "training", timeout_s=240, every_s=0.1)
         store.update(job_path(job_id), {"pause_requested": True})  # what POST .../pause does to a running job
         output, _ = trainer.communicate(timeout=120)
     finally:

@@ -20,6 +20,7 @@ from jobs.trainer.recipe import run
 from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
+from tests.support import wait_for
 from tests.trainer.conftest import new_dataset, new_job, trainer_environment
 
 pytestmark = pytest.mark.emulators
@@ -50,16 +51,6 @@ def _trainer(job_id: str, *, attempt: int = 0, **env: str) -> subprocess.Popen[b
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-
-
-def _wait_for(condition: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.parametrize("model_id", ["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"])
@@ -230,7 +221,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_steps_and_data(
     job_id = new_job(store, UID, "tiny-gemma-3-vision", dataset_id, **options)
     first = _trainer(job_id)
     try:
-        _wait_for(lambda: store.query(f"{job_path(job_id)}/checkpoints") or first.poll() is not None, 240)
+        wait_for(
+            lambda: store.query(f"{job_path(job_id)}/checkpoints") or first.poll() is not None,
+            timeout_s=240,
+            every_s=0.2,
+        )
     finally:
         first.send_signal(signal.SIGKILL)  # no chance to clean up, as in a maintenance event
         first.communicate()
@@ -273,9 +268,17 @@ def _stop_when(store: Any, job_id: str, trainer: subprocess.Popen[bytes], when: 
     """Wait until the trainer is loading the model (no safe point there: the stop watchdog ends it) or
     has trained a step (the training loop's safe point does)."""
     if when == "loading":
-        _wait_for(lambda: (store.get(job_path(job_id)) or {}).get("phase") == "loading_model" or trainer.poll(), 240)
+        wait_for(
+            lambda: (store.get(job_path(job_id)) or {}).get("phase") == "loading_model" or trainer.poll(),
+            timeout_s=240,
+            every_s=0.2,
+        )
     else:
-        _wait_for(lambda: (store.get(job_path(job_id)) or {}).get("steps_completed", 0) > 0 or trainer.poll(), 240)
+        wait_for(
+            lambda: (store.get(job_path(job_id)) or {}).get("steps_completed", 0) > 0 or trainer.poll(),
+            timeout_s=240,
+            every_s=0.2,
+        )
     assert trainer.poll() is None, "the trainer ended before it could be stopped"
 
 

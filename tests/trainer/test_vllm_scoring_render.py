@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from runtune.inference.evaluation import as_openai
 from runtune.models import registry
 from runtune.models.loading import load_processor, resolve_weights
 from runtune.training.chat import ChatFormat
+from tests.support import JsonHandler, serve_in_thread
 
 
 def _conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -63,36 +62,23 @@ class RenderingVllm:
             )
             return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"
-
-            def _json(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 if self.path == "/tokenize":
-                    return self._json(200, {"tokens": render(body)})
+                    return self.send_json(200, {"tokens": render(body)})
                 if self.path == "/detokenize":
-                    return self._json(200, {"prompt": tokenizer.decode(body["tokens"])})
+                    return self.send_json(200, {"prompt": tokenizer.decode(body["tokens"])})
                 if self.path == "/v1/chat/completions" and body.get("prompt_logprobs") == 0:
                     ids = render(body)
                     fake.rendered.append(ids)
                     entries = [None] + [{str(i): {"logprob": -1.0, "rank": 1}} for i in ids[1:]]
-                    return self._json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
-                return self._json(404, {"detail": "Not Found"})
+                    return self.send_json(200, {"object": "chat.completion", "choices": [], "prompt_logprobs": entries})
+                return self.send_json(404, {"detail": "Not Found"})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 @pytest.fixture(params=["tiny-gemma-3-vision", "tiny-gemma-4-vision", "tiny-gemma-3-text"])

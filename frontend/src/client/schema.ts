@@ -1463,7 +1463,7 @@ export interface components {
              */
             split: string;
             /** @default queued */
-            status: components["schemas"]["EvaluationStatus"];
+            status: components["schemas"]["WorkStatus"];
         };
         /** EvaluationOptions */
         "EvaluationOptions-Input": {
@@ -1511,11 +1511,6 @@ export interface components {
              */
             split: "validation" | "test";
         };
-        /**
-         * EvaluationStatus
-         * @enum {string}
-         */
-        EvaluationStatus: "queued" | "running" | "succeeded" | "failed";
         /** Export */
         Export: {
             /** Created At */
@@ -1544,7 +1539,7 @@ export interface components {
             phase: string | null;
             quantization: components["schemas"]["Quantization"] | null;
             /** @default queued */
-            status: components["schemas"]["ExportStatus"];
+            status: components["schemas"]["WorkStatus"];
         };
         /** ExportFile */
         ExportFile: {
@@ -1600,11 +1595,6 @@ export interface components {
              */
             push_to_hub: string | null;
         };
-        /**
-         * ExportStatus
-         * @enum {string}
-         */
-        ExportStatus: "queued" | "running" | "succeeded" | "failed";
         /**
          * FileObject
          * @description The OpenAI `file` object.
@@ -3134,6 +3124,13 @@ export interface components {
             /** Url */
             url: string;
         };
+        /**
+         * WorkStatus
+         * @description An evaluation's or an export's status: queued until its execution starts, over once it
+         *     succeeded or failed.
+         * @enum {string}
+         */
+        WorkStatus: "queued" | "running" | "succeeded" | "failed";
     };
     responses: never;
     parameters: never;
