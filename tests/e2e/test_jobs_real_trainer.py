@@ -41,7 +41,7 @@ def client(platform):
         yield client
 
 
-# Three trainer runs (supervised, continued, DPO) and an evaluation: about 70 s idle, over 140 s seen
+# Three trainer runs (supervised, continued, DPO) and an evaluation: 37 to 147 s seen, the longest
 # on a loaded 2-core machine, so more than the default 300 s limit is allowed.
 @pytest.mark.timeout(900)
 def test_real_job_streams_to_success(platform, client) -> None:
