@@ -1,5 +1,6 @@
 """The real trainer (`python -m jobs.trainer`) launched by the jobs API through the gateway, on a tiny
-Gemma 3 vision model and the demo set: SSE to `succeeded`, metrics and checkpoints; a cancel mid-run;
+Gemma 3 vision model and the demo set: SSE to `succeeded`, metrics and checkpoints, then continued
+and DPO jobs on its model; a cancel mid-run;
 and a trainer killed with SIGKILL that the reconciler fails with the reason."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from openai import OpenAI
 
 from tests.e2e.continued import check_continues
 from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pids, wait_for
+from tests.e2e.preference_chain import check_prefers
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -39,6 +41,9 @@ def client(platform):
         yield client
 
 
+# Three trainer runs (supervised, continued, DPO) and an evaluation: 37 to 147 s seen, the longest
+# on a loaded 2-core machine, so more than the default 300 s limit is allowed.
+@pytest.mark.timeout(900)
 def test_real_job_streams_to_success(platform, client) -> None:
     dataset_id = put_demo_dataset(platform, client.uid, SMALL)
     job = client.post(
@@ -92,6 +97,8 @@ def test_real_job_streams_to_success(platform, client) -> None:
     # Continued fine-tuning on this job's model (here rather than in a test of its own: it saves a
     # whole trainer run): tests/e2e/continued.py.
     check_continues(platform, sdk, client.uid, done["fine_tuned_model"], [p["loss"] for p in points])
+    # And OpenAI's recipe, DPO on this supervised model: tests/e2e/preference_chain.py.
+    check_prefers(platform, sdk, client.uid, done["fine_tuned_model"])
 
 
 def test_real_job_cancelled_mid_run(platform, client) -> None:
