@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.e2e.jobs_support import put_demo_dataset, wait_for
+from tests.e2e.jobs_support import put_demo_dataset, sdk_job_succeeded
 from tests.support import sign_up
 
 BASE = "tiny-gemma-3-vision"
@@ -23,16 +23,6 @@ METHOD = {
 }
 
 
-def _succeeded(sdk: OpenAI, job_id: str) -> openai.types.fine_tuning.FineTuningJob:
-    def ended() -> openai.types.fine_tuning.FineTuningJob | None:
-        job = sdk.fine_tuning.jobs.retrieve(job_id)
-        return job if job.status in ("succeeded", "failed", "cancelled") else None
-
-    job = wait_for(ended, timeout_s=600, every_s=1)
-    assert job.status == "succeeded", job.error
-    return job
-
-
 def check_continues(platform, sdk: OpenAI, uid: str, parent: str, before: list[float]) -> None:
     """A job on `parent` (a model of `uid`'s, whose job's loss curve was `before`) continues it."""
     # The first 16 images of the demo set the parent trained on: 4 steps show where the loss starts.
@@ -41,7 +31,7 @@ def check_continues(platform, sdk: OpenAI, uid: str, parent: str, before: list[f
     assert second.model == parent
     lineage = {"root": BASE, "parent": parent, "chain": [BASE, parent]}
     assert second.model_extra["lineage"] == lineage
-    done = _succeeded(sdk, second.id)
+    done = sdk_job_succeeded(sdk, second.id)
     assert done.fine_tuned_model == f"ft:{BASE}:{second.id}"
 
     # It continued: its loss starts near where the first job's ended, far below where that began (a

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from openai import OpenAI
+from openai.types.fine_tuning import FineTuningJob
 
 from runtune.schemas import Dataset, DatasetStatus, TaskKind
 from runtune.schemas.common import new_id, now_ts
@@ -41,6 +43,18 @@ def put_dataset(platform, uid: str, *, status: DatasetStatus = DatasetStatus.rea
 
 def job_status(client: httpx.Client, job_id: str) -> str:
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"]
+
+
+def sdk_job_succeeded(sdk: OpenAI, job_id: str) -> FineTuningJob:
+    """The job once it ended, through the `openai` SDK; it must have succeeded (else its error)."""
+
+    def ended() -> FineTuningJob | None:
+        job = sdk.fine_tuning.jobs.retrieve(job_id)
+        return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_for(ended, timeout_s=600, every_s=1)
+    assert job.status == "succeeded", job.error
+    return job
 
 
 def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -> str:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 import random
 
-import openai
 from openai import OpenAI
 
 from runtune.demo.shapes import CLASSES, PROMPT, examples
 from tests.datasets.builders import data_url, preference_line
 from tests.datasets.client import api, ingest
-from tests.e2e.jobs_support import put_demo_dataset, wait_for
+from tests.e2e.jobs_support import put_demo_dataset, sdk_job_succeeded, wait_for
 
 BASE = "tiny-gemma-3-vision"
 # 200 pairs, a fifth held out (the datasets API's seeded split): 160 to train on, 40 to score.
@@ -51,16 +50,6 @@ def shape_pairs(count: int, seed: int = 1) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _succeeded(sdk: OpenAI, job_id: str) -> openai.types.fine_tuning.FineTuningJob:
-    def ended() -> openai.types.fine_tuning.FineTuningJob | None:
-        job = sdk.fine_tuning.jobs.retrieve(job_id)
-        return job if job.status in ("succeeded", "failed", "cancelled") else None
-
-    job = wait_for(ended, timeout_s=600, every_s=1)
-    assert job.status == "succeeded", job.error
-    return job
-
-
 def check_prefers(platform, sdk: OpenAI, uid: str, parent: str) -> None:
     """A dpo job on `parent` (a supervised model of `uid`'s on the demo shapes) learns the preferences."""
     with api(platform.gateway_url, sdk.api_key) as client:
@@ -73,7 +62,7 @@ def check_prefers(platform, sdk: OpenAI, uid: str, parent: str) -> None:
 
     job = sdk.fine_tuning.jobs.create(model=parent, training_file=dataset["id"], method=METHOD)  # type: ignore[arg-type]
     assert job.method is not None and job.method.type == "dpo" and job.model == parent
-    done = _succeeded(sdk, job.id)
+    done = sdk_job_succeeded(sdk, job.id)
     assert done.fine_tuned_model == f"ft:{BASE}:{job.id}"
 
     # What the trainer recorded: the held-out pairs before (the parent: every reward 0, a tie each,
