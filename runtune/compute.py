@@ -24,9 +24,11 @@ from runtune.estimate import (
     GPU_TABLE_FILE,
     HEADROOM,
     TIMING,
+    Backend,
     Estimate,
     Gpu,
     ModelFigures,
+    Offer,
     RunShape,
     duration,
     gpu_from_row,
@@ -34,7 +36,6 @@ from runtune.estimate import (
     host_memory_gib,
 )
 
-Backend = Literal["cloud_run", "vertex"]
 ComputeChoice = Literal["auto", "cloud_run", "vertex"]
 BACKENDS: tuple[Backend, ...] = ("cloud_run", "vertex")
 
@@ -122,59 +123,37 @@ def vertex_prices() -> dict[str, tuple[float, float]]:
     return prices
 
 
-@dataclass(frozen=True)
-class Offer:
-    """A run priced on one shape: `shape` is the Cloud Run GPU's name or the Vertex machine type.
-    `spot_usd` only on Vertex (Cloud Run jobs have no Spot capacity); `reason` says why it does not fit,
-    `warning` what may still go wrong where it does (a Vertex machine's host memory; Cloud Run's is in
-    the estimate's warnings)."""
-
-    backend: Backend
-    shape: str
-    label: str
-    gpu: str
-    gpu_count: int
-    fits: bool
-    seconds: int | None = None
-    usd: float | None = None
-    spot_usd: float | None = None
-    reason: str | None = None
-    warning: str | None = None
-
-    def cost(self, spot: bool) -> float:
-        assert self.usd is not None
-        return self.spot_usd if spot and self.spot_usd is not None else self.usd
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "shape": self.shape,
-            "label": self.label,
-            "gpu": self.gpu,
-            "gpu_count": self.gpu_count,
-            "fits": self.fits,
-            "seconds": self.seconds,
-            "usd": self.usd,
-            "spot_usd": self.spot_usd,
-            "reason": self.reason,
-            "warning": self.warning,
-        }
-
-
 def cloud_run_offer(fit: Estimate, *, task_timeout_s: int | None = None) -> Offer:
     """The Cloud Run estimate as an offer: it fits when a GPU holds the run and (given the trainer
     job's task timeout) the run's upper estimate ends within it."""
     if fit.gpu is None or fit.seconds is None:
-        return Offer("cloud_run", "cloud-run", "Cloud Run", "", 1, False, reason=fit.reason)
-    label = f"Cloud Run, {fit.gpu_label}"
+        return Offer(
+            backend="cloud_run",
+            shape="cloud-run",
+            label="Cloud Run",
+            gpu="",
+            gpu_count=1,
+            fits=False,
+            reason=fit.reason,
+        )
+    priced = Offer(
+        backend="cloud_run",
+        shape=fit.gpu,
+        label=f"Cloud Run, {fit.gpu_label}",
+        gpu=fit.gpu,
+        gpu_count=1,
+        fits=True,
+        seconds=fit.seconds,
+        usd=fit.usd,
+    )
     longest = fit.seconds_high or fit.seconds
     if task_timeout_s is not None and longest > task_timeout_s:
         reason = (
             f"may take up to {longest / 3600:.1f} h; the Cloud Run trainer job stops after "
             f"{task_timeout_s / 3600:.1f} h"
         )
-        return Offer("cloud_run", fit.gpu, label, fit.gpu, 1, False, fit.seconds, fit.usd, reason=reason)
-    return Offer("cloud_run", fit.gpu, label, fit.gpu, 1, True, fit.seconds, fit.usd)
+        return priced.model_copy(update={"fits": False, "reason": reason})
+    return priced
 
 
 def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: float, tokens: int, steps: int) -> Offer:
@@ -182,7 +161,15 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
     m = machine(name)
     if need_gib > m.gpu.memory_gib * HEADROOM:
         reason = f"needs about {need_gib:.0f} GiB a GPU; its GPUs have {m.gpu.memory_gib:.0f} GiB"
-        return Offer("vertex", m.name, m.label, m.gpu.name, m.gpu_count, False, reason=reason)
+        return Offer(
+            backend="vertex",
+            shape=m.name,
+            label=m.label,
+            gpu=m.gpu.name,
+            gpu_count=m.gpu_count,
+            fits=False,
+            reason=reason,
+        )
     # Host memory: every rank holds the encoded set; the base checkpoint sits on the boot disk (a real
     # disk on Vertex, so only page cache). More than the machine has is a warning, as on Cloud Run.
     host = m.gpu_count * host_memory_gib(model, shape, m.gpu, weights_on_mount=True)
@@ -199,15 +186,15 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
     seconds = round(sum(phases.values()))
     on_demand, spot = vertex_prices()[m.name]
     return Offer(
-        "vertex",
-        m.name,
-        m.label,
-        m.gpu.name,
-        m.gpu_count,
-        True,
-        seconds,
-        round(seconds * on_demand / 3600, 2),
-        round(seconds * spot / 3600, 2),
+        backend="vertex",
+        shape=m.name,
+        label=m.label,
+        gpu=m.gpu.name,
+        gpu_count=m.gpu_count,
+        fits=True,
+        seconds=seconds,
+        usd=round(seconds * on_demand / 3600, 2),
+        spot_usd=round(seconds * spot / 3600, 2),
         warning=warning,
     )
 
@@ -295,7 +282,7 @@ def place(
     `choose` takes: Cloud Run's GPU, or a Vertex machine (`priced_as`). No GPU (the plan's
     `does_not_fit`) when nothing holds the run."""
     candidates = offers(model, shape, fit, machines=machines, task_timeout_s=task_timeout_s)
-    listed = [offer.as_dict() for offer in candidates]
+    listed = list(candidates)
     max_seconds = max_hours * 3600 if max_hours is not None else None
     chosen = choose(candidates, choice, spot=spot, max_seconds=max_seconds)
     if chosen is None:

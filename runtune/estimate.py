@@ -228,6 +228,34 @@ class RunTiming:
         return self.tokens / max(self.train_s, 1e-6)
 
 
+Backend = Literal["cloud_run", "vertex"]
+
+
+class Offer(BaseModel):
+    """A run priced on one shape (runtune/compute.py `offers`): `shape` is the Cloud Run GPU's name or
+    the Vertex machine type. `spot_usd` only on Vertex (Cloud Run jobs have no Spot capacity); `reason`
+    says why it does not fit, `warning` what may still go wrong where it does (a Vertex machine's host
+    memory; Cloud Run's is in the estimate's warnings). Beside `Estimate`, whose body lists them."""
+
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+
+    backend: Backend
+    shape: str
+    label: str
+    gpu: str
+    gpu_count: int
+    fits: bool
+    seconds: int | None = None
+    usd: float | None = None
+    spot_usd: float | None = None
+    reason: str | None = None
+    warning: str | None = None
+
+    def cost(self, spot: bool) -> float:
+        assert self.usd is not None
+        return self.spot_usd if spot and self.spot_usd is not None else self.usd
+
+
 class Estimate(BaseModel):
     """What a run will take. A pydantic model (not a dataclass as its neighbours) because it is also
     the body of `POST /v1/fine_tuning/estimate` (`runtune.schemas.jobs.RunEstimate`), whose OpenAPI
@@ -268,7 +296,7 @@ class Estimate(BaseModel):
     compute: str = "cloud_run"
     gpu_count: int = 1
     spot: bool = False
-    offers: list[dict[str, Any]] = Field(default_factory=list)
+    offers: list[Offer] = Field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -124,6 +124,8 @@ export type Checkpoint = Schemas["Checkpoint"];
 export type Lineage = Schemas["Lineage"];
 export type Model = Schemas["ModelObject"];
 export type Estimate = Schemas["RunEstimate"];
+/** One priced shape of an estimate (`runtune.estimate.Offer`): Cloud Run's GPU or a Vertex AI machine. */
+export type Offer = Schemas["Offer"];
 /** `GET /v1/fine_tuning/gpus`: the GPUs this deployment trains on, and where its trainers run. */
 export type Gpu = Schemas["GpuOffer"];
 export type GpuList = Schemas["GpuList"];

@@ -1,25 +1,9 @@
 // Where a run trains (runtune/compute.py): Cloud Run's one GPU, or a Vertex AI machine of one to eight
 // GPUs, and the offers an estimate prices it on, in plain words.
-import type { Estimate, GpuList } from "./api";
+import type { Estimate, GpuList, Offer } from "./api";
 import { formatDuration } from "./ui";
 
 export type ComputeChoice = "auto" | "cloud_run" | "vertex";
-
-/** One priced shape of `Estimate.offers` (`runtune.compute.Offer.as_dict`). The API types the list as
- * plain objects (`list[dict]`), so this names the fields the UI reads. */
-export interface Offer {
-  backend: "cloud_run" | "vertex";
-  shape: string;
-  label: string;
-  gpu: string;
-  gpu_count: number;
-  fits: boolean;
-  seconds: number | null;
-  usd: number | null;
-  spot_usd: number | null;
-  reason: string | null;
-  warning: string | null;
-}
 
 export const BACKEND_NAMES: Record<Offer["backend"], string> = { cloud_run: "Cloud Run", vertex: "Vertex AI" };
 
@@ -54,7 +38,7 @@ function whyWords(choice: ComputeChoice, spot: boolean, maxHours: number | null)
 
 /** The shapes the run was priced on, the chosen one marked, and why it was chosen. */
 export function Offers({ estimate, choice, spot, maxHours }: { estimate: Estimate; choice: ComputeChoice; spot: boolean; maxHours: number | null }) {
-  const offers = (estimate.offers ?? []) as unknown as Offer[];
+  const offers = estimate.offers;
   if (!offers.length) return null;
   const chosen = offers.find((offer) => isChosen(offer, estimate));
   return (

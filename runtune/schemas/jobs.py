@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from runtune.compute import Backend, ComputeChoice
-from runtune.estimate import GPU_NAMES, Estimate, Where
+from runtune.compute import ComputeChoice
+from runtune.estimate import GPU_NAMES, Backend, Estimate, Where
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource, ascii_number
 from runtune.schemas.datasets import TaskKind
 

@@ -75,7 +75,7 @@ def test_a_run_too_big_for_cloud_run_is_planned_on_vertex_instead_of_refused() -
         "nvidia-h200-141gb",
     )
     assert fit.seconds and fit.usd and fit.gpu_seconds == fit.seconds * 8
-    offers = {offer["shape"]: offer for offer in fit.offers}
+    offers = {offer.shape: offer.model_dump() for offer in fit.offers}
     assert offers["cloud-run"]["fits"] is False and "GiB" in offers["cloud-run"]["reason"]
     assert offers["a3-highgpu-8g"]["fits"] is False  # 80 GiB GPUs
     assert offers["a3-ultragpu-8g"]["fits"] is True and offers["a3-ultragpu-8g"]["spot_usd"] < fit.usd
@@ -90,17 +90,17 @@ def test_spot_when_allowed_is_priced_and_planned_at_the_spot_rate() -> None:
 
     assert (on_demand.plan.spot, spot.plan.spot) == (False, True)
     assert spot.estimate.usd < on_demand.estimate.usd
-    [offer] = [o for o in spot.estimate.offers if o["shape"] == spot.plan.machine]
-    assert spot.estimate.usd == offer["spot_usd"]
+    [offer] = [o for o in spot.estimate.offers if o.shape == spot.plan.machine]
+    assert spot.estimate.usd == offer.spot_usd
 
 
 def test_auto_picks_the_cheapest_shape_that_fits() -> None:
     planned = plan.plan_job(_job(), _dataset(50_000), offered=GPU_NAMES, estimator=_estimator())
-    fitting = [o for o in planned.estimate.offers if o["fits"]]
-    assert {o["backend"] for o in fitting} == {"cloud_run", "vertex"}
-    cheapest = min(fitting, key=lambda o: (o["usd"], o["seconds"]))
+    fitting = [o for o in planned.estimate.offers if o.fits]
+    assert {o.backend for o in fitting} == {"cloud_run", "vertex"}
+    cheapest = min(fitting, key=lambda o: (o.usd, o.seconds))
     chosen = planned.plan.machine or planned.plan.gpu
-    assert chosen == cheapest["shape"] and planned.estimate.usd == cheapest["usd"]
+    assert chosen == cheapest.shape and planned.estimate.usd == cheapest.usd
 
 
 def test_a_small_run_stays_on_cloud_run_where_vertex_would_cost_its_provisioning() -> None:
@@ -135,8 +135,8 @@ def test_a_run_longer_than_the_cloud_run_task_is_offered_vertex() -> None:
     planned = plan.plan_job(job, dataset, offered=GPU_NAMES, estimator=_estimator(timeout_s=timeout))
 
     assert planned.plan.compute == "vertex"
-    [offer] = [o for o in planned.estimate.offers if o["backend"] == "cloud_run"]
-    assert offer["fits"] is False and "stops after" in offer["reason"]
+    [offer] = [o for o in planned.estimate.offers if o.backend == "cloud_run"]
+    assert offer.fits is False and "stops after" in offer.reason
     # No Vertex machine offered holds it (40 GiB on 24 GiB L4s): it stays on Cloud Run, warned that
     # it resumes across tasks.
     qlora_27b = _job("google/gemma-3-27b-it", batch_size=4, method="qlora", max_length=2048)
@@ -170,7 +170,7 @@ def test_vertex_prices_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_a_multi_gpu_machine_divides_the_training_not_the_rest() -> None:
     fit = plan.plan_job(_job(), _dataset(50_000), offered=GPU_NAMES, estimator=_estimator()).estimate
-    offers = {o["shape"]: o for o in fit.offers}
+    offers = {o.shape: o.model_dump() for o in fit.offers}
     one, eight = offers["a2-ultragpu-1g"]["seconds"], offers["a2-ultragpu-8g"]["seconds"]
     assert eight < one < 8 * eight  # faster, but loading, evaluation and export are not divided
 
@@ -182,12 +182,12 @@ def test_auto_within_a_stated_time_takes_the_cheapest_that_finishes_in_it() -> N
 
     planned = plan.plan_job(_job(max_hours=hours), dataset, offered=GPU_NAMES, estimator=_estimator())
 
-    in_time = [o for o in planned.estimate.offers if o["fits"] and o["seconds"] <= hours * 3600]
+    in_time = [o for o in planned.estimate.offers if o.fits and o.seconds <= hours * 3600]
     assert planned.estimate.seconds <= hours * 3600
-    assert planned.estimate.usd == min(o["usd"] for o in in_time) > cheapest.estimate.usd
+    assert planned.estimate.usd == min(o.usd for o in in_time) > cheapest.estimate.usd
     # Nothing finishes in a minute: the fastest, warned.
     rushed = plan.plan_job(_job(max_hours=1 / 60), dataset, offered=GPU_NAMES, estimator=_estimator())
-    assert rushed.estimate.seconds == min(o["seconds"] for o in rushed.estimate.offers if o["fits"])
+    assert rushed.estimate.seconds == min(o.seconds for o in rushed.estimate.offers if o.fits)
     assert any(w.startswith("No shape finishes within") for w in rushed.warnings)
 
 
@@ -209,8 +209,8 @@ def test_a_vertex_machine_warns_when_its_processes_outgrow_its_memory() -> None:
     vision = _dataset(50_000).model_copy(update={"modality": "vision"})
     job = _job("google/gemma-3-4b-it", compute="vertex")
     fit = plan.plan_job(job, vision, offered=GPU_NAMES, estimator=_estimator(machines=("g2-standard-96",))).estimate
-    [offer] = [o for o in fit.offers if o["shape"] == "g2-standard-96"]
-    assert offer["fits"] and "host memory (8 processes)" in offer["warning"]
-    assert fit.warnings == [offer["warning"]]
+    [offer] = [o for o in fit.offers if o.shape == "g2-standard-96"]
+    assert offer.fits and "host memory (8 processes)" in offer.warning
+    assert fit.warnings == [offer.warning]
     small = plan.plan_job(job, _dataset(200), offered=GPU_NAMES, estimator=_estimator(machines=("g2-standard-96",)))
     assert small.estimate.warnings == []

@@ -2334,6 +2334,40 @@ export interface components {
             /** Training File */
             training_file?: string | null;
         };
+        /**
+         * Offer
+         * @description A run priced on one shape (runtune/compute.py `offers`): `shape` is the Cloud Run GPU's name or
+         *     the Vertex machine type. `spot_usd` only on Vertex (Cloud Run jobs have no Spot capacity); `reason`
+         *     says why it does not fit, `warning` what may still go wrong where it does (a Vertex machine's host
+         *     memory; Cloud Run's is in the estimate's warnings). Beside `Estimate`, whose body lists them.
+         */
+        Offer: {
+            /**
+             * Backend
+             * @enum {string}
+             */
+            backend: "cloud_run" | "vertex";
+            /** Fits */
+            fits: boolean;
+            /** Gpu */
+            gpu: string;
+            /** Gpu Count */
+            gpu_count: number;
+            /** Label */
+            label: string;
+            /** Reason */
+            reason: string | null;
+            /** Seconds */
+            seconds: number | null;
+            /** Shape */
+            shape: string;
+            /** Spot Usd */
+            spot_usd: number | null;
+            /** Usd */
+            usd: number | null;
+            /** Warning */
+            warning: string | null;
+        };
         /** Progress */
         Progress: {
             /**
@@ -2414,9 +2448,7 @@ export interface components {
              */
             object: "fine_tuning.estimate";
             /** Offers */
-            offers: {
-                [key: string]: unknown;
-            }[];
+            offers: components["schemas"]["Offer"][];
             /** Reason */
             reason: string | null;
             /** Seconds */
