@@ -330,7 +330,11 @@ def train(job: Job, env: Environment, reporter: JobReporter) -> int:
         if signum:  # every rank stops at this step; rank 0 records it and says how all exit
             env.signals.signum = env.signals.signum or signum
             return world.decide(env.signals.record(Stopped(signum)))
-        env.signals.check()
+        if not world.distributed:
+            # One process: a signal since the boundary stops it now. A group never stops one rank
+            # alone (the others would wait on it in the next collective and see a lost peer): a
+            # signal that lands after this boundary's exchange is agreed at the next one.
+            env.signals.check()
         if world.decide(stopped_at(reporter, stop, position.step)):
             return 0
     if not world.is_main:
