@@ -120,15 +120,16 @@ def claimed_launch(
 TRAINER_MODULES = ("jobs.trainer", "tests.e2e.scripted_trainer")
 
 
-def processes_running(*words: str) -> dict[int, list[str]]:
-    """Live processes (pid -> argv) whose command line holds every one of `words` (Linux: /proc)."""
+def processes_running(*words: str, zombies: bool = False) -> dict[int, list[str]]:
+    """Live processes (pid -> argv) whose command line holds every one of `words` (Linux: /proc);
+    with `zombies`, also those that ended but that their parent has not reaped."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
-            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+            zombie = not zombies and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
         except OSError:  # it ended meanwhile
             continue
         if not zombie and all(word in argv for word in words):
