@@ -366,65 +366,8 @@ resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
   project  = var.project_id
   location = var.region
   name     = each.value.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["training"].member
-}
-
-# --- dataset ingestion: a CPU Cloud Run job, one execution per dataset ------------------------------
-
-resource "google_cloud_run_v2_job" "ingest" {
-  project             = var.project_id
-  name                = local.names.ingest
-  location            = var.region
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    # One task per execution; the preprocessing service overrides args (the dataset id) and the timeout.
-    task_count  = 1
-    parallelism = 1
-
-    template {
-      service_account       = google_service_account.sa["ingest"].email
-      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.ingest_task_timeout_s}s"
-      # No retries: a file that ran out of memory or time would do it again (deterministic), and a
-      # stopped ingestion's dataset is failed with the reason; the user creates it again.
-      max_retries = 0
-
-      containers {
-        # The preprocessing image: the same dataset libraries, and jobs/ingest (services/Dockerfile).
-        image   = local.images.preprocessing
-        command = ["python", "-m", "jobs.ingest"]
-
-        resources {
-          limits = {
-            cpu    = var.ingest_cpu
-            memory = var.ingest_memory
-          }
-        }
-
-        dynamic "env" {
-          for_each = local.env.ingest
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
-}
-
-# The preprocessing service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "preprocessing_runs_ingest" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_job.ingest.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["preprocessing"].member
+  role     = google_project_iam_custom_role.runtune["job_runner"].id
+  member   = google_service_account.sa[local.job_launchers.trainer].member
 }
 
 # --- the vLLM engine: a GPU Cloud Run service the inference service calls -------------------------
@@ -563,27 +506,50 @@ resource "google_cloud_run_v2_service" "engine" {
   ]
 }
 
-resource "google_cloud_run_v2_service_iam_member" "inference_invokes_engine" {
+# The inference service calls the engine, and so do the evaluations it launches, each with an ID token
+# of its own account.
+resource "google_cloud_run_v2_service_iam_member" "engine_invokers" {
+  for_each = toset(["inference", "evaluate"])
+
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.engine.name
   role     = "roles/run.invoker"
-  member   = google_service_account.sa["inference"].member
+  member   = google_service_account.sa[each.key].member
 }
 
-# --- evaluations: a CPU Cloud Run job, one execution per evaluation -------------------------------
+# --- the CPU Cloud Run jobs: one execution per dataset, evaluation or conversion ------------------
 
 locals {
-  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.evaluate) with the default prefix.
-  evaluate_job = "runtune-evaluate"
+  # Each is named <job_prefix>-<workload> (runtune.adapters.launch_contract.cloud_run_job_name),
+  # runs `python -m jobs.<workload>` as the account of that name, and is launched by the service of
+  # local.job_launchers (iam.tf), which passes the item's id as args and overrides the timeout.
+  # None retries: a retry would redo a deterministic failure (a file out of memory or time) and hide
+  # why the first attempt died; the launching service fails the item with that reason instead.
+  #
+  # ingest: dataset ingestion (jobs/ingest), one execution per dataset, in the preprocessing image,
+  # which has the same dataset libraries (services/Dockerfile).
+  # evaluate: evaluations (jobs/evaluate). The inference service answers POST /v1/evaluations with
+  # 202 and launches one; it scores the split through the engine and writes the progress, so nothing
+  # runs in a throttled (cpu_idle) service instance after its response. In the inference service's
+  # image: the same library code, another entry point. The engine accepts internal traffic only, so
+  # the job egresses through the VPC, as the inference service does.
+  # convert: GGUF conversions (jobs/convert), one per GGUF or Ollama export (POST /v1/exports answers
+  # with the export `queued`), in an image of its own (llama.cpp compiled in). The bucket is mounted:
+  # the merged model is read through the volume and each GGUF file written to it is held in memory
+  # only until it is closed (the job's disk is its memory too).
+  cpu_jobs = {
+    ingest   = { image = "preprocessing", cpu = var.ingest_cpu, memory = var.ingest_memory, timeout_s = var.ingest_task_timeout_s, vpc_egress = false, data_volume = false }
+    evaluate = { image = "inference", cpu = var.evaluate_cpu, memory = var.evaluate_memory, timeout_s = var.evaluate_task_timeout_s, vpc_egress = true, data_volume = false }
+    convert  = { image = "convert", cpu = var.convert_cpu, memory = var.convert_memory, timeout_s = var.convert_task_timeout_s, vpc_egress = false, data_volume = true }
+  }
 }
 
-# The inference service answers POST /v1/evaluations with 202 and launches an execution of this job
-# (args: the evaluation id); the execution scores the split through the engine and writes the
-# progress, so nothing runs in a throttled (cpu_idle) service instance after its response.
-resource "google_cloud_run_v2_job" "evaluate" {
+resource "google_cloud_run_v2_job" "cpu" {
+  for_each = local.cpu_jobs
+
   project             = var.project_id
-  name                = local.evaluate_job
+  name                = "${local.job_prefix}-${each.key}"
   location            = var.region
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -593,40 +559,57 @@ resource "google_cloud_run_v2_job" "evaluate" {
     parallelism = 1
 
     template {
-      service_account       = google_service_account.sa["evaluate"].email
+      service_account       = google_service_account.sa[each.key].email
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.evaluate_task_timeout_s}s"
-      # A retry would start the evaluation over, and hide why the first attempt died (out of memory,
-      # timeout): the inference service fails the evaluation with that reason instead.
-      max_retries = 0
+      timeout               = "${each.value.timeout_s}s"
+      max_retries           = 0
 
-      # The engine accepts internal traffic only: the job egresses through the VPC, as the
-      # inference service does.
-      vpc_access {
-        egress = "ALL_TRAFFIC"
-        network_interfaces {
-          network    = google_compute_network.runtune.id
-          subnetwork = google_compute_subnetwork.runtune.id
+      dynamic "vpc_access" {
+        for_each = each.value.vpc_egress ? [1] : []
+        content {
+          egress = "ALL_TRAFFIC"
+          network_interfaces {
+            network    = google_compute_network.runtune.id
+            subnetwork = google_compute_subnetwork.runtune.id
+          }
+        }
+      }
+
+      dynamic "volumes" {
+        for_each = each.value.data_volume ? [1] : []
+        content {
+          name = "data"
+          gcs {
+            bucket    = google_storage_bucket.data.name
+            read_only = false
+          }
         }
       }
 
       containers {
-        # The inference service's image: the same library code, another entry point.
-        image   = local.images.inference
-        command = ["python", "-m", "jobs.evaluate"]
+        image   = local.images[each.value.image]
+        command = ["python", "-m", "jobs.${each.key}"]
 
         resources {
           limits = {
-            cpu    = var.evaluate_cpu
-            memory = var.evaluate_memory
+            cpu    = each.value.cpu
+            memory = each.value.memory
           }
         }
 
         dynamic "env" {
-          for_each = local.env.evaluate
+          for_each = local.env[each.key]
           content {
             name  = env.key
             value = env.value
+          }
+        }
+
+        dynamic "volume_mounts" {
+          for_each = each.value.data_volume ? [1] : []
+          content {
+            name       = "data"
+            mount_path = local.data_mount_path
           }
         }
       }
@@ -636,97 +619,13 @@ resource "google_cloud_run_v2_job" "evaluate" {
   depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
 }
 
-# The inference service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "inference_runs_evaluate" {
+# Its launcher starts executions with overrides, reads and cancels them: on that job only.
+resource "google_cloud_run_v2_job_iam_member" "cpu_job_launcher" {
+  for_each = local.cpu_jobs
+
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_job.evaluate.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["inference"].member
-}
-
-# Evaluations call the engine with an ID token of their own account.
-resource "google_cloud_run_v2_service_iam_member" "evaluate_invokes_engine" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.engine.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.sa["evaluate"].member
-}
-
-# --- GGUF conversions: a CPU Cloud Run job, one execution per GGUF or Ollama export ---------------
-
-locals {
-  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.convert) with the default prefix.
-  convert_job = "runtune-convert"
-}
-
-# The inference service answers POST /v1/exports (format gguf or ollama) with the export `queued`
-# and launches an execution of this job (args: the export id). The bucket is mounted: the merged
-# model is read through the volume and each GGUF file written to it is held in memory only until
-# it is closed (the job's disk is its memory too).
-resource "google_cloud_run_v2_job" "convert" {
-  project             = var.project_id
-  name                = local.convert_job
-  location            = var.region
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    task_count  = 1
-    parallelism = 1
-
-    template {
-      service_account       = google_service_account.sa["convert"].email
-      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.convert_task_timeout_s}s"
-      # A retry would hide why the first attempt died (out of memory, timeout): the inference
-      # service fails the export with that reason instead.
-      max_retries = 0
-
-      volumes {
-        name = "data"
-        gcs {
-          bucket    = google_storage_bucket.data.name
-          read_only = false
-        }
-      }
-
-      containers {
-        image   = local.images.convert
-        command = ["python", "-m", "jobs.convert"]
-
-        resources {
-          limits = {
-            cpu    = var.convert_cpu
-            memory = var.convert_memory
-          }
-        }
-
-        dynamic "env" {
-          for_each = local.env.convert
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-
-        volume_mounts {
-          name       = "data"
-          mount_path = local.data_mount_path
-        }
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
-}
-
-# The inference service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "inference_runs_convert" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_job.convert.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["inference"].member
+  name     = google_cloud_run_v2_job.cpu[each.key].name
+  role     = google_project_iam_custom_role.runtune["job_runner"].id
+  member   = google_service_account.sa[local.job_launchers[each.key]].member
 }

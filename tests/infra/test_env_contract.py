@@ -160,8 +160,11 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable in ("trainer", "evaluate", "ingest", "convert"):
+    if deployable == "trainer":
         (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
+    elif deployable in ("evaluate", "ingest", "convert"):
+        job = tf.instance(f'google_cloud_run_v2_job.cpu["{deployable}"]')
+        (container,) = blocks(job, "template", "template", "containers")
     elif deployable == "gateway":
         (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
     else:
