@@ -1,15 +1,20 @@
-# The environment contract with runtune/settings.py, one literal map per deployable (tests/infra
-# compares each with the fields of that deployable's settings class). Settings with good defaults
-# stay unset; image-level ones (host, port, frontend folder) are set by the Dockerfiles. Emulator
-# variables never appear here: the gcp profile refuses to start with any of them.
+# The environment contract with runtune/settings.py (tests/infra compares each deployable's with the
+# fields of its settings class): what every deployable reads (CommonSettings), and each one's own
+# besides. Settings with good defaults stay unset; image-level ones (host, port, frontend folder) are
+# set by the Dockerfiles. Emulator variables never appear here: the gcp profile refuses to start with
+# any of them.
 locals {
-  env = {
+  common_env = {
+    RUNTUNE_PROFILE    = "gcp"
+    RUNTUNE_PROJECT_ID = var.project_id
+    RUNTUNE_REGION     = var.region
+    RUNTUNE_BUCKET     = local.data_bucket
+    RUNTUNE_LOG_LEVEL  = var.log_level
+  }
+  env = { for deployable, own in local.own_env : deployable => merge(local.common_env, own) }
+
+  own_env = {
     gateway = {
-      RUNTUNE_PROFILE           = "gcp"
-      RUNTUNE_PROJECT_ID        = var.project_id
-      RUNTUNE_REGION            = var.region
-      RUNTUNE_BUCKET            = local.data_bucket
-      RUNTUNE_LOG_LEVEL         = var.log_level
       RUNTUNE_PREPROCESSING_URL = local.urls.preprocessing
       RUNTUNE_TRAINING_URL      = local.urls.training
       RUNTUNE_INFERENCE_URL     = local.urls.inference
@@ -22,11 +27,6 @@ locals {
       RUNTUNE_SIGNUP_ALLOWED_DOMAINS = jsonencode(var.signup_allowed_domains)
     }
     preprocessing = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.preprocessing
       # The task timeout the service passes when it starts an ingestion (the job's own, below).
@@ -34,11 +34,6 @@ locals {
       RUNTUNE_CLOUD_RUN_JOB_PREFIX  = local.job_prefix
     }
     training = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.training
       # The trainer jobs it launches (<prefix>-trainer-<gpu>) and the GPUs they exist for.
@@ -59,11 +54,6 @@ locals {
       RUNTUNE_WEBHOOK_MAX_BACKOFF_S            = tostring(var.webhook_max_backoff_s)
     }
     inference = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.inference
       RUNTUNE_ENGINE_URL              = local.urls.engine
@@ -79,155 +69,70 @@ locals {
     }
     # An evaluation execution (jobs/evaluate): the engine as the inference service reaches it.
     evaluate = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_ENGINE_URL              = local.urls.engine
       RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       RUNTUNE_ENGINE_MAX_ADAPTERS     = tostring(local.serving.max_loras)
     }
-    # A GGUF conversion (jobs/convert): reads and writes through the bucket's volume.
-    convert = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
-    ingest = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
+    # A GGUF conversion (jobs/convert) reads and writes through the bucket's volume; an ingestion
+    # (jobs/ingest) needs nothing more either.
+    convert = {}
+    ingest  = {}
     # The same variables reach every Vertex AI CustomJob from the training service's own settings
     # (runtune/wiring.py vertex_trainer_env; tests/infra/test_env_contract.py checks they agree).
-    trainer = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
+    trainer = {}
   }
 
-  # CPU-only services: size, and whether CPU stays allocated between requests. The training service
-  # keeps it (and min instances >= 1) because its job reconciler runs in the background. The
-  # preprocessing service does no work after its answers (ingestion is the runtune-ingest job), so
-  # it may idle; reads reconcile the datasets they show.
+  # The CPU services, alike but for their size, scaling, whether CPU stays allocated between
+  # requests, whether they egress through the VPC, and who may reach them. The gateway is the only
+  # public one (all ingress, `allUsers` may invoke it): it verifies Firebase ID tokens, proxies to the
+  # private services and serves the UI, and takes more concurrent requests (mostly waiting on its
+  # upstreams). The private ones accept internal traffic only, and only the gateway's account may
+  # invoke them (below). The training service keeps CPU (and min instances >= 1) because its job
+  # reconciler runs in the background. The preprocessing service does no work after its answers
+  # (ingestion is the runtune-ingest job), so it may idle; reads reconcile the datasets they show. A
+  # request to an internal-only service must leave its caller through the VPC to arrive as internal:
+  # the gateway's and the inference service's (the engine) do, all their egress.
+  public_services = {
+    gateway = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = var.gateway_min_instances, max_instances = var.gateway_max_instances, concurrency = 250, vpc_egress = true }
+  }
   private_services = {
-    preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, vpc_egress = false }
-    training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, vpc_egress = false }
-    inference     = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = 0, vpc_egress = true }
+    preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = false }
+    training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = false }
+    inference     = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = 0, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = true }
+  }
+  service_descriptions = {
+    gateway       = "Runtune gateway: verifies Firebase ID tokens, proxies to the private services, serves the UI"
+    preprocessing = "Runtune preprocessing service (private: the gateway's account only)"
+    training      = "Runtune training service (private: the gateway's account only)"
+    inference     = "Runtune inference service (private: the gateway's account only)"
   }
 }
 
-# --- the gateway: the only public service ----------------------------------------------------------
+# --- the CPU services: the gateway and the private services -----------------------------------------
 
-resource "google_cloud_run_v2_service" "gateway" {
-  project             = var.project_id
-  name                = local.names.gateway
-  location            = var.region
-  description         = "Runtune gateway: verifies Firebase ID tokens, proxies to the private services, serves the UI"
-  ingress             = "INGRESS_TRAFFIC_ALL"
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    service_account                  = google_service_account.sa["gateway"].email
-    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    timeout                          = "3600s" # Server-Sent Events and large uploads stream through
-    max_instance_request_concurrency = 250
-
-    scaling {
-      min_instance_count = var.gateway_min_instances
-      max_instance_count = var.gateway_max_instances
-    }
-
-    # All egress through the VPC: requests to the internal-only services must arrive as internal.
-    vpc_access {
-      egress = "ALL_TRAFFIC"
-      network_interfaces {
-        network    = google_compute_network.runtune.id
-        subnetwork = google_compute_subnetwork.runtune.id
-      }
-    }
-
-    containers {
-      image = local.images.gateway
-
-      ports {
-        container_port = 8080
-      }
-
-      resources {
-        limits = {
-          cpu    = "1"
-          memory = "1Gi"
-        }
-        cpu_idle          = true
-        startup_cpu_boost = true
-      }
-
-      dynamic "env" {
-        for_each = local.env.gateway
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-
-      startup_probe {
-        http_get {
-          path = "/healthz"
-        }
-        period_seconds    = 2
-        timeout_seconds   = 2
-        failure_threshold = 30
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.gateway.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-# --- the private services ------------------------------------------------------------------------
-
-resource "google_cloud_run_v2_service" "private" {
-  for_each = local.private_services
+resource "google_cloud_run_v2_service" "cpu" {
+  for_each = merge(local.public_services, local.private_services)
 
   project             = var.project_id
   name                = local.names[each.key]
   location            = var.region
-  description         = "Runtune ${each.key} service (private: the gateway's account only)"
-  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  description         = local.service_descriptions[each.key]
+  ingress             = contains(keys(local.public_services), each.key) ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
   deletion_protection = var.deletion_protection
   labels              = local.labels
 
   template {
     service_account                  = google_service_account.sa[each.key].email
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    timeout                          = "3600s"
-    max_instance_request_concurrency = 80
+    timeout                          = "3600s" # Server-Sent Events and large uploads stream through
+    max_instance_request_concurrency = each.value.concurrency
 
     scaling {
       min_instance_count = each.value.min_instances
-      max_instance_count = var.service_max_instances
+      max_instance_count = each.value.max_instances
     }
 
-    # The inference service calls the internal-only engine, so it egresses through the VPC too.
     dynamic "vpc_access" {
       for_each = each.value.vpc_egress ? [1] : []
       content {
@@ -277,13 +182,22 @@ resource "google_cloud_run_v2_service" "private" {
   depends_on = [google_project_service.apis]
 }
 
+# The one public grant.
+resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.cpu["gateway"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
 # Cloud Run IAM: only the gateway's account may invoke a private service.
 resource "google_cloud_run_v2_service_iam_member" "gateway_invokes" {
   for_each = local.private_services
 
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_service.private[each.key].name
+  name     = google_cloud_run_v2_service.cpu[each.key].name
   role     = "roles/run.invoker"
   member   = google_service_account.sa["gateway"].member
 }

@@ -93,3 +93,23 @@ moved {
   from = google_firestore_index.jobs_owner_status_created
   to   = google_firestore_index.jobs["owner_status_created"]
 }
+
+moved {
+  from = google_cloud_run_v2_service.gateway
+  to   = google_cloud_run_v2_service.cpu["gateway"]
+}
+
+moved {
+  from = google_cloud_run_v2_service.private["preprocessing"]
+  to   = google_cloud_run_v2_service.cpu["preprocessing"]
+}
+
+moved {
+  from = google_cloud_run_v2_service.private["training"]
+  to   = google_cloud_run_v2_service.cpu["training"]
+}
+
+moved {
+  from = google_cloud_run_v2_service.private["inference"]
+  to   = google_cloud_run_v2_service.cpu["inference"]
+}

@@ -38,6 +38,9 @@ GPU_LOCALS = {
     "vertex_machines": "var.vertex_machines == null ? local.vertex_machine_names : distinct(var.vertex_machines)",
 }
 
+# The environment maps of infra/cloud_run.tf: what every deployable reads, merged into each one's own.
+ENV_LOCAL = "{for deployable, own in local.own_env : deployable => merge(local.common_env, own)}"
+
 _OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
 _REF = re.compile(r"^\$\{([^{}]+)\}$")
 # A local read from a JSON file next to the code (`jsondecode(file("${path.module}/..."))`), or one
@@ -47,6 +50,10 @@ _JSON_FILE = re.compile(r'^\$\{jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\
 _LITERAL_SET = re.compile(r'toset\(\[((?:"[^"]*"(?:, *)?)*)\]\)')
 # An index into a literal local map (`[local.job_launchers.trainer]`, `[local.job_launchers["ingest"]]`).
 _LOCAL_INDEX = re.compile(r'\[local\.(\w+)(?:\.(\w+)|\["([^"]+)"\])\]')
+# A choice on whether a key is one of a local map's (`contains(keys(local.public_services), "gateway") ? "A" : "B"`).
+_KEY_CONDITION = re.compile(r'^\$\{contains\(keys\(local\.(\w+)\), "([^"]+)"\) \? "([^"]*)" : "([^"]*)"\}$')
+# A merge of literal local maps (`merge(local.public_services, local.private_services)`).
+_MERGE = re.compile(r"merge\((local\.\w+(?:, local\.\w+)*)\)")
 # A condition on a boolean of each.value choosing between two literal lists (`each.value.x ? [1] : []`).
 _EACH_CONDITION = re.compile(r"each\.value\.(\w+) \? (\[[^\]]*\]) : (\[[^\]]*\])")
 
@@ -114,6 +121,14 @@ class Config:
     def local_value(self, name: str, variables: dict[str, Any] | None = None) -> Any:
         """A local's value: literal ones as parsed, the GPU table's derived ones computed."""
         value = self.locals[name]
+        if name == "env":
+            assert re.sub(r"\s+", " ", value[2:-1]) == ENV_LOCAL, f"local.env changed: {value!r}"
+            common = self.locals["common_env"]
+            for deployable, own in self.locals["own_env"].items():
+                assert not set(common) & set(own), (
+                    f"{deployable} sets a common variable again: {set(common) & set(own)}"
+                )
+            return {deployable: common | own for deployable, own in self.locals["own_env"].items()}
         if name not in GPU_LOCALS or name in self.local_files:
             # Literal, or a `jsondecode(file(...))` local already decoded from its file at load.
             return value
@@ -157,6 +172,13 @@ class Config:
             items = self.for_each_items(self.resource(rtype, name), variables)
             assert items is not None, f"for_each over {expr!r}, which has no for_each"
             return [(key, _substitute_each(self.resource(rtype, name), key, value)) for key, value in items]
+        if match := _MERGE.fullmatch(expr):
+            merged: dict[str, Any] = {}
+            for name in re.findall(r"local\.(\w+)", match.group(1)):
+                value = self.local_value(name, variables)
+                assert isinstance(value, dict), f"merge of local.{name}, which is no literal map"
+                merged |= value
+            return list(merged.items())
         if match := _LITERAL_SET.fullmatch(expr):
             items = re.findall(r'"([^"]*)"', match.group(1))
             return [(item, item) for item in items]
@@ -206,6 +228,9 @@ class Config:
         if isinstance(node, list):
             return [self._render_instance(item) for item in node]
         if isinstance(node, str):
+            if match := _KEY_CONDITION.match(node):
+                name, key, chosen, other = match.groups()
+                return chosen if key in self.local_value(name) else other
             return _LOCAL_INDEX.sub(self._local_index, node)
         if not isinstance(node, dict):
             return node

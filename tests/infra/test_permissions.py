@@ -35,7 +35,7 @@ _REFERENCES = {
     "google_cloud_run_v2_service_iam_member": (
         "service",
         "name",
-        r'\$\{google_cloud_run_v2_service\.(?:private\["(\w+)"\]|(\w+))\.name\}',
+        r'\$\{google_cloud_run_v2_service\.(?:cpu\["(\w+)"\]|(\w+))\.name\}',
     ),
     # A CPU job by its workload (`cpu["ingest"]`); every job of one GPU type is still the trainer:
     # `trainer["l4"]`, or the per-GPU name the `for_each` over the trainer jobs renders

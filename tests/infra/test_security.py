@@ -40,16 +40,17 @@ def test_only_the_gateway_is_public(tf: Config) -> None:
     assert rtype == "google_cloud_run_v2_service_iam_member"
     assert body["role"] == "roles/run.invoker"
     assert body["member"] == "allUsers"
-    assert body["name"] == "${google_cloud_run_v2_service.gateway.name}"
+    assert body["name"] == '${google_cloud_run_v2_service.cpu["gateway"].name}'
+    assert set(tf.locals["public_services"]) == {"gateway"}
 
 
 def test_private_services_are_internal_and_iam_checked(tf: Config) -> None:
     services = dict(tf.instances("google_cloud_run_v2_service"))
-    assert services.pop("google_cloud_run_v2_service.gateway")["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert services.pop('google_cloud_run_v2_service.cpu["gateway"]')["ingress"] == "INGRESS_TRAFFIC_ALL"
     assert set(services) == {
-        'google_cloud_run_v2_service.private["preprocessing"]',
-        'google_cloud_run_v2_service.private["training"]',
-        'google_cloud_run_v2_service.private["inference"]',
+        'google_cloud_run_v2_service.cpu["preprocessing"]',
+        'google_cloud_run_v2_service.cpu["training"]',
+        'google_cloud_run_v2_service.cpu["inference"]',
         "google_cloud_run_v2_service.engine",
     }
     for address, body in services.items():
@@ -70,7 +71,7 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluation
     # admits Cloud Tasks).
     tasks_sa = '${google_service_account.sa["webhooks"].member}'
     for service, extra in (("preprocessing", set()), ("training", {tasks_sa}), ("inference", set())):
-        assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa} | extra
+        assert invokers[f'${{google_cloud_run_v2_service.cpu["{service}"].name}}'] == {gateway_sa} | extra
     assert invokers["${google_cloud_run_v2_service.engine.name}"] == {
         '${google_service_account.sa["inference"].member}',
         '${google_service_account.sa["evaluate"].member}',
@@ -80,10 +81,11 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluation
 def test_callers_of_internal_services_egress_through_the_vpc(tf: Config) -> None:
     # An internal-only service sees another Cloud Run service's request as internal only when it
     # leaves through a VPC network (Direct VPC egress, all traffic, Private Google Access).
-    gateway = tf.resource("google_cloud_run_v2_service", "gateway")
-    (vpc,) = blocks(gateway, "template", "vpc_access")
-    assert vpc["egress"] == "ALL_TRAFFIC"
-    assert tf.locals["private_services"]["inference"]["vpc_egress"] is True
+    for service in ("gateway", "inference"):
+        (vpc,) = blocks(tf.instance(f'google_cloud_run_v2_service.cpu["{service}"]'), "template", "vpc_access")
+        assert vpc["egress"] == "ALL_TRAFFIC", service
+    for service in ("preprocessing", "training"):  # they call no internal service
+        assert not blocks(tf.instance(f'google_cloud_run_v2_service.cpu["{service}"]'), "template", "vpc_access")
     # The evaluate job calls the internal-only engine too.
     (job_vpc,) = blocks(tf.instance('google_cloud_run_v2_job.cpu["evaluate"]'), "template", "template", "vpc_access")
     assert job_vpc["egress"] == "ALL_TRAFFIC"

@@ -138,7 +138,7 @@ def test_outputs_give_the_ui_what_it_needs(tf: Config) -> None:
     web = tf.locals["firebase_web_config"]
     assert {"apiKey", "authDomain", "projectId", "appId"} <= set(web)
     # The same values reach the UI at runtime, through the gateway's /config.json.
-    gateway_env = tf.locals["env"]["gateway"]
+    gateway_env = tf.local_value("env")["gateway"]
     assert gateway_env["RUNTUNE_FIREBASE_WEB_CONFIG"] == "${jsonencode(local.firebase_web_config)}"
 
 
@@ -160,7 +160,7 @@ def test_signup_is_not_open_by_default(tf: Config) -> None:
     for variable, value in (("signup_invited_emails", "invite"), ("signup_allowed_domains", "domains")):
         (validation,) = tf.variables[variable]["validation"]
         assert validation["condition"] == f'${{var.signup_policy != "{value}" || length(var.{variable}) > 0}}'
-    gateway_env = tf.locals["env"]["gateway"]
+    gateway_env = tf.local_value("env")["gateway"]
     assert gateway_env["RUNTUNE_SIGNUP_POLICY"] == "${var.signup_policy}"
 
 
