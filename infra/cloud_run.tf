@@ -182,7 +182,7 @@ resource "google_cloud_run_v2_service" "cpu" {
   depends_on = [google_project_service.apis]
 }
 
-# The one public grant.
+# The gateway is public: anyone may call it (it verifies Firebase ID tokens and API keys itself).
 resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
   project  = var.project_id
   location = var.region

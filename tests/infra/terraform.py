@@ -2,10 +2,12 @@
 
 Nothing here runs Terraform (its providers cannot be downloaded on a machine without network): the
 tests read the configuration as data. `Config.instances` expands `for_each` over literal local maps
-and sets, over the GPU locals derived from the GPU table (`Config.local_value`) and over another
-resource's instances; `Renderer` evaluates the handful of expression shapes the environment maps and
-the trainer jobs use, for test values of the variables, so the settings classes can load what Cloud
-Run would pass them.
+and sets (and merges of them), over the GPU locals derived from the GPU table (`Config.local_value`)
+and over another resource's instances, then expands the dynamic blocks over literal lists and
+resolves indexes into literal local maps, so each instance reads as Terraform would create it
+(`Config.instance` looks one up by address); `Config.moves` lists the `moved` blocks. `Renderer`
+evaluates the handful of expression shapes the environment maps and the trainer jobs use, for test
+values of the variables, so the settings classes can load what Cloud Run would pass them.
 """
 
 from __future__ import annotations
