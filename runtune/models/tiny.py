@@ -194,6 +194,25 @@ def train_tokenizer_files() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return model["vocab"], merges  # type: ignore[return-value]
 
 
+# The language tower every tiny model shares (Gemma 4's adds its per-layer inputs and global heads):
+# two layers, one sliding and one full, the specials' ids as BASE_SPECIALS orders them.
+TEXT_TOWER: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "sliding_window": 64,
+    "max_position_embeddings": 2048,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "bos_token_id": 2,
+    "initializer_range": INIT_STD,
+}
+
+
 def _tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], named: dict[str, str], other: list[str]) -> Any:
     from transformers import GemmaTokenizer
 
@@ -205,22 +224,7 @@ def _tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], named: dict
 def _gemma3_text_config(vocab_size: int) -> Any:
     from transformers import Gemma3TextConfig
 
-    return Gemma3TextConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        sliding_window=64,
-        max_position_embeddings=2048,
-        layer_types=["sliding_attention", "full_attention"],
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        initializer_range=INIT_STD,
-    )
+    return Gemma3TextConfig(vocab_size=vocab_size, **TEXT_TOWER)
 
 
 def build_gemma3_text(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -276,21 +280,9 @@ def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     text = Gemma4TextConfig(
         vocab_size=len(tokenizer) + 1,  # + <|video|>, which the processor adds
         vocab_size_per_layer_input=len(tokenizer) + 1,
-        hidden_size=64,
         hidden_size_per_layer_input=16,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
         global_head_dim=32,
-        sliding_window=64,
-        max_position_embeddings=2048,
-        layer_types=["sliding_attention", "full_attention"],
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        initializer_range=INIT_STD,
+        **TEXT_TOWER,
     )
     vision = Gemma4VisionConfig(
         hidden_size=32,
