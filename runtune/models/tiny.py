@@ -233,9 +233,7 @@ def build_gemma3_text(out: Path, vocab: dict[str, int], merges: list[tuple[str, 
     tokenizer = _tokenizer(vocab, merges, GEMMA3_NAMED, GEMMA3_OTHER)
     tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     model = Gemma3ForCausalLM(_gemma3_text_config(len(tokenizer)))
-    _end_of_turn_stops(model, tokenizer, "<end_of_turn>")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save(out, model, tokenizer, "<end_of_turn>")
 
 
 def build_gemma3_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -262,11 +260,9 @@ def build_gemma3_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     )
     model = Gemma3ForConditionalGeneration(config)
     _wake_projector(model)
-    _end_of_turn_stops(model, tokenizer, "<end_of_turn>")
     image_processor = Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = Gemma3Processor(image_processor, tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=4)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    _save(out, model, tokenizer, "<end_of_turn>", processor)
 
 
 def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -316,9 +312,7 @@ def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     )
     model = Gemma4ForConditionalGeneration(config)
     _wake_projector(model)
-    _end_of_turn_stops(model, tokenizer, "<turn|>")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    _save(out, model, tokenizer, "<turn|>", processor)
 
 
 def _wake_projector(model: Any) -> None:
@@ -333,10 +327,13 @@ def _wake_projector(model: Any) -> None:
                 param.normal_(std=INIT_STD)
 
 
-def _end_of_turn_stops(model: Any, tokenizer: Any, end_of_turn: str) -> None:
-    # As in the published checkpoints: generation stops at <eos> or the end-of-turn marker.
+def _save(out: Path, model: Any, tokenizer: Any, end_of_turn: str, processor: Any = None) -> None:
+    """Every tiny model ends alike: saved with its processor (a text model's: its tokenizer), its
+    generation stopping at <eos> or the end-of-turn marker, as in the published checkpoints."""
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(end_of_turn)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    (tokenizer if processor is None else processor).save_pretrained(out)
 
 
 BUILDERS = {

@@ -363,17 +363,17 @@ def job_path(job_id: str) -> str:
 
 def event_path(job_id: str, seq: int) -> str:
     """Events are numbered per job; the zero-padded number keeps document ids in order."""
-    return f"jobs/{job_id}/events/{seq:08d}"
+    return f"{job_path(job_id)}/events/{seq:08d}"
 
 
 def checkpoint_path(job_id: str, step: int) -> str:
     """A resume state's document (runtune/training/checkpoints.py; pruned to the newest few)."""
-    return f"jobs/{job_id}/checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/checkpoints/{step:08d}"
 
 
 def model_checkpoint_path(job_id: str, step: int) -> str:
     """A model checkpoint's document (what `GET .../checkpoints` lists; never pruned)."""
-    return f"jobs/{job_id}/model_checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/model_checkpoints/{step:08d}"
 
 
 def tuned_model_id(base: str, job_id: str) -> str:
