@@ -235,6 +235,18 @@ class TrainConfig(ApiModel):
             return DpoHyperparameters(**shown.model_dump(), beta=self.beta)
         return shown
 
+    # The plan holds `LoraOptions` flat, each field `lora_`-prefixed (the trainer reads one record):
+    # these two are the one mapping between the shapes.
+    @property
+    def lora(self) -> LoraOptions:
+        """The run's LoRA shape as a request's `runtune.lora` names it."""
+        return LoraOptions(**{name: getattr(self, f"lora_{name}") for name in LoraOptions.model_fields})
+
+    @staticmethod
+    def lora_fields(lora: LoraOptions) -> dict[str, Any]:
+        """`lora` as the plan's `lora_*` fields."""
+        return {f"lora_{name}": getattr(lora, name) for name in LoraOptions.model_fields}
+
 
 class Lineage(ApiModel):
     """Where a job's model comes from (Runtune's extension of the job and of the tuned Model object):
