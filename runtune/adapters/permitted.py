@@ -18,14 +18,14 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from google.api_core import exceptions as gexc
 
 from runtune import permissions
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.blobs import BlobInfo, BlobStore
-from runtune.ports.metadata import AlsoWrite, Document, MetadataStore
+from runtune.ports.metadata import AlsoWrite, Document, MetadataStore, OrderBy, Where
 from runtune.ports.secrets import SecretStore
 
 log = logging.getLogger(__name__)
@@ -163,10 +163,17 @@ class PermittedMetadataStore:
             self._check(path, "w")
         self._inner.create_many(items)
 
-    def query(self, collection: str, **options: Any) -> list[tuple[str, Document]]:
-        """Checks the collection alone: `options` (the port's `where`, `order_by`, ...) pass on as given."""
+    def query(
+        self,
+        collection: str,
+        *,
+        where: Sequence[Where] = (),
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        start_after: str | None = None,
+    ) -> list[tuple[str, Document]]:
         self._check(collection, "r")
-        return self._inner.query(collection, **options)
+        return self._inner.query(collection, where=where, order_by=order_by, limit=limit, start_after=start_after)
 
     def transact(
         self,
