@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -19,6 +18,7 @@ from runtune.api.errors import install_error_handlers
 from runtune.errors import RuntuneError
 from runtune.internal_auth import REQUEST_ID_HEADER, USER_ID_HEADER, InternalCredentialVerifier
 from runtune.logging import configure_logging
+from runtune.schemas.account import Me
 from runtune.settings import ServiceSettings
 
 log = logging.getLogger("runtune.service")
@@ -84,9 +84,9 @@ class GatewayOnlyMiddleware:
 def _identity_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/me")
-    def me(user: CurrentUser) -> dict[str, Any]:
-        return {"object": "user", "id": user.uid, "email": user.email}
+    @router.get("/v1/me", response_model=Me)
+    def me(user: CurrentUser) -> Me:
+        return Me(id=user.uid, email=user.email)
 
     return router
 

@@ -55,6 +55,15 @@ class ApiError(ApiModel):
     param: str | None = None
 
 
+class Deleted(ApiModel):
+    """What a `DELETE` answers, as OpenAI's deletions do: the id, the object kind (`dataset.deleted`,
+    `file`, `model`, ...) and `deleted`."""
+
+    id: str
+    object: str
+    deleted: Literal[True] = True
+
+
 class OwnedResource(ApiModel):
     model_config = ConfigDict(extra="ignore")
 

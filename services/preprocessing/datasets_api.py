@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.schemas.common import ListPage
+from runtune.schemas.common import Deleted, ListPage
 from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetStats, Sample
 from services.preprocessing.deps import Datasets
 
@@ -56,7 +56,7 @@ def retry_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> Dat
     return datasets.retry(user.uid, dataset_id)
 
 
-@router.delete("/{dataset_id}")
-def delete_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.delete("/{dataset_id}", response_model=Deleted)
+def delete_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> Deleted:
     datasets.delete(user.uid, dataset_id)
-    return {"id": dataset_id, "object": "dataset.deleted", "deleted": True}
+    return Deleted(id=dataset_id, object="dataset.deleted")

@@ -26,7 +26,7 @@ from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest, Workload
 from runtune.quotas import Quotas
-from runtune.schemas.common import ApiError, ListPage, ascii_number, new_id, now_ts
+from runtune.schemas.common import ApiError, Deleted, ListPage, ascii_number, new_id, now_ts
 from runtune.schemas.datasets import (
     CreateDatasetRequest,
     CreateUploadRequest,
@@ -132,11 +132,11 @@ class DatasetService:
         self.uploads.update(upload_id, {"status": UploadStatus.completed.value})
         return upload.model_copy(update={"status": UploadStatus.completed})
 
-    def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
+    def delete_upload(self, uid: str, upload_id: str) -> Deleted:
         upload = self.uploads.get_owned(uid, upload_id)
         self._blobs.delete_prefix(upload_folder(upload.object_path))
         self.uploads.delete(upload_id)
-        return {"id": upload_id, "object": "upload.deleted", "deleted": True}
+        return Deleted(id=upload_id, object="upload.deleted")
 
     def _pending_upload(self, uid: str, upload_id: str) -> Upload:
         upload = self.uploads.get_owned(uid, upload_id)

@@ -24,7 +24,7 @@ from runtune.outbox import outbox_entry
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import OrderBy
 from runtune.ports.secrets import SecretStore
-from runtune.schemas.common import ListPage, is_resource_id, new_id
+from runtune.schemas.common import Deleted, ListPage, is_resource_id, new_id
 from runtune.schemas.webhooks import (
     TEST_EVENT,
     CreatedWebhookEndpoint,
@@ -96,12 +96,12 @@ def get_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints) -> We
     return endpoints.get_owned(user.uid, endpoint_id)
 
 
-@router.delete("/{endpoint_id}")
-def delete_webhook(endpoint_id: str, user: SignedInUser, endpoints: Endpoints, secrets: Secrets) -> dict[str, Any]:
+@router.delete("/{endpoint_id}", response_model=Deleted)
+def delete_webhook(endpoint_id: str, user: SignedInUser, endpoints: Endpoints, secrets: Secrets) -> Deleted:
     endpoints.get_owned(user.uid, endpoint_id)
     endpoints.store.delete_tree(endpoints.path(endpoint_id))  # the endpoint and its delivery log
     secrets.delete(user.uid, secret_name(endpoint_id))
-    return {"id": endpoint_id, "object": "webhook_endpoint.deleted", "deleted": True}
+    return Deleted(id=endpoint_id, object="webhook_endpoint.deleted")
 
 
 @router.post("/{endpoint_id}/test")
