@@ -120,6 +120,12 @@ export type Job = Schemas["Job"];
 /** `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job. */
 export type JobDeleted = Schemas["JobDeleted"];
 export type JobEvent = Schemas["JobEvent"];
+/** A step of the training curve: a metrics event's `data`, a point of `GET .../metrics` (`step` and
+ * whatever the trainer measured, each a number or null). */
+export type MetricsPoint = Schemas["MetricsPoint"];
+export type MetricsPage = Schemas["MetricsPage"];
+/** `job.estimate`: the job's estimate before launch, its range, basis, place and warnings. */
+export type EstimateSummary = Schemas["EstimateSummary"];
 export type Checkpoint = Schemas["Checkpoint"];
 export type Lineage = Schemas["Lineage"];
 export type Model = Schemas["ModelObject"];
@@ -141,6 +147,12 @@ export type CreatedApiKey = Schemas["CreatedApiKey"];
 export type WebhookEndpoint = Schemas["WebhookEndpoint"];
 export type CreatedWebhookEndpoint = Schemas["CreatedWebhookEndpoint"];
 export type WebhookDelivery = Schemas["WebhookDelivery"];
+/** A stored token, by name only: its value never comes back. */
+export type Secret = Schemas["Secret"];
+export type SecretList = Schemas["SecretList"];
+export type Me = Schemas["Me"];
+/** What a `DELETE` answers: `{id, object, deleted}`. */
+export type Deleted = Schemas["Deleted"];
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
 // A job in one of these may be paused (POST .../pause); a paused one resumed (POST .../resume).

@@ -1346,6 +1346,23 @@ export interface components {
          */
         DatasetStatus: "uploading" | "processing" | "ready" | "failed";
         /**
+         * Deleted
+         * @description What a `DELETE` answers, as OpenAI's deletions do: the id, the object kind (`dataset.deleted`,
+         *     `file`, `model`, ...) and `deleted`.
+         */
+        Deleted: {
+            /**
+             * Deleted
+             * @default true
+             * @constant
+             */
+            deleted: true;
+            /** Id */
+            id: string;
+            /** Object */
+            object: string;
+        };
+        /**
          * Distribution
          * @description A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
          *     counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0).
@@ -1370,7 +1387,7 @@ export interface components {
          * DpoHyperparameters
          * @description OpenAI's DPO hyperparameters: the supervised three and `beta`.
          */
-        DpoHyperparameters: {
+        "DpoHyperparameters-Input": {
             /**
              * Batch Size
              * @default auto
@@ -1392,10 +1409,55 @@ export interface components {
              */
             n_epochs?: number | "auto";
         };
+        /**
+         * DpoHyperparameters
+         * @description OpenAI's DPO hyperparameters: the supervised three and `beta`.
+         */
+        "DpoHyperparameters-Output": {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size: number | "auto";
+            /**
+             * Beta
+             * @default auto
+             */
+            beta: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs: number | "auto";
+        };
+        /**
+         * DpoJobMethod
+         * @description A DPO job's `method`.
+         */
+        DpoJobMethod: {
+            dpo: components["schemas"]["DpoShown"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "dpo";
+        };
         /** DpoMethod */
         DpoMethod: {
-            hyperparameters?: components["schemas"]["DpoHyperparameters"];
+            hyperparameters?: components["schemas"]["DpoHyperparameters-Input"];
             runtune?: components["schemas"]["RuntuneOptions-Input"];
+        };
+        /**
+         * DpoShown
+         * @description `method.dpo` as a job shows it: the hyperparameters with DPO's beta.
+         */
+        DpoShown: {
+            hyperparameters: components["schemas"]["DpoHyperparameters-Output"];
         };
         /** EstimateRequest */
         EstimateRequest: {
@@ -1410,6 +1472,50 @@ export interface components {
              * @description A dataset id; or give `examples`
              */
             training_file?: string | null;
+        };
+        /**
+         * EstimateSummary
+         * @description `Job.estimate`: what the job keeps of its estimate before launch (`Planned.summary`): the
+         *     range of its time and cost, what that is based on, where it trains, and the warnings (a Hub token
+         *     missing, hours on a CPU).
+         */
+        EstimateSummary: {
+            /** Basis */
+            basis: string | null;
+            /** Calibrated Runs */
+            calibrated_runs: number;
+            /**
+             * Compute
+             * @default cloud_run
+             * @enum {string}
+             */
+            compute: "cloud_run" | "vertex";
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
+            /** Machine */
+            machine: string | null;
+            /** Seconds */
+            seconds: number | null;
+            /** Seconds High */
+            seconds_high: number | null;
+            /** Seconds Low */
+            seconds_low: number | null;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
+            /** Usd */
+            usd: number | null;
+            /** Usd High */
+            usd_high: number | null;
+            /** Usd Low */
+            usd_low: number | null;
+            /** Warnings */
+            warnings: string[];
         };
         /** Evaluation */
         Evaluation: {
@@ -1817,10 +1923,7 @@ export interface components {
             /** Created At */
             created_at: number;
             error: components["schemas"]["ApiError"] | null;
-            /** Estimate */
-            estimate: {
-                [key: string]: unknown;
-            } | null;
+            estimate: components["schemas"]["EstimateSummary"] | null;
             /** Estimated Finish */
             estimated_finish: number | null;
             /** Estimated Gpu Seconds */
@@ -1846,9 +1949,7 @@ export interface components {
                 [key: string]: string;
             } | null;
             /** Method */
-            method: {
-                [key: string]: unknown;
-            };
+            method: components["schemas"]["SupervisedJobMethod"] | components["schemas"]["DpoJobMethod"];
             /** Model */
             model: string;
             /** Model Deleted At */
@@ -1930,10 +2031,7 @@ export interface components {
         JobEvent: {
             /** Created At */
             created_at: number;
-            /** Data */
-            data: {
-                [key: string]: unknown;
-            } | null;
+            data: components["schemas"]["MetricsPoint"] | null;
             /** Id */
             id: string;
             /**
@@ -2275,6 +2373,52 @@ export interface components {
              * @default false
              */
             vision_tower: boolean;
+        };
+        /**
+         * Me
+         * @description `GET /v1/me`: the signed-in user, as the gateway identified them.
+         */
+        Me: {
+            /** Email */
+            email: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default user
+             * @constant
+             */
+            object: "user";
+        };
+        /**
+         * MetricsPage
+         * @description `GET /v1/fine_tuning/jobs/{id}/metrics`: points in step order; the next page is `after_step`
+         *     = the last point's step.
+         */
+        MetricsPage: {
+            /** Data */
+            data: components["schemas"]["MetricsPoint"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /**
+         * MetricsPoint
+         * @description One step of the training curve: a metrics event's `data` and a point of `GET .../metrics`.
+         *     Open: the trainer reports what the step measured (`loss`, `lr`, `grad_norm`, `tokens_per_s`,
+         *     `valid_loss` on a validation step, DPO's rewards, ...), each a number, or null where it was not
+         *     finite.
+         */
+        MetricsPoint: {
+            /** Step */
+            step: number;
+        } & {
+            [key: string]: number | null;
         };
         /** ModelList */
         ModelList: {
@@ -2655,6 +2799,61 @@ export interface components {
             /** Role */
             role: string;
         };
+        /**
+         * Secret
+         * @description A stored token, by name only: a secret's value goes in and never comes out, so being listed is
+         *     all that says it is set.
+         */
+        Secret: {
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default secret
+             * @constant
+             */
+            object: "secret";
+        };
+        /**
+         * SecretDeleted
+         * @description `DELETE /v1/secrets/{name}`.
+         */
+        SecretDeleted: {
+            /**
+             * Deleted
+             * @default true
+             * @constant
+             */
+            deleted: true;
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default secret.deleted
+             * @constant
+             */
+            object: "secret.deleted";
+        };
+        /**
+         * SecretList
+         * @description `GET /v1/secrets`: every secret the caller stored (a handful, so one page).
+         */
+        SecretList: {
+            /** Data */
+            data: components["schemas"]["Secret"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
         /** SecretValue */
         SecretValue: {
             /**
@@ -2765,10 +2964,29 @@ export interface components {
              */
             validation: number;
         };
+        /**
+         * SupervisedJobMethod
+         * @description A supervised job's `method`; its Runtune options are the job's own `options`.
+         */
+        SupervisedJobMethod: {
+            supervised: components["schemas"]["SupervisedShown"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "supervised";
+        };
         /** SupervisedMethod */
         SupervisedMethod: {
             hyperparameters?: components["schemas"]["Hyperparameters-Input"];
             runtune?: components["schemas"]["RuntuneOptions-Input"];
+        };
+        /**
+         * SupervisedShown
+         * @description `method.supervised` as a job shows it: the hyperparameters (the plan's numbers once planned).
+         */
+        SupervisedShown: {
+            hyperparameters: components["schemas"]["Hyperparameters-Output"];
         };
         /**
          * TaskKind
@@ -3273,9 +3491,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */
@@ -3437,9 +3653,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */
@@ -3960,9 +4174,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */
@@ -4323,9 +4535,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["MetricsPage"];
                 };
             };
             /** @description Validation Error */
@@ -4416,9 +4626,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Me"];
                 };
             };
         };
@@ -4491,9 +4699,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */
@@ -4522,9 +4728,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SecretList"];
                 };
             };
         };
@@ -4550,9 +4754,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Secret"];
                 };
             };
             /** @description Validation Error */
@@ -4583,9 +4785,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
             /** @description Validation Error */
@@ -4716,9 +4916,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */
@@ -4997,9 +5195,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Deleted"];
                 };
             };
             /** @description Validation Error */

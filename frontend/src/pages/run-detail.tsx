@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Export, type GpuList, type Job, type JobDeleted, type JobEvent, type Lineage, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
+import { type Checkpoint, type Export, type GpuList, type Job, type JobDeleted, type JobEvent, type Lineage, type MetricsPoint, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
 import { LineChart } from "../charts";
 import { retryBody } from "../clone";
 import { SPOT_WORDS, placeWords } from "../compute";
@@ -23,7 +23,7 @@ export interface Point {
   rejectedReward: number | null;
 }
 
-export function toPoint(data: Record<string, number>): Point {
+export function toPoint(data: MetricsPoint): Point {
   return {
     step: data.step,
     loss: data.loss ?? data.train_loss ?? null,
@@ -59,9 +59,8 @@ function useEvents(jobId: string) {
       (message) => {
         if (message.event === "done") return setDone(true);
         const event = JSON.parse(message.data) as JobEvent;
-        if (event.type === "metrics" && event.data && typeof event.data.step === "number") {
-          // Metrics events carry numbers only (step, loss, ...).
-          const point = toPoint(event.data as Record<string, number>);
+        if (event.type === "metrics" && event.data) {
+          const point = toPoint(event.data);
           setPoints((old) => merged(old, point));
         } else {
           setEvents((old) => [event, ...old]);
@@ -394,13 +393,13 @@ export function RunDetail({ id }: { id: string }) {
 /** Where the run trains (or trained): its plan's backend and machine, from the job's estimate summary. */
 function WhereLine({ job, live }: { job: Job; live: boolean }) {
   const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
-  const summary = (job.estimate ?? {}) as { compute?: string; machine?: string | null; gpu_count?: number; spot?: boolean };
-  if (!job.gpu && summary.machine !== "cpu") return null; // not planned yet: its files are still validated
-  const vertex = summary.compute === "vertex" && job.machine;
-  const gpuLabel = vertex ? `${summary.gpu_count ?? 1} x ${job.gpu}, ${job.machine}` : gpus?.data.find((gpu) => gpu.id === job.gpu)?.label ?? job.gpu;
-  const place = placeWords({ compute: summary.compute, machine: vertex ? job.machine : summary.machine, spot: summary.spot, gpuLabel, machineLabel: summary.machine === "cpu" ? "this machine's CPU" : null }, gpus?.where);
+  const summary = job.estimate;
+  if (!job.gpu && summary?.machine !== "cpu") return null; // not planned yet: its files are still validated
+  const vertex = summary?.compute === "vertex" && job.machine;
+  const gpuLabel = vertex ? `${summary.gpu_count} x ${job.gpu}, ${job.machine}` : gpus?.data.find((gpu) => gpu.id === job.gpu)?.label ?? job.gpu;
+  const place = placeWords({ compute: summary?.compute, machine: vertex ? job.machine : summary?.machine, spot: summary?.spot, gpuLabel, machineLabel: summary?.machine === "cpu" ? "this machine's CPU" : null }, gpus?.where);
   return (
-    <span data-testid="run-where" title={summary.spot ? SPOT_WORDS : undefined}>
+    <span data-testid="run-where" title={summary?.spot ? SPOT_WORDS : undefined}>
       {live ? "Trains on" : job.status === "succeeded" ? "Trained on" : "Planned on"} {place}
     </span>
   );

@@ -7,6 +7,7 @@ import {
   type CreatedApiKey,
   type CreatedWebhookEndpoint,
   type Page,
+  type SecretList,
   type WebhookDelivery,
   type WebhookEndpoint,
   del,
@@ -336,7 +337,7 @@ function Webhooks() {
 }
 
 export function Settings({ user, profile }: { user: User; profile: string }) {
-  const secrets = useResource(() => get<Page<{ name: string }>>("/v1/secrets"), []);
+  const secrets = useResource(() => get<SecretList>("/v1/secrets"), []);
   const [token, setToken] = useState<string | null>(null);
   const names = new Set(secrets.data?.data.map((s) => s.name) ?? []);
   const origin = location.origin;
