@@ -23,14 +23,6 @@ class Secret(ApiModel):
     name: str
 
 
-class SecretList(ApiModel):
-    """`GET /v1/secrets`: every secret the caller stored (a handful, so one page)."""
-
-    object: Literal["list"] = "list"
-    data: list[Secret]
-    has_more: Literal[False] = False
-
-
 class SecretDeleted(ApiModel):
     """`DELETE /v1/secrets/{name}`."""
 

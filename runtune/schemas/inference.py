@@ -65,6 +65,15 @@ class Evaluation(ExecutedResource):
     heartbeat_at: int | None = None
 
 
+class Prediction(ApiModel):
+    """One example of an evaluation (`GET /v1/evaluations/{id}/predictions`): the expected answer and
+    each model's, by the model's id (null: a label scoring answer that named no label)."""
+
+    index: int
+    expected: str
+    predictions: dict[str, str | None]
+
+
 class ExportFormat(StrEnum):
     adapter = "adapter"
     merged = "merged"

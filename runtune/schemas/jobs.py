@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from runtune.compute import ComputeChoice
 from runtune.estimate import GPU_NAMES, Backend, Estimate, Where
-from runtune.schemas.common import ApiError, ApiModel, OwnedResource, ascii_number
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource, WholeList, ascii_number
 from runtune.schemas.datasets import TaskKind
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
@@ -646,13 +646,10 @@ class GpuOffer(ApiModel):
     usd_per_hour: float
 
 
-class GpuList(ApiModel):
+class GpuList(WholeList[GpuOffer]):
     """`GET /v1/fine_tuning/gpus`: the GPUs `runtune.gpu` may name besides "auto", and where the
     trainers run."""
 
-    object: Literal["list"] = "list"
-    data: list[GpuOffer]
-    has_more: Literal[False] = False
     where: Where
 
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.schemas.common import Deleted, ListPage
-from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetStats, Sample
+from runtune.schemas.common import Deleted, ListPage, WholeList
+from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetShard, DatasetStats, Sample
 from services.preprocessing.deps import Datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -46,8 +46,8 @@ def dataset_stats(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dic
     return datasets.stats(user.uid, dataset_id)
 
 
-@router.get("/{dataset_id}/download")
-def dataset_download(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.get("/{dataset_id}/download", response_model=WholeList[DatasetShard])
+def dataset_download(dataset_id: str, user: CurrentUser, datasets: Datasets) -> WholeList[DatasetShard]:
     return datasets.download(user.uid, dataset_id)
 
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest, not_found
 from runtune.ports.secrets import SecretStore
-from runtune.schemas.account import Secret, SecretDeleted, SecretList
+from runtune.schemas.account import Secret, SecretDeleted
+from runtune.schemas.common import WholeList
 from runtune.webhooks.endpoints import SECRET_NAME_PREFIX
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
@@ -40,10 +41,10 @@ def _yours(name: str) -> str:
     return name
 
 
-@router.get("", response_model=SecretList)
-def list_secrets(user: CurrentUser, secrets: Secrets) -> SecretList:
+@router.get("", response_model=WholeList[Secret])
+def list_secrets(user: CurrentUser, secrets: Secrets) -> WholeList[Secret]:
     names = [name for name in secrets.names(user.uid) if not name.startswith(SECRET_NAME_PREFIX)]
-    return SecretList(data=[Secret(name=name) for name in names])
+    return WholeList[Secret](data=[Secret(name=name) for name in names])
 
 
 @router.put("/{name}", response_model=Secret)

@@ -11,7 +11,7 @@ its own service account in the cloud; a local token), never the gateway's.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, SignedInUser
 from runtune.errors import InvalidRequest
-from runtune.outbox import outbox_entry
+from runtune.outbox import envelope, outbox_entry
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import OrderBy
 from runtune.ports.secrets import SecretStore
@@ -31,6 +31,7 @@ from runtune.schemas.webhooks import (
     CreateWebhookRequest,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookEvent,
 )
 from runtune.webhooks.destinations import DestinationPolicy
 from runtune.webhooks.dispatcher import Dispatcher
@@ -104,8 +105,8 @@ def delete_webhook(endpoint_id: str, user: SignedInUser, endpoints: Endpoints, s
     return Deleted(id=endpoint_id, object="webhook_endpoint.deleted")
 
 
-@router.post("/{endpoint_id}/test")
-def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publisher: Publisher) -> dict[str, Any]:
+@router.post("/{endpoint_id}/test", response_model=WebhookEvent)
+def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publisher: Publisher) -> WebhookEvent:
     """Send a `webhook.test` event to this endpoint only (through the queue, as any event)."""
     endpoint = endpoints.get_owned(user.uid, endpoint_id)
     if endpoint.status != "enabled":
@@ -115,7 +116,7 @@ def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publ
     endpoints.store.create(path, entry)
     # Enqueued now, before the answer (nothing runs after it); the sweep covers a failure here.
     publisher.publish(evt_id, entry)
-    return {key: entry[key] for key in ("id", "object", "type", "created_at", "data")}
+    return WebhookEvent.model_validate(envelope(entry))
 
 
 @router.get("/{endpoint_id}/deliveries", response_model=ListPage[WebhookDelivery])
