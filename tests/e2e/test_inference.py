@@ -175,7 +175,8 @@ def test_evaluation_scores_the_tuned_model_far_above_its_base(tuned: dict[str, A
     assert sum(sum(row["predicted"]) for row in matrix["rows"]) == DEMO["test"]
     rows = client.get(f"/v1/evaluations/{evaluation_id}/predictions").json()["data"]
     assert len(rows) == DEMO["test"] and set(rows[0]["predictions"]) == {BASE, tuned["model"]}
-    assert set(rows[0]) == {"index", "expected", "predictions"} and [row["index"] for row in rows] == list(range(len(rows)))
+    assert set(rows[0]) == {"index", "expected", "predictions"}
+    assert [row["index"] for row in rows] == list(range(len(rows)))
 
 
 def test_generation_evaluation_maps_answers_to_labels(tuned: dict[str, Any]) -> None:
