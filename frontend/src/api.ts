@@ -149,7 +149,7 @@ export type CreatedWebhookEndpoint = Schemas["CreatedWebhookEndpoint"];
 export type WebhookDelivery = Schemas["WebhookDelivery"];
 /** A stored token, by name only: its value never comes back. */
 export type Secret = Schemas["Secret"];
-export type SecretList = Schemas["SecretList"];
+export type SecretList = Schemas["WholeList_Secret_"];
 export type Me = Schemas["Me"];
 /** What a `DELETE` answers: `{id, object, deleted}`. */
 export type Deleted = Schemas["Deleted"];

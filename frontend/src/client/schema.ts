@@ -1271,6 +1271,26 @@ export interface components {
             warnings: string[];
         };
         /**
+         * DatasetShard
+         * @description One Parquet shard of a ready dataset (`GET /v1/datasets/{id}/download`), with a signed URL.
+         */
+        DatasetShard: {
+            /** Bytes */
+            bytes: number;
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default dataset.shard
+             * @constant
+             */
+            object: "dataset.shard";
+            /** Split */
+            split: string;
+            /** Url */
+            url: string;
+        };
+        /**
          * DatasetStats
          * @description `GET /v1/datasets/{id}/stats`: the dataset's counts, then what its ingestion measured (its
          *     `stats`, which win where both name a key). The measured part is as the ingestion that made the
@@ -1616,6 +1636,14 @@ export interface components {
              * @enum {string}
              */
             split: "validation" | "test";
+        };
+        /**
+         * EventSubject
+         * @description What an event is about: the resource's id (the job, dataset, ... whose status moved).
+         */
+        EventSubject: {
+            /** Id */
+            id: string;
         };
         /** Export */
         Export: {
@@ -2512,6 +2540,21 @@ export interface components {
             /** Warning */
             warning: string | null;
         };
+        /**
+         * Prediction
+         * @description One example of an evaluation (`GET /v1/evaluations/{id}/predictions`): the expected answer and
+         *     each model's, by the model's id (null: a label scoring answer that named no label).
+         */
+        Prediction: {
+            /** Expected */
+            expected: string;
+            /** Index */
+            index: number;
+            /** Predictions */
+            predictions: {
+                [key: string]: string | null;
+            };
+        };
         /** Progress */
         Progress: {
             /**
@@ -2833,26 +2876,6 @@ export interface components {
              * @constant
              */
             object: "secret.deleted";
-        };
-        /**
-         * SecretList
-         * @description `GET /v1/secrets`: every secret the caller stored (a handful, so one page).
-         */
-        SecretList: {
-            /** Data */
-            data: components["schemas"]["Secret"][];
-            /**
-             * Has More
-             * @default false
-             * @constant
-             */
-            has_more: false;
-            /**
-             * Object
-             * @default list
-             * @constant
-             */
-            object: "list";
         };
         /** SecretValue */
         SecretValue: {
@@ -3375,6 +3398,77 @@ export interface components {
             url: string;
         };
         /**
+         * WebhookEvent
+         * @description The event a receiver gets (`runtune.outbox.envelope`), OpenAI's event object; what
+         *     `POST /v1/webhooks/{id}/test` sends.
+         */
+        WebhookEvent: {
+            /** Created At */
+            created_at: number;
+            data: components["schemas"]["EventSubject"];
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default event
+             * @constant
+             */
+            object: "event";
+            /** Type */
+            type: string;
+        };
+        /** WholeList[DatasetShard] */
+        WholeList_DatasetShard_: {
+            /** Data */
+            data: components["schemas"]["DatasetShard"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** WholeList[Prediction] */
+        WholeList_Prediction_: {
+            /** Data */
+            data: components["schemas"]["Prediction"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** WholeList[Secret] */
+        WholeList_Secret_: {
+            /** Data */
+            data: components["schemas"]["Secret"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /**
          * WorkStatus
          * @description An evaluation's or an export's status: queued until its execution starts, over once it
          *     succeeded or failed.
@@ -3684,9 +3778,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WholeList_DatasetShard_"];
                 };
             };
             /** @description Validation Error */
@@ -3914,9 +4006,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WholeList_Prediction_"];
                 };
             };
             /** @description Validation Error */
@@ -4728,7 +4818,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SecretList"];
+                    "application/json": components["schemas"]["WholeList_Secret_"];
                 };
             };
         };
@@ -5259,9 +5349,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WebhookEvent"];
                 };
             };
             /** @description Validation Error */
