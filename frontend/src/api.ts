@@ -136,6 +136,16 @@ export type Offer = Schemas["Offer"];
 export type Gpu = Schemas["GpuOffer"];
 export type GpuList = Schemas["GpuList"];
 export type Evaluation = Schemas["Evaluation"];
+/** One model's report in an evaluation: label scoring (or labels from free generation), or text metrics. */
+export type ModelReport = Schemas["ClassificationReport"] | Schemas["TextReport"];
+export type ClassScores = Schemas["ClassScores"];
+export type Confusion = Schemas["ConfusionMatrix"];
+/** An evaluation's example: the expected answer and each model's (`GET /v1/evaluations/{id}/predictions`). */
+export type Prediction = Schemas["Prediction"];
+/** A ready dataset's Parquet shard with its signed URL (`GET /v1/datasets/{id}/download`). */
+export type DatasetShard = Schemas["DatasetShard"];
+/** The event a webhook receiver gets (`POST /v1/webhooks/{id}/test` answers it). */
+export type WebhookEvent = Schemas["WebhookEvent"];
 export type ExportLink = Schemas["ExportLink"];
 export type Export = Schemas["Export"];
 export type ExportFormat = Schemas["ExportFormat"];

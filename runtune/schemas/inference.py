@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource
+from runtune.schemas.reports import ModelReport
 
 
 class WorkStatus(StrEnum):
@@ -50,7 +51,8 @@ class Evaluation(ExecutedResource):
     split: str = "test"
     models: list[str]
     method: Literal["label_scoring", "generation"] = "label_scoring"
-    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Each model's report, by the model's id.
+    metrics: dict[str, ModelReport] = Field(default_factory=dict)
     samples_done: int = 0
     samples_total: int | None = None
     max_samples: int | None = None

@@ -897,6 +897,51 @@ export interface components {
             step_number: number;
         };
         /**
+         * ClassScores
+         * @description One label's scores; `support` (its examples) and `unmapped` (those answered with no label) are
+         *     counts, kept as floats beside the ratios.
+         */
+        ClassScores: {
+            /** F1 */
+            f1: number;
+            /** Precision */
+            precision: number;
+            /** Recall */
+            recall: number;
+            /** Support */
+            support: number;
+            /** Unmapped */
+            unmapped: number;
+        };
+        /**
+         * ClassificationReport
+         * @description `runtune.metrics.classification.classification_report`: accuracy, the macro and weighted
+         *     means, per-label scores and the confusion matrix.
+         */
+        ClassificationReport: {
+            /** Accuracy */
+            accuracy: number;
+            confusion_matrix: components["schemas"]["ConfusionMatrix"];
+            /** Macro F1 */
+            macro_f1: number;
+            /** Macro Precision */
+            macro_precision: number;
+            /** Macro Recall */
+            macro_recall: number;
+            /** Per Class */
+            per_class: {
+                [key: string]: components["schemas"]["ClassScores"];
+            };
+            /** Samples */
+            samples: number;
+            /** Unmapped Rate */
+            unmapped_rate: number;
+            /** Weighted F1 */
+            weighted_f1: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ColumnMapping
          * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
          */
@@ -987,6 +1032,26 @@ export interface components {
              * @description The user turn; `{column}` is replaced by that column's value, `{labels}` by the label set
              */
             user: string | null;
+        };
+        /** ConfusionMatrix */
+        ConfusionMatrix: {
+            /** Labels */
+            labels: string[];
+            /** Rows */
+            rows: components["schemas"]["ConfusionRow"][];
+        };
+        /**
+         * ConfusionRow
+         * @description A true label's row: how many of its examples were answered as each label (in the matrix's
+         *     `labels` order), and with no label.
+         */
+        ConfusionRow: {
+            /** Label */
+            label: string;
+            /** Predicted */
+            predicted: number[];
+            /** Unmapped */
+            unmapped: number;
         };
         /** CreateApiKeyRequest */
         CreateApiKeyRequest: {
@@ -1562,9 +1627,7 @@ export interface components {
             method: "label_scoring" | "generation";
             /** Metrics */
             metrics: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
+                [key: string]: components["schemas"]["ClassificationReport"] | components["schemas"]["TextReport"];
             };
             /** Models */
             models: string[];
@@ -3025,6 +3088,22 @@ export interface components {
              * @enum {string}
              */
             type: "text";
+        };
+        /**
+         * TextReport
+         * @description `runtune.metrics.text.generation_report`: the means of exact match, token F1 and ROUGE-L.
+         */
+        TextReport: {
+            /** Exact Match */
+            exact_match: number;
+            /** Rouge L */
+            rouge_l: number;
+            /** Samples */
+            samples: number;
+            /** Token F1 */
+            token_f1: number;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * TrainConfig
