@@ -171,6 +171,11 @@ def test_evaluation_scores_the_tuned_model_far_above_its_base(tuned: dict[str, A
     assert tuned_metrics["samples"] == DEMO["test"]
     assert tuned_metrics["accuracy"] >= 0.8 and base["accuracy"] <= 0.5, (base["accuracy"], tuned_metrics["accuracy"])
     assert set(tuned_metrics["per_class"]) == set(CLASSES) and "macro_f1" in tuned_metrics
+    assert set(tuned_metrics) == {
+        *("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class"),
+        *("confusion_matrix", "unmapped_rate", "samples"),
+    }
+    assert set(tuned_metrics["per_class"][CLASSES[0]]) == {"precision", "recall", "f1", "support", "unmapped"}
     matrix = tuned_metrics["confusion_matrix"]
     assert sum(sum(row["predicted"]) for row in matrix["rows"]) == DEMO["test"]
     rows = client.get(f"/v1/evaluations/{evaluation_id}/predictions").json()["data"]
