@@ -376,7 +376,7 @@ class Job(OwnedResource):
     # against its owner's monthly GPU budget (runtune/quotas.py).
     estimated_gpu_seconds: int | None = None
     # The estimate before launch: its range, what it is based on, and its warnings (a Hub token
-    # missing, hours on a CPU); services/training/jobs_service.py `estimate_summary`.
+    # missing, hours on a CPU): `runtune.jobs.plan.Planned.summary`.
     estimate: EstimateSummary | None = None
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
