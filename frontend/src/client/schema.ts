@@ -3164,7 +3164,80 @@ export interface components {
          */
         WorkStatus: "queued" | "running" | "succeeded" | "failed";
     };
-    responses: never;
+    responses: {
+        /** @description Successful Response */
+        Dataset: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Dataset"];
+            };
+        };
+        /** @description Successful Response */
+        Evaluation: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Evaluation"];
+            };
+        };
+        /** @description Successful Response */
+        Export: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Export"];
+            };
+        };
+        /** @description Successful Response */
+        FileObject: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["FileObject"];
+            };
+        };
+        /** @description Validation Error */
+        HTTPValidationError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /** @description Successful Response */
+        Job: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Job"];
+            };
+        };
+        /** @description Successful Response */
+        Upload: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Upload"];
+            };
+        };
+        /** @description Successful Response */
+        VibeCheck: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["VibeCheck"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
@@ -3214,15 +3287,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_api_key_v1_api_keys__key_id__get: {
@@ -3245,15 +3310,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     revoke_api_key_v1_api_keys__key_id__delete: {
@@ -3278,15 +3335,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     chat_completions_v1_chat_completions_post: {
@@ -3311,15 +3360,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_datasets_v1_datasets_get: {
@@ -3345,15 +3386,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Dataset_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_dataset_v1_datasets_post: {
@@ -3369,24 +3402,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_dataset_v1_datasets__dataset_id__get: {
@@ -3400,24 +3417,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_dataset_v1_datasets__dataset_id__delete: {
@@ -3442,15 +3443,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_download_v1_datasets__dataset_id__download_get: {
@@ -3475,15 +3468,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retry_dataset_v1_datasets__dataset_id__retry_post: {
@@ -3497,24 +3482,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_samples_v1_datasets__dataset_id__samples_get: {
@@ -3543,15 +3512,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Sample_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_stats_v1_datasets__dataset_id__stats_get: {
@@ -3574,15 +3535,7 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetStats"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_evaluations_v1_evaluations_get: {
@@ -3608,15 +3561,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Evaluation_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_evaluation_v1_evaluations_post: {
@@ -3632,24 +3577,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_evaluation_v1_evaluations__evaluation_id__get: {
@@ -3663,24 +3592,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_predictions_v1_evaluations__evaluation_id__predictions_get: {
@@ -3705,15 +3618,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_exports_v1_exports_get: {
@@ -3739,15 +3644,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Export_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_export_v1_exports_post: {
@@ -3763,24 +3660,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_export_v1_exports__export_id__get: {
@@ -3794,24 +3675,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     export_archive_v1_exports__export_id__archive_get: {
@@ -3834,15 +3699,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_files_v1_files_get: {
@@ -3868,15 +3725,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_FileObject_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_file_v1_files_post: {
@@ -3892,24 +3741,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retrieve_file_v1_files__file_id__get: {
@@ -3923,24 +3756,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_file_v1_files__file_id__delete: {
@@ -3965,15 +3782,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     file_content_v1_files__file_id__content_get: {
@@ -3996,15 +3805,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     estimate_run_v1_fine_tuning_estimate_post: {
@@ -4029,15 +3830,7 @@ export interface operations {
                     "application/json": components["schemas"]["RunEstimate"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_gpus_v1_fine_tuning_gpus_get: {
@@ -4083,15 +3876,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Job_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_job_v1_fine_tuning_jobs_post: {
@@ -4109,24 +3894,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_job_v1_fine_tuning_jobs__job_id__get: {
@@ -4140,24 +3909,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_job_v1_fine_tuning_jobs__job_id__delete: {
@@ -4180,15 +3933,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobDeleted"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     cancel_job_v1_fine_tuning_jobs__job_id__cancel_post: {
@@ -4202,24 +3947,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get: {
@@ -4247,15 +3976,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Checkpoint_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_events_v1_fine_tuning_jobs__job_id__events_get: {
@@ -4286,15 +4007,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_JobEvent_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     job_metrics_v1_fine_tuning_jobs__job_id__metrics_get: {
@@ -4328,15 +4041,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     pause_job_v1_fine_tuning_jobs__job_id__pause_post: {
@@ -4350,24 +4055,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     resume_job_v1_fine_tuning_jobs__job_id__resume_post: {
@@ -4381,24 +4070,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     me_v1_me_get: {
@@ -4463,15 +4136,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelObject"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_model_v1_models__model_id__delete: {
@@ -4496,15 +4161,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_secrets_v1_secrets_get: {
@@ -4555,15 +4212,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_secret_v1_secrets__name__delete: {
@@ -4588,15 +4237,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_uploads_v1_uploads_get: {
@@ -4622,15 +4263,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Upload_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_upload_v1_uploads_post: {
@@ -4648,24 +4281,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_upload_v1_uploads__upload_id__get: {
@@ -4679,24 +4296,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_upload_v1_uploads__upload_id__delete: {
@@ -4721,15 +4322,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     complete_upload_v1_uploads__upload_id__complete_post: {
@@ -4743,24 +4336,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     upload_content_v1_uploads__upload_id__content_post: {
@@ -4778,24 +4355,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_vibe_checks_v1_vibe_checks_get: {
@@ -4821,15 +4382,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_VibeCheck_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_vibe_check_v1_vibe_checks_post: {
@@ -4845,24 +4398,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_vibe_check_v1_vibe_checks__check_id__get: {
@@ -4876,24 +4413,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_webhooks_v1_webhooks_get: {
@@ -4938,15 +4459,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_webhook_v1_webhooks__endpoint_id__get: {
@@ -4969,15 +4482,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_webhook_v1_webhooks__endpoint_id__delete: {
@@ -5002,15 +4507,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_deliveries_v1_webhooks__endpoint_id__deliveries_get: {
@@ -5035,15 +4532,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_WebhookDelivery_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     test_webhook_v1_webhooks__endpoint_id__test_post: {
@@ -5068,15 +4557,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
 }
