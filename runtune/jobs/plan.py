@@ -157,18 +157,7 @@ class Parent:
     @classmethod
     def of(cls, job: Job, adapter: str) -> Parent:
         assert job.fine_tuned_model is not None
-        config = job.plan
-        lora = (
-            LoraOptions(
-                rank=config.lora_rank,
-                alpha=config.lora_alpha,
-                dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules,
-                vision_tower=config.lora_vision_tower,
-            )
-            if config is not None
-            else job.options.lora
-        )
+        lora = job.plan.lora if job.plan is not None else job.options.lora
         return cls(job.fine_tuned_model, job.lineage_or_base, adapter, lora)
 
 
@@ -485,11 +474,7 @@ def plan_job(
         objective=method.type,
         beta=beta,
         method=options.method,
-        lora_rank=options.lora.rank,
-        lora_alpha=options.lora.alpha,
-        lora_dropout=options.lora.dropout,
-        lora_target_modules=options.lora.target_modules,
-        lora_vision_tower=options.lora.vision_tower,
+        **TrainConfig.lora_fields(options.lora),
         max_length=options.max_length,
         epochs=resolved.epochs,
         batch_size=resolved.batch_size,

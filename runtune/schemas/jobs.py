@@ -235,6 +235,18 @@ class TrainConfig(ApiModel):
             return DpoHyperparameters(**shown.model_dump(), beta=self.beta)
         return shown
 
+    # The plan holds `LoraOptions` flat, each field `lora_`-prefixed (the trainer reads one record):
+    # these two are the one mapping between the shapes.
+    @property
+    def lora(self) -> LoraOptions:
+        """The run's LoRA shape as a request's `runtune.lora` names it."""
+        return LoraOptions(**{name: getattr(self, f"lora_{name}") for name in LoraOptions.model_fields})
+
+    @staticmethod
+    def lora_fields(lora: LoraOptions) -> dict[str, Any]:
+        """`lora` as the plan's `lora_*` fields."""
+        return {f"lora_{name}": getattr(lora, name) for name in LoraOptions.model_fields}
+
 
 class Lineage(ApiModel):
     """Where a job's model comes from (Runtune's extension of the job and of the tuned Model object):
@@ -363,17 +375,17 @@ def job_path(job_id: str) -> str:
 
 def event_path(job_id: str, seq: int) -> str:
     """Events are numbered per job; the zero-padded number keeps document ids in order."""
-    return f"jobs/{job_id}/events/{seq:08d}"
+    return f"{job_path(job_id)}/events/{seq:08d}"
 
 
 def checkpoint_path(job_id: str, step: int) -> str:
     """A resume state's document (runtune/training/checkpoints.py; pruned to the newest few)."""
-    return f"jobs/{job_id}/checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/checkpoints/{step:08d}"
 
 
 def model_checkpoint_path(job_id: str, step: int) -> str:
     """A model checkpoint's document (what `GET .../checkpoints` lists; never pruned)."""
-    return f"jobs/{job_id}/model_checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/model_checkpoints/{step:08d}"
 
 
 def tuned_model_id(base: str, job_id: str) -> str:
