@@ -24,7 +24,7 @@ import torch
 
 # Open prefixes one prompt expands per forward: more queries per step, fewer sequential steps (each
 # step is mostly fixed cost on a GPU and on a CPU alike), while a confident model needs one a step.
-EXPANSIONS_PER_STEP = 4
+EXPANSIONS_PER_STEP = 2
 
 Prefix = tuple[int, ...]
 
