@@ -3555,7 +3555,89 @@ export interface components {
          */
         WorkStatus: "queued" | "running" | "succeeded" | "failed";
     };
-    responses: never;
+    responses: {
+        /** @description Successful Response */
+        Dataset: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Dataset"];
+            };
+        };
+        /** @description Successful Response */
+        Deleted: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Deleted"];
+            };
+        };
+        /** @description Successful Response */
+        Evaluation: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Evaluation"];
+            };
+        };
+        /** @description Successful Response */
+        Export: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Export"];
+            };
+        };
+        /** @description Successful Response */
+        FileObject: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["FileObject"];
+            };
+        };
+        /** @description Validation Error */
+        HTTPValidationError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /** @description Successful Response */
+        Job: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Job"];
+            };
+        };
+        /** @description Successful Response */
+        Upload: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Upload"];
+            };
+        };
+        /** @description Successful Response */
+        VibeCheck: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["VibeCheck"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
@@ -3605,15 +3687,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_api_key_v1_api_keys__key_id__get: {
@@ -3636,15 +3710,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     revoke_api_key_v1_api_keys__key_id__delete: {
@@ -3658,24 +3724,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     chat_completions_v1_chat_completions_post: {
@@ -3700,15 +3750,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_datasets_v1_datasets_get: {
@@ -3734,15 +3776,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Dataset_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_dataset_v1_datasets_post: {
@@ -3758,24 +3792,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_dataset_v1_datasets__dataset_id__get: {
@@ -3789,24 +3807,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_dataset_v1_datasets__dataset_id__delete: {
@@ -3820,24 +3822,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_download_v1_datasets__dataset_id__download_get: {
@@ -3860,15 +3846,7 @@ export interface operations {
                     "application/json": components["schemas"]["WholeList_DatasetShard_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retry_dataset_v1_datasets__dataset_id__retry_post: {
@@ -3882,24 +3860,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_samples_v1_datasets__dataset_id__samples_get: {
@@ -3928,15 +3890,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Sample_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_stats_v1_datasets__dataset_id__stats_get: {
@@ -3959,15 +3913,7 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetStats"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_evaluations_v1_evaluations_get: {
@@ -3993,15 +3939,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Evaluation_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_evaluation_v1_evaluations_post: {
@@ -4017,24 +3955,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_evaluation_v1_evaluations__evaluation_id__get: {
@@ -4048,24 +3970,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_predictions_v1_evaluations__evaluation_id__predictions_get: {
@@ -4088,15 +3994,7 @@ export interface operations {
                     "application/json": components["schemas"]["WholeList_Prediction_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_exports_v1_exports_get: {
@@ -4122,15 +4020,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Export_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_export_v1_exports_post: {
@@ -4146,24 +4036,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_export_v1_exports__export_id__get: {
@@ -4177,24 +4051,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     export_archive_v1_exports__export_id__archive_get: {
@@ -4217,15 +4075,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_files_v1_files_get: {
@@ -4251,15 +4101,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_FileObject_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_file_v1_files_post: {
@@ -4275,24 +4117,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retrieve_file_v1_files__file_id__get: {
@@ -4306,24 +4132,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_file_v1_files__file_id__delete: {
@@ -4337,24 +4147,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     file_content_v1_files__file_id__content_get: {
@@ -4377,15 +4171,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     estimate_run_v1_fine_tuning_estimate_post: {
@@ -4410,15 +4196,7 @@ export interface operations {
                     "application/json": components["schemas"]["RunEstimate"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_gpus_v1_fine_tuning_gpus_get: {
@@ -4464,15 +4242,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Job_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_job_v1_fine_tuning_jobs_post: {
@@ -4490,24 +4260,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_job_v1_fine_tuning_jobs__job_id__get: {
@@ -4521,24 +4275,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_job_v1_fine_tuning_jobs__job_id__delete: {
@@ -4561,15 +4299,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobDeleted"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     cancel_job_v1_fine_tuning_jobs__job_id__cancel_post: {
@@ -4583,24 +4313,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get: {
@@ -4628,15 +4342,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Checkpoint_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_events_v1_fine_tuning_jobs__job_id__events_get: {
@@ -4667,15 +4373,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_JobEvent_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     job_metrics_v1_fine_tuning_jobs__job_id__metrics_get: {
@@ -4707,15 +4405,7 @@ export interface operations {
                     "application/json": components["schemas"]["MetricsPage"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     pause_job_v1_fine_tuning_jobs__job_id__pause_post: {
@@ -4729,24 +4419,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     resume_job_v1_fine_tuning_jobs__job_id__resume_post: {
@@ -4760,24 +4434,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     me_v1_me_get: {
@@ -4840,15 +4498,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelObject"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_model_v1_models__model_id__delete: {
@@ -4862,24 +4512,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_secrets_v1_secrets_get: {
@@ -4926,15 +4560,7 @@ export interface operations {
                     "application/json": components["schemas"]["Secret"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_secret_v1_secrets__name__delete: {
@@ -4957,15 +4583,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_uploads_v1_uploads_get: {
@@ -4991,15 +4609,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Upload_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_upload_v1_uploads_post: {
@@ -5017,24 +4627,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_upload_v1_uploads__upload_id__get: {
@@ -5048,24 +4642,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_upload_v1_uploads__upload_id__delete: {
@@ -5079,24 +4657,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     complete_upload_v1_uploads__upload_id__complete_post: {
@@ -5110,24 +4672,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     upload_content_v1_uploads__upload_id__content_post: {
@@ -5145,24 +4691,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_vibe_checks_v1_vibe_checks_get: {
@@ -5188,15 +4718,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_VibeCheck_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_vibe_check_v1_vibe_checks_post: {
@@ -5212,24 +4734,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_vibe_check_v1_vibe_checks__check_id__get: {
@@ -5243,24 +4749,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_webhooks_v1_webhooks_get: {
@@ -5305,15 +4795,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_webhook_v1_webhooks__endpoint_id__get: {
@@ -5336,15 +4818,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_webhook_v1_webhooks__endpoint_id__delete: {
@@ -5358,24 +4832,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Deleted"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_deliveries_v1_webhooks__endpoint_id__deliveries_get: {
@@ -5400,15 +4858,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_WebhookDelivery_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     test_webhook_v1_webhooks__endpoint_id__test_post: {
@@ -5431,15 +4881,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEvent"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
 }
