@@ -3,7 +3,7 @@ request as they are produced), or prompt log-probabilities (one forward pass for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,26 +249,20 @@ def _score_sets(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, 
         while common < shortest and len({t[common] for t in tails}) == 1:
             common += 1
         shared.append(common)
-    names = adapters.get("adapter_names")
-    if requests[0].best_only:  # a batch is of one kind (`batch_key`)
-        winners = best_continuations(
+
+    def scored(scoring: Callable[..., Any]) -> Any:
+        return scoring(
             runtime.model,
             inputs,
             candidates,
             tokenizer.pad_token_id,
             prefill_batch=_gemma3_vision_masks(runtime, inputs),
-            adapter_names=names,
+            adapter_names=adapters.get("adapter_names"),
         )
-        for work, (index, _) in zip(batch, winners, strict=True):
+
+    if requests[0].best_only:  # a batch is of one kind (`batch_key`)
+        for work, (index, _) in zip(batch, scored(best_continuations), strict=True):
             work.sink.put("best", index)
         return
-    per_token = continuation_logprobs(
-        runtime.model,
-        inputs,
-        candidates,
-        tokenizer.pad_token_id,
-        prefill_batch=_gemma3_vision_masks(runtime, inputs),
-        adapter_names=names,
-    )
-    for work, rows, common in zip(batch, per_token, shared, strict=True):
+    for work, rows, common in zip(batch, scored(continuation_logprobs), shared, strict=True):
         work.sink.put("scores", [sum(row[common:]) for row in rows])
