@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -20,6 +20,7 @@ from runtune.errors import RuntuneError
 from runtune.internal_auth import REQUEST_ID_HEADER, USER_ID_HEADER, InternalCredentialVerifier
 from runtune.logging import configure_logging
 from runtune.ports.metadata import MetadataStore
+from runtune.schemas.account import Me
 from runtune.settings import ServiceSettings
 
 log = logging.getLogger("runtune.service")
@@ -87,9 +88,9 @@ class GatewayOnlyMiddleware:
 def _identity_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/me")
-    def me(user: CurrentUser) -> dict[str, Any]:
-        return {"object": "user", "id": user.uid, "email": user.email}
+    @router.get("/v1/me", response_model=Me)
+    def me(user: CurrentUser) -> Me:
+        return Me(id=user.uid, email=user.email)
 
     return router
 

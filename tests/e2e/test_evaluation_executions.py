@@ -82,3 +82,7 @@ def test_a_killed_evaluation_execution_fails_its_evaluation_only(platform: Any) 
     done = wait_for(lambda: _finished(other, theirs.json()["id"]), timeout_s=300, every_s=0.5)
     assert done["status"] == "succeeded", done.get("error")
     assert done["metrics"][BASES[0]]["samples"] == 4
+    # The report as runtune.metrics made it, every key kept (classification or text metrics).
+    classification = {"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class"}
+    classification |= {"confusion_matrix", "unmapped_rate", "samples"}
+    assert set(done["metrics"][BASES[0]]) in (classification, {"exact_match", "token_f1", "rouge_l", "samples"})

@@ -41,10 +41,22 @@ def test_job_runs_to_success_with_events_metrics_and_a_checkpoint(platform, user
     assert messages[0] == "The job has successfully completed"  # newest first, as OpenAI lists them
     assert "Job queued" in messages
     assert sum(event["type"] == "metrics" for event in events["data"]) == 6
+    # A metrics event's data keeps every number the trainer reported (MetricsPoint is open), a
+    # message event has none.
+    third = {"step": 3, "train_loss": 2.0 / 3, "valid_loss": 2.5 / 3, "valid_token_accuracy": 3 / 10}
+    assert [event["data"] for event in events["data"] if event["message"] == "step 3"] == [third]
+    assert all(event["data"] is None for event in events["data"] if event["type"] == "message")
+    # The job's method in OpenAI's shape (only its type's key), its estimate's summary whole.
+    assert set(done["method"]) == {"type", "supervised"} and set(done["method"]["supervised"]) == {"hyperparameters"}
+    assert set(done["estimate"]) == {
+        *("seconds", "seconds_low", "seconds_high", "usd", "usd_low", "usd_high", "basis", "calibrated_runs"),
+        *("machine", "compute", "gpu_count", "spot", "warnings"),
+    }
     checkpoints = user_client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json()
     assert [c["step_number"] for c in checkpoints["data"]] == [3]
     metrics = user_client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"from_step": 2, "to_step": 4}).json()
-    assert [point["step"] for point in metrics["data"]] == [2, 3, 4]
+    assert [point["step"] for point in metrics["data"]] == [2, 3, 4] and metrics["data"][1] == third
+    assert set(metrics) == {"object", "data", "has_more"} and metrics["object"] == "list"
     # A page at a time: the next page starts after the last point's step.
     first = user_client.get(f"/v1/fine_tuning/jobs/{job['id']}/metrics", params={"limit": 4}).json()
     assert [point["step"] for point in first["data"]] == [1, 2, 3, 4] and first["has_more"] is True

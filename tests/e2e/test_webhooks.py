@@ -79,6 +79,7 @@ def test_test_event_delete_and_isolation(platform, user_client, receiver) -> Non
     assert sent.status_code == 200, sent.text
     (headers, body), *_ = wait_for(lambda: receiver.delivered("webhook.test"), timeout_s=60)
     assert json.loads(body)["data"]["id"] == endpoint["id"] and headers["webhook-id"] == sent.json()["id"]
+    assert sent.json() == json.loads(body)  # the answer is the event the receiver got, whole
 
     # Another user sees none of it: every route is the same 404 as an unknown id.
     other = sign_up(platform.auth_host)

@@ -387,8 +387,8 @@ def test_the_job_service_launches_a_run_too_big_for_cloud_run_on_vertex(emulator
     assert spec["scheduling"]["timeout"] == "172800s" and spec["scheduling"]["strategy"] == SPOT
     stored = service.jobs.get(created.id)
     assert stored is not None and stored.execution_name == f"projects/{NUMBER}/locations/{REGION}/customJobs/1001"
-    assert (stored.machine, stored.gpu, stored.estimate["compute"]) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
-    assert stored.estimated_gpu_seconds == stored.estimate["seconds"] * 8
+    assert (stored.machine, stored.gpu, stored.estimate.compute) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
+    assert stored.estimated_gpu_seconds == stored.estimate.seconds * 8
 
     # Queued for its machine far past the start timeout: waited for, not taken for a lost trainer.
     import time
