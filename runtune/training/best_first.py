@@ -25,6 +25,9 @@ import torch
 # Open prefixes one prompt expands per forward: more queries per step, fewer sequential steps (each
 # step is mostly fixed cost on a GPU and on a CPU alike), while a confident model needs one a step.
 EXPANSIONS_PER_STEP = 2
+# An expanded prefix is fed with the tokens that follow it while only one label continues it (up to
+# this many): a label's tail after its last branching point costs one step, not one step a token.
+CHAIN_TOKENS = 16
 
 Prefix = tuple[int, ...]
 
@@ -56,15 +59,30 @@ class _Search:
         self.winner: tuple[int, float] | None = None
         self._order = itertools.count()
 
-    def extend(self, prefix: Prefix, score: float, logprobs: Sequence[float]) -> None:
+    def extend(
+        self, prefix: Prefix, score: float, logprobs: Sequence[float], fed: dict[Prefix, float] | None = None
+    ) -> None:
         """Push `prefix`'s children, each scored with its token's log-probability after `prefix`
-        (`logprobs`, in the order of `trie.nexts[prefix]`)."""
+        (`logprobs`, in the order of `trie.nexts[prefix]`); a child already fed in this step (a key of
+        `fed`) is expanded with it, so its score goes there instead of on the heap."""
         for token, logprob in zip(self.trie.nexts[prefix], logprobs, strict=True):
             child, value = (*prefix, token), score + logprob
             for index in self.trie.finished.get(child, ()):
                 heapq.heappush(self.heap, (-value, 0, index, child))
-            if child in self.trie.nexts:
+            if fed is not None and child in fed:
+                fed[child] = value
+            elif child in self.trie.nexts:
                 heapq.heappush(self.heap, (-value, 1, next(self._order), child))
+
+    def chain(self, prefix: Prefix) -> list[Prefix]:
+        """`prefix` and the open prefixes after it while only one token continues it."""
+        chain = [prefix]
+        while len(chain) < CHAIN_TOKENS and len(following := self.trie.nexts[chain[-1]]) == 1:
+            child = (*chain[-1], following[0])
+            if child not in self.trie.nexts:
+                break
+            chain.append(child)
+        return chain
 
     def take(self, most: int) -> list[tuple[Prefix, float]]:
         """The best open prefixes to expand next (at most `most`), stopping at a finished label: one on
@@ -143,22 +161,30 @@ def best_continuations(
     # last token's place in its label.
     positions = torch.arange(width, device=device).expand(rows, width)
     while True:
-        taken = [search.take(EXPANSIONS_PER_STEP) if search.winner is None else [] for search in searches]
-        queries = max(map(len, taken))
+        # Per prompt: the prefixes fed this step (each taken one and its chain) and their scores,
+        # the chains' filled in as their parents' logits come.
+        fed: list[dict[Prefix, float]] = []
+        for search in searches:
+            step: dict[Prefix, float] = {}
+            for prefix, score in search.take(EXPANSIONS_PER_STEP) if search.winner is None else []:
+                step |= dict.fromkeys(search.chain(prefix), float("nan"))
+                step[prefix] = score
+            fed.append(step)
+        queries = max(map(len, fed))
         if not queries:
             break
         start = positions.shape[1]
         ids = torch.full((rows, queries), pad_id, dtype=torch.long)
         step_positions = torch.zeros((rows, queries), dtype=torch.long)
-        for row, (search, expanding) in enumerate(zip(searches, taken, strict=True)):
-            for slot, (prefix, _) in enumerate(expanding):
+        for row, (search, step) in enumerate(zip(searches, fed, strict=True)):
+            for slot, prefix in enumerate(step):
                 search.columns[prefix] = start + slot
                 ids[row, slot] = prefix[-1]
                 step_positions[row, slot] = width + len(prefix) - 1
         positions = torch.cat([positions, step_positions.to(device)], dim=1)
         inputs: dict[str, Any] = {
             "input_ids": ids.to(device),
-            "attention_mask": _step_masks(model, prompt_mask, searches, taken, positions),
+            "attention_mask": _step_masks(model, prompt_mask, searches, [list(step) for step in fed], positions),
             "position_ids": step_positions.to(device),
             cache_kwarg: cache,
             "use_cache": True,
@@ -168,12 +194,12 @@ def best_continuations(
             if key.endswith("token_type_ids"):
                 inputs[key] = torch.zeros_like(inputs["input_ids"])  # label tokens are text
         logits = model(**inputs).logits
-        # Every expanded prefix's children in one gather, each over its row's normaliser (float32).
+        # Every fed prefix's children in one gather, each over its row's normaliser (float32).
         at_row: list[int] = []
         at_slot: list[int] = []
         at_token: list[int] = []
-        for row, (search, expanding) in enumerate(zip(searches, taken, strict=True)):
-            for slot, (prefix, _) in enumerate(expanding):
+        for row, (search, step) in enumerate(zip(searches, fed, strict=True)):
+            for slot, prefix in enumerate(step):
                 following = search.trie.nexts[prefix]
                 at_row += [row] * len(following)
                 at_slot += [slot] * len(following)
@@ -182,10 +208,10 @@ def best_continuations(
         values = (logits[at_row, at_slot, at_token].float() - normaliser[at_row, at_slot]).tolist()
         del logits, normaliser
         start = 0
-        for search, expanding in zip(searches, taken, strict=True):
-            for prefix, score in expanding:
+        for search, step in zip(searches, fed, strict=True):
+            for prefix in list(step):  # a chain's parents come before it: its score is known by then
                 count = len(search.trie.nexts[prefix])
-                search.extend(prefix, score, values[start : start + count])
+                search.extend(prefix, step[prefix], values[start : start + count], step)
                 start += count
     return [search.result() for search in searches]
 
@@ -194,7 +220,7 @@ def _step_masks(
     model: Any,
     prompt_mask: torch.Tensor,
     searches: Sequence[_Search],
-    taken: Sequence[Sequence[tuple[Prefix, float]]],
+    fed: Sequence[Sequence[Prefix]],
     positions: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """One step's attention masks over the whole cache (the prompts, every column fed so far, this
@@ -202,17 +228,17 @@ def _step_masks(
     each query sees its prompt and its prefix's own columns (its ancestors and itself), a sliding
     layer's within its window by position; a padding query sees itself only."""
     rows, width = prompt_mask.shape
-    queries = max(map(len, taken))
+    queries = max(map(len, fed))
     total = positions.shape[1]
     device = prompt_mask.device
     row_index: list[int] = []
     query_index: list[int] = []
     column_index: list[int] = []
     real = torch.zeros((rows, queries), dtype=torch.bool)
-    for row, (search, expanding) in enumerate(zip(searches, taken, strict=True)):
+    for row, (search, prefixes) in enumerate(zip(searches, fed, strict=True)):
         for slot in range(queries):
-            if slot < len(expanding):
-                prefix = expanding[slot][0]
+            if slot < len(prefixes):
+                prefix = prefixes[slot]
                 own = [search.columns[prefix[:end]] for end in range(1, len(prefix) + 1)]
                 real[row, slot] = True
             else:
