@@ -25,9 +25,10 @@ import torch
 # Open prefixes one prompt expands per forward: more queries per step, fewer sequential steps (each
 # step is mostly fixed cost on a GPU and on a CPU alike), while a confident model needs one a step.
 EXPANSIONS_PER_STEP = 2
-# An expanded prefix is fed with the tokens that follow it while only one label continues it (up to
-# this many): a label's tail after its last branching point costs one step, not one step a token.
-CHAIN_TOKENS = 16
+# An expanded prefix is fed with the tokens that follow it while only one label continues it, up to
+# this many tokens a prompt per step (the best prefix's chain first): a label's tail after its last
+# branching point costs one step, not one step a token.
+STEP_TOKENS = 16
 
 Prefix = tuple[int, ...]
 
@@ -74,10 +75,10 @@ class _Search:
             elif child in self.trie.nexts:
                 heapq.heappush(self.heap, (-value, 1, next(self._order), child))
 
-    def chain(self, prefix: Prefix) -> list[Prefix]:
-        """`prefix` and the open prefixes after it while only one token continues it."""
+    def chain(self, prefix: Prefix, most: int) -> list[Prefix]:
+        """`prefix` and the open prefixes after it while only one token continues it (`most` in all)."""
         chain = [prefix]
-        while len(chain) < CHAIN_TOKENS and len(following := self.trie.nexts[chain[-1]]) == 1:
+        while len(chain) < most and len(following := self.trie.nexts[chain[-1]]) == 1:
             child = (*chain[-1], following[0])
             if child not in self.trie.nexts:
                 break
@@ -167,7 +168,7 @@ def best_continuations(
         for search in searches:
             step: dict[Prefix, float] = {}
             for prefix, score in search.take(EXPANSIONS_PER_STEP) if search.winner is None else []:
-                step |= dict.fromkeys(search.chain(prefix), float("nan"))
+                step |= dict.fromkeys(search.chain(prefix, max(1, STEP_TOKENS - len(step))), float("nan"))
                 step[prefix] = score
             fed.append(step)
         queries = max(map(len, fed))
