@@ -1,6 +1,6 @@
 """Classification evaluation: label scoring against per-sample generation, same split, one run.
 
-    .venv/bin/python -m bench.eval [--samples 320] [--concurrency 32] [--no-train] [--sets demo,37]
+    .venv/bin/python -m bench.eval [--samples 320] [--concurrency 32] [--no-train] [--sets demo,37] [--rounds 2]
 
 Starts the local engine server (tiny Gemma 3 vision, CPU) on a free port and drives it through the
 inference service's own client (`OpenAIEngine`) and prompt conversion, on the demo shapes test split,
@@ -148,6 +148,7 @@ async def measure(
     labels: tuple[str, ...],
     answers: dict[str, str],
     recipe_tokens: int = RECIPE_NEW_TOKENS,
+    rounds: int = 1,
 ) -> dict[str, dict[str, float]]:
     items = relabelled(examples("test", samples, seed=0), answers)
     prompts = [as_openai(item)[0] for item in items]
@@ -176,19 +177,24 @@ async def measure(
     ]
     methods += [("per-sample generation", per_sample, 1), ("batched generation", batched, concurrency)]
     results: dict[str, dict[str, float]] = {}
-    for name, method, in_flight in methods:
-        gate = asyncio.Semaphore(in_flight)
+    # Every method once a round, the rounds one after another, and each method's best round kept: on
+    # a shared machine a neighbour's burst then slows one round of every method, not one method.
+    for _ in range(rounds):
+        for name, method, in_flight in methods:
+            gate = asyncio.Semaphore(in_flight)
 
-        async def one(messages: list[dict[str, Any]], method: Any = method, gate: Any = gate) -> str | None:
-            async with gate:
-                return await method(messages)
+            async def one(messages: list[dict[str, Any]], method: Any = method, gate: Any = gate) -> str | None:
+                async with gate:
+                    return await method(messages)
 
-        await one(prompts[0])  # warm-up (first use of a code path)
-        started = time.perf_counter()
-        predicted = await asyncio.gather(*(one(messages) for messages in prompts))
-        seconds = time.perf_counter() - started
-        accuracy = classification_report(truth, predicted, list(labels))["accuracy"]
-        results[name] = {"samples_per_s": samples / seconds, "accuracy": accuracy, "seconds": seconds}
+            await one(prompts[0])  # warm-up (first use of a code path)
+            started = time.perf_counter()
+            predicted = await asyncio.gather(*(one(messages) for messages in prompts))
+            seconds = time.perf_counter() - started
+            if name in results and results[name]["seconds"] <= seconds:
+                continue
+            accuracy = classification_report(truth, predicted, list(labels))["accuracy"]
+            results[name] = {"samples_per_s": samples / seconds, "accuracy": accuracy, "seconds": seconds}
     fastest = max((n for n in results if n.startswith("label scoring (")), key=lambda n: results[n]["samples_per_s"])
     results["label scoring"] = {**results[fastest], "method": fastest.removeprefix("label scoring (")[:-1]}
     return results
@@ -225,12 +231,21 @@ async def run_all(url: str, args: argparse.Namespace, adapters: dict[str, Path |
         for name, adapter in adapters.items():
             labels, answers = label_set(name)
             title = f"{BASE}, {name} set ({len(labels)} labels)"
-            figures = await measure(engine, BASE, args.samples, args.concurrency, labels, answers, args.recipe_tokens)
+            figures = await measure(
+                engine, BASE, args.samples, args.concurrency, labels, answers, args.recipe_tokens, args.rounds
+            )
             out.append(report(title, figures))
             if adapter is not None:
                 await engine.load_adapter(f"{TUNED}-{name}", str(adapter))
                 figures = await measure(
-                    engine, f"{TUNED}-{name}", args.samples, args.concurrency, labels, answers, args.recipe_tokens
+                    engine,
+                    f"{TUNED}-{name}",
+                    args.samples,
+                    args.concurrency,
+                    labels,
+                    answers,
+                    args.recipe_tokens,
+                    args.rounds,
                 )
                 out.append(report(f"{title} + adapter", figures))
         return out
@@ -248,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", default="demo,37", help="label sets: demo (4 labels), 37 (37 labels)")
     parser.add_argument("--no-train", action="store_true", help="measure the base model only")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of every method; each method's best is kept")
     parser.add_argument("--recipe-tokens", type=int, default=RECIPE_NEW_TOKENS, help="per-sample generation's budget")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would be measured too

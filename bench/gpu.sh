@@ -33,7 +33,7 @@ if [ "${1:-}" = "--smoke" ]; then
     # time is the imports and the tiny model. RUNTUNE_BENCH_MODELS: tiny models already built.
     "$PY" -c 'import sys; from bench import eval, trainer
 trainer.main(["--smoke", "--json", sys.argv[1] + "/trainer.json"])
-eval.main(["--samples", "2", "--concurrency", "2", "--no-train", "--recipe-tokens", "4", "--json", sys.argv[1] + "/eval.json"])' "$OUT"
+eval.main(["--samples", "2", "--concurrency", "2", "--no-train", "--recipe-tokens", "4", "--rounds", "1", "--json", sys.argv[1] + "/eval.json"])' "$OUT"
 else
     "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "bench/gpu.sh: no GPU (use --smoke on a CPU)")'
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
