@@ -73,5 +73,5 @@ def test_memory_left_after_an_ingestion_does_not_grow_with_its_size() -> None:
     # does grow is a few bytes a file, such as the interned file names `pathlib` keeps).
     assert large["python_left"] - small["python_left"] < 4 << 20
     assert large["heap_free"] is not None  # the CI and Cloud Run images run on glibc
-    # Measured: +9 MiB with the threshold fixed, +66 MiB without (it grew with every shard).
-    assert large["heap_free"] - small["heap_free"] < 32 << 20, (small, large)
+    # Measured (150 -> 600 images): +15-17 MiB with the threshold fixed, +66-76 MiB without.
+    assert large["heap_free"] - small["heap_free"] < 40 << 20, (small, large)
