@@ -11,6 +11,8 @@ recipe's set: the four shapes answered with four breeds that share first words, 
 never right), where every sample scores 37 multi-token labels.
 - `label scoring (<method>)`: every exact method the engine offers (`ScoringMethod`): `batched`,
   Runtune's one-request extension (each prompt computed once, every label from its cache);
+  `best_first`, the same extension asked for the winner only (label prefixes expanded best first on
+  the engine's cache: about a label's length of steps on a confident model);
   `prefix_search`, what vLLM gets (first-token top log-probabilities in one `max_tokens=1` request
   that reads the prefix cache, then only the prefixes that can still win);
 - `label scoring`: the fastest of those, as an evaluation chooses on its first samples;

@@ -163,7 +163,9 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
         """Runtune's scoring extension (vLLM has none): every continuation of one conversation in one
         request, submitted together so they run as one batch; each score is the sum of its tokens'
         log-probabilities after the prefix all continuations share (as `OpenAIEngine.score` computes
-        from vLLM's `prompt_logprobs`, so both engines rank labels alike)."""
+        from vLLM's `prompt_logprobs`, so both engines rank labels alike). With `"best_only": true` the
+        answer is only the index of the most likely continuation (`runtune.best`), found best first:
+        a tuned classifier's winner costs about a label's length of steps, not every label's tokens."""
         core = engine(request)
         with core.batcher.arriving():
             body = await _json_body(request)
@@ -181,11 +183,17 @@ def create_app(settings: EngineServerSettings | None = None) -> FastAPI:
                     param="continuations",
                 )
 
+            best_only = body.get("best_only", False)
+            if not isinstance(best_only, bool):
+                raise InvalidRequest("best_only must be a boolean", param="best_only")
+
             def scoring() -> ScoreSetRequest:
                 # Images decoded and the chat template rendered once for all continuations.
-                return core.score_set(model, parse_messages(body.get("messages")), continuations)
+                return core.score_set(model, parse_messages(body.get("messages")), continuations, best_only=best_only)
 
             sink = core.submit(await run_in_threadpool(scoring))
+        if best_only:
+            return JSONResponse({"object": "runtune.best", "model": model, "index": await _result(sink, "best")})
         return JSONResponse({"object": "runtune.scores", "model": model, "scores": await _result(sink, "scores")})
 
     @app.post("/tokenize")

@@ -3,7 +3,7 @@ request as they are produced), or prompt log-probabilities (one forward pass for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,11 @@ class ScoreRequest(Prompt):
 
 @dataclass
 class ScoreSetRequest(Prompt):
-    """Runtune's scoring extension: every continuation of one prompt, the prompt computed once."""
+    """Runtune's scoring extension: every continuation of one prompt, the prompt computed once;
+    `best_only`: only the most likely one, found best first (`runtune.training.best_first`)."""
 
     continuations: list[str]
+    best_only: bool = False
 
 
 # Scoring is one forward pass with no token-by-token loop, so a batch may hold several times the rows
@@ -63,7 +65,7 @@ def batch_key(request: Prompt) -> tuple[Any, ...]:
     if isinstance(request, GenerateRequest):
         kind: tuple[Any, ...] = ("generate", request.sampling, request.top_logprobs is not None)
     elif isinstance(request, ScoreSetRequest):
-        kind = ("score_set",)
+        kind = ("score_set", request.best_only)
     else:
         kind = ("score",)
     return (id(request.runtime), bool(request.images), *kind)
@@ -227,7 +229,9 @@ def _score_sets(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, 
     """Every continuation of every prompt, each prompt computed once (the trainer's label scoring:
     one prefill, then all continuations from copies of its cache). A set's scores are what
     `tail_scores` makes of each continuation's `prompt_logprobs`: the tokens after the prefix the
-    whole set shares (the prompt, and any leading tokens every continuation has in common)."""
+    whole set shares (the prompt, and any leading tokens every continuation has in common). A batch of
+    `best_only` sets gets each set's most likely continuation instead, by a best-first search."""
+    from runtune.training.best_first import best_continuations
     from runtune.training.evaluation import continuation_logprobs
 
     requests: list[ScoreSetRequest] = [work.payload for work in batch]
@@ -245,14 +249,20 @@ def _score_sets(runtime: ModelRuntime, batch: Sequence[Work], inputs: dict[str, 
         while common < shortest and len({t[common] for t in tails}) == 1:
             common += 1
         shared.append(common)
-    names = adapters.get("adapter_names")
-    per_token = continuation_logprobs(
-        runtime.model,
-        inputs,
-        candidates,
-        tokenizer.pad_token_id,
-        prefill_batch=_gemma3_vision_masks(runtime, inputs),
-        adapter_names=names,
-    )
-    for work, rows, common in zip(batch, per_token, shared, strict=True):
+
+    def scored(scoring: Callable[..., Any]) -> Any:
+        return scoring(
+            runtime.model,
+            inputs,
+            candidates,
+            tokenizer.pad_token_id,
+            prefill_batch=_gemma3_vision_masks(runtime, inputs),
+            adapter_names=adapters.get("adapter_names"),
+        )
+
+    if requests[0].best_only:  # a batch is of one kind (`batch_key`)
+        for work, (index, _) in zip(batch, scored(best_continuations), strict=True):
+            work.sink.put("best", index)
+        return
+    for work, rows, common in zip(batch, scored(continuation_logprobs), shared, strict=True):
         work.sink.put("scores", [sum(row[common:]) for row in rows])

@@ -125,11 +125,13 @@ class LocalEngine:
             raise InvalidRequest(f"The chat template refused the messages: {exc}", param="messages") from None
         return Prompt(runtime, adapter, text, conversation.images)
 
-    def score_set(self, model: str, conversation: Conversation, continuations: list[str]) -> ScoreSetRequest:
+    def score_set(
+        self, model: str, conversation: Conversation, continuations: list[str], *, best_only: bool = False
+    ) -> ScoreSetRequest:
         """Every continuation after the conversation's prompt (as `prompt(..., continue_final=True)`
         renders a conversation ending in that assistant text), the prompt computed once for all."""
         head = self.prompt(model, conversation, continue_final=False)
-        return ScoreSetRequest(head.runtime, head.adapter, head.text, head.images, continuations)
+        return ScoreSetRequest(head.runtime, head.adapter, head.text, head.images, continuations, best_only)
 
     def submit(self, request: GenerateRequest | ScoreRequest | ScoreSetRequest) -> Sink:
         sink = Sink(asyncio.get_running_loop())

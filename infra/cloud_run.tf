@@ -1,15 +1,20 @@
-# The environment contract with runtune/settings.py, one literal map per deployable (tests/infra
-# compares each with the fields of that deployable's settings class). Settings with good defaults
-# stay unset; image-level ones (host, port, frontend folder) are set by the Dockerfiles. Emulator
-# variables never appear here: the gcp profile refuses to start with any of them.
+# The environment contract with runtune/settings.py (tests/infra compares each deployable's with the
+# fields of its settings class): what every deployable reads (CommonSettings), and each one's own
+# besides. Settings with good defaults stay unset; image-level ones (host, port, frontend folder) are
+# set by the Dockerfiles. Emulator variables never appear here: the gcp profile refuses to start with
+# any of them.
 locals {
-  env = {
+  common_env = {
+    RUNTUNE_PROFILE    = "gcp"
+    RUNTUNE_PROJECT_ID = var.project_id
+    RUNTUNE_REGION     = var.region
+    RUNTUNE_BUCKET     = local.data_bucket
+    RUNTUNE_LOG_LEVEL  = var.log_level
+  }
+  env = { for deployable, own in local.own_env : deployable => merge(local.common_env, own) }
+
+  own_env = {
     gateway = {
-      RUNTUNE_PROFILE           = "gcp"
-      RUNTUNE_PROJECT_ID        = var.project_id
-      RUNTUNE_REGION            = var.region
-      RUNTUNE_BUCKET            = local.data_bucket
-      RUNTUNE_LOG_LEVEL         = var.log_level
       RUNTUNE_PREPROCESSING_URL = local.urls.preprocessing
       RUNTUNE_TRAINING_URL      = local.urls.training
       RUNTUNE_INFERENCE_URL     = local.urls.inference
@@ -22,11 +27,6 @@ locals {
       RUNTUNE_SIGNUP_ALLOWED_DOMAINS = jsonencode(var.signup_allowed_domains)
     }
     preprocessing = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.preprocessing
       # The task timeout the service passes when it starts an ingestion (the job's own, below).
@@ -34,11 +34,6 @@ locals {
       RUNTUNE_CLOUD_RUN_JOB_PREFIX  = local.job_prefix
     }
     training = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.training
       # The trainer jobs it launches (<prefix>-trainer-<gpu>) and the GPUs they exist for.
@@ -59,11 +54,6 @@ locals {
       RUNTUNE_WEBHOOK_MAX_BACKOFF_S            = tostring(var.webhook_max_backoff_s)
     }
     inference = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_GATEWAY_SERVICE_ACCOUNT = google_service_account.sa["gateway"].email
       RUNTUNE_SERVICE_AUDIENCE        = local.urls.inference
       RUNTUNE_ENGINE_URL              = local.urls.engine
@@ -79,155 +69,70 @@ locals {
     }
     # An evaluation execution (jobs/evaluate): the engine as the inference service reaches it.
     evaluate = {
-      RUNTUNE_PROFILE                 = "gcp"
-      RUNTUNE_PROJECT_ID              = var.project_id
-      RUNTUNE_REGION                  = var.region
-      RUNTUNE_BUCKET                  = local.data_bucket
-      RUNTUNE_LOG_LEVEL               = var.log_level
       RUNTUNE_ENGINE_URL              = local.urls.engine
       RUNTUNE_ENGINE_ADAPTER_ROOT     = local.data_mount_path
       RUNTUNE_ENGINE_ADAPTER_DOWNLOAD = "false"
       RUNTUNE_ENGINE_MAX_ADAPTERS     = tostring(local.serving.max_loras)
     }
-    # A GGUF conversion (jobs/convert): reads and writes through the bucket's volume.
-    convert = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
-    ingest = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
+    # A GGUF conversion (jobs/convert) reads and writes through the bucket's volume; an ingestion
+    # (jobs/ingest) needs nothing more either.
+    convert = {}
+    ingest  = {}
     # The same variables reach every Vertex AI CustomJob from the training service's own settings
     # (runtune/wiring.py vertex_trainer_env; tests/infra/test_env_contract.py checks they agree).
-    trainer = {
-      RUNTUNE_PROFILE    = "gcp"
-      RUNTUNE_PROJECT_ID = var.project_id
-      RUNTUNE_REGION     = var.region
-      RUNTUNE_BUCKET     = local.data_bucket
-      RUNTUNE_LOG_LEVEL  = var.log_level
-    }
+    trainer = {}
   }
 
-  # CPU-only services: size, and whether CPU stays allocated between requests. The training service
-  # keeps it (and min instances >= 1) because its job reconciler runs in the background. The
-  # preprocessing service does no work after its answers (ingestion is the runtune-ingest job), so
-  # it may idle; reads reconcile the datasets they show.
+  # The CPU services, alike but for their size, scaling, whether CPU stays allocated between
+  # requests, whether they egress through the VPC, and who may reach them. The gateway is the only
+  # public one (all ingress, `allUsers` may invoke it): it verifies Firebase ID tokens, proxies to the
+  # private services and serves the UI, and takes more concurrent requests (mostly waiting on its
+  # upstreams). The private ones accept internal traffic only, and only the gateway's account may
+  # invoke them (below). The training service keeps CPU (and min instances >= 1) because its job
+  # reconciler runs in the background. The preprocessing service does no work after its answers
+  # (ingestion is the runtune-ingest job), so it may idle; reads reconcile the datasets they show. A
+  # request to an internal-only service must leave its caller through the VPC to arrive as internal:
+  # the gateway's and the inference service's (the engine) do, all their egress.
+  public_services = {
+    gateway = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = var.gateway_min_instances, max_instances = var.gateway_max_instances, concurrency = 250, vpc_egress = true }
+  }
   private_services = {
-    preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, vpc_egress = false }
-    training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, vpc_egress = false }
-    inference     = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = 0, vpc_egress = true }
+    preprocessing = { cpu = "2", memory = "4Gi", cpu_idle = true, min_instances = 0, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = false }
+    training      = { cpu = "1", memory = "1Gi", cpu_idle = false, min_instances = var.training_min_instances, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = false }
+    inference     = { cpu = "1", memory = "1Gi", cpu_idle = true, min_instances = 0, max_instances = var.service_max_instances, concurrency = 80, vpc_egress = true }
+  }
+  service_descriptions = {
+    gateway       = "Runtune gateway: verifies Firebase ID tokens, proxies to the private services, serves the UI"
+    preprocessing = "Runtune preprocessing service (private: the gateway's account only)"
+    training      = "Runtune training service (private: the gateway's account only)"
+    inference     = "Runtune inference service (private: the gateway's account only)"
   }
 }
 
-# --- the gateway: the only public service ----------------------------------------------------------
+# --- the CPU services: the gateway and the private services -----------------------------------------
 
-resource "google_cloud_run_v2_service" "gateway" {
-  project             = var.project_id
-  name                = local.names.gateway
-  location            = var.region
-  description         = "Runtune gateway: verifies Firebase ID tokens, proxies to the private services, serves the UI"
-  ingress             = "INGRESS_TRAFFIC_ALL"
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    service_account                  = google_service_account.sa["gateway"].email
-    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    timeout                          = "3600s" # Server-Sent Events and large uploads stream through
-    max_instance_request_concurrency = 250
-
-    scaling {
-      min_instance_count = var.gateway_min_instances
-      max_instance_count = var.gateway_max_instances
-    }
-
-    # All egress through the VPC: requests to the internal-only services must arrive as internal.
-    vpc_access {
-      egress = "ALL_TRAFFIC"
-      network_interfaces {
-        network    = google_compute_network.runtune.id
-        subnetwork = google_compute_subnetwork.runtune.id
-      }
-    }
-
-    containers {
-      image = local.images.gateway
-
-      ports {
-        container_port = 8080
-      }
-
-      resources {
-        limits = {
-          cpu    = "1"
-          memory = "1Gi"
-        }
-        cpu_idle          = true
-        startup_cpu_boost = true
-      }
-
-      dynamic "env" {
-        for_each = local.env.gateway
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-
-      startup_probe {
-        http_get {
-          path = "/healthz"
-        }
-        period_seconds    = 2
-        timeout_seconds   = 2
-        failure_threshold = 30
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.gateway.name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-# --- the private services ------------------------------------------------------------------------
-
-resource "google_cloud_run_v2_service" "private" {
-  for_each = local.private_services
+resource "google_cloud_run_v2_service" "cpu" {
+  for_each = merge(local.public_services, local.private_services)
 
   project             = var.project_id
   name                = local.names[each.key]
   location            = var.region
-  description         = "Runtune ${each.key} service (private: the gateway's account only)"
-  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  description         = local.service_descriptions[each.key]
+  ingress             = contains(keys(local.public_services), each.key) ? "INGRESS_TRAFFIC_ALL" : "INGRESS_TRAFFIC_INTERNAL_ONLY"
   deletion_protection = var.deletion_protection
   labels              = local.labels
 
   template {
     service_account                  = google_service_account.sa[each.key].email
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
-    timeout                          = "3600s"
-    max_instance_request_concurrency = 80
+    timeout                          = "3600s" # Server-Sent Events and large uploads stream through
+    max_instance_request_concurrency = each.value.concurrency
 
     scaling {
       min_instance_count = each.value.min_instances
-      max_instance_count = var.service_max_instances
+      max_instance_count = each.value.max_instances
     }
 
-    # The inference service calls the internal-only engine, so it egresses through the VPC too.
     dynamic "vpc_access" {
       for_each = each.value.vpc_egress ? [1] : []
       content {
@@ -277,13 +182,22 @@ resource "google_cloud_run_v2_service" "private" {
   depends_on = [google_project_service.apis]
 }
 
+# The gateway is public: anyone may call it (it verifies Firebase ID tokens and API keys itself).
+resource "google_cloud_run_v2_service_iam_member" "gateway_public" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.cpu["gateway"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
 # Cloud Run IAM: only the gateway's account may invoke a private service.
 resource "google_cloud_run_v2_service_iam_member" "gateway_invokes" {
   for_each = local.private_services
 
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_service.private[each.key].name
+  name     = google_cloud_run_v2_service.cpu[each.key].name
   role     = "roles/run.invoker"
   member   = google_service_account.sa["gateway"].member
 }
@@ -366,65 +280,8 @@ resource "google_cloud_run_v2_job_iam_member" "training_runs_trainer" {
   project  = var.project_id
   location = var.region
   name     = each.value.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["training"].member
-}
-
-# --- dataset ingestion: a CPU Cloud Run job, one execution per dataset ------------------------------
-
-resource "google_cloud_run_v2_job" "ingest" {
-  project             = var.project_id
-  name                = local.names.ingest
-  location            = var.region
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    # One task per execution; the preprocessing service overrides args (the dataset id) and the timeout.
-    task_count  = 1
-    parallelism = 1
-
-    template {
-      service_account       = google_service_account.sa["ingest"].email
-      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.ingest_task_timeout_s}s"
-      # No retries: a file that ran out of memory or time would do it again (deterministic), and a
-      # stopped ingestion's dataset is failed with the reason; the user creates it again.
-      max_retries = 0
-
-      containers {
-        # The preprocessing image: the same dataset libraries, and jobs/ingest (services/Dockerfile).
-        image   = local.images.preprocessing
-        command = ["python", "-m", "jobs.ingest"]
-
-        resources {
-          limits = {
-            cpu    = var.ingest_cpu
-            memory = var.ingest_memory
-          }
-        }
-
-        dynamic "env" {
-          for_each = local.env.ingest
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
-}
-
-# The preprocessing service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "preprocessing_runs_ingest" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_job.ingest.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["preprocessing"].member
+  role     = google_project_iam_custom_role.runtune["job_runner"].id
+  member   = google_service_account.sa[local.job_launchers.trainer].member
 }
 
 # --- the vLLM engine: a GPU Cloud Run service the inference service calls -------------------------
@@ -563,27 +420,50 @@ resource "google_cloud_run_v2_service" "engine" {
   ]
 }
 
-resource "google_cloud_run_v2_service_iam_member" "inference_invokes_engine" {
+# The inference service calls the engine, and so do the evaluations it launches, each with an ID token
+# of its own account.
+resource "google_cloud_run_v2_service_iam_member" "engine_invokers" {
+  for_each = toset(["inference", "evaluate"])
+
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.engine.name
   role     = "roles/run.invoker"
-  member   = google_service_account.sa["inference"].member
+  member   = google_service_account.sa[each.key].member
 }
 
-# --- evaluations: a CPU Cloud Run job, one execution per evaluation -------------------------------
+# --- the CPU Cloud Run jobs: one execution per dataset, evaluation or conversion ------------------
 
 locals {
-  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.evaluate) with the default prefix.
-  evaluate_job = "runtune-evaluate"
+  # Each is named <job_prefix>-<workload> (runtune.adapters.launch_contract.cloud_run_job_name),
+  # runs `python -m jobs.<workload>` as the account of that name, and is launched by the service of
+  # local.job_launchers (iam.tf), which passes the item's id as args and overrides the timeout.
+  # None retries: a retry would redo a deterministic failure (a file out of memory or time) and hide
+  # why the first attempt died; the launching service fails the item with that reason instead.
+  #
+  # ingest: dataset ingestion (jobs/ingest), one execution per dataset, in the preprocessing image,
+  # which has the same dataset libraries (services/Dockerfile).
+  # evaluate: evaluations (jobs/evaluate). The inference service answers POST /v1/evaluations with
+  # 202 and launches one; it scores the split through the engine and writes the progress, so nothing
+  # runs in a throttled (cpu_idle) service instance after its response. In the inference service's
+  # image: the same library code, another entry point. The engine accepts internal traffic only, so
+  # the job egresses through the VPC, as the inference service does.
+  # convert: GGUF conversions (jobs/convert), one per GGUF or Ollama export (POST /v1/exports answers
+  # with the export `queued`), in an image of its own (llama.cpp compiled in). The bucket is mounted:
+  # the merged model is read through the volume and each GGUF file written to it is held in memory
+  # only until it is closed (the job's disk is its memory too).
+  cpu_jobs = {
+    ingest   = { image = "preprocessing", cpu = var.ingest_cpu, memory = var.ingest_memory, timeout_s = var.ingest_task_timeout_s, vpc_egress = false, data_volume = false }
+    evaluate = { image = "inference", cpu = var.evaluate_cpu, memory = var.evaluate_memory, timeout_s = var.evaluate_task_timeout_s, vpc_egress = true, data_volume = false }
+    convert  = { image = "convert", cpu = var.convert_cpu, memory = var.convert_memory, timeout_s = var.convert_task_timeout_s, vpc_egress = false, data_volume = true }
+  }
 }
 
-# The inference service answers POST /v1/evaluations with 202 and launches an execution of this job
-# (args: the evaluation id); the execution scores the split through the engine and writes the
-# progress, so nothing runs in a throttled (cpu_idle) service instance after its response.
-resource "google_cloud_run_v2_job" "evaluate" {
+resource "google_cloud_run_v2_job" "cpu" {
+  for_each = local.cpu_jobs
+
   project             = var.project_id
-  name                = local.evaluate_job
+  name                = "${local.job_prefix}-${each.key}"
   location            = var.region
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -593,40 +473,57 @@ resource "google_cloud_run_v2_job" "evaluate" {
     parallelism = 1
 
     template {
-      service_account       = google_service_account.sa["evaluate"].email
+      service_account       = google_service_account.sa[each.key].email
       execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.evaluate_task_timeout_s}s"
-      # A retry would start the evaluation over, and hide why the first attempt died (out of memory,
-      # timeout): the inference service fails the evaluation with that reason instead.
-      max_retries = 0
+      timeout               = "${each.value.timeout_s}s"
+      max_retries           = 0
 
-      # The engine accepts internal traffic only: the job egresses through the VPC, as the
-      # inference service does.
-      vpc_access {
-        egress = "ALL_TRAFFIC"
-        network_interfaces {
-          network    = google_compute_network.runtune.id
-          subnetwork = google_compute_subnetwork.runtune.id
+      dynamic "vpc_access" {
+        for_each = each.value.vpc_egress ? [1] : []
+        content {
+          egress = "ALL_TRAFFIC"
+          network_interfaces {
+            network    = google_compute_network.runtune.id
+            subnetwork = google_compute_subnetwork.runtune.id
+          }
+        }
+      }
+
+      dynamic "volumes" {
+        for_each = each.value.data_volume ? [1] : []
+        content {
+          name = "data"
+          gcs {
+            bucket    = google_storage_bucket.data.name
+            read_only = false
+          }
         }
       }
 
       containers {
-        # The inference service's image: the same library code, another entry point.
-        image   = local.images.inference
-        command = ["python", "-m", "jobs.evaluate"]
+        image   = local.images[each.value.image]
+        command = ["python", "-m", "jobs.${each.key}"]
 
         resources {
           limits = {
-            cpu    = var.evaluate_cpu
-            memory = var.evaluate_memory
+            cpu    = each.value.cpu
+            memory = each.value.memory
           }
         }
 
         dynamic "env" {
-          for_each = local.env.evaluate
+          for_each = local.env[each.key]
           content {
             name  = env.key
             value = env.value
+          }
+        }
+
+        dynamic "volume_mounts" {
+          for_each = each.value.data_volume ? [1] : []
+          content {
+            name       = "data"
+            mount_path = local.data_mount_path
           }
         }
       }
@@ -636,97 +533,13 @@ resource "google_cloud_run_v2_job" "evaluate" {
   depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
 }
 
-# The inference service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "inference_runs_evaluate" {
+# Its launcher starts executions with overrides, reads and cancels them: on that job only.
+resource "google_cloud_run_v2_job_iam_member" "cpu_job_launcher" {
+  for_each = local.cpu_jobs
+
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_job.evaluate.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["inference"].member
-}
-
-# Evaluations call the engine with an ID token of their own account.
-resource "google_cloud_run_v2_service_iam_member" "evaluate_invokes_engine" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.engine.name
-  role     = "roles/run.invoker"
-  member   = google_service_account.sa["evaluate"].member
-}
-
-# --- GGUF conversions: a CPU Cloud Run job, one execution per GGUF or Ollama export ---------------
-
-locals {
-  # runtune.adapters.launch_contract.cloud_run_job_name(Workload.convert) with the default prefix.
-  convert_job = "runtune-convert"
-}
-
-# The inference service answers POST /v1/exports (format gguf or ollama) with the export `queued`
-# and launches an execution of this job (args: the export id). The bucket is mounted: the merged
-# model is read through the volume and each GGUF file written to it is held in memory only until
-# it is closed (the job's disk is its memory too).
-resource "google_cloud_run_v2_job" "convert" {
-  project             = var.project_id
-  name                = local.convert_job
-  location            = var.region
-  deletion_protection = var.deletion_protection
-  labels              = local.labels
-
-  template {
-    task_count  = 1
-    parallelism = 1
-
-    template {
-      service_account       = google_service_account.sa["convert"].email
-      execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-      timeout               = "${var.convert_task_timeout_s}s"
-      # A retry would hide why the first attempt died (out of memory, timeout): the inference
-      # service fails the export with that reason instead.
-      max_retries = 0
-
-      volumes {
-        name = "data"
-        gcs {
-          bucket    = google_storage_bucket.data.name
-          read_only = false
-        }
-      }
-
-      containers {
-        image   = local.images.convert
-        command = ["python", "-m", "jobs.convert"]
-
-        resources {
-          limits = {
-            cpu    = var.convert_cpu
-            memory = var.convert_memory
-          }
-        }
-
-        dynamic "env" {
-          for_each = local.env.convert
-          content {
-            name  = env.key
-            value = env.value
-          }
-        }
-
-        volume_mounts {
-          name       = "data"
-          mount_path = local.data_mount_path
-        }
-      }
-    }
-  }
-
-  depends_on = [google_project_service.apis, google_storage_bucket_iam_member.data]
-}
-
-# The inference service starts executions with overrides, reads and cancels them: on this job only.
-resource "google_cloud_run_v2_job_iam_member" "inference_runs_convert" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_job.convert.name
-  role     = google_project_iam_custom_role.job_runner.id
-  member   = google_service_account.sa["inference"].member
+  name     = google_cloud_run_v2_job.cpu[each.key].name
+  role     = google_project_iam_custom_role.runtune["job_runner"].id
+  member   = google_service_account.sa[local.job_launchers[each.key]].member
 }

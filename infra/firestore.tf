@@ -31,39 +31,29 @@ resource "google_firestore_index" "owner_created" {
   }
 }
 
-# The job dispatcher and reconciler: `status IN (...) ORDER BY created_at` (all users) ...
-resource "google_firestore_index" "jobs_status_created" {
-  project    = var.project_id
-  database   = google_firestore_database.default.name
-  collection = "jobs"
-
-  fields {
-    field_path = "status"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "created_at"
-    order      = "ASCENDING"
+# The jobs' other composite indexes, every field ascending, in the order listed: the job dispatcher
+# and reconciler's `status IN (...) ORDER BY created_at` (all users), and one user's active jobs,
+# `owner == uid AND status IN (...) ORDER BY created_at`.
+locals {
+  jobs_indexes = {
+    status_created       = ["status", "created_at"]
+    owner_status_created = ["owner", "status", "created_at"]
   }
 }
 
-# ... and `owner == uid AND status IN (...) ORDER BY created_at` (one user's active jobs).
-resource "google_firestore_index" "jobs_owner_status_created" {
+resource "google_firestore_index" "jobs" {
+  for_each = local.jobs_indexes
+
   project    = var.project_id
   database   = google_firestore_database.default.name
   collection = "jobs"
 
-  fields {
-    field_path = "owner"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "status"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "created_at"
-    order      = "ASCENDING"
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
   }
 }
 

@@ -20,7 +20,7 @@ locals {
     build    = "Runtune image builds (Cloud Build)"
   }
 
-  # Project-level grants: Firestore has no narrower IAM resource than the project.
+  # Project-level grants: Firestore (and Vertex AI's custom jobs) have no narrower IAM resource than the project.
   project_roles = {
     "preprocessing-datastore" = { account = "preprocessing", role = "roles/datastore.user" }
     "training-datastore"      = { account = "training", role = "roles/datastore.user" }
@@ -35,6 +35,8 @@ locals {
     "gateway-auth-viewer" = { account = "gateway", role = "roles/firebaseauth.viewer" }
     # Builds run as their own account and log to Cloud Logging only (cloudbuild.yaml options.logging).
     "build-logs" = { account = "build", role = "roles/logging.logWriter" }
+    # Vertex AI custom jobs have no IAM resource narrower than the project either.
+    "training-vertex-jobs" = { account = "training", role = google_project_iam_custom_role.runtune["vertex_job_runner"].id }
   }
 
   # Data bucket grants. objectUser = read, write, delete objects (no IAM, no bucket settings).
@@ -52,6 +54,21 @@ locals {
   # Accounts that sign URLs (V4, through IAM signBlob with their own identity: Cloud Run's
   # metadata-server credentials hold no private key). Each may sign as itself only.
   url_signers = toset(["preprocessing", "inference"])
+
+  # Who starts each Cloud Run job's executions (runtune/permissions.py runs_jobs), job => service.
+  # Starting one runs code as the job's account, so the service may act as that one account (below)
+  # and run, read and cancel that job's executions (the job_runner role, on the job: cloud_run.tf).
+  # The training service also creates the Vertex AI CustomJobs, which run as the trainer too.
+  job_launchers = {
+    trainer  = "training"
+    ingest   = "preprocessing"
+    evaluate = "inference"
+    convert  = "inference"
+  }
+
+  # The custom roles, where no predefined role is both sufficient and narrow: runtune/custom_roles.json
+  # (the permissions the adapters call, and why), the file runtune/permissions.py grants them from.
+  custom_roles = jsondecode(file("${path.module}/../runtune/custom_roles.json")).roles
 }
 
 resource "google_service_account" "sa" {
@@ -88,77 +105,24 @@ resource "google_service_account_iam_member" "sign_as_self" {
   member             = google_service_account.sa[each.key].member
 }
 
-# What the Cloud Run job launcher calls, on the one job it runs: run with overrides, get an
-# execution (status, reconciliation), cancel it. roles/run.jobsExecutorWithOverrides lacks
-# run.executions.get (every status read would 403); roles/run.developer could rewrite the job.
-resource "google_project_iam_custom_role" "job_runner" {
+resource "google_project_iam_custom_role" "runtune" {
+  for_each = local.custom_roles
+
   project     = var.project_id
-  role_id     = "runtuneJobRunner"
-  title       = "Runtune job runner"
-  description = "Run a Cloud Run job with overrides, read and cancel its executions (granted on the job)."
-  permissions = [
-    "run.executions.cancel",
-    "run.executions.get",
-    "run.jobs.run",
-    "run.jobs.runWithOverrides",
-  ]
+  role_id     = each.value.role_id
+  title       = each.value.title
+  description = each.value.description
+  permissions = each.value.permissions
 
   depends_on = [google_project_service.apis]
 }
 
-# What the Vertex AI launcher calls: create a CustomJob (running as the trainer's account), read it
-# (status, reconciliation), cancel it. Custom jobs have no IAM resource narrower than the project;
-# roles/aiplatform.user would also let the service deploy models, read datasets and run notebooks.
-resource "google_project_iam_custom_role" "vertex_job_runner" {
-  project     = var.project_id
-  role_id     = "runtuneVertexJobRunner"
-  title       = "Runtune Vertex AI job runner"
-  description = "Create Vertex AI custom training jobs, read and cancel them (the training service)."
-  permissions = [
-    "aiplatform.customJobs.cancel",
-    "aiplatform.customJobs.create",
-    "aiplatform.customJobs.get",
-  ]
+resource "google_service_account_iam_member" "launcher_acts_as_job" {
+  for_each = local.job_launchers
 
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_project_iam_member" "training_runs_vertex_jobs" {
-  project = var.project_id
-  role    = google_project_iam_custom_role.vertex_job_runner.id
-  member  = google_service_account.sa["training"].member
-}
-
-# Starting an execution of the trainer job (or a Vertex AI CustomJob with the trainer's account as its
-# service_account) runs code as the trainer's account: the training service may act as that one
-# account, nothing else. The trainer reaches the bucket and Firestore with its own grants on either
-# backend; Vertex AI pulls the image from this project's registry with its own service agent.
-resource "google_service_account_iam_member" "training_acts_as_trainer" {
-  service_account_id = google_service_account.sa["trainer"].name
+  service_account_id = google_service_account.sa[each.key].name
   role               = "roles/iam.serviceAccountUser"
-  member             = google_service_account.sa["training"].member
-}
-
-# Likewise the inference service starts the evaluate job, which runs as the evaluate account.
-resource "google_service_account_iam_member" "inference_acts_as_evaluate" {
-  service_account_id = google_service_account.sa["evaluate"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = google_service_account.sa["inference"].member
-}
-
-# And the convert job, which runs as the convert account.
-resource "google_service_account_iam_member" "inference_acts_as_convert" {
-  service_account_id = google_service_account.sa["convert"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = google_service_account.sa["inference"].member
-}
-
-# Starting an execution of the ingest job runs code as the ingest account: the preprocessing
-# service may act as that one account, nothing else.
-resource "google_service_account_iam_member" "preprocessing_acts_as_ingest" {
-  service_account_id = google_service_account.sa["ingest"].name
-  role               = "roles/iam.serviceAccountUser"
-  member             = google_service_account.sa["preprocessing"].member
+  member             = google_service_account.sa[each.value].member
 }
 
 # The build reads its uploaded source from the build bucket.

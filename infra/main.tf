@@ -12,7 +12,6 @@ locals {
     training      = "runtune-training"
     inference     = "runtune-inference"
     engine        = "runtune-engine"
-    ingest        = "runtune-ingest" # runtune.adapters.launch_contract.cloud_run_job_name(Workload.ingest)
   }
 
   # Every Cloud Run job is named `<job_prefix>-<workload>[-<gpu>]` (runtune-trainer-l4, ...): the

@@ -8,31 +8,11 @@ locals {
   user_secret_readers = toset(["ingest", "trainer"])
 }
 
-# Exactly the calls SecretManagerStore makes: create and list (checked on the project), then add,
-# read, list and destroy versions and delete (checked on the secret).
-resource "google_project_iam_custom_role" "user_secrets" {
-  project     = var.project_id
-  role_id     = "runtuneUserSecrets"
-  title       = "Runtune users' secrets"
-  description = "Create, read, rotate and delete the runtune-user-* secrets (granted with a name condition)."
-  permissions = [
-    "secretmanager.secrets.create",
-    "secretmanager.secrets.delete",
-    "secretmanager.secrets.get",
-    "secretmanager.secrets.list",
-    "secretmanager.versions.access",
-    "secretmanager.versions.add",
-    "secretmanager.versions.destroy",
-    "secretmanager.versions.get",
-    "secretmanager.versions.list",
-  ]
-
-  depends_on = [google_project_service.apis]
-}
-
+# The training service manages them with the user_secrets custom role (runtune/custom_roles.json:
+# exactly the calls SecretManagerStore makes), only on secrets of that prefix.
 resource "google_project_iam_member" "training_user_secrets" {
   project = var.project_id
-  role    = google_project_iam_custom_role.user_secrets.id
+  role    = google_project_iam_custom_role.runtune["user_secrets"].id
   member  = google_service_account.sa["training"].member
 
   condition {

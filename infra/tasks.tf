@@ -53,7 +53,7 @@ resource "google_service_account_iam_member" "training_acts_as_webhooks" {
 resource "google_cloud_run_v2_service_iam_member" "webhooks_invoke_training" {
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_service.private["training"].name
+  name     = google_cloud_run_v2_service.cpu["training"].name
   role     = "roles/run.invoker"
   member   = google_service_account.sa["webhooks"].member
 }

@@ -159,17 +159,11 @@ def cloud_run_offer(fit: Estimate, *, task_timeout_s: int | None = None) -> Offe
 def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: float, tokens: int, steps: int) -> Offer:
     """The run on one Vertex machine: data-parallel over its GPUs, each holding one process's run."""
     m = machine(name)
+    # The machine's offer before it is priced; what follows copies it, the shape's fields written once.
+    unpriced = Offer(backend="vertex", shape=m.name, label=m.label, gpu=m.gpu.name, gpu_count=m.gpu_count, fits=False)
     if need_gib > m.gpu.memory_gib * HEADROOM:
         reason = f"needs about {need_gib:.0f} GiB a GPU; its GPUs have {m.gpu.memory_gib:.0f} GiB"
-        return Offer(
-            backend="vertex",
-            shape=m.name,
-            label=m.label,
-            gpu=m.gpu.name,
-            gpu_count=m.gpu_count,
-            fits=False,
-            reason=reason,
-        )
+        return unpriced.model_copy(update={"reason": reason})
     # Host memory: every rank holds the encoded set; the base checkpoint sits on the boot disk (a real
     # disk on Vertex, so only page cache). More than the machine has is a warning, as on Cloud Run.
     host = m.gpu_count * host_memory_gib(model, shape, m.gpu, weights_on_mount=True)
@@ -185,18 +179,9 @@ def vertex_offer(model: ModelFigures, shape: RunShape, name: str, *, need_gib: f
     phases["train"] /= m.gpu_count * (VERTEX_TIMING.data_parallel_efficiency if m.gpu_count > 1 else 1.0)
     seconds = round(sum(phases.values()))
     on_demand, spot = vertex_prices()[m.name]
-    return Offer(
-        backend="vertex",
-        shape=m.name,
-        label=m.label,
-        gpu=m.gpu.name,
-        gpu_count=m.gpu_count,
-        fits=True,
-        seconds=seconds,
-        usd=round(seconds * on_demand / 3600, 2),
-        spot_usd=round(seconds * spot / 3600, 2),
-        warning=warning,
-    )
+    usd, spot_usd = round(seconds * on_demand / 3600, 2), round(seconds * spot / 3600, 2)
+    priced = {"fits": True, "seconds": seconds, "usd": usd, "spot_usd": spot_usd, "warning": warning}
+    return unpriced.model_copy(update=priced)
 
 
 def offers(

@@ -17,11 +17,13 @@ Pure data and functions: no Google client, no torch; importable everywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from importlib import resources
+from typing import Any, Literal
 
 from runtune import blob_layout
 
@@ -34,38 +36,23 @@ PROJECT = "project"
 USER_SECRETS = "project:user_secrets"
 DATA_BUCKET = "bucket:data"
 
-# Custom roles (`google_project_iam_custom_role`), named `custom:<resource name>`: where no predefined
-# role is both sufficient and narrow, the exact permissions the adapters' calls need.
+# Custom roles, named `custom:<key>`: where no predefined role is both sufficient and narrow, the exact
+# permissions the adapters' calls need. They live in runtune/custom_roles.json, with why each is
+# needed, because infra/iam.tf creates them from the same file (`google_project_iam_custom_role.runtune`).
+CUSTOM_ROLES_FILE = "custom_roles.json"
 USER_SECRETS_MANAGER = "custom:user_secrets"
 JOB_RUNNER = "custom:job_runner"
 VERTEX_JOB_RUNNER = "custom:vertex_job_runner"
+
+
+def custom_roles_data() -> dict[str, dict[str, Any]]:
+    """runtune/custom_roles.json's roles as read: key -> role_id, title, description, why, permissions."""
+    text = resources.files("runtune").joinpath(CUSTOM_ROLES_FILE).read_text(encoding="utf-8")
+    return json.loads(text)["roles"]
+
+
 CUSTOM_ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    # SecretManagerStore: create and list (checked on the project); add, access, list and destroy
-    # versions, delete (checked on the secret).
-    USER_SECRETS_MANAGER: frozenset(
-        {
-            "secretmanager.secrets.create",
-            "secretmanager.secrets.delete",
-            "secretmanager.secrets.get",
-            "secretmanager.secrets.list",
-            "secretmanager.versions.access",
-            "secretmanager.versions.add",
-            "secretmanager.versions.destroy",
-            "secretmanager.versions.get",
-            "secretmanager.versions.list",
-        }
-    ),
-    # CloudRunJobLauncher: run_job with overrides (argv, env, task count, timeout), get_execution
-    # (status, reconciliation), cancel_execution. roles/run.jobsExecutorWithOverrides has no
-    # run.executions.get, so every status read would 403; roles/run.developer would also let the
-    # service rewrite or delete the job (its image, its account).
-    JOB_RUNNER: frozenset({"run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"}),
-    # VertexJobLauncher: create_custom_job, get_custom_job, cancel_custom_job (checked on the project:
-    # custom jobs have no narrower IAM resource). roles/aiplatform.user would also deploy models,
-    # read datasets and endpoints.
-    VERTEX_JOB_RUNNER: frozenset(
-        {"aiplatform.customJobs.create", "aiplatform.customJobs.get", "aiplatform.customJobs.cancel"}
-    ),
+    f"custom:{key}": frozenset(role["permissions"]) for key, role in custom_roles_data().items()
 }
 
 

@@ -12,10 +12,12 @@ them may import another (tests/infra/test_import_graph.py).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +67,44 @@ def _merge_schemas(into: dict[str, Any], schemas: dict[str, Any], service: str) 
         into[name] = schema
 
 
+def _schema_name(response: dict[str, Any]) -> str | None:
+    """The components schema a response's JSON body is, when it is one (`{"$ref": ...}`)."""
+    ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+    return ref.removeprefix("#/components/schemas/") if ref.startswith("#/components/schemas/") else None
+
+
+def _share_responses(paths: dict[str, Any]) -> dict[str, Any]:
+    """Moves each answer that several operations give alike (the validation error of nearly every
+    route, one model's answer) into `components.responses`, named after its schema, the operations
+    keeping a `$ref`: the document, and the TypeScript generated from it, write each answer once.
+
+    An answer one operation alone gives stays inline; so does a schema whose answers differ (another
+    description), which one name could not stand for."""
+    places: dict[str, list[tuple[dict[str, Any], str]]] = defaultdict(list)
+    for item in paths.values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if name := _schema_name(response):
+                    places[name].append((operation["responses"], status))
+    shared: dict[str, Any] = {}
+    for name, uses in places.items():
+        answers = [responses[status] for responses, status in uses]
+        if len(uses) < 2 or any(answer != answers[0] for answer in answers):
+            continue
+        shared[name] = answers[0]
+        for responses, status in uses:
+            responses[status] = {"$ref": f"#/components/responses/{name}"}
+    return shared
+
+
 def public_openapi(apps: dict[str, FastAPI] | None = None) -> dict[str, Any]:
     """The merged document: every public path, from the service the gateway forwards it to."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for service, app in (apps or service_apps()).items():
         document = app.openapi()
-        public = {path: item for path, item in document["paths"].items() if is_public(path, service)}
+        # A copy: the app caches its document, which stays as FastAPI wrote it.
+        public = {path: copy.deepcopy(item) for path, item in document["paths"].items() if is_public(path, service)}
         paths.update(public)
         if public:
             _merge_schemas(schemas, document.get("components", {}).get("schemas", {}), service)
@@ -79,7 +112,7 @@ def public_openapi(apps: dict[str, FastAPI] | None = None) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"responses": _share_responses(paths), "schemas": schemas},
     }
 
 

@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -76,27 +77,36 @@ def key_and_cert(common_name: str) -> tuple[rsa.RSAPrivateKey, str]:
 
 
 @contextlib.contextmanager
-def cert_server(certs: dict[str, str]) -> Iterator[str]:
-    """Serves `{kid: certificate PEM}` as Google's certificate endpoints do; yields the URL."""
+def cert_server(
+    certs: dict[str, str],
+    *,
+    cache_control: str = "public, max-age=3600",
+    before_answer: Callable[[], None] | None = None,
+) -> Iterator[str]:
+    """Serves `{kid: certificate PEM}` as Google's certificate endpoints do, each request on a thread
+    of its own and answered after `before_answer()` returns (where given); yields the URL."""
     body = json.dumps(certs).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if before_answer is not None:
+                before_answer()
             self.send_response(200)
             self.send_header("content-type", "application/json")
-            self.send_header("cache-control", "public, max-age=3600")
+            self.send_header("cache-control", cache_control)
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/certs"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def pets_dataset(uid: str, status: DatasetStatus = DatasetStatus.ready, **fields: Any) -> Dataset:
@@ -196,6 +206,18 @@ def serve_fake(fake: F) -> Iterator[tuple[F, str]]:
     """`fake` served by `fake_json_api` (the query string unused): yields it and its base URL."""
     with fake_json_api(lambda method, path, query, body: fake.handle(method, path, body), fake.requests) as url:
         yield fake, url
+
+
+def served_fake(factory: Callable[[], F]) -> Any:
+    """A pytest fixture named `fake`: a fresh `factory()` per test, served (`serve_fake`) for the test
+    and stopped after: yields (the fake, its base URL)."""
+
+    @pytest.fixture
+    def fake() -> Iterator[tuple[F, str]]:
+        with serve_fake(factory()) as served:
+            yield served
+
+    return fake
 
 
 def google_client(endpoint: str) -> dict[str, Any]:

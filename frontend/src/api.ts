@@ -120,6 +120,12 @@ export type Job = Schemas["Job"];
 /** `DELETE /v1/fine_tuning/jobs/{id}`: what went with the job. */
 export type JobDeleted = Schemas["JobDeleted"];
 export type JobEvent = Schemas["JobEvent"];
+/** A step of the training curve: a metrics event's `data`, a point of `GET .../metrics` (`step` and
+ * whatever the trainer measured, each a number or null). */
+export type MetricsPoint = Schemas["MetricsPoint"];
+export type MetricsPage = Schemas["MetricsPage"];
+/** `job.estimate`: the job's estimate before launch, its range, basis, place and warnings. */
+export type EstimateSummary = Schemas["EstimateSummary"];
 export type Checkpoint = Schemas["Checkpoint"];
 export type Lineage = Schemas["Lineage"];
 export type Model = Schemas["ModelObject"];
@@ -130,6 +136,16 @@ export type Offer = Schemas["Offer"];
 export type Gpu = Schemas["GpuOffer"];
 export type GpuList = Schemas["GpuList"];
 export type Evaluation = Schemas["Evaluation"];
+/** One model's report in an evaluation: label scoring (or labels from free generation), or text metrics. */
+export type ModelReport = Schemas["ClassificationReport"] | Schemas["TextReport"];
+export type ClassScores = Schemas["ClassScores"];
+export type Confusion = Schemas["ConfusionMatrix"];
+/** An evaluation's example: the expected answer and each model's (`GET /v1/evaluations/{id}/predictions`). */
+export type Prediction = Schemas["Prediction"];
+/** A ready dataset's Parquet shard with its signed URL (`GET /v1/datasets/{id}/download`). */
+export type DatasetShard = Schemas["DatasetShard"];
+/** The event a webhook receiver gets (`POST /v1/webhooks/{id}/test` answers it). */
+export type WebhookEvent = Schemas["WebhookEvent"];
 export type ExportLink = Schemas["ExportLink"];
 export type Export = Schemas["Export"];
 export type ExportFormat = Schemas["ExportFormat"];
@@ -141,6 +157,12 @@ export type CreatedApiKey = Schemas["CreatedApiKey"];
 export type WebhookEndpoint = Schemas["WebhookEndpoint"];
 export type CreatedWebhookEndpoint = Schemas["CreatedWebhookEndpoint"];
 export type WebhookDelivery = Schemas["WebhookDelivery"];
+/** A stored token, by name only: its value never comes back. */
+export type Secret = Schemas["Secret"];
+export type SecretList = Schemas["WholeList_Secret_"];
+export type Me = Schemas["Me"];
+/** What a `DELETE` answers: `{id, object, deleted}`. */
+export type Deleted = Schemas["Deleted"];
 
 export const TERMINAL: JobStatus[] = ["succeeded", "failed", "cancelled"];
 // A job in one of these may be paused (POST .../pause); a paused one resumed (POST .../resume).

@@ -5,20 +5,14 @@ import type { Form } from "./pages/new-run";
 
 type Options = Record<string, unknown>;
 
-/** The hyperparameters as asked: the request's (auto kept), else the resolved ones with `auto`
- * where the service chose the number. */
+/** The hyperparameters of the job's `method` (a dpo job's with its beta), as the job shows them. */
 export function askedHyperparameters(job: Job): Record<string, number | string> {
-  const type = String(job.method?.type ?? "supervised");
-  const asked = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters;
-  if (asked) return asked;
-  const auto = job.auto_hyperparameters ?? {};
-  return Object.fromEntries(Object.entries(job.hyperparameters ?? {}).map(([k, v]) => [k, k in auto ? "auto" : v]));
+  return job.method.type === "dpo" ? job.method.dpo.hyperparameters : job.method.supervised.hyperparameters;
 }
 
 /** `POST /v1/fine_tuning/jobs`'s body for the same run again. */
 export function retryBody(job: Job): Record<string, unknown> {
-  const type = String(job.method?.type ?? "supervised");
-  const section = (job.method?.[type] as Options | undefined) ?? {};
+  const type = job.method.type;
   return {
     model: job.model,
     training_file: job.training_file,
@@ -26,7 +20,7 @@ export function retryBody(job: Job): Record<string, unknown> {
     suffix: job.suffix ?? undefined,
     metadata: job.metadata ?? undefined,
     seed: job.seed,
-    method: { type, [type]: { ...section, hyperparameters: askedHyperparameters(job), runtune: job.options } },
+    method: { type, [type]: { hyperparameters: askedHyperparameters(job), runtune: job.options } },
   };
 }
 

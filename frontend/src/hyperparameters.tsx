@@ -1,5 +1,6 @@
 import { Fragment } from "preact";
 import type { Job } from "./api";
+import { askedHyperparameters } from "./clone";
 
 const NAMES: [key: string, label: string][] = [
   ["n_epochs", "Epochs"],
@@ -13,9 +14,7 @@ const KNOWN = new Set(NAMES.map(([key]) => key));
 export function Hyperparameters({ job }: { job: Job }) {
   const auto = job.auto_hyperparameters ?? {};
   // The method's own hyperparameters (a dpo job's beta) beside OpenAI's three.
-  const type = String(job.method?.type ?? "supervised");
-  const ofMethod = (job.method?.[type] as { hyperparameters?: Record<string, number | string> } | undefined)?.hyperparameters ?? {};
-  const resolved: Record<string, number | string> = { ...ofMethod, ...(job.hyperparameters ?? {}) };
+  const resolved: Record<string, number | string> = { ...askedHyperparameters(job), ...job.hyperparameters };
   // Every resolved hyperparameter: the three of OpenAI's supervised method, then any other (DPO's beta).
   const others = Object.keys(resolved)
     .filter((key) => !KNOWN.has(key))

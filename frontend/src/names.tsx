@@ -1,9 +1,10 @@
 // Names instead of ids: a run is called by its `suffix` (the run name the form asks for), a dataset by
 // its name. The id stays one hover (title) or one click (copy) away.
+import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
 import { type Dataset, type Lineage, type Model, type Page, get } from "./api";
 import { Link } from "./router";
-import { useResource } from "./ui";
+import { Field, useResource } from "./ui";
 
 const shortDate = (unix: number | undefined) =>
   unix ? new Date(unix * 1000).toLocaleString(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }) : "";
@@ -27,6 +28,29 @@ export function modelLabel(model: Model, datasets?: Map<string, Dataset> | null)
     dataset ? ` on ${dataset}` : "",
     model.created ? `, ${shortDate(model.created)}` : "",
   ].join("");
+}
+
+/** The picker of a tuned model: each in words (`modelLabel`), its id on hover; `children` follow it. */
+export function TunedModelField(props: {
+  models: Model[];
+  value: string;
+  onChange: (id: string) => void;
+  datasets?: Map<string, Dataset> | null;
+  error: string | null;
+  children?: ComponentChildren;
+}) {
+  return (
+    <Field label="Tuned model" error={props.error}>
+      <select name="model" value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+        {props.models.map((m) => (
+          <option key={m.id} value={m.id} title={m.id}>
+            {modelLabel(m, props.datasets)}
+          </option>
+        ))}
+      </select>
+      {props.children}
+    </Field>
+  );
 }
 
 /** The run names (`name`, the suffix) of the user's tuned models, by model id (a deleted one is absent). */

@@ -1,5 +1,6 @@
 // Evaluation results, the trainer's (job.runtune.metrics) and the evaluations API's alike: a base vs
 // tuned table, the per-class precision / recall / F1 / support, and a confusion matrix per model.
+import type { ClassScores, Confusion } from "./api";
 import { ConfusionMatrix } from "./charts";
 import { formatNumber } from "./ui";
 
@@ -8,8 +9,8 @@ export interface Report {
   macro_f1?: number;
   unmapped_rate?: number;
   samples?: number;
-  confusion_matrix?: { labels: string[]; rows: { label: string; predicted: number[]; unmapped?: number }[] };
-  per_class?: Record<string, { precision: number; recall: number; f1: number; support: number; unmapped?: number }>;
+  confusion_matrix?: Confusion;
+  per_class?: Record<string, ClassScores>;
   loss?: number;
   perplexity?: number;
   exact_match?: number;
@@ -35,7 +36,9 @@ const HEADLINES: [string, string][] = [
   ["samples", "Samples"],
 ];
 
-/** The main report of one model's evaluation (label scoring if present, else generation, else itself). */
+/** The main report of one model's evaluation (label scoring if present, else generation, else itself).
+ * An evaluation's (`Evaluation.metrics`, generated: `ModelReport`) is itself; a job's
+ * (`job.runtune.metrics`, still untyped in the API) nests label scoring, generation or preference. */
 export function mainReport(metrics: Record<string, unknown> | undefined | null): Report | null {
   if (!metrics) return null;
   const report = (metrics.label_scoring ?? metrics.generation ?? metrics.preference ?? metrics) as Report;

@@ -54,6 +54,42 @@ export function useResource<T>(
   return { data, error, loading, reload };
 }
 
+export interface Action {
+  /** Under way: the buttons that start it wait. */
+  busy: boolean;
+  /** Why it last failed, cleared when it starts again; a page may set its own (a file too large). */
+  error: ApiError | null;
+  setError: (error: ApiError | null) => void;
+  /** Runs `work` (a submit, a button's request): busy until it settles, its failure kept in `error`. */
+  run: (work: () => Promise<unknown>) => Promise<void>;
+}
+
+/** What a form or a button does to the API, with the state every one of them shows. */
+export function useAction(): Action {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+  const run = async (work: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await work();
+    } catch (caught) {
+      setError(asApiError(caught));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, setError, run };
+}
+
+/** A form's submit handler running `work` as `action` (the browser's own submit prevented). */
+export function onSubmit(action: Action, work: () => Promise<unknown>): (event: Event) => void {
+  return (event: Event) => {
+    event.preventDefault();
+    void action.run(work);
+  };
+}
+
 export function asApiError(caught: unknown): ApiError {
   if (caught instanceof ApiError) return caught;
   return new ApiError(0, (caught as Error)?.message ?? String(caught), "client_error", null, null);
@@ -149,6 +185,45 @@ export function Field(props: { label: string; error?: string | null; hint?: stri
         </span>
       )}
     </label>
+  );
+}
+
+/** A column's heading; an object gives its cell a class (`hide-phone`: not on a narrow screen). */
+export type Column = string | { label: string; class: string };
+
+/** A table under one header row; `scroll` lets a wide one scroll sideways on a phone. */
+export function Table(props: { columns: Column[]; class?: string; testId?: string; scroll?: boolean; children: ComponentChildren }) {
+  const table = (
+    <table class={props.class} data-testid={props.testId}>
+      <thead>
+        <tr>
+          {props.columns.map((column, i) =>
+            typeof column === "string" ? <th key={i}>{column}</th> : <th key={i} class={column.class}>{column.label}</th>,
+          )}
+        </tr>
+      </thead>
+      <tbody>{props.children}</tbody>
+    </table>
+  );
+  return props.scroll ? <div class="table-scroll">{table}</div> : table;
+}
+
+/** A list's cell naming an item, linked to its page. */
+export function LinkCell({ href, children }: { href: string; children: ComponentChildren }) {
+  return (
+    <td>
+      <Link href={href}>{children}</Link>
+    </td>
+  );
+}
+
+/** A list's cell of an item's status; `children` follow it (a progress bar). */
+export function StatusCell({ value, children }: { value: string; children?: ComponentChildren }) {
+  return (
+    <td>
+      <Status value={value} />
+      {children}
+    </td>
   );
 }
 

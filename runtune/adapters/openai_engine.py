@@ -112,21 +112,28 @@ class OpenAIEngine:
 
     async def scoring_methods(self) -> list[ScoringMethod]:
         """The exact label-scoring methods this engine offers: Runtune's scoring extension where it
-        exists (the local engine), per-label `prompt_logprobs` where it does not (vLLM), and the
-        prefix search on both (asked once: a missing route answers 404 without the error envelope)."""
+        exists (the local engine: every label scored, or the winner found best first), per-label
+        `prompt_logprobs` where it does not (vLLM), and the prefix search on both (asked once: a
+        missing route answers 404 without the error envelope)."""
         if self._batched_scoring is None:
             response = await next(self._next_lane).post(SCORE_PATH, json={})
             self._batched_scoring = not (response.status_code == 404 and not _has_error_envelope(response))
-        single = ScoringMethod.batched if self._batched_scoring else ScoringMethod.per_label
-        return [single, ScoringMethod.prefix_search]
+        if self._batched_scoring:
+            return [ScoringMethod.batched, ScoringMethod.best_first, ScoringMethod.prefix_search]
+        return [ScoringMethod.per_label, ScoringMethod.prefix_search]
 
     async def best(
         self, model: str, messages: list[dict[str, Any]], continuations: list[str], method: ScoringMethod
     ) -> int:
         """The index of the most likely continuation (the first of equals), by `method`: all exact;
-        the prefix search computes only what the ranking needs."""
+        the prefix search and the best-first search compute only what the ranking needs."""
         if method is ScoringMethod.prefix_search:
             return (await self._prefix_search(model, messages, continuations, exhaustive=False))[0]
+        if method is ScoringMethod.best_first:
+            body = {"model": model, "messages": messages, "continuations": continuations, "best_only": True}
+            response = await next(self._next_lane).post(SCORE_PATH, json=body)
+            _raise_for(response)
+            return int(response.json()["index"])
         scores = await self.score(model, messages, continuations, method)
         return max(range(len(scores)), key=scores.__getitem__)
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -19,13 +19,17 @@ from runtune.api.errors import install_error_handlers
 from runtune.errors import RuntuneError
 from runtune.internal_auth import REQUEST_ID_HEADER, USER_ID_HEADER, InternalCredentialVerifier
 from runtune.logging import configure_logging
+from runtune.ports.metadata import MetadataStore
+from runtune.schemas.account import Me
 from runtune.settings import ServiceSettings
 
 log = logging.getLogger("runtune.service")
 
 _OPEN_PATHS = frozenset({"/healthz"})
 
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+# What a service opens and runs while it serves, handed its settings and its metadata store.
+Lifespan = Callable[[FastAPI, SettingsT, MetadataStore], AbstractAsyncContextManager[None]]
 
 
 class GatewayOnlyMiddleware:
@@ -84,21 +88,24 @@ class GatewayOnlyMiddleware:
 def _identity_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/me")
-    def me(user: CurrentUser) -> dict[str, Any]:
-        return {"object": "user", "id": user.uid, "email": user.email}
+    @router.get("/v1/me", response_model=Me)
+    def me(user: CurrentUser) -> Me:
+        return Me(id=user.uid, email=user.email)
 
     return router
 
 
 def create_service_app(
     name: str,
-    settings: ServiceSettings,
+    settings: SettingsT,
     *,
     routers: list[APIRouter],
-    lifespan: Lifespan | None = None,
+    lifespan: Lifespan[SettingsT] | None = None,
     path_verifiers: dict[str, InternalCredentialVerifier] | None = None,
 ) -> FastAPI:
+    """`name`: the deployable's, in runtune/permissions.py when there is a `lifespan`: the metadata
+    store it is handed (and `app.state.store`) is opened under that name, so that locally it refuses
+    what the service's cloud account could not do."""
     configure_logging(name, settings.log_level)
 
     @asynccontextmanager
@@ -106,9 +113,10 @@ def create_service_app(
         app.state.settings = settings
         if lifespan is None:
             yield
-        else:
-            async with lifespan(app):
-                yield
+            return
+        store = app.state.store = wiring.metadata_store(settings, deployable=name)
+        async with lifespan(app, settings, store):
+            yield
 
     app = FastAPI(title=f"runtune-{name}", lifespan=run, docs_url=None, redoc_url=None)
     install_error_handlers(app)

@@ -3,8 +3,12 @@ jobs; list their checkpoints."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from typing import Any, get_args
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, get_args, get_type_hints
 
 import typer
 from rich.console import Console
@@ -18,67 +22,86 @@ app = typer.Typer(help="Fine-tuning jobs.", no_args_is_help=True)
 console = Console()
 
 
-# The options `create` and `estimate` share: what is trained, how, and where (runtune/compute.py).
-DATASET = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on")
-MODEL = typer.Option(..., "--model", "-m", help="A base model id, or your ft: model to continue")
-EPOCHS = typer.Option(None, help="n_epochs (default: auto)")
-BATCH_SIZE = typer.Option(None, help="batch_size (default: auto)")
-LR_MULTIPLIER = typer.Option(None, help="learning_rate_multiplier (default: auto)")
-METHOD = typer.Option("auto", help="auto (bf16 LoRA where it fits the GPU, else QLoRA), qlora, lora or full")
-LORA_RANK = typer.Option(16, help="LoRA rank")
-COMPUTE = typer.Option(
-    "auto",
-    "--compute",
-    help="Where it trains: auto (the cheapest shape that fits), cloud_run (one GPU) or vertex (Vertex AI, 1-8 GPUs)",
-)
-SPOT = typer.Option(
-    False,
-    "--spot/--no-spot",
-    help="Let Vertex AI use Spot capacity: cheaper, but the machine may be preempted (the run then resumes "
-    "from its newest checkpoint); Cloud Run has no Spot",
-)
-MAX_HOURS = typer.Option(None, "--max-hours", min=0, help="With --compute auto: only shapes that finish within this")
+@dataclass(frozen=True)
+class Training:
+    """The options `create` and `estimate` share: what is trained, how, and where (runtune/compute.py).
+    Each field's default is its Typer option, which `training_command` hands Typer."""
+
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (or file) id to train on")
+    model: str = typer.Option(..., "--model", "-m", help="A base model id, or your ft: model to continue")
+    epochs: int | None = typer.Option(None, help="n_epochs (default: auto)")
+    batch_size: int | None = typer.Option(None, help="batch_size (default: auto)")
+    lr_multiplier: float | None = typer.Option(None, help="learning_rate_multiplier (default: auto)")
+    method: str = typer.Option("auto", help="auto (bf16 LoRA where it fits the GPU, else QLoRA), qlora, lora or full")
+    lora_rank: int = typer.Option(16, help="LoRA rank")
+    compute: str = typer.Option(
+        "auto",
+        "--compute",
+        help="Where it trains: auto (the cheapest shape that fits), cloud_run (one GPU) or vertex (Vertex AI, "
+        "1-8 GPUs)",
+    )
+    spot: bool = typer.Option(
+        False,
+        "--spot/--no-spot",
+        help="Let Vertex AI use Spot capacity: cheaper, but the machine may be preempted (the run then resumes "
+        "from its newest checkpoint); Cloud Run has no Spot",
+    )
+    max_hours: float | None = typer.Option(
+        None, "--max-hours", min=0, help="With --compute auto: only shapes that finish within this"
+    )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """OpenAI's three, None where not given (auto)."""
+        return {"n_epochs": self.epochs, "batch_size": self.batch_size, "learning_rate_multiplier": self.lr_multiplier}
+
+    def runtune(self) -> dict[str, Any]:
+        """The request's `runtune` options; a `compute` that is not a choice is an error naming the flag."""
+        if self.compute not in get_args(ComputeChoice):
+            raise typer.BadParameter(f"must be one of {', '.join(get_args(ComputeChoice))}", param_hint="--compute")
+        if self.max_hours is not None and self.compute != "auto":
+            raise typer.BadParameter("narrows only --compute auto's choice", param_hint="--max-hours")
+        options: dict[str, Any] = {
+            "method": self.method,
+            "lora": {"rank": self.lora_rank},
+            "compute": self.compute,
+            "spot": self.spot,
+        }
+        if self.max_hours is not None:
+            options["max_hours"] = self.max_hours
+        return options
 
 
-def training_options(
-    *, method: str, lora_rank: int, compute: str, spot: bool, max_hours: float | None
-) -> dict[str, Any]:
-    """The request's `runtune` options; a `compute` that is not a choice is an error naming the flag."""
-    if compute not in get_args(ComputeChoice):
-        raise typer.BadParameter(f"must be one of {', '.join(get_args(ComputeChoice))}", param_hint="--compute")
-    if max_hours is not None and compute != "auto":
-        raise typer.BadParameter("narrows only --compute auto's choice", param_hint="--max-hours")
-    options: dict[str, Any] = {"method": method, "lora": {"rank": lora_rank}, "compute": compute, "spot": spot}
-    if max_hours is not None:
-        options["max_hours"] = max_hours
-    return options
+def training_command(command: Callable[..., None]) -> Callable[..., None]:
+    """`command(training, **own)` as a Typer command taking `Training`'s options, then its own:
+    Typer reads the signature built here, and the wrapper gathers the shared options into one
+    `Training`."""
+    hints = get_type_hints(Training)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in fields(Training)
+    ]
+    own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
 
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        command(Training(**{f.name: given.pop(f.name) for f in fields(Training)}), **given)
 
-def _hyperparameters(epochs: int | None, batch_size: int | None, lr_multiplier: float | None) -> dict[str, Any]:
-    given = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier}
-    return {key: value for key, value in given.items() if value is not None}
+    run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*shared, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)], return_annotation=None
+    )
+    return run
 
 
 @app.command()
-def estimate(
-    dataset: str = DATASET,
-    model: str = MODEL,
-    epochs: int | None = EPOCHS,
-    batch_size: int | None = BATCH_SIZE,
-    lr_multiplier: float | None = LR_MULTIPLIER,
-    method: str = METHOD,
-    lora_rank: int = LORA_RANK,
-    compute: str = COMPUTE,
-    spot: bool = SPOT,
-    max_hours: float | None = MAX_HOURS,
-) -> None:
+@training_command
+def estimate(training: Training) -> None:
     """What a run would take, on every shape this deployment offers, and where it would train."""
-    runtune = training_options(method=method, lora_rank=lora_rank, compute=compute, spot=spot, max_hours=max_hours)
+    hyperparameters = {key: value for key, value in training.hyperparameters().items() if value is not None}
     body = {
-        "model": model,
-        "training_file": dataset,
-        "hyperparameters": _hyperparameters(epochs, batch_size, lr_multiplier),
-        "runtune": runtune,
+        "model": training.model,
+        "training_file": training.dataset,
+        "hyperparameters": hyperparameters,
+        "runtune": training.runtune(),
     }
     answer = call("POST", "/v1/fine_tuning/estimate", json=body)
     for line in estimate_lines(answer):
@@ -137,17 +160,9 @@ def offers_table(estimate: dict[str, Any]) -> Table:
 
 
 @app.command()
+@training_command
 def create(
-    dataset: str = DATASET,
-    model: str = MODEL,
-    epochs: int | None = EPOCHS,
-    batch_size: int | None = BATCH_SIZE,
-    lr_multiplier: float | None = LR_MULTIPLIER,
-    method: str = METHOD,
-    lora_rank: int = LORA_RANK,
-    compute: str = COMPUTE,
-    spot: bool = SPOT,
-    max_hours: float | None = MAX_HOURS,
+    training: Training,
     suffix: str | None = typer.Option(None, help="A suffix for the fine-tuned model id"),
     validation: str | None = typer.Option(None, help="Validation dataset id"),
     dpo: bool = typer.Option(False, "--dpo", help="Preference tuning (DPO) on a preference dataset"),
@@ -155,13 +170,13 @@ def create(
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the run with a progress bar"),
 ) -> None:
     """Launch a fine-tuning job (`runtune jobs estimate` first shows where it would train, and for how much)."""
-    hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": lr_multiplier}
-    runtune = training_options(method=method, lora_rank=lora_rank, compute=compute, spot=spot, max_hours=max_hours)
     body: dict[str, Any] = {
-        "model": model,
-        "training_file": dataset,
+        "model": training.model,
+        "training_file": training.dataset,
         "method": method_body(
-            "dpo" if dpo or beta is not None else "supervised", hyperparameters | {"beta": beta}, runtune
+            "dpo" if dpo or beta is not None else "supervised",
+            training.hyperparameters() | {"beta": beta},
+            training.runtune(),
         ),
     }
     if suffix:

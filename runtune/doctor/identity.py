@@ -21,6 +21,7 @@ from google.auth.credentials import Credentials
 
 from runtune.adapters.launch_contract import DEFAULT_JOB_PREFIX, GPU_NAMES, cloud_run_job_name
 from runtune.doctor import Check
+from runtune.permissions import custom_roles_data
 from runtune.ports.launcher import Workload
 
 APPLY = "terraform -chdir=infra apply"
@@ -118,8 +119,9 @@ def account_email(deployable: str, project: str) -> str:
 
 
 def custom_role_name(resource_name: str, project: str) -> str:
-    """`custom:job_runner` -> `projects/<project>/roles/runtuneJobRunner` (Terraform's role_id)."""
-    return f"projects/{project}/roles/runtune{''.join(part.title() for part in resource_name.split('_'))}"
+    """`custom:job_runner` -> `projects/<project>/roles/runtuneJobRunner` (its role_id in runtune/custom_roles.json,
+    which infra/iam.tf creates it with)."""
+    return f"projects/{project}/roles/{custom_roles_data()[resource_name]['role_id']}"
 
 
 def roles_from_grants(

@@ -34,6 +34,7 @@ from runtune.ports.metadata import Document, MetadataStore
 from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.datasets import TaskKind
 from runtune.schemas.inference import Evaluation, EvaluationStatus
+from runtune.schemas.reports import ClassificationReport, ModelReport, TextReport
 
 log = logging.getLogger("runtune.evaluate")
 # A label answer is short: room for a long label and a little chatter, not a paragraph.
@@ -156,11 +157,14 @@ class EvaluationRunner:
         for model, target in zip(evaluation.models, targets, strict=True):
             await self._serving.target(uid, model)  # the adapter loaded before the first sample
             predictions = await self._predict(evaluation, target, prompts, task, target.spec.family.end_of_turn)
+            report: ModelReport
             if task is TaskKind.classification:
-                metrics = classification_report(truth, predictions, evaluation.labels)
+                report = ClassificationReport.model_validate(
+                    classification_report(truth, predictions, evaluation.labels)
+                )
             else:
-                metrics = generation_report(predictions, [reference for _, reference in prompts])
-            evaluation.metrics[model] = metrics
+                report = TextReport.model_validate(generation_report(predictions, [ref for _, ref in prompts]))
+            evaluation.metrics[model] = report
             for row, predicted, expected in zip(rows, predictions, truth, strict=True):
                 row["expected"] = expected
                 row.setdefault("predictions", {})[model] = predicted

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from runtune import compute, throughput
 from runtune.compute import ComputeChoice
@@ -35,6 +34,7 @@ from runtune.schemas import Dataset, TaskKind
 from runtune.schemas.datasets import SplitOptions
 from runtune.schemas.jobs import (
     DEFAULT_BETA,
+    EstimateSummary,
     EvaluationOptions,
     Hyperparameters,
     Job,
@@ -43,6 +43,7 @@ from runtune.schemas.jobs import (
     MethodType,
     RuntuneOptions,
     TrainConfig,
+    shown_method,
 )
 
 # The method's base learning rate, which `learning_rate_multiplier` multiplies.
@@ -62,24 +63,9 @@ class Planned:
     estimate: Estimate
     warnings: list[str] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> EstimateSummary:
         """What the job shows of its estimate (`Job.estimate`): the range, its basis, the warnings."""
-        fit = self.estimate
-        return {
-            "seconds": fit.seconds,
-            "seconds_low": fit.seconds_low,
-            "seconds_high": fit.seconds_high,
-            "usd": fit.usd,
-            "usd_low": fit.usd_low,
-            "usd_high": fit.usd_high,
-            "basis": fit.basis,
-            "calibrated_runs": fit.calibrated_runs,
-            "machine": fit.machine,
-            "compute": fit.compute,
-            "gpu_count": fit.gpu_count,
-            "spot": fit.spot,
-            "warnings": self.warnings,
-        }
+        return EstimateSummary.of(self.estimate, self.warnings)
 
 
 @dataclass(frozen=True)
@@ -157,18 +143,7 @@ class Parent:
     @classmethod
     def of(cls, job: Job, adapter: str) -> Parent:
         assert job.fine_tuned_model is not None
-        config = job.plan
-        lora = (
-            LoraOptions(
-                rank=config.lora_rank,
-                alpha=config.lora_alpha,
-                dropout=config.lora_dropout,
-                target_modules=config.lora_target_modules,
-                vision_tower=config.lora_vision_tower,
-            )
-            if config is not None
-            else job.options.lora
-        )
+        lora = job.plan.lora if job.plan is not None else job.options.lora
         return cls(job.fine_tuned_model, job.lineage_or_base, adapter, lora)
 
 
@@ -485,11 +460,7 @@ def plan_job(
         objective=method.type,
         beta=beta,
         method=options.method,
-        lora_rank=options.lora.rank,
-        lora_alpha=options.lora.alpha,
-        lora_dropout=options.lora.dropout,
-        lora_target_modules=options.lora.target_modules,
-        lora_vision_tower=options.lora.vision_tower,
+        **TrainConfig.lora_fields(options.lora),
         max_length=options.max_length,
         epochs=resolved.epochs,
         batch_size=resolved.batch_size,
@@ -539,14 +510,12 @@ def with_plan(job: Job, planned: Planned) -> Job:
     seconds the owner's budget counts and the estimate's summary."""
     config = planned.plan
     shown = config.hyperparameters()
-    kind = config.objective
-    settings = {**job.method.get(kind, {}), "hyperparameters": config.method_hyperparameters().model_dump(mode="json")}
     return job.model_copy(
         update={
             "plan": planned.plan,
             "hyperparameters": shown,
             "auto_hyperparameters": {**job.auto_hyperparameters, **planned.auto},
-            "method": {**job.method, "type": kind, kind: settings},
+            "method": shown_method(config.objective, config.method_hyperparameters()),
             "gpu": planned.plan.gpu,
             "machine": planned.plan.machine,
             "estimated_gpu_seconds": planned.estimate.gpu_seconds,

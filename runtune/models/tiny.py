@@ -194,6 +194,25 @@ def train_tokenizer_files() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return model["vocab"], merges  # type: ignore[return-value]
 
 
+# The language tower every tiny model shares (Gemma 4's adds its per-layer inputs and global heads):
+# two layers, one sliding and one full, the specials' ids as BASE_SPECIALS orders them.
+TEXT_TOWER: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "sliding_window": 64,
+    "max_position_embeddings": 2048,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "bos_token_id": 2,
+    "initializer_range": INIT_STD,
+}
+
+
 def _tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], named: dict[str, str], other: list[str]) -> Any:
     from transformers import GemmaTokenizer
 
@@ -205,22 +224,7 @@ def _tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], named: dict
 def _gemma3_text_config(vocab_size: int) -> Any:
     from transformers import Gemma3TextConfig
 
-    return Gemma3TextConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        sliding_window=64,
-        max_position_embeddings=2048,
-        layer_types=["sliding_attention", "full_attention"],
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        initializer_range=INIT_STD,
-    )
+    return Gemma3TextConfig(vocab_size=vocab_size, **TEXT_TOWER)
 
 
 def build_gemma3_text(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -229,9 +233,7 @@ def build_gemma3_text(out: Path, vocab: dict[str, int], merges: list[tuple[str, 
     tokenizer = _tokenizer(vocab, merges, GEMMA3_NAMED, GEMMA3_OTHER)
     tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     model = Gemma3ForCausalLM(_gemma3_text_config(len(tokenizer)))
-    _end_of_turn_stops(model, tokenizer, "<end_of_turn>")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save(out, model, tokenizer, "<end_of_turn>")
 
 
 def build_gemma3_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -258,11 +260,9 @@ def build_gemma3_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     )
     model = Gemma3ForConditionalGeneration(config)
     _wake_projector(model)
-    _end_of_turn_stops(model, tokenizer, "<end_of_turn>")
     image_processor = Gemma3ImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     processor = Gemma3Processor(image_processor, tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=4)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    _save(out, model, tokenizer, "<end_of_turn>", processor)
 
 
 def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
@@ -276,21 +276,9 @@ def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     text = Gemma4TextConfig(
         vocab_size=len(tokenizer) + 1,  # + <|video|>, which the processor adds
         vocab_size_per_layer_input=len(tokenizer) + 1,
-        hidden_size=64,
         hidden_size_per_layer_input=16,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
         global_head_dim=32,
-        sliding_window=64,
-        max_position_embeddings=2048,
-        layer_types=["sliding_attention", "full_attention"],
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        initializer_range=INIT_STD,
+        **TEXT_TOWER,
     )
     vision = Gemma4VisionConfig(
         hidden_size=32,
@@ -324,9 +312,7 @@ def build_gemma4_vision(out: Path, vocab: dict[str, int], merges: list[tuple[str
     )
     model = Gemma4ForConditionalGeneration(config)
     _wake_projector(model)
-    _end_of_turn_stops(model, tokenizer, "<turn|>")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    _save(out, model, tokenizer, "<turn|>", processor)
 
 
 def _wake_projector(model: Any) -> None:
@@ -341,10 +327,13 @@ def _wake_projector(model: Any) -> None:
                 param.normal_(std=INIT_STD)
 
 
-def _end_of_turn_stops(model: Any, tokenizer: Any, end_of_turn: str) -> None:
-    # As in the published checkpoints: generation stops at <eos> or the end-of-turn marker.
+def _save(out: Path, model: Any, tokenizer: Any, end_of_turn: str, processor: Any = None) -> None:
+    """Every tiny model ends alike: saved with its processor (a text model's: its tokenizer), its
+    generation stopping at <eos> or the end-of-turn marker, as in the published checkpoints."""
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(end_of_turn)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    (tokenizer if processor is None else processor).save_pretrained(out)
 
 
 BUILDERS = {

@@ -22,6 +22,10 @@ class ScoringMethod(StrEnum):
     """How label scoring asks the engine; all give the same (exact) ranking."""
 
     batched = "batched"  # Runtune's scoring extension: one request, every label from one prefill
+    # The same extension asked for the winner only: label prefixes expanded best first on the engine's
+    # cache, so a confident model costs about a label's length of steps (`best` only; `score` with it
+    # scores every label by `batched`).
+    best_first = "best_first"
     per_label = "per_label"  # a `prompt_logprobs` request per label (vLLM: no prefix cache for them)
     prefix_search = "prefix_search"  # first-token top log-probabilities, then prefixes best first
 

@@ -55,6 +55,24 @@ class ApiError(ApiModel):
     param: str | None = None
 
 
+class WholeList(ApiModel, Generic[T]):
+    """A list never paged, every item in one answer (a handful: the GPUs, the secrets, a dataset's
+    shards): the list page's shape, `has_more` always false."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    has_more: Literal[False] = False
+
+
+class Deleted(ApiModel):
+    """What a `DELETE` answers, as OpenAI's deletions do: the id, the object kind (`dataset.deleted`,
+    `file`, `model`, ...) and `deleted`."""
+
+    id: str
+    object: str
+    deleted: Literal[True] = True
+
+
 class OwnedResource(ApiModel):
     model_config = ConfigDict(extra="ignore")
 

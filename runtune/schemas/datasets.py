@@ -111,6 +111,17 @@ class FileObject(ApiModel):
     status_details: str | None = None
 
 
+class DatasetShard(ApiModel):
+    """One Parquet shard of a ready dataset (`GET /v1/datasets/{id}/download`), with a signed URL."""
+
+    object: Literal["dataset.shard"] = "dataset.shard"
+    split: str
+    # The shard's file name under the dataset's folder (`train-00000.parquet`).
+    name: str
+    bytes: int
+    url: str
+
+
 class Distribution(ApiModel):
     """A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
     counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from runtune.schemas.common import ApiError, ApiModel, OwnedResource
+from runtune.schemas.reports import ModelReport
 
 
 class WorkStatus(StrEnum):
@@ -50,7 +51,8 @@ class Evaluation(ExecutedResource):
     split: str = "test"
     models: list[str]
     method: Literal["label_scoring", "generation"] = "label_scoring"
-    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Each model's report, by the model's id.
+    metrics: dict[str, ModelReport] = Field(default_factory=dict)
     samples_done: int = 0
     samples_total: int | None = None
     max_samples: int | None = None
@@ -63,6 +65,15 @@ class Evaluation(ExecutedResource):
     # The evaluation's execution (`jobs/evaluate`) beats this while it works; the inference service
     # checks the execution of one whose beat is overdue, and fails it if the execution ended.
     heartbeat_at: int | None = None
+
+
+class Prediction(ApiModel):
+    """One example of an evaluation (`GET /v1/evaluations/{id}/predictions`): the expected answer and
+    each model's, by the model's id (null: a label scoring answer that named no label)."""
+
+    index: int
+    expected: str
+    predictions: dict[str, str | None]
 
 
 class ExportFormat(StrEnum):

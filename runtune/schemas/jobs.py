@@ -6,11 +6,11 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from runtune.compute import ComputeChoice
 from runtune.estimate import GPU_NAMES, Backend, Estimate, Where
-from runtune.schemas.common import ApiError, ApiModel, OwnedResource, ascii_number
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource, WholeList, ascii_number
 from runtune.schemas.datasets import TaskKind
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
@@ -235,6 +235,18 @@ class TrainConfig(ApiModel):
             return DpoHyperparameters(**shown.model_dump(), beta=self.beta)
         return shown
 
+    # The plan holds `LoraOptions` flat, each field `lora_`-prefixed (the trainer reads one record):
+    # these two are the one mapping between the shapes.
+    @property
+    def lora(self) -> LoraOptions:
+        """The run's LoRA shape as a request's `runtune.lora` names it."""
+        return LoraOptions(**{name: getattr(self, f"lora_{name}") for name in LoraOptions.model_fields})
+
+    @staticmethod
+    def lora_fields(lora: LoraOptions) -> dict[str, Any]:
+        """`lora` as the plan's `lora_*` fields."""
+        return {f"lora_{name}": getattr(lora, name) for name in LoraOptions.model_fields}
+
 
 class Lineage(ApiModel):
     """Where a job's model comes from (Runtune's extension of the job and of the tuned Model object):
@@ -262,6 +274,63 @@ class Lineage(ApiModel):
         return self.parent != self.root
 
 
+class SupervisedShown(ApiModel):
+    """`method.supervised` as a job shows it: the hyperparameters (the plan's numbers once planned)."""
+
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class DpoShown(ApiModel):
+    """`method.dpo` as a job shows it: the hyperparameters with DPO's beta."""
+
+    hyperparameters: DpoHyperparameters = Field(default_factory=DpoHyperparameters)
+
+
+class SupervisedJobMethod(ApiModel):
+    """A supervised job's `method`; its Runtune options are the job's own `options`."""
+
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedShown = Field(default_factory=SupervisedShown)
+
+
+class DpoJobMethod(ApiModel):
+    """A DPO job's `method`."""
+
+    type: Literal["dpo"] = "dpo"
+    dpo: DpoShown = Field(default_factory=DpoShown)
+
+
+# `Job.method`: OpenAI's shape, only the key of its `type` beside it.
+ShownMethod = Annotated[SupervisedJobMethod | DpoJobMethod, Field(discriminator="type")]
+
+
+class EstimateSummary(ApiModel):
+    """`Job.estimate`: what the job keeps of its estimate before launch (`Planned.summary`): the
+    range of its time and cost, what that is based on, where it trains, and the warnings (a Hub token
+    missing, hours on a CPU)."""
+
+    seconds: int | None
+    seconds_low: int | None
+    seconds_high: int | None
+    usd: float | None
+    usd_low: float | None
+    usd_high: float | None
+    basis: str | None
+    calibrated_runs: int
+    machine: str | None
+    # Recorded since Vertex AI was offered; older jobs trained on Cloud Run, one GPU, on demand.
+    compute: Backend = "cloud_run"
+    gpu_count: int = 1
+    spot: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, estimate: Estimate, warnings: list[str]) -> EstimateSummary:
+        """The summary of `estimate`, with the plan's `warnings` (the estimate's and the Hub's)."""
+        kept = estimate.model_dump(include=set(cls.model_fields) - {"warnings"})
+        return cls.model_validate({**kept, "warnings": warnings})
+
+
 class Job(OwnedResource):
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     # As asked: a base model of the registry, or one of the owner's `ft:` models (continued
@@ -274,7 +343,7 @@ class Job(OwnedResource):
     # The hyperparameters asked for as `auto`, each with why it became its number (once planned,
     # `hyperparameters` shows the plan's numbers, as OpenAI's job does); runtune/jobs/plan.py.
     auto_hyperparameters: dict[str, str] = Field(default_factory=dict)
-    method: dict[str, Any] = Field(default_factory=dict)
+    method: ShownMethod = Field(default_factory=SupervisedJobMethod)
     fine_tuned_model: str | None = None
     # The `fine_tuned_model_checkpoint` with the lowest validation loss so far (jobs with validation data).
     best_checkpoint: str | None = None
@@ -307,8 +376,8 @@ class Job(OwnedResource):
     # against its owner's monthly GPU budget (runtune/quotas.py).
     estimated_gpu_seconds: int | None = None
     # The estimate before launch: its range, what it is based on, and its warnings (a Hub token
-    # missing, hours on a CPU); services/training/jobs_service.py `estimate_summary`.
-    estimate: dict[str, Any] | None = None
+    # missing, hours on a CPU): `runtune.jobs.plan.Planned.summary`.
+    estimate: EstimateSummary | None = None
     execution_name: str | None = Field(default=None, exclude=True)
     heartbeat_at: float | None = Field(default=None, exclude=True)
     cancel_requested: bool = Field(default=False, exclude=True)
@@ -323,10 +392,16 @@ class Job(OwnedResource):
     lineage: Lineage | None = None
     runtune: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("method", mode="before")
+    @classmethod
+    def _oldest_supervised(cls, method: Any) -> Any:
+        """The oldest jobs stored `{}`: supervised, as `JobMethod` reads an empty method."""
+        return method or SupervisedJobMethod()
+
     @property
     def method_asked(self) -> JobMethod:
-        """`method` as a `JobMethod` (stored as a dict, OpenAI's shape; empty on the oldest jobs: supervised)."""
-        return JobMethod.model_validate(self.method or {})
+        """`method` as a `JobMethod` (the settings a request would give)."""
+        return JobMethod.model_validate(self.method.model_dump())
 
     @property
     def lineage_or_base(self) -> Lineage:
@@ -363,17 +438,17 @@ def job_path(job_id: str) -> str:
 
 def event_path(job_id: str, seq: int) -> str:
     """Events are numbered per job; the zero-padded number keeps document ids in order."""
-    return f"jobs/{job_id}/events/{seq:08d}"
+    return f"{job_path(job_id)}/events/{seq:08d}"
 
 
 def checkpoint_path(job_id: str, step: int) -> str:
     """A resume state's document (runtune/training/checkpoints.py; pruned to the newest few)."""
-    return f"jobs/{job_id}/checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/checkpoints/{step:08d}"
 
 
 def model_checkpoint_path(job_id: str, step: int) -> str:
     """A model checkpoint's document (what `GET .../checkpoints` lists; never pruned)."""
-    return f"jobs/{job_id}/model_checkpoints/{step:08d}"
+    return f"{job_path(job_id)}/model_checkpoints/{step:08d}"
 
 
 def tuned_model_id(base: str, job_id: str) -> str:
@@ -412,6 +487,27 @@ def seq_of_event_id(value: str) -> int | None:
     return ascii_number(value.rsplit("-", 1)[-1])
 
 
+class MetricsPoint(ApiModel):
+    """One step of the training curve: a metrics event's `data` and a point of `GET .../metrics`.
+    Open: the trainer reports what the step measured (`loss`, `lr`, `grad_norm`, `tokens_per_s`,
+    `valid_loss` on a validation step, DPO's rewards, ...), each a number, or null where it was not
+    finite."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int | float | None] = Field(init=False)
+
+    step: int
+
+
+class MetricsPage(ApiModel):
+    """`GET /v1/fine_tuning/jobs/{id}/metrics`: points in step order; the next page is `after_step`
+    = the last point's step."""
+
+    object: Literal["list"] = "list"
+    data: list[MetricsPoint]
+    has_more: bool
+
+
 class JobEvent(ApiModel):
     """A job's event, stored at `event_path(job_id, seq)` with `seq` alongside its API fields."""
 
@@ -421,7 +517,8 @@ class JobEvent(ApiModel):
     level: Literal["info", "warn", "error"] = "info"
     message: str
     type: Literal["message", "metrics"] = "message"
-    data: dict[str, Any] | None = None
+    # A metrics event's point; a message event has none.
+    data: MetricsPoint | None = None
     seq: int = Field(exclude=True, default=0)
 
 
@@ -486,16 +583,21 @@ class JobMethod(ApiModel):
         """Where the Runtune options sit in the request, as errors name them."""
         return options_param(self.type)
 
-    def shown(self) -> dict[str, Any]:
+    def shown(self) -> SupervisedJobMethod | DpoJobMethod:
         """What a job stores and shows of it: the type and its hyperparameters (the options are the job's own)."""
-        return {
-            "type": self.type,
-            self.type: {"hyperparameters": self.settings.hyperparameters.model_dump(mode="json")},
-        }
+        return shown_method(self.type, self.settings.hyperparameters)
 
     @property
     def beta(self) -> float | Literal["auto"]:
         return self.dpo.hyperparameters.beta if self.dpo is not None else "auto"
+
+
+def shown_method(method_type: MethodType, hyperparameters: Hyperparameters) -> SupervisedJobMethod | DpoJobMethod:
+    """A job's `method`: its type with these hyperparameters (a DPO job's with its beta)."""
+    settings = {"hyperparameters": hyperparameters.model_dump()}
+    if method_type == "dpo":
+        return DpoJobMethod(dpo=DpoShown.model_validate(settings))
+    return SupervisedJobMethod(supervised=SupervisedShown.model_validate(settings))
 
 
 def options_param(method_type: str) -> str:
@@ -556,13 +658,10 @@ class GpuOffer(ApiModel):
     usd_per_hour: float
 
 
-class GpuList(ApiModel):
+class GpuList(WholeList[GpuOffer]):
     """`GET /v1/fine_tuning/gpus`: the GPUs `runtune.gpu` may name besides "auto", and where the
     trainers run."""
 
-    object: Literal["list"] = "list"
-    data: list[GpuOffer]
-    has_more: Literal[False] = False
     where: Where
 
 

@@ -65,6 +65,23 @@ class CreateWebhookRequest(ApiModel):
         return sorted(set(events))
 
 
+class EventSubject(ApiModel):
+    """What an event is about: the resource's id (the job, dataset, ... whose status moved)."""
+
+    id: str
+
+
+class WebhookEvent(ApiModel):
+    """The event a receiver gets (`runtune.outbox.envelope`), OpenAI's event object; what
+    `POST /v1/webhooks/{id}/test` sends."""
+
+    id: str
+    object: Literal["event"] = "event"
+    type: str
+    created_at: int
+    data: EventSubject
+
+
 class WebhookDelivery(ApiModel):
     """One attempt to deliver one event to one endpoint."""
 

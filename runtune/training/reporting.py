@@ -214,8 +214,8 @@ class JobReporter:
         while True:
             page = self._events.read(self._job_id, after_seq=after, limit=200, newest_first=True)
             for event in page:
-                if event.type == "metrics" and event.data and "step" in event.data:
-                    self._reported_through = int(event.data["step"])
+                if event.type == "metrics" and event.data is not None:
+                    self._reported_through = event.data.step
                     return self._reported_through
             if len(page) < 200:
                 return 0

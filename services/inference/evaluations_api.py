@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,9 +12,9 @@ from runtune.blob_layout import predictions_path
 from runtune.errors import InvalidRequest, NotFound
 from runtune.owned import OwnedCollection, datasets
 from runtune.schemas import Dataset, DatasetStatus, ListPage
-from runtune.schemas.common import new_id
+from runtune.schemas.common import WholeList, new_id
 from runtune.schemas.datasets import TaskKind
-from runtune.schemas.inference import CreateEvaluationRequest, Evaluation
+from runtune.schemas.inference import CreateEvaluationRequest, Evaluation, Prediction
 from services.inference.deps import Inference
 from services.inference.executions import Executions
 
@@ -82,8 +81,10 @@ def get_evaluation(evaluation_id: str, request: Request, user: CurrentUser) -> E
     return executions.reconciled(executions.collection.get_owned(user.uid, evaluation_id))
 
 
-@router.get("/{evaluation_id}/predictions")
-def get_predictions(evaluation_id: str, request: Request, user: CurrentUser, inference: Inference) -> dict[str, Any]:
+@router.get("/{evaluation_id}/predictions", response_model=WholeList[Prediction])
+def get_predictions(
+    evaluation_id: str, request: Request, user: CurrentUser, inference: Inference
+) -> WholeList[Prediction]:
     evaluation = _evaluations(request).get_owned(user.uid, evaluation_id)
     try:
         body = inference.blobs.download_bytes(predictions_path(user.uid, evaluation.id))
@@ -91,5 +92,5 @@ def get_predictions(evaluation_id: str, request: Request, user: CurrentUser, inf
         raise InvalidRequest(
             f"Evaluation '{evaluation_id}' has no predictions yet ({evaluation.status.value})"
         ) from None
-    rows = [json.loads(line) for line in body.decode().splitlines() if line]
-    return {"object": "list", "data": rows, "has_more": False}
+    rows = [Prediction.model_validate_json(line) for line in body.decode().splitlines() if line]
+    return WholeList[Prediction](data=rows)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from runtune.api.deps import CurrentUser
 from runtune.inference.resolver import base_model_object, tuned_model_object
 from runtune.models import registry
+from runtune.schemas.common import Deleted
 from runtune.schemas.jobs import parse_tuned_model_id
 from runtune.schemas.models import ModelObject
 from services.inference.deps import Inference
@@ -34,6 +35,6 @@ async def retrieve_model(model_id: str, request: Request, user: CurrentUser, inf
     return tuned_model_object(job)
 
 
-@router.delete("/{model_id:path}")
-async def delete_model(model_id: str, user: CurrentUser, inference: Inference) -> dict[str, Any]:
+@router.delete("/{model_id:path}", response_model=Deleted)
+async def delete_model(model_id: str, user: CurrentUser, inference: Inference) -> Deleted:
     return await inference.delete_model(user.uid, model_id)

@@ -14,6 +14,7 @@ from runtune.inference.serving import Serving
 from runtune.jobs import removal
 from runtune.models import registry
 from runtune.schemas.chat import check_messages
+from runtune.schemas.common import Deleted
 from runtune.schemas.jobs import parse_tuned_model_id, tuned_model_id
 
 # What is passed on to the engine; anything else in a request is dropped, so a caller cannot reach
@@ -46,7 +47,7 @@ class InferenceService(Serving):
         first, upstream = await self._stager.run(target, opened)
         return _renamed(first, upstream, body["model"])
 
-    async def delete_model(self, uid: str, model: str) -> dict[str, Any]:
+    async def delete_model(self, uid: str, model: str) -> Deleted:
         """`DELETE /v1/models/{id}`: a tuned model out of the platform, its model checkpoints with it.
         In this order, so that nothing picks the model up while its files go: the job is marked
         (`model_deleted_at`: every resolver, in every instance and evaluation execution, answers 404
@@ -82,7 +83,7 @@ class InferenceService(Serving):
         await run_in_threadpool(removal.remove_model_checkpoints, self.store, job.id, checkpoints)
         if not first:
             raise model_not_found(model)
-        return {"id": model, "object": "model", "deleted": True}
+        return Deleted(id=model, object="model")
 
 
 async def _renamed(first: bytes, rest: AsyncIterator[bytes], model: str) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ from runtune.datasets.limits import DatasetLimits
 from runtune.owned import datasets as dataset_collection
 from runtune.owned import uploads as upload_collection
 from runtune.ports.launcher import Workload
+from runtune.ports.metadata import MetadataStore
 from runtune.settings import ServiceSettings
 from services.preprocessing import datasets_api, files_api, uploads_api
 from services.preprocessing.service import DatasetService, IngestPolicy
@@ -27,25 +28,23 @@ from services.preprocessing.service import DatasetService, IngestPolicy
 DEPLOYABLE = "preprocessing"
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI, settings: ServiceSettings, store: MetadataStore) -> AsyncIterator[None]:
+    blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
+    launcher = wiring.job_launcher(settings, Workload.ingest)
+    app.state.datasets = DatasetService(
+        dataset_collection(store),
+        upload_collection(store),
+        blobs,
+        DatasetLimits(),
+        launcher,
+        IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s, max_concurrent=settings.ingest_concurrency),
+        quotas=settings.quotas,
+    )
+    async with reconciling("datasets", app.state.datasets.reconcile, settings.reconcile_every_s, launcher):
+        yield
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = wiring.metadata_store(settings, deployable=DEPLOYABLE)
-        blobs = wiring.blob_store(settings, deployable=DEPLOYABLE)
-        launcher = wiring.job_launcher(settings, Workload.ingest)
-        app.state.datasets = DatasetService(
-            dataset_collection(store),
-            upload_collection(store),
-            blobs,
-            DatasetLimits(),
-            launcher,
-            IngestPolicy(task_timeout_s=settings.ingest_task_timeout_s, max_concurrent=settings.ingest_concurrency),
-            quotas=settings.quotas,
-        )
-        async with reconciling("datasets", app.state.datasets.reconcile, settings.reconcile_every_s, launcher):
-            yield
-
     routers = [files_api.router, uploads_api.router, datasets_api.router]
-    return create_service_app(DEPLOYABLE, settings, routers=routers, lifespan=lifespan)
+    return create_service_app(DEPLOYABLE, settings or ServiceSettings(), routers=routers, lifespan=lifespan)

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, status
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.schemas.common import ListPage
-from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetStats, Sample
+from runtune.schemas.common import Deleted, ListPage, WholeList
+from runtune.schemas.datasets import CreateDatasetRequest, Dataset, DatasetShard, DatasetStats, Sample
 from services.preprocessing.deps import Datasets
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -46,8 +46,8 @@ def dataset_stats(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dic
     return datasets.stats(user.uid, dataset_id)
 
 
-@router.get("/{dataset_id}/download")
-def dataset_download(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.get("/{dataset_id}/download", response_model=WholeList[DatasetShard])
+def dataset_download(dataset_id: str, user: CurrentUser, datasets: Datasets) -> WholeList[DatasetShard]:
     return datasets.download(user.uid, dataset_id)
 
 
@@ -56,7 +56,7 @@ def retry_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> Dat
     return datasets.retry(user.uid, dataset_id)
 
 
-@router.delete("/{dataset_id}")
-def delete_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.delete("/{dataset_id}", response_model=Deleted)
+def delete_dataset(dataset_id: str, user: CurrentUser, datasets: Datasets) -> Deleted:
     datasets.delete(user.uid, dataset_id)
-    return {"id": dataset_id, "object": "dataset.deleted", "deleted": True}
+    return Deleted(id=dataset_id, object="dataset.deleted")

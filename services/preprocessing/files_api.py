@@ -5,13 +5,13 @@ A file is a dataset: the same id works here and under `/v1/datasets`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.schemas.common import ListPage
+from runtune.schemas.common import Deleted, ListPage
 from runtune.schemas.datasets import FileObject, TaskKind
 from services.preprocessing.deps import Datasets
 
@@ -51,7 +51,7 @@ def file_content(file_id: str, user: CurrentUser, datasets: Datasets) -> Streami
     return StreamingResponse(datasets.blob_chunks(path), media_type="application/octet-stream")
 
 
-@router.delete("/{file_id}")
-def delete_file(file_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.delete("/{file_id}", response_model=Deleted)
+def delete_file(file_id: str, user: CurrentUser, datasets: Datasets) -> Deleted:
     datasets.delete(user.uid, file_id, "file")
-    return {"id": file_id, "object": "file", "deleted": True}
+    return Deleted(id=file_id, object="file")

@@ -26,11 +26,12 @@ from runtune.owned import OwnedCollection
 from runtune.ports.blobs import BlobStore
 from runtune.ports.launcher import ExecutionState, JobLauncher, LaunchRequest, Workload
 from runtune.quotas import Quotas
-from runtune.schemas.common import ApiError, ListPage, ascii_number, new_id, now_ts
+from runtune.schemas.common import ApiError, Deleted, ListPage, WholeList, ascii_number, new_id, now_ts
 from runtune.schemas.datasets import (
     CreateDatasetRequest,
     CreateUploadRequest,
     Dataset,
+    DatasetShard,
     DatasetStatus,
     IngestSpec,
     Progress,
@@ -132,11 +133,11 @@ class DatasetService:
         self.uploads.update(upload_id, {"status": UploadStatus.completed.value})
         return upload.model_copy(update={"status": UploadStatus.completed})
 
-    def delete_upload(self, uid: str, upload_id: str) -> dict[str, Any]:
+    def delete_upload(self, uid: str, upload_id: str) -> Deleted:
         upload = self.uploads.get_owned(uid, upload_id)
         self._blobs.delete_prefix(upload_folder(upload.object_path))
         self.uploads.delete(upload_id)
-        return {"id": upload_id, "object": "upload.deleted", "deleted": True}
+        return Deleted(id=upload_id, object="upload.deleted")
 
     def _pending_upload(self, uid: str, upload_id: str) -> Upload:
         upload = self.uploads.get_owned(uid, upload_id)
@@ -478,7 +479,7 @@ class DatasetService:
             **(dataset.stats or {}),
         }
 
-    def download(self, uid: str, dataset_id: str) -> dict[str, Any]:
+    def download(self, uid: str, dataset_id: str) -> WholeList[DatasetShard]:
         dataset = self._ready(uid, dataset_id)
         prefix = dataset_prefix(uid, dataset.id)
         shards = []
@@ -486,15 +487,14 @@ class DatasetService:
             match = SHARD_PATTERN.match(info.path[len(prefix) :])
             if match:
                 shards.append(
-                    {
-                        "object": "dataset.shard",
-                        "split": match["split"],
-                        "name": info.path[len(prefix) :],
-                        "bytes": info.size,
-                        "url": self._blobs.signed_download_url(info.path, expires=SIGNED_URL_TTL),
-                    }
+                    DatasetShard(
+                        split=match["split"],
+                        name=info.path[len(prefix) :],
+                        bytes=info.size,
+                        url=self._blobs.signed_download_url(info.path, expires=SIGNED_URL_TTL),
+                    )
                 )
-        return {"object": "list", "data": shards, "has_more": False}
+        return WholeList[DatasetShard](data=shards)
 
     def blob_chunks(self, path: str) -> Iterator[bytes]:
         return self._blobs.iter_chunks(path)

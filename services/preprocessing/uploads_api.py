@@ -3,12 +3,12 @@ resumable session: Cloud Run caps request bodies at 32 MiB); small ones may be s
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Header, UploadFile
 
 from runtune.api.deps import CurrentUser, Pagination
-from runtune.schemas.common import ListPage
+from runtune.schemas.common import Deleted, ListPage
 from runtune.schemas.datasets import CreateUploadRequest, Upload
 from services.preprocessing.deps import Datasets
 
@@ -45,6 +45,6 @@ def complete_upload(upload_id: str, user: CurrentUser, datasets: Datasets) -> Up
     return datasets.complete_upload(user.uid, upload_id)
 
 
-@router.delete("/{upload_id}")
-def delete_upload(upload_id: str, user: CurrentUser, datasets: Datasets) -> dict[str, Any]:
+@router.delete("/{upload_id}", response_model=Deleted)
+def delete_upload(upload_id: str, user: CurrentUser, datasets: Datasets) -> Deleted:
     return datasets.delete_upload(user.uid, upload_id)

@@ -6,7 +6,7 @@ in the create answer only: the store keeps its hash (`runtune/api_keys.py`), so 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
@@ -15,7 +15,7 @@ from runtune.api_keys import MAX_KEYS_PER_USER, SHOWN_PREFIX_CHARS, key_hash, ne
 from runtune.errors import InvalidRequest
 from runtune.owned import OwnedCollection
 from runtune.schemas.api_keys import ApiKey, CreateApiKeyRequest, CreatedApiKey
-from runtune.schemas.common import ListPage, new_id, now_ts
+from runtune.schemas.common import Deleted, ListPage, new_id, now_ts
 
 router = APIRouter(prefix="/v1/api_keys", tags=["api keys"])
 
@@ -61,8 +61,8 @@ def get_api_key(key_id: str, user: CurrentUser, keys: Keys) -> ApiKey:
     return keys.get_owned(user.uid, key_id)
 
 
-@router.delete("/{key_id}")
-def revoke_api_key(key_id: str, user: SignedInUser, keys: Keys) -> dict[str, Any]:
+@router.delete("/{key_id}", response_model=Deleted)
+def revoke_api_key(key_id: str, user: SignedInUser, keys: Keys) -> Deleted:
     keys.get_owned(user.uid, key_id)
     keys.delete(key_id)
-    return {"id": key_id, "object": "api_key.deleted", "deleted": True}
+    return Deleted(id=key_id, object="api_key.deleted")

@@ -15,7 +15,7 @@ from runtune.api.deps import CurrentUser, Pagination, Streams
 from runtune.errors import InvalidRequest
 from runtune.owned import JobCheckpoints
 from runtune.schemas import Checkpoint, Job, JobEvent, ListPage
-from runtune.schemas.jobs import CreateJobRequest, JobDeleted, seq_of_event_id
+from runtune.schemas.jobs import CreateJobRequest, JobDeleted, MetricsPage, seq_of_event_id
 from services.training.job_deletion import JobDeletion
 from services.training.jobs_service import JobService
 
@@ -106,7 +106,7 @@ METRICS_PAGE = 1000
 METRICS_PAGE_MAX = 10_000
 
 
-@router.get("/{job_id}/metrics")
+@router.get("/{job_id}/metrics", response_model=MetricsPage)
 def job_metrics(
     job_id: str,
     user: CurrentUser,
@@ -115,7 +115,7 @@ def job_metrics(
     to_step: Annotated[int | None, Query(ge=0, description="Last step (inclusive)")] = None,
     after_step: Annotated[int | None, Query(ge=0, description="Steps after this one (the next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=METRICS_PAGE_MAX, description="Points per page")] = METRICS_PAGE,
-) -> dict[str, Any]:
+) -> MetricsPage:
     """The training curve, one point per step in step order, a page at a time: `has_more` says a
     later page exists, read it with `after_step` = the last point's step. Each call reads at most
     `limit` + 1 events, however long the job ran."""
@@ -123,7 +123,7 @@ def job_metrics(
     after = max(from_step - 1, after_step if after_step is not None else -1)
     found = jobs.events.metrics(job_id, after_step=after if after >= 0 else None, to_step=to_step, limit=limit + 1)
     points = [event.data for event in found if event.data is not None]
-    return {"object": "list", "data": points[:limit], "has_more": len(points) > limit}
+    return MetricsPage(data=points[:limit], has_more=len(points) > limit)
 
 
 # A page of events as JSON; the Server-Sent Events stream (`?stream=true`) sends the same objects one by one.

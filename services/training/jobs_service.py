@@ -197,7 +197,7 @@ class JobService:
 
     def _warn(self, job: Job) -> None:
         """The plan's warnings (hours on a CPU, a missing Hub token, host memory) as the job's events."""
-        for warning in (job.estimate or {}).get("warnings") or []:
+        for warning in job.estimate.warnings if job.estimate else []:
             self._event(job.id, warning, level="warn")
 
     def parent_for(self, uid: str, model_id: str, param: str = "model") -> Parent | None:

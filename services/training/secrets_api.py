@@ -6,7 +6,7 @@ itself, so they never travel in job overrides, documents or responses.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from runtune.api.deps import CurrentUser
 from runtune.errors import InvalidRequest, not_found
 from runtune.ports.secrets import SecretStore
+from runtune.schemas.account import Secret, SecretDeleted
+from runtune.schemas.common import WholeList
 from runtune.webhooks.endpoints import SECRET_NAME_PREFIX
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
@@ -39,28 +41,21 @@ def _yours(name: str) -> str:
     return name
 
 
-def _secret(name: str) -> dict[str, Any]:
-    return {"object": "secret", "name": name}
+@router.get("", response_model=WholeList[Secret])
+def list_secrets(user: CurrentUser, secrets: Secrets) -> WholeList[Secret]:
+    names = [name for name in secrets.names(user.uid) if not name.startswith(SECRET_NAME_PREFIX)]
+    return WholeList[Secret](data=[Secret(name=name) for name in names])
 
 
-@router.get("")
-def list_secrets(user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [_secret(name) for name in secrets.names(user.uid) if not name.startswith(SECRET_NAME_PREFIX)],
-        "has_more": False,
-    }
-
-
-@router.put("/{name}")
-def put_secret(name: str, body: SecretValue, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
+@router.put("/{name}", response_model=Secret)
+def put_secret(name: str, body: SecretValue, user: CurrentUser, secrets: Secrets) -> Secret:
     secrets.put(user.uid, _yours(name), body.value)
-    return _secret(name)
+    return Secret(name=name)
 
 
-@router.delete("/{name}", status_code=status.HTTP_200_OK)
-def delete_secret(name: str, user: CurrentUser, secrets: Secrets) -> dict[str, Any]:
+@router.delete("/{name}", status_code=status.HTTP_200_OK, response_model=SecretDeleted)
+def delete_secret(name: str, user: CurrentUser, secrets: Secrets) -> SecretDeleted:
     if _yours(name) not in secrets.names(user.uid):
         raise not_found("secret", name)
     secrets.delete(user.uid, name)
-    return {"object": "secret.deleted", "name": name, "deleted": True}
+    return SecretDeleted(name=name)

@@ -11,7 +11,7 @@ its own service account in the cloud; a local token), never the gateway's.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,17 +20,18 @@ from starlette.concurrency import run_in_threadpool
 
 from runtune.api.deps import CurrentUser, SignedInUser
 from runtune.errors import InvalidRequest
-from runtune.outbox import outbox_entry
+from runtune.outbox import envelope, outbox_entry
 from runtune.owned import OwnedCollection
 from runtune.ports.metadata import OrderBy
 from runtune.ports.secrets import SecretStore
-from runtune.schemas.common import ListPage, is_resource_id, new_id
+from runtune.schemas.common import Deleted, ListPage, is_resource_id, new_id
 from runtune.schemas.webhooks import (
     TEST_EVENT,
     CreatedWebhookEndpoint,
     CreateWebhookRequest,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookEvent,
 )
 from runtune.webhooks.destinations import DestinationPolicy
 from runtune.webhooks.dispatcher import Dispatcher
@@ -96,16 +97,16 @@ def get_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints) -> We
     return endpoints.get_owned(user.uid, endpoint_id)
 
 
-@router.delete("/{endpoint_id}")
-def delete_webhook(endpoint_id: str, user: SignedInUser, endpoints: Endpoints, secrets: Secrets) -> dict[str, Any]:
+@router.delete("/{endpoint_id}", response_model=Deleted)
+def delete_webhook(endpoint_id: str, user: SignedInUser, endpoints: Endpoints, secrets: Secrets) -> Deleted:
     endpoints.get_owned(user.uid, endpoint_id)
     endpoints.store.delete_tree(endpoints.path(endpoint_id))  # the endpoint and its delivery log
     secrets.delete(user.uid, secret_name(endpoint_id))
-    return {"id": endpoint_id, "object": "webhook_endpoint.deleted", "deleted": True}
+    return Deleted(id=endpoint_id, object="webhook_endpoint.deleted")
 
 
-@router.post("/{endpoint_id}/test")
-def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publisher: Publisher) -> dict[str, Any]:
+@router.post("/{endpoint_id}/test", response_model=WebhookEvent)
+def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publisher: Publisher) -> WebhookEvent:
     """Send a `webhook.test` event to this endpoint only (through the queue, as any event)."""
     endpoint = endpoints.get_owned(user.uid, endpoint_id)
     if endpoint.status != "enabled":
@@ -115,7 +116,7 @@ def test_webhook(endpoint_id: str, user: CurrentUser, endpoints: Endpoints, publ
     endpoints.store.create(path, entry)
     # Enqueued now, before the answer (nothing runs after it); the sweep covers a failure here.
     publisher.publish(evt_id, entry)
-    return {key: entry[key] for key in ("id", "object", "type", "created_at", "data")}
+    return WebhookEvent.model_validate(envelope(entry))
 
 
 @router.get("/{endpoint_id}/deliveries", response_model=ListPage[WebhookDelivery])

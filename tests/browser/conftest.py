@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from runtune.settings import DEFAULT_LOCAL_DIR, REPO_ROOT
-from tests.support import StartedPlatform, started_platform
+from tests.support import StartedPlatform, sign_up, started_platform
 
 CHROMIUM = os.environ.get("RUNTUNE_CHROMIUM", "/usr/bin/chromium")
 DIST = REPO_ROOT / "frontend" / "dist"
@@ -97,6 +99,35 @@ def signed_in(
         raise
     finally:
         context.close()
+
+
+@dataclass
+class Account:
+    """A user signed up on the UI platform, with an API client on their ID token, and the platform's
+    Firestore and Cloud Storage (emulators), where tests write what only a trainer or an execution would."""
+
+    uid: str
+    email: str
+    api: httpx.Client
+    store: Any
+    blobs: Any
+
+
+@contextlib.contextmanager
+def signed_up(ui_platform: StartedPlatform, password: str) -> Iterator[Account]:
+    """A new account (its API client closed after)."""
+    from runtune.adapters.firestore import FirestoreMetadataStore
+    from runtune.adapters.gcs import GcsBlobStore
+
+    user = sign_up(ui_platform.auth_host, password=password)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in ui_platform.emulator_env.items():
+            patch.setenv(name, value)
+        store = FirestoreMetadataStore.for_project(ui_platform.project_id)
+        blobs = GcsBlobStore.for_bucket(ui_platform.project_id, ui_platform.emulator_env["RUNTUNE_BUCKET"])
+    headers = {"authorization": f"Bearer {user['id_token']}"}
+    with httpx.Client(base_url=ui_platform.url, headers=headers, timeout=30) as api:
+        yield Account(user["uid"], user["email"], api, store, blobs)
 
 
 def sign_in(page, url: str, email: str, password: str) -> None:

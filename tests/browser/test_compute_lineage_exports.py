@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -34,10 +33,8 @@ from runtune.jobs import plan
 from runtune.models.tiny import ensure_tiny_model
 from runtune.schemas import Dataset, DatasetStatus, Job
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions
-from tests.browser.conftest import LAPTOP, sign_in
-from tests.browser.test_run_tools import _emulators
+from tests.browser.conftest import LAPTOP, Account, sign_in, signed_up
 from tests.e2e.jobs_support import put_dataset, wait_for
-from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
@@ -46,12 +43,7 @@ PASSWORD = "compute-lineage-password"
 
 
 @dataclass
-class World:
-    uid: str
-    email: str
-    api: httpx.Client
-    store: Any
-    blobs: Any
+class World(Account):
     dataset: str
     parent: str  # a succeeded scripted run of TEXT, named "parent-a", with an adapter and a merged model
 
@@ -69,20 +61,18 @@ def _exported(world_blobs: Any, store: Any, uid: str, job_id: str, merged: Path)
 
 @pytest.fixture(scope="module")
 def world(ui_platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    user = sign_up(ui_platform.auth_host, password=PASSWORD)
-    store, blobs = _emulators(ui_platform)
-    dataset = put_dataset(ui_platform, user["uid"], modality="text")
-    store.update(f"datasets/{dataset}", {"name": "notes"})
-    api = httpx.Client(base_url=ui_platform.url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30)
-    body = {"model": TEXT, "training_file": dataset, "suffix": "parent-a", "metadata": {"script": "succeed"}}
-    created = api.post("/v1/fine_tuning/jobs", json=body)
-    assert created.status_code == 200, created.text
-    parent = created.json()["id"]
-    wait_for(lambda: api.get(f"/v1/fine_tuning/jobs/{parent}").json()["status"] == "succeeded", timeout_s=120)
-    merged = ensure_tiny_model(TEXT, tmp_path_factory.mktemp("merged") / TEXT)
-    _exported(blobs, store, user["uid"], parent, merged)
-    yield World(user["uid"], user["email"], api, store, blobs, dataset, parent)
-    api.close()
+    with signed_up(ui_platform, PASSWORD) as account:
+        api = account.api
+        dataset = put_dataset(ui_platform, account.uid, modality="text")
+        account.store.update(f"datasets/{dataset}", {"name": "notes"})
+        body = {"model": TEXT, "training_file": dataset, "suffix": "parent-a", "metadata": {"script": "succeed"}}
+        created = api.post("/v1/fine_tuning/jobs", json=body)
+        assert created.status_code == 200, created.text
+        parent = created.json()["id"]
+        wait_for(lambda: api.get(f"/v1/fine_tuning/jobs/{parent}").json()["status"] == "succeeded", timeout_s=120)
+        merged = ensure_tiny_model(TEXT, tmp_path_factory.mktemp("merged") / TEXT)
+        _exported(account.blobs, account.store, account.uid, parent, merged)
+        yield World(**vars(account), dataset=dataset, parent=parent)
 
 
 @pytest.fixture(scope="module")

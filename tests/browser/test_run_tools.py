@@ -22,9 +22,8 @@ from playwright.sync_api import expect
 from runtune.metrics.classification import classification_report
 from runtune.schemas import DatasetStatus
 from runtune.schemas.common import new_id, now_ts
-from tests.browser.conftest import LAPTOP, sign_in
+from tests.browser.conftest import LAPTOP, Account, sign_in, signed_up
 from tests.e2e.jobs_support import put_dataset, wait_for
-from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
@@ -34,27 +33,9 @@ PASSWORD = "run-tools-password"
 
 
 @dataclass
-class World:
-    uid: str
-    email: str
-    api: httpx.Client
-    store: Any
-    blobs: Any
+class World(Account):
     jobs: dict[str, str]  # suffix -> job id
     datasets: list[str]
-
-
-def _emulators(ui_platform) -> tuple[Any, Any]:
-    from runtune.adapters.firestore import FirestoreMetadataStore
-    from runtune.adapters.gcs import GcsBlobStore
-
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in ui_platform.emulator_env.items():
-            patch.setenv(name, value)
-        return (
-            FirestoreMetadataStore.for_project(ui_platform.project_id),
-            GcsBlobStore.for_bucket(ui_platform.project_id, ui_platform.emulator_env["RUNTUNE_BUCKET"]),
-        )
 
 
 def _job(api: httpx.Client, model: str, dataset: str, suffix: str, epochs: int | str) -> str:
@@ -67,26 +48,25 @@ def _job(api: httpx.Client, model: str, dataset: str, suffix: str, epochs: int |
 
 @pytest.fixture(scope="module")
 def world(ui_platform) -> Iterator[World]:
-    user = sign_up(ui_platform.auth_host, password=PASSWORD)
-    store, blobs = _emulators(ui_platform)
-    pets = put_dataset(ui_platform, user["uid"])
-    birds = put_dataset(ui_platform, user["uid"])
-    store.update(f"datasets/{birds}", {"name": "birds"})
-    # Still processing: its job waits in `validating_files` until it is cancelled.
-    notes = put_dataset(ui_platform, user["uid"], status=DatasetStatus.processing, modality="text")
-    api = httpx.Client(base_url=ui_platform.url, headers={"authorization": f"Bearer {user['id_token']}"}, timeout=30)
-    jobs = {
-        "alpha": _job(api, VISION, pets, "alpha", 2),
-        "beta": _job(api, VISION, birds, "beta", 3),
-        "gamma": _job(api, TEXT, notes, "gamma", "auto"),
-    }
-    assert api.post(f"/v1/fine_tuning/jobs/{jobs['gamma']}/cancel").json()["status"] == "cancelled"
-    for suffix in ("alpha", "beta"):
-        wait_for(
-            lambda s=suffix: api.get(f"/v1/fine_tuning/jobs/{jobs[s]}").json()["status"] == "succeeded", timeout_s=120
-        )
-    yield World(user["uid"], user["email"], api, store, blobs, jobs, [pets, birds, notes])
-    api.close()
+    with signed_up(ui_platform, PASSWORD) as account:
+        api = account.api
+        pets = put_dataset(ui_platform, account.uid)
+        birds = put_dataset(ui_platform, account.uid)
+        account.store.update(f"datasets/{birds}", {"name": "birds"})
+        # Still processing: its job waits in `validating_files` until it is cancelled.
+        notes = put_dataset(ui_platform, account.uid, status=DatasetStatus.processing, modality="text")
+        jobs = {
+            "alpha": _job(api, VISION, pets, "alpha", 2),
+            "beta": _job(api, VISION, birds, "beta", 3),
+            "gamma": _job(api, TEXT, notes, "gamma", "auto"),
+        }
+        assert api.post(f"/v1/fine_tuning/jobs/{jobs['gamma']}/cancel").json()["status"] == "cancelled"
+        for suffix in ("alpha", "beta"):
+            wait_for(
+                lambda s=suffix: api.get(f"/v1/fine_tuning/jobs/{jobs[s]}").json()["status"] == "succeeded",
+                timeout_s=120,
+            )
+        yield World(**vars(account), jobs=jobs, datasets=[pets, birds, notes])
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import random
 import tarfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -149,22 +149,28 @@ SOLID_COLOURS = {"red": (220, 30, 30), "green": (30, 190, 40), "blue": (30, 50, 
 COLOUR_PROMPTS = ("What colour is this image? Answer with one word.", "Name the colour of this picture in one word.")
 
 
-def colour_chat_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
-    """An OpenAI chat JSONL of solid red, green and blue squares answered in one word (a closed set
-    of three answers), each shade jittered (seeded) so that no two examples are the same image."""
-    rng = random.Random(seed)
-    lines = []
+def _jittered_squares(per_colour: int, rng: random.Random) -> Iterator[tuple[str, str, bytes]]:
+    """(prompt, colour name, 32x32 PNG) for `per_colour` squares of each solid colour in turn, each
+    shade jittered by `rng`; drawn lazily, so a caller may draw from `rng` between two squares."""
     for i in range(per_colour):
         for name, rgb in SOLID_COLOURS.items():
             shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)
             out = io.BytesIO()
             Image.new("RGB", (32, 32), shade).save(out, format="PNG")  # type: ignore[arg-type]
-            content = [
-                {"type": "image_url", "image_url": {"url": data_url(out.getvalue(), "image/png")}},
-                {"type": "text", "text": COLOUR_PROMPTS[i % len(COLOUR_PROMPTS)]},
-            ]
-            messages = [{"role": "user", "content": content}, {"role": "assistant", "content": name}]
-            lines.append(json.dumps({"messages": messages}))
+            yield COLOUR_PROMPTS[i % len(COLOUR_PROMPTS)], name, out.getvalue()
+
+
+def colour_chat_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
+    """An OpenAI chat JSONL of solid red, green and blue squares answered in one word (a closed set
+    of three answers), each shade jittered (seeded) so that no two examples are the same image."""
+    lines = []
+    for prompt, name, png in _jittered_squares(per_colour, random.Random(seed)):
+        content = [
+            {"type": "image_url", "image_url": {"url": data_url(png, "image/png")}},
+            {"type": "text", "text": prompt},
+        ]
+        messages = [{"role": "user", "content": content}, {"role": "assistant", "content": name}]
+        lines.append(json.dumps({"messages": messages}))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -188,13 +194,9 @@ def colour_preference_jsonl(per_colour: int = 12, seed: int = 0) -> bytes:
     """An OpenAI preference JSONL of jittered solid red, green and blue squares: the preferred answer
     names the square's colour, the non-preferred one another colour (seeded)."""
     rng = random.Random(seed)
-    names = list(SOLID_COLOURS)
     lines = []
-    for i in range(per_colour):
-        for name, rgb in SOLID_COLOURS.items():
-            shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in rgb)
-            out = io.BytesIO()
-            Image.new("RGB", (32, 32), shade).save(out, format="PNG")  # type: ignore[arg-type]
-            wrong = rng.choice([other for other in names if other != name])
-            lines.append(preference_line(COLOUR_PROMPTS[i % len(COLOUR_PROMPTS)], name, wrong, out.getvalue()))
+    for prompt, name, png in _jittered_squares(per_colour, rng):
+        # Drawn after the square's shade, from the same stream: the set is one seeded sequence.
+        wrong = rng.choice([other for other in SOLID_COLOURS if other != name])
+        lines.append(preference_line(prompt, name, wrong, png))
     return ("\n".join(lines) + "\n").encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -12,6 +13,15 @@ from runtune.adapters.gcs import GcsBlobStore
 
 def api(gateway_url: str, token: str) -> httpx.Client:
     return httpx.Client(base_url=gateway_url, headers={"authorization": f"Bearer {token}"}, timeout=60)
+
+
+def assert_not_found(client: httpx.Client, calls: Iterable[tuple[str, str]]) -> None:
+    """Each (method, path) is answered 404 with the `not_found` envelope: to another user a resource
+    that is not theirs is the same as one that does not exist."""
+    for method, path in calls:
+        response = client.request(method, path)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found", (method, path, response.text)
 
 
 def upload(client: httpx.Client, filename: str, data: bytes) -> dict[str, Any]:

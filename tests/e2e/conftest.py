@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from openai import OpenAI
 
@@ -139,6 +140,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformHandl
 @pytest.fixture
 def user(platform) -> dict[str, str]:
     return sign_up(platform.auth_host)
+
+
+@pytest.fixture
+def user_client(platform, user) -> Iterator[httpx.Client]:
+    """The gateway with `user`'s ID token (`client` is the module's `account`'s)."""
+    with api(platform.gateway_url, user["id_token"]) as http:
+        yield http
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -55,6 +56,14 @@ def sdk_job_succeeded(sdk: OpenAI, job_id: str) -> FineTuningJob:
     job = wait_for(ended, timeout_s=600, every_s=1)
     assert job.status == "succeeded", job.error
     return job
+
+
+def supervised_method(n_epochs: int, batch_size: int, *, checkpoint_every_steps: int) -> dict[str, Any]:
+    """A supervised job's `method`: its epochs and batch, a resume state every `checkpoint_every_steps`
+    steps, and the adapter alone exported (no merged model to write)."""
+    hyperparameters = {"n_epochs": n_epochs, "batch_size": batch_size}
+    runtune = {"checkpoint_every_steps": checkpoint_every_steps, "export": {"merged": False}}
+    return {"type": "supervised", "supervised": {"hyperparameters": hyperparameters, "runtune": runtune}}
 
 
 def put_demo_dataset(platform, uid: str, counts: dict[str, int] | None = None) -> str:
@@ -120,15 +129,16 @@ def claimed_launch(
 TRAINER_MODULES = ("jobs.trainer", "tests.e2e.scripted_trainer")
 
 
-def processes_running(*words: str) -> dict[int, list[str]]:
-    """Live processes (pid -> argv) whose command line holds every one of `words` (Linux: /proc)."""
+def processes_running(*words: str, zombies: bool = False) -> dict[int, list[str]]:
+    """Live processes (pid -> argv) whose command line holds every one of `words` (Linux: /proc);
+    with `zombies`, also those that ended but that their parent has not reaped."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
-            zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+            zombie = not zombies and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
         except OSError:  # it ended meanwhile
             continue
         if not zombie and all(word in argv for word in words):

@@ -35,7 +35,10 @@ def test_image_folder_zip_round_trips_through_load_dataset(client, account, tmp_
     assert dataset["label_counts"] == {"cat": 12, "dog": 12, "fox": 12}
     assert sum(dataset["splits"].values()) == 36 and dataset["splits"]["train"] >= 27
 
-    shards = client.get(f"/v1/datasets/{dataset['id']}/download").json()["data"]
+    listed = client.get(f"/v1/datasets/{dataset['id']}/download").json()
+    assert (listed["object"], listed["has_more"]) == ("list", False)
+    shards = listed["data"]
+    assert shards and {frozenset(shard) for shard in shards} == {frozenset({"object", "split", "name", "bytes", "url"})}
     for shard in shards:
         (tmp_path / shard["name"]).write_bytes(httpx.get(shard["url"]).content)
     loaded = hf.load_dataset("parquet", data_files={"train": str(tmp_path / "train-*.parquet")}, split="train")

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.datasets.builders import chat_line, image_folder_files, jpeg, write_zip
-from tests.datasets.client import api, ingest, upload, wait
+from tests.datasets.client import api, assert_not_found, ingest, upload, wait
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
@@ -29,7 +29,7 @@ def test_another_users_dataset_and_upload_are_404_everywhere(platform, owner, in
         pending = upload(mine, "other.jsonl", (chat_line("q", "a") + "\n").encode())
     with api(platform.gateway_url, intruder["id_token"]) as theirs:
         ds = dataset["id"]
-        for method, path in [
+        calls = [
             ("GET", f"/v1/datasets/{ds}"),
             ("GET", f"/v1/datasets/{ds}/samples"),
             ("GET", f"/v1/datasets/{ds}/stats"),
@@ -42,10 +42,8 @@ def test_another_users_dataset_and_upload_are_404_everywhere(platform, owner, in
             ("GET", f"/v1/uploads/{pending['id']}"),
             ("POST", f"/v1/uploads/{pending['id']}/complete"),
             ("DELETE", f"/v1/uploads/{pending['id']}"),
-        ]:
-            response = theirs.request(method, path)
-            assert response.status_code == 404, (method, path, response.text)
-            assert response.json()["error"]["code"] == "not_found"
+        ]
+        assert_not_found(theirs, calls)
         # Nor can a dataset be pointed at the owner's upload (the object path is never taken from a client).
         response = theirs.post("/v1/datasets", json={"upload_id": pending["id"]})
         assert response.status_code == 404

@@ -166,15 +166,22 @@ def test_evaluation_scores_the_tuned_model_far_above_its_base(tuned: dict[str, A
     assert done["status"] == "succeeded", done.get("error")
     # The fastest exact method on the first samples: the local engine offers its extension and the
     # prefix search (per-label scoring is vLLM's).
-    assert done["scoring_method"] in ("batched", "prefix_search")
+    assert done["scoring_method"] in ("batched", "best_first", "prefix_search")
     base, tuned_metrics = done["metrics"][BASE], done["metrics"][tuned["model"]]
     assert tuned_metrics["samples"] == DEMO["test"]
     assert tuned_metrics["accuracy"] >= 0.8 and base["accuracy"] <= 0.5, (base["accuracy"], tuned_metrics["accuracy"])
     assert set(tuned_metrics["per_class"]) == set(CLASSES) and "macro_f1" in tuned_metrics
+    assert set(tuned_metrics) == {
+        *("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class"),
+        *("confusion_matrix", "unmapped_rate", "samples"),
+    }
+    assert set(tuned_metrics["per_class"][CLASSES[0]]) == {"precision", "recall", "f1", "support", "unmapped"}
     matrix = tuned_metrics["confusion_matrix"]
     assert sum(sum(row["predicted"]) for row in matrix["rows"]) == DEMO["test"]
     rows = client.get(f"/v1/evaluations/{evaluation_id}/predictions").json()["data"]
     assert len(rows) == DEMO["test"] and set(rows[0]["predictions"]) == {BASE, tuned["model"]}
+    assert set(rows[0]) == {"index", "expected", "predictions"}
+    assert [row["index"] for row in rows] == list(range(len(rows)))
 
 
 def test_generation_evaluation_maps_answers_to_labels(tuned: dict[str, Any]) -> None:

@@ -6,30 +6,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.datasets.builders import chat_line
 from tests.datasets.client import api, bucket, create, ingest, upload, wait
+from tests.e2e.jobs_support import processes_running
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
 
 def execution_pids(dataset_id: str) -> list[int]:
-    """Processes whose argv names the dataset: its execution (a child of the preprocessing service)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # exited meanwhile
-            continue
-        if dataset_id.encode() in argv and b"tests.e2e.scripted_ingest" in argv:
-            pids.append(int(entry.name))
-    return pids
+    """Processes whose argv names the dataset: its execution (a child of the preprocessing service),
+    an unreaped one too."""
+    return list(processes_running(dataset_id, "tests.e2e.scripted_ingest", zombies=True))
 
 
 def wait_until(predicate, what: str, timeout_s: float = 90):

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 from runtune.internal_auth import USER_ID_HEADER, token_sha256
 from runtune.settings import ServiceSettings
-from tests.datasets.client import api
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 
 pytestmark = pytest.mark.platform
@@ -28,12 +27,6 @@ BATCH_4 = {"batch_size": 4}
 L4, RTX = "nvidia-l4", "nvidia-rtx-pro-6000"
 
 
-@pytest.fixture
-def client(platform, user) -> Iterator[httpx.Client]:
-    with api(platform.gateway_url, user["id_token"]) as http:
-        yield http
-
-
 def _started_as(client: httpx.Client, job_id: str) -> str:
     """The Cloud Run job the trainer ran as, from its first event."""
     events = client.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 100}).json()["data"]
@@ -44,20 +37,22 @@ def _started_as(client: httpx.Client, job_id: str) -> str:
 @pytest.mark.parametrize(
     ("model", "gpu", "job"), [(SMALL, L4, "runtune-trainer-l4"), (LARGE, RTX, "runtune-trainer-rtx-pro-6000")]
 )
-def test_the_job_runs_on_the_trainer_job_of_the_gpu_the_estimate_chose(platform, user, client, model, gpu, job) -> None:
+def test_the_job_runs_on_the_trainer_job_of_the_gpu_the_estimate_chose(
+    platform, user, user_client, model, gpu, job
+) -> None:
     dataset_id = put_dataset(platform, user["uid"])
     body = {"model": model, "training_file": dataset_id, "hyperparameters": BATCH_4}
-    estimate = client.post("/v1/fine_tuning/estimate", json=body).json()
+    estimate = user_client.post("/v1/fine_tuning/estimate", json=body).json()
     assert estimate["gpu"] == gpu
 
-    created = client.post("/v1/fine_tuning/jobs", json={**body, "metadata": {"script": "succeed"}})
+    created = user_client.post("/v1/fine_tuning/jobs", json={**body, "metadata": {"script": "succeed"}})
     assert created.status_code == 200, created.text
     assert created.json()["gpu"] == gpu
     job_id = created.json()["id"]
-    wait_for(lambda: job_status(client, job_id) == "succeeded")
+    wait_for(lambda: job_status(user_client, job_id) == "succeeded")
 
-    assert _started_as(client, job_id) == job
-    assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["gpu"] == gpu
+    assert _started_as(user_client, job_id) == job
+    assert user_client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["gpu"] == gpu
 
 
 # -- a deployment that offers L4s only ------------------------------------------------------------

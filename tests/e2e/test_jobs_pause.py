@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from runtune.cli.main import app
 from runtune.schemas import DatasetStatus
-from tests.e2e.jobs_support import put_dataset, put_demo_dataset, trainer_pids, wait_for
+from tests.e2e.jobs_support import put_dataset, put_demo_dataset, supervised_method, trainer_pids, wait_for
 from tests.support import cli_login
 
 # The real trainer runs twice (before and after the pause) on a machine that may be busy.
@@ -22,14 +22,8 @@ pytestmark = [pytest.mark.platform, pytest.mark.timeout(840)]
 # takes: one or two on a busy machine, a handful on a fast one, never past the end; and the rest of
 # the run stays short on a slow machine.
 COUNTS = {"train": 48, "validation": 8, "test": 8}
-METHOD = {
-    "type": "supervised",
-    "supervised": {
-        "hyperparameters": {"n_epochs": 1, "batch_size": 2},
-        # No periodic checkpoint: the one resume starts from is the pause's own.
-        "runtune": {"checkpoint_every_steps": 100_000, "export": {"merged": False}},
-    },
-}
+# No periodic checkpoint: the one resume starts from is the pause's own.
+METHOD = supervised_method(1, 2, checkpoint_every_steps=100_000)
 
 
 def _status(sdk: OpenAI, job_id: str) -> str:

@@ -14,20 +14,14 @@ import pytest
 from openai import OpenAI
 
 from tests.e2e.continued import check_continues
-from tests.e2e.jobs_support import job_status, put_demo_dataset, trainer_pids, wait_for
+from tests.e2e.jobs_support import job_status, put_demo_dataset, supervised_method, trainer_pids, wait_for
 from tests.e2e.preference_chain import check_prefers
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
 SMALL = {"train": 48, "validation": 8, "test": 16}
-FAST = {
-    "type": "supervised",
-    "supervised": {
-        "hyperparameters": {"n_epochs": 1, "batch_size": 4},
-        "runtune": {"checkpoint_every_steps": 4, "export": {"merged": False}},
-    },
-}
+FAST = supervised_method(1, 4, checkpoint_every_steps=4)
 
 
 @pytest.fixture
@@ -101,12 +95,16 @@ def test_real_job_streams_to_success(platform, client) -> None:
     check_prefers(platform, sdk, client.uid, done["fine_tuned_model"])
 
 
-def test_real_job_cancelled_mid_run(platform, client) -> None:
+def _long_job(platform, client) -> str:
+    """A real job long enough to be caught running (5 epochs of 400 examples at batch 2), created."""
     dataset_id = put_demo_dataset(platform, client.uid, {"train": 400, "validation": 8, "test": 8})
-    method = {**FAST, "supervised": {**FAST["supervised"], "hyperparameters": {"n_epochs": 5, "batch_size": 2}}}
-    job_id = client.post(
-        "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-vision", "training_file": dataset_id, "method": method}
-    ).json()["id"]
+    method = supervised_method(5, 2, checkpoint_every_steps=4)
+    body = {"model": "tiny-gemma-3-vision", "training_file": dataset_id, "method": method}
+    return client.post("/v1/fine_tuning/jobs", json=body).json()["id"]
+
+
+def test_real_job_cancelled_mid_run(platform, client) -> None:
+    job_id = _long_job(platform, client)
     wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}").json().get("steps_completed", 0) > 0, timeout_s=180)
     assert client.post(f"/v1/fine_tuning/jobs/{job_id}/cancel").status_code == 200
     wait_for(lambda: job_status(client, job_id) == "cancelled", timeout_s=120)
@@ -114,11 +112,7 @@ def test_real_job_cancelled_mid_run(platform, client) -> None:
 
 
 def test_killed_trainer_is_failed_by_the_reconciler(platform, client) -> None:
-    dataset_id = put_demo_dataset(platform, client.uid, {"train": 400, "validation": 8, "test": 8})
-    method = {**FAST, "supervised": {**FAST["supervised"], "hyperparameters": {"n_epochs": 5, "batch_size": 2}}}
-    job_id = client.post(
-        "/v1/fine_tuning/jobs", json={"model": "tiny-gemma-3-vision", "training_file": dataset_id, "method": method}
-    ).json()["id"]
+    job_id = _long_job(platform, client)
     wait_for(lambda: job_status(client, job_id) == "running", timeout_s=180)
     pid = wait_for(lambda: trainer_pids(job_id), timeout_s=30)[0]
     os.kill(pid, signal.SIGKILL)

@@ -22,9 +22,11 @@ def test_secret_round_trip_never_returns_the_value(platform) -> None:
         assert stored.status_code == 200
         assert stored.json() == {"object": "secret", "name": "huggingface"}
         listed = client.get("/v1/secrets")
-        assert listed.json()["data"] == [{"object": "secret", "name": "huggingface"}]
+        huggingface = {"object": "secret", "name": "huggingface"}
+        assert listed.json() == {"object": "list", "data": [huggingface], "has_more": False}
         assert HF_TOKEN not in stored.text + listed.text
-        assert client.delete("/v1/secrets/huggingface").json()["deleted"] is True
+        deleted = client.delete("/v1/secrets/huggingface").json()
+        assert deleted == {"object": "secret.deleted", "name": "huggingface", "deleted": True}
         assert client.get("/v1/secrets").json()["data"] == []
 
 

@@ -6,7 +6,6 @@ service was killed (the outbox); refused for private and metadata addresses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,19 +14,13 @@ from openai import OpenAI
 from runtune.outbox import event_id, outbox_path
 from runtune.schemas import DatasetStatus
 from runtune.schemas.jobs import JobStatus
-from tests.datasets.client import api
+from tests.datasets.client import api, assert_not_found
 from tests.e2e.jobs_support import job_status, put_dataset, wait_for
 from tests.support import sign_up
 
 pytestmark = pytest.mark.platform
 
 MODEL = "tiny-gemma-3-vision"
-
-
-@pytest.fixture
-def client(platform, user) -> Iterator[httpx.Client]:
-    with api(platform.gateway_url, user["id_token"]) as http:
-        yield http
 
 
 def _register(client: httpx.Client, url: str, **extra: object) -> dict[str, object]:
@@ -45,20 +38,20 @@ def _job(client: httpx.Client, dataset_id: str, script: str) -> str:
 
 
 def test_a_job_that_succeeds_is_delivered_signed_and_retried_until_the_receiver_takes_it(
-    platform, user, client, receiver
+    platform, user, user_client, receiver
 ) -> None:
     receiver.statuses = [500, 500]  # the first two attempts fail; the third is taken
-    endpoint = _register(client, receiver.url, events=["fine_tuning.job.succeeded"], description="ci")
+    endpoint = _register(user_client, receiver.url, events=["fine_tuning.job.succeeded"], description="ci")
     secret = endpoint["secret"]
     assert endpoint["object"] == "webhook_endpoint" and endpoint["status"] == "enabled"
     assert str(secret).startswith("whsec_") and endpoint["events"] == ["fine_tuning.job.succeeded"]
     # Shown once: never in the listing nor in the endpoint itself.
-    assert secret not in client.get("/v1/webhooks").text
-    assert secret not in client.get(f"/v1/webhooks/{endpoint['id']}").text
-    assert [item["id"] for item in client.get("/v1/webhooks").json()["data"]] == [endpoint["id"]]
+    assert secret not in user_client.get("/v1/webhooks").text
+    assert secret not in user_client.get(f"/v1/webhooks/{endpoint['id']}").text
+    assert [item["id"] for item in user_client.get("/v1/webhooks").json()["data"]] == [endpoint["id"]]
 
-    job_id = _job(client, put_dataset(platform, user["uid"]), "succeed")
-    wait_for(lambda: job_status(client, job_id) == "succeeded")
+    job_id = _job(user_client, put_dataset(platform, user["uid"]), "succeed")
+    wait_for(lambda: job_status(user_client, job_id) == "succeeded")
     (headers, body), *_ = wait_for(lambda: receiver.delivered("fine_tuning.job.succeeded"), timeout_s=90)
 
     event = OpenAI(api_key="unused").webhooks.unwrap(body, headers, secret=str(secret))
@@ -68,7 +61,7 @@ def test_a_job_that_succeeds_is_delivered_signed_and_retried_until_the_receiver_
     # Each attempt was signed afresh (its own timestamp may repeat within a second, its signature with it).
     assert {h["webhook-id"] for h, _, _ in receiver.received} == {event.id}
 
-    deliveries = client.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()["data"]
+    deliveries = user_client.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()["data"]
     assert [(d["attempt"], d["status_code"], d["succeeded"]) for d in deliveries] == [
         (3, 200, True),
         (2, 500, False),
@@ -79,35 +72,28 @@ def test_a_job_that_succeeds_is_delivered_signed_and_retried_until_the_receiver_
     assert deliveries[0]["next_retry_at"] is None and all(d["next_retry_at"] for d in deliveries[1:])
 
 
-def test_test_event_delete_and_isolation(platform, client, receiver) -> None:
-    endpoint = _register(client, receiver.url)
+def test_test_event_delete_and_isolation(platform, user_client, receiver) -> None:
+    endpoint = _register(user_client, receiver.url)
     assert endpoint["events"] == []  # every event type
-    sent = client.post(f"/v1/webhooks/{endpoint['id']}/test")
+    sent = user_client.post(f"/v1/webhooks/{endpoint['id']}/test")
     assert sent.status_code == 200, sent.text
     (headers, body), *_ = wait_for(lambda: receiver.delivered("webhook.test"), timeout_s=60)
     assert json.loads(body)["data"]["id"] == endpoint["id"] and headers["webhook-id"] == sent.json()["id"]
+    assert sent.json() == json.loads(body)  # the answer is the event the receiver got, whole
 
     # Another user sees none of it: every route is the same 404 as an unknown id.
     other = sign_up(platform.auth_host)
-    with httpx.Client(
-        base_url=platform.gateway_url, headers={"authorization": f"Bearer {other['id_token']}"}, timeout=30
-    ) as stranger:
+    with api(platform.gateway_url, other["id_token"]) as stranger:
         assert stranger.get("/v1/webhooks").json()["data"] == []
-        for method, path in [
-            ("GET", ""),
-            ("POST", "/test"),
-            ("GET", "/deliveries"),
-            ("DELETE", ""),
-        ]:
-            answer = stranger.request(method, f"/v1/webhooks/{endpoint['id']}{path}")
-            assert answer.status_code == 404, (method, path, answer.text)
-    assert client.get("/v1/webhooks/..%2f..%2fjobs").status_code == 404
+        calls = [("GET", ""), ("POST", "/test"), ("GET", "/deliveries"), ("DELETE", "")]
+        assert_not_found(stranger, [(method, f"/v1/webhooks/{endpoint['id']}{path}") for method, path in calls])
+    assert user_client.get("/v1/webhooks/..%2f..%2fjobs").status_code == 404
 
-    deleted = client.delete(f"/v1/webhooks/{endpoint['id']}")
+    deleted = user_client.delete(f"/v1/webhooks/{endpoint['id']}")
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True
-    assert client.get(f"/v1/webhooks/{endpoint['id']}").status_code == 404
+    assert user_client.get(f"/v1/webhooks/{endpoint['id']}").status_code == 404
     # Its signing secret went with it, and the owner's secrets list never showed it.
-    assert all(not s["name"].startswith("webhook-") for s in client.get("/v1/secrets").json()["data"])
+    assert all(not s["name"].startswith("webhook-") for s in user_client.get("/v1/secrets").json()["data"])
 
 
 @pytest.mark.parametrize(
@@ -119,28 +105,28 @@ def test_test_event_delete_and_isolation(platform, client, receiver) -> None:
         ("ftp://example.com/hook", "invalid_webhook_url"),
     ],
 )
-def test_private_and_metadata_urls_are_refused(client, url: str, code: str) -> None:
-    refused = client.post("/v1/webhooks", json={"url": url})
+def test_private_and_metadata_urls_are_refused(user_client, url: str, code: str) -> None:
+    refused = user_client.post("/v1/webhooks", json={"url": url})
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["param"] == "url" and refused.json()["error"]["code"] == code
 
 
-def test_bad_event_types_are_refused_naming_the_field(client, receiver) -> None:
-    refused = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["fine_tuning.job.exploded"]})
+def test_bad_event_types_are_refused_naming_the_field(user_client, receiver) -> None:
+    refused = user_client.post("/v1/webhooks", json={"url": receiver.url, "events": ["fine_tuning.job.exploded"]})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "events"
 
 
 def test_an_event_committed_while_the_training_service_is_dead_is_delivered(
-    platform, user, client, receiver, training_service
+    platform, user, user_client, receiver, training_service
 ) -> None:
     """The outbox: the transition is committed while no service could enqueue its event (the training
     service SIGKILLed, as if it died right after the commit); started again, its sweep delivers it."""
     from runtune import owned
     from runtune.adapters.firestore import FirestoreMetadataStore
 
-    endpoint = _register(client, receiver.url, events=["fine_tuning.job.cancelled"])
+    endpoint = _register(user_client, receiver.url, events=["fine_tuning.job.cancelled"])
     # A job waiting for its dataset: no trainer runs, so only this test moves it.
-    job_id = _job(client, put_dataset(platform, user["uid"], status=DatasetStatus.processing), "succeed")
+    job_id = _job(user_client, put_dataset(platform, user["uid"], status=DatasetStatus.processing), "succeed")
     how = training_service.kill()
     try:
         with pytest.MonkeyPatch.context() as patch:

@@ -2,10 +2,12 @@
 
 Nothing here runs Terraform (its providers cannot be downloaded on a machine without network): the
 tests read the configuration as data. `Config.instances` expands `for_each` over literal local maps
-and sets, over the GPU locals derived from the GPU table (`Config.local_value`) and over another
-resource's instances; `Renderer` evaluates the handful of expression shapes the environment maps and
-the trainer jobs use, for test values of the variables, so the settings classes can load what Cloud
-Run would pass them.
+and sets (and merges of them), over the GPU locals derived from the GPU table (`Config.local_value`)
+and over another resource's instances, then expands the dynamic blocks over literal lists and
+resolves indexes into literal local maps, so each instance reads as Terraform would create it
+(`Config.instance` looks one up by address); `Config.moves` lists the `moved` blocks. `Renderer`
+evaluates the handful of expression shapes the environment maps and the trainer jobs use, for test
+values of the variables, so the settings classes can load what Cloud Run would pass them.
 """
 
 from __future__ import annotations
@@ -38,10 +40,24 @@ GPU_LOCALS = {
     "vertex_machines": "var.vertex_machines == null ? local.vertex_machine_names : distinct(var.vertex_machines)",
 }
 
+# The environment maps of infra/cloud_run.tf: what every deployable reads, merged into each one's own.
+ENV_LOCAL = "{for deployable, own in local.own_env : deployable => merge(local.common_env, own)}"
+
 _OPTIONS = SerializationOptions(explicit_blocks=False, strip_string_quotes=True, with_comments=False)
 _REF = re.compile(r"^\$\{([^{}]+)\}$")
-# A local read from a JSON file next to the code (`jsondecode(file("${path.module}/...")`).
-_JSON_FILE = re.compile(r'^\$\{jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)\}$')
+# A local read from a JSON file next to the code (`jsondecode(file("${path.module}/..."))`), or one
+# attribute path of it (`jsondecode(file(...)).roles`).
+_JSON_FILE = re.compile(r'^\$\{jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)((?:\.\w+)*)\}$')
+# A literal set (`toset(["inference", "evaluate"])`).
+_LITERAL_SET = re.compile(r'toset\(\[((?:"[^"]*"(?:, *)?)*)\]\)')
+# An index into a literal local map (`[local.job_launchers.trainer]`, `[local.job_launchers["ingest"]]`).
+_LOCAL_INDEX = re.compile(r'\[local\.(\w+)(?:\.(\w+)|\["([^"]+)"\])\]')
+# A choice on whether a key is one of a local map's (`contains(keys(local.public_services), "gateway") ? "A" : "B"`).
+_KEY_CONDITION = re.compile(r'^\$\{contains\(keys\(local\.(\w+)\), "([^"]+)"\) \? "([^"]*)" : "([^"]*)"\}$')
+# A merge of literal local maps (`merge(local.public_services, local.private_services)`).
+_MERGE = re.compile(r"merge\((local\.\w+(?:, local\.\w+)*)\)")
+# A condition on a boolean of each.value choosing between two literal lists (`each.value.x ? [1] : []`).
+_EACH_CONDITION = re.compile(r"each\.value\.(\w+) \? (\[[^\]]*\]) : (\[[^\]]*\])")
 
 
 def parse(path: Path) -> dict[str, Any]:
@@ -93,7 +109,10 @@ class Config:
         for key, value in list(config.locals.items()):
             if isinstance(value, str) and (match := _JSON_FILE.match(value)):
                 config.local_files[key] = (folder / match.group(1)).resolve()
-                config.locals[key] = json.loads(config.local_files[key].read_text())
+                decoded = json.loads(config.local_files[key].read_text())
+                for attribute in match.group(2).split(".")[1:]:
+                    decoded = decoded[attribute]
+                config.locals[key] = decoded
         return config
 
     def variable_values(self, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -104,6 +123,14 @@ class Config:
     def local_value(self, name: str, variables: dict[str, Any] | None = None) -> Any:
         """A local's value: literal ones as parsed, the GPU table's derived ones computed."""
         value = self.locals[name]
+        if name == "env":
+            assert re.sub(r"\s+", " ", value[2:-1]) == ENV_LOCAL, f"local.env changed: {value!r}"
+            common = self.locals["common_env"]
+            for deployable, own in self.locals["own_env"].items():
+                assert not set(common) & set(own), (
+                    f"{deployable} sets a common variable again: {set(common) & set(own)}"
+                )
+            return {deployable: common | own for deployable, own in self.locals["own_env"].items()}
         if name not in GPU_LOCALS or name in self.local_files:
             # Literal, or a `jsondecode(file(...))` local already decoded from its file at load.
             return value
@@ -147,6 +174,16 @@ class Config:
             items = self.for_each_items(self.resource(rtype, name), variables)
             assert items is not None, f"for_each over {expr!r}, which has no for_each"
             return [(key, _substitute_each(self.resource(rtype, name), key, value)) for key, value in items]
+        if match := _MERGE.fullmatch(expr):
+            merged: dict[str, Any] = {}
+            for name in re.findall(r"local\.(\w+)", match.group(1)):
+                value = self.local_value(name, variables)
+                assert isinstance(value, dict), f"merge of local.{name}, which is no literal map"
+                merged |= value
+            return list(merged.items())
+        if match := _LITERAL_SET.fullmatch(expr):
+            items = re.findall(r'"([^"]*)"', match.group(1))
+            return [(item, item) for item in items]
         match = re.fullmatch(r"(toset\()?local\.(\w+)\)?", expr)
         assert match, f"for_each over {expr!r}: only locals and resources are expanded by these tests"
         value = self.local_value(match.group(2), variables)
@@ -160,14 +197,66 @@ class Config:
         return [(item, item) for item in items]
 
     def instances(self, rtype: str, variables: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every instance of every resource of a type as (address, body with each.* substituted)."""
+        """Every instance of every resource of a type as (address, body): each.* substituted, indexes
+        into literal local maps resolved, and dynamic blocks over a literal list expanded."""
         for name, body in self.of_type(rtype).items():
             items = self.for_each_items(body, variables)
             if items is None:
-                yield f"{rtype}.{name}", body
+                yield f"{rtype}.{name}", self._render_instance(body)
                 continue
             for key, value in items:
-                yield f'{rtype}.{name}["{key}"]', _substitute_each(body, key, value)
+                yield f'{rtype}.{name}["{key}"]', self._render_instance(_substitute_each(body, key, value))
+
+    def instance(self, address: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One instance by its address (`google_cloud_run_v2_job.cpu["ingest"]`), as `instances` renders it."""
+        rtype = address.split(".", 1)[0]
+        found = dict(self.instances(rtype, variables))
+        assert address in found, f"no {address}: {sorted(found)}"
+        return found[address]
+
+    def addresses(self, variables: dict[str, Any] | None = None) -> set[str]:
+        """The address of every resource instance."""
+        return {address for rtype in self.resources for address, _ in self.instances(rtype, variables)}
+
+    def moves(self) -> list[tuple[str, str]]:
+        """The (from, to) addresses of every `moved` block."""
+        moves = []
+        for parsed in self.files.values():
+            for block in parsed.get("moved", []):
+                moves.append((expression(block["from"]), expression(block["to"])))
+        return moves
+
+    def _render_instance(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self._render_instance(item) for item in node]
+        if isinstance(node, str):
+            if match := _KEY_CONDITION.match(node):
+                name, key, chosen, other = match.groups()
+                return chosen if key in self.local_value(name) else other
+            return _LOCAL_INDEX.sub(self._local_index, node)
+        if not isinstance(node, dict):
+            return node
+        rendered = {key: self._render_instance(value) for key, value in node.items() if key != "dynamic"}
+        kept = []
+        for entry in _as_list(node.get("dynamic")):
+            for block_name, dynamic in entry.items():
+                if not isinstance(dynamic["for_each"], list):
+                    kept.append({block_name: self._render_instance(dynamic)})  # over an expression: as written
+                    continue
+                (content,) = dynamic["content"]
+                for index, item in enumerate(dynamic["for_each"]):
+                    block = _substitute_iterator(content, block_name, index, item)
+                    rendered.setdefault(block_name, []).append(self._render_instance(block))
+        if kept:
+            rendered["dynamic"] = kept
+        return rendered
+
+    def _local_index(self, match: re.Match[str]) -> str:
+        name, key = match.group(1), match.group(2) or match.group(3)
+        table = self.locals.get(name)
+        if not isinstance(table, dict) or not isinstance(table.get(key), str) or expression(table[key]):
+            return match.group(0)  # not a literal map of literal strings: left as written
+        return f'["{table[key]}"]'
 
 
 def _substitute_each(node: Any, key: str, value: Any) -> Any:
@@ -182,12 +271,39 @@ def _substitute_each(node: Any, key: str, value: Any) -> Any:
         return value
     if expr and (match := re.fullmatch(r"each\.value\.(\w+)", expr)) and isinstance(value, dict):
         return value[match.group(1)]
+    if expr and (match := _EACH_CONDITION.fullmatch(expr)) and isinstance(value, dict):
+        condition = value[match.group(1)]
+        assert isinstance(condition, bool), f"{expr!r}: each.value.{match.group(1)} is not a literal bool"
+        return json.loads(match.group(2) if condition else match.group(3))
     if isinstance(node, str):
         node = node.replace("${each.key}", key).replace("[each.key]", f'["{key}"]')
+        if isinstance(value, str):  # `sa[each.value]` -> `sa["training"]`
+            node = node.replace("[each.value]", f'["{value}"]')
         if isinstance(value, dict):  # `sa[each.value.account]` -> `sa["preprocessing"]`
             node = re.sub(r"\[each\.value\.(\w+)\]", lambda m: f'["{value[m.group(1)]}"]', node)
+            # Inside a string, `"${each.value.timeout_s}s"` -> `"${var.ingest_task_timeout_s}s"`.
+            node = re.sub(r"\$\{each\.value\.(\w+)\}", lambda m: _inline(value[m.group(1)]), node)
         # Inside other expressions each.key becomes a string literal: trimprefix("nvidia-l4", "nvidia-").
         return re.sub(r"\beach\.key\b", json.dumps(key), node)
+    return node
+
+
+def _inline(value: Any) -> str:
+    """A value as it reads inside a string: an expression keeps its `${...}`, a literal is its text."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _substitute_iterator(node: Any, name: str, index: int, item: Any) -> Any:
+    """A dynamic block's content for one item: `${<name>.value}` -> the item, `${<name>.key}` -> its index."""
+    if isinstance(node, dict):
+        return {k: _substitute_iterator(v, name, index, item) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute_iterator(v, name, index, item) for v in node]
+    expr = expression(node)
+    if expr == f"{name}.value":
+        return item
+    if expr == f"{name}.key":
+        return index
     return node
 
 

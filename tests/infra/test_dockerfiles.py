@@ -88,8 +88,10 @@ def test_the_services_image_runs_the_ingest_job(tf) -> None:
     assert re.search(r"^COPY jobs/ingest/ jobs/ingest/$", text, re.MULTILINE)
     assert re.search(r"^COPY jobs/__init__.py jobs/$", text, re.MULTILINE)
     assert (REPO_ROOT / "jobs" / "ingest" / "__main__.py").is_file()
-    ((container,),) = [blocks(tf.resource("google_cloud_run_v2_job", "ingest"), "template", "template", "containers")]
-    assert container["image"] == "${local.images.preprocessing}"
+    ((container,),) = [
+        blocks(tf.instance('google_cloud_run_v2_job.cpu["ingest"]'), "template", "template", "containers")
+    ]
+    assert container["image"] == '${local.images["preprocessing"]}'
     assert container["command"] == ["python", "-m", "jobs.ingest"]
 
 

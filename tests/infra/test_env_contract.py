@@ -160,15 +160,14 @@ def expected_variables(deployable: str) -> set[str]:
 
 def env_map_reference(tf: Config, deployable: str) -> str:
     """Which local.env entry the deployable's Cloud Run container takes its variables from."""
-    if deployable in ("trainer", "evaluate", "ingest", "convert"):
+    if deployable == "trainer":
         (container,) = blocks(tf.resource("google_cloud_run_v2_job", deployable), "template", "template", "containers")
-    elif deployable == "gateway":
-        (container,) = blocks(tf.resource("google_cloud_run_v2_service", "gateway"), "template", "containers")
+    elif deployable in ("evaluate", "ingest", "convert"):
+        job = tf.instance(f'google_cloud_run_v2_job.cpu["{deployable}"]')
+        (container,) = blocks(job, "template", "template", "containers")
     else:
-        instances = dict(tf.instances("google_cloud_run_v2_service"))
-        (container,) = blocks(
-            instances[f'google_cloud_run_v2_service.private["{deployable}"]'], "template", "containers"
-        )
+        service = tf.instance(f'google_cloud_run_v2_service.cpu["{deployable}"]')
+        (container,) = blocks(service, "template", "containers")
     assert "env" not in container, f"{deployable}: every variable comes from local.env.{deployable}"
     (env,) = dynamic_blocks(container, "env")
     assert env["content"][0] == {"name": "${env.key}", "value": "${env.value}"}
@@ -185,7 +184,7 @@ def test_every_unset_field_exists() -> None:
 @pytest.mark.parametrize("deployable", sorted(DEPLOYABLES))
 def test_terraform_sets_exactly_the_settings_the_code_reads(tf: Config, deployable: str) -> None:
     assert env_map_reference(tf, deployable) in (f"${{local.env.{deployable}}}", f'${{local.env["{deployable}"]}}')
-    actual = set(tf.locals["env"][deployable])
+    actual = set(tf.local_value("env")[deployable])
     expected = expected_variables(deployable)
     assert actual - expected == set(), f"{deployable}: Terraform sets variables the code does not read"
     assert expected - actual == set(), f"{deployable}: the code reads variables Terraform does not set"
@@ -199,7 +198,7 @@ def test_rendered_environment_loads_under_the_gcp_profile(
     invited = ["ops@example.com"]
     variables = {"project_id": PROJECT_ID, "image_tag": "0" * 40, "signup_invited_emails": invited}
     renderer = Renderer(tf, variables, PROJECT_NUMBER)
-    env = {name: renderer.render(value) for name, value in tf.locals["env"][deployable].items()}
+    env = {name: renderer.render(value) for name, value in tf.local_value("env")[deployable].items()}
     for name in [*EMULATOR_VARIABLES, *(n for n in os.environ if n.startswith("RUNTUNE_"))]:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -251,7 +250,7 @@ def test_image_level_settings_are_set_by_the_images() -> None:
 
 def test_no_local_only_or_emulator_variable_is_set(tf: Config) -> None:
     forbidden = set(EMULATOR_VARIABLES) | {"RUNTUNE_INTERNAL_TOKEN", "RUNTUNE_INTERNAL_TOKEN_SHA256"}
-    for deployable, env in tf.locals["env"].items():
+    for deployable, env in tf.local_value("env").items():
         assert not forbidden & set(env), deployable
         assert env["RUNTUNE_PROFILE"] == "gcp", deployable
 
@@ -266,7 +265,8 @@ def test_vertex_jobs_get_the_environment_terraform_gives_the_trainer_jobs(
 
     renderer = Renderer(tf, {"project_id": PROJECT_ID, "image_tag": "0" * 40}, PROJECT_NUMBER)
     rendered = {
-        role: {n: renderer.render(v) for n, v in tf.locals["env"][role].items()} for role in ("training", "trainer")
+        role: {n: renderer.render(v) for n, v in tf.local_value("env")[role].items()}
+        for role in ("training", "trainer")
     }
     for name in [*EMULATOR_VARIABLES, *(n for n in os.environ if n.startswith("RUNTUNE_"))]:
         monkeypatch.delenv(name, raising=False)

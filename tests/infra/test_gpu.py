@@ -70,7 +70,7 @@ def trainer_jobs(tf: Config, trainer_gpus: list[str] | None = None) -> dict[str,
                 "accelerator": template["node_selector"][0]["accelerator"],
                 "cpu": renderer.render(limits["cpu"]),
                 "memory": renderer.render(limits["memory"]),
-                "env": renderer.render(tf.locals["env"]["training"]["RUNTUNE_OFFERED_GPUS"]),
+                "env": renderer.render(tf.local_value("env")["training"]["RUNTUNE_OFFERED_GPUS"]),
             }
     return jobs
 

@@ -91,8 +91,58 @@ def test_the_ui_reads_typed_answers(document: dict[str, Any]) -> None:
         ("/v1/datasets/{dataset_id}/samples", "get", "200"): "ListPage_Sample_",
     }
     for (path, method, status), schema in answers.items():
-        content = paths[path][method]["responses"][status]["content"]["application/json"]
+        content = _answer(document, paths[path][method]["responses"][status])["content"]["application/json"]
         assert content["schema"] == {"$ref": f"#/components/schemas/{schema}"}, (path, method)
+
+
+def _answer(document: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """A response object, the shared one a `$ref` names followed."""
+    ref = response.get("$ref")
+    return document["components"]["responses"][ref.removeprefix("#/components/responses/")] if ref else response
+
+
+def test_an_answer_several_routes_give_is_written_once(document: dict[str, Any]) -> None:
+    operations = [operation for item in document["paths"].values() for operation in item.values()]
+    # The validation error of every route that takes input: one object, each route pointing at it.
+    assert {operation["responses"]["422"]["$ref"] for operation in operations if "422" in operation["responses"]} == {
+        "#/components/responses/HTTPValidationError"
+    }
+    # What stays inline is each operation's own answer: no two models' answers alike.
+    inline = [
+        json.dumps(response, sort_keys=True)
+        for operation in operations
+        for response in operation["responses"].values()
+        if "$ref" in response.get("content", {}).get("application/json", {}).get("schema", {})
+    ]
+    assert inline and len(inline) == len(set(inline))
+
+
+def test_an_answer_one_route_gives_stays_inline_and_the_apps_keep_their_documents() -> None:
+    class Thing(BaseModel):
+        a: int
+
+    class Other(BaseModel):
+        b: str
+
+    app = _app("training", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs/{job_id}", shape=Thing)
+    app.add_api_route("/v1/fine_tuning/gpus", lambda: {}, methods=["GET"], response_model=Other)
+    before = json.dumps(app.openapi(), sort_keys=True)
+    document = public_openapi({"training": app})
+    responses = {path: item["get"]["responses"]["200"] for path, item in document["paths"].items()}
+    assert (
+        responses["/v1/fine_tuning/jobs"]
+        == responses["/v1/fine_tuning/jobs/{job_id}"]
+        == {"$ref": "#/components/responses/Thing"}
+    )
+    assert _answer(document, responses["/v1/fine_tuning/jobs"])["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Thing"
+    }
+    assert responses["/v1/fine_tuning/gpus"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Other"
+    }
+    assert set(document["components"]["responses"]) == {"Thing"}
+    # The document is built from copies: the app's own, which it caches, is as FastAPI wrote it.
+    assert json.dumps(app.openapi(), sort_keys=True) == before
 
 
 def test_a_field_with_a_default_is_required_in_answers(document: dict[str, Any]) -> None:

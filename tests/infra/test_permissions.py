@@ -35,14 +35,16 @@ _REFERENCES = {
     "google_cloud_run_v2_service_iam_member": (
         "service",
         "name",
-        r'\$\{google_cloud_run_v2_service\.(?:private\["(\w+)"\]|(\w+))\.name\}',
+        r'\$\{google_cloud_run_v2_service\.(?:cpu\["(\w+)"\]|(\w+))\.name\}',
     ),
-    # Every job of one GPU type is still the trainer: `trainer["l4"]`, or the per-GPU name the
-    # `for_each` over the trainer jobs renders (`${local.job_prefix}-trainer-${trimprefix(...)}`).
+    # A CPU job by its workload (`cpu["ingest"]`); every job of one GPU type is still the trainer:
+    # `trainer["l4"]`, or the per-GPU name the `for_each` over the trainer jobs renders
+    # (`${local.job_prefix}-trainer-${trimprefix(...)}`).
     "google_cloud_run_v2_job_iam_member": (
         "job",
         "name",
-        r"\$\{google_cloud_run_v2_job\.(\w+)(?:\[[^\]]+\])?\.name\}|\$\{local\.job_prefix\}-(trainer)-\$\{trimprefix\([^)]*\)\}",
+        r'\$\{google_cloud_run_v2_job\.(?:cpu\["(\w+)"\]|(trainer)\[[^\]]+\])\.name\}'
+        r"|\$\{local\.job_prefix\}-(trainer)-\$\{trimprefix\([^)]*\)\}",
     ),
     "google_cloud_tasks_queue_iam_member": ("queue", "name", r"\$\{google_cloud_tasks_queue\.(\w+)\.name\}"),
     "google_secret_manager_secret_iam_member": (
@@ -70,7 +72,7 @@ def _resource(rtype: str, address: str, body: dict[str, Any]) -> str:
 
 
 def _role(role: str) -> str:
-    if match := re.fullmatch(r"\$\{google_project_iam_custom_role\.(\w+)\.id\}", role):
+    if match := re.fullmatch(r'\$\{google_project_iam_custom_role\.runtune\["(\w+)"\]\.id\}', role):
         return f"custom:{match.group(1)}"
     return role
 
@@ -104,8 +106,8 @@ def test_terraform_grants_exactly_what_the_table_derives(granted: set[Grant]) ->
 
 def test_custom_roles_hold_exactly_the_permissions_the_adapters_call(tf: Config) -> None:
     custom = {
-        f"custom:{name}": set(body["permissions"])
-        for name, body in tf.of_type("google_project_iam_custom_role").items()
+        _role(f"${{{address}.id}}"): set(body["permissions"])
+        for address, body in tf.instances("google_project_iam_custom_role")
     }
     assert custom == {role: set(perms) for role, perms in permissions.CUSTOM_ROLE_PERMISSIONS.items()}
 

@@ -9,6 +9,7 @@ from runtune.settings import EMULATOR_VARIABLES
 from tests.infra.terraform import INFRA, Config, blocks
 
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+JOB_RUNNER = '${google_project_iam_custom_role.runtune["job_runner"].id}'
 IAM_SUFFIXES = ("_iam_member", "_iam_binding", "_iam_policy")
 
 
@@ -39,16 +40,17 @@ def test_only_the_gateway_is_public(tf: Config) -> None:
     assert rtype == "google_cloud_run_v2_service_iam_member"
     assert body["role"] == "roles/run.invoker"
     assert body["member"] == "allUsers"
-    assert body["name"] == "${google_cloud_run_v2_service.gateway.name}"
+    assert body["name"] == '${google_cloud_run_v2_service.cpu["gateway"].name}'
+    assert set(tf.locals["public_services"]) == {"gateway"}
 
 
 def test_private_services_are_internal_and_iam_checked(tf: Config) -> None:
     services = dict(tf.instances("google_cloud_run_v2_service"))
-    assert services.pop("google_cloud_run_v2_service.gateway")["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert services.pop('google_cloud_run_v2_service.cpu["gateway"]')["ingress"] == "INGRESS_TRAFFIC_ALL"
     assert set(services) == {
-        'google_cloud_run_v2_service.private["preprocessing"]',
-        'google_cloud_run_v2_service.private["training"]',
-        'google_cloud_run_v2_service.private["inference"]',
+        'google_cloud_run_v2_service.cpu["preprocessing"]',
+        'google_cloud_run_v2_service.cpu["training"]',
+        'google_cloud_run_v2_service.cpu["inference"]',
         "google_cloud_run_v2_service.engine",
     }
     for address, body in services.items():
@@ -69,7 +71,7 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluation
     # admits Cloud Tasks).
     tasks_sa = '${google_service_account.sa["webhooks"].member}'
     for service, extra in (("preprocessing", set()), ("training", {tasks_sa}), ("inference", set())):
-        assert invokers[f'${{google_cloud_run_v2_service.private["{service}"].name}}'] == {gateway_sa} | extra
+        assert invokers[f'${{google_cloud_run_v2_service.cpu["{service}"].name}}'] == {gateway_sa} | extra
     assert invokers["${google_cloud_run_v2_service.engine.name}"] == {
         '${google_service_account.sa["inference"].member}',
         '${google_service_account.sa["evaluate"].member}',
@@ -79,13 +81,16 @@ def test_only_the_gateway_invokes_the_services_and_only_inference_and_evaluation
 def test_callers_of_internal_services_egress_through_the_vpc(tf: Config) -> None:
     # An internal-only service sees another Cloud Run service's request as internal only when it
     # leaves through a VPC network (Direct VPC egress, all traffic, Private Google Access).
-    gateway = tf.resource("google_cloud_run_v2_service", "gateway")
-    (vpc,) = blocks(gateway, "template", "vpc_access")
-    assert vpc["egress"] == "ALL_TRAFFIC"
-    assert tf.locals["private_services"]["inference"]["vpc_egress"] is True
+    for service in ("gateway", "inference"):
+        (vpc,) = blocks(tf.instance(f'google_cloud_run_v2_service.cpu["{service}"]'), "template", "vpc_access")
+        assert vpc["egress"] == "ALL_TRAFFIC", service
+    for service in ("preprocessing", "training"):  # they call no internal service
+        assert not blocks(tf.instance(f'google_cloud_run_v2_service.cpu["{service}"]'), "template", "vpc_access")
     # The evaluate job calls the internal-only engine too.
-    (job_vpc,) = blocks(tf.resource("google_cloud_run_v2_job", "evaluate"), "template", "template", "vpc_access")
+    (job_vpc,) = blocks(tf.instance('google_cloud_run_v2_job.cpu["evaluate"]'), "template", "template", "vpc_access")
     assert job_vpc["egress"] == "ALL_TRAFFIC"
+    for job in ("ingest", "convert"):  # the other CPU jobs call no internal service
+        assert not blocks(tf.instance(f'google_cloud_run_v2_job.cpu["{job}"]'), "template", "template", "vpc_access")
     (subnet,) = tf.of_type("google_compute_subnetwork").values()
     assert subnet["private_ip_google_access"] is True
 
@@ -128,10 +133,8 @@ def test_data_bucket_cors_admits_the_ui_origin_only(tf: Config) -> None:
 
 
 def test_no_project_level_basic_or_admin_role(tf: Config) -> None:
-    custom_roles = {
-        f"${{google_project_iam_custom_role.{name}.id}}": body
-        for name, body in tf.of_type("google_project_iam_custom_role").items()
-    }
+    custom_roles = {"${" + address + ".id}": body for address, body in tf.instances("google_project_iam_custom_role")}
+    assert len(custom_roles) == 3
     for rtype, address, body, _ in iam_grants(tf):
         if not rtype.startswith("google_project_iam"):
             continue
@@ -174,20 +177,23 @@ def test_one_service_account_per_deployable(tf: Config) -> None:
         key = re.search(r'"(\w+)"\]$', address)
         expected = key.group(1) if key else address.rsplit(".", 1)[1]
         assert account.group(1) == expected, f"{address} runs as {account.group(1)}"
-    for job in ("trainer", "evaluate", "ingest", "convert"):
-        (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", job), "template", "template")
+    jobs = {"trainer": tf.resource("google_cloud_run_v2_job", "trainer")}
+    jobs |= {job: tf.instance(f'google_cloud_run_v2_job.cpu["{job}"]') for job in ("evaluate", "ingest", "convert")}
+    for job, body in jobs.items():
+        (job_template,) = blocks(body, "template", "template")
         assert job_template["service_account"] == f'${{google_service_account.sa["{job}"].email}}'
 
 
 def test_preprocessing_runs_only_the_ingest_job(tf: Config) -> None:
-    grant = tf.resource("google_cloud_run_v2_job_iam_member", "preprocessing_runs_ingest")
-    assert grant["name"] == "${google_cloud_run_v2_job.ingest.name}"
-    assert grant["role"] == "${google_project_iam_custom_role.job_runner.id}"
+    grant = tf.instance('google_cloud_run_v2_job_iam_member.cpu_job_launcher["ingest"]')
+    assert grant["name"] == '${google_cloud_run_v2_job.cpu["ingest"].name}'
+    assert grant["role"] == JOB_RUNNER
     assert grant["member"] == '${google_service_account.sa["preprocessing"].member}'
-    acts_as = tf.resource("google_service_account_iam_member", "preprocessing_acts_as_ingest")
+    acts_as = tf.instance('google_service_account_iam_member.launcher_acts_as_job["ingest"]')
     assert acts_as["service_account_id"] == '${google_service_account.sa["ingest"].name}'
+    assert acts_as["member"] == '${google_service_account.sa["preprocessing"].member}'
     assert acts_as["role"] == "roles/iam.serviceAccountUser"
-    (job_template,) = blocks(tf.resource("google_cloud_run_v2_job", "ingest"), "template", "template")
+    (job_template,) = blocks(tf.instance('google_cloud_run_v2_job.cpu["ingest"]'), "template", "template")
     # A retry would repeat a deterministic failure (the same file out of memory or time).
     assert job_template["max_retries"] == 0
 
@@ -197,8 +203,9 @@ def test_training_runs_only_the_trainer_jobs(tf: Config) -> None:
     grant = tf.resource("google_cloud_run_v2_job_iam_member", "training_runs_trainer")
     assert grant["for_each"] == "${google_cloud_run_v2_job.trainer}"
     assert grant["name"] == "${each.value.name}"
-    assert grant["role"] == "${google_project_iam_custom_role.job_runner.id}"
-    assert grant["member"] == '${google_service_account.sa["training"].member}'
+    assert grant["role"] == JOB_RUNNER
+    assert grant["member"] == "${google_service_account.sa[local.job_launchers.trainer].member}"
+    assert tf.locals["job_launchers"]["trainer"] == "training"
     trainers = {
         address.removeprefix("google_cloud_run_v2_job.trainer"): body["name"]
         for address, body in tf.instances("google_cloud_run_v2_job")
@@ -207,8 +214,11 @@ def test_training_runs_only_the_trainer_jobs(tf: Config) -> None:
     grants = dict(tf.instances("google_cloud_run_v2_job_iam_member"))
     named = {key: grants[f"google_cloud_run_v2_job_iam_member.training_runs_trainer{key}"]["name"] for key in trainers}
     assert trainers and named == trainers
-    acts_as = tf.resource("google_service_account_iam_member", "training_acts_as_trainer")
+    members = {grants[f"google_cloud_run_v2_job_iam_member.training_runs_trainer{key}"]["member"] for key in trainers}
+    assert members == {'${google_service_account.sa["training"].member}'}
+    acts_as = tf.instance('google_service_account_iam_member.launcher_acts_as_job["trainer"]')
     assert acts_as["service_account_id"] == '${google_service_account.sa["trainer"].name}'
+    assert acts_as["member"] == '${google_service_account.sa["training"].member}'
     assert acts_as["role"] == "roles/iam.serviceAccountUser"
 
 
@@ -216,11 +226,10 @@ def test_inference_runs_only_the_evaluate_and_convert_jobs(tf: Config) -> None:
     job_grants = [body for _, body in tf.instances("google_cloud_run_v2_job_iam_member")]
     theirs = [body for body in job_grants if body["member"] == '${google_service_account.sa["inference"].member}']
     assert sorted((body["name"], body["role"]) for body in theirs) == [
-        (f"${{google_cloud_run_v2_job.{job}.name}}", "${google_project_iam_custom_role.job_runner.id}")
-        for job in ("convert", "evaluate")
+        (f'${{google_cloud_run_v2_job.cpu["{job}"].name}}', JOB_RUNNER) for job in ("convert", "evaluate")
     ]
     for job in ("evaluate", "convert"):
-        acts_as = tf.resource("google_service_account_iam_member", f"inference_acts_as_{job}")
+        acts_as = tf.instance(f'google_service_account_iam_member.launcher_acts_as_job["{job}"]')
         assert acts_as["service_account_id"] == f'${{google_service_account.sa["{job}"].name}}'
         assert acts_as["member"] == '${google_service_account.sa["inference"].member}'
         assert acts_as["role"] == "roles/iam.serviceAccountUser"

@@ -82,7 +82,7 @@ def test_engine_args_equal_the_contracts_values(tf: Config, change: dict[str, An
 
 
 def test_the_inference_service_evicts_at_the_engines_max_loras(tf: Config) -> None:
-    assert tf.locals["env"]["inference"]["RUNTUNE_ENGINE_MAX_ADAPTERS"] == "${tostring(local.serving.max_loras)}"
+    assert tf.local_value("env")["inference"]["RUNTUNE_ENGINE_MAX_ADAPTERS"] == "${tostring(local.serving.max_loras)}"
     # Its default (the local profile, where no Terraform runs) is the same number.
     assert InferenceSettings.model_fields["engine_max_adapters"].get_default(call_default_factory=True) == (
         serving.load().max_loras

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from pathlib import Path
 
-from tests.infra.terraform import INFRA, Config, blocks, expression, parse
+from tests.infra.terraform import INFRA, REPO_ROOT, Config, Renderer, blocks, expression, parse
 
 EXPECTED_FILES = {
     "versions.tf",
@@ -76,17 +78,43 @@ def test_every_image_comes_from_the_registry_at_the_one_tag(tf: Config) -> None:
     assert sorted(set(images.values())) == sorted(
         ["gateway", "preprocessing", "training", "inference", "engine", "trainer", "convert"]
     )
-    convert = tf.resource("google_cloud_run_v2_job", "convert")
+    convert = tf.instance('google_cloud_run_v2_job.cpu["convert"]')
     (container,) = blocks(convert, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.convert"]
     (mount,) = blocks(container, "volume_mounts")
     assert mount["mount_path"] == "${local.data_mount_path}"  # the merged model in, GGUF files out
-    evaluate = tf.resource("google_cloud_run_v2_job", "evaluate")
+    (volume,) = blocks(convert, "template", "template", "volumes")
+    assert volume["name"] == mount["name"] and volume["gcs"][0]["read_only"] is False
+    evaluate = tf.instance('google_cloud_run_v2_job.cpu["evaluate"]')
     (container,) = blocks(evaluate, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.evaluate"]
-    ingest = tf.resource("google_cloud_run_v2_job", "ingest")
+    ingest = tf.instance('google_cloud_run_v2_job.cpu["ingest"]')
     (container,) = blocks(ingest, "template", "template", "containers")
     assert container["command"] == ["python", "-m", "jobs.ingest"]
+    # Only the convert job mounts the bucket.
+    for job in ("evaluate", "ingest"):
+        body = tf.instance(f'google_cloud_run_v2_job.cpu["{job}"]')
+        assert not blocks(body, "template", "template", "volumes"), job
+        assert not blocks(body, "template", "template", "containers", "volume_mounts"), job
+
+
+def test_cpu_jobs_are_named_as_the_services_launch_them(tf: Config) -> None:
+    from runtune.adapters.launch_contract import cloud_run_job_name
+    from runtune.ports.launcher import Workload
+
+    renderer = Renderer(tf, {"project_id": "runtune-test", "image_tag": "0" * 40}, "1")
+    jobs = {address: body for address, body in tf.instances("google_cloud_run_v2_job") if ".cpu[" in address}
+    assert set(jobs) == {f'google_cloud_run_v2_job.cpu["{job}"]' for job in ("ingest", "evaluate", "convert")}
+    for address, body in jobs.items():
+        workload = Workload(address.split('"')[1])
+        assert renderer.render(body["name"]) == cloud_run_job_name(workload)
+        (template,) = blocks(body, "template", "template")
+        # A retry would redo a deterministic failure and hide why the first attempt died.
+        assert template["max_retries"] == 0, address
+        assert template["timeout"] == f"${{var.{workload.value}_task_timeout_s}}s", address
+        (container,) = template["containers"]
+        limits = container["resources"][0]["limits"]
+        assert limits == {"cpu": f"${{var.{workload.value}_cpu}}", "memory": f"${{var.{workload.value}_memory}}"}
 
 
 def test_deterministic_urls_are_computed_from_the_project_number(tf: Config) -> None:
@@ -110,7 +138,7 @@ def test_outputs_give_the_ui_what_it_needs(tf: Config) -> None:
     web = tf.locals["firebase_web_config"]
     assert {"apiKey", "authDomain", "projectId", "appId"} <= set(web)
     # The same values reach the UI at runtime, through the gateway's /config.json.
-    gateway_env = tf.locals["env"]["gateway"]
+    gateway_env = tf.local_value("env")["gateway"]
     assert gateway_env["RUNTUNE_FIREBASE_WEB_CONFIG"] == "${jsonencode(local.firebase_web_config)}"
 
 
@@ -132,5 +160,66 @@ def test_signup_is_not_open_by_default(tf: Config) -> None:
     for variable, value in (("signup_invited_emails", "invite"), ("signup_allowed_domains", "domains")):
         (validation,) = tf.variables[variable]["validation"]
         assert validation["condition"] == f'${{var.signup_policy != "{value}" || length(var.{variable}) > 0}}'
-    gateway_env = tf.locals["env"]["gateway"]
+    gateway_env = tf.local_value("env")["gateway"]
     assert gateway_env["RUNTUNE_SIGNUP_POLICY"] == "${var.signup_policy}"
+
+
+DEPLOYED_ADDRESSES = Path(__file__).with_name("deployed_addresses.txt")
+
+
+def deployed_addresses() -> set[str]:
+    lines = DEPLOYED_ADDRESSES.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_every_move_lands_on_a_resource_and_leaves_its_old_address_empty(tf: Config) -> None:
+    addresses = tf.addresses()
+    moves = tf.moves()
+    assert moves, "infra/moved.tf keeps the old addresses of the folded resources"
+    sources = [source for source, _ in moves]
+    assert len(set(sources)) == len(sources), "one move per old address"
+    for source, target in moves:
+        # No chains: each move names the address the resource has now.
+        assert target in addresses, f"moved to {target}, which is no resource instance"
+        assert source not in addresses, f"moved from {source}, which is still a resource instance"
+
+
+def test_no_address_once_deployed_is_left_without_a_resource_or_a_move(tf: Config) -> None:
+    # A resource whose address changes without a `moved` block is destroyed and created again on the
+    # next apply (a custom role's id then cannot be reused for weeks; an index is rebuilt). The list
+    # holds every address (default variables) a deployment had; removing a resource on purpose means
+    # removing its line too.
+    moved = dict(tf.moves())
+    orphans = sorted(address for address in deployed_addresses() if moved.get(address, address) not in tf.addresses())
+    assert orphans == []
+
+
+def test_the_address_check_catches_a_rename_without_a_move(tf: Config) -> None:
+    indexes = {
+        ("composite" if name == "jobs" else name): body for name, body in tf.of_type("google_firestore_index").items()
+    }
+    renamed = replace(tf, resources=tf.resources | {"google_firestore_index": indexes})
+    moved = dict(renamed.moves())
+    orphans = {address for address in deployed_addresses() if moved.get(address, address) not in renamed.addresses()}
+    assert orphans == {"google_firestore_index.jobs_status_created", "google_firestore_index.jobs_owner_status_created"}
+
+
+def test_custom_roles_come_from_the_file_the_permissions_table_reads(tf: Config) -> None:
+    from runtune.doctor.identity import custom_role_name
+    from runtune.permissions import CUSTOM_ROLES_FILE, custom_roles_data
+
+    assert tf.local_files["custom_roles"] == (REPO_ROOT / "runtune" / CUSTOM_ROLES_FILE).resolve()
+    assert tf.locals["custom_roles"] == custom_roles_data()
+    roles = dict(tf.instances("google_project_iam_custom_role"))
+    assert set(roles) == {f'google_project_iam_custom_role.runtune["{key}"]' for key in custom_roles_data()}
+    for key, role in custom_roles_data().items():
+        body = roles[f'google_project_iam_custom_role.runtune["{key}"]']
+        assert (body["role_id"], body["title"], body["description"]) == (
+            role["role_id"],
+            role["title"],
+            role["description"],
+        )
+        assert body["permissions"] == role["permissions"] == sorted(role["permissions"])
+        assert len(role["why"].split()) >= 8, f"{key}: say why no predefined role fits"
+        # What `runtune doctor` looks the role up by.
+        assert custom_role_name(key, "p") == f"projects/p/roles/{role['role_id']}"

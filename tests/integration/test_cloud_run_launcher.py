@@ -7,7 +7,6 @@ request, and the tests assert the request shape Cloud Run would receive.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from runtune.adapters.cloud_run_launcher import CloudRunJobLauncher
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import ExecutionState, LaunchRequest, Workload
-from tests.support import Recorded, google_client, google_error, serve_fake
+from tests.support import Recorded, google_client, google_error, pets_dataset, served_fake
 
 PROJECT, REGION, JOB = "demo-proj", "us-central1", "runtune-trainer-l4"
 JOBS = f"projects/{PROJECT}/locations/{REGION}/jobs"
@@ -63,20 +62,12 @@ def _operation(op_id: str, execution: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeCloudRun, str]]:
-    with serve_fake(FakeCloudRun()) as served:
-        yield served
+fake = served_fake(FakeCloudRun)
 
 
 @pytest.fixture
 def launcher(fake: tuple[FakeCloudRun, str]) -> CloudRunJobLauncher:
-    _, endpoint = fake
-    return CloudRunJobLauncher(
-        PROJECT,
-        REGION,
-        **google_client(endpoint),
-    )
+    return CloudRunJobLauncher(PROJECT, REGION, **google_client(fake[1]))
 
 
 def test_launch_sends_overrides_and_returns_execution_name(fake, launcher) -> None:
@@ -343,21 +334,18 @@ def _job_service(emulators, launcher: CloudRunJobLauncher, offered: list[str] | 
 
 
 def _ready_dataset(store, uid: str) -> str:
-    from runtune.schemas import Dataset, DatasetStatus, TaskKind
-    from runtune.schemas.common import new_id
-
-    dataset = Dataset(
-        id=new_id("file"),
-        owner=uid,
-        name="pets",
-        status=DatasetStatus.ready,
-        task_kind=TaskKind.classification,
-        modality="vision",
-        splits={"train": 40, "validation": 10},
-        labels=["cat", "dog"],
-    )
+    dataset = pets_dataset(uid)
     store.set(f"datasets/{dataset.id}", dataset.to_document())
     return dataset.id
+
+
+def _large_job(store, uid: str, **fields: Any):
+    """A job of LARGE on a new ready dataset of `uid`'s (`fields`: the job's others)."""
+    from runtune.schemas.jobs import Job
+
+    return Job(
+        id=f"ftjob-{uuid.uuid4().hex[:12]}", owner=uid, model=LARGE, training_file=_ready_dataset(store, uid), **fields
+    )
 
 
 def _runs(server: FakeCloudRun) -> list[str]:
@@ -391,7 +379,7 @@ def test_the_job_service_runs_the_trainer_job_of_the_gpu_the_estimate_chose(
 
 @pytest.mark.emulators
 def test_jobs_stored_without_a_gpu_are_estimated_again_at_launch(emulators, fake, launcher) -> None:
-    from runtune.schemas.jobs import Job, JobStatus
+    from runtune.schemas.jobs import JobStatus
 
     server, _ = fake
     store, service = _job_service(emulators, launcher)
@@ -399,13 +387,7 @@ def test_jobs_stored_without_a_gpu_are_estimated_again_at_launch(emulators, fake
     for owner_service, expected in ((service, ["runtune-trainer-rtx-pro-6000:run"]), (l4_only, [])):
         uid = f"user-{uuid.uuid4().hex[:8]}"
         # As a job document written before the GPU was recorded: no `gpu` field at all.
-        job = Job(
-            id=f"ftjob-{uuid.uuid4().hex[:12]}",
-            owner=uid,
-            model=LARGE,
-            training_file=_ready_dataset(store, uid),
-            hyperparameters={"batch_size": 4},  # does not fit an L4 (see above)
-        )
+        job = _large_job(store, uid, hyperparameters={"batch_size": 4})  # does not fit an L4 (see above)
         document = job.model_copy(update={"status": JobStatus.queued}).to_document()
         document.pop("gpu")
         store.set(f"jobs/{job.id}", document)
@@ -425,19 +407,12 @@ def test_jobs_stored_without_a_gpu_are_estimated_again_at_launch(emulators, fake
 
 @pytest.mark.emulators
 def test_a_job_queued_for_a_gpu_no_longer_offered_fails_without_a_launch(emulators, fake, launcher) -> None:
-    from runtune.schemas.jobs import Job, JobStatus
+    from runtune.schemas.jobs import JobStatus
 
     server, _ = fake
     store, service = _job_service(emulators, launcher, offered=[L4])
     uid = f"user-{uuid.uuid4().hex[:8]}"
-    job = Job(
-        id=f"ftjob-{uuid.uuid4().hex[:12]}",
-        owner=uid,
-        model=LARGE,
-        training_file=_ready_dataset(store, uid),
-        status=JobStatus.queued,
-        gpu=RTX,
-    )
+    job = _large_job(store, uid, status=JobStatus.queued, gpu=RTX)
     store.set(f"jobs/{job.id}", job.to_document())
 
     service.dispatch(uid)

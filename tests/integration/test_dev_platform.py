@@ -144,24 +144,19 @@ def test_a_bare_machine_gets_every_missing_tool_named(tmp_path: Path) -> None:
     assert "Node.js" in message
 
 
+def _never_healthy(tmp_path: Path, name: str, script: str) -> ManagedProcess:
+    """A process `name` running the shell `script`, health-checked on the discard port (nothing answers)."""
+    return ManagedProcess(name, ["sh", "-c", script], tmp_path / f"{name}.log", health_url="http://127.0.0.1:9/")
+
+
 def test_a_process_that_dies_at_start_shows_its_log(tmp_path: Path) -> None:
-    process = ManagedProcess(
-        "broken",
-        ["sh", "-c", "echo 'cannot bind: address in use' >&2; exit 3"],
-        tmp_path / "broken.log",
-        health_url="http://127.0.0.1:9/",  # the discard port: nothing answers there
-    )
+    process = _never_healthy(tmp_path, "broken", "echo 'cannot bind: address in use' >&2; exit 3")
     with pytest.raises(ProcessFailed, match=r"(?s)broken exited during start.*cannot bind: address in use"):
         process.start().wait_healthy(timeout_s=10)
 
 
 def test_a_process_that_never_answers_is_stopped_with_its_group(tmp_path: Path) -> None:
-    process = ManagedProcess(
-        "silent",
-        ["sh", "-c", "sleep 60 & echo waiting; wait"],
-        tmp_path / "silent.log",
-        health_url="http://127.0.0.1:9/",  # the discard port: nothing answers there
-    )
+    process = _never_healthy(tmp_path, "silent", "sleep 60 & echo waiting; wait")
     with pytest.raises(ProcessFailed, match=r"(?s)silent not healthy after 1s.*waiting"):
         process.start().wait_healthy(timeout_s=1)
     assert process.pid is not None

@@ -18,7 +18,7 @@ from runtune.inference.resolver import ModelResolver, Target, TunedAdapter
 from runtune.inference.staging import AdapterStager
 from runtune.models.registry import get
 from runtune.ports.engine import EngineModelNotFound
-from runtune.schemas.common import new_id
+from runtune.schemas.common import Deleted, new_id
 from runtune.schemas.jobs import Job, JobStatus, job_path
 from services.inference.service import InferenceService
 from tests.support import JsonHandler, serve_in_thread
@@ -485,7 +485,7 @@ def test_deleting_a_tuned_model_frees_its_slot_and_its_files(vllm: FakeVllm, emu
     job.fine_tuned_model, job.runtune = model, {"export": {"adapter": f"{folder}adapter/"}}
     store.set(job_path(job_id), job.to_document())
 
-    async def run() -> dict[str, object]:
+    async def run() -> Deleted:
         engine = OpenAIEngine(vllm.url)
         stager = AdapterStager(AdapterPool(engine, capacity=2), blobs, root=str(tmp_path), download=True)
         service = InferenceService(store, blobs, engine, stager)
@@ -501,7 +501,7 @@ def test_deleting_a_tuned_model_frees_its_slot_and_its_files(vllm: FakeVllm, emu
         finally:
             await engine.aclose()
 
-    assert asyncio.run(run()) == {"id": model, "object": "model", "deleted": True}
+    assert asyncio.run(run()).model_dump(mode="json") == {"id": model, "object": "model", "deleted": True}
     assert job_id not in vllm.adapters and not (tmp_path / job_id).exists()
     assert blobs.list(folder) == [] and blobs.list(f"users/{uid}/exports/export-1/") == []
     assert [b.path for b in blobs.list(f"users/{uid}/jobs/{job_id}/")] == [f"users/{uid}/jobs/{job_id}/config.json"]

@@ -372,6 +372,7 @@ def test_one_scoring_request_gives_what_vllms_per_label_requests_give(engine: An
         ({"model": BASE, "continuations": []}, 400, "continuations"),
         ({"model": BASE, "continuations": ["a", ""]}, 400, "continuations"),
         ({"model": BASE, "continuations": "a"}, 400, "continuations"),
+        ({"model": BASE, "continuations": ["a"], "best_only": "yes"}, 400, "best_only"),
     ],
 )
 def test_bad_scoring_requests_are_refused_with_the_field(
@@ -387,8 +388,9 @@ def test_bad_scoring_requests_are_refused_with_the_field(
 def test_every_scoring_method_ranks_and_scores_as_the_engines_own_scoring(engine: Any, top_logprobs: int) -> None:
     """Through the service's client: the prefix search (first-token top log-probabilities, then label
     prefixes continued, as sent to vLLM) and per-label `prompt_logprobs` give the scores and the
-    winner of the engine's one-request scoring; with 2 alternatives per position most labels fall
-    outside the list and are scored per label, exactly still. Labels sharing first tokens included."""
+    winner of the engine's one-request scoring, and its best-first search (`best_only`) the winner;
+    with 2 alternatives per position most labels fall outside the list and are scored per label,
+    exactly still. Labels sharing first tokens included."""
     from runtune.adapters.openai_engine import OpenAIEngine
     from runtune.demo.shapes import CLASSES
     from runtune.ports.engine import ScoringMethod
@@ -399,7 +401,11 @@ def test_every_scoring_method_ranks_and_scores_as_the_engines_own_scoring(engine
     )
 
     async def run() -> list[dict[ScoringMethod, tuple[list[float], int]]]:
-        assert await client.scoring_methods() == [ScoringMethod.batched, ScoringMethod.prefix_search]
+        assert await client.scoring_methods() == [
+            ScoringMethod.batched,
+            ScoringMethod.best_first,
+            ScoringMethod.prefix_search,
+        ]
         out = []
         for colour in COLOURS:
             messages = _chat(BASE, colour)["messages"]

@@ -34,7 +34,7 @@ def test_concurrent_writers_get_unique_gap_free_numbers(emulators) -> None:
     assert [event.seq for event in events] == list(range(40))
     assert sum(event.type == "metrics" for event in events) == 15
     # Each writer's own events keep their order.
-    steps = [event.data["step"] for event in events if event.type == "metrics"]
+    steps = [event.data.step for event in events if event.type == "metrics"]
     assert steps == sorted(steps)
     assert events[0].id.endswith("-00000000")
 
@@ -62,9 +62,9 @@ def test_metrics_are_read_a_page_at_a_time_in_step_order_with_no_composite_index
         page = log.metrics(job_id, after_step=after, limit=10)
         if not page:
             break
-        pages.append([event.data["step"] for event in page])
-        after = page[-1].data["step"]
+        pages.append([event.data.step for event in page])
+        after = page[-1].data.step
     assert pages == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26))]
-    assert [e.data["step"] for e in log.metrics(job_id, after_step=4, to_step=7, limit=100)] == [5, 6, 7]
+    assert [e.data.step for e in log.metrics(job_id, after_step=4, to_step=7, limit=100)] == [5, 6, 7]
     shapes = [shape for shape in store.query_shapes if shape.collection == "events"]
     assert shapes and [uncovered(shape) for shape in shapes] == [None] * len(shapes)

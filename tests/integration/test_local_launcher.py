@@ -222,20 +222,18 @@ def test_cancel_of_a_pending_execution_never_starts_it(make) -> None:
     assert h.order() == ["ftjob-a"]
 
 
-def test_non_zero_exit_fails_with_the_exit_code(make) -> None:
+@pytest.mark.parametrize(
+    ("script", "reason", "exit_code"),
+    [("exit3", "exit code 3", 3), ("sigkill", "killed by signal SIGKILL", 137)],
+    ids=["non-zero-exit", "death-by-signal"],
+)
+def test_a_failed_execution_says_how_it_ended(make, script: str, reason: str, exit_code: int) -> None:
+    """A non-zero exit fails with the exit code; a death by signal names the signal."""
     h = make()
-    name = h.launch("ftjob-1", "exit3")
+    name = h.launch("ftjob-1", script)
     h.wait_state(name, ExecutionState.failed)
     status = h.launcher.status(name)
-    assert (status.reason, status.exit_code) == ("exit code 3", 3)
-
-
-def test_death_by_signal_names_the_signal(make) -> None:
-    h = make()
-    name = h.launch("ftjob-1", "sigkill")
-    h.wait_state(name, ExecutionState.failed)
-    status = h.launcher.status(name)
-    assert (status.reason, status.exit_code) == ("killed by signal SIGKILL", 137)
+    assert (status.reason, status.exit_code) == (reason, exit_code)
 
 
 def test_timeout_kills_and_fails(make) -> None:

@@ -9,7 +9,6 @@ Spot), the service account; and how the job's states and errors come back throug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from runtune.adapters.vertex_launcher import VertexJobLauncher, trainer_command
 from runtune.compute import VERTEX_MACHINES
 from runtune.errors import UpstreamUnavailable
 from runtune.ports.launcher import DEADLINE_ENV, ExecutionState, LaunchRequest, Workload
-from tests.support import Recorded, fake_json_api, google_client, google_error, serve_fake
+from tests.support import Recorded, fake_json_api, google_client, google_error, served_fake
 
 PROJECT, NUMBER, REGION = "acme-proj", "123456789", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
@@ -68,22 +67,13 @@ class FakeVertex:
         return 404, google_error(404, f"{resource} not found")
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeVertex, str]]:
-    with serve_fake(FakeVertex()) as served:
-        yield served
+fake = served_fake(FakeVertex)
 
 
 @pytest.fixture
 def launcher(fake: tuple[FakeVertex, str]) -> VertexJobLauncher:
-    _, endpoint = fake
     return VertexJobLauncher(
-        PROJECT,
-        REGION,
-        image=IMAGE,
-        service_account=TRAINER_SA,
-        base_env=BASE_ENV,
-        **google_client(endpoint),
+        PROJECT, REGION, image=IMAGE, service_account=TRAINER_SA, base_env=BASE_ENV, **google_client(fake[1])
     )
 
 
@@ -397,8 +387,8 @@ def test_the_job_service_launches_a_run_too_big_for_cloud_run_on_vertex(emulator
     assert spec["scheduling"]["timeout"] == "172800s" and spec["scheduling"]["strategy"] == SPOT
     stored = service.jobs.get(created.id)
     assert stored is not None and stored.execution_name == f"projects/{NUMBER}/locations/{REGION}/customJobs/1001"
-    assert (stored.machine, stored.gpu, stored.estimate["compute"]) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
-    assert stored.estimated_gpu_seconds == stored.estimate["seconds"] * 8
+    assert (stored.machine, stored.gpu, stored.estimate.compute) == ("a3-ultragpu-8g", "nvidia-h200-141gb", "vertex")
+    assert stored.estimated_gpu_seconds == stored.estimate.seconds * 8
 
     # Queued for its machine far past the start timeout: waited for, not taken for a lost trainer.
     import time

@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import run
-from runtune.datasets.limits import DatasetLimits
-from runtune.datasets.pipeline import IngestOptions, Ingestor
 from runtune.estimate import GPU_NAMES
 from runtune.jobs import hyperparameters, plan
-from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
+from runtune.schemas import Dataset, Job, JobStatus, TaskKind
 from runtune.schemas.jobs import Hyperparameters, RuntuneOptions, job_path
 from tests.datasets.builders import colour_chat_jsonl
-from tests.trainer.conftest import trainer_environment
+from tests.trainer.conftest import ingested, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-auto-hyperparameters"
@@ -30,23 +28,7 @@ def _ingest(store: Any, blobs: Any, tmp_path: Path) -> Dataset:
     """The set through the real ingestion (task kind not given: detected), stored as the service does."""
     source = tmp_path / "colours.jsonl"
     source.write_bytes(colour_chat_jsonl())
-    dataset_id = f"file-{uuid.uuid4().hex[:12]}"
-    ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / "work")
-    result = ingestor.ingest_file(source, "colours.jsonl", IngestOptions())
-    dataset = Dataset(
-        id=dataset_id,
-        owner=UID,
-        name="colours",
-        status=DatasetStatus.ready,
-        task_kind=result.task_kind,
-        modality=result.modality,  # type: ignore[arg-type]
-        splits=result.splits,
-        labels=result.labels,
-        label_counts=result.label_counts,
-        stats=result.stats,
-    )
-    store.set(f"datasets/{dataset_id}", dataset.to_document())
-    return dataset
+    return ingested(store, blobs, UID, source, name="colours")
 
 
 # 120 steps at batch 1: about two minutes of CPU, bounded by the steps, not a hang to catch early.

@@ -62,7 +62,7 @@ def test_the_gpu_check_runs_end_to_end_in_its_cpu_smoke_mode(local_dir: Path, tm
         "tiny-gemma-3-vision, 37 set (37 labels)",
     ]
     for entry in evaluation:
-        assert {"label scoring (batched)", "label scoring (prefix_search)", "per-sample generation",
-                "batched generation", "label scoring"} <= set(entry)  # fmt: skip
-        assert entry["label scoring"]["method"] in ("batched", "prefix_search")
+        assert {"label scoring (batched)", "label scoring (best_first)", "label scoring (prefix_search)",
+                "per-sample generation", "batched generation", "label scoring"} <= set(entry)  # fmt: skip
+        assert entry["label scoring"]["method"] in ("batched", "best_first", "prefix_search")
         assert entry["ratio"] > 0 and entry["vs_batched"] > 0

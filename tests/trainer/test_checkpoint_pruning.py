@@ -11,6 +11,7 @@ import torch
 from runtune.blob_layout import job_prefix
 from runtune.schemas.jobs import job_path
 from runtune.training import checkpoints
+from tests.trainer.conftest import save_checkpoint
 
 pytestmark = pytest.mark.emulators
 UID = "user-pruning-tests"
@@ -22,19 +23,7 @@ def test_only_the_newest_checkpoints_remain_blobs_and_documents(store: Any, blob
     optimizer = torch.optim.AdamW(layer.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     for step in (1, 2, 3, 4, 5):
-        checkpoints.save(
-            blobs,
-            store,
-            uid=UID,
-            job_id=job_id,
-            model_id="tiny-gemma-3-text",
-            position=checkpoints.Position(step, 0, step),
-            weights={"w": layer.weight.detach().clone()},
-            optimizer=optimizer,
-            scheduler=scheduler,
-            history=[],
-            metrics={"step": float(step)},
-        )
+        save_checkpoint(store, blobs, UID, job_id, step, (layer, optimizer, scheduler))
         checkpoints.prune(blobs, store, job_id)
 
     documents = sorted(doc["step_number"] for _, doc in store.query(f"{job_path(job_id)}/checkpoints"))

@@ -16,6 +16,7 @@ import torch
 
 from runtune.training import checkpoints, safe_state
 from runtune.training.checkpoints import CheckpointError
+from tests.trainer.conftest import save_checkpoint
 
 pytestmark = pytest.mark.emulators
 UID = "user-checkpoint-safety"
@@ -46,19 +47,8 @@ def _trained(shape: tuple[int, int] = (3, 4), seed: int = 0) -> tuple[torch.nn.M
 
 def _save(store: Any, blobs: Any, layer: torch.nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     job_id = f"ftjob-{uuid.uuid4().hex[:12]}"
-    checkpoints.save(
-        blobs,
-        store,
-        uid=UID,
-        job_id=job_id,
-        model_id="tiny-gemma-3-text",
-        position=checkpoints.Position(2, 0, 2),
-        weights={name: p.detach().clone() for name, p in layer.named_parameters()},
-        optimizer=optimizer,
-        scheduler=scheduler,
-        history=[{"step": 1, "loss": 1.5}, {"step": 2, "loss": 1.2}],
-        metrics={"step": 2.0},
-    )
+    history = [{"step": 1, "loss": 1.5}, {"step": 2, "loss": 1.2}]
+    save_checkpoint(store, blobs, UID, job_id, 2, (layer, optimizer, scheduler), history)
     document = checkpoints.latest(store, job_id)
     assert document is not None
     return document

@@ -23,13 +23,11 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import resumed_text, run
-from runtune.demo.shapes import CLASSES, write_demo_dataset
-from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 from runtune.training import checkpoints
 from runtune.training.distributed import SINGLE, World
 from tests.support import wait_for
-from tests.trainer.conftest import new_dataset, new_job, trainer_environment
+from tests.trainer.conftest import demo_dataset, new_job, trainer_environment
 
 UID = "user-trainer-ddp"
 
@@ -102,8 +100,7 @@ def test_the_resume_message_says_what_an_interruption_cost() -> None:
 def test_two_ranks_train_the_one_process_curve_and_a_killed_rank_resumes(
     store: Any, blobs: Any, local_dir: Path
 ) -> None:
-    dataset_id = new_dataset(store, UID, modality="vision", task=TaskKind.classification, labels=list(CLASSES))
-    write_demo_dataset(blobs, UID, dataset_id, counts={"train": 24, "validation": 6, "test": 4})
+    dataset_id = demo_dataset(store, blobs, UID, "vision", {"train": 24, "validation": 6, "test": 4})
     # Global batch 4 = 2 ranks x 2 examples (the micro-batch is split: accumulation 1); 12 steps.
     # LoRA dropout off: with it the ranks draw other masks than one process would (same statistics).
     options = {
@@ -184,8 +181,7 @@ def test_two_ranks_train_the_one_process_curve_and_a_killed_rank_resumes(
 def test_a_sigterm_to_one_rank_stops_both_at_one_step_as_rank_0_records_it(
     store: Any, blobs: Any, local_dir: Path
 ) -> None:
-    dataset_id = new_dataset(store, UID, modality="text", task=TaskKind.classification, labels=list(CLASSES))
-    write_demo_dataset(blobs, UID, dataset_id, counts={"train": 64, "test": 4})
+    dataset_id = demo_dataset(store, blobs, UID, "text", {"train": 64, "test": 4})
     job_id = new_job(store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, export={"merged": False})
     launcher = _torchrun(job_id, attempt=0)
     try:

@@ -17,19 +17,18 @@ import pytest
 from jobs.trainer.recipe import run
 from runtune.blob_layout import export_folder
 from runtune.datasets.canonical import Example
-from runtune.datasets.limits import DatasetLimits
-from runtune.datasets.pipeline import IngestOptions, Ingestor
+from runtune.datasets.pipeline import IngestOptions
 from runtune.estimate import GPU_NAMES
 from runtune.jobs import plan
 from runtune.models.loading import load_processor, resolve_weights
 from runtune.models.registry import get
-from runtune.schemas import Dataset, DatasetStatus, Job, JobStatus, TaskKind
+from runtune.schemas import Dataset, Job, JobStatus, TaskKind
 from runtune.schemas.datasets import SplitOptions
 from runtune.schemas.jobs import CreateJobRequest, job_path
 from runtune.training import data
 from runtune.training.chat import IGNORE_INDEX, ChatFormat
 from tests.datasets.builders import chat_line, colour_preference_jsonl, jpeg, preference_line
-from tests.trainer.conftest import trainer_environment
+from tests.trainer.conftest import ingested, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-dpo"
@@ -39,26 +38,30 @@ MODEL = "tiny-gemma-3-vision"
 def _ingest(store: Any, blobs: Any, tmp_path: Path, per_colour: int = 16) -> Dataset:
     source = tmp_path / "colours.jsonl"
     source.write_bytes(colour_preference_jsonl(per_colour=per_colour))
-    dataset_id = f"file-{uuid.uuid4().hex[:12]}"
-    ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / "work")
     split = SplitOptions(validation=0.0, test=0.25, seed=3)
-    result = ingestor.ingest_file(source, "colours.jsonl", IngestOptions(split=split))
-    dataset = Dataset(
-        id=dataset_id,
-        owner=UID,
-        name="colour pairs",
-        status=DatasetStatus.ready,
-        task_kind=result.task_kind,
-        modality=result.modality,  # type: ignore[arg-type]
-        splits=result.splits,
-        stats=result.stats,
-    )
-    store.set(f"datasets/{dataset_id}", dataset.to_document())
-    return dataset
+    return ingested(store, blobs, UID, source, name="colour pairs", options=IngestOptions(split=split))
 
 
-def _dpo_job(dataset: Dataset, *, batch_size: int = 4, **runtune: Any) -> Job:
+def _planned(store: Any, request: CreateJobRequest, dataset: Dataset, parent: plan.Parent | None = None) -> Job:
     """The job as `POST /v1/fine_tuning/jobs` stores and plans it (services/training/jobs_service.py)."""
+    asked = Job(
+        id=f"ftjob-{uuid.uuid4().hex[:12]}",
+        owner=UID,
+        model=request.model,
+        training_file=dataset.id,
+        status=JobStatus.queued,
+        hyperparameters=request.resolved_hyperparameters(),
+        method=request.method.shown(),
+        options=request.method.runtune,
+        lineage=plan.lineage_of(request.model, parent),
+    )
+    job = plan.with_plan(asked, plan.plan_job(asked, dataset, offered=GPU_NAMES, parent=parent))
+    store.set(job_path(job.id), job.to_document())
+    return job
+
+
+def _dpo_job(store: Any, dataset: Dataset, *, batch_size: int = 4, **runtune: Any) -> Job:
+    """A `dpo` job of MODEL on `dataset`, planned and stored (`runtune`: options beyond these)."""
     hyperparameters = {"beta": "auto", "n_epochs": 2, "batch_size": batch_size, "learning_rate_multiplier": 5}
     options = {"method": "lora", "checkpoint_every_steps": 1000, "export": {"merged": False}} | runtune
     request = CreateJobRequest(
@@ -66,17 +69,7 @@ def _dpo_job(dataset: Dataset, *, batch_size: int = 4, **runtune: Any) -> Job:
         training_file=dataset.id,
         method={"type": "dpo", "dpo": {"hyperparameters": hyperparameters, "runtune": options}},
     )
-    asked = Job(
-        id=f"ftjob-{uuid.uuid4().hex[:12]}",
-        owner=UID,
-        model=request.model,
-        training_file=request.training_file,
-        status=JobStatus.queued,
-        hyperparameters=request.resolved_hyperparameters(),
-        method=request.method.shown(),
-        options=request.method.runtune,
-    )
-    return plan.with_plan(asked, plan.plan_job(asked, dataset, offered=GPU_NAMES))
+    return _planned(store, request, dataset)
 
 
 # 18 steps of 4 pairs (8 chats and a reference pass each) on the tiny model: well under a minute.
@@ -87,9 +80,8 @@ def test_dpo_raises_held_out_reward_accuracy_from_chance_to_090(
     dataset = _ingest(store, blobs, tmp_path)
     assert dataset.task_kind is TaskKind.preference and dataset.modality == "vision"
     assert dataset.splits == {"train": 36, "test": 12} and dataset.stats and dataset.stats["pairs"] == 48
-    job = _dpo_job(dataset, evaluation={"baseline": True})
+    job = _dpo_job(store, dataset, evaluation={"baseline": True})
     assert job.plan is not None and (job.plan.objective, job.plan.beta) == ("dpo", 0.1)
-    store.set(job_path(job.id), job.to_document())
 
     assert run(job.id, trainer_environment(store, blobs)) == 0
     done = store.get(job_path(job.id))
@@ -128,9 +120,10 @@ def test_a_paused_dpo_job_resumes_on_the_uninterrupted_loss_curve(
     monkeypatch.setenv("RUNTUNE_STOP_POLL_S", "0.05")  # the pause lands within a step of being asked
     dataset = _ingest(store, blobs, tmp_path, per_colour=8)
     options = {"evaluation": {"max_samples": 2}}
-    reference, job = _dpo_job(dataset, batch_size=3, **options), _dpo_job(dataset, batch_size=3, **options)
-    for planned in (reference, job):
-        store.set(job_path(planned.id), planned.to_document())
+    reference, job = (
+        _dpo_job(store, dataset, batch_size=3, **options),
+        _dpo_job(store, dataset, batch_size=3, **options),
+    )
     assert run(reference.id, trainer_environment(store, blobs)) == 0
     total = store.get(job_path(reference.id))["total_steps"]
 
@@ -188,38 +181,8 @@ def test_a_pair_encodes_both_chats_masked_on_their_answers_and_shares_the_images
 def _text_set(store: Any, blobs: Any, tmp_path: Path, name: str, lines: list[str]) -> Dataset:
     source = tmp_path / name
     source.write_text("\n".join(lines) + "\n")
-    dataset_id = f"file-{uuid.uuid4().hex[:12]}"
-    ingestor = Ingestor(blobs, UID, dataset_id, limits=DatasetLimits(), workdir=tmp_path / f"work-{name}")
-    result = ingestor.ingest_file(source, name, IngestOptions(split=SplitOptions(validation=0.0, test=0.0)))
-    dataset = Dataset(
-        id=dataset_id,
-        owner=UID,
-        name=name,
-        status=DatasetStatus.ready,
-        task_kind=result.task_kind,
-        modality=result.modality,  # type: ignore[arg-type]
-        splits=result.splits,
-        stats=result.stats,
-    )
-    store.set(f"datasets/{dataset_id}", dataset.to_document())
-    return dataset
-
-
-def _planned(store: Any, request: CreateJobRequest, dataset: Dataset, parent: plan.Parent | None = None) -> Job:
-    asked = Job(
-        id=f"ftjob-{uuid.uuid4().hex[:12]}",
-        owner=UID,
-        model=request.model,
-        training_file=dataset.id,
-        status=JobStatus.queued,
-        hyperparameters=request.resolved_hyperparameters(),
-        method=request.method.shown(),
-        options=request.method.runtune,
-        lineage=plan.lineage_of(request.model, parent),
-    )
-    job = plan.with_plan(asked, plan.plan_job(asked, dataset, offered=GPU_NAMES, parent=parent))
-    store.set(job_path(job.id), job.to_document())
-    return job
+    options = IngestOptions(split=SplitOptions(validation=0.0, test=0.0))
+    return ingested(store, blobs, UID, source, name=name, options=options)
 
 
 @pytest.mark.timeout(900)

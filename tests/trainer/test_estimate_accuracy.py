@@ -28,12 +28,11 @@ import torch
 from jobs.trainer.recipe import run
 from runtune import throughput
 from runtune.datasets.canonical import read_split
-from runtune.demo.shapes import CLASSES, write_demo_dataset
 from runtune.estimate import CPU_NAME, GPU_NAMES, Estimate, RunTiming
 from runtune.jobs import plan
-from runtune.schemas import Dataset, TaskKind
+from runtune.schemas import Dataset
 from runtune.schemas.jobs import Job, job_path
-from tests.trainer.conftest import new_dataset, new_job, trainer_environment
+from tests.trainer.conftest import demo_dataset, new_job, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-estimate-accuracy"
@@ -64,8 +63,7 @@ def _stats(blobs: Any, dataset_id: str) -> dict[str, Any]:
 
 
 def _timed_run(store: Any, blobs: Any, examples: int) -> tuple[str, float]:
-    dataset_id = new_dataset(store, UID, modality="vision", task=TaskKind.classification, labels=list(CLASSES))
-    write_demo_dataset(blobs, UID, dataset_id, counts={"train": examples, "test": HELD_OUT})
+    dataset_id = demo_dataset(store, blobs, UID, "vision", {"train": examples, "test": HELD_OUT})
     store.update(
         f"datasets/{dataset_id}", {"splits": {"train": examples, "test": HELD_OUT}, "stats": _stats(blobs, dataset_id)}
     )

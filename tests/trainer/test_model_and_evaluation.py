@@ -160,3 +160,39 @@ def test_lora_on_the_vision_tower_when_asked(local_dir: Path) -> None:
     model = setup.prepare(setup.load_base(spec, resolve_weights(spec, local_dir), "qlora"), config)
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
     assert any(".vision_tower." in n for n in adapted) and any(".language_model." in n for n in adapted)
+
+
+@pytest.mark.parametrize("expansions", [1, 4])
+@pytest.mark.parametrize("model_id", TINY_IDS)
+def test_best_first_search_finds_the_full_forwards_winner(
+    adapted: dict[str, tuple[ChatFormat, Any]], model_id: str, expansions: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The winner of 41 multi-token labels sharing first words (the 37 breeds and the shapes), found
+    best first, is the label the full forwards score highest: for each prompt of a left-padded batch,
+    on models whose random adapters spread their probability (so the search goes deep and wide)."""
+    from bench.trainer import PET_BREEDS
+    from runtune.training import best_first
+
+    fmt, model = adapted[model_id]
+    items = examples("test", 3)
+    system = {"role": "system", "content": [{"type": "text", "text": "Label the shapes of small pictures."}]}
+    items[1] = Example(messages=[system, *items[1].messages], images=items[1].images, label=items[1].label)
+    labels = [*PET_BREEDS, *CLASSES]
+    monkeypatch.setattr(best_first, "EXPANSIONS_PER_STEP", expansions)
+    conversations = [evaluation.prompt_and_answer(item)[0] for item in items]
+    prompts = [
+        fmt.encode_prompt(messages, decode_images(item) if fmt.spec.modality == "vision" else [])
+        for messages, item in zip(conversations, items, strict=True)
+    ]
+    candidates = [evaluation.label_continuations(fmt, fmt.prompt_text(messages), labels) for messages in conversations]
+    batch = evaluation.left_pad(prompts, fmt.tokenizer.pad_token_id)
+    steps: list[int] = []
+    step_masks = best_first._step_masks
+    monkeypatch.setattr(best_first, "_step_masks", lambda *args: steps.append(1) or step_masks(*args))
+    winners = best_first.best_continuations(model, batch, candidates, fmt.tokenizer.pad_token_id)
+    assert len(steps) > 1  # the search itself ran (not the exhaustive pass it falls back to)
+    for item, (winner, score) in zip(items, winners, strict=True):
+        reference = _full_forward_scores(model, fmt, item, labels)
+        assert score == pytest.approx(reference[winner], abs=1e-4)
+        # The same label, or one within rounding of it (two exact methods differ only on near-ties).
+        assert reference[winner] == pytest.approx(max(reference), abs=1e-4)

@@ -11,19 +11,16 @@ from typing import Any
 
 import pytest
 
-from runtune.demo.shapes import CLASSES, write_demo_dataset
-from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 from tests.support import wait_for
-from tests.trainer.conftest import new_dataset, new_job
+from tests.trainer.conftest import demo_dataset, new_job
 
 pytestmark = pytest.mark.emulators
 UID = "user-trainer-pause"
 
 
 def test_a_pause_checkpoints_the_step_and_ends_the_attempt_paused(store: Any, blobs: Any, local_dir: Any) -> None:
-    dataset_id = new_dataset(store, UID, modality="text", task=TaskKind.classification, labels=list(CLASSES))
-    write_demo_dataset(blobs, UID, dataset_id, counts={"train": 64, "test": 4})
+    dataset_id = demo_dataset(store, blobs, UID, "text", {"train": 64, "test": 4})
     # 640 steps and no periodic checkpoint: the only checkpoint is the pause's.
     job_id = new_job(
         store, UID, "tiny-gemma-3-text", dataset_id, epochs=20, batch_size=2, checkpoint_every_steps=100_000

@@ -17,20 +17,18 @@ from typing import Any
 import pytest
 
 from jobs.trainer.recipe import run
-from runtune.demo.shapes import CLASSES, write_demo_dataset
+from runtune.demo.shapes import write_demo_dataset
 from runtune.schemas import TaskKind
 from runtune.schemas.jobs import job_path
 from tests.support import wait_for
-from tests.trainer.conftest import new_dataset, new_job, trainer_environment
+from tests.trainer.conftest import demo_dataset, new_dataset, new_job, trainer_environment
 
 pytestmark = pytest.mark.emulators
 UID = "user-trainer-tests"
 
 
 def _demo(store: Any, blobs: Any, modality: str, counts: dict[str, int]) -> str:
-    dataset_id = new_dataset(store, UID, modality=modality, task=TaskKind.classification, labels=list(CLASSES))
-    write_demo_dataset(blobs, UID, dataset_id, counts=counts)
-    return dataset_id
+    return demo_dataset(store, blobs, UID, modality, counts)
 
 
 def _run(store: Any, blobs: Any, job_id: str) -> tuple[int, dict[str, Any]]:

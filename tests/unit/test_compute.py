@@ -81,7 +81,7 @@ def test_a_run_too_big_for_cloud_run_is_planned_on_vertex_instead_of_refused() -
     assert offers["a3-ultragpu-8g"]["fits"] is True and offers["a3-ultragpu-8g"]["spot_usd"] < fit.usd
     # The job shows where it trains.
     job = plan.with_plan(_big(), planned)
-    assert (job.gpu, job.machine, job.estimate["compute"]) == ("nvidia-h200-141gb", "a3-ultragpu-8g", "vertex")
+    assert (job.gpu, job.machine, job.estimate.compute) == ("nvidia-h200-141gb", "a3-ultragpu-8g", "vertex")
 
 
 def test_spot_when_allowed_is_priced_and_planned_at_the_spot_rate() -> None:

@@ -62,7 +62,7 @@ def test_a_dpo_request_as_the_openai_sdk_sends_it_plans_with_beta_and_the_option
         512,
     )
     assert "beta" not in planned.auto and "batch_size" in planned.auto
-    shown = plan.with_plan(_job(request), planned).method
+    shown = plan.with_plan(_job(request), planned).model_dump(mode="json")["method"]
     assert shown["type"] == "dpo" and "supervised" not in shown
     assert shown["dpo"]["hyperparameters"] == {
         "n_epochs": 2,

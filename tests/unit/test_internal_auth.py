@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
 import httpx
@@ -104,35 +102,23 @@ class _CountingCertServer:
         self.release = threading.Event()
         if not gated:
             self.release.set()
-        body = json.dumps({"g1": cert}).encode()
-        owner = self
+        self._serving = cert_server(
+            {"g1": cert}, cache_control="public, max-age=3600, must-revalidate", before_answer=self._arrived
+        )
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.hits += 1
-                owner.requested.set()
-                # Bounded, so that a verifier blocking the event loop fails the test rather than hangs it.
-                owner.release.wait(30)
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("cache-control", "public, max-age=3600, must-revalidate")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/certs"
+    def _arrived(self) -> None:
+        self.hits += 1
+        self.requested.set()
+        # Bounded, so that a verifier blocking the event loop fails the test rather than hangs it.
+        self.release.wait(30)
 
     def __enter__(self) -> _CountingCertServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = self._serving.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._serving.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

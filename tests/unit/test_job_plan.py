@@ -88,7 +88,14 @@ def test_the_job_stores_its_plan_shows_its_parts_and_hides_the_plan_itself() -> 
     done = plan.with_plan(job, planned)
     shown = planned.plan.hyperparameters().model_dump(mode="json")
     assert done.hyperparameters.model_dump(mode="json") == shown
-    assert done.method["supervised"]["hyperparameters"] == shown
+    # OpenAI's shape, only the type's key beside `type` (no null `dpo`), and the estimate's summary.
+    assert done.model_dump(mode="json")["method"] == {"type": "supervised", "supervised": {"hyperparameters": shown}}
+    summary = done.model_dump(mode="json")["estimate"]
+    assert summary["warnings"] == planned.warnings and summary["seconds"] == planned.estimate.seconds
+    assert set(summary) == {
+        *("seconds", "seconds_low", "seconds_high", "usd", "usd_low", "usd_high", "basis", "calibrated_runs"),
+        *("machine", "compute", "gpu_count", "spot", "warnings"),
+    }
     assert done.auto_hyperparameters == planned.auto and done.gpu == planned.plan.gpu
     assert "plan" not in done.model_dump(mode="json")  # the API shape is unchanged
     document = done.to_document()

@@ -897,6 +897,51 @@ export interface components {
             step_number: number;
         };
         /**
+         * ClassScores
+         * @description One label's scores; `support` (its examples) and `unmapped` (those answered with no label) are
+         *     counts, kept as floats beside the ratios.
+         */
+        ClassScores: {
+            /** F1 */
+            f1: number;
+            /** Precision */
+            precision: number;
+            /** Recall */
+            recall: number;
+            /** Support */
+            support: number;
+            /** Unmapped */
+            unmapped: number;
+        };
+        /**
+         * ClassificationReport
+         * @description `runtune.metrics.classification.classification_report`: accuracy, the macro and weighted
+         *     means, per-label scores and the confusion matrix.
+         */
+        ClassificationReport: {
+            /** Accuracy */
+            accuracy: number;
+            confusion_matrix: components["schemas"]["ConfusionMatrix"];
+            /** Macro F1 */
+            macro_f1: number;
+            /** Macro Precision */
+            macro_precision: number;
+            /** Macro Recall */
+            macro_recall: number;
+            /** Per Class */
+            per_class: {
+                [key: string]: components["schemas"]["ClassScores"];
+            };
+            /** Samples */
+            samples: number;
+            /** Unmapped Rate */
+            unmapped_rate: number;
+            /** Weighted F1 */
+            weighted_f1: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ColumnMapping
          * @description How a table's columns become a chat: a system prompt, the user turn, and the answer.
          */
@@ -987,6 +1032,26 @@ export interface components {
              * @description The user turn; `{column}` is replaced by that column's value, `{labels}` by the label set
              */
             user: string | null;
+        };
+        /** ConfusionMatrix */
+        ConfusionMatrix: {
+            /** Labels */
+            labels: string[];
+            /** Rows */
+            rows: components["schemas"]["ConfusionRow"][];
+        };
+        /**
+         * ConfusionRow
+         * @description A true label's row: how many of its examples were answered as each label (in the matrix's
+         *     `labels` order), and with no label.
+         */
+        ConfusionRow: {
+            /** Label */
+            label: string;
+            /** Predicted */
+            predicted: number[];
+            /** Unmapped */
+            unmapped: number;
         };
         /** CreateApiKeyRequest */
         CreateApiKeyRequest: {
@@ -1271,6 +1336,26 @@ export interface components {
             warnings: string[];
         };
         /**
+         * DatasetShard
+         * @description One Parquet shard of a ready dataset (`GET /v1/datasets/{id}/download`), with a signed URL.
+         */
+        DatasetShard: {
+            /** Bytes */
+            bytes: number;
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default dataset.shard
+             * @constant
+             */
+            object: "dataset.shard";
+            /** Split */
+            split: string;
+            /** Url */
+            url: string;
+        };
+        /**
          * DatasetStats
          * @description `GET /v1/datasets/{id}/stats`: the dataset's counts, then what its ingestion measured (its
          *     `stats`, which win where both name a key). The measured part is as the ingestion that made the
@@ -1346,6 +1431,23 @@ export interface components {
          */
         DatasetStatus: "uploading" | "processing" | "ready" | "failed";
         /**
+         * Deleted
+         * @description What a `DELETE` answers, as OpenAI's deletions do: the id, the object kind (`dataset.deleted`,
+         *     `file`, `model`, ...) and `deleted`.
+         */
+        Deleted: {
+            /**
+             * Deleted
+             * @default true
+             * @constant
+             */
+            deleted: true;
+            /** Id */
+            id: string;
+            /** Object */
+            object: string;
+        };
+        /**
          * Distribution
          * @description A value's spread over a dataset (`runtune.datasets.stats.Reservoir.summary`). The values are
          *     counts and pixels, so `int | float`: an int stays an int in the JSON (a bare `float` writes 3.0).
@@ -1370,7 +1472,7 @@ export interface components {
          * DpoHyperparameters
          * @description OpenAI's DPO hyperparameters: the supervised three and `beta`.
          */
-        DpoHyperparameters: {
+        "DpoHyperparameters-Input": {
             /**
              * Batch Size
              * @default auto
@@ -1392,10 +1494,55 @@ export interface components {
              */
             n_epochs?: number | "auto";
         };
+        /**
+         * DpoHyperparameters
+         * @description OpenAI's DPO hyperparameters: the supervised three and `beta`.
+         */
+        "DpoHyperparameters-Output": {
+            /**
+             * Batch Size
+             * @default auto
+             */
+            batch_size: number | "auto";
+            /**
+             * Beta
+             * @default auto
+             */
+            beta: number | "auto";
+            /**
+             * Learning Rate Multiplier
+             * @default auto
+             */
+            learning_rate_multiplier: number | "auto";
+            /**
+             * N Epochs
+             * @default auto
+             */
+            n_epochs: number | "auto";
+        };
+        /**
+         * DpoJobMethod
+         * @description A DPO job's `method`.
+         */
+        DpoJobMethod: {
+            dpo: components["schemas"]["DpoShown"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "dpo";
+        };
         /** DpoMethod */
         DpoMethod: {
-            hyperparameters?: components["schemas"]["DpoHyperparameters"];
+            hyperparameters?: components["schemas"]["DpoHyperparameters-Input"];
             runtune?: components["schemas"]["RuntuneOptions-Input"];
+        };
+        /**
+         * DpoShown
+         * @description `method.dpo` as a job shows it: the hyperparameters with DPO's beta.
+         */
+        DpoShown: {
+            hyperparameters: components["schemas"]["DpoHyperparameters-Output"];
         };
         /** EstimateRequest */
         EstimateRequest: {
@@ -1410,6 +1557,50 @@ export interface components {
              * @description A dataset id; or give `examples`
              */
             training_file?: string | null;
+        };
+        /**
+         * EstimateSummary
+         * @description `Job.estimate`: what the job keeps of its estimate before launch (`Planned.summary`): the
+         *     range of its time and cost, what that is based on, where it trains, and the warnings (a Hub token
+         *     missing, hours on a CPU).
+         */
+        EstimateSummary: {
+            /** Basis */
+            basis: string | null;
+            /** Calibrated Runs */
+            calibrated_runs: number;
+            /**
+             * Compute
+             * @default cloud_run
+             * @enum {string}
+             */
+            compute: "cloud_run" | "vertex";
+            /**
+             * Gpu Count
+             * @default 1
+             */
+            gpu_count: number;
+            /** Machine */
+            machine: string | null;
+            /** Seconds */
+            seconds: number | null;
+            /** Seconds High */
+            seconds_high: number | null;
+            /** Seconds Low */
+            seconds_low: number | null;
+            /**
+             * Spot
+             * @default false
+             */
+            spot: boolean;
+            /** Usd */
+            usd: number | null;
+            /** Usd High */
+            usd_high: number | null;
+            /** Usd Low */
+            usd_low: number | null;
+            /** Warnings */
+            warnings: string[];
         };
         /** Evaluation */
         Evaluation: {
@@ -1436,9 +1627,7 @@ export interface components {
             method: "label_scoring" | "generation";
             /** Metrics */
             metrics: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
+                [key: string]: components["schemas"]["ClassificationReport"] | components["schemas"]["TextReport"];
             };
             /** Models */
             models: string[];
@@ -1510,6 +1699,14 @@ export interface components {
              * @enum {string}
              */
             split: "validation" | "test";
+        };
+        /**
+         * EventSubject
+         * @description What an event is about: the resource's id (the job, dataset, ... whose status moved).
+         */
+        EventSubject: {
+            /** Id */
+            id: string;
         };
         /** Export */
         Export: {
@@ -1817,10 +2014,7 @@ export interface components {
             /** Created At */
             created_at: number;
             error: components["schemas"]["ApiError"] | null;
-            /** Estimate */
-            estimate: {
-                [key: string]: unknown;
-            } | null;
+            estimate: components["schemas"]["EstimateSummary"] | null;
             /** Estimated Finish */
             estimated_finish: number | null;
             /** Estimated Gpu Seconds */
@@ -1846,9 +2040,7 @@ export interface components {
                 [key: string]: string;
             } | null;
             /** Method */
-            method: {
-                [key: string]: unknown;
-            };
+            method: components["schemas"]["SupervisedJobMethod"] | components["schemas"]["DpoJobMethod"];
             /** Model */
             model: string;
             /** Model Deleted At */
@@ -1930,10 +2122,7 @@ export interface components {
         JobEvent: {
             /** Created At */
             created_at: number;
-            /** Data */
-            data: {
-                [key: string]: unknown;
-            } | null;
+            data: components["schemas"]["MetricsPoint"] | null;
             /** Id */
             id: string;
             /**
@@ -2276,6 +2465,52 @@ export interface components {
              */
             vision_tower: boolean;
         };
+        /**
+         * Me
+         * @description `GET /v1/me`: the signed-in user, as the gateway identified them.
+         */
+        Me: {
+            /** Email */
+            email: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default user
+             * @constant
+             */
+            object: "user";
+        };
+        /**
+         * MetricsPage
+         * @description `GET /v1/fine_tuning/jobs/{id}/metrics`: points in step order; the next page is `after_step`
+         *     = the last point's step.
+         */
+        MetricsPage: {
+            /** Data */
+            data: components["schemas"]["MetricsPoint"][];
+            /** Has More */
+            has_more: boolean;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /**
+         * MetricsPoint
+         * @description One step of the training curve: a metrics event's `data` and a point of `GET .../metrics`.
+         *     Open: the trainer reports what the step measured (`loss`, `lr`, `grad_norm`, `tokens_per_s`,
+         *     `valid_loss` on a validation step, DPO's rewards, ...), each a number, or null where it was not
+         *     finite.
+         */
+        MetricsPoint: {
+            /** Step */
+            step: number;
+        } & {
+            [key: string]: number | null;
+        };
         /** ModelList */
         ModelList: {
             /** Data */
@@ -2367,6 +2602,21 @@ export interface components {
             usd: number | null;
             /** Warning */
             warning: string | null;
+        };
+        /**
+         * Prediction
+         * @description One example of an evaluation (`GET /v1/evaluations/{id}/predictions`): the expected answer and
+         *     each model's, by the model's id (null: a label scoring answer that named no label).
+         */
+        Prediction: {
+            /** Expected */
+            expected: string;
+            /** Index */
+            index: number;
+            /** Predictions */
+            predictions: {
+                [key: string]: string | null;
+            };
         };
         /** Progress */
         Progress: {
@@ -2655,6 +2905,41 @@ export interface components {
             /** Role */
             role: string;
         };
+        /**
+         * Secret
+         * @description A stored token, by name only: a secret's value goes in and never comes out, so being listed is
+         *     all that says it is set.
+         */
+        Secret: {
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default secret
+             * @constant
+             */
+            object: "secret";
+        };
+        /**
+         * SecretDeleted
+         * @description `DELETE /v1/secrets/{name}`.
+         */
+        SecretDeleted: {
+            /**
+             * Deleted
+             * @default true
+             * @constant
+             */
+            deleted: true;
+            /** Name */
+            name: string;
+            /**
+             * Object
+             * @default secret.deleted
+             * @constant
+             */
+            object: "secret.deleted";
+        };
         /** SecretValue */
         SecretValue: {
             /**
@@ -2765,10 +3050,29 @@ export interface components {
              */
             validation: number;
         };
+        /**
+         * SupervisedJobMethod
+         * @description A supervised job's `method`; its Runtune options are the job's own `options`.
+         */
+        SupervisedJobMethod: {
+            supervised: components["schemas"]["SupervisedShown"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "supervised";
+        };
         /** SupervisedMethod */
         SupervisedMethod: {
             hyperparameters?: components["schemas"]["Hyperparameters-Input"];
             runtune?: components["schemas"]["RuntuneOptions-Input"];
+        };
+        /**
+         * SupervisedShown
+         * @description `method.supervised` as a job shows it: the hyperparameters (the plan's numbers once planned).
+         */
+        SupervisedShown: {
+            hyperparameters: components["schemas"]["Hyperparameters-Output"];
         };
         /**
          * TaskKind
@@ -2784,6 +3088,22 @@ export interface components {
              * @enum {string}
              */
             type: "text";
+        };
+        /**
+         * TextReport
+         * @description `runtune.metrics.text.generation_report`: the means of exact match, token F1 and ROUGE-L.
+         */
+        TextReport: {
+            /** Exact Match */
+            exact_match: number;
+            /** Rouge L */
+            rouge_l: number;
+            /** Samples */
+            samples: number;
+            /** Token F1 */
+            token_f1: number;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * TrainConfig
@@ -3157,6 +3477,77 @@ export interface components {
             url: string;
         };
         /**
+         * WebhookEvent
+         * @description The event a receiver gets (`runtune.outbox.envelope`), OpenAI's event object; what
+         *     `POST /v1/webhooks/{id}/test` sends.
+         */
+        WebhookEvent: {
+            /** Created At */
+            created_at: number;
+            data: components["schemas"]["EventSubject"];
+            /** Id */
+            id: string;
+            /**
+             * Object
+             * @default event
+             * @constant
+             */
+            object: "event";
+            /** Type */
+            type: string;
+        };
+        /** WholeList[DatasetShard] */
+        WholeList_DatasetShard_: {
+            /** Data */
+            data: components["schemas"]["DatasetShard"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** WholeList[Prediction] */
+        WholeList_Prediction_: {
+            /** Data */
+            data: components["schemas"]["Prediction"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /** WholeList[Secret] */
+        WholeList_Secret_: {
+            /** Data */
+            data: components["schemas"]["Secret"][];
+            /**
+             * Has More
+             * @default false
+             * @constant
+             */
+            has_more: false;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object: "list";
+        };
+        /**
          * WorkStatus
          * @description An evaluation's or an export's status: queued until its execution starts, over once it
          *     succeeded or failed.
@@ -3164,7 +3555,89 @@ export interface components {
          */
         WorkStatus: "queued" | "running" | "succeeded" | "failed";
     };
-    responses: never;
+    responses: {
+        /** @description Successful Response */
+        Dataset: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Dataset"];
+            };
+        };
+        /** @description Successful Response */
+        Deleted: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Deleted"];
+            };
+        };
+        /** @description Successful Response */
+        Evaluation: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Evaluation"];
+            };
+        };
+        /** @description Successful Response */
+        Export: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Export"];
+            };
+        };
+        /** @description Successful Response */
+        FileObject: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["FileObject"];
+            };
+        };
+        /** @description Validation Error */
+        HTTPValidationError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /** @description Successful Response */
+        Job: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Job"];
+            };
+        };
+        /** @description Successful Response */
+        Upload: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Upload"];
+            };
+        };
+        /** @description Successful Response */
+        VibeCheck: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["VibeCheck"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
@@ -3214,15 +3687,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_api_key_v1_api_keys__key_id__get: {
@@ -3245,15 +3710,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     revoke_api_key_v1_api_keys__key_id__delete: {
@@ -3267,26 +3724,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     chat_completions_v1_chat_completions_post: {
@@ -3311,15 +3750,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_datasets_v1_datasets_get: {
@@ -3345,15 +3776,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Dataset_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_dataset_v1_datasets_post: {
@@ -3369,24 +3792,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_dataset_v1_datasets__dataset_id__get: {
@@ -3400,24 +3807,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_dataset_v1_datasets__dataset_id__delete: {
@@ -3431,26 +3822,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_download_v1_datasets__dataset_id__download_get: {
@@ -3470,20 +3843,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WholeList_DatasetShard_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retry_dataset_v1_datasets__dataset_id__retry_post: {
@@ -3497,24 +3860,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Dataset"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Dataset"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_samples_v1_datasets__dataset_id__samples_get: {
@@ -3543,15 +3890,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Sample_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     dataset_stats_v1_datasets__dataset_id__stats_get: {
@@ -3574,15 +3913,7 @@ export interface operations {
                     "application/json": components["schemas"]["DatasetStats"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_evaluations_v1_evaluations_get: {
@@ -3608,15 +3939,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Evaluation_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_evaluation_v1_evaluations_post: {
@@ -3632,24 +3955,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            202: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_evaluation_v1_evaluations__evaluation_id__get: {
@@ -3663,24 +3970,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Evaluation"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Evaluation"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_predictions_v1_evaluations__evaluation_id__predictions_get: {
@@ -3700,20 +3991,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WholeList_Prediction_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_exports_v1_exports_get: {
@@ -3739,15 +4020,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Export_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_export_v1_exports_post: {
@@ -3763,24 +4036,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_export_v1_exports__export_id__get: {
@@ -3794,24 +4051,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Export"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Export"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     export_archive_v1_exports__export_id__archive_get: {
@@ -3834,15 +4075,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_files_v1_files_get: {
@@ -3868,15 +4101,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_FileObject_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_file_v1_files_post: {
@@ -3892,24 +4117,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     retrieve_file_v1_files__file_id__get: {
@@ -3923,24 +4132,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileObject"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["FileObject"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_file_v1_files__file_id__delete: {
@@ -3954,26 +4147,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     file_content_v1_files__file_id__content_get: {
@@ -3996,15 +4171,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     estimate_run_v1_fine_tuning_estimate_post: {
@@ -4029,15 +4196,7 @@ export interface operations {
                     "application/json": components["schemas"]["RunEstimate"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_gpus_v1_fine_tuning_gpus_get: {
@@ -4083,15 +4242,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Job_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_job_v1_fine_tuning_jobs_post: {
@@ -4109,24 +4260,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_job_v1_fine_tuning_jobs__job_id__get: {
@@ -4140,24 +4275,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_job_v1_fine_tuning_jobs__job_id__delete: {
@@ -4180,15 +4299,7 @@ export interface operations {
                     "application/json": components["schemas"]["JobDeleted"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     cancel_job_v1_fine_tuning_jobs__job_id__cancel_post: {
@@ -4202,24 +4313,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get: {
@@ -4247,15 +4342,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Checkpoint_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_events_v1_fine_tuning_jobs__job_id__events_get: {
@@ -4286,15 +4373,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_JobEvent_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     job_metrics_v1_fine_tuning_jobs__job_id__metrics_get: {
@@ -4323,20 +4402,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["MetricsPage"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     pause_job_v1_fine_tuning_jobs__job_id__pause_post: {
@@ -4350,24 +4419,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     resume_job_v1_fine_tuning_jobs__job_id__resume_post: {
@@ -4381,24 +4434,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Job"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Job"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     me_v1_me_get: {
@@ -4416,9 +4453,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Me"];
                 };
             };
         };
@@ -4463,15 +4498,7 @@ export interface operations {
                     "application/json": components["schemas"]["ModelObject"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_model_v1_models__model_id__delete: {
@@ -4485,26 +4512,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_secrets_v1_secrets_get: {
@@ -4522,9 +4531,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WholeList_Secret_"];
                 };
             };
         };
@@ -4550,20 +4557,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Secret"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_secret_v1_secrets__name__delete: {
@@ -4583,20 +4580,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_uploads_v1_uploads_get: {
@@ -4622,15 +4609,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_Upload_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_upload_v1_uploads_post: {
@@ -4648,24 +4627,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_upload_v1_uploads__upload_id__get: {
@@ -4679,24 +4642,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_upload_v1_uploads__upload_id__delete: {
@@ -4710,26 +4657,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     complete_upload_v1_uploads__upload_id__complete_post: {
@@ -4743,24 +4672,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     upload_content_v1_uploads__upload_id__content_post: {
@@ -4778,24 +4691,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Upload"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Upload"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_vibe_checks_v1_vibe_checks_get: {
@@ -4821,15 +4718,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_VibeCheck_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     create_vibe_check_v1_vibe_checks_post: {
@@ -4845,24 +4734,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_vibe_check_v1_vibe_checks__check_id__get: {
@@ -4876,24 +4749,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VibeCheck"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["VibeCheck"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_webhooks_v1_webhooks_get: {
@@ -4938,15 +4795,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     get_webhook_v1_webhooks__endpoint_id__get: {
@@ -4969,15 +4818,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpoint"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     delete_webhook_v1_webhooks__endpoint_id__delete: {
@@ -4991,26 +4832,8 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            200: components["responses"]["Deleted"];
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     list_deliveries_v1_webhooks__endpoint_id__deliveries_get: {
@@ -5035,15 +4858,7 @@ export interface operations {
                     "application/json": components["schemas"]["ListPage_WebhookDelivery_"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
     test_webhook_v1_webhooks__endpoint_id__test_post: {
@@ -5063,20 +4878,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WebhookEvent"];
                 };
             };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
+            422: components["responses"]["HTTPValidationError"];
         };
     };
 }

@@ -1,7 +1,7 @@
 // Two or more runs side by side: loss curves overlaid (training solid, validation as its own series),
 // then their settings, progress and final metrics in one table, a column per run.
 import type { ComponentChildren } from "preact";
-import { type Dataset, type Job, type Page, get } from "../api";
+import { type Dataset, type Job, type MetricsPage, type Page, get } from "../api";
 import { LineChart, type Series } from "../charts";
 import { askedHyperparameters } from "../clone";
 import { mainReport } from "../results";
@@ -22,9 +22,7 @@ async function curve(jobId: string): Promise<Point[]> {
   const points: Point[] = [];
   let after: number | null = null;
   for (let page = 0; page < METRICS_PAGES; page++) {
-    const found: { data: Record<string, number>[]; has_more: boolean } = await get(
-      `/v1/fine_tuning/jobs/${jobId}/metrics${after === null ? "" : `?after_step=${after}`}`,
-    );
+    const found: MetricsPage = await get(`/v1/fine_tuning/jobs/${jobId}/metrics${after === null ? "" : `?after_step=${after}`}`);
     points.push(...found.data.map(toPoint));
     if (!found.has_more || found.data.length === 0) break;
     after = found.data[found.data.length - 1].step;

@@ -1,6 +1,6 @@
 import { type Dataset, type Page, get } from "../api";
 import { Link } from "../router";
-import { Empty, ErrorBox, Loading, ProgressBar, Status, formatBytes, formatDate, useResource } from "../ui";
+import { Empty, ErrorBox, LinkCell, Loading, ProgressBar, StatusCell, Table, formatBytes, formatDate, useResource } from "../ui";
 
 export function datasetProgress(dataset: Dataset): number | null {
   const progress = dataset.progress;
@@ -32,40 +32,21 @@ export function Datasets() {
         </Empty>
       )}
       {list.data && list.data.data.length > 0 && (
-        <div class="table-scroll">
-          <table class="list">
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Status</th>
-                <th>Kind</th>
-                <th>Rows</th>
-                <th class="hide-phone">Size</th>
-                <th class="hide-phone">Created</th>
+        <Table class="list" scroll columns={["Name", "Status", "Kind", "Rows", { label: "Size", class: "hide-phone" }, { label: "Created", class: "hide-phone" }]}>
+          {list.data.data.map((dataset) => {
+            const fraction = datasetProgress(dataset);
+            return (
+              <tr key={dataset.id}>
+                <LinkCell href={`/datasets/${dataset.id}`}>{dataset.name}</LinkCell>
+                <StatusCell value={dataset.status}>{fraction !== null && <ProgressBar value={fraction} />}</StatusCell>
+                <td>{dataset.task_kind ?? "—"}</td>
+                <td>{Object.values(dataset.splits).reduce((a, b) => a + b, 0) || "—"}</td>
+                <td class="hide-phone">{dataset.bytes ? formatBytes(dataset.bytes) : "—"}</td>
+                <td class="hide-phone">{formatDate(dataset.created_at)}</td>
               </tr>
-            </thead>
-            <tbody>
-              {list.data.data.map((dataset) => {
-                const fraction = datasetProgress(dataset);
-                return (
-                  <tr key={dataset.id}>
-                    <td>
-                      <Link href={`/datasets/${dataset.id}`}>{dataset.name}</Link>
-                    </td>
-                    <td>
-                      <Status value={dataset.status} />
-                      {fraction !== null && <ProgressBar value={fraction} />}
-                    </td>
-                    <td>{dataset.task_kind ?? "—"}</td>
-                    <td>{Object.values(dataset.splits).reduce((a, b) => a + b, 0) || "—"}</td>
-                    <td class="hide-phone">{dataset.bytes ? formatBytes(dataset.bytes) : "—"}</td>
-                    <td class="hide-phone">{formatDate(dataset.created_at)}</td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </Table>
       )}
     </section>
   );

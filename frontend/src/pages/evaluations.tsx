@@ -1,9 +1,9 @@
 import { useState } from "preact/hooks";
-import { ApiError, type Dataset, type Evaluation, type Model, type Page, get, post } from "../api";
-import { DatasetRef, IdChip, modelLabel } from "../names";
+import { type Dataset, type Evaluation, type Model, type Page, get, post } from "../api";
+import { DatasetRef, IdChip, TunedModelField, modelLabel } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link, navigate } from "../router";
-import { Empty, ErrorBox, Field, Loading, ProgressBar, Resolved, Status, asApiError, errorFor, formError, formatDate, useResource } from "../ui";
+import { Empty, ErrorBox, Field, Loading, ProgressBar, LinkCell, Resolved, Status, StatusCell, Table, errorFor, formError, formatDate, onSubmit, useAction, useResource } from "../ui";
 
 function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   const params = new URLSearchParams(location.search);
@@ -18,8 +18,8 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   const [split, setSplit] = useState("test");
   const [withBase, setWithBase] = useState(true);
   const [maxSamples, setMaxSamples] = useState("");
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
+  const { busy, error } = action;
   if (models.loading || datasets.loading) return <Loading />;
   if (tuned.length === 0) {
     return (
@@ -37,38 +37,22 @@ function NewEvaluation({ onCreated }: { onCreated: () => void }) {
   const chosenTuned = tuned.find((m) => m.id === chosenModel);
   const parent = chosenTuned?.lineage?.root ?? chosenTuned?.parent;
   const chosen = ready.find((d) => d.id === chosenDataset);
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const evaluation = await post<Evaluation>("/v1/evaluations", {
-        dataset_id: chosenDataset,
-        split,
-        models: withBase && parent ? [parent, chosenModel] : [chosenModel],
-        method: chosen?.task_kind === "classification" ? "label_scoring" : "generation",
-        max_samples: maxSamples ? Number(maxSamples) : undefined,
-      });
-      onCreated();
-      navigate(`/evaluations/${evaluation.id}`);
-    } catch (caught) {
-      setError(asApiError(caught));
-      setBusy(false);
-    }
-  };
+  const submit = onSubmit(action, async () => {
+    const evaluation = await post<Evaluation>("/v1/evaluations", {
+      dataset_id: chosenDataset,
+      split,
+      models: withBase && parent ? [parent, chosenModel] : [chosenModel],
+      method: chosen?.task_kind === "classification" ? "label_scoring" : "generation",
+      max_samples: maxSamples ? Number(maxSamples) : undefined,
+    });
+    onCreated();
+    navigate(`/evaluations/${evaluation.id}`);
+  });
   return (
     <form class="card" onSubmit={submit} noValidate>
       <h3>New evaluation</h3>
       <div class="grid-2">
-        <Field label="Tuned model" error={errorFor(error, "models")}>
-          <select name="model" value={chosenModel} onChange={(e) => setModel(e.currentTarget.value)}>
-            {tuned.map((m) => (
-              <option key={m.id} value={m.id} title={m.id}>
-                {modelLabel(m, byId)}
-              </option>
-            ))}
-          </select>
-        </Field>
+        <TunedModelField models={tuned} value={chosenModel} onChange={setModel} datasets={byId} error={errorFor(error, "models")} />
         <Field label="Dataset" error={errorFor(error, "dataset_id")}>
           {ready.length === 0 ? (
             <p class="field-note" data-testid="no-dataset-reason">
@@ -177,32 +161,16 @@ export function Evaluations({ id }: { id?: string }) {
       <ErrorBox error={list.error} />
       {list.data && list.data.data.length === 0 && <Empty title="No evaluations yet" />}
       {list.data && list.data.data.length > 0 && (
-        <div class="table-scroll">
-          <table class="list">
-            <thead>
-              <tr>
-                <th>Evaluation</th>
-                <th>Status</th>
-                <th>Models</th>
-                <th class="hide-phone">Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.data.map((e) => (
-                <tr key={e.id}>
-                  <td>
-                    <Link href={`/evaluations/${e.id}`}>{e.id}</Link>
-                  </td>
-                  <td>
-                    <Status value={e.status} />
-                  </td>
-                  <td title={e.models.join(" vs ")}>{e.models.map(nameOf).join(" vs ")}</td>
-                  <td class="hide-phone">{formatDate(e.created_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table class="list" scroll columns={["Evaluation", "Status", "Models", { label: "Created", class: "hide-phone" }]}>
+          {list.data.data.map((e) => (
+            <tr key={e.id}>
+              <LinkCell href={`/evaluations/${e.id}`}>{e.id}</LinkCell>
+              <StatusCell value={e.status} />
+              <td title={e.models.join(" vs ")}>{e.models.map(nameOf).join(" vs ")}</td>
+              <td class="hide-phone">{formatDate(e.created_at)}</td>
+            </tr>
+          ))}
+        </Table>
       )}
     </section>
   );

@@ -1,8 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, type Export, type ExportFormat, type Model, type Page, type Quantization, get, post, saveDownload } from "../api";
-import { modelLabel, useDatasets } from "../names";
+import { type Export, type ExportFormat, type Model, type Page, type Quantization, get, post, saveDownload } from "../api";
+import { TunedModelField, useDatasets } from "../names";
 import { Link } from "../router";
-import { Empty, ErrorBox, Field, Loading, Status, asApiError, errorFor, formError, formatBytes, formatDate, useResource } from "../ui";
+import { Empty, ErrorBox, Field, Loading, Status, errorFor, formError, formatBytes, formatDate, onSubmit, useAction, useResource } from "../ui";
 
 /** One export; its download links are signed afresh on each read of the export (the list has none). */
 function ExportCard({ summary, onDone }: { summary: Export; onDone: () => void }) {
@@ -18,19 +18,7 @@ function ExportCard({ summary, onDone }: { summary: Export; onDone: () => void }
     [summary.id, summary.status],
   );
   const e = detail.data ?? summary;
-  const [saving, setSaving] = useState(false);
-  const [saveError, setSaveError] = useState<ApiError | null>(null);
-  const saveArchive = async () => {
-    setSaving(true);
-    setSaveError(null);
-    try {
-      await saveDownload(`/v1/exports/${e.id}/archive`, `${e.id}.tar`);
-    } catch (caught) {
-      setSaveError(asApiError(caught));
-    } finally {
-      setSaving(false);
-    }
-  };
+  const save = useAction();
   return (
     <div class="card">
       <p>
@@ -47,13 +35,13 @@ function ExportCard({ summary, onDone }: { summary: Export; onDone: () => void }
       <ErrorBox error={detail.error} />
       {e.status === "succeeded" && e.links.length > 1 && (
         <p>
-          <button class="primary" onClick={() => void saveArchive()} disabled={saving} data-testid="export-archive">
-            {saving ? "Preparing the archive…" : `Download all as one archive (.tar, ${formatBytes(e.links.reduce((n, l) => n + l.bytes, 0))})`}
+          <button class="primary" onClick={() => void save.run(() => saveDownload(`/v1/exports/${e.id}/archive`, `${e.id}.tar`))} disabled={save.busy} data-testid="export-archive">
+            {save.busy ? "Preparing the archive…" : `Download all as one archive (.tar, ${formatBytes(e.links.reduce((n, l) => n + l.bytes, 0))})`}
           </button>{" "}
           <span class="muted">or the files one by one:</span>
         </p>
       )}
-      <ErrorBox error={saveError} />
+      <ErrorBox error={save.error} />
       {e.links.length > 0 && (
         <ul class="downloads">
           {e.links.map((link) => (
@@ -82,23 +70,14 @@ export function Exports() {
   const [format, setFormat] = useState<ExportFormat>("adapter");
   const [quantization, setQuantization] = useState<Quantization>("q4_k_m");
   const converted = format === "gguf" || format === "ollama";
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
+  const { busy, error } = action;
   const chosen = model || tuned.find((m) => m.fine_tuning_job === jobParam)?.id || tuned[0]?.id || "";
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await post<Export>("/v1/exports", converted ? { model: chosen, format, quantization } : { model: chosen, format });
-      await list.reload();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = onSubmit(action, async () => {
+    await post<Export>("/v1/exports", converted ? { model: chosen, format, quantization } : { model: chosen, format });
+    await list.reload();
+  });
 
   if (models.loading) return <Loading />;
   return (
@@ -118,15 +97,7 @@ export function Exports() {
       ) : (
         <form class="card" onSubmit={submit} noValidate>
           <div class="grid-2">
-            <Field label="Tuned model" error={errorFor(error, "model")}>
-              <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
-                {tuned.map((m) => (
-                  <option key={m.id} value={m.id} title={m.id}>
-                    {modelLabel(m, datasets)}
-                  </option>
-                ))}
-              </select>
-            </Field>
+            <TunedModelField models={tuned} value={chosen} onChange={setModel} datasets={datasets} error={errorFor(error, "model")} />
             <Field label="Format" error={errorFor(error, "format")}>
               <select name="format" value={format} onChange={(e) => setFormat(e.currentTarget.value as ExportFormat)}>
                 <option value="adapter">LoRA adapter (.tar.gz)</option>

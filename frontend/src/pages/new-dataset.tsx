@@ -3,7 +3,7 @@ import { ApiError, type Dataset, type Problem, type Upload, post } from "../api"
 import { navigate } from "../router";
 import { ARCHIVE_SUFFIXES, type BadLine, type Mapping, type Preview, type Row, TABLE_SUFFIXES, guessMapping, kindOf, previewRows, render } from "../tables";
 import { UploadFailed, resumableUpload } from "../upload";
-import { ErrorBox, Field, ProgressBar, asApiError, errorFor, formError, formatBytes } from "../ui";
+import { ErrorBox, Field, ProgressBar, asApiError, errorFor, formError, formatBytes, onSubmit, useAction } from "../ui";
 
 type TaskKind = "" | "classification" | "generation" | "preference";
 
@@ -218,23 +218,13 @@ function HubForm() {
   const [split, setSplit] = useState("");
   const [maxRows, setMaxRows] = useState("");
   const [taskKind, setTaskKind] = useState<TaskKind>("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const dataset = await post<Dataset>("/v1/datasets", {
-        hub: { id: hubId.trim(), config: config || undefined, split: split || undefined, max_rows: maxRows ? Number(maxRows) : undefined },
-        task_kind: taskKind || undefined,
-      });
-      navigate(`/datasets/${dataset.id}`);
-    } catch (caught) {
-      setError(asApiError(caught));
-      setBusy(false);
-    }
-  };
+  const action = useAction();
+  const { busy, error } = action;
+  const submit = onSubmit(action, async () => {
+    const hub = { id: hubId.trim(), config: config || undefined, split: split || undefined, max_rows: maxRows ? Number(maxRows) : undefined };
+    const dataset = await post<Dataset>("/v1/datasets", { hub, task_kind: taskKind || undefined });
+    navigate(`/datasets/${dataset.id}`);
+  });
   return (
     <form class="card" onSubmit={submit} noValidate>
       <p class="muted">Gated sets use your Hugging Face token from Settings; it stays on the server.</p>

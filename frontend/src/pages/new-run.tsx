@@ -1,10 +1,11 @@
+import type { JSX } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, type Dataset, type Estimate, type GpuList, type Job, type Model, type Page, get, post } from "../api";
 import { formFromJob } from "../clone";
 import { type ComputeChoice, Offers, SPOT_WORDS, placeWords } from "../compute";
 import { lineageText, modelLabel } from "../names";
 import { Link, navigate } from "../router";
-import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, useResource } from "../ui";
+import { ErrorBox, Field, Loading, asApiError, errorFor, formError, formatDuration, onSubmit, useAction, useResource } from "../ui";
 import { basisWords, estimateWords, fieldWords, plainWords } from "../words";
 
 export interface Form {
@@ -235,8 +236,8 @@ export function NewRun() {
   const preselected = new URLSearchParams(location.search).get("dataset") ?? "";
   const [form, setForm] = useState<Form>({ ...DEFAULTS, dataset: preselected });
   const cloned = useCloned((job) => setForm(formFromJob(job, DEFAULTS)));
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
+  const { busy, error } = action;
   const idempotencyKey = useMemo(() => crypto.randomUUID(), []);
   // A problem in a folded field unfolds "Advanced", so every problem is in sight at once.
   const advanced = useRef<HTMLDetailsElement>(null);
@@ -268,31 +269,30 @@ export function NewRun() {
     set(key, (target.type === "checkbox" ? target.checked : numeric ? Number(target.value) : target.value) as never);
   };
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const { hyperparameters, runtune } = body(form);
-      const tuning = tuningOf(selectedDataset);
-      const asked = tuning === "dpo" ? { ...hyperparameters, beta: autoOr(form.beta) } : hyperparameters;
-      const job = await post<Job>(
-        "/v1/fine_tuning/jobs",
-        {
-          model: form.model,
-          training_file: form.dataset,
-          suffix: form.suffix.trim() || undefined,
-          metadata: parseMetadata(form.metadata),
-          method: { type: tuning, [tuning]: { hyperparameters: asked, runtune } },
-        },
-        { "Idempotency-Key": idempotencyKey },
-      );
-      navigate(`/runs/${job.id}`);
-    } catch (caught) {
-      setError(asApiError(caught));
-      setBusy(false);
-    }
-  };
+  // A number field for `form[key]`, showing the API's problem at `param`.
+  const numberField = (label: string, key: keyof Form, param: string, attributes: JSX.InputHTMLAttributes = {}, hint?: string) => (
+    <Field label={label} error={errorFor(error, param)} hint={hint}>
+      <input type="number" value={form[key] as number} onInput={input(key, true)} {...attributes} />
+    </Field>
+  );
+
+  const submit = onSubmit(action, async () => {
+    const { hyperparameters, runtune } = body(form);
+    const tuning = tuningOf(selectedDataset);
+    const asked = tuning === "dpo" ? { ...hyperparameters, beta: autoOr(form.beta) } : hyperparameters;
+    const job = await post<Job>(
+      "/v1/fine_tuning/jobs",
+      {
+        model: form.model,
+        training_file: form.dataset,
+        suffix: form.suffix.trim() || undefined,
+        metadata: parseMetadata(form.metadata),
+        method: { type: tuning, [tuning]: { hyperparameters: asked, runtune } },
+      },
+      { "Idempotency-Key": idempotencyKey },
+    );
+    navigate(`/runs/${job.id}`);
+  });
 
   if (datasets.loading || models.loading || cloned.loading) return <Loading />;
   if (datasets.error || models.error || cloned.error) return <ErrorBox error={datasets.error ?? models.error ?? cloned.error} />;
@@ -397,30 +397,18 @@ export function NewRun() {
                     <option value="lora">LoRA (16-bit)</option>
                   </select>
                 </Field>
-                <Field label="LoRA rank" error={errorFor(error, "rank")} hint={continues(form.model) ? "A continued run keeps its parent's LoRA rank, alpha and dropout" : undefined}>
-                  <input name="lora_rank" type="number" value={form.rank} onInput={input("rank", true)} disabled={continues(form.model)} />
-                </Field>
-                <Field label="LoRA alpha" error={errorFor(error, "alpha")}>
-                  <input type="number" value={form.alpha} onInput={input("alpha", true)} disabled={continues(form.model)} />
-                </Field>
-                <Field label="LoRA dropout" error={errorFor(error, "dropout")}>
-                  <input type="number" step="0.01" value={form.dropout} onInput={input("dropout", true)} />
-                </Field>
-                <Field label="Max length (tokens)" error={errorFor(error, "max_length")}>
-                  <input name="max_length" type="number" value={form.maxLength} onInput={input("maxLength", true)} />
-                </Field>
+                {numberField("LoRA rank", "rank", "rank", { name: "lora_rank", disabled: continues(form.model) }, continues(form.model) ? "A continued run keeps its parent's LoRA rank, alpha and dropout" : undefined)}
+                {numberField("LoRA alpha", "alpha", "alpha", { disabled: continues(form.model) })}
+                {numberField("LoRA dropout", "dropout", "dropout", { step: "0.01" })}
+                {numberField("Max length (tokens)", "maxLength", "max_length", { name: "max_length" })}
                 <Field label="Schedule" error={errorFor(error, "lr_scheduler")}>
                   <select value={form.scheduler} onChange={input("scheduler")}>
                     <option value="cosine">cosine</option>
                     <option value="linear">linear</option>
                   </select>
                 </Field>
-                <Field label="Warm-up ratio" error={errorFor(error, "warmup_ratio")}>
-                  <input type="number" step="0.01" value={form.warmup} onInput={input("warmup", true)} />
-                </Field>
-                <Field label="Checkpoint every (steps)" error={errorFor(error, "checkpoint_every_steps")}>
-                  <input name="checkpoint_every_steps" type="number" value={form.checkpointEvery} onInput={input("checkpointEvery", true)} />
-                </Field>
+                {numberField("Warm-up ratio", "warmup", "warmup_ratio", { step: "0.01" })}
+                {numberField("Checkpoint every (steps)", "checkpointEvery", "checkpoint_every_steps", { name: "checkpoint_every_steps" })}
                 <Field label="GPU" error={errorFor(error, "gpu")}>
                   <select value={form.gpu} onChange={input("gpu")}>
                     <option value="auto">the smallest that fits</option>

@@ -1,8 +1,8 @@
 import { useState } from "preact/hooks";
 import { ApiError, type Model, type Page, type VibeCheck, get, post } from "../api";
-import { IdChip, lineageText, modelLabel, useDatasets } from "../names";
+import { IdChip, TunedModelField, lineageText, modelLabel, useDatasets } from "../names";
 import { Link } from "../router";
-import { Empty, ErrorBox, Field, Loading, asApiError, errorFor, formError, useResource } from "../ui";
+import { Empty, ErrorBox, Field, Loading, errorFor, formError, onSubmit, useAction, useResource } from "../ui";
 
 const MAX_IMAGE_BYTES = 8 * 1024 * 1024;
 
@@ -46,8 +46,8 @@ export function Playground() {
   const [temperature, setTemperature] = useState(0);
   const [topP, setTopP] = useState(1);
   const [result, setResult] = useState<VibeCheck | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useAction();
+  const { busy, error, setError } = action;
   const chosen = model || tuned[0]?.id || "";
   // A continued model's chain (root base, then each tuned model it trained on from), by run name.
   const names = new Map(listed.filter((m) => m.name).map((m) => [m.id, m.name as string]));
@@ -67,26 +67,11 @@ export function Playground() {
     setImage(await readDataUrl(file));
   };
 
-  const run = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const check = await post<VibeCheck>("/v1/vibe_checks", {
-        model: chosen,
-        prompts: [{ prompt, image: image ?? undefined }],
-        max_tokens: maxTokens,
-        temperature,
-        top_p: topP,
-      });
-      setResult(check);
-      void history.reload();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const run = onSubmit(action, async () => {
+    const prompts = [{ prompt, image: image ?? undefined }];
+    setResult(await post<VibeCheck>("/v1/vibe_checks", { model: chosen, prompts, max_tokens: maxTokens, temperature, top_p: topP }));
+    void history.reload();
+  });
 
   if (models.loading) return <Loading />;
   if (models.error) return <ErrorBox error={models.error} />;
@@ -105,21 +90,14 @@ export function Playground() {
       ) : (
         <>
           <form class="card" onSubmit={run} noValidate>
-            <Field label="Tuned model" error={errorFor(error, "model", "base_model")}>
-              <select name="model" value={chosen} onChange={(e) => setModel(e.currentTarget.value)}>
-                {tuned.map((m) => (
-                  <option key={m.id} value={m.id} title={m.id}>
-                    {modelLabel(m, datasets)}
-                  </option>
-                ))}
-              </select>
+            <TunedModelField models={tuned} value={chosen} onChange={setModel} datasets={datasets} error={errorFor(error, "model", "base_model")}>
               {chosen && <IdChip id={chosen} label={chosen.length > 48 ? `${chosen.slice(0, 45)}…` : chosen} />}
               {lineageOf(chosen) && (
                 <span class="hint" data-testid="model-lineage">
                   Continued: {lineageText(lineageOf(chosen)!, names)}
                 </span>
               )}
-            </Field>
+            </TunedModelField>
             <Field label="Prompt" error={errorFor(error, "prompt", "prompts")}>
               <textarea name="prompt" rows={3} value={prompt} onInput={(e) => setPrompt(e.currentTarget.value)} />
             </Field>

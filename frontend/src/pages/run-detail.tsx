@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { type Checkpoint, type Export, type GpuList, type Job, type JobDeleted, type JobEvent, type Lineage, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
-import { LineChart } from "../charts";
+import { type Checkpoint, type Export, type GpuList, type Job, type JobDeleted, type JobEvent, type Lineage, type MetricsPoint, PAUSABLE, type Page, TERMINAL, del, get, post } from "../api";
+import { LineChart, type Series } from "../charts";
 import { retryBody } from "../clone";
 import { SPOT_WORDS, placeWords } from "../compute";
 import { Hyperparameters, TrainingOptions } from "../hyperparameters";
@@ -8,7 +8,7 @@ import { DatasetRef, IdChip, useModelNames } from "../names";
 import { Comparison, mainReport } from "../results";
 import { Link, navigate } from "../router";
 import { followEvents } from "../sse";
-import { ErrorBox, Loading, ProgressBar, Resolved, Status, asApiError, formatDate, formatDuration, formatNumber, useResource } from "../ui";
+import { ErrorBox, Loading, ProgressBar, Resolved, Status, asApiError, formatDate, formatDuration, formatNumber, useAction, useResource } from "../ui";
 
 export interface Point {
   step: number;
@@ -23,7 +23,7 @@ export interface Point {
   rejectedReward: number | null;
 }
 
-export function toPoint(data: Record<string, number>): Point {
+export function toPoint(data: MetricsPoint): Point {
   return {
     step: data.step,
     loss: data.loss ?? data.train_loss ?? null,
@@ -59,9 +59,8 @@ function useEvents(jobId: string) {
       (message) => {
         if (message.event === "done") return setDone(true);
         const event = JSON.parse(message.data) as JobEvent;
-        if (event.type === "metrics" && event.data && typeof event.data.step === "number") {
-          // Metrics events carry numbers only (step, loss, ...).
-          const point = toPoint(event.data as Record<string, number>);
+        if (event.type === "metrics" && event.data) {
+          const point = toPoint(event.data);
           setPoints((old) => merged(old, point));
         } else {
           setEvents((old) => [event, ...old]);
@@ -90,6 +89,16 @@ function Checkpoints({ job }: { job: Job }) {
         </li>
       ))}
     </ul>
+  );
+}
+
+/** A card of one chart over the run's steps. */
+function ChartCard(props: { title: string; series: Series[]; testId: string; empty: string }) {
+  return (
+    <div class="card">
+      <h3>{props.title}</h3>
+      <LineChart series={props.series} xLabel="step" testId={props.testId} empty={props.empty} />
+    </div>
   );
 }
 
@@ -235,39 +244,27 @@ function RunBody({ job, reload }: { job: Job; reload: () => Promise<void> }) {
         )}
       </div>
       <div class="grid-2">
-        <div class="card">
-          <h3>{valid.length ? "Loss" : "Training loss"}</h3>
-          <LineChart
-            series={[{ name: "loss", color: "#4f46e5", points: loss }, ...(valid.length ? [{ name: "validation loss", color: "#ea580c", points: valid }] : [])]}
-            xLabel="step"
-            testId="loss-chart"
-            empty={empty}
-          />
-        </div>
-        <div class="card">
-          <h3>Learning rate</h3>
-          <LineChart series={[{ name: "learning rate", color: "#0891b2", points: lr }]} xLabel="step" testId="lr-chart" empty={empty} />
-        </div>
+        <ChartCard
+          title={valid.length ? "Loss" : "Training loss"}
+          series={[{ name: "loss", color: "#4f46e5", points: loss }, ...(valid.length ? [{ name: "validation loss", color: "#ea580c", points: valid }] : [])]}
+          testId="loss-chart"
+          empty={empty}
+        />
+        <ChartCard title="Learning rate" series={[{ name: "learning rate", color: "#0891b2", points: lr }]} testId="lr-chart" empty={empty} />
       </div>
       {rewarded && (
         <div class="grid-2" data-testid="reward-charts">
-          <div class="card">
-            <h3>Rewards (DPO)</h3>
-            <LineChart
-              series={[
-                { name: "chosen reward", color: "#16a34a", points: series("chosenReward") },
-                { name: "rejected reward", color: "#dc2626", points: series("rejectedReward") },
-                { name: "margin", color: "#4f46e5", points: series("rewardMargin") },
-              ]}
-              xLabel="step"
-              testId="reward-chart"
-              empty={empty}
-            />
-          </div>
-          <div class="card">
-            <h3>Reward accuracy</h3>
-            <LineChart series={[{ name: "reward accuracy", color: "#ea580c", points: series("rewardAccuracy") }]} xLabel="step" testId="reward-accuracy-chart" empty={empty} />
-          </div>
+          <ChartCard
+            title="Rewards (DPO)"
+            series={[
+              { name: "chosen reward", color: "#16a34a", points: series("chosenReward") },
+              { name: "rejected reward", color: "#dc2626", points: series("rejectedReward") },
+              { name: "margin", color: "#4f46e5", points: series("rewardMargin") },
+            ]}
+            testId="reward-chart"
+            empty={empty}
+          />
+          <ChartCard title="Reward accuracy" series={[{ name: "reward accuracy", color: "#ea580c", points: series("rewardAccuracy") }]} testId="reward-accuracy-chart" empty={empty} />
         </div>
       )}
       {(metrics.final || metrics.baseline) && (
@@ -315,13 +312,11 @@ function DeleteRun({ job, onClose }: { job: Job; onClose: () => void }) {
     ]);
     return { checkpoints: checkpoints.data, exports: exports.data.filter((e) => e.job_id === job.id) };
   }, [job.id]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ReturnType<typeof asApiError> | null>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const model = job.fine_tuned_model && !job.model_deleted_at ? job.fine_tuned_model : null;
-  const remove = async () => {
-    setBusy(true);
-    setError(null);
-    try {
+  const remove = () =>
+    action.run(async () => {
       if (model) {
         // Through the inference service first: it also unloads the model from the engine.
         await del(`/v1/models/${encodeURIComponent(model)}`).catch((caught) => {
@@ -330,11 +325,7 @@ function DeleteRun({ job, onClose }: { job: Job; onClose: () => void }) {
       }
       await del<JobDeleted>(`/v1/fine_tuning/jobs/${job.id}`);
       navigate("/runs");
-    } catch (caught) {
-      setError(asApiError(caught));
-      setBusy(false);
-    }
-  };
+    });
   return (
     <div class="card confirm" role="alertdialog" aria-label="Delete this run?" data-testid="delete-run">
       <h3>Delete this run?</h3>
@@ -394,13 +385,13 @@ export function RunDetail({ id }: { id: string }) {
 /** Where the run trains (or trained): its plan's backend and machine, from the job's estimate summary. */
 function WhereLine({ job, live }: { job: Job; live: boolean }) {
   const gpus = useResource(() => get<GpuList>("/v1/fine_tuning/gpus"), []).data;
-  const summary = (job.estimate ?? {}) as { compute?: string; machine?: string | null; gpu_count?: number; spot?: boolean };
-  if (!job.gpu && summary.machine !== "cpu") return null; // not planned yet: its files are still validated
-  const vertex = summary.compute === "vertex" && job.machine;
-  const gpuLabel = vertex ? `${summary.gpu_count ?? 1} x ${job.gpu}, ${job.machine}` : gpus?.data.find((gpu) => gpu.id === job.gpu)?.label ?? job.gpu;
-  const place = placeWords({ compute: summary.compute, machine: vertex ? job.machine : summary.machine, spot: summary.spot, gpuLabel, machineLabel: summary.machine === "cpu" ? "this machine's CPU" : null }, gpus?.where);
+  const summary = job.estimate;
+  if (!job.gpu && summary?.machine !== "cpu") return null; // not planned yet: its files are still validated
+  const vertex = summary?.compute === "vertex" && job.machine;
+  const gpuLabel = vertex ? `${summary.gpu_count} x ${job.gpu}, ${job.machine}` : gpus?.data.find((gpu) => gpu.id === job.gpu)?.label ?? job.gpu;
+  const place = placeWords({ compute: summary?.compute, machine: vertex ? job.machine : summary?.machine, spot: summary?.spot, gpuLabel, machineLabel: summary?.machine === "cpu" ? "this machine's CPU" : null }, gpus?.where);
   return (
-    <span data-testid="run-where" title={summary.spot ? SPOT_WORDS : undefined}>
+    <span data-testid="run-where" title={summary?.spot ? SPOT_WORDS : undefined}>
       {live ? "Trains on" : job.status === "succeeded" ? "Trained on" : "Planned on"} {place}
     </span>
   );

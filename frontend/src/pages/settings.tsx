@@ -1,5 +1,5 @@
 import type { User } from "firebase/auth";
-import { Fragment } from "preact";
+import { type ComponentChildren, Fragment } from "preact";
 import { useState } from "preact/hooks";
 import {
   type ApiKey,
@@ -7,6 +7,7 @@ import {
   type CreatedApiKey,
   type CreatedWebhookEndpoint,
   type Page,
+  type SecretList,
   type WebhookDelivery,
   type WebhookEndpoint,
   del,
@@ -14,7 +15,7 @@ import {
   post,
   put,
 } from "../api";
-import { ErrorBox, Field, Loading, asApiError, errorFor, useResource } from "../ui";
+import { ErrorBox, Field, Loading, Table, errorFor, onSubmit, useAction, useResource } from "../ui";
 
 // Tokens go to the server's secret store (Secret Manager in the cloud) and never come back: the page
 // keeps them only in the input until it is sent.
@@ -23,41 +24,29 @@ const SECRETS = [
   { name: "wandb_api_key", label: "Weights & Biases API key", about: "Runs logged to your W&B project." },
 ];
 
+/** The field's problem, or the error that names no field: a form of one field shows either beside it. */
+const fieldError = (error: ApiError | null, name: string) => errorFor(error, name) ?? (error && !error.param ? error.message : null);
+
 function SecretRow({ name, label, about, stored, onChange }: { name: string; label: string; about: string; stored: boolean; onChange: () => void }) {
   const [value, setValue] = useState("");
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
   const [saved, setSaved] = useState(false);
-  const save = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await put(`/v1/secrets/${name}`, { value });
-      setValue("");
-      setSaved(true);
-      onChange();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
-  const remove = async () => {
-    setBusy(true);
-    try {
+  const action = useAction();
+  const { busy, error } = action;
+  const save = onSubmit(action, async () => {
+    await put(`/v1/secrets/${name}`, { value });
+    setValue("");
+    setSaved(true);
+    onChange();
+  });
+  const remove = () =>
+    action.run(async () => {
       await del(`/v1/secrets/${name}`);
       setSaved(false);
       onChange();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   return (
     <form class="secret" onSubmit={save} data-testid={`secret-${name}`}>
-      <Field label={label} error={errorFor(error, "value") ?? (error && !error.param ? error.message : null)} hint={about}>
+      <Field label={label} error={fieldError(error, "value")} hint={about}>
         <input type="password" name={name} autocomplete="off" value={value} placeholder={stored ? "•••••••• (stored; type to replace)" : "not set"} onInput={(e) => setValue(e.currentTarget.value)} />
       </Field>
       <div class="actions">
@@ -77,6 +66,24 @@ function SecretRow({ name, label, about, stored, onChange }: { name: string; lab
 
 const when = (ts: number | null) => (ts ? new Date(ts * 1000).toLocaleString() : "—");
 
+/** A secret the server gives once (an API key, a webhook's signing secret), with a copy button; the
+ * page never stores it. Keyed by the secret, so a new one starts uncopied. */
+function ShownOnce(props: { secret: string; testId: string; heading: string; note: string; children?: ComponentChildren }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <div class="created-key" data-testid={props.testId}>
+      <p>
+        <strong>{props.heading}</strong> {props.note}
+      </p>
+      <pre data-testid={`${props.testId}-secret`}>{props.secret}</pre>
+      <button class="secondary" type="button" onClick={() => void navigator.clipboard?.writeText(props.secret).then(() => setCopied(true))}>
+        {copied ? "Copied" : "Copy"}
+      </button>
+      {props.children}
+    </div>
+  );
+}
+
 // Long-lived keys for scripts and services. The secret comes back once, in the create answer: the
 // server keeps only its hash, so the page shows it until the user leaves and never stores it.
 function ApiKeys({ origin }: { origin: string }) {
@@ -84,40 +91,25 @@ function ApiKeys({ origin }: { origin: string }) {
   const [name, setName] = useState("");
   const [readOnly, setReadOnly] = useState(false);
   const [created, setCreated] = useState<CreatedApiKey | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [copied, setCopied] = useState(false);
-  const create = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      setCreated(await post<CreatedApiKey>("/v1/api_keys", { name, scopes: [readOnly ? "read_only" : "full"] }));
-      setName("");
-      setCopied(false);
-      void keys.reload();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
-  const revoke = async (id: string) => {
-    setError(null);
-    try {
+  const action = useAction();
+  const { busy, error } = action;
+  const create = onSubmit(action, async () => {
+    setCreated(await post<CreatedApiKey>("/v1/api_keys", { name, scopes: [readOnly ? "read_only" : "full"] }));
+    setName("");
+    void keys.reload();
+  });
+  const revoke = (id: string) =>
+    action.run(async () => {
       await del(`/v1/api_keys/${id}`);
       if (created?.id === id) setCreated(null);
       void keys.reload();
-    } catch (caught) {
-      setError(asApiError(caught));
-    }
-  };
+    });
   return (
     <div class="card" data-testid="api-keys">
       <h3>API keys</h3>
       <p class="muted">For scripts, CI pipelines and backends: a key does not expire after an hour like a session, and you can revoke it here.</p>
       <form class="inline-form" onSubmit={create}>
-        <Field label="Name" error={errorFor(error, "name") ?? (error && !error.param ? error.message : null)}>
+        <Field label="Name" error={fieldError(error, "name")}>
           <input name="key-name" value={name} placeholder="ci-pipeline" maxLength={100} onInput={(e) => setName(e.currentTarget.value)} />
         </Field>
         <label class="check">
@@ -128,50 +120,31 @@ function ApiKeys({ origin }: { origin: string }) {
         </button>
       </form>
       {created && (
-        <div class="created-key" data-testid="created-key">
-          <p>
-            <strong>Copy it now:</strong> this key is not shown again.
-          </p>
-          <pre data-testid="created-key-secret">{created.key}</pre>
-          <button class="secondary" type="button" onClick={() => void navigator.clipboard?.writeText(created.key).then(() => setCopied(true))}>
-            {copied ? "Copied" : "Copy"}
-          </button>
+        <ShownOnce key={created.key} secret={created.key} testId="created-key" heading="Copy it now:" note="this key is not shown again.">
           <pre>{`curl -H "Authorization: Bearer ${created.key}" ${origin}/v1/fine_tuning/jobs\n\nfrom openai import OpenAI\nclient = OpenAI(base_url="${origin}/v1", api_key="${created.key}")`}</pre>
-        </div>
+        </ShownOnce>
       )}
       {keys.loading && <Loading />}
       <ErrorBox error={keys.error} />
       {keys.data && keys.data.data.length > 0 && (
-        <table data-testid="api-key-table">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Key</th>
-              <th>Scopes</th>
-              <th>Created</th>
-              <th>Last used</th>
-              <th />
+        <Table testId="api-key-table" columns={["Name", "Key", "Scopes", "Created", "Last used", ""]}>
+          {keys.data.data.map((key) => (
+            <tr key={key.id} data-testid={`api-key-${key.id}`}>
+              <td>{key.name}</td>
+              <td>
+                <code>{key.prefix}…</code>
+              </td>
+              <td>{key.scopes.join(", ")}</td>
+              <td>{when(key.created_at)}</td>
+              <td>{when(key.last_used_at)}</td>
+              <td>
+                <button class="danger" type="button" onClick={() => void revoke(key.id)}>
+                  Revoke
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {keys.data.data.map((key) => (
-              <tr key={key.id} data-testid={`api-key-${key.id}`}>
-                <td>{key.name}</td>
-                <td>
-                  <code>{key.prefix}…</code>
-                </td>
-                <td>{key.scopes.join(", ")}</td>
-                <td>{when(key.created_at)}</td>
-                <td>{when(key.last_used_at)}</td>
-                <td>
-                  <button class="danger" type="button" onClick={() => void revoke(key.id)}>
-                    Revoke
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
       )}
     </div>
   );
@@ -189,32 +162,20 @@ function Deliveries({ id }: { id: string }) {
       <ErrorBox error={log.error} />
       {log.data && log.data.data.length === 0 && <p class="muted">No delivery yet.</p>}
       {log.data && log.data.data.length > 0 && (
-        <table data-testid="webhook-delivery-table">
-          <thead>
-            <tr>
-              <th>Time</th>
-              <th>Event</th>
-              <th>Attempt</th>
-              <th>HTTP status</th>
-              <th>Latency</th>
-              <th>Next retry</th>
+        <Table testId="webhook-delivery-table" columns={["Time", "Event", "Attempt", "HTTP status", "Latency", "Next retry"]}>
+          {log.data.data.map((d) => (
+            <tr key={d.id}>
+              <td>{when(d.attempted_at)}</td>
+              <td>
+                {d.event_type} <code>{d.event_id}</code>
+              </td>
+              <td>{d.attempt}</td>
+              <td>{d.status_code ?? d.error ?? "—"}</td>
+              <td>{d.latency_ms === null ? "—" : `${Math.round(d.latency_ms)} ms`}</td>
+              <td>{when(d.next_retry_at)}</td>
             </tr>
-          </thead>
-          <tbody>
-            {log.data.data.map((d) => (
-              <tr key={d.id}>
-                <td>{new Date(d.attempted_at * 1000).toLocaleString()}</td>
-                <td>
-                  {d.event_type} <code>{d.event_id}</code>
-                </td>
-                <td>{d.attempt}</td>
-                <td>{d.status_code ?? d.error ?? "—"}</td>
-                <td>{d.latency_ms === null ? "—" : `${Math.round(d.latency_ms)} ms`}</td>
-                <td>{d.next_retry_at ? new Date(d.next_retry_at * 1000).toLocaleString() : "—"}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </Table>
       )}
     </div>
   );
@@ -225,27 +186,19 @@ function Webhooks() {
   const [url, setUrl] = useState("");
   const [created, setCreated] = useState<CreatedWebhookEndpoint | null>(null);
   const [open, setOpen] = useState<string | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [copied, setCopied] = useState(false);
-  const act = async (work: () => Promise<unknown>) => {
-    setBusy(true);
-    setError(null);
-    try {
+  const action = useAction();
+  const { busy, error } = action;
+  // Every change to an endpoint is followed by a fresh list.
+  const act = (work: () => Promise<unknown>) =>
+    action.run(async () => {
       await work();
       void hooks.reload();
-    } catch (caught) {
-      setError(asApiError(caught));
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   const create = (event: Event) => {
     event.preventDefault();
     void act(async () => {
       setCreated(await post<CreatedWebhookEndpoint>("/v1/webhooks", { url }));
       setUrl("");
-      setCopied(false);
     });
   };
   const remove = (id: string) =>
@@ -266,77 +219,56 @@ function Webhooks() {
         <code>openai</code> SDK's <code>client.webhooks.unwrap(body, headers, secret=...)</code>.
       </p>
       <form class="inline-form" onSubmit={create}>
-        <Field label="Endpoint URL" error={errorFor(error, "url") ?? (error && !error.param ? error.message : null)}>
+        <Field label="Endpoint URL" error={fieldError(error, "url")}>
           <input name="webhook-url" value={url} placeholder="https://example.com/hooks" maxLength={2048} onInput={(e) => setUrl(e.currentTarget.value)} />
         </Field>
         <button class="primary" type="submit" disabled={busy || !url.trim()}>
           Add endpoint
         </button>
       </form>
-      {created && (
-        <div class="created-key" data-testid="created-webhook">
-          <p>
-            <strong>Copy the signing secret now:</strong> it is not shown again.
-          </p>
-          <pre data-testid="created-webhook-secret">{created.secret}</pre>
-          <button class="secondary" type="button" onClick={() => void navigator.clipboard?.writeText(created.secret).then(() => setCopied(true))}>
-            {copied ? "Copied" : "Copy"}
-          </button>
-        </div>
-      )}
+      {created && <ShownOnce key={created.secret} secret={created.secret} testId="created-webhook" heading="Copy the signing secret now:" note="it is not shown again." />}
       {hooks.loading && <Loading />}
       <ErrorBox error={hooks.error} />
       {hooks.data && hooks.data.data.length > 0 && (
-        <table data-testid="webhook-table">
-          <thead>
-            <tr>
-              <th>URL</th>
-              <th>Events</th>
-              <th>Status</th>
-              <th>Created</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {hooks.data.data.map((hook) => (
-              <Fragment key={hook.id}>
-                <tr data-testid={`webhook-${hook.id}`}>
-                  <td>
-                    <code>{hook.url}</code>
-                  </td>
-                  <td>{hook.events.length ? hook.events.join(", ") : "all"}</td>
-                  <td title={hook.disabled_reason ?? ""}>{hook.status}</td>
-                  <td>{when(hook.created_at)}</td>
-                  <td>
-                    <button class="secondary" type="button" disabled={busy || hook.status !== "enabled"} onClick={() => void test(hook.id)}>
-                      Send test
-                    </button>
-                    <button class="secondary" type="button" onClick={() => setOpen(open === hook.id ? null : hook.id)}>
-                      Deliveries
-                    </button>
-                    <button class="danger" type="button" disabled={busy} onClick={() => void remove(hook.id)}>
-                      Delete
-                    </button>
+        <Table testId="webhook-table" columns={["URL", "Events", "Status", "Created", ""]}>
+          {hooks.data.data.map((hook) => (
+            <Fragment key={hook.id}>
+              <tr data-testid={`webhook-${hook.id}`}>
+                <td>
+                  <code>{hook.url}</code>
+                </td>
+                <td>{hook.events.length ? hook.events.join(", ") : "all"}</td>
+                <td title={hook.disabled_reason ?? ""}>{hook.status}</td>
+                <td>{when(hook.created_at)}</td>
+                <td>
+                  <button class="secondary" type="button" disabled={busy || hook.status !== "enabled"} onClick={() => void test(hook.id)}>
+                    Send test
+                  </button>
+                  <button class="secondary" type="button" onClick={() => setOpen(open === hook.id ? null : hook.id)}>
+                    Deliveries
+                  </button>
+                  <button class="danger" type="button" disabled={busy} onClick={() => void remove(hook.id)}>
+                    Delete
+                  </button>
+                </td>
+              </tr>
+              {open === hook.id && (
+                <tr>
+                  <td colSpan={5}>
+                    <Deliveries id={hook.id} />
                   </td>
                 </tr>
-                {open === hook.id && (
-                  <tr>
-                    <td colSpan={5}>
-                      <Deliveries id={hook.id} />
-                    </td>
-                  </tr>
-                )}
-              </Fragment>
-            ))}
-          </tbody>
-        </table>
+              )}
+            </Fragment>
+          ))}
+        </Table>
       )}
     </div>
   );
 }
 
 export function Settings({ user, profile }: { user: User; profile: string }) {
-  const secrets = useResource(() => get<Page<{ name: string }>>("/v1/secrets"), []);
+  const secrets = useResource(() => get<SecretList>("/v1/secrets"), []);
   const [token, setToken] = useState<string | null>(null);
   const names = new Set(secrets.data?.data.map((s) => s.name) ?? []);
   const origin = location.origin;
