@@ -6,7 +6,8 @@ thread pool checks images (Pillow releases the GIL there; an acceptable JPEG is 
 encoded a row group at a time into an upload that a background thread streams to the bucket
 (`canonical.ShardWriter`). Memory is bounded by the window, one row group and a few upload chunks
 per split, one preview page per split and the de-duplication keys (`BoundedSeen`, capped), not by
-the size of the dataset. `IngestResult.timings` says where the time went (`bench/ingest.py` prints it).
+the size of the dataset; so are glibc's heaps (`native_heap`). `IngestResult.timings` says where
+the time went (`bench/ingest.py` prints it).
 Failures raise `DataError` naming the file, row and field; the caller removes what was written.
 """
 
@@ -32,6 +33,7 @@ from runtune.datasets.hub import SPLIT_COLUMN, open_hub_dataset
 from runtune.datasets.image_folder import find_image_folder, read_image_folder
 from runtune.datasets.images import NormalizedImage, normalize_image
 from runtune.datasets.limits import DatasetLimits
+from runtune.datasets.native_heap import bound_native_heap
 from runtune.datasets.preference import read_preference_jsonl
 from runtune.datasets.previews import PreviewWriter
 from runtune.datasets.problems import DataError, Location
@@ -151,6 +153,7 @@ class Ingestor:
         self._workdir = workdir
         self._progress = progress or (lambda phase, done, total: None)
         self._clock = PhaseClock()
+        bound_native_heap()  # else glibc's heaps keep growing with the dataset (native_heap.py)
 
     # -- sources ----------------------------------------------------------------------------------
 
