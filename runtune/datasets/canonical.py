@@ -20,6 +20,7 @@ is how `datasets` itself stores the TRL vision layout.
 
 from __future__ import annotations
 
+import collections
 import io
 import queue
 import re
@@ -273,8 +274,13 @@ class _Pipe:
     def __init__(self, chunk: int = 1 << 20, depth: int = 16) -> None:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._chunk = chunk
-        self._out = bytearray()  # written, not yet queued
-        self._in = bytearray()  # queued, not yet read
+        # Pieces kept as they come and joined once into what is handed on (no growing buffer copied
+        # and shifted): each chunk and each read is one allocation of its own size, which the C
+        # allocator returns whole instead of leaving fragments of ever larger buffers in its heaps.
+        self._out: list[bytes] = []  # written, not yet queued
+        self._out_size = 0
+        self._in: collections.deque[bytes] = collections.deque()  # queued, not yet read
+        self._in_size = 0
         self._read = 0
         self._eof = False
         self._aborted = False
@@ -284,19 +290,24 @@ class _Pipe:
     # -- the writer's side --
 
     def write(self, data: bytes) -> int:
-        self._out += data
-        if len(self._out) >= self._chunk:
-            self._put(bytes(self._out))
-            self._out.clear()
+        self._out.append(bytes(data))  # pyarrow may reuse its buffer after the call
+        self._out_size += len(data)
+        if self._out_size >= self._chunk:
+            self._flush_out()
         return len(data)
+
+    def _flush_out(self) -> None:
+        chunk = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        self._put(chunk)
 
     def flush(self) -> None:
         return
 
     def close(self) -> None:
         if self._out:
-            self._put(bytes(self._out))
-            self._out.clear()
+            self._flush_out()
         self._put(None)
         self.closed = True
 
@@ -322,17 +333,26 @@ class _Pipe:
         return self._read
 
     def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._in) < size):
+        while not self._eof and (size < 0 or self._in_size < size):
             item = self._get()
             if item is None:
                 self._eof = True
             else:
-                self._in += item
-        take = len(self._in) if size < 0 else min(size, len(self._in))
-        data = bytes(self._in[:take])
-        del self._in[:take]
+                self._in.append(item)
+                self._in_size += len(item)
+        take = self._in_size if size < 0 else min(size, self._in_size)
+        parts: list[bytes] = []
+        need = take
+        while need:
+            head = self._in.popleft()
+            if len(head) > need:
+                self._in.appendleft(head[need:])
+                head = head[:need]
+            parts.append(head)
+            need -= len(head)
+        self._in_size -= take
         self._read += take
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _get(self) -> bytes | None:
         while not self._aborted:
