@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from runtune.compute import ComputeChoice
 from runtune.estimate import GPU_NAMES, Backend, Estimate, Where
-from runtune.schemas.common import ApiError, ApiModel, OwnedResource, WholeList, ascii_number
+from runtune.schemas.common import ApiError, ApiModel, OwnedResource, WholeList, ascii_number, new_id
 from runtune.schemas.datasets import TaskKind
 
 # "auto" or a GPU of the table (runtune/gpus.json): adding a GPU to the table offers it here too.
@@ -632,6 +632,33 @@ class CreateJobRequest(ApiModel):
         if given == Hyperparameters() and self.hyperparameters is not None:
             return self.hyperparameters
         return given
+
+    def new_job(
+        self,
+        owner: str,
+        *,
+        options: RuntuneOptions | None = None,
+        lineage: Lineage | None = None,
+        status: JobStatus = JobStatus.validating_files,
+    ) -> Job:
+        """The job this request creates, before planning: what it asked for as given, with `options`
+        (the method's Runtune options unless the caller settled them, e.g. for a continued model)."""
+        return Job(
+            id=new_id("ftjob"),
+            owner=owner,
+            model=self.model,
+            training_file=self.training_file,
+            validation_file=self.validation_file,
+            hyperparameters=self.resolved_hyperparameters(),
+            method=self.method.shown(),
+            options=self.method.runtune if options is None else options,
+            suffix=self.suffix,
+            seed=self.seed if self.seed is not None else 42,
+            metadata=self.metadata,
+            integrations=self.integrations or [],
+            status=status,
+            lineage=lineage,
+        )
 
 
 class JobDeleted(ApiModel):

@@ -33,7 +33,7 @@ from runtune.ports.metadata import MetadataStore
 from runtune.ports.secrets import SecretStore
 from runtune.quotas import Quotas
 from runtune.schemas import Dataset, DatasetStatus
-from runtune.schemas.common import ApiError, new_id, now_ts
+from runtune.schemas.common import ApiError, now_ts
 from runtune.schemas.jobs import (
     CreateJobRequest,
     Job,
@@ -137,22 +137,7 @@ class JobService:
             param=param,
             objective=request.method.type,
         )
-        job = Job(
-            id=new_id("ftjob"),
-            owner=uid,
-            model=request.model,
-            training_file=request.training_file,
-            validation_file=request.validation_file,
-            hyperparameters=request.resolved_hyperparameters(),
-            method=request.method.shown(),
-            options=options,
-            suffix=request.suffix,
-            seed=request.seed if request.seed is not None else 42,
-            metadata=request.metadata,
-            integrations=request.integrations or [],
-            status=JobStatus.validating_files,
-            lineage=plan.lineage_of(request.model, parent),
-        )
+        job = request.new_job(uid, options=options, lineage=plan.lineage_of(request.model, parent))
         # Before any GPU starts: a job whose adapter the engine could not serve is refused, or runs
         # for download only (its merged export) and its events say so.
         verdict = serving.assess(job, profile=self.profile)

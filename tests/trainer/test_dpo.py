@@ -8,7 +8,6 @@ paused and resumed dpo job continues the uninterrupted run's loss curve, as a su
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +43,7 @@ def _ingest(store: Any, blobs: Any, tmp_path: Path, per_colour: int = 16) -> Dat
 
 def _planned(store: Any, request: CreateJobRequest, dataset: Dataset, parent: plan.Parent | None = None) -> Job:
     """The job as `POST /v1/fine_tuning/jobs` stores and plans it (services/training/jobs_service.py)."""
-    asked = Job(
-        id=f"ftjob-{uuid.uuid4().hex[:12]}",
-        owner=UID,
-        model=request.model,
-        training_file=dataset.id,
-        status=JobStatus.queued,
-        hyperparameters=request.resolved_hyperparameters(),
-        method=request.method.shown(),
-        options=request.method.runtune,
-        lineage=plan.lineage_of(request.model, parent),
-    )
+    asked = request.new_job(UID, lineage=plan.lineage_of(request.model, parent), status=JobStatus.queued)
     job = plan.with_plan(asked, plan.plan_job(asked, dataset, offered=GPU_NAMES, parent=parent))
     store.set(job_path(job.id), job.to_document())
     return job

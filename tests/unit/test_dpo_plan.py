@@ -31,15 +31,7 @@ def _request(method: dict) -> CreateJobRequest:
 
 
 def _job(request: CreateJobRequest) -> Job:
-    return Job(
-        id="ftjob-1",
-        owner="u",
-        model=request.model,
-        training_file=request.training_file,
-        hyperparameters=request.resolved_hyperparameters(),
-        method=request.method.shown(),
-        options=request.method.runtune,
-    )
+    return request.new_job("u")
 
 
 def test_a_dpo_request_as_the_openai_sdk_sends_it_plans_with_beta_and_the_options() -> None:
