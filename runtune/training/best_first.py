@@ -116,14 +116,13 @@ def best_continuations(
     adapter_names: Sequence[str] | None = None,
 ) -> list[tuple[int, float]]:
     """The index and summed log-probability of each prompt's most likely candidate continuation (the
-    first of equals), as
-    `continuation_logprobs`'s sums would rank them: one prefill of the left-padded prompts (`batch`;
-    `prefill_batch`, the same inputs with precomputed attention masks, if given), then best-first
-    steps from its cache. Where the model's attention or cache does not allow a tree mask, every
-    candidate is scored instead (the same answer, slower). `adapter_names`: one per prompt."""
+    first of equals), as `continuation_logprobs`'s sums would rank them: one prefill of the left-padded
+    prompts (`batch`; `prefill_batch`, the same inputs with precomputed attention masks, if given),
+    then best-first steps from its cache. Where the model's attention or cache does not allow a tree
+    mask, every candidate is scored instead (the same answer, slower). `adapter_names`: one per prompt."""
     from transformers import DynamicCache
 
-    from runtune.training.evaluation import cache_argument, continuation_logprobs, returned_cache
+    from runtune.training.evaluation import cache_argument, continuation_logprobs, prefill_prompts
 
     device = next(model.parameters()).device
     per_prompt = {"adapter_names": list(adapter_names)} if adapter_names is not None else {}
@@ -132,23 +131,18 @@ def best_continuations(
     if getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager"):
         # A full cache on every layer, sliding ones included: a sliding layer's cache drops its oldest
         # columns by count, and the columns this search appends are not in position order.
-        prefill = model(
-            **(prefill_batch or batch), **per_prompt, use_cache=True, logits_to_keep=1, **{cache_kwarg: DynamicCache()}
-        )
-        cache = returned_cache(prefill)
+        first, cache = prefill_prompts(model, prefill_batch or batch, adapter_names, DynamicCache())
         layers = getattr(cache, "layers", None)
         if not layers or any(
             getattr(layer, "keys", None) is None or getattr(layer, "is_sliding", False) for layer in layers
         ):
-            cache = None  # shared key/value layers (Gemma 4), or a cache of another kind
+            cache = None  # shared key/value layers, or a cache of another kind
     if cache is None:
         scored = continuation_logprobs(
             model, batch, candidates, pad_id, prefill_batch=prefill_batch, adapter_names=adapter_names
         )
         sums = [[sum(tokens) for tokens in rows] for rows in scored]
         return [max(enumerate(row), key=lambda pair: pair[1]) for row in sums]
-    first = prefill.logits[:, -1].float().log_softmax(-1).cpu()
-    del prefill
     tries: dict[tuple[tuple[int, ...], ...], _Trie] = {}
     searches = []
     for row, per_prompt_candidates in enumerate(candidates):

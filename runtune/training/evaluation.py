@@ -111,6 +111,19 @@ def score_examples(
 
 
 @torch.no_grad()
+def prefill_prompts(
+    model: Any, batch: dict[str, Any], adapter_names: Sequence[str] | None = None, cache: Any = None
+) -> tuple[torch.Tensor, Any]:
+    """One forward of the left-padded prompts: every prompt's next-token log-probabilities (on the
+    CPU, float32) and the key/value cache (`cache`, if given, is the one to fill)."""
+    per_prompt = {"adapter_names": list(adapter_names)} if adapter_names is not None else {}
+    given = {cache_argument(model): cache} if cache is not None else {}
+    # Only the last position's logits are needed: the vocabulary is 262k wide for the real models.
+    prefill = model(**batch, **per_prompt, **given, use_cache=True, logits_to_keep=1)
+    return prefill.logits[:, -1].float().log_softmax(-1).cpu(), returned_cache(prefill)
+
+
+@torch.no_grad()
 def continuation_logprobs(
     model: Any,
     batch: dict[str, Any],
@@ -127,12 +140,8 @@ def continuation_logprobs(
     per prompt (peft's mixed-adapter batches)."""
     device = _device(model)
     per_prompt = {"adapter_names": list(adapter_names)} if adapter_names is not None else {}
-    # Only the last position's logits are needed: the vocabulary is 262k wide for the real models.
-    prefill = model(**(prefill_batch or batch), **per_prompt, use_cache=True, logits_to_keep=1)
-    cache, cache_kwarg = returned_cache(prefill), cache_argument(model)
-    # log p(first token | prompt) comes from the prefill's last position.
-    first = prefill.logits[:, -1].float().log_softmax(-1).cpu()
-    del prefill
+    first, cache = prefill_prompts(model, prefill_batch or batch, adapter_names)
+    cache_kwarg = cache_argument(model)
     scores = [[[float(first[e, tokens[0]])] for tokens in per_example] for e, per_example in enumerate(candidates)]
     tries = [_label_trie(per_example) for per_example in candidates]
     queries = max(len(trie[0]) for trie in tries)
