@@ -1,15 +1,15 @@
-"""The C heap of an ingesting process, kept from growing with the dataset.
+"""The C heap of an ingesting process, kept from hoarding the large buffers an ingestion frees.
 
 An ingestion allocates many short-lived native buffers, among them the shard upload's 8 MiB reads
-(`canonical._Pipe`, a bytearray grown chunk by chunk, then copied). glibc serves an allocation of
-at least its mmap threshold (128 KiB) with `mmap` and gives it back on free, but it raises that
-threshold to the size of every mapped chunk freed (up to 32 MiB), after which those buffers come
-from the per-thread heaps instead, where freed space is kept for reuse and fragments. Measured on the
-bench (issue 18), the heaps held 160 MiB free after 1,000 images and 290 MiB after 4,000, and peak RSS
-grew about 70 KB per image although no Python object nor Arrow buffer outlived its row group.
-Fixing the threshold at 4 MiB keeps the large buffers mapped and returned, so the heaps stay the
-size of what is live; smaller ones (images, 1 MiB pipe chunks) stay on the heaps, whose reuse is
-cheaper than fresh pages (at 128 KiB the same bound cost about 10% more CPU).
+(`canonical._Pipe`). glibc serves an allocation of at least its mmap threshold (128 KiB) with `mmap`
+and gives it back on free, but it raises that threshold to the size of every mapped chunk freed (up
+to 32 MiB), after which those buffers come from the per-thread heaps instead, where freed space is
+kept for reuse and fragments. Measured on the bench (issue 18), the heaps held 160 MiB free after
+1,000 images and 290 MiB after 4,000, and peak RSS grew about 70 KB per image although no Python
+object nor Arrow buffer outlived its row group. Fixing the threshold at 4 MiB keeps the large
+buffers mapped and returned, so they no longer stay in the heaps (what still grows, about 32 KB an
+image, is in docs/performance.md); smaller ones (images, 1 MiB pipe chunks) stay on the heaps, whose
+reuse is cheaper than fresh pages (at 128 KiB the same bound cost about 10% more CPU).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ thread pool checks images (Pillow releases the GIL there; an acceptable JPEG is 
 encoded a row group at a time into an upload that a background thread streams to the bucket
 (`canonical.ShardWriter`). Memory is bounded by the window, one row group and a few upload chunks
 per split, one preview page per split and the de-duplication keys (`BoundedSeen`, capped), not by
-the size of the dataset; so are glibc's heaps (`native_heap`). `IngestResult.timings` says where
+the size of the dataset (Python objects and Arrow buffers; glibc's heaps are kept from hoarding the
+large freed buffers by `native_heap`, though peak RSS still grows slowly with the dataset: see
+docs/performance.md). `IngestResult.timings` says where
 the time went (`bench/ingest.py` prints it).
 Failures raise `DataError` naming the file, row and field; the caller removes what was written.
 """
